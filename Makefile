@@ -1,0 +1,65 @@
+# kmirror — build, test and operate.
+GO        ?= go
+BIN       ?= bin/kmirror
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/kmirror/kmirror/pkg/version.Version=$(VERSION)
+PREFIX    ?= /usr/local
+DESTDIR   ?=
+
+.PHONY: all build demo test lint e2e kafka-fetch kafka-up kafka-down bench deploy-check image install fuzz clean
+
+all: lint test build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kmirror
+
+## demo: mirror a generated workload between two embedded Kafka clusters and verify it.
+demo:
+	$(GO) run ./cmd/kmirror demo
+
+## test: the hermetic suite (in-process Kafka clusters), with the race detector.
+test:
+	$(GO) test -race -timeout 15m ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) mod tidy -diff
+
+## fuzz: a short run of every fuzz target.
+fuzz:
+	./scripts/fuzz.sh
+
+## e2e: the end-to-end suite against real Apache Kafka (KRaft) brokers from Maven Central.
+e2e: build
+	./scripts/e2e.sh
+
+kafka-fetch:
+	./scripts/kafka/fetch.sh
+
+kafka-up:
+	./scripts/kafka/cluster.sh up europe
+	./scripts/kafka/cluster.sh up us
+
+kafka-down:
+	./scripts/kafka/cluster.sh down us
+	./scripts/kafka/cluster.sh down europe
+
+## bench: kmirror vs MirrorMaker 2 vs the cluster's ceiling, on real brokers.
+bench: build
+	./benchmarks/run.sh
+
+## deploy-check: validate every manifest under deploy/ offline against the real schemas.
+deploy-check:
+	./scripts/deploy-check.sh
+
+image:
+	buildah bud -f Containerfile -t kmirror:$(VERSION) .
+
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/kmirror
+	install -D -m 0644 deploy/systemd/kmirror.service $(DESTDIR)/etc/systemd/system/kmirror.service
+	install -D -m 0640 configs/kmirror.yaml $(DESTDIR)/etc/kmirror/kmirror.yaml
+
+clean:
+	rm -rf bin

@@ -1,0 +1,200 @@
+// Package offsets tracks, per source partition, which fetched records the target has
+// acknowledged, and owns the Committer interface through which safe offsets reach storage.
+//
+// It must never report an offset the target has not acknowledged: Committed only moves past a
+// record once that record and every record fetched before it (in the same partition) have been
+// acknowledged or deliberately skipped.
+package offsets
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"time"
+)
+
+// ErrFull is returned by Register when the partition already has Capacity records in flight.
+var ErrFull = errors.New("partition in-flight window is full")
+
+// Partition tracks the records of one source partition between fetch and target acknowledgement.
+//
+// Records are registered in fetch order by a single goroutine (the claim goroutine of the
+// partition) and may be acknowledged in any order by any goroutine. The tracker keeps a window of
+// slots indexed by a per-partition sequence number: Register writes the slot at tail and then
+// publishes tail; Ack sets the slot's done flag; advance pops slots from head while they are done.
+//
+// Why it is correct without a lock:
+//   - A slot between head and tail is written only by Register before tail is published, and read
+//     by advancers after they have loaded tail, so its offset is visible to them.
+//   - A slot is reused only when head has moved past it, and head moves past a slot only after
+//     the advancer has read its offset; Register never writes a slot at or after head+capacity.
+//   - Several goroutines may advance at once (the producer's ack path and the worker's skip
+//     path); each pop is a compare-and-swap on head, so every slot is popped exactly once, and
+//     committed is raised with a compare-and-swap maximum, so it never moves backwards.
+//   - A failed record is never marked done, so head never passes it and nothing after it can
+//     become committed.
+type Partition struct {
+	topic     string
+	partition int32
+	mask      uint64
+	slots     []slot
+
+	_    [64]byte // keep the hot counters on their own cache lines
+	head atomic.Uint64
+	_    [56]byte
+	tail atomic.Uint64
+	_    [56]byte
+
+	committed atomic.Int64 // next offset to consume: highest contiguous acked offset + 1
+	failed    atomic.Pointer[Failure]
+}
+
+type slot struct {
+	offset int64
+	done   atomic.Uint32
+}
+
+// Failure says which record stopped a partition from advancing, and why.
+type Failure struct {
+	Offset int64
+	Err    error
+}
+
+// NewPartition returns a tracker for topic/partition whose next offset to consume is start, able
+// to hold capacity records in flight (rounded up to a power of two).
+func NewPartition(topic string, partition int32, start int64, capacity int) *Partition {
+	n := uint64(1)
+	for n < uint64(capacity) {
+		n <<= 1
+	}
+	p := &Partition{topic: topic, partition: partition, mask: n - 1, slots: make([]slot, n)}
+	p.committed.Store(start)
+	return p
+}
+
+// Topic is the source topic this tracker follows.
+func (p *Partition) Topic() string { return p.topic }
+
+// Partition is the source partition number this tracker follows.
+func (p *Partition) Partition() int32 { return p.partition }
+
+// Register records that offset was fetched and is about to be handed on, and returns its sequence
+// number, which Ack and Fail take. Only one goroutine may call Register (and Unregister) for a
+// partition. It returns ErrFull when Capacity records are already in flight.
+func (p *Partition) Register(offset int64) (uint64, error) {
+	t := p.tail.Load()
+	if t-p.head.Load() > p.mask {
+		return 0, ErrFull
+	}
+	s := &p.slots[t&p.mask]
+	s.offset = offset
+	s.done.Store(0)
+	p.tail.Store(t + 1)
+	return t, nil
+}
+
+// RegisterWait is Register that waits, politely, while the window is full. It returns ctx's
+// error if ctx ends first.
+func (p *Partition) RegisterWait(ctx context.Context, offset int64) (uint64, error) {
+	for spins := 0; ; spins++ {
+		seq, err := p.Register(offset)
+		if err == nil {
+			return seq, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		backoff(spins)
+	}
+}
+
+// Unregister takes back the most recent Register, for a record that was never handed on (its
+// hand-off was cancelled). Only the registering goroutine may call it, and only for the last seq.
+func (p *Partition) Unregister(seq uint64) {
+	if p.tail.Load() == seq+1 {
+		p.tail.Store(seq)
+	}
+}
+
+// Ack records that the record with sequence number seq is safely on the target (or was
+// deliberately skipped) and advances the committed offset as far as contiguity allows.
+func (p *Partition) Ack(seq uint64) {
+	p.slots[seq&p.mask].done.Store(1)
+	p.advance()
+}
+
+// Fail records that the record with sequence number seq will never be acknowledged. The
+// partition stops advancing at it; the first failure is kept.
+func (p *Partition) Fail(seq uint64, err error) {
+	f := &Failure{Offset: p.slots[seq&p.mask].offset, Err: err}
+	p.failed.CompareAndSwap(nil, f)
+}
+
+func (p *Partition) advance() {
+	for {
+		h := p.head.Load()
+		if h == p.tail.Load() {
+			return
+		}
+		s := &p.slots[h&p.mask]
+		if s.done.Load() == 0 {
+			return
+		}
+		next := s.offset + 1
+		if !p.head.CompareAndSwap(h, h+1) {
+			continue // another advancer popped it; look again
+		}
+		for {
+			c := p.committed.Load()
+			if next <= c || p.committed.CompareAndSwap(c, next) {
+				break
+			}
+		}
+	}
+}
+
+// Committed returns the next offset to consume: one past the highest offset that, together with
+// every offset registered before it, the target has acknowledged.
+func (p *Partition) Committed() int64 { return p.committed.Load() }
+
+// InFlight returns how many registered records are not yet popped (acknowledged in order).
+func (p *Partition) InFlight() int { return int(p.tail.Load() - p.head.Load()) }
+
+// Failed returns the failure that stopped this partition, or nil.
+func (p *Partition) Failed() *Failure { return p.failed.Load() }
+
+// Drain waits until every registered record has been acknowledged or the partition has failed,
+// or ctx ends. It returns nil when all were acknowledged, the failure when one failed, and an
+// error naming what was left when ctx ended first.
+func (p *Partition) Drain(ctx context.Context) error {
+	for spins := 0; ; spins++ {
+		if f := p.failed.Load(); f != nil {
+			return fmt.Errorf("%s/%d stopped at offset %d: %w", p.topic, p.partition, f.Offset, f.Err)
+		}
+		if p.InFlight() == 0 {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%s/%d: %d records still unacknowledged, committed up to offset %d: %w",
+				p.topic, p.partition, p.InFlight(), p.Committed(), context.Cause(ctx))
+		}
+		backoff(spins)
+	}
+}
+
+// backoff spins briefly, then yields, then sleeps up to a millisecond: waiting here only happens
+// when a window is full or a drain is in progress, never on the hot path.
+func backoff(spins int) {
+	switch {
+	case spins < 16:
+		runtime.Gosched()
+	default:
+		d := time.Duration(spins-15) * 50 * time.Microsecond
+		if d > time.Millisecond {
+			d = time.Millisecond
+		}
+		time.Sleep(d)
+	}
+}

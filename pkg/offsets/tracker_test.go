@@ -1,0 +1,194 @@
+package offsets
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestCommittedOnlyAdvancesOverContiguousAcks(t *testing.T) {
+	p := NewPartition("t", 0, 100, 8)
+	offsets := []int64{100, 101, 105, 106} // gaps: compaction or transaction markers
+	seqs := make([]uint64, len(offsets))
+	for i, o := range offsets {
+		s, err := p.Register(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs[i] = s
+	}
+	p.Ack(seqs[1])
+	p.Ack(seqs[3])
+	if got := p.Committed(); got != 100 {
+		t.Fatalf("committed = %d after acks of 101 and 106 only, want 100", got)
+	}
+	p.Ack(seqs[0])
+	if got := p.Committed(); got != 102 {
+		t.Fatalf("committed = %d, want 102 (100 and 101 acked)", got)
+	}
+	p.Ack(seqs[2])
+	if got := p.Committed(); got != 107 {
+		t.Fatalf("committed = %d, want 107", got)
+	}
+	if p.InFlight() != 0 {
+		t.Fatalf("in flight = %d, want 0", p.InFlight())
+	}
+}
+
+func TestFailureStopsThePartition(t *testing.T) {
+	p := NewPartition("t", 3, 0, 8)
+	var seqs []uint64
+	for o := int64(0); o < 4; o++ {
+		s, _ := p.Register(o)
+		seqs = append(seqs, s)
+	}
+	boom := errors.New("boom")
+	p.Ack(seqs[0])
+	p.Fail(seqs[1], boom)
+	p.Ack(seqs[2])
+	p.Ack(seqs[3])
+	if got := p.Committed(); got != 1 {
+		t.Fatalf("committed = %d, want 1: nothing past the failed offset 1", got)
+	}
+	err := p.Drain(context.Background())
+	if !errors.Is(err, boom) {
+		t.Fatalf("Drain = %v, want the failure", err)
+	}
+	if f := p.Failed(); f == nil || f.Offset != 1 {
+		t.Fatalf("Failed = %+v, want offset 1", f)
+	}
+}
+
+func TestRegisterRefusesBeyondCapacityAndReusesSlots(t *testing.T) {
+	p := NewPartition("t", 0, 0, 4)
+	for o := int64(0); o < 4; o++ {
+		if _, err := p.Register(o); err != nil {
+			t.Fatalf("register %d: %v", o, err)
+		}
+	}
+	if _, err := p.Register(4); !errors.Is(err, ErrFull) {
+		t.Fatalf("register beyond capacity = %v, want ErrFull", err)
+	}
+	p.Ack(0)
+	s, err := p.Register(4)
+	if err != nil {
+		t.Fatalf("register after a pop: %v", err)
+	}
+	for _, q := range []uint64{1, 2, 3, s} {
+		p.Ack(q)
+	}
+	if got := p.Committed(); got != 5 {
+		t.Fatalf("committed = %d, want 5", got)
+	}
+}
+
+func TestUnregisterTakesBackAnUnsentRecord(t *testing.T) {
+	p := NewPartition("t", 0, 10, 4)
+	s0, _ := p.Register(10)
+	s1, _ := p.Register(11)
+	p.Unregister(s1)
+	p.Ack(s0)
+	if err := p.Drain(context.Background()); err != nil {
+		t.Fatalf("Drain after unregister: %v", err)
+	}
+	if got := p.Committed(); got != 11 {
+		t.Fatalf("committed = %d, want 11: the unregistered 11 was never sent", got)
+	}
+}
+
+func TestDrainReportsWhatIsLeftWhenItTimesOut(t *testing.T) {
+	p := NewPartition("t", 0, 0, 4)
+	p.Register(0)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	err := p.Drain(ctx)
+	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Drain = %v, want a deadline error", err)
+	}
+}
+
+// TestConcurrentOutOfOrderAcksNeverOvershoot acks from several goroutines in random order while
+// a reader checks that committed never passes an unacknowledged record.
+func TestConcurrentOutOfOrderAcksNeverOvershoot(t *testing.T) {
+	const n = 50_000
+	p := NewPartition("t", 0, 0, 1024)
+	acked := make([]atomicBool, n)
+	work := make(chan uint64, 64)
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var batch []uint64
+			flush := func() {
+				rand.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+				for _, s := range batch {
+					acked[s].set()
+					p.Ack(s)
+				}
+				batch = batch[:0]
+			}
+			for s := range work {
+				batch = append(batch, s)
+				// Hold up to 16 acks to reorder them, but never wait for more while holding some:
+				// the window only frees up when they are acked.
+				if len(batch) == 16 || len(work) == 0 {
+					flush()
+				}
+			}
+			flush()
+		}()
+	}
+	stop := make(chan struct{})
+	var checkErr error
+	var checker sync.WaitGroup
+	checker.Add(1)
+	go func() {
+		defer checker.Done()
+		verified := int64(0)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c := p.Committed()
+			for o := verified; o < c; o++ {
+				if !acked[o].get() {
+					checkErr = errors.New("committed passed an unacknowledged offset")
+					return
+				}
+			}
+			verified = max(verified, c)
+		}
+	}()
+	ctx := context.Background()
+	for o := int64(0); o < n; o++ {
+		s, err := p.RegisterWait(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		work <- s
+	}
+	close(work)
+	wg.Wait()
+	close(stop)
+	checker.Wait()
+	if checkErr != nil {
+		t.Fatal(checkErr)
+	}
+	if got := p.Committed(); got != n {
+		t.Fatalf("committed = %d, want %d", got, n)
+	}
+}
+
+type atomicBool struct {
+	mu sync.Mutex
+	v  bool
+}
+
+func (b *atomicBool) set()      { b.mu.Lock(); b.v = true; b.mu.Unlock() }
+func (b *atomicBool) get() bool { b.mu.Lock(); defer b.mu.Unlock(); return b.v }

@@ -1,0 +1,236 @@
+// Package ring owns the bounded, lock-free queues that carry records from the source's claim
+// goroutines to the partition workers, and the fixed routing of source partitions onto them.
+//
+// It must never grow without bound and never drop: a full queue makes the pusher wait
+// (backpressure onto the source partition), and every pushed item is popped exactly once.
+package ring
+
+import (
+	"context"
+	"runtime"
+	"sync/atomic"
+	"time"
+)
+
+// Queue is a bounded multi-producer multi-consumer FIFO, bounded both in items and in bytes.
+//
+// It is Dmitry Vyukov's bounded MPMC array queue: every cell carries a sequence number that says
+// whose turn it is. A pusher claims position pos by a compare-and-swap on enq when the cell's
+// sequence equals pos, writes the value, then publishes it by storing pos+1; a popper claims pos
+// when the sequence equals pos+1, reads, then frees the cell for the pusher one lap later by
+// storing pos+capacity. A cell is therefore only ever touched by the one goroutine whose turn the
+// sequence says it is, which is what makes the plain value read and write safe, and FIFO order
+// holds per position (so per pusher, and so per source partition, whose records come from one
+// goroutine). No mutex or channel is on the push/pop path: waiting goroutines park on a channel
+// only after the fast path has found the queue full or empty.
+//
+// The byte bound is a reservation counter taken before a cell is claimed and given back when the
+// item is popped. An item larger than the whole byte budget is still admitted into an empty
+// queue, so one large record can never wedge a partition.
+type Queue[T any] struct {
+	cells    []cell[T]
+	mask     uint64
+	maxBytes int64
+
+	_     [64]byte
+	enq   atomic.Uint64
+	_     [56]byte
+	deq   atomic.Uint64
+	_     [56]byte
+	bytes atomic.Int64
+	_     [56]byte
+
+	notEmpty waiters
+	notFull  waiters
+}
+
+type cell[T any] struct {
+	seq  atomic.Uint64
+	size int64
+	val  T
+}
+
+// NewQueue returns a queue holding at most capacity items (rounded up to a power of two, at
+// least 2) and maxBytes bytes as reported by the pushers.
+func NewQueue[T any](capacity int, maxBytes int64) *Queue[T] {
+	n := uint64(2)
+	for n < uint64(capacity) {
+		n <<= 1
+	}
+	q := &Queue[T]{cells: make([]cell[T], n), mask: n - 1, maxBytes: maxBytes}
+	for i := range q.cells {
+		q.cells[i].seq.Store(uint64(i))
+	}
+	q.notEmpty.init()
+	q.notFull.init()
+	return q
+}
+
+// Cap returns the queue's capacity in items.
+func (q *Queue[T]) Cap() int { return len(q.cells) }
+
+// Len returns how many items are in the queue (approximate while others push and pop).
+func (q *Queue[T]) Len() int {
+	n := int64(q.enq.Load()) - int64(q.deq.Load())
+	if n < 0 {
+		return 0
+	}
+	return int(n)
+}
+
+// Bytes returns the bytes reserved by queued items (approximate while others push and pop).
+func (q *Queue[T]) Bytes() int64 { return q.bytes.Load() }
+
+// TryPush adds v, accounting size bytes, unless the queue is full in items or bytes.
+func (q *Queue[T]) TryPush(v T, size int64) bool {
+	if b := q.bytes.Add(size); b > q.maxBytes && b != size {
+		q.bytes.Add(-size) // over budget and not alone in the queue: give the reservation back
+		return false
+	}
+	pos := q.enq.Load()
+	var c *cell[T]
+	for {
+		c = &q.cells[pos&q.mask]
+		seq := c.seq.Load()
+		switch dif := int64(seq) - int64(pos); {
+		case dif == 0:
+			if q.enq.CompareAndSwap(pos, pos+1) {
+				goto claimed
+			}
+			pos = q.enq.Load()
+		case dif < 0:
+			q.bytes.Add(-size)
+			return false
+		default:
+			pos = q.enq.Load()
+		}
+	}
+claimed:
+	c.val = v
+	c.size = size
+	c.seq.Store(pos + 1)
+	q.notEmpty.wake()
+	return true
+}
+
+// TryPop removes the oldest item, if there is one.
+func (q *Queue[T]) TryPop() (T, bool) {
+	var zero T
+	pos := q.deq.Load()
+	var c *cell[T]
+	for {
+		c = &q.cells[pos&q.mask]
+		seq := c.seq.Load()
+		switch dif := int64(seq) - int64(pos+1); {
+		case dif == 0:
+			if q.deq.CompareAndSwap(pos, pos+1) {
+				goto claimed
+			}
+			pos = q.deq.Load()
+		case dif < 0:
+			return zero, false
+		default:
+			pos = q.deq.Load()
+		}
+	}
+claimed:
+	v, size := c.val, c.size
+	c.val = zero // let the garbage collector have it
+	c.seq.Store(pos + q.mask + 1)
+	q.bytes.Add(-size)
+	q.notFull.wake()
+	return v, true
+}
+
+// Push adds v, waiting while the queue is full. It returns ctx's error, having added nothing, if
+// ctx ends first.
+func (q *Queue[T]) Push(ctx context.Context, v T, size int64) error {
+	if q.TryPush(v, size) {
+		return nil
+	}
+	for spins := 0; ; spins++ {
+		if q.TryPush(v, size) {
+			return nil
+		}
+		if spins < 8 {
+			runtime.Gosched()
+			continue
+		}
+		pushed, err := q.notFull.park(ctx, func() bool { return q.TryPush(v, size) })
+		if pushed {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// Pop removes the oldest item, waiting while the queue is empty. It returns ctx's error if ctx
+// ends first.
+func (q *Queue[T]) Pop(ctx context.Context) (T, error) {
+	if v, ok := q.TryPop(); ok {
+		return v, nil
+	}
+	for spins := 0; ; spins++ {
+		if v, ok := q.TryPop(); ok {
+			return v, nil
+		}
+		if spins < 8 {
+			runtime.Gosched()
+			continue
+		}
+		var v T
+		popped, err := q.notEmpty.park(ctx, func() (ok bool) { v, ok = q.TryPop(); return ok })
+		if popped {
+			return v, nil
+		}
+		if err != nil {
+			return v, err
+		}
+	}
+}
+
+// waiters parks goroutines that found the queue full (or empty) until the other side makes
+// progress. The fast path only pays an atomic load (wake with no sleepers).
+type waiters struct {
+	sleeping atomic.Int32
+	ch       chan struct{}
+}
+
+func (w *waiters) init() { w.ch = make(chan struct{}, 1) }
+
+func (w *waiters) wake() {
+	if w.sleeping.Load() > 0 {
+		select {
+		case w.ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// parkTimeout bounds one sleep, so that a wake-up token lost to another sleeper only costs a
+// short delay, never a hang.
+const parkTimeout = 5 * time.Millisecond
+
+// park announces a sleeper, then tries once more (announcing first, trying second is what
+// prevents a lost wake-up: the other side either sees the sleeper or the sleeper sees its work),
+// and otherwise sleeps until woken, ctx ends or parkTimeout passes. It reports whether the try
+// succeeded; the caller retries otherwise.
+func (w *waiters) park(ctx context.Context, try func() bool) (bool, error) {
+	w.sleeping.Add(1)
+	defer w.sleeping.Add(-1)
+	if try() {
+		return true, nil
+	}
+	t := time.NewTimer(parkTimeout)
+	defer t.Stop()
+	select {
+	case <-w.ch:
+		return false, nil
+	case <-t.C:
+		return false, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}

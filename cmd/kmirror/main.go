@@ -1,0 +1,47 @@
+// Command kmirror mirrors Kafka topics from a source cluster to a target cluster.
+//
+// main only wires: it reads the configuration, builds the components, runs them and turns
+// signals into a graceful stop.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRootCommand().ExecuteContext(ctx); err != nil {
+		var exit exitError
+		if errors.As(err, &exit) {
+			os.Exit(exit.code)
+		}
+		fmt.Fprintln(os.Stderr, "kmirror:", err)
+		os.Exit(1)
+	}
+}
+
+// exitError carries an exit code for an error already reported.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "kmirror",
+		Short: "Mirror Kafka topics from a source cluster to a target cluster",
+		Long: "kmirror copies topics, continuously and in order per partition, from a source Kafka cluster\n" +
+			"to a target cluster, committing source offsets only once the target has acknowledged.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newRunCommand(), newValidateCommand(), newDemoCommand(), newVersionCommand())
+	return root
+}

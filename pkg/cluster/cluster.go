@@ -1,0 +1,169 @@
+// Package cluster turns the configuration of one Kafka cluster into sarama client settings
+// (protocol version, timeouts, TLS, SASL) and opens clients and admins for it.
+//
+// It must never log or return secrets: errors name files and keys, never their contents.
+package cluster
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/rcrowley/go-metrics"
+	"github.com/xdg-go/scram"
+
+	"github.com/kmirror/kmirror/pkg/config"
+)
+
+// Cluster is one configured Kafka cluster.
+type Cluster struct {
+	cfg     config.Cluster
+	key     string // "source" or "target", for messages
+	version sarama.KafkaVersion
+	tls     *tls.Config
+}
+
+// New checks what can be checked without the network (version, TLS files, SASL secrets) and
+// returns the cluster. key is the configuration key it came from ("source" or "target").
+func New(key string, cfg config.Cluster) (*Cluster, error) {
+	v, err := sarama.ParseKafkaVersion(cfg.Version)
+	if err != nil {
+		return nil, fmt.Errorf("%s.version %q: %w", key, cfg.Version, err)
+	}
+	c := &Cluster{cfg: cfg, key: key, version: v}
+	if cfg.TLS.Enabled {
+		if c.tls, err = tlsConfig(key, cfg.TLS); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.SASL.Mechanism != "" {
+		if _, err := password(key, cfg.SASL); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// Alias is the cluster's configured name.
+func (c *Cluster) Alias() string { return c.cfg.Alias }
+
+// Bootstrap is the list of brokers to start from.
+func (c *Cluster) Bootstrap() []string { return c.cfg.Bootstrap }
+
+// Version is the protocol version spoken to the cluster.
+func (c *Cluster) Version() sarama.KafkaVersion { return c.version }
+
+// Config returns a fresh sarama configuration for a client of this cluster, with its own
+// go-metrics registry (so each client's metrics can be bridged under its own name).
+func (c *Cluster) Config(clientSuffix string) *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.Version = c.version
+	sc.ClientID = c.cfg.ClientID
+	if clientSuffix != "" {
+		sc.ClientID = c.cfg.ClientID + "-" + clientSuffix
+	}
+	sc.Net.DialTimeout = c.cfg.DialTimeout
+	sc.Net.ReadTimeout = c.cfg.ReadTimeout
+	sc.Net.WriteTimeout = c.cfg.WriteTimeout
+	sc.Metadata.RefreshFrequency = c.cfg.MetadataRefresh
+	sc.Metadata.Retry.Max = 5
+	sc.Metadata.Retry.BackoffFunc = expBackoff
+	sc.MetricRegistry = metrics.NewRegistry()
+	if c.tls != nil {
+		sc.Net.TLS.Enable = true
+		sc.Net.TLS.Config = c.tls.Clone()
+	}
+	if m := c.cfg.SASL.Mechanism; m != "" {
+		pw, _ := password(c.key, c.cfg.SASL) // checked in New
+		sc.Net.SASL.Enable = true
+		sc.Net.SASL.Handshake = true
+		sc.Net.SASL.User = c.cfg.SASL.Username
+		sc.Net.SASL.Password = pw
+		switch m {
+		case "PLAIN":
+			sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
+		case "SCRAM-SHA-256":
+			sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA256
+			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA256} }
+		case "SCRAM-SHA-512":
+			sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
+			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512} }
+		}
+	}
+	return sc
+}
+
+// expBackoff waits 250ms, 500ms, 1s, 2s … up to 10s between metadata retries, so an unreachable
+// cluster is retried without hammering it.
+func expBackoff(retries, _ int) time.Duration {
+	d := 250 * time.Millisecond << min(retries, 6)
+	return min(d, 10*time.Second)
+}
+
+func tlsConfig(key string, t config.TLS) (*tls.Config, error) {
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         t.ServerName,
+		InsecureSkipVerify: t.InsecureSkipVerify, //nolint:gosec // opt-in, documented as test-only
+	}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s.tls.ca_file: %w", key, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s.tls.ca_file %s: no PEM certificate found in it", key, t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s.tls.cert_file/key_file: load client certificate: %w", key, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func password(key string, s config.SASL) (string, error) {
+	if s.PasswordFile != "" {
+		b, err := os.ReadFile(s.PasswordFile)
+		if err != nil {
+			return "", fmt.Errorf("%s.sasl.password_file: %w", key, err)
+		}
+		pw := strings.TrimRight(string(b), "\r\n")
+		if pw == "" {
+			return "", fmt.Errorf("%s.sasl.password_file %s: the file is empty", key, s.PasswordFile)
+		}
+		return pw, nil
+	}
+	if s.Password == "" {
+		return "", fmt.Errorf("%s.sasl.password: empty", key)
+	}
+	return s.Password, nil
+}
+
+// scramClient adapts xdg-go/scram to sarama's SCRAMClient.
+type scramClient struct {
+	hash scram.HashGeneratorFcn
+	conv *scram.ClientConversation
+}
+
+func (s *scramClient) Begin(user, pass, authzID string) error {
+	c, err := s.hash.NewClient(user, pass, authzID)
+	if err != nil {
+		return fmt.Errorf("scram: %w", err)
+	}
+	s.conv = c.NewConversation()
+	return nil
+}
+
+func (s *scramClient) Step(challenge string) (string, error) { return s.conv.Step(challenge) }
+
+func (s *scramClient) Done() bool { return s.conv.Done() }

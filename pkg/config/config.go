@@ -1,0 +1,162 @@
+// Package config owns kmirror's configuration: the Config type, its defaults, loading from a
+// YAML file, KMIRROR_* environment variables and flags (viper), and validation that names the
+// offending key and what it expects.
+//
+// It must never hand out a Config that has not passed Validate.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole of kmirror's configuration. configs/kmirror.yaml documents every key.
+type Config struct {
+	Source    Cluster   `mapstructure:"source"`
+	Target    Cluster   `mapstructure:"target"`
+	Topics    Topics    `mapstructure:"topics"`
+	Consumer  Consumer  `mapstructure:"consumer"`
+	Ring      Ring      `mapstructure:"ring"`
+	Producer  Producer  `mapstructure:"producer"`
+	Commit    Commit    `mapstructure:"commit"`
+	Shutdown  Shutdown  `mapstructure:"shutdown"`
+	Log       Log       `mapstructure:"log"`
+	Telemetry Telemetry `mapstructure:"telemetry"`
+}
+
+// Cluster says how to reach one Kafka cluster.
+type Cluster struct {
+	// Alias names the cluster in logs, metrics and the prefix replication policy.
+	Alias string `mapstructure:"alias"`
+	// Bootstrap lists host:port addresses of brokers to start from.
+	Bootstrap []string `mapstructure:"bootstrap"`
+	// Version is the Kafka protocol version spoken (sarama Config.Version).
+	Version string `mapstructure:"version"`
+	// ClientID is sent as client.id.
+	ClientID string `mapstructure:"client_id"`
+	// DialTimeout bounds connecting to a broker; ReadTimeout and WriteTimeout bound one request.
+	DialTimeout  time.Duration `mapstructure:"dial_timeout"`
+	ReadTimeout  time.Duration `mapstructure:"read_timeout"`
+	WriteTimeout time.Duration `mapstructure:"write_timeout"`
+	// MetadataRefresh is how often cluster metadata is refreshed in the background.
+	MetadataRefresh time.Duration `mapstructure:"metadata_refresh"`
+	TLS             TLS           `mapstructure:"tls"`
+	SASL            SASL          `mapstructure:"sasl"`
+}
+
+// TLS configures encryption (and optionally client authentication) to a cluster.
+type TLS struct {
+	Enabled bool `mapstructure:"enabled"`
+	// CAFile is a PEM bundle of the CAs trusted to sign broker certificates; empty uses the
+	// system pool.
+	CAFile string `mapstructure:"ca_file"`
+	// CertFile and KeyFile are a PEM client certificate and key, for mutual TLS.
+	CertFile string `mapstructure:"cert_file"`
+	KeyFile  string `mapstructure:"key_file"`
+	// ServerName overrides the name checked in the broker certificates.
+	ServerName string `mapstructure:"server_name"`
+	// InsecureSkipVerify disables certificate checks. For tests only.
+	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
+}
+
+// SASL configures authentication to a cluster.
+type SASL struct {
+	// Mechanism is empty (no SASL), PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+	Mechanism string `mapstructure:"mechanism"`
+	Username  string `mapstructure:"username"`
+	// Password is the secret inline (prefer PasswordFile or the environment).
+	Password string `mapstructure:"password"`
+	// PasswordFile is a file holding the password (e.g. a mounted Kubernetes Secret).
+	PasswordFile string `mapstructure:"password_file"`
+}
+
+// Topics selects what is mirrored and how target topics are named and created.
+type Topics struct {
+	Include           []string      `mapstructure:"include"`
+	Exclude           []string      `mapstructure:"exclude"`
+	RefreshInterval   time.Duration `mapstructure:"refresh_interval"`
+	ReplicationPolicy string        `mapstructure:"replication_policy"`
+	Create            bool          `mapstructure:"create"`
+	ReplicationFactor int           `mapstructure:"replication_factor"`
+	SyncConfigs       []string      `mapstructure:"sync_configs"`
+}
+
+// Consumer configures the source consumer group.
+type Consumer struct {
+	GroupID             string        `mapstructure:"group_id"`
+	InitialOffset       string        `mapstructure:"initial_offset"`
+	IsolationLevel      string        `mapstructure:"isolation_level"`
+	RebalanceStrategy   string        `mapstructure:"rebalance_strategy"`
+	SessionTimeout      time.Duration `mapstructure:"session_timeout"`
+	HeartbeatInterval   time.Duration `mapstructure:"heartbeat_interval"`
+	RebalanceTimeout    time.Duration `mapstructure:"rebalance_timeout"`
+	FetchMaxBytes       int32         `mapstructure:"fetch_max_bytes"`
+	FetchPartitionBytes int32         `mapstructure:"fetch_partition_bytes"`
+	FetchMaxWait        time.Duration `mapstructure:"fetch_max_wait"`
+}
+
+// Ring configures the partition workers and their inboxes.
+type Ring struct {
+	Workers           int   `mapstructure:"workers"`
+	InboxRecords      int   `mapstructure:"inbox_records"`
+	InboxBytes        int64 `mapstructure:"inbox_bytes"`
+	PartitionInFlight int   `mapstructure:"partition_in_flight"`
+}
+
+// Producer configures the idempotent producers writing to the target.
+type Producer struct {
+	BatchBytes      int           `mapstructure:"batch_bytes"`
+	BatchRecords    int           `mapstructure:"batch_records"`
+	Linger          time.Duration `mapstructure:"linger"`
+	Compression     string        `mapstructure:"compression"`
+	MaxMessageBytes int           `mapstructure:"max_message_bytes"`
+	RetryMax        int           `mapstructure:"retry_max"`
+	RetryBackoff    time.Duration `mapstructure:"retry_backoff"`
+	OversizePolicy  string        `mapstructure:"oversize_policy"`
+}
+
+// Commit configures source offset commits.
+type Commit struct {
+	Interval time.Duration `mapstructure:"interval"`
+}
+
+// Shutdown configures the graceful stop.
+type Shutdown struct {
+	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `mapstructure:"level"`
+	Format string `mapstructure:"format"`
+}
+
+// Telemetry configures the HTTP endpoint (metrics, health, profiling) and tracing.
+type Telemetry struct {
+	// Listen is the address of /metrics, /healthz and /readyz; empty disables the endpoint.
+	Listen string `mapstructure:"listen"`
+	// Pprof serves /debug/pprof on the same address.
+	Pprof   bool    `mapstructure:"pprof"`
+	Tracing Tracing `mapstructure:"tracing"`
+}
+
+// Tracing configures OpenTelemetry traces exported over OTLP (to Jaeger, for instance).
+type Tracing struct {
+	// Endpoint is the OTLP collector (host:port); empty disables tracing.
+	Endpoint string `mapstructure:"endpoint"`
+	// Protocol is grpc or http.
+	Protocol string `mapstructure:"protocol"`
+	// Insecure sends OTLP without TLS.
+	Insecure bool `mapstructure:"insecure"`
+	// SampleRatio is the share of new traces recorded; records that carry a sampled trace
+	// context are always followed.
+	SampleRatio float64 `mapstructure:"sample_ratio"`
+}
+
+// Policies and enumerations accepted in the configuration.
+const (
+	PolicyIdentity = "identity"
+	PolicyPrefix   = "prefix"
+
+	OversizeFail = "fail"
+	OversizeSkip = "skip"
+)

@@ -1,0 +1,143 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "kmirror.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const minimal = `
+source: {bootstrap: ["eu-1:9092"]}
+target: {bootstrap: ["us-1:9092"]}
+`
+
+// TestExampleFileMatchesDefaults keeps configs/kmirror.yaml honest: it must list every key, with
+// the default value, so that loading it gives Default() (bootstrap lists aside).
+func TestExampleFileMatchesDefaults(t *testing.T) {
+	cfg, err := Load(filepath.Join("..", "..", "configs", "kmirror.yaml"), nil)
+	if err != nil {
+		t.Fatalf("load the example: %v", err)
+	}
+	want := Default()
+	want.Source.Bootstrap = cfg.Source.Bootstrap
+	want.Target.Bootstrap = cfg.Target.Bootstrap
+	if !reflect.DeepEqual(*cfg, want) {
+		t.Fatalf("configs/kmirror.yaml differs from Default():\n got %+v\nwant %+v", *cfg, want)
+	}
+	var keys []string
+	walkLeaves("", reflect.ValueOf(want), func(k string, _ any) { keys = append(keys, k) })
+	body, _ := os.ReadFile(filepath.Join("..", "..", "configs", "kmirror.yaml"))
+	for _, k := range keys {
+		leaf := k[strings.LastIndex(k, ".")+1:]
+		if !strings.Contains(string(body), leaf+":") {
+			t.Errorf("configs/kmirror.yaml does not show key %s", k)
+		}
+	}
+}
+
+func TestLoadAppliesFileEnvAndOverridesInOrder(t *testing.T) {
+	p := writeConfig(t, minimal+`
+producer: {compression: gzip, linger: 20ms}
+ring: {workers: 4}
+`)
+	t.Setenv("KMIRROR_PRODUCER_COMPRESSION", "zstd")
+	t.Setenv("KMIRROR_TARGET_BOOTSTRAP", "us-1:9092,us-2:9092")
+	cfg, err := Load(p, []string{"ring.workers=6"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Producer.Compression != "zstd" {
+		t.Errorf("compression = %q, want the environment's zstd", cfg.Producer.Compression)
+	}
+	if cfg.Producer.Linger != 20*time.Millisecond {
+		t.Errorf("linger = %s, want the file's 20ms", cfg.Producer.Linger)
+	}
+	if got := cfg.Target.Bootstrap; !reflect.DeepEqual(got, []string{"us-1:9092", "us-2:9092"}) {
+		t.Errorf("target.bootstrap = %q, want the environment's two brokers", got)
+	}
+	if cfg.Ring.Workers != 6 {
+		t.Errorf("ring.workers = %d, want the override's 6", cfg.Ring.Workers)
+	}
+	if cfg.Consumer.GroupID != "kmirror" {
+		t.Errorf("group id = %q, want the default", cfg.Consumer.GroupID)
+	}
+}
+
+func TestLoadRejectsBadInputNamingTheKey(t *testing.T) {
+	cases := []struct {
+		name string
+		body string
+		set  []string
+		want []string
+	}{
+		{"unknown key", minimal + "producer: {compresion: gzip}\n", nil, []string{`"producer.compresion"`, "unknown key"}},
+		{"unknown section", minimal + "mirror: {x: 1}\n", nil, []string{`"mirror.x"`}},
+		{"empty bootstrap", "source: {bootstrap: []}\ntarget: {bootstrap: [\"us:9092\"]}\n", nil, []string{"source.bootstrap: empty"}},
+		{"bootstrap without port", "source: {bootstrap: [\"eu\"]}\ntarget: {bootstrap: [\"us:9092\"]}\n", nil, []string{"source.bootstrap[0]", "host:port"}},
+		{"bad regex", minimal + "topics: {include: [\"orders(\"]}\n", nil, []string{"topics.include[0]", "invalid regular expression"}},
+		{"bad exclude regex", minimal + "topics: {exclude: [\"[a-\"]}\n", nil, []string{"topics.exclude[0]"}},
+		{"same cluster identity", "source: {bootstrap: [\"k:9092\"]}\ntarget: {bootstrap: [\"k:9092\"]}\n", nil, []string{"target.bootstrap", "same cluster"}},
+		{"bad compression", minimal + "producer: {compression: brotli}\n", nil, []string{"producer.compression", "brotli", "zstd"}},
+		{"bad policy", minimal + "producer: {oversize_policy: drop}\n", nil, []string{"producer.oversize_policy"}},
+		{"bad duration", minimal + "commit: {interval: soon}\n", nil, []string{"commit.interval"}},
+		{"bad number", minimal + "ring: {workers: many}\n", nil, []string{"ring.workers"}},
+		{"zero workers", minimal + "ring: {workers: 0}\n", nil, []string{"ring.workers", "1 to 1024"}},
+		{"old version", "source: {bootstrap: [\"eu:9092\"]}\ntarget: {bootstrap: [\"us:9092\"], version: 0.10.2.0}\n", nil, []string{"target.version", "too old"}},
+		{"bad version", "target: {bootstrap: [\"us:9092\"]}\nsource: {bootstrap: [\"eu:9092\"], version: banana}\n", nil, []string{"source.version"}},
+		{"same alias", "source: {bootstrap: [\"eu:9092\"]}\ntarget: {bootstrap: [\"us:9092\"], alias: europe}\n", nil, []string{"target.alias"}},
+		{"sasl without user", "target: {bootstrap: [\"us:9092\"]}\nsource: {bootstrap: [\"eu:9092\"], sasl: {mechanism: SCRAM-SHA-512, password: x}}\n", nil, []string{"source.sasl.username"}},
+		{"sasl bad mechanism", "target: {bootstrap: [\"us:9092\"]}\nsource: {bootstrap: [\"eu:9092\"], sasl: {mechanism: GSSAPI}}\n", nil, []string{"source.sasl.mechanism"}},
+		{"tls files without tls", "source: {bootstrap: [\"eu:9092\"]}\ntarget: {bootstrap: [\"us:9092\"], tls: {ca_file: /ca.pem}}\n", nil, []string{"target.tls.enabled"}},
+		{"unknown override", minimal, []string{"ring.wrkers=3"}, []string{`unknown key "ring.wrkers"`}},
+		{"override without value", minimal, []string{"ring.workers"}, []string{"want key=value"}},
+		{"heartbeat too long", minimal + "consumer: {heartbeat_interval: 60s}\n", nil, []string{"consumer.heartbeat_interval"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(writeConfig(t, tc.body), tc.set)
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestLoadReportsEveryProblemAtOnce(t *testing.T) {
+	_, err := Load(writeConfig(t, `
+source: {bootstrap: []}
+target: {bootstrap: []}
+ring: {workers: 0}
+`), nil)
+	if err == nil {
+		t.Fatal("want an error")
+	}
+	for _, w := range []string{"source.bootstrap", "target.bootstrap", "ring.workers"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not mention %s: %v", w, err)
+		}
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"), nil)
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Fatalf("err = %v, want one naming the file", err)
+	}
+}

@@ -1,0 +1,77 @@
+package config
+
+import "time"
+
+// Default returns the configuration kmirror runs with when a key is not set. The values are
+// production defaults; configs/kmirror.yaml repeats them with their meaning.
+func Default() Config {
+	cluster := func(alias string, bootstrap ...string) Cluster {
+		return Cluster{
+			Alias:           alias,
+			Bootstrap:       bootstrap,
+			Version:         "3.6.0",
+			ClientID:        "kmirror",
+			DialTimeout:     10 * time.Second,
+			ReadTimeout:     30 * time.Second,
+			WriteTimeout:    30 * time.Second,
+			MetadataRefresh: 30 * time.Second,
+		}
+	}
+	return Config{
+		Source: cluster("europe"),
+		Target: cluster("us"),
+		Topics: Topics{
+			Include:           []string{".*"},
+			Exclude:           []string{},
+			RefreshInterval:   30 * time.Second,
+			ReplicationPolicy: PolicyIdentity,
+			Create:            true,
+			ReplicationFactor: 3,
+			SyncConfigs: []string{
+				"cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes",
+				"compression.type", "min.insync.replicas", "segment.bytes",
+				"min.compaction.lag.ms", "max.compaction.lag.ms", "delete.retention.ms",
+				"message.timestamp.type",
+			},
+		},
+		Consumer: Consumer{
+			GroupID:             "kmirror",
+			InitialOffset:       "oldest",
+			IsolationLevel:      "read_committed",
+			RebalanceStrategy:   "sticky",
+			SessionTimeout:      45 * time.Second,
+			HeartbeatInterval:   3 * time.Second,
+			RebalanceTimeout:    60 * time.Second,
+			FetchMaxBytes:       50 << 20,
+			FetchPartitionBytes: 1 << 20,
+			FetchMaxWait:        250 * time.Millisecond,
+		},
+		Ring: Ring{
+			Workers:           8,
+			InboxRecords:      8192,
+			InboxBytes:        32 << 20,
+			PartitionInFlight: 16384,
+		},
+		Producer: Producer{
+			BatchBytes:      1 << 20,
+			BatchRecords:    10000,
+			Linger:          5 * time.Millisecond,
+			Compression:     "none",
+			MaxMessageBytes: 1048588,
+			RetryMax:        10,
+			RetryBackoff:    250 * time.Millisecond,
+			OversizePolicy:  OversizeFail,
+		},
+		Commit:   Commit{Interval: 5 * time.Second},
+		Shutdown: Shutdown{Timeout: 30 * time.Second},
+		Log:      Log{Level: "info", Format: "console"},
+		Telemetry: Telemetry{
+			Listen: ":9464",
+			Tracing: Tracing{
+				Protocol:    "grpc",
+				Insecure:    true,
+				SampleRatio: 0.01,
+			},
+		},
+	}
+}

@@ -1,0 +1,203 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"regexp/syntax"
+	"slices"
+	"strings"
+
+	"github.com/IBM/sarama"
+)
+
+// MinVersion is the oldest Kafka protocol version kmirror accepts: it needs record headers,
+// idempotent production and the modern fetch and consumer-group APIs.
+var minVersion = sarama.V2_8_0_0
+
+// Validate checks every value and returns all problems at once, each naming its key and what
+// is expected.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+
+	c.Source.validate("source", bad)
+	c.Target.validate("target", bad)
+	if c.Source.Alias != "" && c.Source.Alias == c.Target.Alias {
+		bad("target.alias", "%q is also the source's alias; give each cluster its own name", c.Target.Alias)
+	}
+	if sameCluster(c.Source.Bootstrap, c.Target.Bootstrap) && c.Topics.ReplicationPolicy == PolicyIdentity {
+		bad("target.bootstrap", "source and target are the same cluster and topics.replication_policy is identity: "+
+			"kmirror would read its own output forever; use replication_policy: prefix or another target")
+	}
+
+	for i, re := range c.Topics.Include {
+		if _, err := regexp.Compile(re); err != nil {
+			bad(fmt.Sprintf("topics.include[%d]", i), "invalid regular expression %q: %v", re, unwrapRE(err))
+		}
+	}
+	for i, re := range c.Topics.Exclude {
+		if _, err := regexp.Compile(re); err != nil {
+			bad(fmt.Sprintf("topics.exclude[%d]", i), "invalid regular expression %q: %v", re, unwrapRE(err))
+		}
+	}
+	if len(c.Topics.Include) == 0 {
+		bad("topics.include", "empty: list at least one regular expression (\".*\" mirrors every topic)")
+	}
+	if c.Topics.RefreshInterval < 1e9 {
+		bad("topics.refresh_interval", "%s is too short: use 1s or more", c.Topics.RefreshInterval)
+	}
+	if !slices.Contains([]string{PolicyIdentity, PolicyPrefix}, c.Topics.ReplicationPolicy) {
+		bad("topics.replication_policy", "%q: want identity or prefix", c.Topics.ReplicationPolicy)
+	}
+	if c.Topics.ReplicationFactor < 1 || c.Topics.ReplicationFactor > 32767 {
+		bad("topics.replication_factor", "%d: want 1 or more (it is capped at the target's broker count)", c.Topics.ReplicationFactor)
+	}
+
+	if strings.TrimSpace(c.Consumer.GroupID) == "" {
+		bad("consumer.group_id", "empty: name the source consumer group kmirror replicas share")
+	}
+	oneOf(bad, "consumer.initial_offset", c.Consumer.InitialOffset, "oldest", "newest")
+	oneOf(bad, "consumer.isolation_level", c.Consumer.IsolationLevel, "read_committed", "read_uncommitted")
+	oneOf(bad, "consumer.rebalance_strategy", c.Consumer.RebalanceStrategy, "sticky", "range", "roundrobin")
+	positive(bad, "consumer.session_timeout", int64(c.Consumer.SessionTimeout))
+	positive(bad, "consumer.heartbeat_interval", int64(c.Consumer.HeartbeatInterval))
+	positive(bad, "consumer.rebalance_timeout", int64(c.Consumer.RebalanceTimeout))
+	if c.Consumer.HeartbeatInterval >= c.Consumer.SessionTimeout && c.Consumer.SessionTimeout > 0 {
+		bad("consumer.heartbeat_interval", "%s must be shorter than consumer.session_timeout (%s); a third of it is usual",
+			c.Consumer.HeartbeatInterval, c.Consumer.SessionTimeout)
+	}
+	positive(bad, "consumer.fetch_max_bytes", int64(c.Consumer.FetchMaxBytes))
+	positive(bad, "consumer.fetch_partition_bytes", int64(c.Consumer.FetchPartitionBytes))
+	positive(bad, "consumer.fetch_max_wait", int64(c.Consumer.FetchMaxWait))
+
+	if c.Ring.Workers < 1 || c.Ring.Workers > 1024 {
+		bad("ring.workers", "%d: want 1 to 1024", c.Ring.Workers)
+	}
+	if c.Ring.InboxRecords < 2 || c.Ring.InboxRecords > 1<<24 {
+		bad("ring.inbox_records", "%d: want 2 to 16777216", c.Ring.InboxRecords)
+	}
+	positive(bad, "ring.inbox_bytes", c.Ring.InboxBytes)
+	if c.Ring.PartitionInFlight < 2 || c.Ring.PartitionInFlight > 1<<24 {
+		bad("ring.partition_in_flight", "%d: want 2 to 16777216", c.Ring.PartitionInFlight)
+	}
+
+	positive(bad, "producer.batch_bytes", int64(c.Producer.BatchBytes))
+	positive(bad, "producer.batch_records", int64(c.Producer.BatchRecords))
+	if c.Producer.Linger < 0 {
+		bad("producer.linger", "%s: want 0 or more", c.Producer.Linger)
+	}
+	oneOf(bad, "producer.compression", c.Producer.Compression, "none", "gzip", "snappy", "lz4", "zstd")
+	positive(bad, "producer.max_message_bytes", int64(c.Producer.MaxMessageBytes))
+	if c.Producer.RetryMax < 1 {
+		bad("producer.retry_max", "%d: the idempotent producer needs at least 1 retry", c.Producer.RetryMax)
+	}
+	if c.Producer.RetryBackoff < 0 {
+		bad("producer.retry_backoff", "%s: want 0 or more", c.Producer.RetryBackoff)
+	}
+	oneOf(bad, "producer.oversize_policy", c.Producer.OversizePolicy, OversizeFail, OversizeSkip)
+
+	positive(bad, "commit.interval", int64(c.Commit.Interval))
+	positive(bad, "shutdown.timeout", int64(c.Shutdown.Timeout))
+	oneOf(bad, "log.level", strings.ToLower(c.Log.Level), "debug", "info", "warn", "error")
+	oneOf(bad, "log.format", c.Log.Format, "console", "json")
+
+	if l := c.Telemetry.Listen; l != "" {
+		if _, _, err := net.SplitHostPort(l); err != nil {
+			bad("telemetry.listen", "%q: want host:port or :port (empty disables the endpoint)", l)
+		}
+	}
+	if c.Telemetry.Tracing.Endpoint != "" {
+		oneOf(bad, "telemetry.tracing.protocol", c.Telemetry.Tracing.Protocol, "grpc", "http")
+	}
+	if r := c.Telemetry.Tracing.SampleRatio; r < 0 || r > 1 {
+		bad("telemetry.tracing.sample_ratio", "%v: want a number from 0 to 1", r)
+	}
+	return errors.Join(errs...)
+}
+
+func (cl *Cluster) validate(key string, bad func(key, format string, args ...any)) {
+	if strings.TrimSpace(cl.Alias) == "" {
+		bad(key+".alias", "empty: name the cluster (e.g. europe)")
+	} else if strings.ContainsAny(cl.Alias, " ./\\") {
+		bad(key+".alias", "%q: use letters, digits, '-' or '_' (it becomes part of topic names)", cl.Alias)
+	}
+	if len(cl.Bootstrap) == 0 {
+		bad(key+".bootstrap", "empty: list at least one broker as host:port")
+	}
+	for i, b := range cl.Bootstrap {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			bad(fmt.Sprintf("%s.bootstrap[%d]", key, i), "%q: want host:port", b)
+		}
+	}
+	v, err := sarama.ParseKafkaVersion(cl.Version)
+	switch {
+	case err != nil:
+		bad(key+".version", "%q: want a Kafka version such as 3.6.0", cl.Version)
+	case !v.IsAtLeast(minVersion):
+		bad(key+".version", "%s is too old: kmirror needs 2.8.0 or newer", cl.Version)
+	}
+	positive(bad, key+".dial_timeout", int64(cl.DialTimeout))
+	positive(bad, key+".read_timeout", int64(cl.ReadTimeout))
+	positive(bad, key+".write_timeout", int64(cl.WriteTimeout))
+	positive(bad, key+".metadata_refresh", int64(cl.MetadataRefresh))
+
+	if !cl.TLS.Enabled && (cl.TLS.CAFile != "" || cl.TLS.CertFile != "" || cl.TLS.KeyFile != "") {
+		bad(key+".tls.enabled", "false, but tls files are set: set enabled: true or remove them")
+	}
+	if (cl.TLS.CertFile == "") != (cl.TLS.KeyFile == "") {
+		bad(key+".tls.cert_file", "cert_file and key_file go together (mutual TLS needs both)")
+	}
+	switch cl.SASL.Mechanism {
+	case "":
+		if cl.SASL.Username != "" {
+			bad(key+".sasl.mechanism", "empty, but a username is set: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+		}
+	case "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+		if cl.SASL.Username == "" {
+			bad(key+".sasl.username", "empty: SASL %s needs a username", cl.SASL.Mechanism)
+		}
+		if cl.SASL.Password != "" && cl.SASL.PasswordFile != "" {
+			bad(key+".sasl.password", "set both inline and as password_file: keep one")
+		}
+		if cl.SASL.Password == "" && cl.SASL.PasswordFile == "" {
+			bad(key+".sasl.password_file", "empty: SASL needs a password (password_file, or the %s_%s_SASL_PASSWORD variable)",
+				EnvPrefix, strings.ToUpper(key))
+		}
+	default:
+		bad(key+".sasl.mechanism", "%q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", cl.SASL.Mechanism)
+	}
+}
+
+func oneOf(bad func(key, format string, args ...any), key, val string, allowed ...string) {
+	if !slices.Contains(allowed, val) {
+		bad(key, "%q: want one of %s", val, strings.Join(allowed, ", "))
+	}
+}
+
+func positive(bad func(key, format string, args ...any), key string, v int64) {
+	if v <= 0 {
+		bad(key, "must be greater than 0")
+	}
+}
+
+// sameCluster reports whether two bootstrap lists name a broker in common.
+func sameCluster(a, b []string) bool {
+	for _, x := range a {
+		if slices.Contains(b, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func unwrapRE(err error) string {
+	var se *syntax.Error
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s in %q", se.Code, se.Expr)
+	}
+	return err.Error()
+}

@@ -1,0 +1,402 @@
+// Package mirror assembles kmirror's parts (topic sync, the source consumer group, the ring of
+// partition workers and their producers) into one Mirror with a Run(ctx) lifecycle, and owns the
+// order in which they start and stop.
+//
+// It must never stop the producers before the source has drained, nor commit before the target
+// has acknowledged: shutdown is stop fetching → drain inboxes → wait for acks → commit → close
+// producers → close the consumer.
+package mirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kmirror/kmirror/pkg/cluster"
+	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/record"
+	"github.com/kmirror/kmirror/pkg/ring"
+	"github.com/kmirror/kmirror/pkg/source"
+	"github.com/kmirror/kmirror/pkg/topics"
+	"github.com/kmirror/kmirror/pkg/worker"
+)
+
+// Options are the collaborators a Mirror reports to; nil fields observe nothing.
+type Options struct {
+	Log            *zap.Logger
+	WorkerObserver worker.Observer
+	SourceObserver source.Observer
+	TopicEvents    topics.Events
+	// SaramaClients, when set, is told of every sarama client's configuration as it is created
+	// (name, config), so its go-metrics registry can be exported.
+	SaramaClients func(name string, c *sarama.Config)
+}
+
+// Mirror copies the selected topics from the source cluster to the target cluster.
+type Mirror struct {
+	cfg    *config.Config
+	opts   Options
+	log    *zap.Logger
+	source *cluster.Cluster
+	target *cluster.Cluster
+
+	inboxes []*ring.Queue[*record.Record]
+	handler *source.Handler
+
+	fatalOnce sync.Once
+	fatalErr  atomic.Pointer[error]
+	connected atomic.Bool
+	stopFatal context.CancelCauseFunc
+}
+
+// New checks the configuration's cluster settings and returns a Mirror; nothing connects until
+// Run.
+func New(cfg *config.Config, opts Options) (*Mirror, error) {
+	if opts.Log == nil {
+		opts.Log = zap.NewNop()
+	}
+	src, err := cluster.New("source", cfg.Source)
+	if err != nil {
+		return nil, err
+	}
+	tgt, err := cluster.New("target", cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	m := &Mirror{cfg: cfg, opts: opts, log: opts.Log, source: src, target: tgt}
+	for range cfg.Ring.Workers {
+		m.inboxes = append(m.inboxes, ring.NewQueue[*record.Record](cfg.Ring.InboxRecords, cfg.Ring.InboxBytes))
+	}
+	return m, nil
+}
+
+// Inboxes exposes the workers' inboxes, for occupancy metrics.
+func (m *Mirror) Inboxes() []*ring.Queue[*record.Record] { return m.inboxes }
+
+// Ready returns nil when the mirror is connected to both clusters, inside a consumer-group
+// session and has not failed; otherwise the reason.
+func (m *Mirror) Ready() error {
+	if e := m.fatalErr.Load(); e != nil {
+		return fmt.Errorf("failed: %w", *e)
+	}
+	if !m.connected.Load() {
+		return errors.New("not connected to both clusters yet")
+	}
+	if m.handler == nil || !m.handler.Joined() {
+		return errors.New("not in a source consumer-group session (joining or rebalancing)")
+	}
+	return nil
+}
+
+// fatal records the first unrecoverable error and starts the shutdown.
+func (m *Mirror) fatal(err error) {
+	m.fatalOnce.Do(func() {
+		m.fatalErr.Store(&err)
+		m.log.Error("stopping: a record could not be mirrored", zap.Error(err))
+		if m.stopFatal != nil {
+			m.stopFatal(err)
+		}
+	})
+}
+
+// Run mirrors until ctx ends or a fatal error occurs. On the way out it drains and commits
+// within the shutdown timeout. It returns nil after an orderly stop and the fatal error
+// otherwise.
+func (m *Mirror) Run(ctx context.Context) error {
+	runCtx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	m.stopFatal = stop
+
+	srcAdmin, err := connectAdmin(runCtx, m.log, "source", m.source, m.opts.SaramaClients)
+	if err != nil {
+		return err
+	}
+	defer srcAdmin.Close()
+	tgtAdmin, err := connectAdmin(runCtx, m.log, "target", m.target, m.opts.SaramaClients)
+	if err != nil {
+		return err
+	}
+	defer tgtAdmin.Close()
+
+	filter, err := topics.NewFilter(m.cfg.Topics.Include, m.cfg.Topics.Exclude)
+	if err != nil {
+		return err
+	}
+	namer, err := topics.NewNamer(m.cfg.Topics.ReplicationPolicy, m.cfg.Source.Alias)
+	if err != nil {
+		return err
+	}
+	syncer := topics.NewSyncer(srcAdmin, tgtAdmin, topics.SyncerConfig{
+		Filter: filter, Name: namer, Create: m.cfg.Topics.Create,
+		ReplicationFactor: m.cfg.Topics.ReplicationFactor, SyncConfigs: m.cfg.Topics.SyncConfigs,
+		DefaultMaxMessageBytes: m.cfg.Producer.MaxMessageBytes,
+		Events:                 m.opts.TopicEvents, Log: m.log,
+	})
+
+	// Workers and their producers start before the consumer and stop after it.
+	producers := make([]sarama.AsyncProducer, 0, len(m.inboxes))
+	closeProducers := func() {
+		for _, p := range producers {
+			_ = p.Close()
+		}
+	}
+	for i := range m.inboxes {
+		pc, err := worker.ProducerConfig(m.target.Config(fmt.Sprintf("producer-%d", i)), m.cfg.Producer)
+		if err != nil {
+			closeProducers()
+			return err
+		}
+		if m.opts.SaramaClients != nil {
+			m.opts.SaramaClients(fmt.Sprintf("producer-%d", i), pc)
+		}
+		p, err := sarama.NewAsyncProducer(m.target.Bootstrap(), pc)
+		if err != nil {
+			closeProducers()
+			return fmt.Errorf("start producer %d on target %s: %w", i, m.target.Alias(), err)
+		}
+		producers = append(producers, p)
+	}
+
+	handler, err := source.New(source.Config{
+		Inboxes: m.inboxes, Topics: syncer, InFlight: m.cfg.Ring.PartitionInFlight,
+		CommitInterval: m.cfg.Commit.Interval, DrainTimeout: m.cfg.Shutdown.Timeout,
+		Observer: m.opts.SourceObserver, Log: m.log,
+	})
+	if err != nil {
+		closeProducers()
+		return err
+	}
+	m.handler = handler
+
+	gc := m.consumerConfig()
+	if m.opts.SaramaClients != nil {
+		m.opts.SaramaClients("consumer", gc)
+	}
+	group, err := sarama.NewConsumerGroup(m.source.Bootstrap(), m.cfg.Consumer.GroupID, gc)
+	if err != nil {
+		closeProducers()
+		return fmt.Errorf("join consumer group %q on source %s: %w", m.cfg.Consumer.GroupID, m.source.Alias(), err)
+	}
+	m.connected.Store(true)
+	m.log.Info("connected to both clusters",
+		zap.Strings("source_bootstrap", m.source.Bootstrap()), zap.Strings("target_bootstrap", m.target.Bootstrap()),
+		zap.Int("workers", len(m.inboxes)), zap.String("group", m.cfg.Consumer.GroupID))
+
+	// Workers run on their own context, ended only after the consumer has drained.
+	workerCtx, stopWorkers := context.WithCancel(context.Background())
+	defer stopWorkers()
+	var workers errgroup.Group
+	for i, p := range producers {
+		w, err := worker.New(worker.Config{
+			ID: i, Inbox: m.inboxes[i], Producer: p, OversizePolicy: m.cfg.Producer.OversizePolicy,
+			Fatal: m.fatal, Observer: m.opts.WorkerObserver, Log: m.log,
+		})
+		if err != nil {
+			stopWorkers()
+			return err
+		}
+		workers.Go(func() error { return w.Run(workerCtx) })
+	}
+
+	consumeErr := m.consume(runCtx, group, handler, syncer)
+
+	// The consumer has stopped fetching and every claim has drained (or hit the drain
+	// deadline) and committed; now the producers can flush and close.
+	m.log.Info("consumer stopped; closing producers")
+	if err := group.Close(); err != nil {
+		m.log.Warn("close consumer group", zap.Error(err))
+	}
+	stopWorkers()
+	done := make(chan struct{})
+	go func() { _ = workers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(m.cfg.Shutdown.Timeout):
+		m.log.Error("producers did not finish within shutdown.timeout; records not acknowledged were not committed and will be mirrored again")
+	}
+	m.connected.Store(false)
+
+	if e := m.fatalErr.Load(); e != nil {
+		return *e
+	}
+	if consumeErr != nil && !errors.Is(consumeErr, context.Canceled) {
+		return consumeErr
+	}
+	m.log.Info("stopped cleanly")
+	return nil
+}
+
+// consume runs consumer-group sessions over the current topic set until ctx ends, restarting the
+// session whenever the periodic refresh finds topics added or removed.
+func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *source.Handler, syncer *topics.Syncer) error {
+	var g errgroup.Group
+	g.Go(func() error {
+		for {
+			select {
+			case err, ok := <-group.Errors():
+				if !ok {
+					return nil
+				}
+				m.log.Warn("source consumer group", zap.Error(err))
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	})
+	defer func() { _ = g.Wait() }()
+
+	var current []string
+	for {
+		names, err := m.refresh(ctx, syncer)
+		if err != nil {
+			return err
+		}
+		if len(names) == 0 {
+			m.log.Info("no source topic matches topics.include yet; looking again later",
+				zap.Strings("include", m.cfg.Topics.Include), zap.Duration("every", m.cfg.Topics.RefreshInterval))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(m.cfg.Topics.RefreshInterval):
+			}
+			continue
+		}
+		if !slices.Equal(names, current) {
+			m.log.Info("mirroring topics", zap.Strings("topics", names))
+			current = names
+		}
+
+		sessCtx, endSession := context.WithCancel(ctx)
+		watchDone := make(chan struct{})
+		go func() {
+			defer close(watchDone)
+			m.watchTopics(sessCtx, syncer, current, endSession)
+		}()
+		err = group.Consume(sessCtx, current, h)
+		endSession()
+		<-watchDone
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+				return err
+			}
+			m.log.Warn("consumer group session ended with an error; rejoining", zap.Error(err))
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		}
+	}
+}
+
+// refresh syncs the topics, retrying with backoff while the clusters cannot be listed.
+func (m *Mirror) refresh(ctx context.Context, syncer *topics.Syncer) ([]string, error) {
+	backoff := time.Second
+	for {
+		names, err := syncer.Refresh(ctx)
+		if err == nil || len(names) > 0 {
+			return names, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil
+		}
+		m.log.Warn("sync topics; retrying", zap.Error(err), zap.Duration("in", backoff))
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// watchTopics ends the session when the refreshed topic set differs from current, so that the
+// next session subscribes to the new set. (New partitions of subscribed topics are found by
+// sarama itself, which rebalances the group when a partition count changes.)
+func (m *Mirror) watchTopics(ctx context.Context, syncer *topics.Syncer, current []string, endSession func()) {
+	t := time.NewTicker(m.cfg.Topics.RefreshInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			names, err := syncer.Refresh(ctx)
+			if err != nil {
+				m.log.Warn("refresh topics", zap.Error(err))
+			}
+			if len(names) > 0 && !slices.Equal(names, current) {
+				m.log.Info("topic set changed; rejoining the group with it", zap.Strings("topics", names))
+				endSession()
+				return
+			}
+		}
+	}
+}
+
+func (m *Mirror) consumerConfig() *sarama.Config {
+	c := m.source.Config("consumer")
+	cc := m.cfg.Consumer
+	c.Consumer.Return.Errors = true
+	c.Consumer.Offsets.AutoCommit.Enable = false
+	if cc.InitialOffset == "newest" {
+		c.Consumer.Offsets.Initial = sarama.OffsetNewest
+	} else {
+		c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	}
+	if cc.IsolationLevel == "read_uncommitted" {
+		c.Consumer.IsolationLevel = sarama.ReadUncommitted
+	} else {
+		c.Consumer.IsolationLevel = sarama.ReadCommitted
+	}
+	switch cc.RebalanceStrategy {
+	case "range":
+		c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
+	case "roundrobin":
+		c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRoundRobin()}
+	default:
+		c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
+	}
+	c.Consumer.Group.Session.Timeout = cc.SessionTimeout
+	c.Consumer.Group.Heartbeat.Interval = cc.HeartbeatInterval
+	c.Consumer.Group.Rebalance.Timeout = cc.RebalanceTimeout
+	c.Consumer.Fetch.Default = cc.FetchPartitionBytes
+	c.Consumer.Fetch.Max = cc.FetchMaxBytes
+	c.Consumer.MaxWaitTime = cc.FetchMaxWait
+	return c
+}
+
+// connectAdmin opens an admin client, retrying with backoff while the cluster is unreachable,
+// until ctx ends.
+func connectAdmin(ctx context.Context, log *zap.Logger, role string, c *cluster.Cluster, seen func(string, *sarama.Config)) (sarama.ClusterAdmin, error) {
+	backoff := time.Second
+	for {
+		cfg := c.Config("admin")
+		if seen != nil {
+			seen(role+"-admin", cfg)
+		}
+		a, err := sarama.NewClusterAdmin(c.Bootstrap(), cfg)
+		if err == nil {
+			return a, nil
+		}
+		log.Warn("cannot reach cluster; retrying", zap.String("cluster", role), zap.String("alias", c.Alias()),
+			zap.Strings("bootstrap", c.Bootstrap()), zap.Error(err), zap.Duration("in", backoff))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to %s cluster %s %v: %w", role, c.Alias(), c.Bootstrap(), context.Cause(ctx))
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}

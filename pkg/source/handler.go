@@ -1,0 +1,269 @@
+// Package source owns the consumer-group side of kmirror: it turns each claimed source partition
+// into records pushed, in order, into the inbox of the partition's worker, commits what the
+// target has acknowledged, and drains a partition's in-flight records before giving it up.
+//
+// It must never commit an offset the target has not acknowledged, and never return from a claim
+// (letting another member take the partition) before its in-flight records are acknowledged or
+// the drain deadline has passed.
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+
+	"github.com/kmirror/kmirror/pkg/offsets"
+	"github.com/kmirror/kmirror/pkg/record"
+	"github.com/kmirror/kmirror/pkg/ring"
+	"github.com/kmirror/kmirror/pkg/topics"
+)
+
+// Topics is what the handler needs to know of mirrored topics.
+type Topics interface {
+	// EnsurePartitions returns the topic, making sure its target has at least n partitions.
+	EnsurePartitions(ctx context.Context, source string, n int32) (topics.Topic, error)
+}
+
+// Observer is told what the consumer side does. Implementations must not block.
+type Observer interface {
+	// Assigned and Revoked bracket the claim of one partition.
+	Assigned(topic string, partition int32)
+	Revoked(topic string, partition int32)
+	// Lag reports a partition's high watermark minus its committed offset.
+	Lag(topic string, partition int32, lag int64)
+	// Committed reports one commit of the session's offsets and how long it took.
+	Committed(d time.Duration)
+	// Enqueued is called when a record entered its worker's inbox.
+	Enqueued(r *record.Record)
+}
+
+// NopObserver observes nothing.
+type NopObserver struct{}
+
+func (NopObserver) Assigned(string, int32)   {}
+func (NopObserver) Revoked(string, int32)    {}
+func (NopObserver) Lag(string, int32, int64) {}
+func (NopObserver) Committed(time.Duration)  {}
+func (NopObserver) Enqueued(*record.Record)  {}
+
+// Config configures a Handler.
+type Config struct {
+	// Inboxes are the workers' inboxes; ring.Route picks one per partition.
+	Inboxes []*ring.Queue[*record.Record]
+	Topics  Topics
+	// InFlight bounds each partition's fetched-but-unacknowledged records.
+	InFlight int
+	// CommitInterval is how often acknowledged offsets are committed.
+	CommitInterval time.Duration
+	// DrainTimeout bounds how long a revoked partition waits for its in-flight records.
+	DrainTimeout time.Duration
+	// NewCommitter returns the committer for a session; nil uses the group session itself.
+	NewCommitter func(sarama.ConsumerGroupSession) offsets.Committer
+	Observer     Observer
+	Log          *zap.Logger
+}
+
+// Handler is a sarama.ConsumerGroupHandler that feeds the ring.
+type Handler struct {
+	cfg Config
+
+	mu         sync.Mutex
+	parts      map[topicPartition]*claimState
+	stopCommit context.CancelFunc
+	commitDone chan struct{}
+	committer  offsets.Committer
+	joined     bool
+}
+
+type topicPartition struct {
+	topic     string
+	partition int32
+}
+
+type claimState struct {
+	track  *offsets.Partition
+	start  int64
+	marked int64
+	hwm    func() int64
+}
+
+// New returns a handler.
+func New(cfg Config) (*Handler, error) {
+	if len(cfg.Inboxes) == 0 || cfg.Topics == nil {
+		return nil, errors.New("source: inboxes and topics are required")
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = NopObserver{}
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	if cfg.NewCommitter == nil {
+		cfg.NewCommitter = func(s sarama.ConsumerGroupSession) offsets.Committer {
+			return offsets.GroupCommitter{Session: s}
+		}
+	}
+	return &Handler{cfg: cfg, parts: make(map[topicPartition]*claimState)}, nil
+}
+
+// Joined reports whether the handler is inside a group session (for readiness).
+func (h *Handler) Joined() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.joined
+}
+
+// Setup runs at the start of a session: it makes sure every claimed partition exists on the
+// target, then starts the periodic commit.
+func (h *Handler) Setup(sess sarama.ConsumerGroupSession) error {
+	claims := sess.Claims()
+	for topic, parts := range claims {
+		var highest int32 = -1
+		for _, p := range parts {
+			highest = max(highest, p)
+		}
+		if _, err := h.cfg.Topics.EnsurePartitions(sess.Context(), topic, highest+1); err != nil {
+			return fmt.Errorf("prepare target for %s partition %d: %w", topic, highest, err)
+		}
+	}
+	n := 0
+	for _, parts := range claims {
+		n += len(parts)
+	}
+	h.cfg.Log.Info("joined the source consumer group",
+		zap.String("member", sess.MemberID()), zap.Int32("generation", sess.GenerationID()), zap.Int("partitions", n))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	h.mu.Lock()
+	h.committer = h.cfg.NewCommitter(sess)
+	h.stopCommit, h.commitDone = cancel, done
+	h.joined = true
+	h.mu.Unlock()
+	go func() {
+		defer close(done)
+		t := time.NewTicker(h.cfg.CommitInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				h.commit(ctx)
+			}
+		}
+	}()
+	return nil
+}
+
+// Cleanup runs at the end of a session, after every claim has drained: it stops the periodic
+// commit and commits one last time.
+func (h *Handler) Cleanup(sarama.ConsumerGroupSession) error {
+	h.mu.Lock()
+	stop, done := h.stopCommit, h.commitDone
+	h.joined = false
+	h.mu.Unlock()
+	if stop != nil {
+		stop()
+		<-done
+	}
+	h.commit(context.Background())
+	h.mu.Lock()
+	clear(h.parts)
+	h.mu.Unlock()
+	return nil
+}
+
+// commit marks every partition's acknowledged position and commits them.
+func (h *Handler) commit(ctx context.Context) {
+	h.mu.Lock()
+	c := h.committer
+	dirty := false
+	for tp, st := range h.parts {
+		next := st.track.Committed()
+		if next > st.marked && next >= 0 {
+			c.Mark(tp.topic, tp.partition, next)
+			st.marked = next
+			dirty = true
+		}
+		if hwm := st.hwm(); hwm >= 0 && st.marked >= 0 {
+			h.cfg.Observer.Lag(tp.topic, tp.partition, max(hwm-st.marked, 0))
+		}
+	}
+	h.mu.Unlock()
+	if !dirty || c == nil {
+		return
+	}
+	start := time.Now()
+	if err := c.Commit(ctx); err != nil {
+		h.cfg.Log.Warn("commit source offsets", zap.Error(err))
+		return
+	}
+	h.cfg.Observer.Committed(time.Since(start))
+}
+
+// ConsumeClaim moves one partition's records into its worker's inbox until the session ends,
+// then waits (bounded by DrainTimeout) until the target has acknowledged everything it fetched.
+func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	topic, part := claim.Topic(), claim.Partition()
+	t, err := h.cfg.Topics.EnsurePartitions(sess.Context(), topic, part+1)
+	if err != nil {
+		return fmt.Errorf("claim %s/%d: %w", topic, part, err)
+	}
+	start := claim.InitialOffset()
+	track := offsets.NewPartition(topic, part, start, h.cfg.InFlight)
+	st := &claimState{track: track, start: start, marked: start, hwm: claim.HighWaterMarkOffset}
+	tp := topicPartition{topic, part}
+	h.mu.Lock()
+	h.parts[tp] = st
+	h.mu.Unlock()
+	h.cfg.Observer.Assigned(topic, part)
+	defer h.cfg.Observer.Revoked(topic, part)
+
+	inbox := h.cfg.Inboxes[ring.Route(topic, part, len(h.cfg.Inboxes))]
+	log := h.cfg.Log.With(zap.String("topic", topic), zap.Int32("partition", part))
+	log.Debug("claimed partition", zap.Int64("initial_offset", start), zap.String("target_topic", t.Target))
+
+	ctx := sess.Context()
+	msgs := claim.Messages()
+feed:
+	for {
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				break feed
+			}
+			r := record.From(m, t.Target, track, t.MaxMessageBytes)
+			r.Fetched = time.Now()
+			seq, err := track.RegisterWait(ctx, m.Offset)
+			if err != nil {
+				break feed
+			}
+			r.Seq = seq
+			r.Enqueued = time.Now()
+			if err := inbox.Push(ctx, r, r.Size); err != nil {
+				track.Unregister(seq) // never handed on: it will be read again
+				break feed
+			}
+			h.cfg.Observer.Enqueued(r)
+		case <-ctx.Done():
+			break feed
+		}
+	}
+
+	dctx, cancel := context.WithTimeout(context.Background(), h.cfg.DrainTimeout)
+	defer cancel()
+	if err := track.Drain(dctx); err != nil {
+		log.Warn("partition given up before all its records were acknowledged; the rest will be mirrored again",
+			zap.Int64("committed", track.Committed()), zap.Error(err))
+	} else {
+		log.Debug("partition drained", zap.Int64("committed", track.Committed()))
+	}
+	// The session marks the drained position in Cleanup, before its final commit.
+	return nil
+}

@@ -1,0 +1,240 @@
+package topics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"sync"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+)
+
+// Topic is a mirrored topic as both clusters know it.
+type Topic struct {
+	// Source and Target are the topic's names on each cluster.
+	Source, Target string
+	// Partitions is the source's partition count; the target has at least as many.
+	Partitions int32
+	// MaxMessageBytes is the target topic's effective max.message.bytes: larger records are
+	// refused by the target broker.
+	MaxMessageBytes int
+}
+
+// Admin is the part of sarama.ClusterAdmin the syncer uses.
+type Admin interface {
+	ListTopics() (map[string]sarama.TopicDetail, error)
+	CreateTopic(topic string, detail *sarama.TopicDetail, validateOnly bool) error
+	CreatePartitions(topic string, count int32, assignment [][]int32, validateOnly bool) error
+	DescribeConfig(resource sarama.ConfigResource) ([]sarama.ConfigEntry, error)
+	DescribeCluster() (brokers []*sarama.Broker, controllerID int32, err error)
+}
+
+// Events counts what the syncer did; a nil func is not called.
+type Events struct {
+	Discovered      func(n int)
+	TopicCreated    func()
+	PartitionsAdded func(n int)
+}
+
+// SyncerConfig configures a Syncer.
+type SyncerConfig struct {
+	Filter            *Filter
+	Name              Namer
+	Create            bool
+	ReplicationFactor int
+	SyncConfigs       []string
+	// DefaultMaxMessageBytes is assumed when the target does not report max.message.bytes.
+	DefaultMaxMessageBytes int
+	Events                 Events
+	Log                    *zap.Logger
+}
+
+// Syncer lists the source's topics and makes the target match: missing topics are created with
+// the source's partition count and the configs that matter, and partition growth is applied.
+type Syncer struct {
+	source, target Admin
+	cfg            SyncerConfig
+
+	mu    sync.RWMutex
+	known map[string]Topic // by source name; only topics whose target is ready
+}
+
+// NewSyncer returns a syncer between two clusters' admins.
+func NewSyncer(source, target Admin, cfg SyncerConfig) *Syncer {
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	return &Syncer{source: source, target: target, cfg: cfg, known: make(map[string]Topic)}
+}
+
+// Refresh lists the source, brings every selected topic's target up to date and returns the
+// sorted source names of the topics ready to mirror. A topic whose target cannot be prepared is
+// left out (and logged) so that one bad topic does not stop the others; the error joins every
+// such failure.
+func (s *Syncer) Refresh(ctx context.Context) ([]string, error) {
+	srcTopics, err := s.source.ListTopics()
+	if err != nil {
+		return nil, fmt.Errorf("list source topics: %w", err)
+	}
+	tgtTopics, err := s.target.ListTopics()
+	if err != nil {
+		return nil, fmt.Errorf("list target topics: %w", err)
+	}
+	var errs []error
+	ready := make(map[string]Topic)
+	for name, detail := range srcTopics {
+		if !s.cfg.Filter.Match(name) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		t, err := s.ensure(name, detail, tgtTopics)
+		if err != nil {
+			errs = append(errs, err)
+			s.cfg.Log.Error("target topic not ready; not mirroring it until it is", zap.String("topic", name), zap.Error(err))
+			continue
+		}
+		ready[name] = t
+	}
+	s.mu.Lock()
+	added := 0
+	for name := range ready {
+		if _, ok := s.known[name]; !ok {
+			added++
+		}
+	}
+	s.known = ready
+	s.mu.Unlock()
+	if added > 0 && s.cfg.Events.Discovered != nil {
+		s.cfg.Events.Discovered(added)
+	}
+	names := slices.Sorted(maps.Keys(ready))
+	return names, errors.Join(errs...)
+}
+
+// Lookup returns what is known of a source topic whose target is ready.
+func (s *Syncer) Lookup(source string) (Topic, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	t, ok := s.known[source]
+	return t, ok
+}
+
+// EnsurePartitions makes sure the target of source has at least partitions partitions (the
+// source grew since the last refresh). It is called before a claim on a new partition starts.
+func (s *Syncer) EnsurePartitions(ctx context.Context, source string, partitions int32) (Topic, error) {
+	t, ok := s.Lookup(source)
+	if ok && t.Partitions >= partitions {
+		return t, nil
+	}
+	if _, err := s.Refresh(ctx); err != nil {
+		if t, ok = s.Lookup(source); !ok || t.Partitions < partitions {
+			return Topic{}, err
+		}
+	}
+	t, ok = s.Lookup(source)
+	switch {
+	case !ok:
+		return Topic{}, fmt.Errorf("source topic %q is not mirrored (filtered out or target not ready)", source)
+	case t.Partitions < partitions:
+		return Topic{}, fmt.Errorf("source topic %q: partition %d is not in the source metadata yet", source, partitions-1)
+	}
+	return t, nil
+}
+
+func (s *Syncer) ensure(name string, src sarama.TopicDetail, targets map[string]sarama.TopicDetail) (Topic, error) {
+	t := Topic{Source: name, Target: s.cfg.Name(name), Partitions: src.NumPartitions}
+	tgt, exists := targets[t.Target]
+	switch {
+	case !exists && !s.cfg.Create:
+		return t, fmt.Errorf("target topic %q does not exist and topics.create is false: create it with %d partitions", t.Target, src.NumPartitions)
+	case !exists:
+		if err := s.create(t, src); err != nil {
+			return t, err
+		}
+	case tgt.NumPartitions < src.NumPartitions && !s.cfg.Create:
+		return t, fmt.Errorf("target topic %q has %d partitions, the source %d, and topics.create is false: add partitions to the target",
+			t.Target, tgt.NumPartitions, src.NumPartitions)
+	case tgt.NumPartitions < src.NumPartitions:
+		if err := s.target.CreatePartitions(t.Target, src.NumPartitions, nil, false); err != nil && !errors.Is(err, sarama.ErrInvalidPartitions) {
+			return t, fmt.Errorf("grow target topic %q from %d to %d partitions: %w", t.Target, tgt.NumPartitions, src.NumPartitions, err)
+		}
+		s.cfg.Log.Info("grew target topic to match the source",
+			zap.String("topic", t.Target), zap.Int32("from", tgt.NumPartitions), zap.Int32("to", src.NumPartitions))
+		if s.cfg.Events.PartitionsAdded != nil {
+			s.cfg.Events.PartitionsAdded(int(src.NumPartitions - tgt.NumPartitions))
+		}
+	}
+	if prev, ok := s.Lookup(name); ok && prev.MaxMessageBytes > 0 && exists {
+		t.MaxMessageBytes = prev.MaxMessageBytes
+		return t, nil
+	}
+	limit, err := s.maxMessageBytes(t.Target)
+	if err != nil {
+		return t, err
+	}
+	t.MaxMessageBytes = limit
+	return t, nil
+}
+
+func (s *Syncer) create(t Topic, src sarama.TopicDetail) error {
+	rf := int16(s.cfg.ReplicationFactor)
+	brokers, _, err := s.target.DescribeCluster()
+	if err != nil {
+		return fmt.Errorf("describe target cluster: %w", err)
+	}
+	if n := len(brokers); n > 0 && int(rf) > n {
+		rf = int16(n)
+	}
+	configs := make(map[string]*string)
+	for _, key := range s.cfg.SyncConfigs {
+		if v, ok := src.ConfigEntries[key]; ok && v != nil {
+			val := *v
+			configs[key] = &val
+		}
+	}
+	if min, ok := configs["min.insync.replicas"]; ok {
+		// A min.insync.replicas above the target's replication factor would refuse every write.
+		if n, err := strconv.Atoi(*min); err == nil && n > int(rf) {
+			capped := strconv.Itoa(int(rf))
+			configs["min.insync.replicas"] = &capped
+		}
+	}
+	detail := &sarama.TopicDetail{NumPartitions: t.Partitions, ReplicationFactor: rf, ConfigEntries: configs}
+	err = s.target.CreateTopic(t.Target, detail, false)
+	if errors.Is(err, sarama.ErrTopicAlreadyExists) {
+		return nil // another replica created it first
+	}
+	if err != nil {
+		return fmt.Errorf("create target topic %q (%d partitions, replication factor %d): %w", t.Target, t.Partitions, rf, err)
+	}
+	s.cfg.Log.Info("created target topic",
+		zap.String("topic", t.Target), zap.Int32("partitions", t.Partitions), zap.Int16("replication_factor", rf),
+		zap.Strings("configs", slices.Sorted(maps.Keys(configs))))
+	if s.cfg.Events.TopicCreated != nil {
+		s.cfg.Events.TopicCreated()
+	}
+	return nil
+}
+
+func (s *Syncer) maxMessageBytes(target string) (int, error) {
+	entries, err := s.target.DescribeConfig(sarama.ConfigResource{
+		Type: sarama.TopicResource, Name: target, ConfigNames: []string{"max.message.bytes"},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("describe target topic %q max.message.bytes: %w", target, err)
+	}
+	for _, e := range entries {
+		if e.Name == "max.message.bytes" {
+			if n, err := strconv.Atoi(e.Value); err == nil && n > 0 {
+				return n, nil
+			}
+		}
+	}
+	return s.cfg.DefaultMaxMessageBytes, nil
+}

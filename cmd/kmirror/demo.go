@@ -31,7 +31,8 @@ func newDemoCommand() *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&o.Records, "records", 600_000, "records to produce and mirror")
+	cmd.Flags().IntVar(&o.Records, "records", 800_000, "records to produce and mirror")
+	cmd.Flags().IntVar(&o.Rate, "rate", 30_000, "records produced per second (0: as fast as possible)")
 	cmd.Flags().IntVar(&o.ValueBytes, "value-bytes", 512, "size of each record's value")
 	cmd.Flags().Int32Var(&o.Partitions, "partitions", 12, "partitions of the demo topic")
 	cmd.Flags().DurationVar(&o.Timeout, "timeout", 10*time.Minute, "give up after this long")

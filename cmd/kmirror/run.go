@@ -90,26 +90,6 @@ func notifySystemd(ctx context.Context, log *zap.Logger, ready func() error) {
 	}
 }
 
-func newValidateCommand() *cobra.Command {
-	var flags configFlags
-	cmd := &cobra.Command{
-		Use:   "validate",
-		Short: "Check a configuration file and print the effective settings",
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := flags.load()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "configuration is valid: mirroring %v from %s %v to %s %v (policy %s, group %q, %d workers)\n",
-				cfg.Topics.Include, cfg.Source.Alias, cfg.Source.Bootstrap, cfg.Target.Alias, cfg.Target.Bootstrap,
-				cfg.Topics.ReplicationPolicy, cfg.Consumer.GroupID, cfg.Ring.Workers)
-			return nil
-		},
-	}
-	flags.register(cmd)
-	return cmd
-}
-
 func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",

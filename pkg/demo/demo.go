@@ -32,6 +32,9 @@ type Options struct {
 	Partitions int32
 	Brokers    int
 	Topic      string
+	// Rate paces the producer, in records per second (0: as fast as possible), so the mirror is
+	// seen working on a live stream.
+	Rate int
 	// Timeout bounds the whole run.
 	Timeout time.Duration
 	// Out receives the progress and the summary.
@@ -86,8 +89,8 @@ func Run(ctx context.Context, o Options) error {
 	mirrorErr := make(chan error, 1)
 	go func() { mirrorErr <- m.Run(mctx) }()
 
-	fmt.Fprintf(o.Out, "producing %d records (%d-byte values, keys, headers) into %s (%d partitions) on europe while mirroring to us\n",
-		o.Records, o.ValueBytes, o.Topic, o.Partitions)
+	fmt.Fprintf(o.Out, "producing %d records (%d-byte values, keys, headers, timestamps) at %d records/s into %s (%d partitions) on europe while mirroring to us\n",
+		o.Records, o.ValueBytes, o.Rate, o.Topic, o.Partitions)
 	var produced sync.WaitGroup
 	produceErr := make(chan error, 1)
 	produced.Add(1)
@@ -170,7 +173,18 @@ func produce(ctx context.Context, addrs []string, o Options) error {
 	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
 	var firstErr error
 	var mu sync.Mutex
+	began := time.Now()
 	for i := 0; i < o.Records; i++ {
+		if o.Rate > 0 && i%1000 == 0 {
+			due := began.Add(time.Duration(float64(i) / float64(o.Rate) * float64(time.Second)))
+			if d := time.Until(due); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
 		value := make([]byte, o.ValueBytes)
 		for j := range value {
 			value[j] = byte('a' + rng.IntN(26))

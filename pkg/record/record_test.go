@@ -1,0 +1,63 @@
+package record
+
+import (
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+func TestFromKeepsNullsEmptiesHeadersAndTimestamp(t *testing.T) {
+	ts := time.UnixMilli(1_650_000_000_001)
+	cases := []struct {
+		name       string
+		key, value []byte
+	}{
+		{"null key and value", nil, nil},
+		{"empty key and value", []byte{}, []byte{}},
+		{"tombstone", []byte("k"), nil},
+		{"plain", []byte("k"), []byte("v")},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m := &sarama.ConsumerMessage{
+				Topic: "src", Partition: 7, Offset: 42, Timestamp: ts, Key: tc.key, Value: tc.value,
+				Headers: []*sarama.RecordHeader{{Key: []byte("a"), Value: nil}, {Key: []byte("b"), Value: []byte{}}},
+			}
+			r := From(m, "dst", nil, 100)
+			if r.Msg.Topic != "dst" || r.Msg.Partition != 7 || r.Offset != 42 || !r.Msg.Timestamp.Equal(ts) {
+				t.Fatalf("routing fields changed: %+v", r.Msg)
+			}
+			if (r.Msg.Key == nil) != (tc.key == nil) || (r.Msg.Value == nil) != (tc.value == nil) {
+				t.Fatalf("null-ness changed: key %v value %v", r.Msg.Key == nil, r.Msg.Value == nil)
+			}
+			if tc.key != nil {
+				b, _ := r.Msg.Key.Encode()
+				if string(b) != string(tc.key) || b == nil {
+					t.Fatalf("key = %q", b)
+				}
+			}
+			if len(r.Msg.Headers) != 2 || r.Msg.Headers[0].Value != nil || r.Msg.Headers[1].Value == nil {
+				t.Fatalf("headers changed: %+v", r.Msg.Headers)
+			}
+			if Of(&r.Msg) != r {
+				t.Fatal("Of does not find the record back from its message")
+			}
+			if want := int64(overhead + len(tc.key) + len(tc.value) + 2*3); r.Size != want {
+				t.Fatalf("size = %d, want %d", r.Size, want)
+			}
+		})
+	}
+}
+
+func BenchmarkFrom(b *testing.B) {
+	m := &sarama.ConsumerMessage{
+		Topic: "src", Partition: 1, Offset: 1, Timestamp: time.Now(), Key: []byte("customer-42"),
+		Value:   make([]byte, 1024),
+		Headers: []*sarama.RecordHeader{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Value: []byte("2")}},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = From(m, "dst", nil, 0)
+	}
+}

@@ -49,7 +49,7 @@ type Mirror struct {
 	target *cluster.Cluster
 
 	inboxes []*ring.Queue[*record.Record]
-	handler *source.Handler
+	handler atomic.Pointer[source.Handler]
 
 	fatalOnce sync.Once
 	fatalErr  atomic.Pointer[error]
@@ -90,7 +90,7 @@ func (m *Mirror) Ready() error {
 	if !m.connected.Load() {
 		return errors.New("not connected to both clusters yet")
 	}
-	if m.handler == nil || !m.handler.Joined() {
+	if h := m.handler.Load(); h == nil || !h.Joined() {
 		return errors.New("not in a source consumer-group session (joining or rebalancing)")
 	}
 	return nil
@@ -117,12 +117,12 @@ func (m *Mirror) Run(ctx context.Context) error {
 
 	srcAdmin, err := connectAdmin(runCtx, m.log, "source", m.source, m.opts.SaramaClients)
 	if err != nil {
-		return err
+		return stoppedBeforeStart(ctx, err)
 	}
 	defer srcAdmin.Close()
 	tgtAdmin, err := connectAdmin(runCtx, m.log, "target", m.target, m.opts.SaramaClients)
 	if err != nil {
-		return err
+		return stoppedBeforeStart(ctx, err)
 	}
 	defer tgtAdmin.Close()
 
@@ -174,7 +174,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		closeProducers()
 		return err
 	}
-	m.handler = handler
+	m.handler.Store(handler)
 
 	gc := m.consumerConfig()
 	if m.opts.SaramaClients != nil {
@@ -375,6 +375,15 @@ func (m *Mirror) consumerConfig() *sarama.Config {
 	c.Consumer.Fetch.Max = cc.FetchMaxBytes
 	c.Consumer.MaxWaitTime = cc.FetchMaxWait
 	return c
+}
+
+// stoppedBeforeStart turns a connection error into nil when the caller asked the mirror to stop
+// (nothing was fetched, so there is nothing to drain or commit).
+func stoppedBeforeStart(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // connectAdmin opens an admin client, retrying with backoff while the cluster is unreachable,

@@ -1,0 +1,108 @@
+package benchmarks
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/embedded"
+	"github.com/kmirror/kmirror/pkg/mirror"
+)
+
+// BenchmarkPipelineCatchUp preloads a 12-partition topic with 1 KiB records on an in-process
+// source cluster and times kmirror until the in-process target holds them all. One op is one
+// record; it reports records/s and MB/s. The clusters are in the same process, so the figure is
+// an upper bound on kmirror's own cost, not a network measurement (see run.sh for real brokers).
+func BenchmarkPipelineCatchUp(b *testing.B) {
+	for _, workers := range []int{1, 4, 8} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			benchCatchUp(b, workers)
+		})
+	}
+}
+
+func benchCatchUp(b *testing.B, workers int) {
+	const partitions, valueBytes = 12, 1024
+	n := max(b.N, 1000)
+	europe, err := embedded.Start("europe", 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer europe.Close()
+	us, err := embedded.Start("us", 1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer us.Close()
+	ctx := context.Background()
+	src, _ := kgo.NewClient(kgo.SeedBrokers(europe.Addrs()...), kgo.DefaultProduceTopic("bench"),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	defer src.Close()
+	if _, err := kadm.NewClient(src).CreateTopic(ctx, partitions, 1, nil, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	value := make([]byte, valueBytes)
+	for i := 0; i < n; i++ {
+		src.Produce(ctx, &kgo.Record{
+			Key: []byte(fmt.Sprintf("key-%d", i%1000)), Value: value,
+			Headers: []kgo.RecordHeader{{Key: "a", Value: []byte("1")}, {Key: "b", Value: []byte("2")}},
+		}, nil)
+	}
+	if err := src.Flush(ctx); err != nil {
+		b.Fatal(err)
+	}
+
+	cfg := config.Default()
+	cfg.Source.Bootstrap = europe.Addrs()
+	cfg.Target.Bootstrap = us.Addrs()
+	cfg.Topics.Include = []string{"bench"}
+	cfg.Ring.Workers = workers
+	cfg.Telemetry.Listen = ""
+	m, err := mirror.New(&cfg, mirror.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	tgt, _ := kgo.NewClient(kgo.SeedBrokers(us.Addrs()...))
+	defer tgt.Close()
+	tadm := kadm.NewClient(tgt)
+	// Created here so that the reader's metadata knows it from the start.
+	if _, err := tadm.CreateTopic(ctx, partitions, 1, nil, "bench"); err != nil {
+		b.Fatal(err)
+	}
+
+	b.SetBytes(valueBytes)
+	b.ResetTimer()
+	// Joining the group costs a few fixed seconds (the coordinator's initial rebalance delay);
+	// the clock runs from the first mirrored record, so the figure is the steady copy rate.
+	var start time.Time
+	mctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(mctx) }()
+	for {
+		ends, err := tadm.ListEndOffsets(ctx, "bench")
+		var total int64
+		if err == nil {
+			ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
+		}
+		if total > 0 && start.IsZero() {
+			start = time.Now()
+		}
+		if total >= int64(n) {
+			break
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(n)/elapsed.Seconds(), "records/s")
+	b.ReportMetric(elapsed.Seconds(), "copy-seconds")
+}

@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"github.com/spf13/cobra"
@@ -53,11 +57,68 @@ func run(ctx context.Context, cfg *config.Config) error {
 	log.Info("starting kmirror", zap.String("version", version.Version),
 		zap.Strings("include", cfg.Topics.Include), zap.String("policy", cfg.Topics.ReplicationPolicy))
 
-	m, err := mirror.New(cfg, mirror.Options{Log: log})
+	reg := prometheus.NewRegistry()
+	metrics, err := telemetry.NewMetrics(reg)
+	if err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
+	saramaMetrics := telemetry.NewSaramaCollector()
+	reg.MustRegister(saramaMetrics)
+
+	host, _ := os.Hostname()
+	tracing, err := telemetry.NewTracing(ctx, telemetry.TracingConfig{
+		Endpoint: cfg.Telemetry.Tracing.Endpoint, Protocol: cfg.Telemetry.Tracing.Protocol,
+		Insecure: cfg.Telemetry.Tracing.Insecure, SampleRatio: cfg.Telemetry.Tracing.SampleRatio,
+	}, telemetry.ResourceInfo{
+		ServiceVersion: version.Version, SourceAlias: cfg.Source.Alias, TargetAlias: cfg.Target.Alias,
+		InstanceID: fmt.Sprintf("%s-%d", host, os.Getpid()),
+	})
 	if err != nil {
 		return err
 	}
-	go notifySystemd(ctx, log, m.Ready)
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tracing.Shutdown(sctx); err != nil {
+			log.Warn("flush traces", zap.Error(err))
+		}
+	}()
+	if tracing.Enabled {
+		log.Info("tracing to OTLP collector", zap.String("endpoint", cfg.Telemetry.Tracing.Endpoint),
+			zap.Float64("sample_ratio", cfg.Telemetry.Tracing.SampleRatio))
+	}
+
+	m, err := mirror.New(cfg, mirror.Options{
+		Log: log, Metrics: metrics, Tracing: tracing,
+		SaramaClients: func(name string, c *sarama.Config) { saramaMetrics.Add(name, c.MetricRegistry) },
+	})
+	if err != nil {
+		return err
+	}
+
+	// The endpoint outlives the mirror by nothing: it stops when run returns.
+	srvCtx, stopServer := context.WithCancel(context.Background())
+	defer stopServer()
+	if cfg.Telemetry.Listen != "" {
+		srv, err := telemetry.NewServer(telemetry.ServerConfig{Listen: cfg.Telemetry.Listen, Pprof: cfg.Telemetry.Pprof}, reg, m.Ready, log)
+		if err != nil {
+			return err
+		}
+		go func() {
+			if err := srv.Run(srvCtx); err != nil {
+				log.Error("telemetry endpoint stopped", zap.Error(err))
+			}
+		}()
+	}
+	go notifySystemd(ctx, log, func() error {
+		err := m.Ready()
+		if err == nil {
+			metrics.Ready.Set(1)
+		} else {
+			metrics.Ready.Set(0)
+		}
+		return err
+	})
 	if err := m.Run(ctx); err != nil {
 		log.Error("kmirror stopped with an error", zap.Error(err))
 		return exitError{code: 1}
@@ -65,26 +126,27 @@ func run(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// notifySystemd tells systemd (Type=notify) that kmirror is ready once it is, and that it is
-// stopping when ctx ends. Outside systemd it does nothing.
+// notifySystemd polls readiness for as long as ctx lasts, and tells systemd (Type=notify) that
+// kmirror is ready the first time it is, and that it is stopping when ctx ends. Outside systemd
+// the notifications do nothing.
 func notifySystemd(ctx context.Context, log *zap.Logger, ready func() error) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
+	notified := false
 	for {
 		select {
 		case <-ctx.Done():
 			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
 			return
 		case <-t.C:
-			if ready() == nil {
-				if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-					log.Warn("notify systemd", zap.Error(err))
-				} else if ok {
-					log.Info("told systemd kmirror is ready")
-				}
-				<-ctx.Done()
-				_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
-				return
+			if ready() != nil || notified {
+				continue
+			}
+			notified = true
+			if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+				log.Warn("notify systemd", zap.Error(err))
+			} else if ok {
+				log.Info("told systemd kmirror is ready")
 			}
 		}
 	}

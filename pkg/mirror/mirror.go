@@ -25,16 +25,18 @@ import (
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
 	"github.com/kmirror/kmirror/pkg/source"
+	"github.com/kmirror/kmirror/pkg/telemetry"
 	"github.com/kmirror/kmirror/pkg/topics"
 	"github.com/kmirror/kmirror/pkg/worker"
 )
 
 // Options are the collaborators a Mirror reports to; nil fields observe nothing.
 type Options struct {
-	Log            *zap.Logger
-	WorkerObserver worker.Observer
-	SourceObserver source.Observer
-	TopicEvents    topics.Events
+	Log *zap.Logger
+	// Metrics, when set, receives the data path's counters, histograms and gauges.
+	Metrics *telemetry.Metrics
+	// Tracing, when enabled, traces sampled records stage by stage.
+	Tracing *telemetry.Tracing
 	// SaramaClients, when set, is told of every sarama client's configuration as it is created
 	// (name, config), so its go-metrics registry can be exported.
 	SaramaClients func(name string, c *sarama.Config)
@@ -50,6 +52,10 @@ type Mirror struct {
 
 	inboxes []*ring.Queue[*record.Record]
 	handler atomic.Pointer[source.Handler]
+
+	workerObserver worker.Observer
+	sourceObserver source.Observer
+	topicEvents    topics.Events
 
 	fatalOnce sync.Once
 	fatalErr  atomic.Pointer[error]
@@ -75,6 +81,23 @@ func New(cfg *config.Config, opts Options) (*Mirror, error) {
 	for range cfg.Ring.Workers {
 		m.inboxes = append(m.inboxes, ring.NewQueue[*record.Record](cfg.Ring.InboxRecords, cfg.Ring.InboxBytes))
 	}
+	m.workerObserver, m.sourceObserver = worker.NopObserver{}, source.NopObserver{}
+	if opts.Tracing == nil {
+		opts.Tracing = &telemetry.Tracing{}
+	}
+	if opts.Metrics != nil {
+		o := newObserver(opts.Metrics, opts.Tracing, len(m.inboxes))
+		if err := o.workerGauges(m); err != nil {
+			return nil, fmt.Errorf("register worker metrics: %w", err)
+		}
+		m.workerObserver, m.sourceObserver = o, o
+		m.topicEvents = topics.Events{
+			Discovered:      func(n int) { opts.Metrics.TopicsDiscovered.Add(float64(n)) },
+			TopicCreated:    opts.Metrics.TargetTopicsCreated.Inc,
+			PartitionsAdded: func(n int) { opts.Metrics.TargetPartitionsAdded.Add(float64(n)) },
+		}
+	}
+	m.opts = opts
 	return m, nil
 }
 
@@ -138,7 +161,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		Filter: filter, Name: namer, Create: m.cfg.Topics.Create,
 		ReplicationFactor: m.cfg.Topics.ReplicationFactor, SyncConfigs: m.cfg.Topics.SyncConfigs,
 		DefaultMaxMessageBytes: m.cfg.Producer.MaxMessageBytes,
-		Events:                 m.opts.TopicEvents, Log: m.log,
+		Events:                 m.topicEvents, Log: m.log,
 	})
 
 	// Workers and their producers start before the consumer and stop after it.
@@ -168,7 +191,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	handler, err := source.New(source.Config{
 		Inboxes: m.inboxes, Topics: syncer, InFlight: m.cfg.Ring.PartitionInFlight,
 		CommitInterval: m.cfg.Commit.Interval, DrainTimeout: m.cfg.Shutdown.Timeout,
-		Observer: m.opts.SourceObserver, Log: m.log,
+		Observer: m.sourceObserver, Tracing: m.opts.Tracing, Log: m.log,
 	})
 	if err != nil {
 		closeProducers()
@@ -197,7 +220,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	for i, p := range producers {
 		w, err := worker.New(worker.Config{
 			ID: i, Inbox: m.inboxes[i], Producer: p, OversizePolicy: m.cfg.Producer.OversizePolicy,
-			Fatal: m.fatal, Observer: m.opts.WorkerObserver, Log: m.log,
+			Fatal: m.fatal, Observer: m.workerObserver, Log: m.log,
 		})
 		if err != nil {
 			stopWorkers()
@@ -245,6 +268,7 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 				if !ok {
 					return nil
 				}
+				m.sourceObserver.GroupError(err)
 				m.log.Warn("source consumer group", zap.Error(err))
 			case <-ctx.Done():
 				return nil

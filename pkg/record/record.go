@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kmirror/kmirror/pkg/offsets"
 )
@@ -34,6 +35,10 @@ type Record struct {
 	Fetched time.Time
 	// Enqueued is when the record entered its worker's inbox.
 	Enqueued time.Time
+	// Sent is when the worker handed the record to its producer.
+	Sent time.Time
+	// Span is the record's trace span when it is sampled, nil otherwise.
+	Span trace.Span
 }
 
 // From converts a consumed source record into the record to produce into target, same

@@ -15,11 +15,14 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/kmirror/kmirror/pkg/offsets"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
+	"github.com/kmirror/kmirror/pkg/telemetry"
 	"github.com/kmirror/kmirror/pkg/topics"
 )
 
@@ -38,8 +41,10 @@ type Observer interface {
 	Lag(topic string, partition int32, lag int64)
 	// Committed reports one commit of the session's offsets and how long it took.
 	Committed(d time.Duration)
-	// Enqueued is called when a record entered its worker's inbox.
-	Enqueued(r *record.Record)
+	// SessionStarted is called when a consumer-group session starts (after each rebalance).
+	SessionStarted()
+	// GroupError is called for an error the consumer group reported (commit failures among them).
+	GroupError(err error)
 }
 
 // NopObserver observes nothing.
@@ -49,7 +54,8 @@ func (NopObserver) Assigned(string, int32)   {}
 func (NopObserver) Revoked(string, int32)    {}
 func (NopObserver) Lag(string, int32, int64) {}
 func (NopObserver) Committed(time.Duration)  {}
-func (NopObserver) Enqueued(*record.Record)  {}
+func (NopObserver) SessionStarted()          {}
+func (NopObserver) GroupError(error)         {}
 
 // Config configures a Handler.
 type Config struct {
@@ -65,7 +71,10 @@ type Config struct {
 	// NewCommitter returns the committer for a session; nil uses the group session itself.
 	NewCommitter func(sarama.ConsumerGroupSession) offsets.Committer
 	Observer     Observer
-	Log          *zap.Logger
+	// Tracing, when enabled, gives sampled records a span that joins the trace their headers
+	// carry, and traces every commit.
+	Tracing *telemetry.Tracing
+	Log     *zap.Logger
 }
 
 // Handler is a sarama.ConsumerGroupHandler that feeds the ring.
@@ -135,6 +144,7 @@ func (h *Handler) Setup(sess sarama.ConsumerGroupSession) error {
 	for _, parts := range claims {
 		n += len(parts)
 	}
+	h.cfg.Observer.SessionStarted()
 	h.cfg.Log.Info("joined the source consumer group",
 		zap.String("member", sess.MemberID()), zap.Int32("generation", sess.GenerationID()), zap.Int("partitions", n))
 
@@ -200,6 +210,11 @@ func (h *Handler) commit(ctx context.Context) {
 		return
 	}
 	start := time.Now()
+	if tr := h.cfg.Tracing; tr != nil && tr.Enabled {
+		var span trace.Span
+		ctx, span = tr.Tracer.Start(ctx, "kmirror.commit", trace.WithTimestamp(start))
+		defer span.End()
+	}
 	if err := c.Commit(ctx); err != nil {
 		h.cfg.Log.Warn("commit source offsets", zap.Error(err))
 		return
@@ -231,6 +246,7 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 
 	ctx := sess.Context()
 	msgs := claim.Messages()
+	tracing := h.cfg.Tracing != nil && h.cfg.Tracing.Enabled
 feed:
 	for {
 		select {
@@ -240,6 +256,9 @@ feed:
 			}
 			r := record.From(m, t.Target, track, t.MaxMessageBytes)
 			r.Fetched = time.Now()
+			if tracing {
+				h.startSpan(r, m)
+			}
 			seq, err := track.RegisterWait(ctx, m.Offset)
 			if err != nil {
 				break feed
@@ -250,7 +269,6 @@ feed:
 				track.Unregister(seq) // never handed on: it will be read again
 				break feed
 			}
-			h.cfg.Observer.Enqueued(r)
 		case <-ctx.Done():
 			break feed
 		}
@@ -266,4 +284,34 @@ feed:
 	}
 	// The session marks the drained position in Cleanup, before its final commit.
 	return nil
+}
+
+// startSpan opens the record's "kmirror.mirror" span, joining the trace carried by its headers
+// when there is one. A sampled record that arrived with a traceparent leaves with kmirror's span
+// context in its place, so a consumer on the target continues the same trace; records without
+// one are not given headers they did not have.
+func (h *Handler) startSpan(r *record.Record, m *sarama.ConsumerMessage) {
+	tr := h.cfg.Tracing
+	ctx := context.Background()
+	carried := telemetry.HasTraceparent(m.Headers)
+	if carried {
+		ctx = tr.Extract(ctx, m.Headers)
+	}
+	ctx, span := tr.Tracer.Start(ctx, "kmirror.mirror",
+		trace.WithTimestamp(r.Fetched),
+		trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "kafka"),
+			attribute.String("messaging.source.name", m.Topic),
+			attribute.Int("messaging.kafka.source.partition", int(m.Partition)),
+			attribute.Int64("messaging.kafka.message.offset", m.Offset),
+			attribute.String("messaging.destination.name", r.Msg.Topic),
+		))
+	if !span.IsRecording() {
+		return
+	}
+	r.Span = span
+	if carried {
+		tr.Inject(ctx, &r.Msg.Headers)
+	}
 }

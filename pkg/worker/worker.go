@@ -116,6 +116,7 @@ func (w *Worker) send(ctx context.Context, input chan<- *sarama.ProducerMessage)
 				ErrOversize, r.Size, r.Msg.Topic, r.Limit))
 			continue
 		}
+		r.Sent = time.Now()
 		w.cfg.Observer.Sent(w.cfg.ID, r)
 		select {
 		case input <- &r.Msg:

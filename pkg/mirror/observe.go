@@ -1,0 +1,109 @@
+package mirror
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kmirror/kmirror/pkg/record"
+	"github.com/kmirror/kmirror/pkg/telemetry"
+)
+
+// observer turns the data path's events into metrics and, for sampled records, into the spans of
+// each stage: consume (fetched → in the inbox), queue (in the inbox → sent), produce (sent →
+// acknowledged by the target).
+type observer struct {
+	metrics  *telemetry.Metrics
+	tracing  *telemetry.Tracing
+	inFlight []atomic.Int64
+}
+
+func newObserver(m *telemetry.Metrics, t *telemetry.Tracing, workers int) *observer {
+	return &observer{metrics: m, tracing: t, inFlight: make([]atomic.Int64, workers)}
+}
+
+func (o *observer) Sent(w int, _ *record.Record) { o.inFlight[w].Add(1) }
+
+func (o *observer) Acked(w int, r *record.Record, at time.Time) {
+	o.inFlight[w].Add(-1)
+	tm := o.metrics.Topic(r.Track.Topic())
+	tm.Records.Inc()
+	tm.Bytes.Add(float64(r.Size))
+	if !r.Msg.Timestamp.IsZero() {
+		o.metrics.ReplicationLatency.Observe(at.Sub(r.Msg.Timestamp).Seconds())
+	}
+	if r.Span != nil {
+		o.endSpans(r, at, nil)
+	}
+}
+
+func (o *observer) Skipped(w int, r *record.Record, err error) {
+	if !r.Sent.IsZero() {
+		o.inFlight[w].Add(-1)
+	}
+	o.metrics.Topic(r.Track.Topic()).Skipped.Inc()
+	o.metrics.ProduceErrors.WithLabelValues("oversize").Inc()
+	if r.Span != nil {
+		o.endSpans(r, time.Now(), err)
+	}
+}
+
+func (o *observer) Failed(w int, r *record.Record, err error) {
+	if !r.Sent.IsZero() {
+		o.inFlight[w].Add(-1)
+	}
+	o.metrics.ProduceErrors.WithLabelValues("fatal").Inc()
+	if r.Span != nil {
+		o.endSpans(r, time.Now(), err)
+	}
+}
+
+// endSpans records the stages of a sampled record as children of its mirror span, with the
+// times the data path noted, then ends the mirror span.
+func (o *observer) endSpans(r *record.Record, at time.Time, err error) {
+	ctx := trace.ContextWithSpan(context.Background(), r.Span)
+	stage := func(name string, from, to time.Time, attrs ...attribute.KeyValue) {
+		if from.IsZero() || to.IsZero() {
+			return
+		}
+		_, s := o.tracing.Tracer.Start(ctx, name, trace.WithTimestamp(from), trace.WithAttributes(attrs...))
+		s.End(trace.WithTimestamp(to))
+	}
+	stage("kmirror.consume", r.Fetched, r.Enqueued)
+	stage("kmirror.queue", r.Enqueued, r.Sent)
+	stage("kmirror.produce", r.Sent, at,
+		attribute.String("messaging.destination.name", r.Msg.Topic),
+		attribute.Int("messaging.kafka.destination.partition", int(r.Msg.Partition)),
+		attribute.Int64("messaging.kafka.destination.offset", r.Msg.Offset))
+	if err != nil {
+		r.Span.RecordError(err)
+	}
+	r.Span.End(trace.WithTimestamp(at))
+}
+
+func (o *observer) Assigned(string, int32) { o.metrics.AssignedPartitions.Inc() }
+
+func (o *observer) Revoked(topic string, partition int32) {
+	o.metrics.AssignedPartitions.Dec()
+	o.metrics.ForgetPartition(topic, partition)
+}
+
+func (o *observer) Lag(topic string, partition int32, lag int64) {
+	o.metrics.SetLag(topic, partition, lag)
+}
+
+func (o *observer) Committed(d time.Duration) { o.metrics.CommitLatency.Observe(d.Seconds()) }
+
+func (o *observer) SessionStarted() { o.metrics.Rebalances.Inc() }
+
+func (o *observer) GroupError(error) { o.metrics.ConsumerErrors.Inc() }
+
+func (o *observer) workerGauges(m *Mirror) error {
+	return o.metrics.RegisterWorkerGauges(len(m.inboxes),
+		func(w int) float64 { return float64(m.inboxes[w].Len()) },
+		func(w int) float64 { return float64(m.inboxes[w].Bytes()) },
+		func(w int) float64 { return float64(o.inFlight[w].Load()) })
+}

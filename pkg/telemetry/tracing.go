@@ -178,3 +178,14 @@ func HasTraceparent(headers []*sarama.RecordHeader) bool {
 	}
 	return false
 }
+
+// TracingWith wraps an existing tracer provider (an in-memory one in tests, or one an embedding
+// program already configured). The caller owns the provider's shutdown.
+func TracingWith(tp trace.TracerProvider) *Tracing {
+	return &Tracing{
+		Tracer:     tp.Tracer("github.com/kmirror/kmirror"),
+		Enabled:    true,
+		propagator: propagation.TraceContext{},
+		shutdown:   func(context.Context) error { return nil },
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
@@ -223,9 +224,18 @@ func (s *Syncer) create(t Topic, src sarama.TopicDetail) error {
 }
 
 func (s *Syncer) maxMessageBytes(target string) (int, error) {
-	entries, err := s.target.DescribeConfig(sarama.ConfigResource{
-		Type: sarama.TopicResource, Name: target, ConfigNames: []string{"max.message.bytes"},
-	})
+	var entries []sarama.ConfigEntry
+	var err error
+	// A topic just created may not have reached the broker that answers yet.
+	for attempt := 0; attempt < 20; attempt++ {
+		entries, err = s.target.DescribeConfig(sarama.ConfigResource{
+			Type: sarama.TopicResource, Name: target, ConfigNames: []string{"max.message.bytes"},
+		})
+		if !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("describe target topic %q max.message.bytes: %w", target, err)
 	}

@@ -1,0 +1,350 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kmirror/kmirror/pkg/verify"
+)
+
+// repoRoot is the repository's top directory.
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Dir(wd)
+}
+
+// cluster is a running Kafka cluster started by scripts/kafka/cluster.sh.
+type cluster struct {
+	name      string
+	bootstrap []string
+	root      string
+}
+
+// startCluster starts a named cluster and stops it when the test ends; args go to cluster.sh up.
+func startCluster(t *testing.T, name string, args ...string) *cluster {
+	t.Helper()
+	root := repoRoot(t)
+	script := filepath.Join(root, "scripts", "kafka", "cluster.sh")
+	_ = exec.Command(script, "down", name).Run() // leftovers of an interrupted run
+	out, err := exec.Command(script, append([]string{"up", name}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("start kafka %s: %v\n%s", name, err, out)
+	}
+	c := &cluster{name: name, root: root}
+	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _ := exec.Command(script, "logs", name).CombinedOutput()
+			t.Logf("kafka %s log tail:\n%s", name, lastLines(string(logs), 30))
+		}
+		_ = exec.Command(script, "down", name).Run()
+	})
+	b, err := exec.Command(script, "bootstrap", name).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.bootstrap = strings.Split(strings.TrimSpace(string(b)), ",")
+	return c
+}
+
+func (c *cluster) script(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(c.root, "scripts", "kafka", "cluster.sh"), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("cluster.sh %v: %v\n%s", args, err, out)
+	}
+}
+
+func (c *cluster) admin(t *testing.T) *kadm.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
+func (c *cluster) createTopic(t *testing.T, topic string, partitions int32, rf int16, configs map[string]*string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := c.admin(t).CreateTopic(ctx, partitions, rf, configs, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create topic %s on %s: %v", topic, c.name, err)
+	}
+}
+
+// count sums the end offsets of topic (records plus transaction markers, if any).
+func (c *cluster) count(t *testing.T, topic string) int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := c.admin(t).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return -1
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err == nil {
+			n += o.Offset
+		}
+	})
+	return n
+}
+
+// kmirror is a running kmirror process.
+type kmirror struct {
+	t       *testing.T
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	err     error
+}
+
+// writeConfig writes a kmirror configuration from a YAML body and returns its path.
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "kmirror.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// baseConfig mirrors include from src to dst with settings that suit a quick test.
+func baseConfig(src, dst *cluster, include string, extra string) string {
+	return fmt.Sprintf(`
+source:
+  alias: europe
+  bootstrap: [%s]
+  metadata_refresh: 2s
+target:
+  alias: us
+  bootstrap: [%s]
+topics:
+  include: [%q]
+  refresh_interval: 2s
+consumer:
+  session_timeout: 10s
+  heartbeat_interval: 1s
+  rebalance_timeout: 20s
+commit:
+  interval: 500ms
+shutdown:
+  timeout: 20s
+telemetry:
+  listen: ""
+log:
+  format: json
+%s`, strings.Join(src.bootstrap, ", "), strings.Join(dst.bootstrap, ", "), include, extra)
+}
+
+// startKmirror runs bin/kmirror with the configuration at cfgPath; prefix, when set, is put in
+// front of the command (ip netns exec ...).
+func startKmirror(t *testing.T, cfgPath string, prefix ...string) *kmirror {
+	t.Helper()
+	bin := filepath.Join(repoRoot(t), "bin", "kmirror")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("%s is missing: run make build first (scripts/e2e.sh does)", bin)
+	}
+	logPath := filepath.Join(t.TempDir(), "kmirror.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := append(append([]string{}, prefix...), bin, "run", "--config", cfgPath)
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	k := &kmirror{t: t, cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	go func() { k.err = cmd.Wait(); logf.Close(); close(k.done) }()
+	t.Cleanup(func() {
+		k.kill()
+		if t.Failed() {
+			t.Logf("kmirror log tail (%s):\n%s", logPath, lastLines(k.log(), 40))
+		}
+	})
+	// Wait until the signal handler is installed: a SIGTERM before it would kill outright.
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(k.log(), "starting kmirror") && time.Now().Before(deadline) {
+		select {
+		case <-k.done:
+			t.Fatalf("kmirror exited at start: %v\n%s", k.err, k.log())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return k
+}
+
+func (k *kmirror) log() string {
+	b, _ := os.ReadFile(k.logPath)
+	return string(b)
+}
+
+// kill ends the process with SIGKILL: a crash, nothing drained or committed.
+func (k *kmirror) kill() {
+	select {
+	case <-k.done:
+		return
+	default:
+	}
+	_ = k.cmd.Process.Signal(syscall.SIGKILL)
+	<-k.done
+}
+
+// stop sends SIGTERM and expects a clean exit (status 0) within the deadline.
+func (k *kmirror) stop() {
+	k.t.Helper()
+	_ = k.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-k.done:
+	case <-time.After(60 * time.Second):
+		k.t.Fatalf("kmirror did not exit within 60s of SIGTERM\n%s", lastLines(k.log(), 40))
+	}
+	if code := k.cmd.ProcessState.ExitCode(); code != 0 {
+		k.t.Fatalf("kmirror exited with status %d after SIGTERM\n%s", code, lastLines(k.log(), 40))
+	}
+}
+
+// waitFor polls cond every 200ms until it holds or d passes.
+func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// compare reads both clusters with franz-go and logs the figures.
+func compare(t *testing.T, src, dst *cluster, topics map[string]string) verify.Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := verify.Compare(ctx, src.bootstrap, dst.bootstrap, topics)
+	if err != nil {
+		t.Fatalf("compare: %v", err)
+	}
+	s, d, lost, dups, changed := rep.Totals()
+	t.Logf("figures: source %d, target %d, lost %d, duplicates %d, changed %d", s, d, lost, dups, changed)
+	return rep
+}
+
+// kcatProduce pipes lines into kcat -P with the given extra flags.
+func kcatProduce(t *testing.T, brokers []string, topic string, partition int, lines []string, flags ...string) {
+	t.Helper()
+	args := append([]string{"-P", "-b", strings.Join(brokers, ","), "-t", topic, "-p", fmt.Sprint(partition)}, flags...)
+	cmd := exec.Command("kcat", args...)
+	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kcat %v: %v\n%s", args, err, out.String())
+	}
+}
+
+// loadProducer writes numbered records with franz-go into topic until stopped or n are written.
+type loadProducer struct {
+	mu       sync.Mutex
+	produced int
+	errs     []error
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+func startLoad(t *testing.T, brokers []string, topic string, n int, perSecond int) *loadProducer {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(5*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp := &loadProducer{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(lp.done)
+		defer cl.Close()
+		ctx := context.Background()
+		start := time.Now()
+		for i := 0; i < n; i++ {
+			select {
+			case <-lp.stop:
+				_ = cl.Flush(ctx)
+				return
+			default:
+			}
+			if perSecond > 0 && i%100 == 0 {
+				due := start.Add(time.Duration(float64(i) / float64(perSecond) * float64(time.Second)))
+				time.Sleep(time.Until(due))
+			}
+			r := &kgo.Record{Key: []byte(fmt.Sprintf("k%d", i%997)), Value: []byte(fmt.Sprintf("record-%09d-%s", i, strings.Repeat("x", 200))),
+				Headers: []kgo.RecordHeader{{Key: "i", Value: []byte(fmt.Sprint(i))}}}
+			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
+				lp.mu.Lock()
+				defer lp.mu.Unlock()
+				if err != nil {
+					lp.errs = append(lp.errs, err)
+					return
+				}
+				lp.produced++
+			})
+		}
+		_ = cl.Flush(ctx)
+	}()
+	return lp
+}
+
+// wait blocks until the producer finished and returns how many records were acknowledged.
+func (lp *loadProducer) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-lp.done:
+	case <-time.After(5 * time.Minute):
+		t.Fatal("load producer did not finish")
+	}
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	if len(lp.errs) > 0 {
+		t.Fatalf("load producer: %d errors, first: %v", len(lp.errs), lp.errs[0])
+	}
+	return lp.produced
+}
+
+func (lp *loadProducer) count() int {
+	lp.mu.Lock()
+	defer lp.mu.Unlock()
+	return lp.produced
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+func ptr(s string) *string { return &s }

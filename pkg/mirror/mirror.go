@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
@@ -84,6 +85,12 @@ func New(cfg *config.Config, opts Options) (*Mirror, error) {
 	m.workerObserver, m.sourceObserver = worker.NopObserver{}, source.NopObserver{}
 	if opts.Tracing == nil {
 		opts.Tracing = &telemetry.Tracing{}
+	}
+	if opts.Metrics == nil && opts.Tracing.Enabled {
+		// The observer also ends the records' spans; it needs metrics to write to, even unread.
+		if opts.Metrics, err = telemetry.NewMetrics(prometheus.NewRegistry()); err != nil {
+			return nil, err
+		}
 	}
 	if opts.Metrics != nil {
 		o := newObserver(opts.Metrics, opts.Tracing, len(m.inboxes))

@@ -50,10 +50,15 @@ func (c *SaramaCollector) Collect(ch chan<- prometheus.Metric) {
 	for client, reg := range regs {
 		reg.Each(func(name string, metric any) {
 			base, labelNames, labelValues := splitSaramaName(name)
+			// Prometheus wants base units: sarama's millisecond metrics become seconds.
+			scale := 1.0
+			if strings.HasSuffix(base, "_in_ms") {
+				base, scale = strings.TrimSuffix(base, "_in_ms")+"_seconds", 0.001
+			}
 			labelNames = append(labelNames, "client")
 			labelValues = append(labelValues, client)
 			fq := "kmirror_sarama_" + base
-			help := "sarama metric " + name + " (go-metrics)"
+			help := "sarama's " + strings.ReplaceAll(base, "_", "-") + " (go-metrics)"
 			switch m := metric.(type) {
 			case gometrics.Meter:
 				d := prometheus.NewDesc(fq+"_total", help, labelNames, nil)
@@ -63,13 +68,13 @@ func (c *SaramaCollector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(m.Snapshot().Count()), labelValues...)
 			case gometrics.Gauge:
 				d := prometheus.NewDesc(fq, help, labelNames, nil)
-				ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(m.Snapshot().Value()), labelValues...)
+				ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(m.Snapshot().Value())*scale, labelValues...)
 			case gometrics.GaugeFloat64:
 				d := prometheus.NewDesc(fq, help, labelNames, nil)
 				ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, m.Snapshot().Value(), labelValues...)
 			case gometrics.Histogram:
 				s := m.Snapshot()
-				ch <- summary(fq, help, labelNames, labelValues, s.Count(), float64(s.Sum()), s.Percentiles(quantiles))
+				ch <- summary(fq, help, labelNames, labelValues, s.Count(), float64(s.Sum())*scale, scaled(s.Percentiles(quantiles), scale))
 			case gometrics.Timer:
 				s := m.Snapshot()
 				ch <- summary(fq, help, labelNames, labelValues, s.Count(), float64(s.Sum()), s.Percentiles(quantiles))
@@ -80,6 +85,13 @@ func (c *SaramaCollector) Collect(ch chan<- prometheus.Metric) {
 
 var quantiles = []float64{0.5, 0.95, 0.99}
 
+func scaled(v []float64, by float64) []float64 {
+	for i := range v {
+		v[i] *= by
+	}
+	return v
+}
+
 func summary(name, help string, labelNames, labelValues []string, count int64, sum float64, ps []float64) prometheus.Metric {
 	q := make(map[float64]float64, len(quantiles))
 	for i, p := range quantiles {
@@ -89,19 +101,22 @@ func summary(name, help string, labelNames, labelValues []string, count int64, s
 	return prometheus.MustNewConstSummary(d, uint64(count), sum, q, labelValues...)
 }
 
-// splitSaramaName turns "record-send-rate-for-topic-orders" into ("record_send_rate",
-// ["topic"], ["orders"]).
+// splitSaramaName turns "record-send-rate-for-topic-orders" into ("topic_record_send_rate",
+// ["topic"], ["orders"]). Per-broker and per-topic variants get their own metric names, so that
+// every metric family has one set of labels (sarama also keeps an aggregate without the suffix).
 func splitSaramaName(name string) (string, []string, []string) {
 	var names, values []string
+	prefix := ""
 	for _, kind := range []string{"broker", "topic"} {
 		marker := "-for-" + kind + "-"
 		if i := strings.Index(name, marker); i >= 0 {
 			names = append(names, kind)
 			values = append(values, name[i+len(marker):])
 			name = name[:i]
+			prefix = kind + "_" + prefix
 		}
 	}
-	return sanitize(name), names, values
+	return prefix + sanitize(name), names, values
 }
 
 func sanitize(s string) string {

@@ -22,27 +22,44 @@ func TestSaramaMetricsAreBridgedWithLabels(t *testing.T) {
 	gometrics.GetOrRegisterMeter("request-rate-for-broker-3", r).Mark(7)
 	gometrics.GetOrRegisterHistogram("batch-size-for-topic-orders", r, gometrics.NewUniformSample(10)).Update(42)
 	gometrics.GetOrRegisterCounter("requests-in-flight", r).Inc(2)
+	gometrics.GetOrRegisterHistogram("request-latency-in-ms-for-broker-3", r, gometrics.NewUniformSample(10)).Update(250)
 	c := NewSaramaCollector()
 	c.Add("producer-0", r)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(c)
 
+	gometrics.GetOrRegisterMeter("request-rate", r).Mark(9) // sarama's aggregate beside the per-broker one
+	c.Add("consumer", r2(t))
 	want := `
-# HELP kmirror_sarama_request_rate_total sarama metric request-rate-for-broker-3 (go-metrics)
+# HELP kmirror_sarama_broker_request_rate_total sarama's broker-request-rate (go-metrics)
+# TYPE kmirror_sarama_broker_request_rate_total counter
+kmirror_sarama_broker_request_rate_total{broker="3",client="producer-0"} 7
+# HELP kmirror_sarama_request_rate_total sarama's request-rate (go-metrics)
 # TYPE kmirror_sarama_request_rate_total counter
-kmirror_sarama_request_rate_total{broker="3",client="producer-0"} 7
-# HELP kmirror_sarama_requests_in_flight sarama metric requests-in-flight (go-metrics)
+kmirror_sarama_request_rate_total{client="consumer"} 1
+kmirror_sarama_request_rate_total{client="producer-0"} 9
+# HELP kmirror_sarama_requests_in_flight sarama's requests-in-flight (go-metrics)
 # TYPE kmirror_sarama_requests_in_flight gauge
 kmirror_sarama_requests_in_flight{client="producer-0"} 2
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
-		"kmirror_sarama_request_rate_total", "kmirror_sarama_requests_in_flight"); err != nil {
+		"kmirror_sarama_broker_request_rate_total", "kmirror_sarama_request_rate_total", "kmirror_sarama_requests_in_flight"); err != nil {
 		t.Fatal(err)
 	}
-	n, err := testutil.GatherAndCount(reg, "kmirror_sarama_batch_size")
+	if n, _ := testutil.GatherAndCount(reg, "kmirror_sarama_broker_request_latency_seconds"); n != 1 {
+		t.Fatal("millisecond metrics must be exported in seconds")
+	}
+	n, err := testutil.GatherAndCount(reg, "kmirror_sarama_topic_batch_size")
 	if err != nil || n != 1 {
 		t.Fatalf("batch size summary: %d series, %v", n, err)
 	}
+}
+
+func r2(t *testing.T) gometrics.Registry {
+	t.Helper()
+	r := gometrics.NewRegistry()
+	gometrics.GetOrRegisterMeter("request-rate", r).Mark(1)
+	return r
 }
 
 func TestKmirrorMetricsPassTheLinter(t *testing.T) {

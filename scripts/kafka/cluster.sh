@@ -53,7 +53,7 @@ start_node() {
   # shellcheck disable=SC2086
   $prefix env KAFKA_HEAP_OPTS= nohup "$(java_for)" -Xms192m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -Dorg.slf4j.simpleLogger.showDateTime=true \
-    -Dorg.slf4j.simpleLogger.log.kafka.server.KafkaRaftServer=info -Dorg.slf4j.simpleLogger.log.kafka.server.BrokerServer=info \
+    -Dorg.slf4j.simpleLogger.log.kafka.server.KafkaRaftServer=info \
     -Dlog4j2.level=WARN -Djava.awt.headless=true \
     -cp "$LIB/*" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
   echo $! >"$dir/pid"

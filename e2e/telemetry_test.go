@@ -1,0 +1,70 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMetricsEndpointPassesPromtool runs kmirror with its HTTP endpoint against real clusters,
+// checks /healthz and /readyz, and feeds a live /metrics scrape (kmirror's and sarama's metrics,
+// after records were mirrored) to promtool check metrics.
+func TestMetricsEndpointPassesPromtool(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (Debian package prometheus); skipped")
+	}
+	europe := startCluster(t, "europe")
+	us := startCluster(t, "us")
+	europe.createTopic(t, "metrics", 3, 1, nil)
+	kcatProduce(t, europe.bootstrap, "metrics", 0, []string{"a\t1", "b\t2", "c\t3"}, "-K", "\t")
+
+	cfg := strings.Replace(baseConfig(europe, us, "metrics", ""), `listen: ""`, `listen: "127.0.0.1:19464"`, 1)
+	k := startKmirror(t, writeConfig(t, cfg))
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://127.0.0.1:19464" + path)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitFor(t, "/readyz to answer 200", time.Minute, func() bool { code, _ := get("/readyz"); return code == 200 })
+	waitFor(t, "records mirrored", time.Minute, func() bool { return us.count(t, "metrics") == 3 })
+	if code, _ := get("/healthz"); code != 200 {
+		t.Fatalf("/healthz = %d", code)
+	}
+	time.Sleep(time.Second) // one commit and lag update
+	code, body := get("/metrics")
+	if code != 200 {
+		t.Fatalf("/metrics = %d", code)
+	}
+	for _, want := range []string{
+		`kmirror_records_mirrored_total{topic="metrics"} 3`,
+		"kmirror_replication_latency_seconds_bucket",
+		"kmirror_consumer_lag_records",
+		"kmirror_ring_records",
+		"kmirror_sarama_",
+		"kmirror_ready 1",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	cmd := exec.Command(promtool, "check", "metrics")
+	cmd.Stdin = strings.NewReader(body)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("promtool check metrics: %v\n%s", err, out.String())
+	}
+	t.Logf("promtool check metrics: ok on a live scrape of %d lines", strings.Count(body, "\n"))
+	k.stop()
+}

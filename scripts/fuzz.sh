@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a short while (FUZZTIME, 20s by default). New failing inputs are
+# written under the package's testdata/fuzz/ and then run as regular tests by go test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+t="${FUZZTIME:-20s}"
+go test -run='^$' -fuzz='^FuzzLoad$' -fuzztime="$t" ./pkg/config
+go test -run='^$' -fuzz='^FuzzRecordFrom$' -fuzztime="$t" ./pkg/record

@@ -167,3 +167,20 @@ func (s *scramClient) Begin(user, pass, authzID string) error {
 func (s *scramClient) Step(challenge string) (string, error) { return s.conv.Step(challenge) }
 
 func (s *scramClient) Done() bool { return s.conv.Done() }
+
+// Hint says what to check when the cluster cannot be reached: a broker that closes the
+// connection during the TLS handshake or SASL authentication shows up in sarama only as "run out
+// of available brokers" or EOF, so the hint names the settings involved (never their values).
+func (c *Cluster) Hint() string {
+	var parts []string
+	if c.cfg.TLS.Enabled {
+		parts = append(parts, c.key+".tls (CA file, server name, client certificate)")
+	}
+	if c.cfg.SASL.Mechanism != "" {
+		parts = append(parts, fmt.Sprintf("%s.sasl SASL credentials (mechanism %s, user %q, password)", c.key, c.cfg.SASL.Mechanism, c.cfg.SASL.Username))
+	}
+	if len(parts) == 0 {
+		return "check " + c.key + ".bootstrap and that the brokers are up and reachable (plaintext)"
+	}
+	return "check " + c.key + ".bootstrap, " + strings.Join(parts, " and ")
+}

@@ -431,7 +431,7 @@ func connectAdmin(ctx context.Context, log *zap.Logger, role string, c *cluster.
 			return a, nil
 		}
 		log.Warn("cannot reach cluster; retrying", zap.String("cluster", role), zap.String("alias", c.Alias()),
-			zap.Strings("bootstrap", c.Bootstrap()), zap.Error(err), zap.Duration("in", backoff))
+			zap.Strings("bootstrap", c.Bootstrap()), zap.Error(err), zap.String("hint", c.Hint()), zap.Duration("in", backoff))
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("connect to %s cluster %s %v: %w", role, c.Alias(), c.Bootstrap(), context.Cause(ctx))

@@ -1,0 +1,89 @@
+package cluster
+
+import (
+	"crypto/tls"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/IBM/sarama"
+
+	"github.com/kmirror/kmirror/pkg/config"
+)
+
+func base() config.Cluster {
+	c := config.Default().Target
+	c.Bootstrap = []string{"us:9093"}
+	return c
+}
+
+func TestSecuritySettingsReachSarama(t *testing.T) {
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "password")
+	os.WriteFile(pw, []byte("hunter2\n"), 0o600)
+	c := base()
+	c.TLS = config.TLS{Enabled: true, ServerName: "kafka.us.example"}
+	c.SASL = config.SASL{Mechanism: "SCRAM-SHA-512", Username: "kmirror", PasswordFile: pw}
+	cl, err := New("target", c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := cl.Config("producer-0")
+	if !sc.Net.TLS.Enable || sc.Net.TLS.Config.MinVersion != tls.VersionTLS12 || sc.Net.TLS.Config.ServerName != "kafka.us.example" {
+		t.Fatalf("TLS settings not applied: %+v", sc.Net.TLS.Config)
+	}
+	if !sc.Net.SASL.Enable || sc.Net.SASL.Mechanism != sarama.SASLTypeSCRAMSHA512 || sc.Net.SASL.User != "kmirror" {
+		t.Fatalf("SASL settings not applied: %+v", sc.Net.SASL)
+	}
+	if sc.Net.SASL.Password != "hunter2" {
+		t.Fatal("the password file's trailing newline must be trimmed")
+	}
+	if sc.ClientID != "kmirror-producer-0" || sc.MetricRegistry == nil {
+		t.Fatalf("client id %q / metric registry %v", sc.ClientID, sc.MetricRegistry)
+	}
+	if err := sc.Validate(); err != nil {
+		t.Fatalf("sarama rejects the settings: %v", err)
+	}
+	if h := cl.Hint(); !strings.Contains(h, "target.sasl") || strings.Contains(h, "hunter2") {
+		t.Fatalf("hint %q", h)
+	}
+}
+
+func TestBadSecurityFilesAreNamedNotPrinted(t *testing.T) {
+	dir := t.TempDir()
+	garbage := filepath.Join(dir, "garbage.pem")
+	os.WriteFile(garbage, []byte("hunter2 is not a certificate"), 0o600)
+	empty := filepath.Join(dir, "empty")
+	os.WriteFile(empty, nil, 0o600)
+	cases := []struct {
+		name  string
+		tweak func(*config.Cluster)
+		want  string
+	}{
+		{"missing CA file", func(c *config.Cluster) { c.TLS = config.TLS{Enabled: true, CAFile: filepath.Join(dir, "nope.pem")} }, "target.tls.ca_file"},
+		{"CA file without PEM", func(c *config.Cluster) { c.TLS = config.TLS{Enabled: true, CAFile: garbage} }, "no PEM certificate"},
+		{"bad client key pair", func(c *config.Cluster) {
+			c.TLS = config.TLS{Enabled: true, CertFile: garbage, KeyFile: garbage}
+		}, "target.tls.cert_file/key_file"},
+		{"missing password file", func(c *config.Cluster) {
+			c.SASL = config.SASL{Mechanism: "PLAIN", Username: "u", PasswordFile: filepath.Join(dir, "nope")}
+		}, "target.sasl.password_file"},
+		{"empty password file", func(c *config.Cluster) {
+			c.SASL = config.SASL{Mechanism: "PLAIN", Username: "u", PasswordFile: empty}
+		}, "is empty"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			tc.tweak(&c)
+			_, err := New("target", c)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("New = %v, want an error mentioning %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "hunter2") {
+				t.Fatalf("the error prints a file's contents: %v", err)
+			}
+		})
+	}
+}

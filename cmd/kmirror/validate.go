@@ -1,27 +1,44 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/kmirror/kmirror/pkg/preflight"
 )
 
 func newValidateCommand() *cobra.Command {
 	var flags configFlags
+	var connect bool
+	var timeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "validate",
-		Short: "Check a configuration file and print the effective settings",
+		Short: "Check a configuration file, and with --connect what both clusters allow",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := flags.load()
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "configuration is valid: mirroring %v from %s %v to %s %v (policy %s, group %q, %d workers)\n",
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "configuration is valid: mirroring %v from %s %v to %s %v (policy %s, group %q, %d workers)\n",
 				cfg.Topics.Include, cfg.Source.Alias, cfg.Source.Bootstrap, cfg.Target.Alias, cfg.Target.Bootstrap,
 				cfg.Topics.ReplicationPolicy, cfg.Consumer.GroupID, cfg.Ring.Workers)
+			if !connect {
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			if !preflight.Print(out, preflight.Run(ctx, cfg)) {
+				return exitError{code: 1}
+			}
 			return nil
 		},
 	}
 	flags.register(cmd)
+	cmd.Flags().BoolVar(&connect, "connect", false, "connect to both clusters and check reachability, TLS, authentication and the operations kmirror needs")
+	cmd.Flags().DurationVar(&timeout, "timeout", time.Minute, "limit for the --connect checks")
 	return cmd
 }

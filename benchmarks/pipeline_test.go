@@ -8,10 +8,13 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/embedded"
 	"github.com/kmirror/kmirror/pkg/mirror"
+	"github.com/kmirror/kmirror/pkg/telemetry"
 )
 
 // BenchmarkPipelineCatchUp preloads a 12-partition topic with 1 KiB records on an in-process
@@ -21,12 +24,32 @@ import (
 func BenchmarkPipelineCatchUp(b *testing.B) {
 	for _, workers := range []int{1, 4, 8} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			benchCatchUp(b, workers)
+			benchCatchUp(b, workers, nil)
 		})
 	}
 }
 
-func benchCatchUp(b *testing.B, workers int) {
+// BenchmarkTracingOverhead runs the 8-worker catch-up with tracing off, with 1% of records
+// sampled, and with every record sampled (spans go to an in-memory batch processor that drops
+// them), to show what tracing costs the data path.
+func BenchmarkTracingOverhead(b *testing.B) {
+	for _, ratio := range []float64{-1, 0.01, 1} {
+		name := "off"
+		var tr *telemetry.Tracing
+		if ratio >= 0 {
+			name = fmt.Sprintf("sampled=%g", ratio)
+			tp := sdktrace.NewTracerProvider(
+				sdktrace.WithSampler(sdktrace.TraceIDRatioBased(ratio)),
+				sdktrace.WithBatcher(tracetest.NewInMemoryExporter(), sdktrace.WithMaxQueueSize(1<<16)),
+			)
+			defer tp.Shutdown(context.Background())
+			tr = telemetry.TracingWith(tp)
+		}
+		b.Run(name, func(b *testing.B) { benchCatchUp(b, 8, tr) })
+	}
+}
+
+func benchCatchUp(b *testing.B, workers int, tracing *telemetry.Tracing) {
 	const partitions, valueBytes = 12, 1024
 	n := max(b.N, 1000)
 	europe, err := embedded.Start("europe", 1)
@@ -63,7 +86,7 @@ func benchCatchUp(b *testing.B, workers int) {
 	cfg.Topics.Include = []string{"bench"}
 	cfg.Ring.Workers = workers
 	cfg.Telemetry.Listen = ""
-	m, err := mirror.New(&cfg, mirror.Options{})
+	m, err := mirror.New(&cfg, mirror.Options{Tracing: tracing})
 	if err != nil {
 		b.Fatal(err)
 	}

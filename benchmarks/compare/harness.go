@@ -192,7 +192,11 @@ log: {level: warn}
 		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 			return result{}, err
 		}
-		cmd = exec.Command(filepath.Join(h.o.root, "bin", "kmirror"), "run", "--config", cfg)
+		args := []string{"run", "--config", cfg}
+		for _, kv := range h.o.kmirrorSet {
+			args = append(args, "--set", kv)
+		}
+		cmd = exec.Command(filepath.Join(h.o.root, "bin", "kmirror"), args...)
 		targetTopic = topic
 	case "mirrormaker2":
 		cfg := filepath.Join(h.work, "mm2.properties")

@@ -28,6 +28,11 @@ func main() {
 	flag.StringVar(&o.version, "kafka-version", "4.3.1", "Kafka version of the clusters and MirrorMaker 2")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit for one mirror run")
 	flag.StringVar(&o.out, "out", "benchmarks/results", "directory for the Markdown report")
+	flag.StringVar(&o.only, "only", "", "run only this contender (kmirror or mirrormaker2), e.g. while tuning")
+	flag.Func("kmirror-set", "a kmirror setting for the runs, key=value (repeatable)", func(v string) error {
+		o.kmirrorSet = append(o.kmirrorSet, v)
+		return nil
+	})
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
@@ -42,6 +47,8 @@ type options struct {
 	version                         string
 	timeout                         time.Duration
 	out                             string
+	only                            string
+	kmirrorSet                      []string
 }
 
 // result is one timed run of one contender.
@@ -82,6 +89,9 @@ func run(ctx context.Context, o options) error {
 	var km, mm []result
 	for r := 0; r < o.rounds; r++ {
 		for _, contender := range []string{"kmirror", "mirrormaker2"} {
+			if o.only != "" && o.only != contender {
+				continue
+			}
 			res, err := h.mirrorRun(ctx, contender, r)
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", contender, r+1, err)
@@ -95,6 +105,9 @@ func run(ctx context.Context, o options) error {
 				mm = append(mm, res)
 			}
 		}
+	}
+	if o.only != "" {
+		return nil // a tuning run: no report
 	}
 	report := h.report(km, mm, ceilingProduce, ceilingConsume)
 	fmt.Println(report)

@@ -43,13 +43,13 @@ func Default() Config {
 			HeartbeatInterval:   3 * time.Second,
 			RebalanceTimeout:    60 * time.Second,
 			FetchMaxBytes:       50 << 20,
-			FetchPartitionBytes: 1 << 20,
+			FetchPartitionBytes: 256 << 10,
 			FetchMaxWait:        250 * time.Millisecond,
 		},
 		Ring: Ring{
 			Workers:           8,
 			InboxRecords:      8192,
-			InboxBytes:        32 << 20,
+			InboxBytes:        8 << 20,
 			PartitionInFlight: 16384,
 		},
 		Producer: Producer{

@@ -15,6 +15,7 @@ import (
 	"github.com/kmirror/kmirror/pkg/embedded"
 	"github.com/kmirror/kmirror/pkg/mirror"
 	"github.com/kmirror/kmirror/pkg/telemetry"
+	"github.com/kmirror/kmirror/pkg/verify"
 )
 
 // BenchmarkPipelineCatchUp preloads a 12-partition topic with 1 KiB records on an in-process
@@ -107,11 +108,7 @@ func benchCatchUp(b *testing.B, workers int, tracing *telemetry.Tracing) {
 	done := make(chan error, 1)
 	go func() { done <- m.Run(mctx) }()
 	for {
-		ends, err := tadm.ListEndOffsets(ctx, "bench")
-		var total int64
-		if err == nil {
-			ends.Each(func(o kadm.ListedOffset) { total += o.Offset })
-		}
+		total, _ := verify.EndOffsets(ctx, tadm, "bench")
 		if total > 0 && start.IsZero() {
 			start = time.Now()
 		}

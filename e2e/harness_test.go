@@ -99,16 +99,10 @@ func (c *cluster) createTopic(t *testing.T, topic string, partitions int32, rf i
 func (c *cluster) count(t *testing.T, topic string) int64 {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	ends, err := c.admin(t).ListEndOffsets(ctx, topic)
+	n, err := verify.EndOffsets(ctx, c.admin(t), topic)
 	if err != nil {
 		return -1
 	}
-	var n int64
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil {
-			n += o.Offset
-		}
-	})
 	return n
 }
 

@@ -14,6 +14,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kmirror/kmirror/pkg/verify"
 )
 
 const topic = "bench"
@@ -281,16 +283,7 @@ us.producer.enable.idempotence = true
 }
 
 func count(ctx context.Context, adm *kadm.Client, t string) int64 {
-	ends, err := adm.ListEndOffsets(ctx, t)
-	if err != nil {
-		return 0
-	}
-	var n int64
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil {
-			n += o.Offset
-		}
-	})
+	n, _ := verify.EndOffsets(ctx, adm, t)
 	return n
 }
 

@@ -106,21 +106,14 @@ log: {format: json}
 		return logs.String(), cmd.ProcessState.ExitCode()
 	}
 
+	tc, err := kgo.NewClient(kgo.SeedBrokers(us.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
 	targetCount := func() int64 {
-		ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, "clicks")
-		if err != nil {
-			return 0
-		}
-		var total int64
-		tc, _ := kgo.NewClient(kgo.SeedBrokers(us.Addrs()...))
-		defer tc.Close()
-		tends, err := kadm.NewClient(tc).ListEndOffsets(ctx, "clicks")
-		if err != nil {
-			return 0
-		}
-		_ = ends
-		tends.Each(func(o kadm.ListedOffset) { total += o.Offset })
-		return total
+		n, _ := verify.EndOffsets(ctx, kadm.NewClient(tc), "clicks")
+		return n
 	}
 
 	logs, code := run(func() bool { return targetCount() > 0 })

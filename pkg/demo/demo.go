@@ -238,16 +238,10 @@ func progress(ctx context.Context, out io.Writer, src, tgt []string, topic strin
 	}
 	defer tc.Close()
 	count := func(c *kgo.Client) int64 {
-		ends, err := kadm.NewClient(c).ListEndOffsets(ctx, topic)
+		n, err := verify.EndOffsets(ctx, kadm.NewClient(c), topic)
 		if err != nil {
 			return -1
 		}
-		var n int64
-		ends.Each(func(o kadm.ListedOffset) {
-			if o.Err == nil {
-				n += o.Offset
-			}
-		})
 		return n
 	}
 	t := time.NewTicker(time.Second)

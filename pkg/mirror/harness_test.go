@@ -161,16 +161,7 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 
 // endOffsets sums a topic's end offsets on a cluster (0 while the topic does not exist).
 func endOffsets(t *testing.T, c *embedded.Cluster, topic string) int64 {
-	ends, err := admin(t, c).ListEndOffsets(context.Background(), topic)
-	if err != nil {
-		return 0
-	}
-	var n int64
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Err == nil {
-			n += o.Offset
-		}
-	})
+	n, _ := verify.EndOffsets(context.Background(), admin(t, c), topic)
 	return n
 }
 

@@ -296,3 +296,24 @@ func ReadRecords(ctx context.Context, addrs []string, topic string, fn func(*kgo
 	}
 	return nil
 }
+
+// EndOffsets sums the end offsets of every partition of topic: the number of records it holds
+// when nothing was deleted and no transaction markers were written. It returns an error while
+// the topic does not exist or cannot be listed.
+func EndOffsets(ctx context.Context, adm *kadm.Client, topic string) (int64, error) {
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	var firstErr error
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil && firstErr == nil {
+			firstErr = o.Err
+		}
+		if o.Err == nil {
+			n += o.Offset
+		}
+	})
+	return n, firstErr
+}

@@ -3,6 +3,7 @@
 # suite, the benchmarks and people (make kafka-up / kafka-down).
 #
 #   scripts/kafka/cluster.sh up NAME [--nodes 1|3] [--version V] [--addr IP] [--netns NS]
+#                                    [--extra-config FILE] [--scram 'SCRAM-SHA-512=[name=u,password=p]']
 #   scripts/kafka/cluster.sh down NAME
 #   scripts/kafka/cluster.sh status NAME
 #   scripts/kafka/cluster.sh bootstrap NAME          # prints host:port,host:port,...
@@ -84,13 +85,15 @@ wait_ready() { # name idx...
 
 cmd_up() {
   local name="$1"; shift
-  local nodes=1 version="${KAFKA_VERSION:-4.3.1}" addr=127.0.0.1 netns=""
+  local nodes=1 version="${KAFKA_VERSION:-4.3.1}" addr=127.0.0.1 netns="" extra="" scram=""
   while [ $# -gt 0 ]; do
     case "$1" in
       --nodes) nodes="$2"; shift 2 ;;
       --version) version="$2"; shift 2 ;;
       --addr) addr="$2"; shift 2 ;;
       --netns) netns="$2"; shift 2 ;;
+      --extra-config) extra="$2"; shift 2 ;;  # appended to every node's server.properties
+      --scram) scram="$2"; shift 2 ;;         # a SCRAM user created when the storage is formatted
       *) usage ;;
     esac
   done
@@ -148,8 +151,14 @@ num.network.threads=2
 num.io.threads=4
 log.cleaner.threads=1
 PROPS
+    if [ -n "$extra" ]; then
+      # @ADDR@, @PLAIN_PORT@, @CONTROLLER_PORT@ and @SECURE_PORT@ (a third listener) are this node's.
+      sed "s/@SECURE_PORT@/$((base + 10 * i + 4))/g; s/@PLAIN_PORT@/$((base + 10 * i + 2))/g; s/@CONTROLLER_PORT@/$((base + 10 * i + 3))/g; s/@ADDR@/$addr/g" "$extra" >>"$nd/server.properties"
+    fi
+    local scram_args=()
+    [ -n "$scram" ] && scram_args=(--add-scram "$scram")
     "$(java_for)" -cp "$lib/*" kafka.tools.StorageTool format -t "$cluster_id" -c "$nd/server.properties" \
-      --ignore-formatted >"$nd/format.log" 2>&1 || { cat "$nd/format.log" >&2; exit 1; }
+      --ignore-formatted "${scram_args[@]}" >"$nd/format.log" 2>&1 || { cat "$nd/format.log" >&2; exit 1; }
   done
   for i in $(seq 1 "$nodes"); do start_node "$name" "$i"; done
   if ! wait_ready "$name" $(seq 1 "$nodes"); then

@@ -99,8 +99,10 @@ func (h *harness) preload(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, int32(h.o.partitions), 1, nil, topic); err != nil {
-		return err
+	for _, t := range []string{topic, pacedTopic} {
+		if _, err := kadm.NewClient(cl).CreateTopic(ctx, int32(h.o.partitions), 1, nil, t); err != nil {
+			return err
+		}
 	}
 	value := make([]byte, h.o.valueBytes)
 	for i := range value {
@@ -178,59 +180,9 @@ func (h *harness) mirrorRun(ctx context.Context, contender string, round int) (r
 	if err := h.restartTarget(); err != nil {
 		return result{}, err
 	}
-	var cmd *exec.Cmd
-	var targetTopic string
-	switch contender {
-	case "kmirror":
-		cfg := filepath.Join(h.work, "kmirror.yaml")
-		body := fmt.Sprintf(`source: {alias: europe, bootstrap: [%s]}
-target: {alias: us, bootstrap: [%s]}
-topics: {include: [%s], replication_factor: 1}
-consumer: {group_id: bench-%d}
-producer: {batch_bytes: 1048576, linger: 5ms, compression: none}
-telemetry: {listen: ""}
-log: {level: warn}
-`, strings.Join(h.source, ","), strings.Join(h.target, ","), topic, round)
-		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-			return result{}, err
-		}
-		args := []string{"run", "--config", cfg}
-		for _, kv := range h.o.kmirrorSet {
-			args = append(args, "--set", kv)
-		}
-		cmd = exec.Command(filepath.Join(h.o.root, "bin", "kmirror"), args...)
-		targetTopic = topic
-	case "mirrormaker2":
-		cfg := filepath.Join(h.work, "mm2.properties")
-		body := fmt.Sprintf(`clusters = europe, us
-europe.bootstrap.servers = %s
-us.bootstrap.servers = %s
-europe->us.enabled = true
-us->europe.enabled = false
-europe->us.topics = %s
-tasks.max = %d
-replication.factor = 1
-offset-syncs.topic.replication.factor = 1
-checkpoints.topic.replication.factor = 1
-heartbeats.topic.replication.factor = 1
-offset.storage.replication.factor = 1
-config.storage.replication.factor = 1
-status.storage.replication.factor = 1
-emit.checkpoints.enabled = false
-sync.group.offsets.enabled = false
-refresh.topics.interval.seconds = 5
-europe.consumer.group.id = mm2-bench-%d
-us.producer.acks = all
-us.producer.linger.ms = 5
-us.producer.batch.size = 1048576
-us.producer.compression.type = none
-us.producer.enable.idempotence = true
-`, strings.Join(h.source, ","), strings.Join(h.target, ","), topic, h.o.partitions, round)
-		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-			return result{}, err
-		}
-		cmd = h.java("org.apache.kafka.connect.mirror.MirrorMaker", cfg)
-		targetTopic = "europe." + topic
+	cmd, targetTopic, err := h.mirrorCommand(contender, topic, round)
+	if err != nil {
+		return result{}, err
 	}
 	logf, err := os.Create(filepath.Join(h.work, contender+".log"))
 	if err != nil {
@@ -319,3 +271,61 @@ func cpuTime(pid int, ticks float64) time.Duration {
 }
 
 func numCPU() int { return runtime.NumCPU() }
+
+// mirrorCommand returns the command that runs contender on topicName, and the topic's name on
+// the target.
+func (h *harness) mirrorCommand(contender, topicName string, round int) (cmd *exec.Cmd, targetTopic string, err error) {
+	switch contender {
+	case "kmirror":
+		cfg := filepath.Join(h.work, "kmirror.yaml")
+		body := fmt.Sprintf(`source: {alias: europe, bootstrap: [%s]}
+target: {alias: us, bootstrap: [%s]}
+topics: {include: [%s], replication_factor: 1}
+consumer: {group_id: bench-%d}
+producer: {batch_bytes: 1048576, linger: 5ms, compression: none}
+telemetry: {listen: ""}
+log: {level: warn}
+`, strings.Join(h.source, ","), strings.Join(h.target, ","), topicName, round)
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			return nil, "", err
+		}
+		args := []string{"run", "--config", cfg}
+		for _, kv := range h.o.kmirrorSet {
+			args = append(args, "--set", kv)
+		}
+		cmd = exec.Command(filepath.Join(h.o.root, "bin", "kmirror"), args...)
+		targetTopic = topicName
+	case "mirrormaker2":
+		cfg := filepath.Join(h.work, "mm2.properties")
+		body := fmt.Sprintf(`clusters = europe, us
+europe.bootstrap.servers = %s
+us.bootstrap.servers = %s
+europe->us.enabled = true
+us->europe.enabled = false
+europe->us.topics = %s
+tasks.max = %d
+replication.factor = 1
+offset-syncs.topic.replication.factor = 1
+checkpoints.topic.replication.factor = 1
+heartbeats.topic.replication.factor = 1
+offset.storage.replication.factor = 1
+config.storage.replication.factor = 1
+status.storage.replication.factor = 1
+emit.checkpoints.enabled = false
+sync.group.offsets.enabled = false
+refresh.topics.interval.seconds = 5
+europe.consumer.group.id = mm2-bench-%d
+us.producer.acks = all
+us.producer.linger.ms = 5
+us.producer.batch.size = 1048576
+us.producer.compression.type = none
+us.producer.enable.idempotence = true
+`, strings.Join(h.source, ","), strings.Join(h.target, ","), topicName, h.o.partitions, round)
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			return nil, "", err
+		}
+		cmd = h.java("org.apache.kafka.connect.mirror.MirrorMaker", cfg)
+		targetTopic = "europe." + topicName
+	}
+	return cmd, targetTopic, nil
+}

@@ -28,6 +28,8 @@ func main() {
 	flag.StringVar(&o.version, "kafka-version", "4.3.1", "Kafka version of the clusters and MirrorMaker 2")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit for one mirror run")
 	flag.StringVar(&o.out, "out", "benchmarks/results", "directory for the Markdown report")
+	flag.IntVar(&o.pacedRate, "paced-rate", 10_000, "records/s of the steady-state latency run (0 skips it)")
+	flag.DurationVar(&o.pacedFor, "paced-for", 20*time.Second, "length of the latency run")
 	flag.StringVar(&o.only, "only", "", "run only this contender (kmirror or mirrormaker2), e.g. while tuning")
 	flag.Func("kmirror-set", "a kmirror setting for the runs, key=value (repeatable)", func(v string) error {
 		o.kmirrorSet = append(o.kmirrorSet, v)
@@ -48,6 +50,8 @@ type options struct {
 	timeout                         time.Duration
 	out                             string
 	only                            string
+	pacedRate                       int
+	pacedFor                        time.Duration
 	kmirrorSet                      []string
 }
 
@@ -109,7 +113,19 @@ func run(ctx context.Context, o options) error {
 	if o.only != "" {
 		return nil // a tuning run: no report
 	}
-	report := h.report(km, mm, ceilingProduce, ceilingConsume)
+	var lats []latency
+	if o.pacedRate > 0 {
+		for _, contender := range []string{"kmirror", "mirrormaker2"} {
+			l, err := h.latencyRun(ctx, contender, o.pacedRate, o.pacedFor)
+			if err != nil {
+				return fmt.Errorf("%s latency: %w", contender, err)
+			}
+			fmt.Printf("latency %-12s at %d records/s: p50 %s p99 %s p99.9 %s (%d samples)\n", contender, o.pacedRate,
+				l.p50.Round(time.Microsecond*100), l.p99.Round(time.Microsecond*100), l.p999.Round(time.Microsecond*100), l.samples)
+			lats = append(lats, l)
+		}
+	}
+	report := h.report(km, mm, ceilingProduce, ceilingConsume) + latencyReport(o, lats)
 	fmt.Println(report)
 	if err := os.MkdirAll(filepath.Join(o.root, o.out), 0o755); err != nil {
 		return err
@@ -167,3 +183,17 @@ func (h *harness) report(km, mm []result, ceilP, ceilC float64) string {
 	b.WriteString("Each run starts from a freshly started target cluster; \"from start\" includes process start-up and the consumer group join, \"from first record\" does not. The machines are noisy: compare ratios within one report, not absolute numbers across reports.\n")
 	return b.String()
 }
+
+func latencyReport(o options, lats []latency) string {
+	if len(lats) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## Steady-state latency at %d records/s\n\nTarget consumer's receive time minus the record's create time on the source (both mirrors copy timestamps), after a warm-up, over %s of paced production (p50 target: none; p99 target < 50 ms).\n\n| contender | p50 | p99 | p99.9 | samples |\n|---|---|---|---|---|\n", o.pacedRate, o.pacedFor)
+	for _, l := range lats {
+		fmt.Fprintf(&b, "| %s | %.1f ms | %.1f ms | %.1f ms | %d |\n", l.name, ms(l.p50), ms(l.p99), ms(l.p999), l.samples)
+	}
+	return b.String()
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -28,6 +30,8 @@ type harness struct {
 	source   []string
 	target   []string
 	clkTicks float64
+	// profileDir, when set, receives CPU and heap profiles of kmirror's first run.
+	profileDir string
 }
 
 func newHarness(o options) (*harness, error) {
@@ -196,6 +200,9 @@ func (h *harness) mirrorRun(ctx context.Context, contender string, round int) (r
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
+	if contender == "kmirror" && round == 0 && h.profileDir != "" {
+		go h.captureProfiles()
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(h.target...), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
 		return result{}, err
@@ -204,6 +211,7 @@ func (h *harness) mirrorRun(ctx context.Context, contender string, round int) (r
 	adm := kadm.NewClient(cl)
 	var first time.Time
 	var peak int64
+	var series []point
 	pid := cmd.Process.Pid
 	deadline := start.Add(h.o.timeout)
 	for {
@@ -211,6 +219,7 @@ func (h *harness) mirrorRun(ctx context.Context, contender string, round int) (r
 			peak = rss
 		}
 		n := count(ctx, adm, targetTopic)
+		series = append(series, point{seconds: time.Since(start).Seconds(), records: n})
 		if n > 0 && first.IsZero() {
 			first = time.Now()
 		}
@@ -227,7 +236,7 @@ func (h *harness) mirrorRun(ctx context.Context, contender string, round int) (r
 	if rss := peakRSS(pid); rss > peak {
 		peak = rss
 	}
-	r := result{name: contender, total: end.Sub(start), steady: end.Sub(first), peakRSS: peak, cpu: cpu}
+	r := result{name: contender, total: end.Sub(start), steady: end.Sub(first), peakRSS: peak, cpu: cpu, series: series}
 	r.recordsPerSec = float64(h.o.records) / r.total.Seconds()
 	r.steadyPerSec = float64(h.o.records) / r.steady.Seconds()
 	r.mbPerSec = r.recordsPerSec * float64(h.o.valueBytes) / 1e6
@@ -283,7 +292,7 @@ target: {alias: us, bootstrap: [%s]}
 topics: {include: [%s], replication_factor: 1}
 consumer: {group_id: bench-%d}
 producer: {batch_bytes: 1048576, linger: 5ms, compression: none}
-telemetry: {listen: ""}
+telemetry: {listen: "127.0.0.1:19464", pprof: true}
 log: {level: warn}
 `, strings.Join(h.source, ","), strings.Join(h.target, ","), topicName, round)
 		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
@@ -328,4 +337,24 @@ us.producer.enable.idempotence = true
 		targetTopic = "europe." + topicName
 	}
 	return cmd, targetTopic, nil
+}
+
+// captureProfiles saves a 3-second CPU profile and a heap profile of the running kmirror from its
+// /debug/pprof endpoint, for `go tool pprof`.
+func (h *harness) captureProfiles() {
+	time.Sleep(1500 * time.Millisecond) // past start-up, into the copy
+	for _, p := range []struct{ url, file string }{
+		{"http://127.0.0.1:19464/debug/pprof/profile?seconds=2", "kmirror-cpu.pprof"},
+		{"http://127.0.0.1:19464/debug/pprof/heap", "kmirror-heap.pprof"},
+		{"http://127.0.0.1:19464/debug/pprof/allocs", "kmirror-allocs.pprof"},
+	} {
+		resp, err := http.Get(p.url)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "profile:", err)
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		_ = os.WriteFile(filepath.Join(h.profileDir, p.file), b, 0o644)
+	}
 }

@@ -64,6 +64,7 @@ type result struct {
 	recordsPerSec float64
 	steadyPerSec  float64
 	mbPerSec      float64
+	series        []point // target count over time, for the chart
 }
 
 func run(ctx context.Context, o options) error {
@@ -72,6 +73,13 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer h.close()
+	stamp := time.Now().UTC().Format("2006-01-02T1504")
+	if o.only == "" {
+		h.profileDir = filepath.Join(o.root, o.out, stamp+"-profiles")
+		if err := os.MkdirAll(h.profileDir, 0o755); err != nil {
+			return err
+		}
+	}
 	if err := h.start(ctx); err != nil {
 		return err
 	}
@@ -130,7 +138,13 @@ func run(ctx context.Context, o options) error {
 	if err := os.MkdirAll(filepath.Join(o.root, o.out), 0o755); err != nil {
 		return err
 	}
-	path := filepath.Join(o.root, o.out, time.Now().UTC().Format("2006-01-02T1504")+".md")
+	png := filepath.Join(o.root, o.out, stamp+".png")
+	if err := chart(png, map[string][]point{"kmirror": km[0].series, "mirrormaker2": mm[0].series}); err != nil {
+		return err
+	}
+	report += fmt.Sprintf("\n![records on the target over time, round 1](%s)\n\nCPU, heap and allocation profiles of kmirror's first run: `%s/` (`go tool pprof -top bin/kmirror FILE`).\n",
+		filepath.Base(png), filepath.Base(h.profileDir))
+	path := filepath.Join(o.root, o.out, stamp+".md")
 	if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
 		return err
 	}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+	"image/color"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// point is the target's record count at a time since the mirror process started.
+type point struct {
+	seconds float64
+	records int64
+}
+
+// chart draws the records on the target over time for one run of each contender.
+func chart(path string, runs map[string][]point) error {
+	p := plot.New()
+	p.Title.Text = "Catch-up: records on the target over time"
+	p.X.Label.Text = "seconds since the mirror started"
+	p.Y.Label.Text = "records on the target"
+	p.Add(plotter.NewGrid())
+	colors := map[string]color.Color{
+		"kmirror":      color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
+		"mirrormaker2": color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
+	}
+	for _, name := range []string{"kmirror", "mirrormaker2"} {
+		pts := runs[name]
+		if len(pts) == 0 {
+			continue
+		}
+		xys := make(plotter.XYs, len(pts))
+		for i, pt := range pts {
+			xys[i].X, xys[i].Y = pt.seconds, float64(pt.records)
+		}
+		line, err := plotter.NewLine(xys)
+		if err != nil {
+			return fmt.Errorf("chart %s: %w", name, err)
+		}
+		line.Color = colors[name]
+		line.Width = vg.Points(2)
+		p.Add(line)
+		p.Legend.Add(name, line)
+	}
+	p.Legend.Top = true
+	p.Legend.Left = true
+	return p.Save(8*vg.Inch, 4.5*vg.Inch, path)
+}

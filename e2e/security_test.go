@@ -4,16 +4,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,41 +15,25 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/kmirror/kmirror/pkg/testpki"
 )
 
 const scramPassword = "e2e-Scram-Secret-Value"
 
-// testCA writes a CA certificate and a broker certificate for 127.0.0.1 (expired when expired is
-// true) as PEM files under dir: ca.pem, and server.pem holding the PKCS#8 key and the chain.
+// testCA writes a CA and a broker certificate for 127.0.0.1 (expired when expired is true) under
+// dir and returns the CA file and the broker's PEM key store.
 func testCA(t *testing.T, dir string, expired bool) (caFile, serverPEM string) {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e CA"},
-		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(48 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	ca, _ := x509.ParseCertificate(caDER)
 	notAfter := time.Now().Add(24 * time.Hour)
 	if expired {
 		notAfter = time.Now().Add(-time.Hour)
 	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "broker"},
-		NotBefore: time.Now().Add(-24 * time.Hour), NotAfter: notAfter,
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	p, err := testpki.New(dir, notAfter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pkcs8, _ := x509.MarshalPKCS8PrivateKey(key)
-	caFile = filepath.Join(dir, "ca.pem")
-	serverPEM = filepath.Join(dir, "server.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600)
-	body := append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pkcs8}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	os.WriteFile(serverPEM, body, 0o600)
-	return caFile, serverPEM
+	return p.CAFile, p.ServerPEM
 }
 
 // secureUS starts the us cluster with an extra SASL_SSL listener (SCRAM-SHA-512, the given broker

@@ -2,14 +2,8 @@ package mirror
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -26,55 +20,25 @@ import (
 
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/embedded"
+	"github.com/kmirror/kmirror/pkg/testpki"
 )
 
-// pki is a test certificate authority and a server certificate for 127.0.0.1, written as PEM.
-type pki struct {
-	dir        string
-	caFile     string
-	serverCert tls.Certificate
-}
-
-func newPKI(t *testing.T, notAfter time.Time) *pki {
+func newPKI(t *testing.T, notAfter time.Time) *testpki.PKI {
 	t.Helper()
-	dir := t.TempDir()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kmirror test CA"},
-		NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		IsCA: true, KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	p, err := testpki.New(t.TempDir(), notAfter)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	srvKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	srvTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "broker"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	srvDER, err := x509.CreateCertificate(rand.Reader, srvTmpl, ca, &srvKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pki{dir: dir, caFile: filepath.Join(dir, "ca.pem")}
-	if err := os.WriteFile(p.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p.serverCert = tls.Certificate{Certificate: [][]byte{srvDER}, PrivateKey: srvKey}
 	return p
 }
 
 const secret = "s3cr3t-Pa55word-that-must-never-be-logged"
 
 // secureTarget starts a target cluster that only speaks TLS and SCRAM-SHA-512.
-func secureTarget(t *testing.T, p *pki) *embedded.Cluster {
+func secureTarget(t *testing.T, p *testpki.PKI) *embedded.Cluster {
 	t.Helper()
 	us, err := embedded.Start("us", 1,
-		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{p.serverCert}, MinVersion: tls.VersionTLS12}),
+		kfake.TLS(&tls.Config{Certificates: []tls.Certificate{p.Server}, MinVersion: tls.VersionTLS12}),
 		kfake.EnableSASL(), kfake.Superuser("SCRAM-SHA-512", "kmirror", secret))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +47,7 @@ func secureTarget(t *testing.T, p *pki) *embedded.Cluster {
 	return us
 }
 
-func securePair(t *testing.T, p *pki) (*pair, *config.Config, *zapobserver.ObservedLogs, *zap.Logger) {
+func securePair(t *testing.T, p *testpki.PKI) (*pair, *config.Config, *zapobserver.ObservedLogs, *zap.Logger) {
 	t.Helper()
 	europe, err := embedded.Start("europe", 1)
 	if err != nil {
@@ -96,7 +60,7 @@ func securePair(t *testing.T, p *pki) (*pair, *config.Config, *zapobserver.Obser
 	if err := os.WriteFile(pwFile, []byte(secret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Target.TLS = config.TLS{Enabled: true, CAFile: p.caFile}
+	cfg.Target.TLS = config.TLS{Enabled: true, CAFile: p.CAFile}
 	cfg.Target.SASL = config.SASL{Mechanism: "SCRAM-SHA-512", Username: "kmirror", PasswordFile: pwFile}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -157,7 +121,7 @@ func TestMirrorsIntoATLSAndSCRAMTarget(t *testing.T) {
 	m, cancel, done := runWith(t, cfg, log)
 
 	pool := x509.NewCertPool()
-	caPEM, _ := os.ReadFile(p.caFile)
+	caPEM, _ := os.ReadFile(p.CAFile)
 	pool.AppendCertsFromPEM(caPEM)
 	reader, err := kgo.NewClient(kgo.SeedBrokers(pr.us.Addrs()...),
 		kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}),
@@ -195,18 +159,18 @@ func TestBadTargetSecurityIsAClearErrorAndNoCrash(t *testing.T) {
 	cases := []struct {
 		name   string
 		expire bool
-		tweak  func(t *testing.T, cfg *config.Config, p *pki)
+		tweak  func(t *testing.T, cfg *config.Config, p *testpki.PKI)
 		want   string
 	}{
-		{"wrong password", false, func(t *testing.T, cfg *config.Config, _ *pki) {
+		{"wrong password", false, func(t *testing.T, cfg *config.Config, _ *testpki.PKI) {
 			f := filepath.Join(t.TempDir(), "pw")
 			os.WriteFile(f, []byte("not-the-password"), 0o600)
 			cfg.Target.SASL.PasswordFile = f
 		}, "SASL"},
-		{"untrusted CA", false, func(t *testing.T, cfg *config.Config, _ *pki) {
-			cfg.Target.TLS.CAFile = newPKI(t, time.Now().Add(time.Hour)).caFile
+		{"untrusted CA", false, func(t *testing.T, cfg *config.Config, _ *testpki.PKI) {
+			cfg.Target.TLS.CAFile = newPKI(t, time.Now().Add(time.Hour)).CAFile
 		}, "certificate"},
-		{"expired server certificate", true, func(*testing.T, *config.Config, *pki) {}, "certificate"},
+		{"expired server certificate", true, func(*testing.T, *config.Config, *testpki.PKI) {}, "certificate"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -134,31 +134,55 @@ func (h *harness) java(args ...string) *exec.Cmd {
 }
 
 // producerCeiling writes the workload's volume into the target with Kafka's producer performance
-// tool (same batch, linger, acks and compression as the mirrors) and returns records/s.
+// tool (same batch, linger, acks and compression as the mirrors), in as many parallel instances as
+// kmirror has producers, and returns their summed records/s.
 func (h *harness) producerCeiling(ctx context.Context) (float64, error) {
-	cmd := h.java("org.apache.kafka.tools.ProducerPerformance", "--topic", "ceiling",
-		"--num-records", strconv.Itoa(h.o.records), "--record-size", strconv.Itoa(h.o.valueBytes), "--throughput", "-1",
-		"--producer-props", "bootstrap.servers="+strings.Join(h.target, ","), "acks=all", "linger.ms=5",
-		"batch.size=1048576", "compression.type=none", "enable.idempotence=true")
 	cl, _ := kgo.NewClient(kgo.SeedBrokers(h.target...))
 	if _, err := kadm.NewClient(cl).CreateTopic(ctx, int32(h.o.partitions), 1, nil, "ceiling"); err != nil {
 		cl.Close()
 		return 0, err
 	}
 	cl.Close()
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return 0, fmt.Errorf("producer perf: %w\n%s", err, out)
+	n := h.o.ceilingProducers
+	type out struct {
+		rate float64
+		err  error
 	}
-	// The last line: "N records sent, X records/sec (Y MB/sec), ..."
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	last := lines[len(lines)-1]
-	i := strings.Index(last, " records/sec")
-	j := strings.LastIndex(last[:max(i, 0)], ", ")
-	if i < 0 || j < 0 {
-		return 0, fmt.Errorf("producer perf: unexpected output %q", last)
+	results := make(chan out, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			cmd := h.java("org.apache.kafka.tools.ProducerPerformance", "--topic", "ceiling",
+				"--num-records", strconv.Itoa(h.o.records/n), "--record-size", strconv.Itoa(h.o.valueBytes), "--throughput", "-1",
+				"--producer-props", "bootstrap.servers="+strings.Join(h.target, ","), "acks=all", "linger.ms=5",
+				"batch.size=1048576", "compression.type=none", "enable.idempotence=true")
+			b, err := cmd.CombinedOutput()
+			if err != nil {
+				results <- out{err: fmt.Errorf("producer perf: %w\n%s", err, b)}
+				return
+			}
+			// The last line: "N records sent, X records/sec (Y MB/sec), ..."
+			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+			last := lines[len(lines)-1]
+			i := strings.Index(last, " records/sec")
+			j := strings.LastIndex(last[:max(i, 0)], ", ")
+			if i < 0 || j < 0 {
+				results <- out{err: fmt.Errorf("producer perf: unexpected output %q", last)}
+				return
+			}
+			r, err := strconv.ParseFloat(strings.TrimSpace(last[j+2:i]), 64)
+			results <- out{rate: r, err: err}
+		}()
 	}
-	return strconv.ParseFloat(strings.TrimSpace(last[j+2:i]), 64)
+	var total float64
+	var firstErr error
+	for i := 0; i < n; i++ {
+		r := <-results
+		if r.err != nil && firstErr == nil {
+			firstErr = r.err
+		}
+		total += r.rate
+	}
+	return total, firstErr
 }
 
 // consumerCeiling reads the preloaded source topic with Kafka's consumer performance tool.

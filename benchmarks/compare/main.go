@@ -28,6 +28,7 @@ func main() {
 	flag.StringVar(&o.version, "kafka-version", "4.3.1", "Kafka version of the clusters and MirrorMaker 2")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit for one mirror run")
 	flag.StringVar(&o.out, "out", "benchmarks/results", "directory for the Markdown report")
+	flag.IntVar(&o.ceilingProducers, "ceiling-producers", 8, "parallel producer perf tool instances for the ceiling (kmirror runs 8 producers)")
 	flag.IntVar(&o.pacedRate, "paced-rate", 10_000, "records/s of the steady-state latency run (0 skips it)")
 	flag.DurationVar(&o.pacedFor, "paced-for", 20*time.Second, "length of the latency run")
 	flag.StringVar(&o.only, "only", "", "run only this contender (kmirror or mirrormaker2), e.g. while tuning")
@@ -51,6 +52,7 @@ type options struct {
 	out                             string
 	only                            string
 	pacedRate                       int
+	ceilingProducers                int
 	pacedFor                        time.Duration
 	kmirrorSet                      []string
 }
@@ -95,8 +97,8 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("ceiling: producer perf tool %.0f records/s into the target, consumer perf tool %.0f records/s from the source\n",
-		ceilingProduce, ceilingConsume)
+	fmt.Printf("ceiling: %d producer perf tools %.0f records/s into the target, consumer perf tool %.0f records/s from the source\n",
+		o.ceilingProducers, ceilingProduce, ceilingConsume)
 
 	var km, mm []result
 	for r := 0; r < o.rounds; r++ {
@@ -185,7 +187,7 @@ func (h *harness) report(km, mm []result, ceilP, ceilC float64) string {
 	b.WriteString("| contender | records/s (from start) | MB/s | records/s (from first record) | peak RSS MiB | CPU s per GB |\n|---|---|---|---|---|---|\n")
 	row("kmirror", km)
 	row("MirrorMaker 2", mm)
-	fmt.Fprintf(&b, "| ceiling: producer perf tool → target | %.0f | %.1f | | | |\n", ceilP, ceilP*float64(o.valueBytes)/1e6)
+	fmt.Fprintf(&b, "| ceiling: %d producer perf tools → target | %.0f | %.1f | | | |\n", o.ceilingProducers, ceilP, ceilP*float64(o.valueBytes)/1e6)
 	fmt.Fprintf(&b, "| ceiling: consumer perf tool ← source | %.0f | %.1f | | | |\n\n", ceilC, ceilC*float64(o.valueBytes)/1e6)
 	kr := median(km, func(r result) float64 { return r.recordsPerSec })
 	mr := median(mm, func(r result) float64 { return r.recordsPerSec })

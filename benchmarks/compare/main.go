@@ -28,7 +28,7 @@ func main() {
 	flag.StringVar(&o.version, "kafka-version", "4.3.1", "Kafka version of the clusters and MirrorMaker 2")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit for one mirror run")
 	flag.StringVar(&o.out, "out", "benchmarks/results", "directory for the Markdown report")
-	flag.IntVar(&o.ceilingProducers, "ceiling-producers", 8, "parallel producer perf tool instances for the ceiling (kmirror runs 8 producers)")
+	flag.IntVar(&o.ceilingProducers, "ceiling-producers", 1, "parallel producer perf tool instances for the ceiling (on 2 cores, 8 JVMs reach less than 1)")
 	flag.IntVar(&o.pacedRate, "paced-rate", 10_000, "records/s of the steady-state latency run (0 skips it)")
 	flag.DurationVar(&o.pacedFor, "paced-for", 20*time.Second, "length of the latency run")
 	flag.StringVar(&o.only, "only", "", "run only this contender (kmirror or mirrormaker2), e.g. while tuning")

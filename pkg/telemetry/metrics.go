@@ -1,9 +1,11 @@
 package telemetry
 
 import (
+	"fmt"
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -11,163 +13,343 @@ import (
 	"github.com/kmirror/kmirror/pkg/version"
 )
 
-// Metrics are kmirror's own Prometheus metrics. Build them with NewMetrics; the data path reaches
-// per-topic children through Topic, which caches them, so no label lookup happens per record.
+// Metrics are kmirror's own Prometheus metrics, registered on the Registerer given to NewMetrics.
+//
+// The data path never looks a label up per record: per-topic counters come from Topic, which
+// keeps the curried children in a copy-on-write map (a lock-free read, no allocation once the
+// topic has been seen); error counters come from ProduceError, an array index; per-partition lag
+// comes from SetLag, which caches its child; and the per-worker gauges are read from the data
+// path's own counters at scrape time (RegisterWorkerGauges), so they cost the data path nothing.
+// Every method is safe for concurrent use.
 type Metrics struct {
+	// ReplicationLatency (kmirror_replication_latency_seconds) is the time from a record's source
+	// timestamp to the target's acknowledgement of its copy. Buckets run from 1 ms to 60 s; a
+	// record older than a minute (a catch-up after downtime) lands in +Inf, so a p99 pinned at
+	// 60 s means "behind by more than a minute": look at the lag.
+	ReplicationLatency prometheus.Histogram
+	// ConsumerLag (kmirror_consumer_lag_records{topic,partition}) is, per owned source partition,
+	// the high watermark minus the committed offset. Prefer SetLag and ForgetPartition, which
+	// cache the children; the vector is exported for tests and reads.
+	ConsumerLag *prometheus.GaugeVec
+	// ProduceErrors (kmirror_produce_errors_total{kind}) counts records the target did not take,
+	// by ErrorKind. Prefer ProduceError(kind), which is curried; the vector is exported for
+	// tests and reads.
+	ProduceErrors *prometheus.CounterVec
+	// Rebalances (kmirror_rebalances_total) counts consumer-group sessions started on the source;
+	// each follows a rebalance.
+	Rebalances prometheus.Counter
+	// AssignedPartitions (kmirror_assigned_partitions) is the number of source partitions this
+	// process owns in the current session.
+	AssignedPartitions prometheus.Gauge
+	// CommitLatency (kmirror_commit_latency_seconds) is how long one commit of source offsets
+	// took, successful or not.
+	CommitLatency prometheus.Histogram
+	// CommitErrors (kmirror_commit_errors_total) counts commits of source offsets that failed.
+	CommitErrors prometheus.Counter
+	// ConsumerErrors (kmirror_consumer_errors_total) counts errors the source consumer group
+	// reported on its error channel.
+	ConsumerErrors prometheus.Counter
+	// TopicsDiscovered (kmirror_topics_discovered_total) counts source topics that matched the
+	// include/exclude rules and started to be mirrored.
+	TopicsDiscovered prometheus.Counter
+	// TargetTopicsCreated (kmirror_target_topics_created_total) counts topics kmirror created on
+	// the target.
+	TargetTopicsCreated prometheus.Counter
+	// TargetPartitionsAdded (kmirror_target_partitions_added_total) counts partitions kmirror
+	// added to target topics to follow the source.
+	TargetPartitionsAdded prometheus.Counter
+	// Ready (kmirror_ready) is 1 while the process would answer /readyz with 200 (connected to
+	// both clusters, inside a consumer-group session, no fatal error), else 0. Liveness needs no
+	// gauge of its own: Prometheus' `up` and kmirror_build_info say the process is there.
+	Ready prometheus.Gauge
+
 	recordsMirrored *prometheus.CounterVec
 	bytesMirrored   *prometheus.CounterVec
 	recordsSkipped  *prometheus.CounterVec
+	produceErrors   [numErrorKinds]prometheus.Counter
 
-	// ReplicationLatency is the time from a record's source timestamp to the target's
-	// acknowledgement, in seconds.
-	ReplicationLatency prometheus.Histogram
-	// ConsumerLag is, per source partition, the high watermark minus the committed offset.
-	ConsumerLag *prometheus.GaugeVec
-	// ProduceErrors counts records that could not be produced, by kind (oversize, fatal).
-	ProduceErrors *prometheus.CounterVec
-	// Rebalances counts consumer-group sessions started (each follows a rebalance).
-	Rebalances prometheus.Counter
-	// AssignedPartitions is the number of source partitions this process owns.
-	AssignedPartitions prometheus.Gauge
-	// CommitLatency is how long one commit of source offsets took, in seconds.
-	CommitLatency prometheus.Histogram
-	// ConsumerErrors counts errors the source consumer group reported (failed commits among them).
-	ConsumerErrors prometheus.Counter
-	// TopicsDiscovered counts source topics that started to be mirrored.
-	TopicsDiscovered prometheus.Counter
-	// TargetTopicsCreated counts topics kmirror created on the target.
-	TargetTopicsCreated prometheus.Counter
-	// TargetPartitionsAdded counts partitions kmirror added to target topics.
-	TargetPartitionsAdded prometheus.Counter
-	// Ready is 1 while /readyz would answer 200.
-	Ready prometheus.Gauge
+	reg prometheus.Registerer
 
-	reg    prometheus.Registerer
-	topics sync.Map // topic → *TopicMetrics
+	// topics is copied on write (under topicsMu) and read without a lock: the set of topics is
+	// small and changes rarely, while it is read once per acknowledged record.
+	topics   atomic.Pointer[map[string]*TopicMetrics]
+	topicsMu sync.Mutex
+
+	lagMu sync.Mutex
+	lag   map[partitionKey]prometheus.Gauge
+
+	workersRegistered atomic.Bool
 }
 
-// TopicMetrics are the counters of one source topic.
+// TopicMetrics are the counters of one source topic, curried: incrementing them does no label
+// lookup and allocates nothing.
 type TopicMetrics struct {
-	// Records and Bytes count records mirrored (acknowledged by the target) and their key +
-	// value bytes.
+	// Records (kmirror_records_mirrored_total{topic}) counts records acknowledged by the target.
 	Records prometheus.Counter
-	Bytes   prometheus.Counter
-	// Skipped counts records skipped under the oversize skip policy.
+	// Bytes (kmirror_bytes_mirrored_total{topic}) counts the key and value bytes of those records.
+	Bytes prometheus.Counter
+	// Skipped (kmirror_records_skipped_total{topic}) counts records larger than the target
+	// accepts, skipped under producer.oversize_policy=skip.
 	Skipped prometheus.Counter
 }
 
-// NewMetrics registers kmirror's metrics, the build info and the Go and process collectors on reg.
+// ErrorKind classifies a produce error for kmirror_produce_errors_total.
+type ErrorKind uint8
+
+// The kinds of produce error. Each is exported from the start (at 0), so rate() and alerts see the
+// series before the first error happens.
+const (
+	// ErrorRetriable is an error the producer will retry (a leader change, a timeout); the
+	// record is not lost, but many of them explain latency.
+	ErrorRetriable ErrorKind = iota
+	// ErrorOversize is a record larger than the target topic's max.message.bytes.
+	ErrorOversize
+	// ErrorFatal is an error after which the record cannot be delivered (retries exhausted,
+	// authorization, a closed producer); kmirror stops.
+	ErrorFatal
+
+	numErrorKinds
+)
+
+var errorKindNames = [numErrorKinds]string{"retriable", "oversize", "fatal"}
+
+// String returns the kind's label value.
+func (k ErrorKind) String() string {
+	if k >= numErrorKinds {
+		return "ErrorKind(" + strconv.Itoa(int(k)) + ")"
+	}
+	return errorKindNames[k]
+}
+
+type partitionKey struct {
+	topic     string
+	partition int32
+}
+
+// Buckets of the two latency histograms, in seconds: roughly 1-2.5-5 per decade, so p50/p99 read
+// well from 1 ms to a minute.
+var (
+	replicationLatencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
+	commitLatencyBuckets      = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+)
+
+// NewMetrics builds kmirror's metrics and registers them on reg, together with
+// kmirror_build_info{version,goversion} and the Go runtime and process collectors. Registering
+// twice on the same registry fails; build one Metrics per registry.
 func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	if reg == nil {
+		return nil, fmt.Errorf("telemetry: NewMetrics needs a prometheus.Registerer")
+	}
 	m := &Metrics{
 		reg: reg,
+		lag: make(map[partitionKey]prometheus.Gauge),
 		recordsMirrored: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kmirror_records_mirrored_total", Help: "Records acknowledged by the target, by source topic.",
+			Name: "kmirror_records_mirrored_total",
+			Help: "Records acknowledged by the target, by source topic.",
 		}, []string{"topic"}),
 		bytesMirrored: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kmirror_bytes_mirrored_total", Help: "Key and value bytes acknowledged by the target, by source topic.",
+			Name: "kmirror_bytes_mirrored_total",
+			Help: "Key and value bytes of the records acknowledged by the target, by source topic.",
 		}, []string{"topic"}),
 		recordsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kmirror_records_skipped_total", Help: "Records larger than the target accepts, skipped under producer.oversize_policy=skip.",
+			Name: "kmirror_records_skipped_total",
+			Help: "Records larger than the target accepts, skipped under producer.oversize_policy=skip, by source topic.",
 		}, []string{"topic"}),
 		ReplicationLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kmirror_replication_latency_seconds",
-			Help:    "Time from a record's source timestamp to the target's acknowledgement.",
-			Buckets: prometheus.ExponentialBucketsRange(0.001, 600, 20),
+			Help:    "Time from a record's source timestamp to the target's acknowledgement of its copy.",
+			Buckets: replicationLatencyBuckets,
 		}),
 		ConsumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kmirror_consumer_lag_records", Help: "Source high watermark minus committed offset, per owned partition.",
+			Name: "kmirror_consumer_lag_records",
+			Help: "Source high watermark minus committed offset, per source partition this process owns.",
 		}, []string{"topic", "partition"}),
 		ProduceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kmirror_produce_errors_total", Help: "Records that could not be produced, by kind (oversize, fatal).",
+			Name: "kmirror_produce_errors_total",
+			Help: "Produce errors reported by the target, by kind (retriable, oversize, fatal).",
 		}, []string{"kind"}),
 		Rebalances: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kmirror_rebalances_total", Help: "Consumer-group sessions started on the source (one per rebalance).",
+			Name: "kmirror_rebalances_total",
+			Help: "Consumer-group sessions started on the source (one per rebalance).",
 		}),
 		AssignedPartitions: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kmirror_assigned_partitions", Help: "Source partitions this process currently owns.",
+			Name: "kmirror_assigned_partitions",
+			Help: "Source partitions this process owns in the current consumer-group session.",
 		}),
 		CommitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "kmirror_commit_latency_seconds", Help: "Duration of one commit of source offsets.",
-			Buckets: prometheus.ExponentialBucketsRange(0.0005, 10, 14),
+			Name:    "kmirror_commit_latency_seconds",
+			Help:    "Duration of one commit of source offsets, successful or not.",
+			Buckets: commitLatencyBuckets,
+		}),
+		CommitErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kmirror_commit_errors_total",
+			Help: "Commits of source offsets that failed.",
 		}),
 		ConsumerErrors: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kmirror_consumer_errors_total", Help: "Errors reported by the source consumer group, failed commits among them.",
+			Name: "kmirror_consumer_errors_total",
+			Help: "Errors reported by the source consumer group.",
 		}),
 		TopicsDiscovered: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kmirror_topics_discovered_total", Help: "Source topics that started to be mirrored.",
+			Name: "kmirror_topics_discovered_total",
+			Help: "Source topics that matched the topic rules and started to be mirrored.",
 		}),
 		TargetTopicsCreated: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kmirror_target_topics_created_total", Help: "Topics created on the target.",
+			Name: "kmirror_target_topics_created_total",
+			Help: "Topics created on the target.",
 		}),
 		TargetPartitionsAdded: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "kmirror_target_partitions_added_total", Help: "Partitions added to target topics to follow the source.",
+			Name: "kmirror_target_partitions_added_total",
+			Help: "Partitions added to target topics to follow the source.",
 		}),
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kmirror_ready", Help: "1 when connected to both clusters and in a consumer-group session, else 0.",
+			Name: "kmirror_ready",
+			Help: "1 when connected to both clusters and inside a consumer-group session, else 0.",
 		}),
 	}
+	for k := ErrorKind(0); k < numErrorKinds; k++ {
+		m.produceErrors[k] = m.ProduceErrors.WithLabelValues(k.String())
+	}
+	empty := map[string]*TopicMetrics{}
+	m.topics.Store(&empty)
+
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "kmirror_build_info", Help: "Always 1; the labels say which build runs.",
+		Name: "kmirror_build_info",
+		Help: "Always 1; the labels say which build is running.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version.Version, runtime.Version()).Set(1)
 
 	for _, c := range []prometheus.Collector{
 		m.recordsMirrored, m.bytesMirrored, m.recordsSkipped, m.ReplicationLatency, m.ConsumerLag,
-		m.ProduceErrors, m.Rebalances, m.AssignedPartitions, m.CommitLatency, m.ConsumerErrors,
-		m.TopicsDiscovered, m.TargetTopicsCreated, m.TargetPartitionsAdded, m.Ready, build,
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		m.ProduceErrors, m.Rebalances, m.AssignedPartitions, m.CommitLatency, m.CommitErrors,
+		m.ConsumerErrors, m.TopicsDiscovered, m.TargetTopicsCreated, m.TargetPartitionsAdded,
+		m.Ready, build,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		if err := reg.Register(c); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("telemetry: register metrics: %w", err)
 		}
 	}
 	return m, nil
 }
 
-// Topic returns the counters of a source topic, creating them on first use.
+// Topic returns the curried counters of a source topic, creating them the first time the topic is
+// seen. After that it takes no lock and allocates nothing; callers may also keep the result (per
+// claim, per partition) and skip even the map lookup.
 func (m *Metrics) Topic(topic string) *TopicMetrics {
-	if t, ok := m.topics.Load(topic); ok {
-		return t.(*TopicMetrics)
+	if t, ok := (*m.topics.Load())[topic]; ok {
+		return t
+	}
+	m.topicsMu.Lock()
+	defer m.topicsMu.Unlock()
+	old := *m.topics.Load()
+	if t, ok := old[topic]; ok {
+		return t
 	}
 	t := &TopicMetrics{
 		Records: m.recordsMirrored.WithLabelValues(topic),
 		Bytes:   m.bytesMirrored.WithLabelValues(topic),
 		Skipped: m.recordsSkipped.WithLabelValues(topic),
 	}
-	actual, _ := m.topics.LoadOrStore(topic, t)
-	return actual.(*TopicMetrics)
+	next := make(map[string]*TopicMetrics, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[topic] = t
+	m.topics.Store(&next)
+	return t
 }
 
-// SetLag sets a partition's consumer lag.
+// ProduceError returns the curried counter of kmirror_produce_errors_total for one kind. A kind
+// out of range counts as ErrorFatal.
+func (m *Metrics) ProduceError(kind ErrorKind) prometheus.Counter {
+	if kind >= numErrorKinds {
+		kind = ErrorFatal
+	}
+	return m.produceErrors[kind]
+}
+
+// SetLag sets a partition's consumer lag (high watermark − committed offset). It allocates only
+// the first time it sees a partition.
 func (m *Metrics) SetLag(topic string, partition int32, lag int64) {
-	m.ConsumerLag.WithLabelValues(topic, strconv.Itoa(int(partition))).Set(float64(lag))
+	key := partitionKey{topic, partition}
+	m.lagMu.Lock()
+	g, ok := m.lag[key]
+	if !ok {
+		g = m.ConsumerLag.WithLabelValues(topic, strconv.Itoa(int(partition)))
+		m.lag[key] = g
+	}
+	m.lagMu.Unlock()
+	g.Set(float64(lag))
 }
 
-// ForgetPartition removes the series of a partition this process no longer owns.
+// ForgetPartition removes the lag series of a partition this process no longer owns, so a
+// revoked partition does not report a stale lag from this instance. Call it after the last
+// SetLag for that partition: a later SetLag exports the series again.
 func (m *Metrics) ForgetPartition(topic string, partition int32) {
+	m.lagMu.Lock()
+	delete(m.lag, partitionKey{topic, partition})
 	m.ConsumerLag.DeleteLabelValues(topic, strconv.Itoa(int(partition)))
+	m.lagMu.Unlock()
 }
 
-// RegisterWorkerGauges exports, for each worker, its inbox occupancy and its in-flight records,
-// read at scrape time from the given functions (so the data path pays nothing for them).
+// RegisterWorkerGauges exports, for each of the workers, its inbox occupancy
+// (kmirror_ring_records{worker}, kmirror_ring_bytes{worker}) and the records handed to its
+// producer and not yet acknowledged (kmirror_producer_in_flight_records{worker}). The values are
+// read from the given functions at scrape time, so the data path keeps its own counters (an
+// atomic it already has) and pays nothing for the metrics. A nil function leaves its metric out.
+// It may be called once per Metrics.
 func (m *Metrics) RegisterWorkerGauges(workers int, records, bytes, inFlight func(worker int) float64) error {
+	if workers < 0 {
+		return fmt.Errorf("telemetry: RegisterWorkerGauges: %d workers", workers)
+	}
+	if !m.workersRegistered.CompareAndSwap(false, true) {
+		return fmt.Errorf("telemetry: worker gauges are already registered")
+	}
+	c := &workerCollector{labels: make([]string, workers)}
+	for w := range c.labels {
+		c.labels[w] = strconv.Itoa(w)
+	}
 	for _, g := range []struct {
 		name, help string
 		fn         func(int) float64
 	}{
 		{"kmirror_ring_records", "Records waiting in a worker's inbox.", records},
-		{"kmirror_ring_bytes", "Bytes waiting in a worker's inbox.", bytes},
-		{"kmirror_producer_in_flight_records", "Records handed to a worker's producer and not yet acknowledged.", inFlight},
+		{"kmirror_ring_bytes", "Bytes (key and value) waiting in a worker's inbox.", bytes},
+		{"kmirror_producer_in_flight_records", "Records handed to a worker's producer and not yet acknowledged by the target.", inFlight},
 	} {
-		for w := 0; w < workers; w++ {
-			fn := g.fn
-			c := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-				Name: g.name, Help: g.help, ConstLabels: prometheus.Labels{"worker": strconv.Itoa(w)},
-			}, func() float64 { return fn(w) })
-			if err := m.reg.Register(c); err != nil {
-				return err
-			}
+		if g.fn != nil {
+			c.gauges = append(c.gauges, workerGauge{prometheus.NewDesc(g.name, g.help, []string{"worker"}, nil), g.fn})
 		}
 	}
+	if err := m.reg.Register(c); err != nil {
+		m.workersRegistered.Store(false)
+		return fmt.Errorf("telemetry: register worker gauges: %w", err)
+	}
 	return nil
+}
+
+type workerGauge struct {
+	desc *prometheus.Desc
+	fn   func(int) float64
+}
+
+// workerCollector reads the per-worker gauges at scrape time.
+type workerCollector struct {
+	labels []string // worker index as a label value, made once
+	gauges []workerGauge
+}
+
+func (c *workerCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, g := range c.gauges {
+		ch <- g.desc
+	}
+}
+
+func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, g := range c.gauges {
+		for w, label := range c.labels {
+			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, g.fn(w), label)
+		}
+	}
 }

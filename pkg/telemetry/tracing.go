@@ -3,9 +3,9 @@ package telemetry
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
-	"github.com/IBM/sarama"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
@@ -15,177 +15,316 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/IBM/sarama"
 )
 
-// TracingConfig configures trace export.
+// TracingConfig configures trace export (the telemetry.tracing section of the configuration).
 type TracingConfig struct {
-	// Endpoint is the OTLP collector's host:port; empty turns tracing off.
+	// Endpoint is the OTLP receiver: host:port (127.0.0.1:4317 for gRPC, 127.0.0.1:4318 for
+	// HTTP) or, for either protocol, a URL (http://collector:4318/v1/traces). Empty turns
+	// tracing off.
 	Endpoint string
-	// Protocol is "grpc" or "http".
+	// Protocol is "grpc" (the default when empty) or "http" (OTLP/HTTP protobuf).
 	Protocol string
-	// Insecure sends without TLS.
+	// Insecure sends without TLS. A URL endpoint's scheme decides this for itself.
 	Insecure bool
-	// SampleRatio is the share of new traces recorded; a sampled parent is always followed.
+	// SampleRatio is the share of new traces recorded, 0 to 1. A record whose traceparent says
+	// "sampled" is always followed, one that says "not sampled" never is (parent-based sampling),
+	// so kmirror joins exactly the traces its producers chose to record.
 	SampleRatio float64
+	// Headers are sent with every export (an authorisation token for a hosted collector).
+	Headers map[string]string
 }
 
 // ResourceInfo describes this process in every span it exports.
 type ResourceInfo struct {
-	ServiceVersion, SourceAlias, TargetAlias, InstanceID string
+	// ServiceVersion is service.version (the kmirror release).
+	ServiceVersion string
+	// SourceAlias and TargetAlias are the clusters' aliases (kmirror.source.alias,
+	// kmirror.target.alias), so traces of several mirrors can be told apart.
+	SourceAlias, TargetAlias string
+	// InstanceID is service.instance.id (host and pid, or the pod name).
+	InstanceID string
 }
 
-// Tracing is kmirror's tracer and the propagator of W3C trace context through record headers.
-type Tracing struct {
-	// Tracer starts kmirror's spans; a no-op tracer when tracing is off.
-	Tracer trace.Tracer
-	// Enabled is false when tracing is off: the data path then skips tracing entirely.
-	Enabled    bool
-	propagator propagation.TextMapPropagator
-	shutdown   func(context.Context) error
-}
+// Resource attributes beyond the semantic conventions' service.*.
+const (
+	AttrSourceAlias = attribute.Key("kmirror.source.alias")
+	AttrTargetAlias = attribute.Key("kmirror.target.alias")
+)
 
-// NewTracing builds the tracer provider: an OTLP exporter behind a batch span processor, a
-// parent-based ratio sampler and a resource naming the service, its version, instance and the
-// clusters it mirrors between.
-func NewTracing(ctx context.Context, cfg TracingConfig, info ResourceInfo) (*Tracing, error) {
-	t := &Tracing{propagator: propagation.TraceContext{}}
+// instrumentationName is the tracer's name: the module that produces the spans.
+const instrumentationName = "github.com/kmirror/kmirror"
+
+// NewTracerProvider builds the process's tracer provider: an OTLP exporter (gRPC or HTTP) behind a
+// batch span processor, a parent-based TraceIDRatio sampler, and a resource with
+// service.name=kmirror, service.version, service.instance.id and the two cluster aliases.
+//
+// When cfg.Endpoint is empty, tracing is off: the provider is the OpenTelemetry no-op provider,
+// whose spans are never recorded and cost no allocation, and shutdown does nothing. Otherwise the
+// provider is an *sdktrace.TracerProvider. Call shutdown (with a deadline) after the data path has
+// stopped: it flushes the spans still buffered. Nothing is installed globally.
+func NewTracerProvider(ctx context.Context, cfg TracingConfig, res ResourceInfo) (trace.TracerProvider, func(context.Context) error, error) {
 	if cfg.Endpoint == "" {
-		t.Tracer = noop.NewTracerProvider().Tracer("kmirror")
-		t.shutdown = func(context.Context) error { return nil }
-		return t, nil
+		return noop.NewTracerProvider(), func(context.Context) error { return nil }, nil
 	}
-	var exp *otlptrace.Exporter
-	var err error
-	switch cfg.Protocol {
-	case "http":
-		opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(cfg.Endpoint)}
-		if cfg.Insecure {
-			opts = append(opts, otlptracehttp.WithInsecure())
-		}
-		exp, err = otlptracehttp.New(ctx, opts...)
-	default:
-		opts := []otlptracegrpc.Option{otlptracegrpc.WithEndpoint(cfg.Endpoint)}
-		if cfg.Insecure {
-			opts = append(opts, otlptracegrpc.WithInsecure())
-		}
-		exp, err = otlptracegrpc.New(ctx, opts...)
+	if cfg.SampleRatio < 0 || cfg.SampleRatio > 1 {
+		return nil, nil, fmt.Errorf("telemetry.tracing.sample_ratio %v: want a number from 0 to 1", cfg.SampleRatio)
 	}
+	exp, err := newExporter(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("telemetry.tracing: OTLP exporter to %s: %w", cfg.Endpoint, err)
+		return nil, nil, err
 	}
-	res, err := resource.Merge(resource.Default(), resource.NewSchemaless(
+	r, err := resource.Merge(resource.Default(), resource.NewSchemaless(
 		attribute.String("service.name", "kmirror"),
-		attribute.String("service.version", info.ServiceVersion),
-		attribute.String("service.instance.id", info.InstanceID),
-		attribute.String("kmirror.source.alias", info.SourceAlias),
-		attribute.String("kmirror.target.alias", info.TargetAlias),
+		attribute.String("service.version", res.ServiceVersion),
+		attribute.String("service.instance.id", res.InstanceID),
+		AttrSourceAlias.String(res.SourceAlias),
+		AttrTargetAlias.String(res.TargetAlias),
 	))
 	if err != nil {
-		return nil, fmt.Errorf("telemetry.tracing: resource: %w", err)
+		return nil, nil, fmt.Errorf("telemetry.tracing: build resource: %w", err)
 	}
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithBatcher(exp, sdktrace.WithBatchTimeout(time.Second)),
 		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(cfg.SampleRatio))),
-		sdktrace.WithResource(res),
+		sdktrace.WithResource(r),
 	)
-	t.Tracer = tp.Tracer("github.com/kmirror/kmirror")
-	t.Enabled = true
-	t.shutdown = tp.Shutdown
-	return t, nil
+	return tp, tp.Shutdown, nil
 }
 
-// Shutdown flushes the spans still buffered and stops the exporter.
-func (t *Tracing) Shutdown(ctx context.Context) error { return t.shutdown(ctx) }
+func newExporter(ctx context.Context, cfg TracingConfig) (*otlptrace.Exporter, error) {
+	isURL := strings.Contains(cfg.Endpoint, "://")
+	var exp *otlptrace.Exporter
+	var err error
+	switch cfg.Protocol {
+	case "grpc", "":
+		opts := []otlptracegrpc.Option{}
+		if isURL {
+			opts = append(opts, otlptracegrpc.WithEndpointURL(cfg.Endpoint))
+		} else {
+			opts = append(opts, otlptracegrpc.WithEndpoint(cfg.Endpoint))
+			if cfg.Insecure {
+				opts = append(opts, otlptracegrpc.WithInsecure())
+			}
+		}
+		if len(cfg.Headers) > 0 {
+			opts = append(opts, otlptracegrpc.WithHeaders(cfg.Headers))
+		}
+		exp, err = otlptracegrpc.New(ctx, opts...)
+	case "http":
+		opts := []otlptracehttp.Option{}
+		if isURL {
+			opts = append(opts, otlptracehttp.WithEndpointURL(cfg.Endpoint))
+		} else {
+			opts = append(opts, otlptracehttp.WithEndpoint(cfg.Endpoint))
+			if cfg.Insecure {
+				opts = append(opts, otlptracehttp.WithInsecure())
+			}
+		}
+		if len(cfg.Headers) > 0 {
+			opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
+		}
+		exp, err = otlptracehttp.New(ctx, opts...)
+	default:
+		return nil, fmt.Errorf("telemetry.tracing.protocol %q: want grpc or http", cfg.Protocol)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("telemetry.tracing: OTLP %s exporter to %s: %w", cfg.Protocol, cfg.Endpoint, err)
+	}
+	return exp, nil
+}
 
-// Extract returns ctx with the trace context carried by a consumed record's headers, if any.
+// Tracing is what the data path needs to trace: kmirror's tracer, whether tracing is on at all,
+// and W3C trace-context propagation through record headers.
+//
+// The zero value is valid and off. The data path checks Enabled once per record before doing
+// anything else, so with tracing off a record costs one predictable branch.
+type Tracing struct {
+	// Tracer starts kmirror's spans; a no-op tracer when tracing is off.
+	Tracer trace.Tracer
+	// Enabled is false when tracing is off: the data path then skips tracing entirely.
+	Enabled bool
+
+	propagator propagation.TraceContext
+	shutdown   func(context.Context) error
+}
+
+// NewTracing builds the process's Tracing from NewTracerProvider. With no endpoint it is off.
+func NewTracing(ctx context.Context, cfg TracingConfig, res ResourceInfo) (*Tracing, error) {
+	tp, shutdown, err := NewTracerProvider(ctx, cfg, res)
+	if err != nil {
+		return nil, err
+	}
+	return &Tracing{
+		Tracer:   tp.Tracer(instrumentationName),
+		Enabled:  cfg.Endpoint != "",
+		shutdown: shutdown,
+	}, nil
+}
+
+// TracingWith wraps an existing tracer provider (an in-memory one in tests, or one an embedding
+// program already configured). Tracing is on; the caller owns the provider's shutdown.
+func TracingWith(tp trace.TracerProvider) *Tracing {
+	return &Tracing{Tracer: tp.Tracer(instrumentationName), Enabled: true}
+}
+
+// Shutdown flushes the spans still buffered and stops the exporter. It does nothing when tracing
+// is off or the provider belongs to the caller (TracingWith).
+func (t *Tracing) Shutdown(ctx context.Context) error {
+	if t == nil || t.shutdown == nil {
+		return nil
+	}
+	return t.shutdown(ctx)
+}
+
+// Extract returns ctx carrying the remote span context found in a consumed record's W3C
+// traceparent/tracestate headers; without a valid traceparent, ctx is returned as it is and a
+// span started from it is a new root.
 func (t *Tracing) Extract(ctx context.Context, headers []*sarama.RecordHeader) context.Context {
 	return t.propagator.Extract(ctx, ConsumerHeaders(headers))
 }
 
-// Inject writes the trace context of ctx into a produced record's headers, replacing any
-// traceparent/tracestate already there.
+// Inject writes the span context of ctx into a produced record's headers as traceparent (and
+// tracestate when there is one), replacing headers of those names rather than adding a second
+// one; a stale tracestate is removed when the new context has none. Without a valid span context
+// in ctx the headers are left unchanged.
 func (t *Tracing) Inject(ctx context.Context, headers *[]sarama.RecordHeader) {
-	t.propagator.Inject(ctx, ProducerHeaders{Headers: headers})
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
+		return
+	}
+	h := (*ProducerHeaders)(headers)
+	if sc.TraceState().Len() == 0 {
+		h.Delete(tracestateHeader)
+	}
+	t.propagator.Inject(ctx, h)
 }
 
-// ConsumerHeaders reads W3C trace context from a consumed record's headers.
+const (
+	traceparentHeader = "traceparent"
+	tracestateHeader  = "tracestate"
+)
+
+// ConsumerHeaders adapts a consumed record's headers (sarama.ConsumerMessage.Headers) to
+// propagation.TextMapCarrier, read-only. Keys match case-insensitively, as W3C trace context asks
+// of HTTP headers; Kafka header keys are case-sensitive, but a producer writing "Traceparent"
+// still means the same thing.
 type ConsumerHeaders []*sarama.RecordHeader
 
-// Get implements propagation.TextMapCarrier.
+var _ propagation.TextMapCarrier = ConsumerHeaders(nil)
+
+// Get returns the value of the first header named key, or "".
 func (h ConsumerHeaders) Get(key string) string {
 	for _, x := range h {
-		if string(x.Key) == key {
+		if x != nil && keyIs(x.Key, key) {
 			return string(x.Value)
 		}
 	}
 	return ""
 }
 
-// Set implements propagation.TextMapCarrier; consumed records are read-only.
+// Set does nothing: a consumed record is never modified.
 func (h ConsumerHeaders) Set(string, string) {}
 
-// Keys implements propagation.TextMapCarrier.
+// Keys returns the header keys.
 func (h ConsumerHeaders) Keys() []string {
-	out := make([]string, len(h))
-	for i, x := range h {
-		out[i] = string(x.Key)
+	out := make([]string, 0, len(h))
+	for _, x := range h {
+		if x != nil {
+			out = append(out, string(x.Key))
+		}
 	}
 	return out
 }
 
-// ProducerHeaders writes W3C trace context into a produced record's headers.
-type ProducerHeaders struct{ Headers *[]sarama.RecordHeader }
+// ProducerHeaders adapts a record's outgoing headers (sarama.ProducerMessage.Headers) to
+// propagation.TextMapCarrier. Use it through a pointer to the message's slice,
+// (*ProducerHeaders)(&msg.Headers), which converts without allocating.
+//
+// Set replaces a header of the same key (case-insensitively) rather than adding one, and drops
+// any further duplicates, so a mirrored record never carries two traceparents: a consumer on the
+// target would otherwise pick one at random.
+type ProducerHeaders []sarama.RecordHeader
 
-// Get implements propagation.TextMapCarrier.
-func (h ProducerHeaders) Get(key string) string {
-	for _, x := range *h.Headers {
-		if string(x.Key) == key {
+var _ propagation.TextMapCarrier = (*ProducerHeaders)(nil)
+
+// Get returns the value of the first header named key, or "".
+func (h *ProducerHeaders) Get(key string) string {
+	for _, x := range *h {
+		if keyIs(x.Key, key) {
 			return string(x.Value)
 		}
 	}
 	return ""
 }
 
-// Set implements propagation.TextMapCarrier: it replaces the header if present, so a record
-// never carries two traceparents.
-func (h ProducerHeaders) Set(key, value string) {
-	hs := *h.Headers
+// Set writes key=value, replacing the first header named key and removing any others.
+func (h *ProducerHeaders) Set(key, value string) {
+	hs := *h
 	for i := range hs {
-		if string(hs[i].Key) == key {
-			hs[i].Value = []byte(value)
+		if keyIs(hs[i].Key, key) {
+			// A new RecordHeader, not a write into the old Value: the old bytes may be shared with
+			// the consumed record.
+			hs[i] = sarama.RecordHeader{Key: []byte(key), Value: []byte(value)}
+			*h = append(hs[:i+1], deleteKey(hs[i+1:], key)...)
 			return
 		}
 	}
-	*h.Headers = append(hs, sarama.RecordHeader{Key: []byte(key), Value: []byte(value)})
+	*h = append(hs, sarama.RecordHeader{Key: []byte(key), Value: []byte(value)})
 }
 
-// Keys implements propagation.TextMapCarrier.
-func (h ProducerHeaders) Keys() []string {
-	out := make([]string, len(*h.Headers))
-	for i, x := range *h.Headers {
+// Delete removes every header named key.
+func (h *ProducerHeaders) Delete(key string) {
+	*h = deleteKey(*h, key)
+}
+
+// Keys returns the header keys.
+func (h *ProducerHeaders) Keys() []string {
+	out := make([]string, len(*h))
+	for i, x := range *h {
 		out[i] = string(x.Key)
 	}
 	return out
 }
 
-// HasTraceparent reports whether a consumed record carries a W3C traceparent header, cheaply
-// (no allocation), so untraced records skip extraction.
+// deleteKey removes the headers named key in place, keeping the order of the others.
+func deleteKey(hs []sarama.RecordHeader, key string) []sarama.RecordHeader {
+	out := hs[:0]
+	for _, x := range hs {
+		if !keyIs(x.Key, key) {
+			out = append(out, x)
+		}
+	}
+	clear(hs[len(out):]) // drop references to the removed headers' bytes
+	return out
+}
+
+// HasTraceparent reports whether a consumed record carries a W3C traceparent header. It allocates
+// nothing, so the data path can skip extraction for records that carry no trace.
 func HasTraceparent(headers []*sarama.RecordHeader) bool {
 	for _, x := range headers {
-		if string(x.Key) == "traceparent" {
+		if x != nil && keyIs(x.Key, traceparentHeader) {
 			return true
 		}
 	}
 	return false
 }
 
-// TracingWith wraps an existing tracer provider (an in-memory one in tests, or one an embedding
-// program already configured). The caller owns the provider's shutdown.
-func TracingWith(tp trace.TracerProvider) *Tracing {
-	return &Tracing{
-		Tracer:     tp.Tracer("github.com/kmirror/kmirror"),
-		Enabled:    true,
-		propagator: propagation.TraceContext{},
-		shutdown:   func(context.Context) error { return nil },
+// keyIs compares a header key with an ASCII name, ignoring case, without allocating.
+func keyIs(k []byte, name string) bool {
+	if len(k) != len(name) {
+		return false
 	}
+	for i := range k {
+		a, b := k[i], name[i]
+		if a == b {
+			continue
+		}
+		if la := a | 0x20; la != b|0x20 || la < 'a' || la > 'z' {
+			return false
+		}
+	}
+	return true
 }

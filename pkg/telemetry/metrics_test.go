@@ -1,0 +1,263 @@
+package telemetry
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func newTestMetrics(t testing.TB) (*Metrics, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, reg
+}
+
+// touchAll gives every kmirror metric at least one series, so lints and scrapes see them all.
+func touchAll(t testing.TB, m *Metrics) {
+	t.Helper()
+	tm := m.Topic("orders")
+	tm.Records.Add(3)
+	tm.Bytes.Add(300)
+	tm.Skipped.Inc()
+	m.ReplicationLatency.Observe(0.012)
+	m.SetLag("orders", 0, 42)
+	m.ProduceError(ErrorRetriable).Inc()
+	m.Rebalances.Inc()
+	m.AssignedPartitions.Set(1)
+	m.CommitLatency.Observe(0.003)
+	m.CommitErrors.Inc()
+	m.ConsumerErrors.Inc()
+	m.TopicsDiscovered.Inc()
+	m.TargetTopicsCreated.Inc()
+	m.TargetPartitionsAdded.Add(2)
+	m.Ready.Set(1)
+	if err := m.RegisterWorkerGauges(2,
+		func(w int) float64 { return float64(10 + w) },
+		func(w int) float64 { return float64(1000 + w) },
+		func(w int) float64 { return float64(5 + w) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestMetricsPassTheLinter(t *testing.T) {
+	m, reg := newTestMetrics(t)
+	touchAll(t, m)
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint %s: %s", p.Metric, p.Text)
+	}
+	// Each collector on its own too, as CollectAndLint sees it.
+	for _, c := range []prometheus.Collector{m.ReplicationLatency, m.ConsumerLag, m.ProduceErrors, m.CommitLatency, m.recordsMirrored, m.bytesMirrored} {
+		problems, err := testutil.CollectAndLint(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range problems {
+			t.Errorf("lint %s: %s", p.Metric, p.Text)
+		}
+	}
+}
+
+func TestEveryDocumentedMetricIsExported(t *testing.T) {
+	m, reg := newTestMetrics(t)
+	touchAll(t, m)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, mf := range mfs {
+		got[mf.GetName()] = true
+	}
+	for _, name := range []string{
+		"kmirror_records_mirrored_total", "kmirror_bytes_mirrored_total", "kmirror_records_skipped_total",
+		"kmirror_replication_latency_seconds", "kmirror_consumer_lag_records", "kmirror_ring_records",
+		"kmirror_ring_bytes", "kmirror_producer_in_flight_records", "kmirror_produce_errors_total",
+		"kmirror_rebalances_total", "kmirror_assigned_partitions", "kmirror_commit_latency_seconds",
+		"kmirror_commit_errors_total", "kmirror_consumer_errors_total", "kmirror_topics_discovered_total",
+		"kmirror_target_topics_created_total", "kmirror_target_partitions_added_total",
+		"kmirror_build_info", "kmirror_ready", "go_goroutines", "process_cpu_seconds_total",
+	} {
+		if !got[name] {
+			t.Errorf("%s is not exported", name)
+		}
+	}
+}
+
+func TestTopicCountersAreCachedAndLabelledByTopic(t *testing.T) {
+	m, _ := newTestMetrics(t)
+	a := m.Topic("orders")
+	if m.Topic("orders") != a {
+		t.Fatal("Topic returned new children for a topic it has seen")
+	}
+	a.Records.Add(2)
+	a.Bytes.Add(64)
+	m.Topic("payments").Records.Inc()
+	want := `
+# HELP kmirror_records_mirrored_total Records acknowledged by the target, by source topic.
+# TYPE kmirror_records_mirrored_total counter
+kmirror_records_mirrored_total{topic="orders"} 2
+kmirror_records_mirrored_total{topic="payments"} 1
+# HELP kmirror_bytes_mirrored_total Key and value bytes of the records acknowledged by the target, by source topic.
+# TYPE kmirror_bytes_mirrored_total counter
+kmirror_bytes_mirrored_total{topic="orders"} 64
+kmirror_bytes_mirrored_total{topic="payments"} 0
+`
+	if err := testutil.CollectAndCompare(m.recordsMirrored, strings.NewReader(want), "kmirror_records_mirrored_total"); err != nil {
+		t.Fatal(err)
+	}
+	if err := testutil.CollectAndCompare(m.bytesMirrored, strings.NewReader(want), "kmirror_bytes_mirrored_total"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTopicIsSafeForConcurrentFirstUse(t *testing.T) {
+	m, _ := newTestMetrics(t)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				m.Topic(fmt.Sprintf("t%d", (g+i)%16)).Records.Inc()
+			}
+		}()
+	}
+	wg.Wait()
+	if n := testutil.CollectAndCount(m.recordsMirrored); n != 16 {
+		t.Fatalf("%d topic series, want 16", n)
+	}
+	var total float64
+	for i := range 16 {
+		total += testutil.ToFloat64(m.Topic(fmt.Sprintf("t%d", i)).Records)
+	}
+	if total != 8*200 {
+		t.Fatalf("counted %v records, want %d: an increment went to a child that was replaced", total, 8*200)
+	}
+}
+
+func TestProduceErrorKindsAreExportedBeforeTheFirstError(t *testing.T) {
+	m, _ := newTestMetrics(t)
+	m.ProduceError(ErrorOversize).Inc()
+	m.ProduceError(ErrorKind(200)).Inc() // out of range counts as fatal
+	want := `
+# HELP kmirror_produce_errors_total Produce errors reported by the target, by kind (retriable, oversize, fatal).
+# TYPE kmirror_produce_errors_total counter
+kmirror_produce_errors_total{kind="fatal"} 1
+kmirror_produce_errors_total{kind="oversize"} 1
+kmirror_produce_errors_total{kind="retriable"} 0
+`
+	if err := testutil.CollectAndCompare(m.ProduceErrors, strings.NewReader(want)); err != nil {
+		t.Fatal(err)
+	}
+	// The vector and the curried children are the same series.
+	m.ProduceErrors.WithLabelValues("oversize").Inc()
+	if got := testutil.ToFloat64(m.ProduceError(ErrorOversize)); got != 2 {
+		t.Fatalf("oversize = %v, want 2", got)
+	}
+}
+
+func TestLagSeriesIsRemovedWhenThePartitionIsRevoked(t *testing.T) {
+	m, _ := newTestMetrics(t)
+	m.SetLag("orders", 3, 10)
+	m.SetLag("orders", 3, 7)
+	m.SetLag("orders", 4, 1)
+	if got := testutil.ToFloat64(m.ConsumerLag.WithLabelValues("orders", "3")); got != 7 {
+		t.Fatalf("lag = %v, want the last value set, 7", got)
+	}
+	m.ForgetPartition("orders", 3)
+	if n := testutil.CollectAndCount(m.ConsumerLag); n != 1 {
+		t.Fatalf("%d lag series after revoking orders/3, want 1 (orders/4)", n)
+	}
+	m.SetLag("orders", 3, 5) // owned again after a later rebalance
+	if got := testutil.ToFloat64(m.ConsumerLag.WithLabelValues("orders", "3")); got != 5 {
+		t.Fatalf("lag after re-assignment = %v, want 5", got)
+	}
+}
+
+func TestWorkerGaugesAreReadAtScrapeTime(t *testing.T) {
+	m, reg := newTestMetrics(t)
+	occupancy := []float64{0, 0, 0}
+	if err := m.RegisterWorkerGauges(3, func(w int) float64 { return occupancy[w] }, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	occupancy[2] = 17
+	want := `
+# HELP kmirror_ring_records Records waiting in a worker's inbox.
+# TYPE kmirror_ring_records gauge
+kmirror_ring_records{worker="0"} 0
+kmirror_ring_records{worker="1"} 0
+kmirror_ring_records{worker="2"} 17
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "kmirror_ring_records"); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := testutil.GatherAndCount(reg, "kmirror_ring_bytes"); n != 0 {
+		t.Fatal("a nil function must leave its metric out")
+	}
+	if err := m.RegisterWorkerGauges(3, func(int) float64 { return 0 }, nil, nil); err == nil {
+		t.Fatal("registering the worker gauges twice must fail")
+	}
+}
+
+func TestNewMetricsRefusesARegistryThatHasThem(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := NewMetrics(reg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewMetrics(reg); err == nil {
+		t.Fatal("a second NewMetrics on the same registry must fail, not panic or double-count")
+	}
+	if _, err := NewMetrics(nil); err == nil {
+		t.Fatal("NewMetrics(nil) must fail")
+	}
+}
+
+// TestAckedRecordMetricsDoNotAllocate is what the data path does per acknowledged record.
+func TestAckedRecordMetricsDoNotAllocate(t *testing.T) {
+	m, _ := newTestMetrics(t)
+	topic := strings.Clone("orders")
+	m.Topic(topic)
+	m.SetLag(topic, 1, 0)
+	allocs := testing.AllocsPerRun(1000, func() {
+		tm := m.Topic(topic)
+		tm.Records.Inc()
+		tm.Bytes.Add(512)
+		m.ReplicationLatency.Observe(0.004)
+		m.ProduceError(ErrorRetriable).Inc()
+		m.SetLag(topic, 1, 3)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per record, want 0", allocs)
+	}
+}
+
+func BenchmarkAckedRecordMetrics(b *testing.B) {
+	m, _ := newTestMetrics(b)
+	topics := []string{"orders", "payments", "audit", "clicks"}
+	for _, t := range topics {
+		m.Topic(t)
+	}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			tm := m.Topic(topics[i&3])
+			tm.Records.Inc()
+			tm.Bytes.Add(512)
+			m.ReplicationLatency.Observe(0.004)
+			i++
+		}
+	})
+}

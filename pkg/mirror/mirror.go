@@ -195,8 +195,9 @@ func (m *Mirror) Run(ctx context.Context) error {
 		producers = append(producers, p)
 	}
 
+	records := &record.Pool{} // filled by the handler, emptied by the workers
 	handler, err := source.New(source.Config{
-		Inboxes: m.inboxes, Topics: syncer, InFlight: m.cfg.Ring.PartitionInFlight,
+		Inboxes: m.inboxes, Records: records, Topics: syncer, InFlight: m.cfg.Ring.PartitionInFlight,
 		CommitInterval: m.cfg.Commit.Interval, DrainTimeout: m.cfg.Shutdown.Timeout,
 		Observer: m.sourceObserver, Tracing: m.opts.Tracing, Log: m.log,
 	})
@@ -226,7 +227,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	var workers errgroup.Group
 	for i, p := range producers {
 		w, err := worker.New(worker.Config{
-			ID: i, Inbox: m.inboxes[i], Producer: p, OversizePolicy: m.cfg.Producer.OversizePolicy,
+			ID: i, Inbox: m.inboxes[i], Records: records, Producer: p, OversizePolicy: m.cfg.Producer.OversizePolicy,
 			Fatal: m.fatal, Observer: m.workerObserver, Log: m.log,
 		})
 		if err != nil {

@@ -2,10 +2,11 @@
 // the producer message it becomes on the target, tied to the tracker that must hear of its fate.
 //
 // It must never change a record's key, value, headers or timestamp, nor turn a null into an
-// empty byte string or back.
+// empty byte string or back, and never copy a key or a value: the copy shares sarama's slices.
 package record
 
 import (
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -19,7 +20,8 @@ const overhead = 24
 
 // Record is one source record on its way to the target.
 type Record struct {
-	// Msg is what the target receives; Msg.Metadata points back at the Record.
+	// Msg is what the target receives; Msg.Metadata points back at the Record, and Msg.Key and
+	// Msg.Value point at the Record's own encoders.
 	Msg sarama.ProducerMessage
 	// Offset is the record's offset in its source partition.
 	Offset int64
@@ -39,27 +41,51 @@ type Record struct {
 	Sent time.Time
 	// Span is the record's trace span when it is sampled, nil otherwise.
 	Span trace.Span
+
+	// key and value are the encoders Msg.Key and Msg.Value point at. A sarama.ByteEncoder
+	// stored in the Encoder interface escapes to the heap, one allocation each; a pointer to a
+	// field of the Record costs nothing.
+	key, value bytesEncoder
+	// headers is the backing array of Msg.Headers, kept across reuse by a Pool.
+	headers []sarama.RecordHeader
 }
 
+// bytesEncoder is a sarama.Encoder over a slice it does not copy. A nil slice encodes as a null.
+type bytesEncoder struct{ b []byte }
+
+func (e *bytesEncoder) Encode() ([]byte, error) { return e.b, nil }
+func (e *bytesEncoder) Length() int             { return len(e.b) }
+
 // From converts a consumed source record into the record to produce into target, same
-// partition number. Keys and values are shared, not copied: sarama hands each consumed record
-// its own slices and does not reuse them.
+// partition number. Keys, values and header bytes are shared, not copied: sarama hands each
+// consumed record its own slices and does not reuse them.
 func From(m *sarama.ConsumerMessage, target string, track *offsets.Partition, limit int) *Record {
-	r := &Record{Offset: m.Offset, Track: track, Limit: limit}
+	r := &Record{}
+	r.fill(m, target, track, limit)
+	return r
+}
+
+func (r *Record) fill(m *sarama.ConsumerMessage, target string, track *offsets.Partition, limit int) {
+	r.Offset, r.Track, r.Limit = m.Offset, track, limit
 	r.Msg.Topic = target
 	r.Msg.Partition = m.Partition
 	r.Msg.Timestamp = m.Timestamp
 	size := int64(overhead)
 	if m.Key != nil {
-		r.Msg.Key = sarama.ByteEncoder(m.Key)
+		r.key.b = m.Key
+		r.Msg.Key = &r.key
 		size += int64(len(m.Key))
 	}
 	if m.Value != nil {
-		r.Msg.Value = sarama.ByteEncoder(m.Value)
+		r.value.b = m.Value
+		r.Msg.Value = &r.value
 		size += int64(len(m.Value))
 	}
-	if len(m.Headers) > 0 {
-		r.Msg.Headers = make([]sarama.RecordHeader, len(m.Headers))
+	if n := len(m.Headers); n > 0 {
+		if cap(r.headers) < n {
+			r.headers = make([]sarama.RecordHeader, n)
+		}
+		r.Msg.Headers = r.headers[:n]
 		for i, h := range m.Headers {
 			r.Msg.Headers[i] = *h
 			size += int64(len(h.Key) + len(h.Value) + 2)
@@ -67,11 +93,48 @@ func From(m *sarama.ConsumerMessage, target string, track *offsets.Partition, li
 	}
 	r.Size = size
 	r.Msg.Metadata = r
-	return r
 }
 
 // Of returns the Record a producer message was made from, or nil for a foreign message.
 func Of(m *sarama.ProducerMessage) *Record {
 	r, _ := m.Metadata.(*Record)
 	return r
+}
+
+// Pool recycles Records, so that the steady state of the data path allocates none of its own
+// per record. The zero value is ready to use.
+//
+// A Record may be put back only once its fate is final and nothing holds it any longer: the
+// producer has returned its message (on Successes or Errors), the tracker has been told, and the
+// observers have returned. Put drops every reference the Record held, so a Record waiting in the
+// pool never keeps a fetched batch alive.
+type Pool struct {
+	p sync.Pool
+}
+
+// From is From, on a recycled Record when there is one. A nil Pool allocates.
+func (p *Pool) From(m *sarama.ConsumerMessage, target string, track *offsets.Partition, limit int) *Record {
+	if p == nil {
+		return From(m, target, track, limit)
+	}
+	r, _ := p.p.Get().(*Record)
+	if r == nil {
+		r = &Record{}
+	}
+	r.fill(m, target, track, limit)
+	return r
+}
+
+// Put returns r to the pool. r must not be used afterwards. A nil Pool does nothing.
+func (p *Pool) Put(r *Record) {
+	if p == nil {
+		return
+	}
+	h := r.headers
+	if cap(r.Msg.Headers) > cap(h) {
+		h = r.Msg.Headers // grown by trace-context injection: keep the larger array
+	}
+	clear(h[:cap(h)])
+	*r = Record{headers: h[:0]}
+	p.p.Put(r)
 }

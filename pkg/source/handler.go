@@ -61,6 +61,8 @@ func (NopObserver) GroupError(error)         {}
 type Config struct {
 	// Inboxes are the workers' inboxes; ring.Route picks one per partition.
 	Inboxes []*ring.Queue[*record.Record]
+	// Records recycles the records the workers are done with; nil allocates each one.
+	Records *record.Pool
 	Topics  Topics
 	// InFlight bounds each partition's fetched-but-unacknowledged records.
 	InFlight int
@@ -254,7 +256,7 @@ feed:
 			if !ok {
 				break feed
 			}
-			r := record.From(m, t.Target, track, t.MaxMessageBytes)
+			r := h.cfg.Records.From(m, t.Target, track, t.MaxMessageBytes)
 			r.Fetched = time.Now()
 			if tracing {
 				h.startSpan(r, m)

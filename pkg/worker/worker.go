@@ -51,6 +51,10 @@ type Config struct {
 	ID int
 	// Inbox is the queue the worker drains.
 	Inbox *ring.Queue[*record.Record]
+	// Records takes back each record whose fate is final (acknowledged or skipped) once the
+	// tracker and the observer have been told; nil leaves them to the garbage collector. A
+	// failed record is never put back: its partition stops and the error may still refer to it.
+	Records *record.Pool
 	// Producer writes to the target; the worker owns it and closes it when it stops.
 	Producer sarama.AsyncProducer
 	// OversizePolicy is config.OversizeFail or config.OversizeSkip.
@@ -137,6 +141,7 @@ func (w *Worker) successes(ch <-chan *sarama.ProducerMessage) {
 		now := time.Now()
 		r.Track.Ack(r.Seq)
 		w.cfg.Observer.Acked(w.cfg.ID, r, now)
+		w.cfg.Records.Put(r)
 	}
 }
 
@@ -164,6 +169,7 @@ func (w *Worker) oversize(r *record.Record, err error) {
 		w.cfg.Log.Warn("skipped a record larger than the target accepts (producer.oversize_policy: skip)", fields...)
 		w.cfg.Observer.Skipped(w.cfg.ID, r, err)
 		r.Track.Ack(r.Seq)
+		w.cfg.Records.Put(r)
 		return
 	}
 	w.cfg.Log.Error("record larger than the target accepts; the partition stops here "+

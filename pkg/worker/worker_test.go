@@ -40,10 +40,11 @@ func (c *countingObserver) Failed(int, *record.Record, error) {
 	c.mu.Unlock()
 }
 
-// feed registers n records of one partition and pushes them into inbox; sizes[i] overrides the
-// size of record i.
-func feed(t *testing.T, inbox *ring.Queue[*record.Record], track *offsets.Partition, n int, limit int, sizes map[int]int) {
+// feed registers n records of one partition, pushes them into inbox and returns them; sizes[i]
+// overrides the size of record i.
+func feed(t *testing.T, inbox *ring.Queue[*record.Record], track *offsets.Partition, n int, limit int, sizes map[int]int) []*record.Record {
 	t.Helper()
+	var fed []*record.Record
 	for i := 0; i < n; i++ {
 		value := make([]byte, 10)
 		if s, ok := sizes[i]; ok {
@@ -59,7 +60,9 @@ func feed(t *testing.T, inbox *ring.Queue[*record.Record], track *offsets.Partit
 		if !inbox.TryPush(r, r.Size) {
 			t.Fatal("inbox full")
 		}
+		fed = append(fed, r)
 	}
+	return fed
 }
 
 func runWorker(t *testing.T, cfg Config, until func() bool) error {
@@ -151,5 +154,33 @@ func TestOversizedRecordIsSkippedOrFailsBeforeItIsSent(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestWorkerRecyclesOnlyRecordsWhoseFateIsFinal(t *testing.T) {
+	cfg := mocks.NewTestConfig()
+	cfg.Producer.Return.Successes = true
+	p := mocks.NewAsyncProducer(t, cfg)
+	p.ExpectInputAndSucceed()                         // offset 0
+	p.ExpectInputAndSucceed()                         // offset 2 (1 is oversized: skipped before sending)
+	p.ExpectInputAndSucceed()                         // offset 3
+	p.ExpectInputAndFail(sarama.ErrNotEnoughReplicas) // offset 4: retries exhausted
+	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	track := offsets.NewPartition("src", 0, 0, 64)
+	fed := feed(t, inbox, track, 5, 1000, map[int]int{1: 5000})
+	obs := &countingObserver{}
+	if err := runWorker(t, Config{
+		Inbox: inbox, Records: &record.Pool{}, Producer: p, OversizePolicy: config.OversizeSkip, Observer: obs,
+	}, func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.acked+obs.skipped+obs.failed == 5 }); err != nil {
+		t.Fatal(err)
+	}
+	// A record put back is reset: it no longer names its message or its tracker.
+	for i, r := range fed[:4] {
+		if r.Track != nil || r.Msg.Metadata != nil {
+			t.Errorf("offset %d (acknowledged or skipped) was not put back", i)
+		}
+	}
+	if r := fed[4]; r.Track != track || record.Of(&r.Msg) != r || r.Offset != 4 {
+		t.Errorf("offset 4 failed, yet it was put back and reset: %+v", r)
 	}
 }

@@ -45,7 +45,7 @@ func (o *observer) Skipped(w int, r *record.Record, err error) {
 		o.inFlight[w].Add(-1)
 	}
 	o.metrics.Topic(r.Track.Topic()).Skipped.Inc()
-	o.metrics.ProduceErrors.WithLabelValues("oversize").Inc()
+	o.metrics.ProduceError(telemetry.ErrorOversize).Inc()
 	if r.Span != nil {
 		o.endSpans(r, time.Now(), err)
 	}
@@ -55,7 +55,7 @@ func (o *observer) Failed(w int, r *record.Record, err error) {
 	if !r.Sent.IsZero() {
 		o.inFlight[w].Add(-1)
 	}
-	o.metrics.ProduceErrors.WithLabelValues("fatal").Inc()
+	o.metrics.ProduceError(telemetry.ErrorFatal).Inc()
 	if r.Span != nil {
 		o.endSpans(r, time.Now(), err)
 	}

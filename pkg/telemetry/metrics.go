@@ -97,13 +97,12 @@ type TopicMetrics struct {
 type ErrorKind uint8
 
 // The kinds of produce error. Each is exported from the start (at 0), so rate() and alerts see the
-// series before the first error happens.
+// series before the first error happens. Errors the producer retries by itself (a leader change,
+// a timeout) are not kmirror's to count: sarama retries them inside, and its bridged metrics
+// (kmirror_sarama_*) show them.
 const (
-	// ErrorRetriable is an error the producer will retry (a leader change, a timeout); the
-	// record is not lost, but many of them explain latency.
-	ErrorRetriable ErrorKind = iota
 	// ErrorOversize is a record larger than the target topic's max.message.bytes.
-	ErrorOversize
+	ErrorOversize ErrorKind = iota
 	// ErrorFatal is an error after which the record cannot be delivered (retries exhausted,
 	// authorization, a closed producer); kmirror stops.
 	ErrorFatal
@@ -111,7 +110,7 @@ const (
 	numErrorKinds
 )
 
-var errorKindNames = [numErrorKinds]string{"retriable", "oversize", "fatal"}
+var errorKindNames = [numErrorKinds]string{"oversize", "fatal"}
 
 // String returns the kind's label value.
 func (k ErrorKind) String() string {
@@ -166,7 +165,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"topic", "partition"}),
 		ProduceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kmirror_produce_errors_total",
-			Help: "Produce errors reported by the target, by kind (retriable, oversize, fatal).",
+			Help: "Produce errors reported by the target, by kind (oversize, fatal).",
 		}, []string{"kind"}),
 		Rebalances: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kmirror_rebalances_total",

@@ -41,7 +41,7 @@ func (o *observer) Acked(w int, r *record.Record, at time.Time) {
 }
 
 func (o *observer) Skipped(w int, r *record.Record, err error) {
-	if !r.Sent.IsZero() {
+	if r.Handed {
 		o.inFlight[w].Add(-1)
 	}
 	o.metrics.Topic(r.Track.Topic()).Skipped.Inc()
@@ -52,7 +52,7 @@ func (o *observer) Skipped(w int, r *record.Record, err error) {
 }
 
 func (o *observer) Failed(w int, r *record.Record, err error) {
-	if !r.Sent.IsZero() {
+	if r.Handed {
 		o.inFlight[w].Add(-1)
 	}
 	o.metrics.ProduceError(telemetry.ErrorFatal).Inc()

@@ -14,7 +14,7 @@ func TestPutDropsEveryReference(t *testing.T) {
 		Headers: []*sarama.RecordHeader{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Value: []byte("2")}},
 	}
 	r := p.From(m, "dst", nil, 0)
-	r.Seq, r.Sent = 5, time.Now()
+	r.Seq, r.Sent, r.Handed = 5, time.Now(), true
 	p.Put(r)
 
 	// r now waits in the pool; it must not keep the fetched batch (keys, values, header bytes)
@@ -27,7 +27,7 @@ func TestPutDropsEveryReference(t *testing.T) {
 			t.Fatalf("header %d of the kept array still refers to its bytes: %+v", i, h)
 		}
 	}
-	if r.Seq != 0 || !r.Sent.IsZero() || r.Msg.Metadata != nil || r.Msg.Topic != "" || r.Offset != 0 {
+	if r.Seq != 0 || !r.Sent.IsZero() || r.Handed || r.Msg.Metadata != nil || r.Msg.Topic != "" || r.Offset != 0 {
 		t.Fatalf("put record keeps state: %+v", r)
 	}
 	if cap(r.headers) < 2 {

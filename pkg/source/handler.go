@@ -257,8 +257,8 @@ feed:
 				break feed
 			}
 			r := h.cfg.Records.From(m, t.Target, track, t.MaxMessageBytes)
-			r.Fetched = time.Now()
 			if tracing {
+				r.Fetched = time.Now()
 				h.startSpan(r, m)
 			}
 			seq, err := track.RegisterWait(ctx, m.Offset)
@@ -266,7 +266,9 @@ feed:
 				break feed
 			}
 			r.Seq = seq
-			r.Enqueued = time.Now()
+			if r.Span != nil {
+				r.Enqueued = time.Now()
+			}
 			if err := inbox.Push(ctx, r, r.Size); err != nil {
 				track.Unregister(seq) // never handed on: it will be read again
 				break feed

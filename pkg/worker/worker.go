@@ -120,7 +120,10 @@ func (w *Worker) send(ctx context.Context, input chan<- *sarama.ProducerMessage)
 				ErrOversize, r.Size, r.Msg.Topic, r.Limit))
 			continue
 		}
-		r.Sent = time.Now()
+		r.Handed = true
+		if r.Span != nil {
+			r.Sent = time.Now()
+		}
 		w.cfg.Observer.Sent(w.cfg.ID, r)
 		select {
 		case input <- &r.Msg:

@@ -91,6 +91,7 @@ type Consumer struct {
 	RebalanceTimeout    time.Duration `mapstructure:"rebalance_timeout"`
 	FetchMaxBytes       int32         `mapstructure:"fetch_max_bytes"`
 	FetchPartitionBytes int32         `mapstructure:"fetch_partition_bytes"`
+	FetchMinBytes       int32         `mapstructure:"fetch_min_bytes"`
 	FetchMaxWait        time.Duration `mapstructure:"fetch_max_wait"`
 }
 

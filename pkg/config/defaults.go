@@ -44,7 +44,8 @@ func Default() Config {
 			RebalanceTimeout:    60 * time.Second,
 			FetchMaxBytes:       50 << 20,
 			FetchPartitionBytes: 256 << 10,
-			FetchMaxWait:        250 * time.Millisecond,
+			FetchMinBytes:       64 << 10,
+			FetchMaxWait:        10 * time.Millisecond,
 		},
 		Ring: Ring{
 			Workers:           8,

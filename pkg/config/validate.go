@@ -72,6 +72,11 @@ func (c *Config) Validate() error {
 	}
 	positive(bad, "consumer.fetch_max_bytes", int64(c.Consumer.FetchMaxBytes))
 	positive(bad, "consumer.fetch_partition_bytes", int64(c.Consumer.FetchPartitionBytes))
+	positive(bad, "consumer.fetch_min_bytes", int64(c.Consumer.FetchMinBytes))
+	if c.Consumer.FetchMinBytes > c.Consumer.FetchMaxBytes && c.Consumer.FetchMaxBytes > 0 {
+		bad("consumer.fetch_min_bytes", "%d is more than consumer.fetch_max_bytes (%d): a fetch could never be answered before fetch_max_wait",
+			c.Consumer.FetchMinBytes, c.Consumer.FetchMaxBytes)
+	}
 	positive(bad, "consumer.fetch_max_wait", int64(c.Consumer.FetchMaxWait))
 
 	if c.Ring.Workers < 1 || c.Ring.Workers > 1024 {

@@ -405,6 +405,7 @@ func (m *Mirror) consumerConfig() *sarama.Config {
 	c.Consumer.Group.Rebalance.Timeout = cc.RebalanceTimeout
 	c.Consumer.Fetch.Default = cc.FetchPartitionBytes
 	c.Consumer.Fetch.Max = cc.FetchMaxBytes
+	c.Consumer.Fetch.Min = cc.FetchMinBytes
 	c.Consumer.MaxWaitTime = cc.FetchMaxWait
 	return c
 }

@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/kmirror/kmirror/pkg/version.Version=$(VERSION)
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 
-.PHONY: all build demo test lint e2e kafka-fetch kafka-up kafka-down bench deploy-check image install fuzz clean
+.PHONY: all build demo test lint e2e kafka-fetch kafka-up kafka-down bench bench-micro deploy-check image install fuzz clean
 
 all: lint test build
 
@@ -48,6 +48,10 @@ kafka-down:
 ## bench: kmirror vs MirrorMaker 2 vs the cluster's ceiling, on real brokers.
 bench: build
 	./benchmarks/run.sh
+
+## bench-micro: the Go micro-benchmarks, each beside its reference (benchstat medians).
+bench-micro:
+	./benchmarks/micro.sh
 
 ## deploy-check: validate every manifest under deploy/ offline against the real schemas.
 deploy-check:

@@ -35,7 +35,7 @@ func BenchmarkPipelineCatchUp(b *testing.B) {
 // them), to show what tracing costs the data path.
 func BenchmarkTracingOverhead(b *testing.B) {
 	for _, ratio := range []float64{-1, 0.01, 1} {
-		name := "off"
+		name := "sampled=off"
 		var tr *telemetry.Tracing
 		if ratio >= 0 {
 			name = fmt.Sprintf("sampled=%g", ratio)

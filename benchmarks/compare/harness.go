@@ -30,6 +30,7 @@ type harness struct {
 	source   []string
 	target   []string
 	clkTicks float64
+	load     workload
 	// profileDir, when set, receives CPU and heap profiles of kmirror's first run.
 	profileDir string
 }
@@ -44,7 +45,8 @@ func newHarness(o options) (*harness, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &harness{o: o, script: filepath.Join(root, "scripts", "kafka", "cluster.sh"), work: work, clkTicks: 100}, nil
+	return &harness{o: o, script: filepath.Join(root, "scripts", "kafka", "cluster.sh"), work: work, clkTicks: 100,
+		load: newWorkload(o.valueBytes)}, nil
 }
 
 func (h *harness) close() {
@@ -95,112 +97,39 @@ func (h *harness) restartTarget() error {
 	return err
 }
 
+// preload writes the workload into the source topic (and creates the paced topic the latency
+// runs use), compressed as --source-compression says.
 func (h *harness) preload(ctx context.Context) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.source...), kgo.DefaultProduceTopic(topic),
-		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(10*time.Millisecond),
-		kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(100_000))
+	codec, err := compressionCodec(h.o.sourceCompression)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.source...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+		kgo.ProducerLinger(10*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(100_000),
+		kgo.ProducerBatchCompression(codec))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	for _, t := range []string{topic, pacedTopic} {
-		if _, err := kadm.NewClient(cl).CreateTopic(ctx, int32(h.o.partitions), 1, nil, t); err != nil {
-			return err
+	appendTime := "LogAppendTime" // the latency runs read the source broker's append time
+	for t, configs := range map[string]map[string]*string{
+		topic:      nil,
+		pacedTopic: {"message.timestamp.type": &appendTime},
+	} {
+		resp, err := kadm.NewClient(cl).CreateTopic(ctx, int32(h.o.partitions), 1, configs, t)
+		if err == nil {
+			err = resp.Err
+		}
+		if err != nil {
+			return fmt.Errorf("create source topic %q: %w", t, err)
 		}
 	}
-	value := make([]byte, h.o.valueBytes)
-	for i := range value {
-		value[i] = byte('a' + i%26)
-	}
-	var firstErr error
-	for i := 0; i < h.o.records; i++ {
-		r := &kgo.Record{Key: []byte("key-" + strconv.Itoa(i%10_000)), Value: value,
-			Headers: []kgo.RecordHeader{{Key: "source", Value: []byte("europe")}, {Key: "seq", Value: []byte(strconv.Itoa(i))}}}
-		cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-		})
-	}
-	if err := cl.Flush(ctx); err != nil {
-		return err
-	}
-	return firstErr
+	return h.produceAll(ctx, cl, topic)
 }
 
 func (h *harness) java(args ...string) *exec.Cmd {
 	return exec.Command("java", append([]string{"-Xms512m", "-Xmx2g", "-cp", h.lib + "/*",
 		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"}, args...)...)
-}
-
-// producerCeiling writes the workload's volume into the target with Kafka's producer performance
-// tool (same batch, linger, acks and compression as the mirrors), in as many parallel instances as
-// kmirror has producers, and returns their summed records/s.
-func (h *harness) producerCeiling(ctx context.Context) (float64, error) {
-	cl, _ := kgo.NewClient(kgo.SeedBrokers(h.target...))
-	if _, err := kadm.NewClient(cl).CreateTopic(ctx, int32(h.o.partitions), 1, nil, "ceiling"); err != nil {
-		cl.Close()
-		return 0, err
-	}
-	cl.Close()
-	n := h.o.ceilingProducers
-	type out struct {
-		rate float64
-		err  error
-	}
-	results := make(chan out, n)
-	for i := 0; i < n; i++ {
-		go func() {
-			cmd := h.java("org.apache.kafka.tools.ProducerPerformance", "--topic", "ceiling",
-				"--num-records", strconv.Itoa(h.o.records/n), "--record-size", strconv.Itoa(h.o.valueBytes), "--throughput", "-1",
-				"--producer-props", "bootstrap.servers="+strings.Join(h.target, ","), "acks=all", "linger.ms=5",
-				"batch.size=1048576", "compression.type=none", "enable.idempotence=true")
-			b, err := cmd.CombinedOutput()
-			if err != nil {
-				results <- out{err: fmt.Errorf("producer perf: %w\n%s", err, b)}
-				return
-			}
-			// The last line: "N records sent, X records/sec (Y MB/sec), ..."
-			lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-			last := lines[len(lines)-1]
-			i := strings.Index(last, " records/sec")
-			j := strings.LastIndex(last[:max(i, 0)], ", ")
-			if i < 0 || j < 0 {
-				results <- out{err: fmt.Errorf("producer perf: unexpected output %q", last)}
-				return
-			}
-			r, err := strconv.ParseFloat(strings.TrimSpace(last[j+2:i]), 64)
-			results <- out{rate: r, err: err}
-		}()
-	}
-	var total float64
-	var firstErr error
-	for i := 0; i < n; i++ {
-		r := <-results
-		if r.err != nil && firstErr == nil {
-			firstErr = r.err
-		}
-		total += r.rate
-	}
-	return total, firstErr
-}
-
-// consumerCeiling reads the preloaded source topic with Kafka's consumer performance tool.
-func (h *harness) consumerCeiling(ctx context.Context) (float64, error) {
-	cmd := h.java("org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server", strings.Join(h.source, ","),
-		"--topic", topic, "--messages", strconv.Itoa(h.o.records), "--group", "perf-ceiling",
-		"--consumer.config", "/dev/null", "--hide-header")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return 0, fmt.Errorf("consumer perf: %w\n%s", err, out)
-	}
-	// CSV: start, end, MB, MB/s, msgs, msgs/s, rebalance ms, fetch ms, fetch MB/s, fetch msgs/s
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	f := strings.Split(lines[len(lines)-1], ",")
-	if len(f) < 10 {
-		return 0, fmt.Errorf("consumer perf: unexpected output %q", lines[len(lines)-1])
-	}
-	return strconv.ParseFloat(strings.TrimSpace(f[9]), 64) // fetch msgs/s: excludes the group join
 }
 
 // mirrorRun mirrors the preloaded topic into a fresh target with one contender and times it.
@@ -363,14 +292,20 @@ us.producer.enable.idempotence = true
 	return cmd, targetTopic, nil
 }
 
-// captureProfiles saves a 3-second CPU profile and a heap profile of the running kmirror from its
-// /debug/pprof endpoint, for `go tool pprof`.
+// captureProfiles saves a 2-second CPU profile, a heap profile and the allocations of the running
+// kmirror from its /debug/pprof endpoint, for `go tool pprof`.
 func (h *harness) captureProfiles() {
 	time.Sleep(1500 * time.Millisecond) // past start-up, into the copy
+	h.saveProfiles("", 2*time.Second)
+}
+
+// saveProfiles saves kmirror's CPU profile over d, its heap and its allocations, with suffix in
+// the file names.
+func (h *harness) saveProfiles(suffix string, d time.Duration) {
 	for _, p := range []struct{ url, file string }{
-		{"http://127.0.0.1:19464/debug/pprof/profile?seconds=2", "kmirror-cpu.pprof"},
-		{"http://127.0.0.1:19464/debug/pprof/heap", "kmirror-heap.pprof"},
-		{"http://127.0.0.1:19464/debug/pprof/allocs", "kmirror-allocs.pprof"},
+		{fmt.Sprintf("http://127.0.0.1:19464/debug/pprof/profile?seconds=%d", int(d.Seconds())), "kmirror-cpu" + suffix + ".pprof"},
+		{"http://127.0.0.1:19464/debug/pprof/heap", "kmirror-heap" + suffix + ".pprof"},
+		{"http://127.0.0.1:19464/debug/pprof/allocs", "kmirror-allocs" + suffix + ".pprof"},
 	} {
 		resp, err := http.Get(p.url)
 		if err != nil {
@@ -381,4 +316,57 @@ func (h *harness) captureProfiles() {
 		resp.Body.Close()
 		_ = os.WriteFile(filepath.Join(h.profileDir, p.file), b, 0o644)
 	}
+}
+
+// cpuShares is the CPU each process of a run used over a stretch of wall time, as a share of one
+// core: with two cores, shares adding up to about 200% mean the machine was saturated.
+type cpuShares struct {
+	mirror, source, target, harness float64 // percent of one core
+}
+
+func (c cpuShares) String() string {
+	return fmt.Sprintf("%.0f / %.0f / %.0f / %.0f%% (sum %.0f%% of %d cores)", c.mirror, c.source, c.target, c.harness,
+		c.mirror+c.source+c.target+c.harness, numCPU())
+}
+
+// cpuClock reads the CPU time of a run's processes: the mirror (pid), node 1 of each cluster and
+// this harness.
+type cpuClock struct {
+	at                              time.Time
+	mirror, source, target, harness time.Duration
+}
+
+func (h *harness) readCPU(pid int) cpuClock {
+	return cpuClock{
+		at:      time.Now(),
+		mirror:  cpuTime(pid, h.clkTicks),
+		source:  cpuTime(h.brokerPID("europe"), h.clkTicks),
+		target:  cpuTime(h.brokerPID("us"), h.clkTicks),
+		harness: cpuTime(os.Getpid(), h.clkTicks),
+	}
+}
+
+func (c cpuClock) sharesSince(from cpuClock) cpuShares {
+	wall := c.at.Sub(from.at).Seconds()
+	pct := func(to, from time.Duration) float64 { return 100 * (to - from).Seconds() / wall }
+	return cpuShares{
+		mirror:  pct(c.mirror, from.mirror),
+		source:  pct(c.source, from.source),
+		target:  pct(c.target, from.target),
+		harness: pct(c.harness, from.harness),
+	}
+}
+
+// brokerPID is the process of node 1 of a cluster started by cluster.sh, or 0.
+func (h *harness) brokerPID(cluster string) int {
+	state := os.Getenv("KMIRROR_KAFKA_STATE")
+	if state == "" {
+		state = "/tmp/kmirror-kafka"
+	}
+	b, err := os.ReadFile(filepath.Join(state, cluster, "node-1", "pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid
 }

@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -13,18 +16,95 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-const pacedTopic = "paced"
+const (
+	pacedTopic = "paced"
+	// createdHeader carries a paced record's create time on the source, in Unix nanoseconds
+	// (8 bytes, big-endian): the record's own timestamp is replaced on the target by the
+	// broker's append time.
+	createdHeader = "bench-created-ns"
+	// warmUp is how long after the paced stream starts its records are left out of the samples:
+	// the target broker was just started, and its JVM compiles its hot paths under the load.
+	warmUp = 5 * time.Second
+)
 
-// latency is the end-to-end latency of one contender at a paced rate: the target consumer's
-// receive time minus the record's create time on the source (both mirrors copy timestamps).
+// latency is the end-to-end latency of one contender at a paced rate: the target broker's append
+// time of each copy minus the create time of the original on the source. It is split in two: the
+// source side (create → the source broker's append: the paced producer and the source broker, no
+// mirror involved) and the mirror's part (the source broker's append → the target broker's).
 type latency struct {
 	name           string
-	p50, p99, p999 time.Duration
+	rate           int
+	p50, p99, p999 time.Duration // end to end
+	max            time.Duration
 	samples        int
+	mirror         quantiles // source append → target append
+	sourceSide     quantiles // create → source append
+	cpu            cpuShares // over the measured stretch
+	// behind is set when no measured record reached the target within the run and its 5 s
+	// tail: the mirror could not keep up with the paced rate.
+	behind bool
 }
 
-// latencyRun starts the contender on a fresh target, mirrors a paced stream into pacedTopic and
-// measures each record's latency, skipping the first seconds (group join, warm-up).
+type quantiles struct{ p50, p99, p999 time.Duration }
+
+func quantilesOf(d []time.Duration) quantiles {
+	if len(d) == 0 {
+		return quantiles{}
+	}
+	slices.Sort(d)
+	q := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))] }
+	return quantiles{q(0.5), q(0.99), q(0.999)}
+}
+
+// pacedRate is one --paced-rates entry: a fixed rate, or a share of kmirror's catch-up rate.
+type pacedRate struct {
+	fixed   int     // records/s
+	percent float64 // of kmirror's median catch-up rate, when fixed is 0
+}
+
+func parsePacedRates(s string) ([]pacedRate, error) {
+	var rates []pacedRate
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if p, ok := strings.CutSuffix(f, "%"); ok {
+			v, err := strconv.ParseFloat(p, 64)
+			if err != nil || v <= 0 || v > 100 {
+				return nil, fmt.Errorf("--paced-rates %q: a share is 1%% to 100%% of kmirror's catch-up rate", f)
+			}
+			rates = append(rates, pacedRate{percent: v})
+			continue
+		}
+		v, err := strconv.Atoi(f)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("--paced-rates %q: want records/s (10000) or a share of kmirror's catch-up rate (50%%)", f)
+		}
+		rates = append(rates, pacedRate{fixed: v})
+	}
+	return rates, nil
+}
+
+// resolve returns the rate in records/s given kmirror's median catch-up rate.
+func (p pacedRate) resolve(catchUp float64) int {
+	if p.fixed > 0 {
+		return p.fixed
+	}
+	return int(catchUp * p.percent / 100)
+}
+
+func (p pacedRate) String() string {
+	if p.fixed > 0 {
+		return strconv.Itoa(p.fixed)
+	}
+	return strconv.FormatFloat(p.percent, 'f', -1, 64) + "% of kmirror's catch-up"
+}
+
+// latencyRun starts the contender on a fresh target whose copy of the paced topic stamps records
+// with the broker's append time (message.timestamp.type=LogAppendTime; neither mirror changes
+// that config of an existing topic), produces a paced stream on the source and measures each
+// record's latency, leaving out the warm-up.
 func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d time.Duration) (latency, error) {
 	if err := h.restartTarget(); err != nil {
 		return latency{}, err
@@ -33,7 +113,11 @@ func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d 
 	if err != nil {
 		return latency{}, err
 	}
-	logf, err := os.Create(filepath.Join(h.work, contender+"-latency.log"))
+	appendTime := "LogAppendTime"
+	if err := h.createTargetTopic(ctx, targetTopic, map[string]*string{"message.timestamp.type": &appendTime}); err != nil {
+		return latency{}, err
+	}
+	logf, err := os.Create(filepath.Join(h.work, fmt.Sprintf("%s-latency-%d.log", contender, rate)))
 	if err != nil {
 		return latency{}, err
 	}
@@ -44,8 +128,10 @@ func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d 
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
+	// linger 0: the source producer adds as little as it can to what is measured.
 	prod, err := kgo.NewClient(kgo.SeedBrokers(h.source...), kgo.DefaultProduceTopic(pacedTopic),
-		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(0))
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(0),
+		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MaxBufferedRecords(1_000_000))
 	if err != nil {
 		return latency{}, err
 	}
@@ -63,55 +149,116 @@ func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d 
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	cons, err := kgo.NewClient(kgo.SeedBrokers(h.target...), kgo.ConsumeTopics(targetTopic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMaxWait(10*time.Millisecond))
+	// The source's paced topic is LogAppendTime too (preload made it so): a second consumer
+	// notes each record's source append time by its create time, which is unique.
+	// Both read broker append times, so when they read does not matter: they fetch lazily (a
+	// fetch waits for 1 MiB or half a second) to take as little as they can of the brokers'
+	// and the machine's CPU away from what is measured.
+	lazy := []kgo.Opt{kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()), kgo.FetchMinBytes(1 << 20), kgo.FetchMaxWait(500 * time.Millisecond)}
+	srcCons, err := kgo.NewClient(append(lazy, kgo.SeedBrokers(h.source...), kgo.ConsumeTopics(pacedTopic))...)
+	if err != nil {
+		return latency{}, err
+	}
+	defer srcCons.Close()
+	cons, err := kgo.NewClient(append(lazy, kgo.SeedBrokers(h.target...), kgo.ConsumeTopics(targetTopic))...)
 	if err != nil {
 		return latency{}, err
 	}
 	defer cons.Close()
-	var mu sync.Mutex
-	var samples []time.Duration
 	start := time.Now()
+	type copyAt struct{ created, appended time.Time }
+	var (
+		mu        sync.Mutex
+		copies    []copyAt
+		appended  = make(map[int64]time.Time) // created (ns) → source append time
+		wrongType int
+	)
 	cctx, stop := context.WithCancel(ctx)
+	defer stop()
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	poll := func(cl *kgo.Client, each func(r *kgo.Record, created time.Time)) {
 		for cctx.Err() == nil {
-			fs := cons.PollFetches(cctx)
-			now := time.Now()
-			fs.EachRecord(func(r *kgo.Record) {
-				if string(r.Value) == "warm-up" || r.Timestamp.Before(start.Add(2*time.Second)) {
+			cl.PollFetches(cctx).EachRecord(func(r *kgo.Record) {
+				created, ok := createdAt(r)
+				if !ok || created.Before(start.Add(warmUp)) {
 					return
 				}
 				mu.Lock()
-				samples = append(samples, now.Sub(r.Timestamp))
-				mu.Unlock()
+				defer mu.Unlock()
+				if r.Attrs.TimestampType() != 1 { // 1: LogAppendTime
+					wrongType++
+					return
+				}
+				each(r, created)
 			})
 		}
-	}()
-	value := make([]byte, h.o.valueBytes)
+	}
+	wg.Go(func() {
+		poll(srcCons, func(r *kgo.Record, created time.Time) { appended[created.UnixNano()] = r.Timestamp })
+	})
+	wg.Go(func() {
+		poll(cons, func(r *kgo.Record, created time.Time) { copies = append(copies, copyAt{created, r.Timestamp}) })
+	})
+	var stamp [8]byte
 	interval := time.Second / time.Duration(rate)
 	next := time.Now()
-	for time.Since(start) < d {
+	var cpuFrom cpuClock
+	for i := 0; time.Since(start) < warmUp+d; i++ {
+		if cpuFrom.at.IsZero() && time.Since(start) >= warmUp {
+			cpuFrom = h.readCPU(cmd.Process.Pid)
+			if contender == "kmirror" {
+				go h.saveProfiles(fmt.Sprintf("-paced-%d", rate), 5*time.Second)
+			}
+		}
 		next = next.Add(interval)
 		if w := time.Until(next); w > 0 {
 			time.Sleep(w)
 		}
-		prod.Produce(ctx, &kgo.Record{Key: []byte("k"), Value: value, Timestamp: time.Now()}, nil)
+		r := h.load.record(pacedTopic, i)
+		binary.BigEndian.PutUint64(stamp[:], uint64(time.Now().UnixNano()))
+		r.Headers = append(r.Headers, kgo.RecordHeader{Key: createdHeader, Value: slices.Clone(stamp[:])})
+		prod.Produce(ctx, r, nil)
 	}
-	_ = prod.Flush(ctx)
+	cpu := h.readCPU(cmd.Process.Pid).sharesSince(cpuFrom)
+	if err := prod.Flush(ctx); err != nil {
+		stop()
+		wg.Wait()
+		return latency{}, err
+	}
 	time.Sleep(5 * time.Second) // let the tail arrive
 	stop()
 	wg.Wait()
 	mu.Lock()
 	defer mu.Unlock()
-	if len(samples) == 0 {
-		return latency{}, fmt.Errorf("%s: no latency samples", contender)
+	if wrongType > 0 {
+		return latency{}, fmt.Errorf("%s: %d records carry no append time: topic %q on the target or %q on the source is not LogAppendTime any longer",
+			contender, wrongType, targetTopic, pacedTopic)
 	}
-	sort.Slice(samples, func(i, j int) bool { return samples[i] < samples[j] })
-	q := func(p float64) time.Duration { return samples[min(len(samples)-1, int(p*float64(len(samples))))] }
-	return latency{name: contender, p50: q(0.5), p99: q(0.99), p999: q(0.999), samples: len(samples)}, nil
+	if len(copies) == 0 {
+		// Nothing measured arrived before the end: the mirror fell behind the paced rate.
+		return latency{name: contender, rate: rate, behind: true, cpu: cpu}, nil
+	}
+	var e2e, mirror, sourceSide []time.Duration
+	for _, c := range copies {
+		e2e = append(e2e, c.appended.Sub(c.created))
+		if at, ok := appended[c.created.UnixNano()]; ok {
+			mirror = append(mirror, c.appended.Sub(at))
+			sourceSide = append(sourceSide, at.Sub(c.created))
+		}
+	}
+	q := quantilesOf(e2e)
+	return latency{name: contender, rate: rate, p50: q.p50, p99: q.p99, p999: q.p999, max: e2e[len(e2e)-1],
+		samples: len(e2e), mirror: quantilesOf(mirror), sourceSide: quantilesOf(sourceSide), cpu: cpu}, nil
+}
+
+// createdAt reads the create time a paced record carries.
+func createdAt(r *kgo.Record) (time.Time, bool) {
+	for _, h := range r.Headers {
+		if h.Key == createdHeader && len(h.Value) == 8 {
+			return time.Unix(0, int64(binary.BigEndian.Uint64(h.Value))), true
+		}
+	}
+	return time.Time{}, false
 }
 
 func (h *harness) topicHas(ctx context.Context, t string) bool {

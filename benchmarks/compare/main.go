@@ -168,7 +168,7 @@ func run(ctx context.Context, o options) error {
 	if err := chart(png, map[string][]point{"kmirror": km[0].series, "mirrormaker2": mm[0].series}); err != nil {
 		return err
 	}
-	report += fmt.Sprintf("\n![records on the target over time, round 1](%s)\n\nCPU, heap and allocation profiles of kmirror's first run: `%s/` (`go tool pprof -top bin/kmirror FILE`).\n",
+	report += fmt.Sprintf("\n![records on the target over time, round 1](%s)\n\nCPU, heap and allocation profiles of kmirror in its first catch-up run and in each paced run: `%s/` (`go tool pprof -top bin/kmirror FILE`).\n",
 		filepath.Base(png), filepath.Base(h.profileDir))
 	path := filepath.Join(o.root, o.out, stamp+".md")
 	if err := os.WriteFile(path, []byte(report), 0o644); err != nil {

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"bytes"
+	"compress/flate"
+	"testing"
+	"time"
+)
+
+func TestParsePacedRates(t *testing.T) {
+	rates, err := parsePacedRates("10000, 25%,50%")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []pacedRate{{fixed: 10000}, {percent: 25}, {percent: 50}}
+	if len(rates) != len(want) {
+		t.Fatalf("rates = %+v, want %+v", rates, want)
+	}
+	for i := range want {
+		if rates[i] != want[i] {
+			t.Fatalf("rates[%d] = %+v, want %+v", i, rates[i], want[i])
+		}
+	}
+	if got := rates[2].resolve(200_000); got != 100_000 {
+		t.Fatalf("50%% of 200000 = %d", got)
+	}
+	if got := rates[0].resolve(200_000); got != 10_000 {
+		t.Fatalf("a fixed rate resolved to %d", got)
+	}
+	if rates, err := parsePacedRates(""); err != nil || len(rates) != 0 {
+		t.Fatalf(`"" = %v, %v; want no runs`, rates, err)
+	}
+	for _, bad := range []string{"fast", "0", "-5", "0%", "150%", "x%"} {
+		if _, err := parsePacedRates(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestCeilingIsTheSlowerOfTheBestProducerAndTheBestConsumer(t *testing.T) {
+	c := ceilings{perfProducer: 80_000, nativeProducer: 280_000, perfConsumer: 500_000, nativeConsumer: 1_200_000}
+	if got := c.ceiling(); got != 280_000 {
+		t.Fatalf("ceiling = %v, want the best producer, 280000", got)
+	}
+	c = ceilings{perfProducer: 300_000, nativeProducer: 200_000, perfConsumer: 150_000, nativeConsumer: 100_000}
+	if got := c.ceiling(); got != 150_000 {
+		t.Fatalf("ceiling = %v, want the best consumer, 150000", got)
+	}
+}
+
+func TestWorkloadRecordsDifferAndDoNotCompress(t *testing.T) {
+	w := newWorkload(1024)
+	a, b := w.record("t", 0), w.record("t", 1)
+	if len(a.Value) != 1024 || bytes.Equal(a.Value, b.Value) {
+		t.Fatalf("values: len %d, equal %v", len(a.Value), bytes.Equal(a.Value, b.Value))
+	}
+	if again := newWorkload(1024).record("t", 1); !bytes.Equal(again.Value, b.Value) || string(again.Key) != string(b.Key) {
+		t.Fatal("the same seed gave other records")
+	}
+	if len(a.Headers) != 2 || string(b.Headers[1].Value) != "1" {
+		t.Fatalf("headers = %+v", b.Headers)
+	}
+	var z bytes.Buffer
+	fw, _ := flate.NewWriter(&z, flate.BestCompression)
+	for i := 0; i < 100; i++ {
+		_, _ = fw.Write(w.record("t", i).Value)
+	}
+	_ = fw.Close()
+	if ratio := float64(100*1024) / float64(z.Len()); ratio > 1.05 {
+		t.Fatalf("values compress %.2f:1; the workload is meant to be incompressible", ratio)
+	}
+}
+
+func TestQuantiles(t *testing.T) {
+	var d []time.Duration
+	for i := 1000; i >= 1; i-- {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	q := quantilesOf(d)
+	if q.p50 != 501*time.Millisecond || q.p99 != 991*time.Millisecond || q.p999 != 1000*time.Millisecond {
+		t.Fatalf("quantiles = %+v", q)
+	}
+	if (quantilesOf(nil) != quantiles{}) {
+		t.Fatal("no samples should give zero quantiles")
+	}
+}

@@ -256,6 +256,7 @@ log: {level: warn}
 			args = append(args, "--set", kv)
 		}
 		cmd = exec.Command(filepath.Join(h.o.root, "bin", "kmirror"), args...)
+		cmd.Env = append(os.Environ(), h.o.kmirrorEnv...)
 		targetTopic = topicName
 	case "mirrormaker2":
 		cfg := filepath.Join(h.work, "mm2.properties")

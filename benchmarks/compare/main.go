@@ -39,6 +39,13 @@ func main() {
 		o.kmirrorSet = append(o.kmirrorSet, v)
 		return nil
 	})
+	flag.Func("kmirror-env", "an environment variable for the kmirror process only, e.g. GOGC=200 (repeatable)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("%q: want NAME=value", v)
+		}
+		o.kmirrorEnv = append(o.kmirrorEnv, v)
+		return nil
+	})
 	flag.Parse()
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
@@ -59,6 +66,7 @@ type options struct {
 	ceilingProducers                int
 	pacedFor                        time.Duration
 	kmirrorSet                      []string
+	kmirrorEnv                      []string
 }
 
 // result is one timed run of one contender.
@@ -246,10 +254,11 @@ func (h *harness) report(km, mm []result, c ceilings) string {
 }
 
 func kmirrorSettings(o options) string {
-	if len(o.kmirrorSet) == 0 {
+	changed := append(append([]string(nil), o.kmirrorSet...), o.kmirrorEnv...)
+	if len(changed) == 0 {
 		return ""
 	}
-	return " but " + strings.Join(o.kmirrorSet, ", ")
+	return " but " + strings.Join(changed, ", ")
 }
 
 func latencyReport(o options, lats []latency) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -56,6 +57,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 	defer func() { _ = log.Sync() }()
 	log.Info("starting kmirror", zap.String("version", version.Version),
 		zap.Strings("include", cfg.Topics.Include), zap.String("policy", cfg.Topics.ReplicationPolicy))
+	applyGCPercent(cfg.Runtime.GCPercent, log)
 
 	reg := prometheus.NewRegistry()
 	metrics, err := telemetry.NewMetrics(reg)
@@ -160,4 +162,14 @@ func newVersionCommand() *cobra.Command {
 			fmt.Fprintln(cmd.OutOrStdout(), "kmirror", version.Version)
 		},
 	}
+}
+
+// applyGCPercent sets the collector's target from runtime.gc_percent, unless the operator set GOGC
+// in the environment, which wins.
+func applyGCPercent(percent int, log *zap.Logger) {
+	if v, ok := os.LookupEnv("GOGC"); ok {
+		log.Info("GOGC is set in the environment; runtime.gc_percent is not applied", zap.String("GOGC", v))
+		return
+	}
+	debug.SetGCPercent(percent)
 }

@@ -21,6 +21,7 @@ type Config struct {
 	Shutdown  Shutdown  `mapstructure:"shutdown"`
 	Log       Log       `mapstructure:"log"`
 	Telemetry Telemetry `mapstructure:"telemetry"`
+	Runtime   Runtime   `mapstructure:"runtime"`
 }
 
 // Cluster says how to reach one Kafka cluster.
@@ -123,6 +124,13 @@ type Commit struct {
 // Shutdown configures the graceful stop.
 type Shutdown struct {
 	Timeout time.Duration `mapstructure:"timeout"`
+}
+
+// Runtime tunes the Go runtime of the kmirror process.
+type Runtime struct {
+	// GCPercent is GOGC: how far the heap may grow past the live data before the next
+	// collection. The GOGC environment variable, when set, wins.
+	GCPercent int `mapstructure:"gc_percent"`
 }
 
 // Log configures logging.

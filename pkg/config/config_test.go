@@ -103,6 +103,7 @@ func TestLoadRejectsBadInputNamingTheKey(t *testing.T) {
 		{"unknown override", minimal, []string{"ring.wrkers=3"}, []string{`unknown key "ring.wrkers"`}},
 		{"override without value", minimal, []string{"ring.workers"}, []string{"want key=value"}},
 		{"heartbeat too long", minimal + "consumer: {heartbeat_interval: 60s}\n", nil, []string{"consumer.heartbeat_interval"}},
+		{"gc percent too low", minimal + "runtime: {gc_percent: 0}\n", nil, []string{"runtime.gc_percent", "10 to 10000"}},
 		{"zero fetch min", minimal + "consumer: {fetch_min_bytes: 0}\n", nil, []string{"consumer.fetch_min_bytes"}},
 		{"fetch min above max", minimal + "consumer: {fetch_min_bytes: 2000000, fetch_max_bytes: 1000000}\n", nil,
 			[]string{"consumer.fetch_min_bytes", "consumer.fetch_max_bytes"}},

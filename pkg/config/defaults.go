@@ -66,6 +66,7 @@ func Default() Config {
 		Commit:   Commit{Interval: 5 * time.Second},
 		Shutdown: Shutdown{Timeout: 30 * time.Second},
 		Log:      Log{Level: "info", Format: "console"},
+		Runtime:  Runtime{GCPercent: 200},
 		Telemetry: Telemetry{
 			Listen: ":9464",
 			Tracing: Tracing{

@@ -79,6 +79,10 @@ func (c *Config) Validate() error {
 	}
 	positive(bad, "consumer.fetch_max_wait", int64(c.Consumer.FetchMaxWait))
 
+	if c.Runtime.GCPercent < 10 || c.Runtime.GCPercent > 10000 {
+		bad("runtime.gc_percent", "%d: want 10 to 10000 (100 is Go's default; set GOGC=off in the environment to turn collection off)", c.Runtime.GCPercent)
+	}
+
 	if c.Ring.Workers < 1 || c.Ring.Workers > 1024 {
 		bad("ring.workers", "%d: want 1 to 1024", c.Ring.Workers)
 	}

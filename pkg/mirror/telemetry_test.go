@@ -74,6 +74,18 @@ func TestTracesJoinTheProducersTraceAndCarryOn(t *testing.T) {
 			t.Fatalf("kmirror.mirror parent %v, want the producer's span %v", s.Parent(), want)
 		}
 		mirrorIDs[s.SpanContext().SpanID()] = true
+		attrs := map[string]string{}
+		for _, kv := range s.Attributes() {
+			attrs[string(kv.Key)] = kv.Value.Emit()
+		}
+		if attrs["messaging.system"] != "kafka" || attrs["messaging.source.name"] != "traced" ||
+			attrs["messaging.destination.name"] != "traced" || attrs["messaging.kafka.message.offset"] == "" ||
+			attrs["messaging.kafka.source.partition"] == "" {
+			t.Fatalf("kmirror.mirror attributes = %v, want the source topic, partition and offset and the target topic", attrs)
+		}
+		if s.SpanKind() != trace.SpanKindConsumer {
+			t.Fatalf("kmirror.mirror kind = %v, want consumer", s.SpanKind())
+		}
 	}
 	for _, stage := range []string{"kmirror.consume", "kmirror.queue", "kmirror.produce"} {
 		if len(byName[stage]) != 10 {

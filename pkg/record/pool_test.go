@@ -109,14 +109,3 @@ func benchMessage() *sarama.ConsumerMessage {
 		Headers: []*sarama.RecordHeader{{Key: []byte("a"), Value: []byte("1")}, {Key: []byte("b"), Value: []byte("2")}},
 	}
 }
-
-// BenchmarkPoolFrom is the data path's conversion: a recycled record filled from a consumed one
-// and put back after its acknowledgement. Compare with BenchmarkFrom, which allocates.
-func BenchmarkPoolFrom(b *testing.B) {
-	var p Pool
-	m := benchMessage()
-	b.ReportAllocs()
-	for b.Loop() {
-		p.Put(p.From(m, "dst", nil, 0))
-	}
-}

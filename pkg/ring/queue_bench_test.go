@@ -2,17 +2,20 @@ package ring
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 )
 
-// The ring's queue against the buffered channel it replaces, one pusher and one popper, and
-// four pushers and one popper (several source partitions feeding one worker).
-
-func BenchmarkQueueSPSC(b *testing.B) { benchQueue(b, 1) }
-func BenchmarkQueueMPSC(b *testing.B) { benchQueue(b, 4) }
-func BenchmarkChanSPSC(b *testing.B)  { benchChan(b, 1) }
-func BenchmarkChanMPSC(b *testing.B)  { benchChan(b, 4) }
+// BenchmarkHandoff is the ring's queue against the buffered channel it replaces (the reference),
+// with one pusher and one popper, and four pushers and one popper (several source partitions
+// feeding one worker). benchmarks/micro.sh puts the two side by side: benchstat -col /impl.
+func BenchmarkHandoff(b *testing.B) {
+	for _, pushers := range []int{1, 4} {
+		b.Run(fmt.Sprintf("pushers=%d/impl=ring", pushers), func(b *testing.B) { benchQueue(b, pushers) })
+		b.Run(fmt.Sprintf("pushers=%d/impl=channel", pushers), func(b *testing.B) { benchChan(b, pushers) })
+	}
+}
 
 func benchQueue(b *testing.B, pushers int) {
 	q := NewQueue[*int](4096, 1<<40)

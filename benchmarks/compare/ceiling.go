@@ -31,16 +31,38 @@ func (c ceilings) consume() float64 { return max(c.perfConsumer, c.nativeConsume
 // consumer.
 func (c ceilings) ceiling() float64 { return min(c.produce(), c.consume()) }
 
-func (h *harness) measureCeilings(ctx context.Context) (ceilings, error) {
+// medianCeilings is the median of each ceiling over the rounds.
+func medianCeilings(cs []ceilings) ceilings {
+	med := func(f func(ceilings) float64) float64 {
+		v := make([]float64, len(cs))
+		for i, c := range cs {
+			v[i] = f(c)
+		}
+		return medianOf(v)
+	}
+	return ceilings{
+		perfProducer:   med(func(c ceilings) float64 { return c.perfProducer }),
+		nativeProducer: med(func(c ceilings) float64 { return c.nativeProducer }),
+		perfConsumer:   med(func(c ceilings) float64 { return c.perfConsumer }),
+		nativeConsumer: med(func(c ceilings) float64 { return c.nativeConsumer }),
+	}
+}
+
+// measureCeilings measures every ceiling once, for round (the consumer perf tool's group is new
+// each round, or it would find the source already read).
+func (h *harness) measureCeilings(ctx context.Context, round int) (ceilings, error) {
 	var c ceilings
 	var err error
+	if err = h.restartTarget(); err != nil { // an empty target, as each mirror run gets
+		return c, err
+	}
 	if c.perfProducer, err = h.producerCeiling(ctx); err != nil {
 		return c, err
 	}
 	if c.nativeProducer, err = h.nativeProducerCeiling(ctx); err != nil {
 		return c, err
 	}
-	if c.perfConsumer, err = h.consumerCeiling(ctx); err != nil {
+	if c.perfConsumer, err = h.consumerCeiling(ctx, round); err != nil {
 		return c, err
 	}
 	if c.nativeConsumer, err = h.nativeConsumerCeiling(ctx); err != nil {
@@ -158,9 +180,9 @@ func (h *harness) produceAll(ctx context.Context, cl *kgo.Client, t string) erro
 }
 
 // consumerCeiling reads the preloaded source topic with Kafka's consumer performance tool.
-func (h *harness) consumerCeiling(context.Context) (float64, error) {
+func (h *harness) consumerCeiling(_ context.Context, round int) (float64, error) {
 	cmd := h.java("org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server", strings.Join(h.source, ","),
-		"--topic", topic, "--messages", strconv.Itoa(h.o.records), "--group", "perf-ceiling",
+		"--topic", topic, "--messages", strconv.Itoa(h.o.records), "--group", fmt.Sprintf("perf-ceiling-%d", round),
 		"--consumer.config", "/dev/null", "--hide-header")
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -84,3 +84,18 @@ func TestQuantiles(t *testing.T) {
 		t.Fatal("no samples should give zero quantiles")
 	}
 }
+
+func TestCeilingsAreMediansOfTheRounds(t *testing.T) {
+	rounds := []ceilings{
+		{perfProducer: 100, nativeProducer: 300, perfConsumer: 500, nativeConsumer: 900},
+		{perfProducer: 200, nativeProducer: 200, perfConsumer: 700, nativeConsumer: 800},
+		{perfProducer: 150, nativeProducer: 400, perfConsumer: 600, nativeConsumer: 1000},
+	}
+	want := ceilings{perfProducer: 150, nativeProducer: 300, perfConsumer: 600, nativeConsumer: 900}
+	if got := medianCeilings(rounds); got != want {
+		t.Fatalf("medians = %+v, want %+v", got, want)
+	}
+	if got := medianCeilings(rounds[:2]).nativeProducer; got != 250 {
+		t.Fatalf("median of two = %v, want their mean 250", got)
+	}
+}

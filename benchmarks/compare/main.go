@@ -107,17 +107,20 @@ func run(ctx context.Context, o options) error {
 	if err := h.preload(ctx); err != nil {
 		return err
 	}
-	var ceil ceilings
-	if o.only == "" {
-		if ceil, err = h.measureCeilings(ctx); err != nil {
-			return err
-		}
-		fmt.Printf("ceiling: into the target %.0f records/s (%d producer perf tools) and %.0f (franz-go); from the source %.0f (consumer perf tool) and %.0f (franz-go)\n",
-			ceil.perfProducer, o.ceilingProducers, ceil.nativeProducer, ceil.perfConsumer, ceil.nativeConsumer)
-	}
-
+	// Each round measures the ceilings too, so they get medians like the mirrors: on a noisy
+	// machine one ceiling sample moved by a quarter between runs.
+	var ceilRounds []ceilings
 	var km, mm []result
 	for r := 0; r < o.rounds; r++ {
+		if o.only == "" {
+			c, err := h.measureCeilings(ctx, r)
+			if err != nil {
+				return fmt.Errorf("ceiling round %d: %w", r+1, err)
+			}
+			fmt.Printf("round %d ceiling: into the target %.0f records/s (%d producer perf tools) and %.0f (franz-go); from the source %.0f (consumer perf tool) and %.0f (franz-go)\n",
+				r+1, c.perfProducer, o.ceilingProducers, c.nativeProducer, c.perfConsumer, c.nativeConsumer)
+			ceilRounds = append(ceilRounds, c)
+		}
 		for _, contender := range []string{"kmirror", "mirrormaker2"} {
 			if o.only != "" && o.only != contender {
 				continue
@@ -167,7 +170,7 @@ func run(ctx context.Context, o options) error {
 	if o.only != "" {
 		return nil // a tuning run: no report
 	}
-	report := h.report(km, mm, ceil) + latencyReport(o, lats)
+	report := h.report(km, mm, medianCeilings(ceilRounds)) + latencyReport(o, lats)
 	fmt.Println(report)
 	if err := os.MkdirAll(filepath.Join(o.root, o.out), 0o755); err != nil {
 		return err
@@ -191,6 +194,11 @@ func median(rs []result, f func(result) float64) float64 {
 	for i, r := range rs {
 		v[i] = f(r)
 	}
+	return medianOf(v)
+}
+
+// medianOf returns the median of v (0 for none); it sorts v.
+func medianOf(v []float64) float64 {
 	sort.Float64s(v)
 	if len(v) == 0 {
 		return 0
@@ -208,7 +216,7 @@ func (h *harness) report(km, mm []result, c ceilings) string {
 	fmt.Fprintf(&b, "# kmirror vs MirrorMaker 2 — %s\n\n", time.Now().UTC().Format(time.RFC3339))
 	fmt.Fprintf(&b, "Machine: %s, %d CPUs, %s. Kafka %s, one KRaft node per cluster on loopback, both clusters, both mirrors and the harness on the same machine. "+
 		"Workload: %d records, %d-byte random values (incompressible), keys, 2 headers, %d partitions, preloaded with compression %s. "+
-		"%d rounds, alternating kmirror and MirrorMaker 2; medians below. Both mirrors: acks=all, idempotent, linger 5 ms, 1 MiB batches, no compression; "+
+		"%d rounds, each measuring the ceilings, then kmirror, then MirrorMaker 2; medians below. Both mirrors: acks=all, idempotent, linger 5 ms, 1 MiB batches, no compression; "+
 		"MirrorMaker 2 (connect-mirror %s) in dedicated mode with tasks.max = %d and the JVM heap its start script sets (-Xmx2g). kmirror: default settings%s.\n\n",
 		host, numCPU(), runtime.Version(), o.version, o.records, o.valueBytes, o.partitions, o.sourceCompression, o.rounds, o.version, o.partitions, kmirrorSettings(o))
 	mb := float64(o.records*o.valueBytes) / 1e6
@@ -226,7 +234,7 @@ func (h *harness) report(km, mm []result, c ceilings) string {
 	ceilRow := func(name string, rps float64) {
 		fmt.Fprintf(&b, "| ceiling: %s | %.0f | %.1f | | | |\n", name, rps, mbs(rps))
 	}
-	ceilRow(fmt.Sprintf("%d producer perf tool(s) → target", o.ceilingProducers), c.perfProducer)
+	ceilRow(fmt.Sprintf("%d producer perf tool(s) → target", o.ceilingProducers), c.perfProducer) // medians of the rounds
 	ceilRow("franz-go producer → target", c.nativeProducer)
 	ceilRow("consumer perf tool ← source", c.perfConsumer)
 	ceilRow("franz-go consumer ← source", c.nativeConsumer)

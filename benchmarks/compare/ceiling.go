@@ -77,12 +77,18 @@ func (h *harness) createTargetTopic(ctx context.Context, name string, configs ma
 		return err
 	}
 	defer cl.Close()
-	resp, err := kadm.NewClient(cl).CreateTopic(ctx, int32(h.o.partitions), 1, configs, name)
+	return h.createTopic(ctx, kadm.NewClient(cl), "target", name, configs)
+}
+
+// createTopic creates topic name with the workload's partition count, one replica and configs on
+// the cluster adm talks to (side names it in the error).
+func (h *harness) createTopic(ctx context.Context, adm *kadm.Client, side, name string, configs map[string]*string) error {
+	resp, err := adm.CreateTopic(ctx, int32(h.o.partitions), 1, configs, name)
 	if err == nil {
 		err = resp.Err
 	}
 	if err != nil {
-		return fmt.Errorf("create target topic %q: %w", name, err)
+		return fmt.Errorf("create %s topic %q: %w", side, name, err)
 	}
 	return nil
 }

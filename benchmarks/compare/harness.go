@@ -116,12 +116,8 @@ func (h *harness) preload(ctx context.Context) error {
 		topic:      nil,
 		pacedTopic: {"message.timestamp.type": &appendTime},
 	} {
-		resp, err := kadm.NewClient(cl).CreateTopic(ctx, int32(h.o.partitions), 1, configs, t)
-		if err == nil {
-			err = resp.Err
-		}
-		if err != nil {
-			return fmt.Errorf("create source topic %q: %w", t, err)
+		if err := h.createTopic(ctx, kadm.NewClient(cl), "source", t, configs); err != nil {
+			return err
 		}
 	}
 	return h.produceAll(ctx, cl, topic)

@@ -138,10 +138,16 @@ func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d 
 	defer prod.Close()
 
 	// Warm up until the mirror copies, then measure a fresh stream.
+	watch, err := kgo.NewClient(kgo.SeedBrokers(h.target...))
+	if err != nil {
+		return latency{}, err
+	}
+	defer watch.Close()
+	adm := kadm.NewClient(watch)
 	warm := time.Now().Add(3 * time.Minute)
 	for {
 		prod.Produce(ctx, &kgo.Record{Value: []byte("warm-up")}, nil)
-		if h.topicHas(ctx, targetTopic) {
+		if count(ctx, adm, targetTopic) > 0 {
 			break
 		}
 		if time.Now().After(warm) {
@@ -259,13 +265,4 @@ func createdAt(r *kgo.Record) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
-}
-
-func (h *harness) topicHas(ctx context.Context, t string) bool {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.target...))
-	if err != nil {
-		return false
-	}
-	defer cl.Close()
-	return count(ctx, kadm.NewClient(cl), t) > 0
 }

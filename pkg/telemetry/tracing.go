@@ -33,8 +33,6 @@ type TracingConfig struct {
 	// "sampled" is always followed, one that says "not sampled" never is (parent-based sampling),
 	// so kmirror joins exactly the traces its producers chose to record.
 	SampleRatio float64
-	// Headers are sent with every export (an authorisation token for a hosted collector).
-	Headers map[string]string
 }
 
 // ResourceInfo describes this process in every span it exports.
@@ -109,9 +107,6 @@ func newExporter(ctx context.Context, cfg TracingConfig) (*otlptrace.Exporter, e
 				opts = append(opts, otlptracegrpc.WithInsecure())
 			}
 		}
-		if len(cfg.Headers) > 0 {
-			opts = append(opts, otlptracegrpc.WithHeaders(cfg.Headers))
-		}
 		exp, err = otlptracegrpc.New(ctx, opts...)
 	case "http":
 		opts := []otlptracehttp.Option{}
@@ -122,9 +117,6 @@ func newExporter(ctx context.Context, cfg TracingConfig) (*otlptrace.Exporter, e
 			if cfg.Insecure {
 				opts = append(opts, otlptracehttp.WithInsecure())
 			}
-		}
-		if len(cfg.Headers) > 0 {
-			opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
 		}
 		exp, err = otlptracehttp.New(ctx, opts...)
 	default:

@@ -301,7 +301,9 @@ func (s *otlpSink) received() ([]http.Request, []byte) {
 }
 
 // TestTracerProviderExportsOverOTLPHTTP exports through a real OTLP/HTTP exporter to an
-// in-process receiver: the request goes to /v1/traces with the configured headers, and carries
+// in-process receiver: the request goes to /v1/traces with the headers of the standard
+// OTEL_EXPORTER_OTLP_HEADERS variable (how an authorisation token reaches a hosted collector),
+// and carries
 // the resource (service name, version, instance, cluster aliases) and the spans. The sampler is
 // parent-based with ratio 0: a record whose producer sampled its trace is followed, a record
 // without a trace is not.
@@ -309,11 +311,11 @@ func TestTracerProviderExportsOverOTLPHTTP(t *testing.T) {
 	sink := &otlpSink{}
 	srv := httptest.NewServer(sink)
 	defer srv.Close()
+	t.Setenv("OTEL_EXPORTER_OTLP_HEADERS", "Authorization=Bearer%20t0ken")
 
 	ctx := context.Background()
 	tp, shutdown, err := NewTracerProvider(ctx, TracingConfig{
-		Endpoint: strings.TrimPrefix(srv.URL, "http://"), Protocol: "http", Insecure: true,
-		SampleRatio: 0, Headers: map[string]string{"Authorization": "Bearer t0ken"},
+		Endpoint: strings.TrimPrefix(srv.URL, "http://"), Protocol: "http", Insecure: true, SampleRatio: 0,
 	}, ResourceInfo{ServiceVersion: "v9.9.9", SourceAlias: "europe", TargetAlias: "us", InstanceID: "host-a-42"})
 	if err != nil {
 		t.Fatal(err)

@@ -2,19 +2,15 @@ package mirror
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/kmirror/kmirror/pkg/jaegertest"
 	"github.com/kmirror/kmirror/pkg/telemetry"
 )
 
@@ -68,58 +64,25 @@ func TestTraceInRealJaeger(t *testing.T) {
 		t.Fatalf("flush spans to Jaeger: %v", err)
 	}
 
-	type span struct {
-		SpanID        string `json:"spanID"`
-		OperationName string `json:"operationName"`
-		Duration      int64  `json:"duration"`
-		References    []struct {
-			RefType string `json:"refType"`
-			SpanID  string `json:"spanID"`
-		} `json:"references"`
+	tr, err := jaegertest.Find(query, traceID, 5, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var spans []span
-	waitFor(t, "the trace in Jaeger", 30*time.Second, func() bool {
-		resp, err := http.Get(fmt.Sprintf("%s/api/traces/%s", query, url.PathEscape(traceID)))
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var body struct {
-			Data []struct {
-				Spans []span `json:"spans"`
-			} `json:"data"`
-		}
-		if json.NewDecoder(resp.Body).Decode(&body) != nil || len(body.Data) == 0 {
-			return false
-		}
-		spans = body.Data[0].Spans
-		return len(spans) >= 5
-	})
-	byName := map[string]span{}
-	for _, s := range spans {
-		byName[s.OperationName] = s
+	byName := tr.ByName()
+	for _, s := range tr.Spans {
 		t.Logf("jaeger span %-16s %6dµs parent %v", s.OperationName, s.Duration, s.References)
 	}
-	parentOf := func(s span) string {
-		for _, r := range s.References {
-			if r.RefType == "CHILD_OF" {
-				return r.SpanID
-			}
-		}
-		return ""
-	}
 	mirror, ok := byName["kmirror.mirror"]
-	if !ok || parentOf(mirror) != byName["produce order"].SpanID {
-		t.Fatalf("kmirror.mirror missing or not a child of the producer's span: %+v", spans)
+	if !ok || mirror.Parent() != byName["produce order"].SpanID {
+		t.Fatalf("kmirror.mirror missing or not a child of the producer's span: %+v", tr.Spans)
 	}
 	for _, stage := range []string{"kmirror.consume", "kmirror.queue", "kmirror.produce"} {
 		s, ok := byName[stage]
-		if !ok || parentOf(s) != mirror.SpanID {
+		if !ok || s.Parent() != mirror.SpanID {
 			t.Fatalf("%s missing or not a child of kmirror.mirror", stage)
 		}
 		if s.Duration < 0 || s.Duration > mirror.Duration {
 			t.Fatalf("%s lasted %dµs, outside its parent's %dµs", stage, s.Duration, mirror.Duration)
 		}
 	}
-	_ = sdktrace.NewTracerProvider
 }

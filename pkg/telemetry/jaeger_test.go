@@ -2,44 +2,18 @@ package telemetry
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/kmirror/kmirror/pkg/jaegertest"
 	"go.opentelemetry.io/otel/trace"
 )
 
-// jaegerTrace is the part of Jaeger's query API answer (/api/traces) the test reads.
-type jaegerTrace struct {
-	TraceID string `json:"traceID"`
-	Spans   []struct {
-		SpanID        string `json:"spanID"`
-		OperationName string `json:"operationName"`
-		StartTime     int64  `json:"startTime"` // µs since the epoch
-		Duration      int64  `json:"duration"`  // µs
-		ProcessID     string `json:"processID"`
-		References    []struct {
-			RefType string `json:"refType"`
-			TraceID string `json:"traceID"`
-			SpanID  string `json:"spanID"`
-		} `json:"references"`
-	} `json:"spans"`
-	Processes map[string]struct {
-		ServiceName string `json:"serviceName"`
-		Tags        []struct {
-			Key   string `json:"key"`
-			Value any    `json:"value"`
-		} `json:"tags"`
-	} `json:"processes"`
-}
-
 // TestSpansReachJaeger exports a parent and a child span with NewTracerProvider over OTLP, gRPC
 // and HTTP, to a real Jaeger, and reads them back through Jaeger's query API
-// (/api/traces?service=kmirror): both spans, the child's CHILD_OF reference to the parent, their
+// (/api/traces/{id}): both spans, the child's CHILD_OF reference to the parent, their
 // durations, and the resource (service.name, instance, cluster aliases).
 //
 // It runs when KMIRROR_JAEGER_URL is set to the query API (http://127.0.0.1:16686); OTLP goes to
@@ -78,17 +52,16 @@ func TestSpansReachJaeger(t *testing.T) {
 			}
 
 			traceID := parent.SpanContext().TraceID().String()
-			tr := findJaegerTrace(t, query, traceID, 30*time.Second)
-			byName := map[string]int{}
-			for i, s := range tr.Spans {
-				byName[s.OperationName] = i
+			tr, err := jaegertest.Find(query, traceID, 2, 30*time.Second)
+			if err != nil {
+				t.Fatal(err)
 			}
-			pi, okP := byName["kmirror.test.mirror"]
-			ci, okC := byName["kmirror.test.produce"]
+			byName := tr.ByName()
+			p, okP := byName["kmirror.test.mirror"]
+			c, okC := byName["kmirror.test.produce"]
 			if !okP || !okC || len(tr.Spans) != 2 {
 				t.Fatalf("trace %s has spans %v, want kmirror.test.mirror and kmirror.test.produce", traceID, byName)
 			}
-			p, c := tr.Spans[pi], tr.Spans[ci]
 			if p.SpanID != parent.SpanContext().SpanID().String() || c.SpanID != child.SpanContext().SpanID().String() {
 				t.Fatalf("span IDs %s/%s, want %s/%s", p.SpanID, c.SpanID, parent.SpanContext().SpanID(), child.SpanContext().SpanID())
 			}
@@ -114,51 +87,6 @@ func TestSpansReachJaeger(t *testing.T) {
 				p.OperationName, p.Duration, c.OperationName, c.Duration)
 		})
 	}
-}
-
-// findJaegerTrace polls Jaeger's search by service until the trace shows up (Jaeger batches its
-// writes) or the deadline passes.
-func findJaegerTrace(t *testing.T, query, traceID string, within time.Duration) jaegerTrace {
-	t.Helper()
-	search := query + "/api/traces?" + url.Values{
-		"service": {"kmirror"}, "lookback": {"1h"}, "limit": {"1000"},
-	}.Encode()
-	deadline := time.Now().Add(within)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		traces, err := getJaegerTraces(search)
-		if err == nil {
-			for _, tr := range traces {
-				if tr.TraceID == traceID && len(tr.Spans) >= 2 {
-					return tr
-				}
-			}
-			err = fmt.Errorf("not among the %d traces found yet", len(traces))
-		}
-		lastErr = err
-		time.Sleep(250 * time.Millisecond)
-	}
-	t.Fatalf("trace %s not in Jaeger at %s within %v: %v", traceID, search, within, lastErr)
-	return jaegerTrace{}
-}
-
-func getJaegerTraces(u string) ([]jaegerTrace, error) {
-	client := http.Client{Timeout: 5 * time.Second}
-	resp, err := client.Get(u)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
-	}
-	var body struct {
-		Data []jaegerTrace `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("decode %s: %w", u, err)
-	}
-	return body.Data, nil
 }
 
 func envOr(name, fallback string) string {

@@ -43,20 +43,20 @@ func startCluster(t *testing.T, name string, args ...string) *cluster {
 	t.Helper()
 	root := repoRoot(t)
 	script := filepath.Join(root, "scripts", "kafka", "cluster.sh")
-	_ = exec.Command(script, "down", name).Run() // leftovers of an interrupted run
-	out, err := exec.Command(script, append([]string{"up", name}, args...)...).CombinedOutput()
+	_ = clusterCmd(script, name, "down", name).Run() // leftovers of an interrupted run
+	out, err := clusterCmd(script, name, append([]string{"up", name}, args...)...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("start kafka %s: %v\n%s", name, err, out)
 	}
 	c := &cluster{name: name, root: root}
 	t.Cleanup(func() {
 		if t.Failed() {
-			logs, _ := exec.Command(script, "logs", name).CombinedOutput()
+			logs, _ := clusterCmd(script, name, "logs", name).CombinedOutput()
 			t.Logf("kafka %s log tail:\n%s", name, lastLines(string(logs), 30))
 		}
-		_ = exec.Command(script, "down", name).Run()
+		_ = clusterCmd(script, name, "down", name).Run()
 	})
-	b, err := exec.Command(script, "bootstrap", name).Output()
+	b, err := clusterCmd(script, name, "bootstrap", name).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,9 +64,35 @@ func startCluster(t *testing.T, name string, args ...string) *cluster {
 	return c
 }
 
+// clusterCmd runs scripts/kafka/cluster.sh for the named cluster. When KMIRROR_E2E_PORT_BASE is
+// set, the clusters take their ports from it (europe at the base, us 100 above, any other name
+// 200 above), so that two runs of the suite on one machine do not collide; KMIRROR_KAFKA_STATE
+// (read by cluster.sh) separates their state directories.
+func clusterCmd(script, name string, args ...string) *exec.Cmd {
+	cmd := exec.Command(script, args...)
+	if b := os.Getenv("KMIRROR_E2E_PORT_BASE"); b != "" {
+		var base int
+		if _, err := fmt.Sscan(b, &base); err == nil {
+			switch name {
+			case "europe":
+			case "us":
+				base += 100
+			default:
+				base += 200
+			}
+			cmd.Env = append(os.Environ(), fmt.Sprintf("KAFKA_PORT_BASE=%d", base))
+		}
+	}
+	return cmd
+}
+
 func (c *cluster) script(t *testing.T, args ...string) {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(c.root, "scripts", "kafka", "cluster.sh"), args...).CombinedOutput()
+	name := c.name
+	if len(args) > 1 {
+		name = args[1]
+	}
+	out, err := clusterCmd(filepath.Join(c.root, "scripts", "kafka", "cluster.sh"), name, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("cluster.sh %v: %v\n%s", args, err, out)
 	}

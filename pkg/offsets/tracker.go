@@ -35,6 +35,13 @@ var ErrFull = errors.New("partition in-flight window is full")
 //     committed is raised with a compare-and-swap maximum, so it never moves backwards.
 //   - A failed record is never marked done, so head never passes it and nothing after it can
 //     become committed.
+//   - A slot's offset is written by Register and read by advancers that may lose the race for
+//     the slot to another advancer, after which Register may reuse it; the offset is therefore
+//     an atomic, so that a losing advancer's read (whose value it discards) is not a data race.
+//
+// A partition stops (Stopped) when a record fails or when its claim is given up (Fence): from
+// then on nothing registered in it may be handed to the target, so that a record after a failed
+// one, or a record of a partition this member no longer owns, is never written.
 type Partition struct {
 	topic     string
 	partition int32
@@ -49,10 +56,11 @@ type Partition struct {
 
 	committed atomic.Int64 // next offset to consume: highest contiguous acked offset + 1
 	failed    atomic.Pointer[Failure]
+	fenced    atomic.Bool
 }
 
 type slot struct {
-	offset int64
+	offset atomic.Int64
 	done   atomic.Uint32
 }
 
@@ -89,7 +97,7 @@ func (p *Partition) Register(offset int64) (uint64, error) {
 		return 0, ErrFull
 	}
 	s := &p.slots[t&p.mask]
-	s.offset = offset
+	s.offset.Store(offset)
 	s.done.Store(0)
 	p.tail.Store(t + 1)
 	return t, nil
@@ -128,9 +136,33 @@ func (p *Partition) Ack(seq uint64) {
 // Fail records that the record with sequence number seq will never be acknowledged. The
 // partition stops advancing at it; the first failure is kept.
 func (p *Partition) Fail(seq uint64, err error) {
-	f := &Failure{Offset: p.slots[seq&p.mask].offset, Err: err}
+	f := &Failure{Offset: p.slots[seq&p.mask].offset.Load(), Err: err}
 	p.failed.CompareAndSwap(nil, f)
 }
+
+// Expire fails the oldest record not yet acknowledged (the one the partition waits for) with
+// err, and returns the failure that now stops the partition (an earlier one, if any), or nil
+// when nothing is in flight.
+func (p *Partition) Expire(err error) *Failure {
+	h := p.head.Load()
+	if h == p.tail.Load() {
+		return p.failed.Load()
+	}
+	p.failed.CompareAndSwap(nil, &Failure{Offset: p.slots[h&p.mask].offset.Load(), Err: err})
+	return p.failed.Load()
+}
+
+// Fence stops the partition without a failure: its claim was given up before every record was
+// acknowledged, and records still waiting to be sent must not be.
+func (p *Partition) Fence() { p.fenced.Store(true) }
+
+// Stopped reports whether records of this partition may no longer be handed to the target: one
+// of them failed, or the partition was fenced.
+func (p *Partition) Stopped() bool { return p.failed.Load() != nil || p.fenced.Load() }
+
+// Settled reports whether every record registered before sequence number seq has been
+// acknowledged (or deliberately skipped).
+func (p *Partition) Settled(seq uint64) bool { return p.head.Load() >= seq }
 
 func (p *Partition) advance() {
 	for {
@@ -142,7 +174,7 @@ func (p *Partition) advance() {
 		if s.done.Load() == 0 {
 			return
 		}
-		next := s.offset + 1
+		next := s.offset.Load() + 1
 		if !p.head.CompareAndSwap(h, h+1) {
 			continue // another advancer popped it; look again
 		}

@@ -41,11 +41,7 @@ func TestBrokerLossLosesNothing(t *testing.T) {
 	europe := startCluster(t, "europe")
 	us := startCluster(t, "us", "--nodes", "3")
 	europe.createTopic(t, "loss", 6, 1, nil)
-	cfg := writeConfig(t, baseConfig(europe, us, "loss", `
-producer:
-  retry_max: 50
-  retry_backoff: 500ms
-`))
+	cfg := writeConfig(t, baseConfig(europe, us, "loss", ""))
 
 	load := startLoad(t, europe.bootstrap, "loss", 100_000, 20_000)
 	k := startKmirror(t, cfg)

@@ -167,11 +167,8 @@ topics:
 consumer:
   session_timeout: 10s
   heartbeat_interval: 1s
-  rebalance_timeout: 20s
 commit:
   interval: 500ms
-shutdown:
-  timeout: 20s
 telemetry:
   listen: ""
 log:

@@ -85,11 +85,7 @@ func TestSiteCut(t *testing.T) {
 	}
 	produceBatch(0, 40_000)
 
-	cfg := writeConfig(t, baseConfig(europe, us, "sitecut", `
-producer:
-  retry_max: 100
-  retry_backoff: 1s
-`))
+	cfg := writeConfig(t, baseConfig(europe, us, "sitecut", ""))
 	k := startKmirror(t, cfg, inUS...)
 	count := func() int64 { return siteCount(t, us.bootstrap[0]) }
 	waitFor(t, "the first batch mirrored", 2*time.Minute, func() bool { return count() >= 40_000 })

@@ -111,9 +111,14 @@ type Producer struct {
 	Linger          time.Duration `mapstructure:"linger"`
 	Compression     string        `mapstructure:"compression"`
 	MaxMessageBytes int           `mapstructure:"max_message_bytes"`
-	RetryMax        int           `mapstructure:"retry_max"`
-	RetryBackoff    time.Duration `mapstructure:"retry_backoff"`
-	OversizePolicy  string        `mapstructure:"oversize_policy"`
+	// DeliveryTimeout bounds how long a record may wait for the target's acknowledgement,
+	// retries included, before its partition stops (Kafka's delivery.timeout.ms).
+	DeliveryTimeout time.Duration `mapstructure:"delivery_timeout"`
+	// RetryBackoff is the first pause between two attempts; it doubles up to a second.
+	RetryBackoff time.Duration `mapstructure:"retry_backoff"`
+	// RefusedPolicy is what happens to a record the target refuses for what it is: RefusedFail,
+	// RefusedSkip or RefusedDeadLetter.
+	RefusedPolicy string `mapstructure:"refused_policy"`
 }
 
 // Commit configures source offset commits.
@@ -166,6 +171,7 @@ const (
 	PolicyIdentity = "identity"
 	PolicyPrefix   = "prefix"
 
-	OversizeFail = "fail"
-	OversizeSkip = "skip"
+	RefusedFail       = "fail"
+	RefusedSkip       = "skip"
+	RefusedDeadLetter = "dead_letter"
 )

@@ -90,7 +90,7 @@ func TestLoadRejectsBadInputNamingTheKey(t *testing.T) {
 		{"bad exclude regex", minimal + "topics: {exclude: [\"[a-\"]}\n", nil, []string{"topics.exclude[0]"}},
 		{"same cluster identity", "source: {bootstrap: [\"k:9092\"]}\ntarget: {bootstrap: [\"k:9092\"]}\n", nil, []string{"target.bootstrap", "same cluster"}},
 		{"bad compression", minimal + "producer: {compression: brotli}\n", nil, []string{"producer.compression", "brotli", "zstd"}},
-		{"bad policy", minimal + "producer: {oversize_policy: drop}\n", nil, []string{"producer.oversize_policy"}},
+		{"bad policy", minimal + "producer: {refused_policy: drop}\n", nil, []string{"producer.refused_policy"}},
 		{"bad duration", minimal + "commit: {interval: soon}\n", nil, []string{"commit.interval"}},
 		{"bad number", minimal + "ring: {workers: many}\n", nil, []string{"ring.workers"}},
 		{"zero workers", minimal + "ring: {workers: 0}\n", nil, []string{"ring.workers", "1 to 1024"}},

@@ -62,6 +62,11 @@ func Load(path string, overrides []string) (*Config, error) {
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
+		for _, key := range unknown {
+			if now, ok := replaced[key]; ok {
+				return nil, fmt.Errorf("%s: %s was replaced by %s", key, key, now)
+			}
+		}
 		where := "the configuration"
 		if path != "" {
 			where = path
@@ -87,6 +92,14 @@ func Load(path string, overrides []string) (*Config, error) {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// replaced names the keys that earlier versions had, and what took their place.
+var replaced = map[string]string{
+	"producer.retry_max": "producer.delivery_timeout: a time budget for each record, like Kafka's delivery.timeout.ms " +
+		"(a retry count gave up after 2.5 s, before a failed broker's partitions had moved)",
+	"producer.oversize_policy": "producer.refused_policy, which covers every record the target refuses (too large, " +
+		"a timestamp out of bounds, no key in a compacted topic)",
 }
 
 // walkLeaves calls fn with the dotted mapstructure path and value of every leaf field of v.
@@ -130,7 +143,7 @@ func normalise(c *Config) {
 	c.Topics.Exclude = trimAll(c.Topics.Exclude)
 	c.Topics.ReplicationPolicy = strings.ToLower(c.Topics.ReplicationPolicy)
 	c.Producer.Compression = strings.ToLower(c.Producer.Compression)
-	c.Producer.OversizePolicy = strings.ToLower(c.Producer.OversizePolicy)
+	c.Producer.RefusedPolicy = strings.ToLower(c.Producer.RefusedPolicy)
 	c.Consumer.IsolationLevel = strings.ToLower(c.Consumer.IsolationLevel)
 	c.Consumer.InitialOffset = strings.ToLower(c.Consumer.InitialOffset)
 	c.Consumer.RebalanceStrategy = strings.ToLower(c.Consumer.RebalanceStrategy)

@@ -8,9 +8,14 @@ import (
 	"regexp/syntax"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/IBM/sarama"
 )
+
+// DrainMargin is the time a revoked partition's drain keeps free inside
+// consumer.rebalance_timeout, for the final commit and rejoining the group.
+const DrainMargin = 15 * time.Second
 
 // MinVersion is the oldest Kafka protocol version kmirror accepts: it needs record headers,
 // idempotent production and the modern fetch and consumer-group APIs.
@@ -101,13 +106,25 @@ func (c *Config) Validate() error {
 	}
 	oneOf(bad, "producer.compression", c.Producer.Compression, "none", "gzip", "snappy", "lz4", "zstd")
 	positive(bad, "producer.max_message_bytes", int64(c.Producer.MaxMessageBytes))
-	if c.Producer.RetryMax < 1 {
-		bad("producer.retry_max", "%d: the idempotent producer needs at least 1 retry", c.Producer.RetryMax)
+	if c.Producer.DeliveryTimeout < time.Second {
+		bad("producer.delivery_timeout", "%s is too short: a record needs time for retries while a broker fails over; "+
+			"use 1s or more (Kafka's delivery.timeout.ms default is 2m)", c.Producer.DeliveryTimeout)
 	}
-	if c.Producer.RetryBackoff < 0 {
-		bad("producer.retry_backoff", "%s: want 0 or more", c.Producer.RetryBackoff)
+	if c.Producer.RetryBackoff < 0 || c.Producer.RetryBackoff > time.Second {
+		bad("producer.retry_backoff", "%s: want 0 to 1s (the pause doubles from it up to 1s)", c.Producer.RetryBackoff)
 	}
-	oneOf(bad, "producer.oversize_policy", c.Producer.OversizePolicy, OversizeFail, OversizeSkip)
+	oneOf(bad, "producer.refused_policy", c.Producer.RefusedPolicy, RefusedFail, RefusedSkip, RefusedDeadLetter)
+	// A revoked partition is drained (its records acknowledged, or failed by delivery_timeout)
+	// before the member rejoins; the group coordinator waits rebalance_timeout for that. A drain
+	// cut short would leave records in a producer that might land after another member took the
+	// partition over.
+	if rt, dt := c.Consumer.RebalanceTimeout, c.Producer.DeliveryTimeout; rt > 0 && dt > 0 && rt < dt+DrainMargin {
+		bad("consumer.rebalance_timeout", "%s must exceed producer.delivery_timeout (%s) by %s or more: a revoked partition "+
+			"waits for its records up to delivery_timeout before the member rejoins", rt, dt, DrainMargin)
+	}
+	if rt, st := c.Consumer.RebalanceTimeout, c.Shutdown.Timeout; rt > 0 && st > 0 && rt < st+DrainMargin {
+		bad("shutdown.timeout", "%s must be shorter than consumer.rebalance_timeout (%s) by %s or more", st, rt, DrainMargin)
+	}
 
 	positive(bad, "commit.interval", int64(c.Commit.Interval))
 	positive(bad, "shutdown.timeout", int64(c.Shutdown.Timeout))

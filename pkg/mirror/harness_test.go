@@ -49,7 +49,8 @@ func (p *pair) config(include ...string) *config.Config {
 	cfg.Shutdown.Timeout = 10 * time.Second
 	cfg.Consumer.SessionTimeout = 6 * time.Second
 	cfg.Consumer.HeartbeatInterval = 500 * time.Millisecond
-	cfg.Consumer.RebalanceTimeout = 6 * time.Second
+	cfg.Consumer.RebalanceTimeout = 30 * time.Second
+	cfg.Producer.DeliveryTimeout = 10 * time.Second
 	cfg.Source.MetadataRefresh = time.Second
 	cfg.Telemetry.Listen = ""
 	if err := cfg.Validate(); err != nil {

@@ -58,6 +58,8 @@ type Mirror struct {
 	sourceObserver source.Observer
 	topicEvents    topics.Events
 
+	workers atomic.Pointer[[]*worker.Worker]
+
 	fatalOnce sync.Once
 	fatalErr  atomic.Pointer[error]
 	connected atomic.Bool
@@ -126,10 +128,17 @@ func (m *Mirror) Ready() error {
 	return nil
 }
 
-// fatal records the first unrecoverable error and starts the shutdown.
+// fatal records the first unrecoverable error and starts the shutdown. Every worker is aborted
+// first: a record after the one that failed must not reach the target, and producers flushing
+// what they hold could write exactly that.
 func (m *Mirror) fatal(err error) {
 	m.fatalOnce.Do(func() {
 		m.fatalErr.Store(&err)
+		if ws := m.workers.Load(); ws != nil {
+			for _, w := range *ws {
+				w.Abort()
+			}
+		}
 		m.log.Error("stopping: a record could not be mirrored", zap.Error(err))
 		if m.stopFatal != nil {
 			m.stopFatal(err)
@@ -171,38 +180,45 @@ func (m *Mirror) Run(ctx context.Context) error {
 		Events:                 m.topicEvents, Log: m.log,
 	})
 
-	// Workers and their producers start before the consumer and stop after it.
-	producers := make([]sarama.AsyncProducer, 0, len(m.inboxes))
-	closeProducers := func() {
-		for _, p := range producers {
-			_ = p.Close()
-		}
-	}
+	// Workers start before the consumer and stop after it has drained, and before the member
+	// leaves the group: what a producer still holds then is aborted, never flushed.
+	records := &record.Pool{} // filled by the handler, emptied by the workers
+	workers := make([]*worker.Worker, len(m.inboxes))
 	for i := range m.inboxes {
-		pc, err := worker.ProducerConfig(m.target.Config(fmt.Sprintf("producer-%d", i)), m.cfg.Producer)
+		name := func(bound int) string { return fmt.Sprintf("producer-%d-%d", i, bound) }
+		open := worker.OpenProducer(m.target.Bootstrap(), func(bound int) (*sarama.Config, error) {
+			pc, err := worker.ProducerConfig(m.target.Config(name(bound)), m.cfg.Producer, bound)
+			if err == nil && m.opts.SaramaClients != nil {
+				m.opts.SaramaClients(name(bound), pc)
+			}
+			return pc, err
+		})
+		w, err := worker.New(worker.Config{
+			ID: i, Inbox: m.inboxes[i], Records: records, NewProducer: open,
+			Compressed: m.cfg.Producer.Compression != "none", Policy: m.cfg.Producer.RefusedPolicy,
+			Fatal: m.fatal, Observer: m.workerObserver, Log: m.log,
+		})
 		if err != nil {
-			closeProducers()
 			return err
 		}
-		if m.opts.SaramaClients != nil {
-			m.opts.SaramaClients(fmt.Sprintf("producer-%d", i), pc)
-		}
-		p, err := sarama.NewAsyncProducer(m.target.Bootstrap(), pc)
-		if err != nil {
-			closeProducers()
-			return fmt.Errorf("start producer %d on target %s: %w", i, m.target.Alias(), err)
-		}
-		producers = append(producers, p)
+		workers[i] = w
+	}
+	m.workers.Store(&workers)
+	if e := m.fatalErr.Load(); e != nil {
+		return *e
 	}
 
-	records := &record.Pool{} // filled by the handler, emptied by the workers
 	handler, err := source.New(source.Config{
 		Inboxes: m.inboxes, Records: records, Topics: syncer, InFlight: m.cfg.Ring.PartitionInFlight,
 		CommitInterval: m.cfg.Commit.Interval, DrainTimeout: m.cfg.Shutdown.Timeout,
-		Observer: m.sourceObserver, Tracing: m.opts.Tracing, Log: m.log,
+		RebalanceDrain: m.cfg.Consumer.RebalanceTimeout - config.DrainMargin, Stopping: runCtx.Done(),
+		DeliveryTimeout: m.cfg.Producer.DeliveryTimeout,
+		Prepare: func(ctx context.Context, w int, topic string, partition int32) error {
+			return workers[w].Prepare(ctx, topic, partition)
+		},
+		Fatal: m.fatal, Observer: m.sourceObserver, Tracing: m.opts.Tracing, Log: m.log,
 	})
 	if err != nil {
-		closeProducers()
 		return err
 	}
 	m.handler.Store(handler)
@@ -213,7 +229,6 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 	group, err := sarama.NewConsumerGroup(m.source.Bootstrap(), m.cfg.Consumer.GroupID, gc)
 	if err != nil {
-		closeProducers()
 		return fmt.Errorf("join consumer group %q on source %s: %w", m.cfg.Consumer.GroupID, m.source.Alias(), err)
 	}
 	m.connected.Store(true)
@@ -224,34 +239,28 @@ func (m *Mirror) Run(ctx context.Context) error {
 	// Workers run on their own context, ended only after the consumer has drained.
 	workerCtx, stopWorkers := context.WithCancel(context.Background())
 	defer stopWorkers()
-	var workers errgroup.Group
-	for i, p := range producers {
-		w, err := worker.New(worker.Config{
-			ID: i, Inbox: m.inboxes[i], Records: records, Producer: p, OversizePolicy: m.cfg.Producer.OversizePolicy,
-			Fatal: m.fatal, Observer: m.workerObserver, Log: m.log,
-		})
-		if err != nil {
-			stopWorkers()
-			return err
-		}
-		workers.Go(func() error { return w.Run(workerCtx) })
+	var running errgroup.Group
+	for _, w := range workers {
+		running.Go(func() error { return w.Run(workerCtx) })
 	}
 
 	consumeErr := m.consume(runCtx, group, handler, syncer)
 
-	// The consumer has stopped fetching and every claim has drained (or hit the drain
-	// deadline) and committed; now the producers can flush and close.
+	// The consumer has stopped fetching and every claim has drained (or was given up at the
+	// drain deadline, and fenced) and committed. The producers are shut down before the member
+	// leaves the group: anything they still hold is aborted, so that no record of a partition
+	// lands after another member took it over.
 	m.log.Info("consumer stopped; closing producers")
-	if err := group.Close(); err != nil {
-		m.log.Warn("close consumer group", zap.Error(err))
-	}
 	stopWorkers()
 	done := make(chan struct{})
-	go func() { _ = workers.Wait(); close(done) }()
+	go func() { _ = running.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(m.cfg.Shutdown.Timeout):
 		m.log.Error("producers did not finish within shutdown.timeout; records not acknowledged were not committed and will be mirrored again")
+	}
+	if err := group.Close(); err != nil {
+		m.log.Warn("close consumer group", zap.Error(err))
 	}
 	m.connected.Store(false)
 

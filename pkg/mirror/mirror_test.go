@@ -368,7 +368,7 @@ func TestTargetTopicCreatedWithSourceConfigsAndPrefixPolicy(t *testing.T) {
 // mirror stops with an error naming topic, partition, offset, size and limit; under skip it is
 // counted and the rest of the partition is mirrored.
 func TestOversizedRecordPolicies(t *testing.T) {
-	for _, policy := range []string{config.OversizeFail, config.OversizeSkip} {
+	for _, policy := range []string{config.RefusedFail, config.RefusedSkip} {
 		t.Run(policy, func(t *testing.T) {
 			p := newPair(t)
 			small := "10000"
@@ -379,9 +379,9 @@ func TestOversizedRecordPolicies(t *testing.T) {
 			produce(t, p.europe, recs...)
 
 			cfg := p.config("blobs")
-			cfg.Producer.OversizePolicy = policy
+			cfg.Producer.RefusedPolicy = policy
 			m := start(t, cfg)
-			if policy == config.OversizeFail {
+			if policy == config.RefusedFail {
 				var err error
 				select {
 				case err = <-m.done:
@@ -389,7 +389,7 @@ func TestOversizedRecordPolicies(t *testing.T) {
 				case <-time.After(30 * time.Second):
 					t.Fatal("mirror did not stop on an oversized record")
 				}
-				for _, want := range []string{"blobs/0", "offset 2", "max.message.bytes is 10000"} {
+				for _, want := range []string{"blobs/0", "offset 2", "max.message.bytes 10000"} {
 					if err == nil || !strings.Contains(err.Error(), want) {
 						t.Fatalf("Run = %v, want it to mention %q", err, want)
 					}

@@ -45,7 +45,7 @@ func (o *observer) Skipped(w int, r *record.Record, err error) {
 		o.inFlight[w].Add(-1)
 	}
 	o.metrics.Topic(r.Track.Topic()).Skipped.Inc()
-	o.metrics.ProduceError(telemetry.ErrorOversize).Inc()
+	o.metrics.ProduceError(telemetry.ErrorRefused).Inc()
 	if r.Span != nil {
 		o.endSpans(r, time.Now(), err)
 	}

@@ -3,8 +3,13 @@
 // target has acknowledged, and drains a partition's in-flight records before giving it up.
 //
 // It must never commit an offset the target has not acknowledged, and never return from a claim
-// (letting another member take the partition) before its in-flight records are acknowledged or
-// the drain deadline has passed.
+// (letting another member take the partition) while a record of it may still reach the target:
+// a revoked partition waits until its records are acknowledged or have failed, and one given up
+// at the shutdown deadline is fenced (its records not yet sent never are) before the producers
+// are aborted and the member leaves the group.
+//
+// It also keeps the delivery deadline: a partition whose oldest record in flight has not been
+// acknowledged for DeliveryTimeout fails, which stops the mirror, whatever the producer does.
 package source
 
 import (
@@ -68,8 +73,24 @@ type Config struct {
 	InFlight int
 	// CommitInterval is how often acknowledged offsets are committed.
 	CommitInterval time.Duration
-	// DrainTimeout bounds how long a revoked partition waits for its in-flight records.
+	// DrainTimeout bounds how long a partition waits for its in-flight records once the mirror
+	// is stopping (shutdown.timeout).
 	DrainTimeout time.Duration
+	// RebalanceDrain bounds how long a revoked partition waits for its in-flight records in a
+	// rebalance; it must exceed DeliveryTimeout, so that a drain ends with every record
+	// acknowledged or failed.
+	RebalanceDrain time.Duration
+	// Stopping is closed when the mirror stops: drains then end within DrainTimeout.
+	Stopping <-chan struct{}
+	// DeliveryTimeout is how long a partition may go without an acknowledgement while records
+	// are in flight before it fails (producer.delivery_timeout).
+	DeliveryTimeout time.Duration
+	// Prepare, when set, readies the worker at index worker for records of topic/partition (its
+	// producers learn of a partition added since they started). It is called before the claim
+	// pushes anything.
+	Prepare func(ctx context.Context, worker int, topic string, partition int32) error
+	// Fatal stops the mirror with err: a partition cannot go on.
+	Fatal func(error)
 	// NewCommitter returns the committer for a session; nil uses the group session itself.
 	NewCommitter func(sarama.ConsumerGroupSession) offsets.Committer
 	Observer     Observer
@@ -101,6 +122,9 @@ type claimState struct {
 	start  int64
 	marked int64
 	hwm    func() int64
+	// progress is the committed position last seen by the delivery watchdog, since when.
+	progress int64
+	since    time.Time
 }
 
 // New returns a handler.
@@ -113,6 +137,12 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
+	}
+	if cfg.Fatal == nil {
+		cfg.Fatal = func(error) {}
+	}
+	if cfg.RebalanceDrain <= 0 {
+		cfg.RebalanceDrain = cfg.DrainTimeout
 	}
 	if cfg.NewCommitter == nil {
 		cfg.NewCommitter = func(s sarama.ConsumerGroupSession) offsets.Committer {
@@ -161,16 +191,48 @@ func (h *Handler) Setup(sess sarama.ConsumerGroupSession) error {
 		defer close(done)
 		t := time.NewTicker(h.cfg.CommitInterval)
 		defer t.Stop()
+		watch := time.NewTicker(time.Second)
+		defer watch.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 				h.commit(ctx)
+			case now := <-watch.C:
+				h.expire(now)
 			}
 		}
 	}()
 	return nil
+}
+
+// expire fails every partition whose records in flight have seen no acknowledgement for
+// DeliveryTimeout. sarama retries a record as long as its retry count lasts, and a frozen broker
+// can hold one attempt for a whole read timeout; this is the deadline that holds whatever the
+// producer does.
+func (h *Handler) expire(now time.Time) {
+	if h.cfg.DeliveryTimeout <= 0 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for tp, st := range h.parts {
+		committed, inFlight := st.track.Committed(), st.track.InFlight()
+		if inFlight == 0 || committed != st.progress || st.since.IsZero() {
+			st.progress, st.since = committed, now
+			continue
+		}
+		if now.Sub(st.since) < h.cfg.DeliveryTimeout || st.track.Stopped() {
+			continue
+		}
+		err := fmt.Errorf("no record of %s/%d acknowledged by the target for %s (producer.delivery_timeout) with %d in flight "+
+			"from offset %d: the target is unreachable, frozen or refusing writes (see the errors before this one)",
+			tp.topic, tp.partition, now.Sub(st.since).Round(time.Second), inFlight, committed)
+		if f := st.track.Expire(err); f != nil {
+			h.cfg.Fatal(fmt.Errorf("%s/%d stopped at offset %d: %w", tp.topic, tp.partition, f.Offset, f.Err))
+		}
+	}
 }
 
 // Cleanup runs at the end of a session, after every claim has drained: it stops the periodic
@@ -232,6 +294,16 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	if err != nil {
 		return fmt.Errorf("claim %s/%d: %w", topic, part, err)
 	}
+	worker := ring.Route(topic, part, len(h.cfg.Inboxes))
+	if h.cfg.Prepare != nil {
+		if err := h.cfg.Prepare(sess.Context(), worker, t.Target, part); err != nil {
+			err = fmt.Errorf("claim %s/%d: %w", topic, part, err)
+			if sess.Context().Err() == nil {
+				h.cfg.Fatal(err) // a partition the producers cannot see would sit unmirrored
+			}
+			return err
+		}
+	}
 	start := claim.InitialOffset()
 	track := offsets.NewPartition(topic, part, start, h.cfg.InFlight)
 	st := &claimState{track: track, start: start, marked: start, hwm: claim.HighWaterMarkOffset}
@@ -242,7 +314,7 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	h.cfg.Observer.Assigned(topic, part)
 	defer h.cfg.Observer.Revoked(topic, part)
 
-	inbox := h.cfg.Inboxes[ring.Route(topic, part, len(h.cfg.Inboxes))]
+	inbox := h.cfg.Inboxes[worker]
 	log := h.cfg.Log.With(zap.String("topic", topic), zap.Int32("partition", part))
 	log.Debug("claimed partition", zap.Int64("initial_offset", start), zap.String("target_topic", t.Target))
 
@@ -262,6 +334,7 @@ feed:
 			}
 			seq, err := track.RegisterWait(ctx, m.Offset)
 			if err != nil {
+				h.release(r) // never registered: it will be read again
 				break feed
 			}
 			r.Seq = seq
@@ -270,6 +343,7 @@ feed:
 			}
 			if err := inbox.Push(ctx, r, r.Size); err != nil {
 				track.Unregister(seq) // never handed on: it will be read again
+				h.release(r)
 				break feed
 			}
 		case <-ctx.Done():
@@ -277,16 +351,64 @@ feed:
 		}
 	}
 
-	dctx, cancel := context.WithTimeout(context.Background(), h.cfg.DrainTimeout)
-	defer cancel()
-	if err := track.Drain(dctx); err != nil {
-		log.Warn("partition given up before all its records were acknowledged; the rest will be mirrored again",
-			zap.Int64("committed", track.Committed()), zap.Error(err))
-	} else {
-		log.Debug("partition drained", zap.Int64("committed", track.Committed()))
-	}
+	h.drain(track, log)
 	// The session marks the drained position in Cleanup, before its final commit.
 	return nil
+}
+
+// drain waits until every record of the partition is acknowledged or the partition has failed.
+// In a rebalance that takes at most DeliveryTimeout (the watchdog fails a partition that makes
+// no progress), within RebalanceDrain; once the mirror is stopping, at most DrainTimeout from
+// then. A partition given up with records unacknowledged is fenced, so that none still waiting
+// in an inbox is sent; the mirror aborts the producers (records they hold are never sent) before
+// it leaves the group, and a drain cut short outside a shutdown stops the mirror for that reason.
+func (h *Handler) drain(track *offsets.Partition, log *zap.Logger) {
+	dctx, cancel := context.WithTimeout(context.Background(), h.cfg.RebalanceDrain)
+	defer cancel()
+	stopping := false
+	go func() {
+		select {
+		case <-h.cfg.Stopping:
+		case <-dctx.Done():
+			return
+		}
+		t := time.NewTimer(h.cfg.DrainTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel()
+		case <-dctx.Done():
+		}
+	}()
+	err := track.Drain(dctx)
+	select {
+	case <-h.cfg.Stopping:
+		stopping = true
+	default:
+	}
+	switch {
+	case err == nil:
+		log.Debug("partition drained", zap.Int64("committed", track.Committed()))
+	case track.Failed() != nil:
+		log.Warn("partition stopped at a record that failed; it and what follows will be mirrored again",
+			zap.Int64("committed", track.Committed()), zap.Error(err))
+	default:
+		track.Fence()
+		log.Warn("partition given up before all its records were acknowledged; they were not committed and will be mirrored again",
+			zap.Int64("committed", track.Committed()), zap.Int("in_flight", track.InFlight()), zap.Error(err))
+		if !stopping {
+			h.cfg.Fatal(fmt.Errorf("%s/%d could not be drained within %s in a rebalance; stopping, so that none of its records "+
+				"is written after another member took it over: %w", track.Topic(), track.Partition(), h.cfg.RebalanceDrain, err))
+		}
+	}
+}
+
+// release lets go of a record that was never handed on.
+func (h *Handler) release(r *record.Record) {
+	if r.Span != nil {
+		r.Span.End()
+	}
+	h.cfg.Records.Put(r)
 }
 
 // startSpan opens the record's "kmirror.mirror" span, joining the trace carried by its headers

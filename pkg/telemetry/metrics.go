@@ -88,8 +88,8 @@ type TopicMetrics struct {
 	Records prometheus.Counter
 	// Bytes (kmirror_bytes_mirrored_total{topic}) counts the key and value bytes of those records.
 	Bytes prometheus.Counter
-	// Skipped (kmirror_records_skipped_total{topic}) counts records larger than the target
-	// accepts, skipped under producer.oversize_policy=skip.
+	// Skipped (kmirror_records_skipped_total{topic}) counts records the target refuses, skipped
+	// or written to the dead-letter topic under producer.refused_policy.
 	Skipped prometheus.Counter
 }
 
@@ -101,8 +101,9 @@ type ErrorKind uint8
 // a timeout) are not kmirror's to count: sarama retries them inside, and its bridged metrics
 // (kmirror_sarama_*) show them.
 const (
-	// ErrorOversize is a record larger than the target topic's max.message.bytes.
-	ErrorOversize ErrorKind = iota
+	// ErrorRefused is a record the target topic refuses for what it is (larger than its
+	// max.message.bytes, a timestamp out of bounds, no key in a compacted topic).
+	ErrorRefused ErrorKind = iota
 	// ErrorFatal is an error after which the record cannot be delivered (retries exhausted,
 	// authorization, a closed producer); kmirror stops.
 	ErrorFatal
@@ -110,7 +111,7 @@ const (
 	numErrorKinds
 )
 
-var errorKindNames = [numErrorKinds]string{"oversize", "fatal"}
+var errorKindNames = [numErrorKinds]string{"refused", "fatal"}
 
 // String returns the kind's label value.
 func (k ErrorKind) String() string {
@@ -152,7 +153,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"topic"}),
 		recordsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kmirror_records_skipped_total",
-			Help: "Records larger than the target accepts, skipped under producer.oversize_policy=skip, by source topic.",
+			Help: "Records the target refuses, skipped or written to the dead-letter topic under producer.refused_policy, by source topic.",
 		}, []string{"topic"}),
 		ReplicationLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kmirror_replication_latency_seconds",
@@ -165,7 +166,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		}, []string{"topic", "partition"}),
 		ProduceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kmirror_produce_errors_total",
-			Help: "Produce errors reported by the target, by kind (oversize, fatal).",
+			Help: "Produce errors reported by the target, by kind (refused, fatal).",
 		}, []string{"kind"}),
 		Rebalances: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kmirror_rebalances_total",

@@ -29,7 +29,7 @@ func touchAll(t testing.TB, m *Metrics) {
 	tm.Skipped.Inc()
 	m.ReplicationLatency.Observe(0.012)
 	m.SetLag("orders", 0, 42)
-	m.ProduceError(ErrorOversize).Inc()
+	m.ProduceError(ErrorRefused).Inc()
 	m.Rebalances.Inc()
 	m.AssignedPartitions.Set(1)
 	m.CommitLatency.Observe(0.003)
@@ -149,12 +149,12 @@ func TestTopicIsSafeForConcurrentFirstUse(t *testing.T) {
 
 func TestProduceErrorKindsAreExportedBeforeTheFirstError(t *testing.T) {
 	m, _ := newTestMetrics(t)
-	m.ProduceError(ErrorOversize).Inc()
+	m.ProduceError(ErrorRefused).Inc()
 	want := `
-# HELP kmirror_produce_errors_total Produce errors reported by the target, by kind (oversize, fatal).
+# HELP kmirror_produce_errors_total Produce errors reported by the target, by kind (refused, fatal).
 # TYPE kmirror_produce_errors_total counter
 kmirror_produce_errors_total{kind="fatal"} 0
-kmirror_produce_errors_total{kind="oversize"} 1
+kmirror_produce_errors_total{kind="refused"} 1
 `
 	if err := testutil.CollectAndCompare(m.ProduceErrors, strings.NewReader(want)); err != nil {
 		t.Fatal(err)
@@ -164,9 +164,9 @@ kmirror_produce_errors_total{kind="oversize"} 1
 		t.Fatalf("fatal = %v after an out-of-range kind, want 1", got)
 	}
 	// The vector and the curried children are the same series.
-	m.ProduceErrors.WithLabelValues("oversize").Inc()
-	if got := testutil.ToFloat64(m.ProduceError(ErrorOversize)); got != 2 {
-		t.Fatalf("oversize = %v, want 2", got)
+	m.ProduceErrors.WithLabelValues("refused").Inc()
+	if got := testutil.ToFloat64(m.ProduceError(ErrorRefused)); got != 2 {
+		t.Fatalf("refused = %v, want 2", got)
 	}
 }
 
@@ -237,7 +237,7 @@ func TestAckedRecordMetricsDoNotAllocate(t *testing.T) {
 		tm.Records.Inc()
 		tm.Bytes.Add(512)
 		m.ReplicationLatency.Observe(0.004)
-		m.ProduceError(ErrorOversize).Inc()
+		m.ProduceError(ErrorRefused).Inc()
 		m.SetLag(topic, 1, 3)
 	})
 	if allocs != 0 {

@@ -1,9 +1,21 @@
-// Package worker owns a partition worker: it takes records from its inbox in order, produces
-// them to the target with its own idempotent producer, and reports every record's fate to the
-// record's partition tracker.
+// Package worker owns a partition worker: it takes records from its inbox in order, checks each
+// against what its target topic accepts, produces it to the target with idempotent producers of
+// its own, and reports every record's fate to the record's partition tracker.
 //
 // It must never report a record as acknowledged before the target has acknowledged it (or, under
-// the skip policy, before it has been counted and logged as skipped), and never drop one silently.
+// the skip and dead-letter policies, before it has been counted, logged and, for dead-letter,
+// written there), never drop one silently, and never hand the target a record of a partition
+// that has stopped: once a record of a partition fails, or its claim is given up, nothing after
+// it in that partition is sent.
+//
+// How order survives failures. Records of one partition always go through one producer (the
+// one for its target topic's size limit) in inbox order, and sarama keeps one batch per
+// partition in flight and retries it in place. A record the target refuses for what it is (too
+// large, a timestamp out of bounds, no key in a compacted topic) is caught before it is sent,
+// where the record is known exactly: records that might fit only compressed are sent alone, once
+// everything before them in their partition is settled, so the broker's verdict names them
+// alone. Any other failure stops the mirror: the worker's producers are aborted (their
+// connections closed) before anything later in the partition can be sent.
 package worker
 
 import (
@@ -11,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -28,7 +41,8 @@ type Observer interface {
 	Sent(worker int, r *record.Record)
 	// Acked is called when the target acknowledged a record.
 	Acked(worker int, r *record.Record, at time.Time)
-	// Skipped is called when a record was skipped under the oversize skip policy.
+	// Skipped is called when a record the target refuses was skipped or written to the
+	// dead-letter topic instead, under the refused-record policy.
 	Skipped(worker int, r *record.Record, err error)
 	// Failed is called when a record could not be produced and its partition stops.
 	Failed(worker int, r *record.Record, err error)
@@ -42,8 +56,10 @@ func (NopObserver) Acked(int, *record.Record, time.Time) {}
 func (NopObserver) Skipped(int, *record.Record, error)   {}
 func (NopObserver) Failed(int, *record.Record, error)    {}
 
-// ErrOversize marks a record larger than its target topic accepts.
-var ErrOversize = errors.New("record larger than the target accepts")
+// DeadLetter keeps records the target refuses, with the reason.
+type DeadLetter interface {
+	Write(ctx context.Context, r *record.Record, reason error) error
+}
 
 // Config configures a Worker.
 type Config struct {
@@ -51,14 +67,22 @@ type Config struct {
 	ID int
 	// Inbox is the queue the worker drains.
 	Inbox *ring.Queue[*record.Record]
-	// Records takes back each record whose fate is final (acknowledged or skipped) once the
-	// tracker and the observer have been told; nil leaves them to the garbage collector. A
-	// failed record is never put back: its partition stops and the error may still refer to it.
+	// Records takes back each record whose fate is final (acknowledged, skipped, or dropped
+	// because its partition stopped) once the tracker and the observer have been told; nil
+	// leaves them to the garbage collector. A failed record is never put back: the error may
+	// still refer to it.
 	Records *record.Pool
-	// Producer writes to the target; the worker owns it and closes it when it stops.
-	Producer sarama.AsyncProducer
-	// OversizePolicy is config.OversizeFail or config.OversizeSkip.
-	OversizePolicy string
+	// NewProducer opens the worker's producers, one per batch size bound (the target topics'
+	// max.message.bytes); the worker owns them and closes them when it stops.
+	NewProducer NewProducer
+	// Compressed says whether the producers compress batches: the target then checks a batch's
+	// compressed size, so a record larger than the limit may still fit.
+	Compressed bool
+	// Policy is what to do with a record the target refuses: config.RefusedFail,
+	// config.RefusedSkip or config.RefusedDeadLetter.
+	Policy string
+	// DeadLetter receives refused records under the dead-letter policy.
+	DeadLetter DeadLetter
 	// Fatal is called (from the worker's goroutines) when a record fails for good; the mirror
 	// then stops.
 	Fatal    func(error)
@@ -69,12 +93,31 @@ type Config struct {
 // Worker moves records from its inbox to the target.
 type Worker struct {
 	cfg Config
+
+	mu    sync.Mutex
+	lanes map[int]*lane // by batch bound; soloLane for records sent alone
+	wg    sync.WaitGroup
+
+	aborted atomic.Bool
+	logged  sync.Map // refusal reasons and failures already logged: one line each
 }
+
+// lane is one producer and the goroutines that read its outcomes.
+type lane struct {
+	p    Producer
+	solo bool
+}
+
+// soloLane keys the producer for records sent alone: its bound is the largest request.
+const soloLane = -1
 
 // New returns a worker; Run starts it.
 func New(cfg Config) (*Worker, error) {
-	if cfg.Inbox == nil || cfg.Producer == nil {
-		return nil, errors.New("worker: an inbox and a producer are required")
+	if cfg.Inbox == nil || cfg.NewProducer == nil {
+		return nil, errors.New("worker: an inbox and a producer factory are required")
+	}
+	if cfg.Policy == config.RefusedDeadLetter && cfg.DeadLetter == nil {
+		return nil, errors.New("worker: the dead-letter policy needs a dead-letter writer")
 	}
 	if cfg.Observer == nil {
 		cfg.Observer = NopObserver{}
@@ -86,53 +129,207 @@ func New(cfg Config) (*Worker, error) {
 		cfg.Fatal = func(error) {}
 	}
 	cfg.Log = cfg.Log.With(zap.Int("worker", cfg.ID))
-	return &Worker{cfg: cfg}, nil
+	return &Worker{cfg: cfg, lanes: make(map[int]*lane)}, nil
 }
 
-// Run sends records until ctx ends, then closes the producer and waits for the outcome of every
-// record it sent, so that when Run returns every record taken from the inbox has been reported
-// to its tracker. Callers end ctx only once the inbox has been drained by the source.
+// Run sends records until ctx ends, then shuts its producers down and waits for the outcome of
+// every record it sent, so that when Run returns every record taken from the inbox has been
+// reported to its tracker. Callers end ctx only once the source has drained or given up its
+// partitions: whatever a producer still holds then is past its partition's drain deadline and is
+// aborted, never flushed, so that it cannot land after another member took the partition.
 func (w *Worker) Run(ctx context.Context) error {
-	p := w.cfg.Producer
-	var acks sync.WaitGroup
-	acks.Add(2)
-	go func() { defer acks.Done(); w.successes(p.Successes()) }()
-	go func() { defer acks.Done(); w.errors(p.Errors()) }()
-
-	err := w.send(ctx, p.Input())
-	p.AsyncClose() // flushes what is buffered; Successes and Errors close when it is done
-	acks.Wait()
+	w.send(ctx)
+	w.Abort()
+	w.mu.Lock()
+	for _, l := range w.lanes {
+		l.p.AsyncClose()
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+	w.mu.Lock()
+	for _, l := range w.lanes {
+		l.p.Release()
+	}
+	w.mu.Unlock()
 	if left := w.cfg.Inbox.Len(); left > 0 {
-		w.cfg.Log.Warn("worker stopped with records still in its inbox; they were not committed and will be read again",
+		w.cfg.Log.Info("worker stopped with records still in its inbox; they were not committed and will be read again",
 			zap.Int("records", left))
 	}
-	return err
+	return nil
 }
 
-func (w *Worker) send(ctx context.Context, input chan<- *sarama.ProducerMessage) error {
+// Abort stops the worker from writing anything more to the target: records not yet sent are
+// not sent, and the producers' connections are closed so that what they hold is not sent
+// either. Records that were sent but not acknowledged come back as failed; their partitions
+// stop. It does not block.
+func (w *Worker) Abort() {
+	if !w.aborted.CompareAndSwap(false, true) {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range w.lanes {
+		l.p.Abort()
+	}
+}
+
+// Prepare makes sure the worker's producers know partition of topic before records of it are
+// pushed (a partition added since they last refreshed their metadata would otherwise be refused
+// by sarama's partitioner). Producers opened later read fresh metadata.
+func (w *Worker) Prepare(ctx context.Context, topic string, partition int32) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, l := range w.lanes {
+		for attempt := 0; ; attempt++ {
+			ok, err := l.p.Knows(topic, partition)
+			if ok {
+				break
+			}
+			if attempt == 50 {
+				return fmt.Errorf("producer %d does not see partition %d of target topic %q after %d metadata refreshes: %v",
+					w.cfg.ID, partition, topic, attempt, err)
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(retryPause(50*time.Millisecond, attempt)):
+			}
+		}
+	}
+	return nil
+}
+
+func (w *Worker) send(ctx context.Context) {
 	for {
 		r, err := w.cfg.Inbox.Pop(ctx)
 		if err != nil {
-			return nil // ctx ended: the orderly way to stop
+			return // ctx ended: the orderly way to stop
 		}
-		if r.Limit > 0 && r.Size > int64(r.Limit) {
-			w.oversize(r, fmt.Errorf("%w: %d bytes, target topic %q max.message.bytes is %d",
-				ErrOversize, r.Size, r.Msg.Topic, r.Limit))
+		if w.aborted.Load() || r.Track.Stopped() {
+			w.drop(r)
 			continue
 		}
-		r.Handed = true
-		if r.Span != nil {
-			r.Sent = time.Now()
+		solo, refusal := w.check(r)
+		if refusal != nil {
+			w.refused(ctx, r, refusal)
+			continue
 		}
-		w.cfg.Observer.Sent(w.cfg.ID, r)
+		if solo {
+			w.sendAlone(ctx, r)
+			continue
+		}
+		l := w.laneFor(ctx, r, r.Limit)
+		if l == nil {
+			w.drop(r)
+			continue
+		}
+		if !w.hand(ctx, l, r) {
+			return
+		}
+	}
+}
+
+// hand gives r to l's producer; false when ctx ended first (r stays unacknowledged and is read
+// again).
+func (w *Worker) hand(ctx context.Context, l *lane, r *record.Record) bool {
+	r.Handed = true
+	if r.Span != nil {
+		r.Sent = time.Now()
+	}
+	w.cfg.Observer.Sent(w.cfg.ID, r)
+	select {
+	case l.p.Input() <- &r.Msg:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// sendAlone sends r by itself, once everything before it in its partition is settled, and
+// waits until r is settled too: the broker's verdict then concerns r alone.
+func (w *Worker) sendAlone(ctx context.Context, r *record.Record) {
+	if !w.settle(ctx, r, r.Seq) {
+		w.drop(r)
+		return
+	}
+	l := w.laneFor(ctx, r, soloLane)
+	if l == nil {
+		w.drop(r)
+		return
+	}
+	track, seq := r.Track, r.Seq // r may be recycled once settled
+	if !w.hand(ctx, l, r) {
+		return
+	}
+	for spins := 0; !track.Settled(seq+1) && !track.Stopped() && ctx.Err() == nil; spins++ {
+		pause(spins)
+	}
+}
+
+// settle waits until every record before seq in r's partition is settled; false when the
+// partition stopped or ctx ended first.
+func (w *Worker) settle(ctx context.Context, r *record.Record, seq uint64) bool {
+	for spins := 0; !r.Track.Settled(seq); spins++ {
+		if r.Track.Stopped() || ctx.Err() != nil || w.aborted.Load() {
+			return false
+		}
+		pause(spins)
+	}
+	return true
+}
+
+// laneFor returns the lane for r, retrying while a producer cannot be opened (the target is
+// unreachable); nil when r's partition stopped, the worker was aborted or ctx ended first. The
+// source's delivery deadline bounds the wait: it fails the partition, which stops the mirror.
+func (w *Worker) laneFor(ctx context.Context, r *record.Record, limit int) *lane {
+	for attempt := 0; ; attempt++ {
+		l, err := w.lane(limit)
+		if err == nil {
+			return l
+		}
+		if attempt == 0 || attempt%30 == 0 {
+			w.cfg.Log.Warn("cannot open a producer on the target; retrying", zap.String("topic", r.Msg.Topic), zap.Error(err))
+		}
 		select {
-		case input <- &r.Msg:
 		case <-ctx.Done():
-			// The record was taken but never sent: it stays unacknowledged, so its partition
-			// is not committed past it and it will be read again.
+			return nil
+		case <-time.After(retryPause(100*time.Millisecond, attempt)):
+		}
+		if r.Track.Stopped() || w.aborted.Load() {
 			return nil
 		}
 	}
+}
+
+// lane returns the producer for batches bounded by the target topic limit (or the one for
+// records sent alone), opening it on first use.
+func (w *Worker) lane(limit int) (*lane, error) {
+	key := limit
+	if limit != soloLane {
+		key = batchBound(limit, w.cfg.Compressed)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if l, ok := w.lanes[key]; ok {
+		return l, nil
+	}
+	if w.aborted.Load() {
+		return nil, errors.New("worker aborted")
+	}
+	bound := key
+	if key == soloLane {
+		bound = soloBound
+	}
+	p, err := w.cfg.NewProducer(bound)
+	if err != nil {
+		return nil, fmt.Errorf("open a producer for batches of up to %d bytes: %w", bound, err)
+	}
+	l := &lane{p: p, solo: key == soloLane}
+	w.lanes[key] = l
+	w.wg.Add(2)
+	go func() { defer w.wg.Done(); w.successes(p.Successes()) }()
+	go func() { defer w.wg.Done(); w.errors(l, p.Errors()) }()
+	return l, nil
 }
 
 func (w *Worker) successes(ch <-chan *sarama.ProducerMessage) {
@@ -148,47 +345,73 @@ func (w *Worker) successes(ch <-chan *sarama.ProducerMessage) {
 	}
 }
 
-func (w *Worker) errors(ch <-chan *sarama.ProducerError) {
+func (w *Worker) errors(l *lane, ch <-chan *sarama.ProducerError) {
 	for pe := range ch {
 		r := record.Of(pe.Msg)
 		if r == nil {
 			continue
 		}
-		if errors.Is(pe.Err, sarama.ErrMessageSizeTooLarge) || errors.Is(pe.Err, sarama.ErrInvalidMessageSize) {
-			w.oversize(r, fmt.Errorf("%w: %d bytes, refused by the target: %w", ErrOversize, r.Size, pe.Err))
-			continue
+		switch {
+		case w.aborted.Load():
+			// The worker was aborted: every record still in a producer comes back here. Its
+			// partition stops unacknowledged at it, to be read again; the reason was logged once
+			// where the abort started.
+			r.Track.Fail(r.Seq, fmt.Errorf("not acknowledged before the producers were aborted: %w", pe.Err))
+			w.cfg.Observer.Failed(w.cfg.ID, r, pe.Err)
+		case l.solo && refusedByTarget(pe.Err):
+			w.refused(context.Background(), r, refusal(r, pe.Err))
+		case refusedByTarget(pe.Err):
+			w.fail(r, fmt.Errorf("the target refused a batch of records that passed kmirror's checks "+
+				"(its topic configuration may have changed since kmirror read it; a restart reads it again): %w", pe.Err))
+		default:
+			w.fail(r, pe.Err)
 		}
-		w.fail(r, pe.Err)
 	}
 }
 
-// oversize applies the oversize policy to r.
-func (w *Worker) oversize(r *record.Record, err error) {
-	fields := []zap.Field{
-		zap.String("topic", r.Track.Topic()), zap.Int32("partition", r.Track.Partition()),
-		zap.Int64("offset", r.Offset), zap.Int64("size", r.Size), zap.Int("limit", r.Limit), zap.Error(err),
-	}
-	if w.cfg.OversizePolicy == config.OversizeSkip {
-		w.cfg.Log.Warn("skipped a record larger than the target accepts (producer.oversize_policy: skip)", fields...)
-		w.cfg.Observer.Skipped(w.cfg.ID, r, err)
-		r.Track.Ack(r.Seq)
-		w.cfg.Records.Put(r)
-		return
-	}
-	w.cfg.Log.Error("record larger than the target accepts; the partition stops here "+
-		"(raise the target topic's max.message.bytes, or set producer.oversize_policy: skip)", fields...)
-	w.fail(r, err)
+// refusedByTarget reports whether err is the target refusing records for what they are, rather
+// than for the state of the cluster.
+func refusedByTarget(err error) bool {
+	return errors.Is(err, sarama.ErrMessageSizeTooLarge) || errors.Is(err, sarama.ErrMessageSetSizeTooLarge) ||
+		errors.Is(err, sarama.ErrInvalidTimestamp) || errors.Is(err, sarama.ErrInvalidRecord)
 }
 
+// drop lets go of a record that will not be sent because its partition stopped or the worker
+// was aborted: it stays unacknowledged, so it is read again by whoever owns the partition next.
+func (w *Worker) drop(r *record.Record) {
+	if r.Span != nil {
+		r.Span.End()
+	}
+	w.cfg.Records.Put(r)
+}
+
+// fail stops r's partition at r and the mirror with it. The first failure of a worker is logged
+// here; the mirror logs the error it stops with.
 func (w *Worker) fail(r *record.Record, err error) {
 	werr := fmt.Errorf("produce %s/%d offset %d to target topic %q: %w",
 		r.Track.Topic(), r.Track.Partition(), r.Offset, r.Msg.Topic, err)
 	r.Track.Fail(r.Seq, werr)
 	w.cfg.Observer.Failed(w.cfg.ID, r, werr)
-	if !errors.Is(err, ErrOversize) {
-		w.cfg.Log.Error("record could not be produced after all retries; the partition stops here",
+	if _, seen := w.logged.LoadOrStore(failKey{r.Track.Topic(), r.Track.Partition()}, true); !seen {
+		w.cfg.Log.Error("record could not be mirrored; its partition stops here and the mirror stops",
 			zap.String("topic", r.Track.Topic()), zap.Int32("partition", r.Track.Partition()),
 			zap.Int64("offset", r.Offset), zap.Error(err))
 	}
 	w.cfg.Fatal(werr)
+}
+
+type failKey struct {
+	topic     string
+	partition int32
+}
+
+// pause spins briefly, then yields, then sleeps up to a millisecond: a worker waits only while
+// a record travels alone.
+func pause(spins int) {
+	switch {
+	case spins < 16:
+		time.Sleep(0)
+	default:
+		time.Sleep(min(time.Duration(spins-15)*50*time.Microsecond, time.Millisecond))
+	}
 }

@@ -3,18 +3,116 @@ package worker
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/IBM/sarama/mocks"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/offsets"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
 )
+
+// target is a fake target cluster: producers opened on it hand each message, one at a time and
+// in order (as sarama does for a partition), to verdict, and keep what it accepts in written.
+type target struct {
+	mu        sync.Mutex
+	verdict   func(bound int, m *sarama.ProducerMessage) error
+	written   []string // "topic/partition@offset", in the order the target took them
+	bounds    []int    // the batch bound of every producer opened
+	producers []*fakeProducer
+}
+
+func (tg *target) open(bound int) (Producer, error) {
+	p := &fakeProducer{
+		tg: tg, bound: bound,
+		in:  make(chan *sarama.ProducerMessage),
+		ok:  make(chan *sarama.ProducerMessage),
+		bad: make(chan *sarama.ProducerError),
+	}
+	tg.mu.Lock()
+	tg.bounds = append(tg.bounds, bound)
+	tg.producers = append(tg.producers, p)
+	tg.mu.Unlock()
+	go p.run()
+	return p, nil
+}
+
+func (tg *target) log() []string {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	return append([]string(nil), tg.written...)
+}
+
+type fakeProducer struct {
+	sarama.AsyncProducer // the transactional methods, never called
+	tg                   *target
+	bound                int
+	in                   chan *sarama.ProducerMessage
+	ok                   chan *sarama.ProducerMessage
+	bad                  chan *sarama.ProducerError
+	mu                   sync.Mutex
+	aborted              bool
+	closed               bool
+}
+
+func (p *fakeProducer) run() {
+	defer close(p.ok)
+	defer close(p.bad)
+	for m := range p.in {
+		p.mu.Lock()
+		aborted := p.aborted
+		p.mu.Unlock()
+		var err error
+		switch {
+		case aborted:
+			err = sarama.ErrClosedClient
+		case m.ByteSize(2) > p.bound:
+			err = sarama.ConfigurationError("Attempt to produce message larger than configured Producer.MaxMessageBytes")
+		case p.tg.verdict != nil:
+			err = p.tg.verdict(p.bound, m)
+		}
+		p.mu.Lock()
+		if p.aborted && err == nil {
+			err = sarama.ErrClosedClient // held in the producer (not yet sent) when the connection closed
+		}
+		p.mu.Unlock()
+		if err != nil {
+			p.bad <- &sarama.ProducerError{Msg: m, Err: err}
+			continue
+		}
+		r := record.Of(m)
+		p.tg.mu.Lock()
+		p.tg.written = append(p.tg.written, fmt.Sprintf("%s/%d@%d", m.Topic, m.Partition, r.Offset))
+		p.tg.mu.Unlock()
+		p.ok <- m
+	}
+}
+
+func (p *fakeProducer) AsyncClose() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.closed {
+		p.closed = true
+		close(p.in)
+	}
+}
+func (p *fakeProducer) Close() error                              { p.AsyncClose(); return nil }
+func (p *fakeProducer) Input() chan<- *sarama.ProducerMessage     { return p.in }
+func (p *fakeProducer) Successes() <-chan *sarama.ProducerMessage { return p.ok }
+func (p *fakeProducer) Errors() <-chan *sarama.ProducerError      { return p.bad }
+func (p *fakeProducer) Knows(string, int32) (bool, error)         { return true, nil }
+func (p *fakeProducer) Release()                                  {}
+func (p *fakeProducer) Abort() {
+	p.mu.Lock()
+	p.aborted = true
+	p.mu.Unlock()
+}
 
 type countingObserver struct {
 	NopObserver
@@ -40,17 +138,23 @@ func (c *countingObserver) Failed(int, *record.Record, error) {
 	c.mu.Unlock()
 }
 
-// feed registers n records of one partition, pushes them into inbox and returns them; sizes[i]
-// overrides the size of record i.
+func (c *countingObserver) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.acked + c.skipped + c.failed
+}
+
+// feed registers n records of one partition of topic "src" (target "dst"), pushes them into
+// inbox and returns them; sizes[i] overrides the value size of record i.
 func feed(t *testing.T, inbox *ring.Queue[*record.Record], track *offsets.Partition, n int, limit int, sizes map[int]int) []*record.Record {
 	t.Helper()
 	var fed []*record.Record
 	for i := 0; i < n; i++ {
 		value := make([]byte, 10)
 		if s, ok := sizes[i]; ok {
-			value = make([]byte, s)
+			value = []byte(strings.Repeat("v", s))
 		}
-		m := &sarama.ConsumerMessage{Topic: "src", Partition: 0, Offset: int64(i), Value: value}
+		m := &sarama.ConsumerMessage{Topic: track.Topic(), Partition: track.Partition(), Offset: int64(i), Value: value}
 		r := record.From(m, "dst", track, limit)
 		seq, err := track.Register(m.Offset)
 		if err != nil {
@@ -65,7 +169,8 @@ func feed(t *testing.T, inbox *ring.Queue[*record.Record], track *offsets.Partit
 	return fed
 }
 
-func runWorker(t *testing.T, cfg Config, until func() bool) error {
+// runWorker runs a worker until until holds (or 10 s pass), then stops it.
+func runWorker(t *testing.T, cfg Config, until func() bool) *Worker {
 	t.Helper()
 	w, err := New(cfg)
 	if err != nil {
@@ -79,20 +184,19 @@ func runWorker(t *testing.T, cfg Config, until func() bool) error {
 		time.Sleep(time.Millisecond)
 	}
 	cancel()
-	return <-done
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
 
 func TestWorkerAcksOnlyWhatTheTargetAcknowledged(t *testing.T) {
-	cfg := mocks.NewTestConfig()
-	cfg.Producer.Return.Successes = true
-	p := mocks.NewAsyncProducer(t, cfg)
-	for i := 0; i < 5; i++ {
-		p.ExpectInputAndSucceed()
-	}
-	p.ExpectInputAndFail(sarama.ErrNotEnoughReplicas) // offset 5: retries exhausted
-	for i := 0; i < 4; i++ {
-		p.ExpectInputAndSucceed()
-	}
+	tg := &target{verdict: func(_ int, m *sarama.ProducerMessage) error {
+		if record.Of(m).Offset == 5 {
+			return sarama.ErrNotEnoughReplicas // retries exhausted
+		}
+		return nil
+	}}
 	inbox := ring.NewQueue[*record.Record](64, 1<<20)
 	track := offsets.NewPartition("src", 0, 0, 64)
 	feed(t, inbox, track, 10, 0, nil)
@@ -100,80 +204,215 @@ func TestWorkerAcksOnlyWhatTheTargetAcknowledged(t *testing.T) {
 	obs := &countingObserver{}
 	var fatal error
 	var mu sync.Mutex
-	err := runWorker(t, Config{
-		Inbox: inbox, Producer: p, OversizePolicy: config.OversizeFail, Observer: obs,
+	runWorker(t, Config{
+		Inbox: inbox, NewProducer: tg.open, Policy: config.RefusedFail, Observer: obs,
 		Fatal: func(err error) { mu.Lock(); fatal = err; mu.Unlock() },
-	}, func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.acked+obs.failed == 10 })
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, func() bool { return track.Stopped() && inbox.Len() == 0 })
 	if got := track.Committed(); got != 5 {
 		t.Fatalf("committed = %d, want 5: nothing at or after the failed offset 5", got)
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if fatal == nil || !errors.Is(fatal, sarama.ErrNotEnoughReplicas) {
-		t.Fatalf("fatal = %v, want the producer error", fatal)
+	if fatal == nil || !errors.Is(fatal, sarama.ErrNotEnoughReplicas) || !strings.Contains(fatal.Error(), "offset 5") {
+		t.Fatalf("fatal = %v, want the producer error naming offset 5", fatal)
 	}
 	if f := track.Failed(); f == nil || f.Offset != 5 {
 		t.Fatalf("tracker failure = %+v, want offset 5", f)
 	}
 }
 
-func TestOversizedRecordIsSkippedOrFailsBeforeItIsSent(t *testing.T) {
-	for _, policy := range []string{config.OversizeSkip, config.OversizeFail} {
-		t.Run(policy, func(t *testing.T) {
-			cfg := mocks.NewTestConfig()
-			cfg.Producer.Return.Successes = true
-			p := mocks.NewAsyncProducer(t, cfg)
-			for i := 0; i < 3; i++ { // the oversized record never reaches the producer
-				p.ExpectInputAndSucceed()
+// TestNothingOfAStoppedPartitionIsSent: once a partition stopped (a record failed, or its claim
+// was given up and fenced), the records of it still in the inbox never reach the target, while
+// other partitions of the same worker go on.
+func TestNothingOfAStoppedPartitionIsSent(t *testing.T) {
+	for _, how := range []string{"failed", "fenced"} {
+		t.Run(how, func(t *testing.T) {
+			tg := &target{}
+			inbox := ring.NewQueue[*record.Record](64, 1<<20)
+			stopped := offsets.NewPartition("src", 0, 0, 64)
+			other := offsets.NewPartition("src", 1, 0, 64)
+			feed(t, inbox, stopped, 5, 0, nil)
+			feed(t, inbox, other, 5, 0, nil)
+			if how == "failed" {
+				stopped.Expire(errors.New("no acknowledgement within the delivery timeout"))
+			} else {
+				stopped.Fence()
 			}
+			pool := &record.Pool{}
+			runWorker(t, Config{Inbox: inbox, Records: pool, NewProducer: tg.open, Policy: config.RefusedFail},
+				func() bool { return other.Committed() == 5 })
+			for _, w := range tg.log() {
+				if strings.HasPrefix(w, "dst/0@") {
+					t.Fatalf("a record of the stopped partition reached the target: %v", tg.log())
+				}
+			}
+			if len(tg.log()) != 5 || stopped.Committed() != 0 {
+				t.Fatalf("written %v, stopped partition committed %d; want the other partition's 5 and 0", tg.log(), stopped.Committed())
+			}
+		})
+	}
+}
+
+// TestAbortSendsNothingMore: after Abort, records still in the inbox are not sent and records a
+// producer held come back failed, so their partitions do not commit past them.
+func TestAbortSendsNothingMore(t *testing.T) {
+	release := make(chan struct{})
+	tg := &target{verdict: func(_ int, m *sarama.ProducerMessage) error {
+		if record.Of(m).Offset == 2 {
+			<-release // the target hangs on offset 2
+		}
+		return nil
+	}}
+	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	track := offsets.NewPartition("src", 0, 0, 64)
+	feed(t, inbox, track, 10, 0, nil)
+	obs := &countingObserver{}
+	w, err := New(Config{Inbox: inbox, NewProducer: tg.open, Policy: config.RefusedFail, Observer: obs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for track.Committed() != 2 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	w.Abort()
+	close(release) // too late: offset 2 was aborted while in the producer
+	cancel()
+	<-done
+	if got := tg.log(); len(got) != 2 {
+		t.Fatalf("written after abort: %v, want only offsets 0 and 1", got)
+	}
+	if track.Committed() != 2 || !track.Stopped() {
+		t.Fatalf("committed %d stopped %v; want 2 and stopped", track.Committed(), track.Stopped())
+	}
+}
+
+func TestRecordTheTargetRefusesForItsSizeFollowsThePolicy(t *testing.T) {
+	for _, policy := range []string{config.RefusedSkip, config.RefusedFail, config.RefusedDeadLetter} {
+		t.Run(policy, func(t *testing.T) {
+			tg := &target{}
 			inbox := ring.NewQueue[*record.Record](64, 1<<20)
 			track := offsets.NewPartition("src", 0, 0, 64)
 			feed(t, inbox, track, 4, 1000, map[int]int{1: 5000})
 			obs := &countingObserver{}
-			var fatals int
+			dl := &deadLetters{}
+			var fatals []error
 			var mu sync.Mutex
-			if err := runWorker(t, Config{
-				Inbox: inbox, Producer: p, OversizePolicy: policy, Observer: obs,
-				Fatal: func(error) { mu.Lock(); fatals++; mu.Unlock() },
-			}, func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.acked+obs.skipped+obs.failed == 4 }); err != nil {
-				t.Fatal(err)
-			}
+			runWorker(t, Config{
+				Inbox: inbox, NewProducer: tg.open, Policy: policy, Observer: obs, DeadLetter: dl,
+				Fatal: func(err error) { mu.Lock(); fatals = append(fatals, err); mu.Unlock() },
+			}, func() bool { return obs.total() >= 2 && (track.Committed() == 4 || track.Stopped()) })
 			mu.Lock()
 			defer mu.Unlock()
 			switch policy {
-			case config.OversizeSkip:
-				if obs.skipped != 1 || fatals != 0 || track.Committed() != 4 {
-					t.Fatalf("skip: skipped %d fatals %d committed %d; want 1, 0, 4", obs.skipped, fatals, track.Committed())
+			case config.RefusedSkip, config.RefusedDeadLetter:
+				if obs.skipped != 1 || len(fatals) != 0 || track.Committed() != 4 {
+					t.Fatalf("skipped %d fatals %d committed %d; want 1, 0, 4", obs.skipped, len(fatals), track.Committed())
 				}
-			case config.OversizeFail:
-				if obs.failed != 1 || fatals != 1 || track.Committed() != 1 {
-					t.Fatalf("fail: failed %d fatals %d committed %d; want 1, 1, 1", obs.failed, fatals, track.Committed())
+				if want := []string{"dst/0@0", "dst/0@2", "dst/0@3"}; fmt.Sprint(tg.log()) != fmt.Sprint(want) {
+					t.Fatalf("written %v, want %v", tg.log(), want)
+				}
+				if policy == config.RefusedDeadLetter && (len(dl.offsets) != 1 || dl.offsets[0] != 1) {
+					t.Fatalf("dead letters %v, want offset 1", dl.offsets)
+				}
+			case config.RefusedFail:
+				if len(fatals) != 1 || track.Committed() != 1 {
+					t.Fatalf("fatals %v committed %d; want 1 and 1", fatals, track.Committed())
+				}
+				msg := fatals[0].Error()
+				for _, want := range []string{"src/0 offset 1", "max.message.bytes 1000", "refused_policy"} {
+					if !strings.Contains(msg, want) {
+						t.Errorf("the error %q does not say %q", msg, want)
+					}
+				}
+				if got := tg.log(); fmt.Sprint(got) != "[dst/0@0]" {
+					t.Fatalf("written %v: nothing after the refused record may reach the target", got)
 				}
 			}
 		})
 	}
 }
 
+type deadLetters struct {
+	mu      sync.Mutex
+	offsets []int64
+}
+
+func (d *deadLetters) Write(_ context.Context, r *record.Record, _ error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.offsets = append(d.offsets, r.Offset)
+	return nil
+}
+
+// TestBatchesStayWithinEachTargetTopicsLimit: records of topics with different limits go through
+// producers whose batch bound fits each limit (a topic with max.message.bytes 65536 must never
+// receive a 1 MiB batch).
+func TestBatchesStayWithinEachTargetTopicsLimit(t *testing.T) {
+	tg := &target{}
+	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	small := offsets.NewPartition("small", 0, 0, 64)
+	large := offsets.NewPartition("large", 0, 0, 64)
+	feed(t, inbox, small, 5, 65536, nil)
+	feed(t, inbox, large, 5, 5<<20, nil)
+	runWorker(t, Config{Inbox: inbox, NewProducer: tg.open, Policy: config.RefusedFail},
+		func() bool { return small.Committed() == 5 && large.Committed() == 5 })
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if len(tg.bounds) != 2 || tg.bounds[0]+batchOverhead > 65536 || tg.bounds[1]+batchOverhead > 5<<20 || tg.bounds[1] < 5<<20-1024 {
+		t.Fatalf("producer bounds %v: want one within 65536 and one within (and near) 5 MiB", tg.bounds)
+	}
+}
+
+// TestRecordThatMayFitOnlyCompressedTravelsAloneInOrder: with compression on, a record larger
+// than its topic's limit uncompressed is sent by itself once everything before it in its
+// partition is on the target, and nothing after it is sent before it is settled.
+func TestRecordThatMayFitOnlyCompressedTravelsAloneInOrder(t *testing.T) {
+	for _, accepted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("accepted=%v", accepted), func(t *testing.T) {
+			tg := &target{verdict: func(bound int, m *sarama.ProducerMessage) error {
+				if m.ByteSize(2) > 1000 && !accepted {
+					return sarama.ErrMessageSizeTooLarge // the broker's verdict on the compressed batch
+				}
+				return nil
+			}}
+			inbox := ring.NewQueue[*record.Record](64, 1<<20)
+			track := offsets.NewPartition("src", 0, 0, 64)
+			feed(t, inbox, track, 6, 1000, map[int]int{3: 3000})
+			obs := &countingObserver{}
+			runWorker(t, Config{Inbox: inbox, NewProducer: tg.open, Compressed: true, Policy: config.RefusedSkip, Observer: obs},
+				func() bool { return track.Committed() == 6 })
+			want := "[dst/0@0 dst/0@1 dst/0@2 dst/0@3 dst/0@4 dst/0@5]"
+			if !accepted {
+				want = "[dst/0@0 dst/0@1 dst/0@2 dst/0@4 dst/0@5]"
+			}
+			if got := fmt.Sprint(tg.log()); got != want {
+				t.Fatalf("written %s, want %s", got, want)
+			}
+			if !accepted && obs.skipped != 1 {
+				t.Fatalf("skipped %d, want the one record the broker refused", obs.skipped)
+			}
+		})
+	}
+}
+
 func TestWorkerRecyclesOnlyRecordsWhoseFateIsFinal(t *testing.T) {
-	cfg := mocks.NewTestConfig()
-	cfg.Producer.Return.Successes = true
-	p := mocks.NewAsyncProducer(t, cfg)
-	p.ExpectInputAndSucceed()                         // offset 0
-	p.ExpectInputAndSucceed()                         // offset 2 (1 is oversized: skipped before sending)
-	p.ExpectInputAndSucceed()                         // offset 3
-	p.ExpectInputAndFail(sarama.ErrNotEnoughReplicas) // offset 4: retries exhausted
+	tg := &target{verdict: func(_ int, m *sarama.ProducerMessage) error {
+		if record.Of(m).Offset == 4 {
+			return sarama.ErrNotEnoughReplicas // retries exhausted
+		}
+		return nil
+	}}
 	inbox := ring.NewQueue[*record.Record](64, 1<<20)
 	track := offsets.NewPartition("src", 0, 0, 64)
 	fed := feed(t, inbox, track, 5, 1000, map[int]int{1: 5000})
 	obs := &countingObserver{}
-	if err := runWorker(t, Config{
-		Inbox: inbox, Records: &record.Pool{}, Producer: p, OversizePolicy: config.OversizeSkip, Observer: obs,
-	}, func() bool { obs.mu.Lock(); defer obs.mu.Unlock(); return obs.acked+obs.skipped+obs.failed == 5 }); err != nil {
-		t.Fatal(err)
-	}
+	runWorker(t, Config{
+		Inbox: inbox, Records: &record.Pool{}, NewProducer: tg.open, Policy: config.RefusedSkip, Observer: obs,
+	}, func() bool { return obs.total() == 5 })
 	// A record put back is reset: it no longer names its message or its tracker.
 	for i, r := range fed[:4] {
 		if r.Track != nil || r.Msg.Metadata != nil {
@@ -182,5 +421,35 @@ func TestWorkerRecyclesOnlyRecordsWhoseFateIsFinal(t *testing.T) {
 	}
 	if r := fed[4]; r.Track != track || record.Of(&r.Msg) != r || r.Offset != 4 {
 		t.Errorf("offset 4 failed, yet it was put back and reset: %+v", r)
+	}
+}
+
+func TestAloneBytesIsTheExactBatchSize(t *testing.T) {
+	// A 1 KiB value with a 3-byte key and one header, checked against the encoding sarama
+	// itself produces for a batch of one record.
+	m := &sarama.ProducerMessage{Key: sarama.ByteEncoder("key"), Value: sarama.ByteEncoder(make([]byte, 1024)),
+		Headers: []sarama.RecordHeader{{Key: []byte("h"), Value: []byte("v")}}}
+	for _, tc := range []struct {
+		name string
+		m    *sarama.ProducerMessage
+		rec  kmsg.Record
+	}{
+		{"key, value, header", m, kmsg.Record{Key: []byte("key"), Value: make([]byte, 1024),
+			Headers: []kmsg.Header{{Key: "h", Value: []byte("v")}}}},
+		{"null key, large value", &sarama.ProducerMessage{Value: sarama.ByteEncoder(make([]byte, 300_000))},
+			kmsg.Record{Value: make([]byte, 300_000)}},
+		{"tombstone", &sarama.ProducerMessage{Key: sarama.ByteEncoder("k")}, kmsg.Record{Key: []byte("k")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// franz-go's encoding of the same batch of one record, independently of ours.
+			rec := tc.rec
+			rec.Length = int32(len(rec.AppendTo(nil)) - 1)
+			body := rec.AppendTo(nil)
+			batch := kmsg.RecordBatch{Magic: 2, NumRecords: 1, Records: body}
+			want := len(batch.AppendTo(nil))
+			if got := aloneBytes(tc.m); got != want {
+				t.Fatalf("aloneBytes = %d, the batch encodes in %d bytes", got, want)
+			}
+		})
 	}
 }

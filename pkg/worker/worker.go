@@ -108,6 +108,9 @@ type lane struct {
 	solo bool
 }
 
+// kafkaDefaultMaxMessageBytes is Kafka's default max.message.bytes.
+const kafkaDefaultMaxMessageBytes = 1048588
+
 // soloLane keys the producer for records sent alone: its bound is the largest request.
 const soloLane = -1
 
@@ -178,8 +181,12 @@ func (w *Worker) Abort() {
 // by sarama's partitioner). Producers opened later read fresh metadata.
 func (w *Worker) Prepare(ctx context.Context, topic string, partition int32) error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
+	lanes := make([]*lane, 0, len(w.lanes))
 	for _, l := range w.lanes {
+		lanes = append(lanes, l)
+	}
+	w.mu.Unlock()
+	for _, l := range lanes {
 		for attempt := 0; ; attempt++ {
 			ok, err := l.p.Knows(topic, partition)
 			if ok {
@@ -200,6 +207,9 @@ func (w *Worker) Prepare(ctx context.Context, topic string, partition int32) err
 }
 
 func (w *Worker) send(ctx context.Context) {
+	// The lane of the previous record: consecutive records mostly share a limit, and the lane
+	// map is behind a lock.
+	lastLimit, last := 0, (*lane)(nil)
 	for {
 		r, err := w.cfg.Inbox.Pop(ctx)
 		if err != nil {
@@ -218,10 +228,13 @@ func (w *Worker) send(ctx context.Context) {
 			w.sendAlone(ctx, r)
 			continue
 		}
-		l := w.laneFor(ctx, r, r.Limit)
-		if l == nil {
-			w.drop(r)
-			continue
+		l := last
+		if l == nil || r.Limit != lastLimit {
+			if l = w.laneFor(ctx, r, r.Limit); l == nil {
+				w.drop(r)
+				continue
+			}
+			lastLimit, last = r.Limit, l
 		}
 		if !w.hand(ctx, l, r) {
 			return
@@ -306,6 +319,9 @@ func (w *Worker) laneFor(ctx context.Context, r *record.Record, limit int) *lane
 func (w *Worker) lane(limit int) (*lane, error) {
 	key := limit
 	if limit != soloLane {
+		if limit <= 0 {
+			limit = kafkaDefaultMaxMessageBytes // the target did not say: Kafka's default
+		}
 		key = batchBound(limit, w.cfg.Compressed)
 	}
 	w.mu.Lock()

@@ -49,6 +49,10 @@ func newRunCommand() *cobra.Command {
 	return cmd
 }
 
+// stopMargin is how long past shutdown.timeout a stop may take before the process exits
+// regardless: flushing traces (at most 5 s) and a little slack.
+const stopMargin = 10 * time.Second
+
 func run(ctx context.Context, cfg *config.Config) error {
 	log, err := telemetry.NewLogger(telemetry.LogConfig{Level: cfg.Log.Level, Format: cfg.Log.Format}, cfg.Source.Alias, cfg.Target.Alias)
 	if err != nil {
@@ -120,6 +124,16 @@ func run(ctx context.Context, cfg *config.Config) error {
 			metrics.Ready.Set(0)
 		}
 		return err
+	})
+	// A stop is bounded: the mirror keeps to shutdown.timeout whatever the clusters do; should it
+	// not, the process ends anyway a little later (traces get their 5 s to flush in between).
+	context.AfterFunc(ctx, func() {
+		time.AfterFunc(cfg.Shutdown.Timeout+stopMargin, func() {
+			log.Error("stop took longer than shutdown.timeout plus its margin; exiting now",
+				zap.Duration("shutdown_timeout", cfg.Shutdown.Timeout), zap.Duration("margin", stopMargin))
+			_ = log.Sync()
+			os.Exit(1)
+		})
 	})
 	if err := m.Run(ctx); err != nil {
 		log.Error("kmirror stopped with an error", zap.Error(err))

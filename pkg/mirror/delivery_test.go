@@ -53,3 +53,47 @@ func TestHungTargetFailsThePartitionAfterTheDeliveryTimeout(t *testing.T) {
 		t.Fatalf("committed %d although the target acknowledged nothing", got)
 	}
 }
+
+// TestStopWithAHungTargetIsBoundedAndHonest stops the mirror while the target takes produce
+// requests and never answers them: the whole stop (drain, final commit, producers, leaving the
+// group, admin clients) must end within shutdown.timeout plus a little, report that it was not
+// clean, and commit nothing the target did not acknowledge.
+func TestStopWithAHungTargetIsBoundedAndHonest(t *testing.T) {
+	p := newPair(t)
+	createTopic(t, p.europe, "orders", 2, nil)
+	produce(t, p.europe, numbered("orders", 2, 0, 40)...)
+
+	release := make(chan struct{})
+	var once sync.Once
+	unfreeze := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unfreeze)
+	fake := p.us.Fake()
+	fake.KeepControl()
+	fake.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		fake.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+
+	cfg := p.config("orders")
+	cfg.Shutdown.Timeout = 3 * time.Second
+	cfg.Target.ReadTimeout = time.Minute
+	m := start(t, cfg)
+	waitFor(t, "records sent and held by the hung target", 30*time.Second, func() bool {
+		return m.m.Ready() == nil && len(committed(t, p.europe, "kmirror", "orders")) == 0
+	})
+	time.Sleep(time.Second) // let the producers send into the hung target
+	began := time.Now()
+	err := m.stop(t)
+	took := time.Since(began)
+	if took > cfg.Shutdown.Timeout+2*time.Second {
+		t.Fatalf("stop took %s with shutdown.timeout %s", took, cfg.Shutdown.Timeout)
+	}
+	if err == nil || !strings.Contains(err.Error(), "not clean") {
+		t.Fatalf("Run = %v after a stop that could not drain, want it to say the stop was not clean", err)
+	}
+	for part, off := range committed(t, p.europe, "kmirror", "orders") {
+		if off > 0 {
+			t.Fatalf("partition %d committed %d although the target acknowledged nothing", part, off)
+		}
+	}
+}

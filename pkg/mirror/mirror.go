@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,12 +159,19 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if err != nil {
 		return stoppedBeforeStart(ctx, err)
 	}
-	defer srcAdmin.Close()
-	tgtAdmin, err := connectAdmin(runCtx, m.log, "target", m.target, m.opts.SaramaClients)
+	stopping := &stopper{log: m.log, total: m.cfg.Shutdown.Timeout}
+	var tgtAdmin sarama.ClusterAdmin
+	closeAdmins := sync.OnceFunc(func() {
+		stopping.do("close the source admin client", srcAdmin.Close)
+		if tgtAdmin != nil {
+			stopping.do("close the target admin client", tgtAdmin.Close)
+		}
+	})
+	defer closeAdmins()
+	tgtAdmin, err = connectAdmin(runCtx, m.log, "target", m.target, m.opts.SaramaClients)
 	if err != nil {
 		return stoppedBeforeStart(ctx, err)
 	}
-	defer tgtAdmin.Close()
 
 	filter, err := topics.NewFilter(m.cfg.Topics.Include, m.cfg.Topics.Exclude)
 	if err != nil {
@@ -210,7 +218,8 @@ func (m *Mirror) Run(ctx context.Context) error {
 
 	handler, err := source.New(source.Config{
 		Inboxes: m.inboxes, Records: records, Topics: syncer, InFlight: m.cfg.Ring.PartitionInFlight,
-		CommitInterval: m.cfg.Commit.Interval, DrainTimeout: m.cfg.Shutdown.Timeout,
+		CommitInterval: m.cfg.Commit.Interval,
+		DrainTimeout:   m.cfg.Shutdown.Timeout - closeReserve(m.cfg.Shutdown.Timeout),
 		RebalanceDrain: m.cfg.Consumer.RebalanceTimeout - config.DrainMargin, Stopping: runCtx.Done(),
 		DeliveryTimeout: m.cfg.Producer.DeliveryTimeout,
 		Prepare: func(ctx context.Context, w int, topic string, partition int32) error {
@@ -244,7 +253,21 @@ func (m *Mirror) Run(ctx context.Context) error {
 		running.Go(func() error { return w.Run(workerCtx) })
 	}
 
-	consumeErr := m.consume(runCtx, group, handler, syncer)
+	consumed := make(chan error, 1)
+	go func() { consumed <- m.consume(runCtx, group, handler, syncer) }()
+	var consumeErr error
+	select {
+	case consumeErr = <-consumed:
+		stopping.begin()
+	case <-runCtx.Done():
+		// The stop begins: the drain, the final commit, the producers and the clients all end
+		// within shutdown.timeout from now.
+		stopping.begin()
+		stopping.do("draining and committing", func() error { consumeErr = <-consumed; return nil })
+	}
+	if n := handler.GivenUp(); n > 0 {
+		stopping.fail(fmt.Sprintf("%d partitions were given up before all their records were acknowledged", n))
+	}
 
 	// The consumer has stopped fetching and every claim has drained (or was given up at the
 	// drain deadline, and fenced) and committed. The producers are shut down before the member
@@ -252,16 +275,11 @@ func (m *Mirror) Run(ctx context.Context) error {
 	// lands after another member took it over.
 	m.log.Info("consumer stopped; closing producers")
 	stopWorkers()
-	done := make(chan struct{})
-	go func() { _ = running.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(m.cfg.Shutdown.Timeout):
-		m.log.Error("producers did not finish within shutdown.timeout; records not acknowledged were not committed and will be mirrored again")
-	}
-	if err := group.Close(); err != nil {
-		m.log.Warn("close consumer group", zap.Error(err))
-	}
+	workersDone := make(chan struct{})
+	go func() { _ = running.Wait(); close(workersDone) }()
+	stopping.wait("closing the producers", workersDone)
+	stopping.do("leave the source consumer group", group.Close)
+	closeAdmins()
 	m.connected.Store(false)
 
 	if e := m.fatalErr.Load(); e != nil {
@@ -269,6 +287,11 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 	if consumeErr != nil && !errors.Is(consumeErr, context.Canceled) {
 		return consumeErr
+	}
+	if len(stopping.unclean) > 0 {
+		m.log.Warn("stopped, not cleanly: records not acknowledged were not committed and will be mirrored again",
+			zap.Strings("unfinished", stopping.unclean))
+		return fmt.Errorf("stop was not clean: %s", strings.Join(stopping.unclean, "; "))
 	}
 	m.log.Info("stopped cleanly")
 	return nil

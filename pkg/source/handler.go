@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -110,6 +111,7 @@ type Handler struct {
 	commitDone chan struct{}
 	committer  offsets.Committer
 	joined     bool
+	givenUp    atomic.Int64
 }
 
 type topicPartition struct {
@@ -151,6 +153,9 @@ func New(cfg Config) (*Handler, error) {
 	}
 	return &Handler{cfg: cfg, parts: make(map[topicPartition]*claimState)}, nil
 }
+
+// GivenUp counts the partitions given up (fenced) before all their records were acknowledged.
+func (h *Handler) GivenUp() int { return int(h.givenUp.Load()) }
 
 // Joined reports whether the handler is inside a group session (for readiness).
 func (h *Handler) Joined() bool {
@@ -394,6 +399,7 @@ func (h *Handler) drain(track *offsets.Partition, log *zap.Logger) {
 			zap.Int64("committed", track.Committed()), zap.Error(err))
 	default:
 		track.Fence()
+		h.givenUp.Add(1)
 		log.Warn("partition given up before all its records were acknowledged; they were not committed and will be mirrored again",
 			zap.Int64("committed", track.Committed()), zap.Int("in_flight", track.InFlight()), zap.Error(err))
 		if !stopping {

@@ -29,7 +29,7 @@ func newValidateCommand() *cobra.Command {
 			if !connect {
 				return nil
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			ctx, cancel := context.WithTimeoutCause(cmd.Context(), timeout, fmt.Errorf("--timeout %s", timeout))
 			defer cancel()
 			if !preflight.Print(out, preflight.Run(ctx, cfg)) {
 				return exitError{code: 1}

@@ -2,14 +2,20 @@
 // clusters: reach the brokers, complete the TLS handshake and the SASL authentication, and
 // perform each operation its ACLs must allow. It reports one verdict per check.
 //
-// It must never change either cluster (topic creation is validate-only) and never print a secret.
+// It must never change either cluster (topic creation is validate-only), never print a secret,
+// never take longer than its context allows (sarama ignores contexts: a check still waiting on a
+// broker when the deadline passes is reported as unanswered and left behind), and never report
+// a broker's passing state (a coordinator still loading) as a missing permission.
 package preflight
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 
@@ -25,16 +31,46 @@ type Check struct {
 	Err     error
 	Detail  string
 	Fix     string
+	// Retry is set when the error is a passing state of the cluster (a coordinator loading, a
+	// leader moving, no answer in time): the same check may pass when run again.
+	Retry bool
 }
 
 // OK reports whether the check passed.
 func (c Check) OK() bool { return c.Err == nil }
 
-// Run checks both clusters and returns every verdict.
+// Run checks both clusters, at the same time, and returns every verdict by the time ctx ends:
+// the checks of a cluster that has not answered by then are reported as unanswered.
 func Run(ctx context.Context, cfg *config.Config) []Check {
+	c := *cfg
+	if dl, ok := ctx.Deadline(); ok {
+		// sarama's own timeouts are per request; keep each within the whole budget.
+		left := max(time.Until(dl), 100*time.Millisecond)
+		for _, cl := range []*config.Cluster{&c.Source, &c.Target} {
+			cl.DialTimeout = min(cl.DialTimeout, left)
+			cl.ReadTimeout = min(cl.ReadTimeout, left)
+			cl.WriteTimeout = min(cl.WriteTimeout, left)
+		}
+	}
+	results := make([]*session, 2)
+	var wg sync.WaitGroup
+	for i, check := range []func(*session, *config.Config){checkSource, checkTarget} {
+		key := []string{"source", "target"}[i]
+		s := &session{key: key}
+		results[i] = s
+		wg.Add(1)
+		go func() { defer wg.Done(); check(s, &c) }()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
 	var out []Check
-	out = append(out, checkSource(ctx, cfg)...)
-	out = append(out, checkTarget(ctx, cfg)...)
+	for _, s := range results {
+		out = append(out, s.finish(ctx)...)
+	}
 	return out
 }
 
@@ -47,6 +83,11 @@ func Print(w io.Writer, checks []Check) bool {
 			continue
 		}
 		ok = false
+		if c.Retry {
+			fmt.Fprintf(w, "%-7s %-28s RETRY   %v\n", c.Cluster, c.Name, c.Err)
+			fmt.Fprintf(w, "%-7s %-28s         the cluster is in a passing state; run the check again shortly\n", "", "")
+			continue
+		}
 		fmt.Fprintf(w, "%-7s %-28s FAILED  %v\n", c.Cluster, c.Name, c.Err)
 		if c.Fix != "" {
 			fmt.Fprintf(w, "%-7s %-28s         fix: %s\n", "", "", c.Fix)
@@ -65,19 +106,59 @@ type session struct {
 	cl     *cluster.Cluster
 	client sarama.Client
 	admin  sarama.ClusterAdmin
-	checks []Check
+
+	mu      sync.Mutex
+	checks  []Check
+	current string // the check under way
+	done    bool
 }
 
 func (s *session) add(name string, err error, detail, fix string) bool {
-	s.checks = append(s.checks, Check{Cluster: s.key, Name: name, Err: err, Detail: detail, Fix: fix})
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.checks = append(s.checks, Check{Cluster: s.key, Name: name, Err: err, Detail: detail, Fix: fix, Retry: passing(err)})
 	return err == nil
 }
 
-func connect(key string, cc config.Cluster) *session {
-	s := &session{key: key}
+// doing notes the check under way, for the report if the deadline passes during it.
+func (s *session) doing(name string) {
+	s.mu.Lock()
+	s.current = name
+	s.mu.Unlock()
+}
+
+// finish returns the verdicts so far, with the check under way reported as unanswered if the
+// cluster's checks did not complete.
+func (s *session) finish(ctx context.Context) []Check {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := append([]Check(nil), s.checks...)
+	if !s.done {
+		name := s.current
+		if name == "" {
+			name = "reach, TLS, authenticate"
+		}
+		out = append(out, Check{Cluster: s.key, Name: name, Retry: true,
+			Err: fmt.Errorf("no answer within the time allowed (%v): a broker accepted the connection but did not reply, "+
+				"or the cluster is overloaded", context.Cause(ctx))})
+	}
+	return out
+}
+
+// passing reports whether err is a state of the cluster that passes by itself.
+func passing(err error) bool {
+	return errors.Is(err, sarama.ErrOffsetsLoadInProgress) || errors.Is(err, sarama.ErrConsumerCoordinatorNotAvailable) ||
+		errors.Is(err, sarama.ErrNotCoordinatorForConsumer) || errors.Is(err, sarama.ErrLeaderNotAvailable) ||
+		errors.Is(err, sarama.ErrNotLeaderForPartition) || errors.Is(err, sarama.ErrRequestTimedOut) ||
+		errors.Is(err, sarama.ErrNotController) || errors.Is(err, sarama.ErrRebalanceInProgress)
+}
+
+func connect(s *session, cc config.Cluster) {
+	key := s.key
+	s.doing("reach, TLS, authenticate")
 	cl, err := cluster.New(key, cc)
 	if !s.add("settings (TLS files, secrets)", err, "readable", "") {
-		return s
+		return
 	}
 	s.cl = cl
 	sc := cl.Config("preflight")
@@ -98,15 +179,14 @@ func connect(key string, cc config.Cluster) *session {
 		}
 	}
 	if !s.add("reach, TLS, authenticate", err, detail, cl.Hint()) {
-		return s
+		return
 	}
 	s.client = client
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if !s.add("admin client", err, "", "") {
-		return s
+		return
 	}
 	s.admin = admin
-	return s
 }
 
 func (s *session) close() {
@@ -117,12 +197,14 @@ func (s *session) close() {
 	}
 }
 
-func checkSource(_ context.Context, cfg *config.Config) []Check {
-	s := connect("source", cfg.Source)
+func checkSource(s *session, cfg *config.Config) {
+	defer s.complete()
+	connect(s, cfg.Source)
 	defer s.close()
 	if s.admin == nil {
-		return s.checks
+		return
 	}
+	s.doing("describe topics")
 	all, err := s.admin.ListTopics()
 	filter, ferr := topics.NewFilter(cfg.Topics.Include, cfg.Topics.Exclude)
 	var matched []string
@@ -140,31 +222,47 @@ func checkSource(_ context.Context, cfg *config.Config) []Check {
 		"grant Describe on the topics to mirror (and DescribeConfigs)")
 	if len(matched) > 0 {
 		t := matched[0]
+		s.doing("describe topic configs")
 		_, err := s.admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: t})
 		s.add("describe topic configs", err, "on "+t, "grant DescribeConfigs on the topics to mirror")
+		s.doing("read (list offsets)")
 		_, err = s.client.GetOffset(t, 0, sarama.OffsetNewest)
 		s.add("read (list offsets)", err, "on "+t+" partition 0", "grant Read and Describe on the topics to mirror")
 	}
-	_, err = s.admin.DescribeConsumerGroups([]string{cfg.Consumer.GroupID})
+	s.doing("consumer group")
+	groups, err := s.admin.DescribeConsumerGroups([]string{cfg.Consumer.GroupID})
+	if err == nil && len(groups) == 1 && !errors.Is(groups[0].Err, sarama.ErrNoError) {
+		err = groups[0].Err // the group's own error code, e.g. its coordinator still loading
+	}
 	s.add("consumer group", err, "group "+cfg.Consumer.GroupID, fmt.Sprintf("grant Read and Describe on group %q", cfg.Consumer.GroupID))
-	return s.checks
 }
 
-func checkTarget(_ context.Context, cfg *config.Config) []Check {
-	s := connect("target", cfg.Target)
+// complete marks the session's checks as all answered.
+func (s *session) complete() {
+	s.mu.Lock()
+	s.done = true
+	s.mu.Unlock()
+}
+
+func checkTarget(s *session, cfg *config.Config) {
+	defer s.complete()
+	connect(s, cfg.Target)
 	defer s.close()
 	if s.admin == nil {
-		return s.checks
+		return
 	}
+	s.doing("describe cluster")
 	_, _, err := s.admin.DescribeCluster()
 	s.add("describe cluster", err, "", "grant Describe on the cluster")
 	if cfg.Topics.Create {
+		s.doing("create topics (validate only)")
 		err := s.admin.CreateTopic("kmirror-preflight-check", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, true)
 		if err != nil && strings.Contains(err.Error(), "replication factor") {
 			err = nil // the request was authorized; only the validation of the settings refused it
 		}
 		s.add("create topics (validate only)", err, "nothing created", "grant Create on the topics (or the cluster), or set topics.create: false and create them yourself")
 	}
+	s.doing("idempotent write")
 	pid, err := s.client.InitProducerID()
 	detail := ""
 	if err == nil {
@@ -174,5 +272,4 @@ func checkTarget(_ context.Context, cfg *config.Config) []Check {
 		}
 	}
 	s.add("idempotent write", err, detail, "grant IdempotentWrite on the cluster and Write on the topics")
-	return s.checks
 }

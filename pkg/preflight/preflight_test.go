@@ -6,8 +6,10 @@ import (
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/embedded"
@@ -64,5 +66,81 @@ func TestUnreachableAndUnauthenticatedClustersFailWithAFix(t *testing.T) {
 	}
 	if strings.Contains(s, "wrong-secret-value") {
 		t.Fatal("the output prints the password")
+	}
+}
+
+// TestTimeoutIsHonouredAgainstASilentBroker points the source at a socket that accepts
+// connections and never answers: the checks must end at the deadline (not after sarama's 30 s
+// read timeouts, retried), reporting the source as unanswered.
+func TestTimeoutIsHonouredAgainstASilentBroker(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c) // held open, never answered
+		}
+	}()
+	us, err := embedded.Start("us", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer us.Close()
+	cfg := config.Default()
+	cfg.Source.Bootstrap = []string{ln.Addr().String()}
+	cfg.Target.Bootstrap = us.Addrs()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	began := time.Now()
+	var out bytes.Buffer
+	ok := Print(&out, Run(ctx, &cfg))
+	if took := time.Since(began); took > 5*time.Second {
+		t.Fatalf("checks took %s with a 3 s deadline", took)
+	}
+	if ok || !strings.Contains(out.String(), "no answer within") || !strings.Contains(out.String(), "target  idempotent write") {
+		t.Fatalf("want the silent source reported unanswered and the target checked:\n%s", out.String())
+	}
+}
+
+// TestCoordinatorLoadingIsARetryNotAMissingACL makes the source's group coordinator answer
+// COORDINATOR_LOAD_IN_PROGRESS: the verdict must say to retry, not to grant an ACL.
+func TestCoordinatorLoadingIsARetryNotAMissingACL(t *testing.T) {
+	eu, err := embedded.Start("europe", 1, kfake.SeedTopics(1, "orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eu.Close()
+	us, err := embedded.Start("us", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer us.Close()
+	fake := eu.Fake()
+	fake.KeepControl()
+	fake.ControlKey(int16(kmsg.DescribeGroups), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		req := kr.(*kmsg.DescribeGroupsRequest)
+		resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
+		for _, g := range req.Groups {
+			rg := kmsg.NewDescribeGroupsResponseGroup()
+			rg.Group = g
+			rg.ErrorCode = 14 // COORDINATOR_LOAD_IN_PROGRESS
+			resp.Groups = append(resp.Groups, rg)
+		}
+		return resp, nil, true
+	})
+	cfg := config.Default()
+	cfg.Source.Bootstrap, cfg.Target.Bootstrap = eu.Addrs(), us.Addrs()
+	var out bytes.Buffer
+	Print(&out, Run(context.Background(), &cfg))
+	s := out.String()
+	if !strings.Contains(s, "consumer group               RETRY") || strings.Contains(s, "grant Read and Describe on group") {
+		t.Fatalf("a loading coordinator must be a retry, not a missing ACL:\n%s", s)
 	}
 }

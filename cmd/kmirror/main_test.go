@@ -182,3 +182,28 @@ func TestValidateNamesTheBadKey(t *testing.T) {
 		t.Fatalf("message does not name producer.compression:\n%s", out)
 	}
 }
+
+// TestValidateChecksFilesAndPrintsTheEffectiveSettings: validate refuses a password_file that
+// does not exist (run would exit on it), and prints every effective setting of a good file.
+func TestValidateChecksFilesAndPrintsTheEffectiveSettings(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("source: {bootstrap: [a:1], sasl: {mechanism: PLAIN, username: u, password_file: "+
+		filepath.Join(dir, "missing")+"}}\ntarget: {bootstrap: [b:1]}\n"), 0o600)
+	out, err := exec.Command(bin, "validate", "--config", bad).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "source.sasl.password_file") {
+		t.Fatalf("validate accepted a password_file that does not exist, or did not name it:\n%s", out)
+	}
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("source: {bootstrap: [a:1]}\ntarget: {bootstrap: [b:1]}\nproducer: {compression: zstd}\n"), 0o600)
+	out, err = exec.Command(bin, "validate", "--config", good).CombinedOutput()
+	if err != nil {
+		t.Fatalf("validate: %v\n%s", err, out)
+	}
+	for _, want := range []string{"producer.compression: \"zstd\"", "producer.delivery_timeout: 2m0s", "consumer.group_id: \"kmirror\""} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("validate does not print %q:\n%s", want, out)
+		}
+	}
+}

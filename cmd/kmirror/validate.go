@@ -7,6 +7,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/kmirror/kmirror/pkg/cluster"
+	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/preflight"
 )
 
@@ -22,10 +24,24 @@ func newValidateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			// The files the settings name (CA, client certificate, password file) must be readable
+			// now, not first when run starts.
+			for _, c := range []struct {
+				key string
+				cfg config.Cluster
+			}{{"source", cfg.Source}, {"target", cfg.Target}} {
+				if _, err := cluster.New(c.key, c.cfg); err != nil {
+					return err
+				}
+			}
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "configuration is valid: mirroring %v from %s %v to %s %v (policy %s, group %q, %d workers)\n",
 				cfg.Topics.Include, cfg.Source.Alias, cfg.Source.Bootstrap, cfg.Target.Alias, cfg.Target.Bootstrap,
 				cfg.Topics.ReplicationPolicy, cfg.Consumer.GroupID, cfg.Ring.Workers)
+			fmt.Fprintln(out, "effective settings (defaults, then the file, then KMIRROR_* variables, then --set):")
+			for _, line := range cfg.Effective() {
+				fmt.Fprintln(out, "  "+line)
+			}
 			if !connect {
 				return nil
 			}

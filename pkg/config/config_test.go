@@ -107,6 +107,15 @@ func TestLoadRejectsBadInputNamingTheKey(t *testing.T) {
 		{"zero fetch min", minimal + "consumer: {fetch_min_bytes: 0}\n", nil, []string{"consumer.fetch_min_bytes"}},
 		{"fetch min above max", minimal + "consumer: {fetch_min_bytes: 2000000, fetch_max_bytes: 1000000}\n", nil,
 			[]string{"consumer.fetch_min_bytes", "consumer.fetch_max_bytes"}},
+		// A bare number is not a duration: YAML reads it as an integer, 5 nanoseconds.
+		{"duration without unit", minimal + "commit: {interval: 5}\n", nil, []string{"commit.interval", "has no unit", "5s"}},
+		{"duration without unit from --set", minimal, []string{"commit.interval=5"}, []string{"commit.interval", "has no unit"}},
+		{"duration too short", minimal + "commit: {interval: 1us}\n", nil, []string{"commit.interval", "too short", "10ms"}},
+		{"did you mean", minimal + "producer: {compresion: gzip}\n", nil, []string{`did you mean "producer.compression"`}},
+		{"did you mean in --set", minimal, []string{"ring.wrkers=3"}, []string{`did you mean "ring.workers"`}},
+		{"retry_max was replaced", minimal + "producer: {retry_max: 50}\n", nil, []string{"producer.delivery_timeout"}},
+		{"rebalance shorter than delivery", minimal + "consumer: {rebalance_timeout: 60s}\n", nil,
+			[]string{"consumer.rebalance_timeout", "producer.delivery_timeout"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,6 +145,47 @@ ring: {workers: 0}
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error does not mention %s: %v", w, err)
 		}
+	}
+}
+
+func TestUnknownSettingInTheEnvironmentIsAnError(t *testing.T) {
+	t.Setenv("KMIRROR_PRODUCER_COMPRESION", "zstd")
+	t.Setenv("KMIRROR_KAFKA_STATE", "/tmp/x") // not a setting's name: tooling may use the prefix
+	_, err := Load(writeConfig(t, minimal), nil)
+	if err == nil || !strings.Contains(err.Error(), "KMIRROR_PRODUCER_COMPRESION") ||
+		!strings.Contains(err.Error(), "did you mean KMIRROR_PRODUCER_COMPRESSION") || strings.Contains(err.Error(), "KAFKA_STATE") {
+		t.Fatalf("err = %v, want the misspelt setting named with a suggestion, and the tooling variable left alone", err)
+	}
+}
+
+func TestKafkaWordsForInitialOffset(t *testing.T) {
+	for word, want := range map[string]string{"earliest": "oldest", "latest": "newest", "Oldest": "oldest"} {
+		cfg, err := Load(writeConfig(t, minimal+"consumer: {initial_offset: "+word+"}\n"), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", word, err)
+		}
+		if cfg.Consumer.InitialOffset != want {
+			t.Errorf("initial_offset %s = %q, want %q", word, cfg.Consumer.InitialOffset, want)
+		}
+	}
+}
+
+func TestEffectiveListsEverySettingAndHidesSecrets(t *testing.T) {
+	cfg, err := Load(writeConfig(t, `
+source: {bootstrap: ["eu:9092"], sasl: {mechanism: PLAIN, username: u, password: hunter2}}
+target: {bootstrap: ["us:9092"]}
+`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Join(cfg.Effective(), "\n")
+	for _, want := range []string{`source.bootstrap: [eu:9092]`, `source.sasl.password: (set)`, `producer.delivery_timeout: 2m0s`, `target.sasl.password: ""`} {
+		if !strings.Contains(lines, want) {
+			t.Errorf("effective settings lack %q:\n%s", want, lines)
+		}
+	}
+	if strings.Contains(lines, "hunter2") {
+		t.Fatal("the effective settings print the password")
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"os"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
@@ -49,11 +51,14 @@ func Load(path string, overrides []string) (*Config, error) {
 			return nil, fmt.Errorf("--set %q: want key=value, e.g. --set producer.compression=zstd", kv)
 		}
 		if !known[key] {
-			return nil, fmt.Errorf("--set %q: unknown key %q (every key is listed in configs/kmirror.yaml)", kv, key)
+			return nil, fmt.Errorf("--set %q: unknown key %q%s (every key is listed in configs/kmirror.yaml)", kv, key, didYouMean(key, known))
 		}
 		v.Set(key, val)
 	}
 
+	if err := checkEnv(os.Environ(), known); err != nil {
+		return nil, err
+	}
 	var unknown []string
 	for _, key := range v.AllKeys() {
 		if !known[key] {
@@ -71,8 +76,11 @@ func Load(path string, overrides []string) (*Config, error) {
 		if path != "" {
 			where = path
 		}
+		for i, key := range unknown {
+			unknown[i] = fmt.Sprintf("%q%s", key, didYouMean(key, known))
+		}
 		return nil, fmt.Errorf("%s: unknown key(s) %s: not kmirror settings (check the spelling against configs/kmirror.yaml)",
-			where, strings.Join(quoteAll(unknown), ", "))
+			where, strings.Join(unknown, ", "))
 	}
 
 	cfg := def
@@ -80,6 +88,7 @@ func Load(path string, overrides []string) (*Config, error) {
 		dc.ErrorUnused = true
 		dc.ZeroFields = true
 		dc.DecodeHook = mapstructure.ComposeDecodeHookFunc(
+			durationNeedsAUnit,
 			mapstructure.StringToTimeDurationHookFunc(),
 			mapstructure.StringToSliceHookFunc(","),
 		)
@@ -124,6 +133,132 @@ func walkLeaves(prefix string, v reflect.Value, fn func(string, any)) {
 	}
 }
 
+// durationNeedsAUnit refuses a bare number where a duration is expected: YAML reads
+// "interval: 5" as the integer 5, which would otherwise become 5 nanoseconds.
+func durationNeedsAUnit(from, to reflect.Type, data any) (any, error) {
+	if to != reflect.TypeOf(time.Duration(0)) || from == to {
+		return data, nil
+	}
+	switch from.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return nil, fmt.Errorf("%v has no unit: a duration needs one, e.g. %vs or %vms", data, data, data)
+	case reflect.String:
+		if _, err := strconv.ParseFloat(strings.TrimSpace(data.(string)), 64); err == nil {
+			return nil, fmt.Errorf("%q has no unit: a duration needs one, e.g. %ss or %sms", data, data, data)
+		}
+	}
+	return data, nil
+}
+
+// sections are the top-level keys: a KMIRROR_<SECTION>_… variable is meant as a setting.
+var sections = []string{"source", "target", "topics", "consumer", "ring", "producer", "commit", "shutdown", "log", "telemetry", "runtime"}
+
+// checkEnv refuses a KMIRROR_<SECTION>_… environment variable that names no key (a typo would
+// otherwise be ignored silently). Other KMIRROR_ variables (the tooling's) are left alone.
+func checkEnv(environ []string, known map[string]bool) error {
+	names := make(map[string]string, len(known))
+	for key := range known {
+		names[envName(key)] = key
+	}
+	var bad []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix+"_") {
+			continue
+		}
+		if _, ok := names[name]; ok {
+			continue
+		}
+		rest := strings.ToLower(strings.TrimPrefix(name, EnvPrefix+"_"))
+		for _, sec := range sections {
+			if strings.HasPrefix(rest, sec+"_") {
+				hint := ""
+				if key := closest(strings.ToLower(name), envKeys(names)); key != "" {
+					hint = fmt.Sprintf(" (did you mean %s?)", strings.ToUpper(key))
+				}
+				bad = append(bad, name+hint)
+				break
+			}
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return fmt.Errorf("environment: %s: not kmirror settings (a setting's variable is %s_ and its key path in capitals "+
+			"with _ for ., e.g. KMIRROR_PRODUCER_COMPRESSION)", strings.Join(bad, ", "), EnvPrefix)
+	}
+	return nil
+}
+
+func envName(key string) string { return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_")) }
+
+func envKeys(names map[string]string) map[string]bool {
+	out := make(map[string]bool, len(names))
+	for n := range names {
+		out[strings.ToLower(n)] = true
+	}
+	return out
+}
+
+// didYouMean suggests the known key closest to key, if one is close.
+func didYouMean(key string, known map[string]bool) string {
+	if k := closest(key, known); k != "" {
+		return fmt.Sprintf(" (did you mean %q?)", k)
+	}
+	return ""
+}
+
+// closest returns the candidate nearest to s by edit distance, if it is within a third of s's
+// length (at least 2 edits), else "".
+func closest(s string, candidates map[string]bool) string {
+	best, bestD := "", max(2, len(s)/3)+1
+	for c := range candidates {
+		if d := editDistance(s, c); d < bestD || (d == bestD && c < best) {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// Effective lists every setting of c as "key: value" lines in the order of configs/kmirror.yaml,
+// secrets replaced by "(set)".
+func (c *Config) Effective() []string {
+	var out []string
+	walkLeaves("", reflect.ValueOf(*c), func(key string, val any) {
+		switch v := val.(type) {
+		case []string:
+			val = "[" + strings.Join(v, ", ") + "]"
+		case string:
+			val = strconv.Quote(v)
+			if strings.HasSuffix(key, ".password") && v != "" {
+				val = "(set)"
+			}
+		}
+		out = append(out, fmt.Sprintf("%s: %v", key, val))
+	})
+	return out
+}
+
 // explainDecode turns mapstructure's decode errors into lines that name the key and the type
 // expected ("'ring.workers' expected type 'int', got unconvertible type 'string'").
 func explainDecode(err error) error {
@@ -146,6 +281,13 @@ func normalise(c *Config) {
 	c.Producer.RefusedPolicy = strings.ToLower(c.Producer.RefusedPolicy)
 	c.Consumer.IsolationLevel = strings.ToLower(c.Consumer.IsolationLevel)
 	c.Consumer.InitialOffset = strings.ToLower(c.Consumer.InitialOffset)
+	// Kafka's own words for the same thing (auto.offset.reset).
+	switch c.Consumer.InitialOffset {
+	case "earliest":
+		c.Consumer.InitialOffset = "oldest"
+	case "latest":
+		c.Consumer.InitialOffset = "newest"
+	}
 	c.Consumer.RebalanceStrategy = strings.ToLower(c.Consumer.RebalanceStrategy)
 }
 

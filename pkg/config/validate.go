@@ -65,12 +65,12 @@ func (c *Config) Validate() error {
 	if strings.TrimSpace(c.Consumer.GroupID) == "" {
 		bad("consumer.group_id", "empty: name the source consumer group kmirror replicas share")
 	}
-	oneOf(bad, "consumer.initial_offset", c.Consumer.InitialOffset, "oldest", "newest")
+	oneOf(bad, "consumer.initial_offset", c.Consumer.InitialOffset, "oldest", "newest", "earliest", "latest")
 	oneOf(bad, "consumer.isolation_level", c.Consumer.IsolationLevel, "read_committed", "read_uncommitted")
 	oneOf(bad, "consumer.rebalance_strategy", c.Consumer.RebalanceStrategy, "sticky", "range", "roundrobin")
-	positive(bad, "consumer.session_timeout", int64(c.Consumer.SessionTimeout))
-	positive(bad, "consumer.heartbeat_interval", int64(c.Consumer.HeartbeatInterval))
-	positive(bad, "consumer.rebalance_timeout", int64(c.Consumer.RebalanceTimeout))
+	atLeast(bad, "consumer.session_timeout", c.Consumer.SessionTimeout, time.Second)
+	atLeast(bad, "consumer.heartbeat_interval", c.Consumer.HeartbeatInterval, 100*time.Millisecond)
+	atLeast(bad, "consumer.rebalance_timeout", c.Consumer.RebalanceTimeout, time.Second)
 	if c.Consumer.HeartbeatInterval >= c.Consumer.SessionTimeout && c.Consumer.SessionTimeout > 0 {
 		bad("consumer.heartbeat_interval", "%s must be shorter than consumer.session_timeout (%s); a third of it is usual",
 			c.Consumer.HeartbeatInterval, c.Consumer.SessionTimeout)
@@ -82,7 +82,7 @@ func (c *Config) Validate() error {
 		bad("consumer.fetch_min_bytes", "%d is more than consumer.fetch_max_bytes (%d): a fetch could never be answered before fetch_max_wait",
 			c.Consumer.FetchMinBytes, c.Consumer.FetchMaxBytes)
 	}
-	positive(bad, "consumer.fetch_max_wait", int64(c.Consumer.FetchMaxWait))
+	atLeast(bad, "consumer.fetch_max_wait", c.Consumer.FetchMaxWait, time.Millisecond)
 
 	if c.Runtime.GCPercent < 10 || c.Runtime.GCPercent > 10000 {
 		bad("runtime.gc_percent", "%d: want 10 to 10000 (100 is Go's default; set GOGC=off in the environment to turn collection off)", c.Runtime.GCPercent)
@@ -126,8 +126,8 @@ func (c *Config) Validate() error {
 		bad("shutdown.timeout", "%s must be shorter than consumer.rebalance_timeout (%s) by %s or more", st, rt, DrainMargin)
 	}
 
-	positive(bad, "commit.interval", int64(c.Commit.Interval))
-	positive(bad, "shutdown.timeout", int64(c.Shutdown.Timeout))
+	atLeast(bad, "commit.interval", c.Commit.Interval, 10*time.Millisecond)
+	atLeast(bad, "shutdown.timeout", c.Shutdown.Timeout, time.Second)
 	oneOf(bad, "log.level", strings.ToLower(c.Log.Level), "debug", "info", "warn", "error")
 	oneOf(bad, "log.format", c.Log.Format, "console", "json")
 
@@ -166,10 +166,10 @@ func (cl *Cluster) validate(key string, bad func(key, format string, args ...any
 	case !v.IsAtLeast(minVersion):
 		bad(key+".version", "%s is too old: kmirror needs 2.8.0 or newer", cl.Version)
 	}
-	positive(bad, key+".dial_timeout", int64(cl.DialTimeout))
-	positive(bad, key+".read_timeout", int64(cl.ReadTimeout))
-	positive(bad, key+".write_timeout", int64(cl.WriteTimeout))
-	positive(bad, key+".metadata_refresh", int64(cl.MetadataRefresh))
+	atLeast(bad, key+".dial_timeout", cl.DialTimeout, 100*time.Millisecond)
+	atLeast(bad, key+".read_timeout", cl.ReadTimeout, 100*time.Millisecond)
+	atLeast(bad, key+".write_timeout", cl.WriteTimeout, 100*time.Millisecond)
+	atLeast(bad, key+".metadata_refresh", cl.MetadataRefresh, time.Second)
 
 	if !cl.TLS.Enabled && (cl.TLS.CAFile != "" || cl.TLS.CertFile != "" || cl.TLS.KeyFile != "") {
 		bad(key+".tls.enabled", "false, but tls files are set: set enabled: true or remove them")
@@ -201,6 +201,14 @@ func (cl *Cluster) validate(key string, bad func(key, format string, args ...any
 func oneOf(bad func(key, format string, args ...any), key, val string, allowed ...string) {
 	if !slices.Contains(allowed, val) {
 		bad(key, "%q: want one of %s", val, strings.Join(allowed, ", "))
+	}
+}
+
+// atLeast refuses a duration below min: a value without a unit, or a typo, that would make
+// kmirror spin (a 5 ns commit interval commits in a loop).
+func atLeast(bad func(key, format string, args ...any), key string, d, min time.Duration) {
+	if d < min {
+		bad(key, "%s is too short: use %s or more (durations need a unit: 500ms, 5s, 2m)", d, min)
 	}
 }
 

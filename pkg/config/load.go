@@ -190,7 +190,9 @@ func checkEnv(environ []string, known map[string]bool) error {
 	return nil
 }
 
-func envName(key string) string { return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_")) }
+func envName(key string) string {
+	return EnvPrefix + "_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+}
 
 func envKeys(names map[string]string) map[string]bool {
 	out := make(map[string]bool, len(names))

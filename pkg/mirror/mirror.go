@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
+	"golang.org/x/time/rate"
 
 	"github.com/kmirror/kmirror/pkg/cluster"
 	"github.com/kmirror/kmirror/pkg/config"
@@ -302,6 +303,8 @@ func (m *Mirror) Run(ctx context.Context) error {
 func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *source.Handler, syncer *topics.Syncer) error {
 	var g errgroup.Group
 	g.Go(func() error {
+		errLog := rate.Sometimes{First: 1, Interval: 30 * time.Second}
+		suppressed := 0
 		for {
 			select {
 			case err, ok := <-group.Errors():
@@ -309,7 +312,13 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 					return nil
 				}
 				m.sourceObserver.GroupError(err)
-				m.log.Warn("source consumer group", zap.Error(err))
+				// One line per problem: an outage makes sarama report the same error for every
+				// partition and retry; the first is logged, then one every 30 s with the count.
+				suppressed++
+				errLog.Do(func() {
+					m.log.Warn("source consumer group", zap.Error(err), zap.Int("errors_since_last_line", suppressed))
+					suppressed = 0
+				})
 			case <-ctx.Done():
 				return nil
 			}

@@ -31,7 +31,7 @@ func Default() Config {
 				"cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes",
 				"compression.type", "min.insync.replicas", "segment.bytes",
 				"min.compaction.lag.ms", "max.compaction.lag.ms", "delete.retention.ms",
-				"message.timestamp.type",
+				"message.timestamp.after.max.ms", "message.timestamp.before.max.ms",
 			},
 		},
 		Consumer: Consumer{
@@ -62,6 +62,7 @@ func Default() Config {
 			RetryMax:        10,
 			RetryBackoff:    250 * time.Millisecond,
 			OversizePolicy:  OversizeFail,
+			RefusedPolicy:   RefusedFail,
 		},
 		Commit:   Commit{Interval: 5 * time.Second},
 		Shutdown: Shutdown{Timeout: 30 * time.Second},

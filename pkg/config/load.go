@@ -131,6 +131,8 @@ func normalise(c *Config) {
 	c.Topics.ReplicationPolicy = strings.ToLower(c.Topics.ReplicationPolicy)
 	c.Producer.Compression = strings.ToLower(c.Producer.Compression)
 	c.Producer.OversizePolicy = strings.ToLower(c.Producer.OversizePolicy)
+	c.Producer.RefusedPolicy = strings.ToLower(c.Producer.RefusedPolicy)
+	c.Topics.SyncConfigs = trimAll(c.Topics.SyncConfigs)
 	c.Consumer.IsolationLevel = strings.ToLower(c.Consumer.IsolationLevel)
 	c.Consumer.InitialOffset = strings.ToLower(c.Consumer.InitialOffset)
 	c.Consumer.RebalanceStrategy = strings.ToLower(c.Consumer.RebalanceStrategy)

@@ -290,9 +290,10 @@ feed:
 }
 
 // startSpan opens the record's "kmirror.mirror" span, joining the trace carried by its headers
-// when there is one. A sampled record that arrived with a traceparent leaves with kmirror's span
-// context in its place, so a consumer on the target continues the same trace; records without
-// one are not given headers they did not have.
+// when there is one. The copy keeps the source's headers byte for byte (order, duplicates, case)
+// unless tracing.PropagateToTarget asks otherwise: then a sampled record that arrived with a
+// traceparent leaves with kmirror's span context in its place, so a consumer on the target
+// continues the same trace. Records without one are never given headers they did not have.
 func (h *Handler) startSpan(r *record.Record, m *sarama.ConsumerMessage) {
 	tr := h.cfg.Tracing
 	ctx := context.Background()
@@ -316,7 +317,7 @@ func (h *Handler) startSpan(r *record.Record, m *sarama.ConsumerMessage) {
 		attribute.String("messaging.destination.name", r.Msg.Topic),
 	)
 	r.Span = span
-	if carried {
+	if carried && tr.PropagateToTarget {
 		tr.Inject(ctx, &r.Msg.Headers)
 	}
 }

@@ -3,6 +3,8 @@
 //
 // It must never change a record's key, value, headers or timestamp, nor turn a null into an
 // empty byte string or back, and never copy a key or a value: the copy shares sarama's slices.
+// The one exception is a record without a timestamp (-1 on the wire), which sarama cannot send
+// as such: its copy is stamped with the producer's clock (see fill).
 package record
 
 import (
@@ -71,6 +73,15 @@ func (r *Record) fill(m *sarama.ConsumerMessage, target string, track *offsets.P
 	r.Msg.Topic = target
 	r.Msg.Partition = m.Partition
 	r.Msg.Timestamp = m.Timestamp
+	if m.Timestamp.UnixMilli() < 0 {
+		// A record without a timestamp (-1) reaches us as the zero time when it leads its
+		// fetched batch and as 1969-12-31T23:59:59.999Z (the batch's first timestamp plus a
+		// negative delta) when it does not. sarama's producer stamps a zero time with its own
+		// clock, but fails the whole request with "invalid timestamp" for the other when it
+		// leads an outgoing batch, which would stop the partition for good. Both go out as the
+		// zero time, so every such record is copied the same way: with the producer's clock.
+		r.Msg.Timestamp = time.Time{}
+	}
 	size := int64(overhead)
 	if m.Key != nil {
 		r.key.b = m.Key

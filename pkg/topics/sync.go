@@ -76,7 +76,7 @@ type Syncer struct {
 
 	mu     sync.RWMutex
 	known  map[string]Topic // by source name; only topics whose target is ready
-	warned map[string]bool  // target topics already warned about
+	warned map[string]bool  // warnings already given, by kind and target topic
 }
 
 // NewSyncer returns a syncer between two clusters' admins.
@@ -200,21 +200,60 @@ func (s *Syncer) ensure(name string, src sarama.TopicDetail, targets map[string]
 	t.MaxMessageBytes, t.Compacted, t.LogAppendTime = a.maxMessageBytes, a.compacted, a.logAppendTime
 	t.TimestampAfterMax, t.TimestampBeforeMax = a.after, a.before
 	if t.LogAppendTime {
-		s.warnOnce(t.Target, "target topic is message.timestamp.type=LogAppendTime: the target broker gives every copy "+
-			"its own append time, so the copies' timestamps will not be the source records'; set it to CreateTime on the "+
-			"target topic to keep them")
+		s.warnOnce("log-append-time:"+t.Target, "target topic is message.timestamp.type=LogAppendTime: the target broker "+
+			"gives every copy its own append time, so the copies' timestamps will not be the source records'; set it to "+
+			"CreateTime on the target topic to keep them", zap.String("topic", t.Target))
+	}
+	if exists {
+		s.compareExisting(t, a)
 	}
 	return t, nil
 }
 
-// warnOnce logs msg for a target topic the first time only.
-func (s *Syncer) warnOnce(target, msg string) {
+// compareExisting warns, once, when a target topic kmirror did not create is stricter than its
+// source about what it accepts. kmirror leaves such a topic as it is (an operator may have made
+// it strict on purpose, and altering configs would need a permission kmirror does not ask for);
+// records it refuses are found before sending (Refusal) and handled by producer.refused_policy.
+func (s *Syncer) compareExisting(t Topic, tgt acceptance) {
+	entries, err := s.source.DescribeConfig(sarama.ConfigResource{
+		Type: sarama.TopicResource, Name: t.Source, ConfigNames: acceptanceConfigs,
+	})
+	if err != nil {
+		s.cfg.Log.Debug("describe source topic configs to compare with the target", zap.String("topic", t.Source), zap.Error(err))
+		return
+	}
+	values := make(map[string]string, len(entries))
+	for _, e := range entries {
+		values[e.Name] = e.Value
+	}
+	src := readAcceptance(values)
+	stricter := func(target, source time.Duration) bool { return target > 0 && (source == 0 || source > target) }
+	var why []string
+	if !tgt.logAppendTime && stricter(tgt.after, src.after) {
+		why = append(why, ConfigTimestampAfterMax)
+	}
+	if !tgt.logAppendTime && stricter(tgt.before, src.before) {
+		why = append(why, ConfigTimestampBeforeMax)
+	}
+	if tgt.compacted && !src.compacted {
+		why = append(why, ConfigCleanupPolicy)
+	}
+	if len(why) == 0 {
+		return
+	}
+	s.warnOnce("stricter:"+t.Target, "existing target topic accepts less than its source: records the source accepted "+
+		"may be refused, and producer.refused_policy decides what happens to them; kmirror does not alter existing topics",
+		zap.String("topic", t.Target), zap.Strings("stricter_configs", why))
+}
+
+// warnOnce logs a warning the first time only for key.
+func (s *Syncer) warnOnce(key, msg string, fields ...zap.Field) {
 	s.mu.Lock()
-	seen := s.warned[target]
-	s.warned[target] = true
+	seen := s.warned[key]
+	s.warned[key] = true
 	s.mu.Unlock()
 	if !seen {
-		s.cfg.Log.Warn(msg, zap.String("topic", target))
+		s.cfg.Log.Warn(msg, fields...)
 	}
 }
 

@@ -2,6 +2,7 @@ package topics
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -191,5 +192,41 @@ func TestExistingTargetTopicIsReadNotAlteredAndLogAppendTimeWarnedOnce(t *testin
 	warned := logs.FilterMessageSnippet("LogAppendTime").All()
 	if len(warned) != 1 || warned[0].ContextMap()["topic"] != "users" || warned[0].Level != zap.WarnLevel {
 		t.Fatalf("LogAppendTime warnings: %+v, want one warning naming topic users", warned)
+	}
+	stricter := logs.FilterMessageSnippet("accepts less than its source").All()
+	if len(stricter) != 1 || stricter[0].ContextMap()["topic"] != "users" {
+		t.Fatalf("stricter-target warnings: %+v, want one naming topic users", stricter)
+	}
+	if got := stricter[0].ContextMap()["stricter_configs"]; fmt.Sprint(got) != "[cleanup.policy]" {
+		// LogAppendTime accepts any timestamp: only the compaction is stricter.
+		t.Fatalf("stricter configs %v, want [cleanup.policy]", got)
+	}
+}
+
+// TestStricterExistingTargetIsWarnedAboutNotAltered: an existing CreateTime target topic that
+// accepts timestamps at most 1 hour ahead, mirrored from a source that accepts 1 day, is left as
+// it is and warned about once, naming the config.
+func TestStricterExistingTargetIsWarnedAboutNotAltered(t *testing.T) {
+	src, tgt := newFakeAdmin(), newFakeAdmin()
+	src.add("orders", 1, map[string]string{"message.timestamp.after.max.ms": "86400000"},
+		map[string]string{"message.timestamp.before.max.ms": longMax})
+	tgt.add("orders", 1, nil, map[string]string{"message.timestamp.after.max.ms": "3600000", "message.timestamp.before.max.ms": longMax})
+	core, logs := observer.New(zap.InfoLevel)
+	s := newTestSyncer(t, src, tgt, zap.New(core), config.Default().Topics.SyncConfigs)
+	for range 2 {
+		if _, err := s.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(tgt.created) != 0 || tgt.effective["orders"]["message.timestamp.after.max.ms"] != "3600000" {
+		t.Fatal("the existing target topic was altered")
+	}
+	w := logs.FilterMessageSnippet("accepts less than its source").All()
+	if len(w) != 1 || fmt.Sprint(w[0].ContextMap()["stricter_configs"]) != "[message.timestamp.after.max.ms]" {
+		t.Fatalf("warnings %+v, want one naming message.timestamp.after.max.ms", w)
+	}
+	topic, _ := s.Lookup("orders")
+	if err := topic.Refusal([]byte("k"), time.Now().Add(2*time.Hour), time.Now()); err == nil {
+		t.Fatal("a record 2h ahead passes the check for a target topic that refuses it")
 	}
 }

@@ -288,6 +288,12 @@ func (s *Syncer) create(t Topic, src sarama.TopicDetail) error {
 	}
 	detail := &sarama.TopicDetail{NumPartitions: t.Partitions, ReplicationFactor: rf, ConfigEntries: configs}
 	err = s.target.CreateTopic(t.Target, detail, false)
+	if errors.Is(err, sarama.ErrInvalidConfig) && olderBounds(configs) {
+		// A target before Kafka 3.6 knows neither bound, only the one they replaced.
+		s.cfg.Log.Warn("target refused the timestamp bounds (Kafka before 3.6?); creating the topic with "+
+			ConfigTimestampDifference+" instead", zap.String("topic", t.Target), zap.Error(err))
+		err = s.target.CreateTopic(t.Target, detail, false)
+	}
 	if errors.Is(err, sarama.ErrTopicAlreadyExists) {
 		return nil // another replica created it first
 	}
@@ -303,10 +309,11 @@ func (s *Syncer) create(t Topic, src sarama.TopicDetail) error {
 	return nil
 }
 
-// neverSynced reports configs the syncer never copies, whatever topics.sync_configs says (config
-// validation refuses them there too): message.timestamp.type, because a LogAppendTime target
-// overwrites every copy's timestamp, and message.timestamp.difference.max.ms, which Kafka 4.0
-// removed (its value is carried over as the before/after bounds instead).
+// neverSynced reports configs the syncer never copies as they are, whatever topics.sync_configs
+// says (config validation refuses them there too): message.timestamp.type, because a
+// LogAppendTime target overwrites every copy's timestamp, and message.timestamp.difference.max.ms,
+// which Kafka 4.0 removed: its value is carried over as the before/after bounds, and it is sent
+// only to a target that knows neither of those (olderBounds).
 func neverSynced(key string) bool {
 	return key == ConfigTimestampType || key == ConfigTimestampDifference
 }
@@ -348,6 +355,27 @@ func (s *Syncer) sourceTimestampBounds(source string, configs map[string]*string
 		}
 	}
 	return nil
+}
+
+// olderBounds replaces the timestamp bounds in configs by the single bound Kafka before 3.6
+// knows, the larger of the two so that the topic accepts what the source accepted, and reports
+// whether there was anything to replace.
+func olderBounds(configs map[string]*string) bool {
+	var bound int64 = -1
+	for _, key := range []string{ConfigTimestampAfterMax, ConfigTimestampBeforeMax} {
+		if v, ok := configs[key]; ok {
+			delete(configs, key)
+			if n, ok := parseMs(*v); ok && n > bound {
+				bound = n
+			}
+		}
+	}
+	if bound < 0 {
+		return false
+	}
+	v := strconv.FormatInt(bound, 10)
+	configs[ConfigTimestampDifference] = &v
+	return true
 }
 
 // acceptanceConfigs are the target topic configs describeTarget reads.

@@ -23,6 +23,9 @@ type fakeAdmin struct {
 	effective map[string]map[string]string
 	created   map[string]*sarama.TopicDetail
 	describes int
+	// unknown are configs the cluster does not know (an older Kafka): creating a topic with
+	// one fails with INVALID_CONFIG.
+	unknown []string
 }
 
 func newFakeAdmin() *fakeAdmin {
@@ -57,6 +60,11 @@ func (f *fakeAdmin) ListTopics() (map[string]sarama.TopicDetail, error) {
 }
 
 func (f *fakeAdmin) CreateTopic(topic string, detail *sarama.TopicDetail, _ bool) error {
+	for k := range detail.ConfigEntries {
+		if slices.Contains(f.unknown, k) {
+			return &sarama.TopicError{Err: sarama.ErrInvalidConfig}
+		}
+	}
 	overrides := map[string]string{}
 	for k, v := range detail.ConfigEntries {
 		overrides[k] = *v
@@ -228,5 +236,22 @@ func TestStricterExistingTargetIsWarnedAboutNotAltered(t *testing.T) {
 	topic, _ := s.Lookup("orders")
 	if err := topic.Refusal([]byte("k"), time.Now().Add(2*time.Hour), time.Now()); err == nil {
 		t.Fatal("a record 2h ahead passes the check for a target topic that refuses it")
+	}
+}
+
+// TestTargetBefore36GetsTheSingleBound: a target that knows neither timestamp bound (Kafka
+// before 3.6) gets the topic created with message.timestamp.difference.max.ms, the larger of the
+// source's two bounds, instead of not at all.
+func TestTargetBefore36GetsTheSingleBound(t *testing.T) {
+	src, tgt := newFakeAdmin(), newFakeAdmin()
+	tgt.unknown = []string{"message.timestamp.after.max.ms", "message.timestamp.before.max.ms"}
+	src.add("old", 1, map[string]string{"message.timestamp.after.max.ms": "7200000", "message.timestamp.before.max.ms": "60000"}, nil)
+	s := newTestSyncer(t, src, tgt, zap.NewNop(), config.Default().Topics.SyncConfigs)
+	if _, err := s.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ce := tgt.created["old"].ConfigEntries
+	if d := ce["message.timestamp.difference.max.ms"]; d == nil || *d != "7200000" || len(ce) != 1 {
+		t.Fatalf("created with %v, want only message.timestamp.difference.max.ms=7200000", ce)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/record"
 )
 
 // Headers added to every dead-letter record, after the original ones.
@@ -196,6 +197,29 @@ func (w *Writer) Write(ctx context.Context, m DeadRecord) error {
 		return fmt.Errorf("write %s/%d offset %d to dead-letter topic %q: %w", m.Topic, m.Partition, m.Offset, w.cfg.Topic, err)
 	}
 	return nil
+}
+
+// WriteRecord is Write for a record in transit, as a partition worker holds it: the source
+// position comes from its tracker, key, value, headers and timestamp from the message it was to
+// be sent as (so a record whose source had no timestamp says -1).
+func (w *Writer) WriteRecord(ctx context.Context, r *record.Record, reason error) error {
+	return w.Write(ctx, DeadRecordOf(r, reason))
+}
+
+// DeadRecordOf describes a record in transit as a DeadRecord. Key and value are the record's
+// own bytes, not copies; a record without a tracker has an empty source topic and partition 0.
+func DeadRecordOf(r *record.Record, reason error) DeadRecord {
+	d := DeadRecord{Offset: r.Offset, Headers: r.Msg.Headers, Timestamp: r.Msg.Timestamp, Reason: reason}
+	if r.Track != nil {
+		d.Topic, d.Partition = r.Track.Topic(), r.Track.Partition()
+	}
+	if r.Msg.Key != nil {
+		d.Key, _ = r.Msg.Key.Encode() // the record's encoders never fail
+	}
+	if r.Msg.Value != nil {
+		d.Value, _ = r.Msg.Value.Encode()
+	}
+	return d
 }
 
 // message builds the dead letter for m.

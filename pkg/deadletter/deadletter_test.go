@@ -14,6 +14,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/kmirror/kmirror/pkg/embedded"
+	"github.com/kmirror/kmirror/pkg/offsets"
+	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/topics"
 )
 
@@ -168,6 +170,69 @@ func (failingAdmin) CreateTopic(string, *sarama.TopicDetail, bool) error {
 func (failingAdmin) DescribeCluster() ([]*sarama.Broker, int32, error) { return nil, 0, nil }
 
 type nopProducer struct{ sarama.SyncProducer }
+
+// capturing is a SyncProducer that keeps what it is given.
+type capturing struct {
+	sarama.SyncProducer
+	msgs []*sarama.ProducerMessage
+}
+
+func (c *capturing) SendMessage(m *sarama.ProducerMessage) (int32, int64, error) {
+	c.msgs = append(c.msgs, m)
+	return 0, 0, nil
+}
+
+// TestWriteRecordTakesARecordInTransitAsItCame: the worker hands over the record it holds; the
+// dead letter carries its source position from the tracker, its bytes and headers as they came,
+// and -1 for a source record without a timestamp.
+func TestWriteRecordTakesARecordInTransitAsItCame(t *testing.T) {
+	p := &capturing{}
+	w, err := New(Config{Producer: p, Topic: "__dlq", Now: func() time.Time { return time.UnixMilli(42) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	track := offsets.NewPartition("orders", 3, 100, 4)
+	for _, tc := range []struct {
+		m      *sarama.ConsumerMessage
+		wantTS string
+	}{
+		{&sarama.ConsumerMessage{Topic: "orders", Partition: 3, Offset: 120, Key: []byte("k"), Value: nil, Timestamp: time.UnixMilli(1_700_000_000_000),
+			Headers: []*sarama.RecordHeader{{Key: []byte("TraceParent"), Value: []byte("x")}, {Key: []byte("TraceParent"), Value: nil}}}, "1700000000000"},
+		{&sarama.ConsumerMessage{Topic: "orders", Partition: 3, Offset: 121, Key: nil, Value: []byte{}, Timestamp: time.UnixMilli(-1)}, "-1"},
+	} {
+		r := record.From(tc.m, "orders", track, 0)
+		if err := w.WriteRecord(context.Background(), r, errors.New("refused")); err != nil {
+			t.Fatal(err)
+		}
+		msg := p.msgs[len(p.msgs)-1]
+		enc := func(e sarama.Encoder) []byte {
+			if e == nil {
+				return nil
+			}
+			b, _ := e.Encode()
+			return b
+		}
+		if !same(enc(msg.Key), tc.m.Key) || !same(enc(msg.Value), tc.m.Value) || !msg.Timestamp.Equal(time.UnixMilli(42)) {
+			t.Fatalf("offset %d: key %q value %q ts %v, want %q %q and the writer's clock", tc.m.Offset, enc(msg.Key), enc(msg.Value), msg.Timestamp, tc.m.Key, tc.m.Value)
+		}
+		for i, h := range tc.m.Headers {
+			if string(msg.Headers[i].Key) != string(h.Key) || !same(msg.Headers[i].Value, h.Value) {
+				t.Fatalf("offset %d: header %d changed", tc.m.Offset, i)
+			}
+		}
+		got := map[string]string{}
+		for _, h := range msg.Headers[len(tc.m.Headers):] {
+			got[string(h.Key)] = string(h.Value)
+		}
+		want := map[string]string{HeaderSourceTopic: "orders", HeaderSourcePartition: "3", HeaderSourceOffset: itoa(tc.m.Offset),
+			HeaderSourceTimestamp: tc.wantTS, HeaderReason: "refused"}
+		for k, v := range want {
+			if got[k] != v {
+				t.Fatalf("offset %d: %s = %q, want %q", tc.m.Offset, k, got[k], v)
+			}
+		}
+	}
+}
 
 func same(a, b []byte) bool { return (a == nil) == (b == nil) && string(a) == string(b) }
 

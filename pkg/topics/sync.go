@@ -216,7 +216,7 @@ func (s *Syncer) ensure(name string, src sarama.TopicDetail, targets map[string]
 // records it refuses are found before sending (Refusal) and handled by producer.refused_policy.
 func (s *Syncer) compareExisting(t Topic, tgt acceptance) {
 	entries, err := s.source.DescribeConfig(sarama.ConfigResource{
-		Type: sarama.TopicResource, Name: t.Source, ConfigNames: acceptanceConfigs,
+		Type: sarama.TopicResource, Name: t.Source, ConfigNames: acceptanceConfigs(),
 	})
 	if err != nil {
 		s.cfg.Log.Debug("describe source topic configs to compare with the target", zap.String("topic", t.Source), zap.Error(err))
@@ -378,10 +378,12 @@ func olderBounds(configs map[string]*string) bool {
 	return true
 }
 
-// acceptanceConfigs are the target topic configs describeTarget reads.
-var acceptanceConfigs = []string{
-	ConfigMaxMessageBytes, ConfigCleanupPolicy, ConfigTimestampType,
-	ConfigTimestampAfterMax, ConfigTimestampBeforeMax, ConfigTimestampDifference,
+// acceptanceConfigs returns the topic configs that decide what a topic accepts.
+func acceptanceConfigs() []string {
+	return []string{
+		ConfigMaxMessageBytes, ConfigCleanupPolicy, ConfigTimestampType,
+		ConfigTimestampAfterMax, ConfigTimestampBeforeMax, ConfigTimestampDifference,
+	}
 }
 
 // describeTarget reads what decides acceptance on a target topic.
@@ -391,7 +393,7 @@ func (s *Syncer) describeTarget(target string) (acceptance, error) {
 	// A topic just created may not have reached the broker that answers yet.
 	for attempt := 0; attempt < 20; attempt++ {
 		entries, err = s.target.DescribeConfig(sarama.ConfigResource{
-			Type: sarama.TopicResource, Name: target, ConfigNames: acceptanceConfigs,
+			Type: sarama.TopicResource, Name: target, ConfigNames: acceptanceConfigs(),
 		})
 		if !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
 			break

@@ -75,6 +75,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 	tracing, err := telemetry.NewTracing(ctx, telemetry.TracingConfig{
 		Endpoint: cfg.Telemetry.Tracing.Endpoint, Protocol: cfg.Telemetry.Tracing.Protocol,
 		Insecure: cfg.Telemetry.Tracing.Insecure, SampleRatio: cfg.Telemetry.Tracing.SampleRatio,
+		PropagateToTarget: cfg.Telemetry.Tracing.PropagateToTarget,
 	}, telemetry.ResourceInfo{
 		ServiceVersion: version.Version, SourceAlias: cfg.Source.Alias, TargetAlias: cfg.Target.Alias,
 		InstanceID: fmt.Sprintf("%s-%d", host, os.Getpid()),
@@ -91,7 +92,8 @@ func run(ctx context.Context, cfg *config.Config) error {
 	}()
 	if tracing.Enabled {
 		log.Info("tracing to OTLP collector", zap.String("endpoint", cfg.Telemetry.Tracing.Endpoint),
-			zap.Float64("sample_ratio", cfg.Telemetry.Tracing.SampleRatio))
+			zap.Float64("sample_ratio", cfg.Telemetry.Tracing.SampleRatio),
+			zap.Bool("propagate_to_target", cfg.Telemetry.Tracing.PropagateToTarget))
 	}
 
 	m, err := mirror.New(cfg, mirror.Options{

@@ -119,6 +119,9 @@ type Producer struct {
 	// RefusedPolicy is what happens to a record the target refuses for what it is: RefusedFail,
 	// RefusedSkip or RefusedDeadLetter.
 	RefusedPolicy string `mapstructure:"refused_policy"`
+	// DeadLetterTopic is the target topic refused records go to under refused_policy
+	// dead_letter; empty means "__kmirror.dead-letter.<source alias>".
+	DeadLetterTopic string `mapstructure:"dead_letter_topic"`
 }
 
 // Commit configures source offset commits.
@@ -164,6 +167,10 @@ type Tracing struct {
 	// SampleRatio is the share of new traces recorded; records that carry a sampled trace
 	// context are always followed.
 	SampleRatio float64 `mapstructure:"sample_ratio"`
+	// PropagateToTarget rewrites a traced record's traceparent/tracestate headers on its copy
+	// so that consumers of the target continue kmirror's span. Off (the default), every copy
+	// keeps exactly the source's headers.
+	PropagateToTarget bool `mapstructure:"propagate_to_target"`
 }
 
 // Policies and enumerations accepted in the configuration.
@@ -175,3 +182,16 @@ const (
 	RefusedSkip       = "skip"
 	RefusedDeadLetter = "dead_letter"
 )
+
+// DeadLetterPrefix starts the default dead-letter topic's name, which ends with the source
+// alias. Names starting with "__" are never mirrored.
+const DeadLetterPrefix = "__kmirror.dead-letter."
+
+// DeadLetterTopicName returns the dead-letter topic on the target: producer.dead_letter_topic,
+// or "__kmirror.dead-letter.<source alias>" when that is empty.
+func (c *Config) DeadLetterTopicName() string {
+	if c.Producer.DeadLetterTopic != "" {
+		return c.Producer.DeadLetterTopic
+	}
+	return DeadLetterPrefix + c.Source.Alias
+}

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -90,7 +91,12 @@ func TestLoadRejectsBadInputNamingTheKey(t *testing.T) {
 		{"bad exclude regex", minimal + "topics: {exclude: [\"[a-\"]}\n", nil, []string{"topics.exclude[0]"}},
 		{"same cluster identity", "source: {bootstrap: [\"k:9092\"]}\ntarget: {bootstrap: [\"k:9092\"]}\n", nil, []string{"target.bootstrap", "same cluster"}},
 		{"bad compression", minimal + "producer: {compression: brotli}\n", nil, []string{"producer.compression", "brotli", "zstd"}},
-		{"bad policy", minimal + "producer: {refused_policy: drop}\n", nil, []string{"producer.refused_policy"}},
+		{"bad refused policy", minimal + "producer: {refused_policy: drop}\n", nil, []string{"producer.refused_policy", "dead_letter"}},
+		{"bad dead-letter topic", minimal + "producer: {dead_letter_topic: \"dead letters\"}\n", nil, []string{"producer.dead_letter_topic", "' '"}},
+		{"timestamp type synced", minimal + "topics: {sync_configs: [retention.ms, message.timestamp.type]}\n", nil,
+			[]string{"topics.sync_configs[1]", "message.timestamp.type", "overwrite every copy's timestamp"}},
+		{"timestamp difference synced", minimal + "topics: {sync_configs: [message.timestamp.difference.max.ms]}\n", nil,
+			[]string{"topics.sync_configs[0]", "Kafka 4.0 removed it"}},
 		{"bad duration", minimal + "commit: {interval: soon}\n", nil, []string{"commit.interval"}},
 		{"bad number", minimal + "ring: {workers: many}\n", nil, []string{"ring.workers"}},
 		{"zero workers", minimal + "ring: {workers: 0}\n", nil, []string{"ring.workers", "1 to 1024"}},
@@ -129,6 +135,31 @@ func TestLoadRejectsBadInputNamingTheKey(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestDefaultsSyncAcceptanceConfigsButNeverTheTimestampType(t *testing.T) {
+	d := Default()
+	for _, key := range []string{"message.timestamp.after.max.ms", "message.timestamp.before.max.ms"} {
+		if !slices.Contains(d.Topics.SyncConfigs, key) {
+			t.Errorf("topics.sync_configs lacks %s: a topic kmirror creates must accept what the source accepted", key)
+		}
+	}
+	for _, key := range []string{"message.timestamp.type", "message.timestamp.difference.max.ms"} {
+		if slices.Contains(d.Topics.SyncConfigs, key) {
+			t.Errorf("topics.sync_configs holds %s by default", key)
+		}
+	}
+	if d.Producer.RefusedPolicy != RefusedFail || d.Producer.DeadLetterTopic != "" || d.Telemetry.Tracing.PropagateToTarget {
+		t.Errorf("refused_policy %q, dead_letter_topic %q, propagate_to_target %v: want fail, empty, false",
+			d.Producer.RefusedPolicy, d.Producer.DeadLetterTopic, d.Telemetry.Tracing.PropagateToTarget)
+	}
+	if got := d.DeadLetterTopicName(); got != "__kmirror.dead-letter.europe" {
+		t.Errorf("DeadLetterTopicName() = %q, want __kmirror.dead-letter.europe", got)
+	}
+	d.Producer.DeadLetterTopic = "refused"
+	if got := d.DeadLetterTopicName(); got != "refused" {
+		t.Errorf("DeadLetterTopicName() = %q, want the configured refused", got)
 	}
 }
 

@@ -31,7 +31,7 @@ func Default() Config {
 				"cleanup.policy", "retention.ms", "retention.bytes", "max.message.bytes",
 				"compression.type", "min.insync.replicas", "segment.bytes",
 				"min.compaction.lag.ms", "max.compaction.lag.ms", "delete.retention.ms",
-				"message.timestamp.type",
+				"message.timestamp.after.max.ms", "message.timestamp.before.max.ms",
 			},
 		},
 		Consumer: Consumer{

@@ -281,6 +281,7 @@ func normalise(c *Config) {
 	c.Topics.ReplicationPolicy = strings.ToLower(c.Topics.ReplicationPolicy)
 	c.Producer.Compression = strings.ToLower(c.Producer.Compression)
 	c.Producer.RefusedPolicy = strings.ToLower(c.Producer.RefusedPolicy)
+	c.Topics.SyncConfigs = trimAll(c.Topics.SyncConfigs)
 	c.Consumer.IsolationLevel = strings.ToLower(c.Consumer.IsolationLevel)
 	c.Consumer.InitialOffset = strings.ToLower(c.Consumer.InitialOffset)
 	// Kafka's own words for the same thing (auto.offset.reset).

@@ -58,6 +58,11 @@ func (c *Config) Validate() error {
 	if !slices.Contains([]string{PolicyIdentity, PolicyPrefix}, c.Topics.ReplicationPolicy) {
 		bad("topics.replication_policy", "%q: want identity or prefix", c.Topics.ReplicationPolicy)
 	}
+	for i, key := range c.Topics.SyncConfigs {
+		if why, ok := neverSynced[strings.ToLower(strings.TrimSpace(key))]; ok {
+			bad(fmt.Sprintf("topics.sync_configs[%d]", i), "%q is never copied: %s; remove it from the list", key, why)
+		}
+	}
 	if c.Topics.ReplicationFactor < 1 || c.Topics.ReplicationFactor > 32767 {
 		bad("topics.replication_factor", "%d: want 1 or more (it is capped at the target's broker count)", c.Topics.ReplicationFactor)
 	}
@@ -125,6 +130,11 @@ func (c *Config) Validate() error {
 	if rt, st := c.Consumer.RebalanceTimeout, c.Shutdown.Timeout; rt > 0 && st > 0 && rt < st+DrainMargin {
 		bad("shutdown.timeout", "%s must be shorter than consumer.rebalance_timeout (%s) by %s or more", st, rt, DrainMargin)
 	}
+	if t := c.Producer.DeadLetterTopic; t != "" {
+		if why := badTopicName(t); why != "" {
+			bad("producer.dead_letter_topic", "%q: %s (empty uses %s<source.alias>)", t, why, DeadLetterPrefix)
+		}
+	}
 
 	atLeast(bad, "commit.interval", c.Commit.Interval, 10*time.Millisecond)
 	atLeast(bad, "shutdown.timeout", c.Shutdown.Timeout, time.Second)
@@ -143,6 +153,32 @@ func (c *Config) Validate() error {
 		bad("telemetry.tracing.sample_ratio", "%v: want a number from 0 to 1", r)
 	}
 	return errors.Join(errs...)
+}
+
+// neverSynced are topic configs kmirror refuses to copy onto a target topic, and why.
+var neverSynced = map[string]string{
+	"message.timestamp.type": "a LogAppendTime target topic makes the target broker overwrite every copy's " +
+		"timestamp with its own append time, so the copies would not carry the source records' timestamps " +
+		"(MirrorMaker 2 excludes it for the same reason)",
+	"message.timestamp.difference.max.ms": "Kafka 4.0 removed it and refuses to create a topic that sets it; " +
+		"kmirror carries a source topic's value over as message.timestamp.before.max.ms and " +
+		"message.timestamp.after.max.ms, as Kafka 3.6 and later read it, when those two are listed",
+}
+
+// badTopicName says what is wrong with a Kafka topic name, or "" when it is legal.
+func badTopicName(t string) string {
+	switch {
+	case t == "." || t == "..":
+		return "not a legal topic name"
+	case len(t) > 249:
+		return fmt.Sprintf("%d characters: Kafka allows at most 249", len(t))
+	}
+	for _, r := range t {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-') {
+			return fmt.Sprintf("%q is not allowed in a topic name: use letters, digits, '.', '_' or '-'", r)
+		}
+	}
+	return ""
 }
 
 func (cl *Cluster) validate(key string, bad func(key, format string, args ...any)) {

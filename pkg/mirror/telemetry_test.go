@@ -19,10 +19,11 @@ import (
 )
 
 // TestTracesJoinTheProducersTraceAndCarryOn produces records whose traceparent header belongs to
-// a producer's span, mirrors them with tracing on, and checks that kmirror's spans are children
-// of the producer's span, that each stage is recorded with a sane duration, and that the mirrored
-// record carries kmirror's span context so the target's consumer continues the same trace. The
-// metrics must count exactly the mirrored records.
+// a producer's span, mirrors them with tracing on and telemetry.tracing.propagate_to_target set,
+// and checks that kmirror's spans are children of the producer's span, that each stage is
+// recorded with a sane duration, and that the mirrored record carries kmirror's span context so
+// the target's consumer continues the same trace. The metrics must count exactly the mirrored
+// records.
 func TestTracesJoinTheProducersTraceAndCarryOn(t *testing.T) {
 	p := newPair(t)
 	createTopic(t, p.europe, "traced", 2, nil)
@@ -46,7 +47,9 @@ func TestTracesJoinTheProducersTraceAndCarryOn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := New(p.config("traced"), Options{Log: zaptest.NewLogger(t), Metrics: metrics, Tracing: telemetry.TracingWith(tp)})
+	tracing := telemetry.TracingWith(tp)
+	tracing.PropagateToTarget = true
+	m, err := New(p.config("traced"), Options{Log: zaptest.NewLogger(t), Metrics: metrics, Tracing: tracing})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,4 +146,65 @@ func TestTracesJoinTheProducersTraceAndCarryOn(t *testing.T) {
 			t.Errorf("lint: %s: %s", pr.Metric, pr.Text)
 		}
 	}
+}
+
+// TestTracedRecordsKeepTheirHeadersByteForByte mirrors records whose headers hold duplicate and
+// mixed-case traceparent and tracestate keys, with every record sampled and traced (ratio 1) and
+// propagate_to_target left at its default: every copy must carry exactly the source's headers, in
+// the same order, duplicates and case included, while kmirror's spans still join the producer's
+// trace.
+func TestTracedRecordsKeepTheirHeadersByteForByte(t *testing.T) {
+	p := newPair(t)
+	createTopic(t, p.europe, "headers", 2, nil)
+
+	const (
+		tp1 = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+		tp2 = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	)
+	shapes := [][]kgo.RecordHeader{
+		{{Key: "traceparent", Value: []byte(tp1)}, {Key: "traceparent", Value: []byte(tp2)}},
+		{{Key: "TraceParent", Value: []byte(tp1)}, {Key: "a", Value: []byte("1")}, {Key: "TRACESTATE", Value: []byte("vendor=x")}},
+		{{Key: "tracestate", Value: []byte("k=v")}, {Key: "traceparent", Value: []byte(tp2)}, {Key: "tracestate", Value: []byte("k2=v2")},
+			{Key: "Traceparent", Value: []byte(tp1)}, {Key: "empty", Value: []byte{}}, {Key: "null", Value: nil}},
+		{{Key: "traceparent", Value: []byte(tp1)}},
+		{{Key: "no-trace", Value: []byte("x")}},
+		nil,
+	}
+	recs := numbered("headers", 2, 0, 60)
+	for i, r := range recs {
+		r.Headers = shapes[i%len(shapes)]
+	}
+	produce(t, p.europe, recs...)
+
+	recorder := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder),
+		sdktrace.WithSampler(sdktrace.ParentBased(sdktrace.TraceIDRatioBased(1))))
+	m, err := New(p.config("headers"), Options{Log: zaptest.NewLogger(t), Tracing: telemetry.TracingWith(tp)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	waitFor(t, "records mirrored", 30*time.Second, func() bool { return endOffsets(t, p.us, "headers") == 60 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	mirrors := 0
+	for _, s := range recorder.Ended() {
+		if s.Name() == "kmirror.mirror" {
+			mirrors++
+		}
+	}
+	if mirrors != 60 {
+		t.Fatalf("%d kmirror.mirror spans, want 60: every record must be traced for this test to mean anything", mirrors)
+	}
+	rep := compare(t, p, map[string]string{"headers": "headers"})
+	if !rep.Exact() {
+		t.Fatalf("copies differ from the source (headers rewritten?):\n%s", rep)
+	}
+	s, d, _, _, _ := rep.Totals()
+	t.Logf("figures: source %d, target %d, byte-identical", s, d)
 }

@@ -3,6 +3,8 @@
 //
 // It must never change a record's key, value, headers or timestamp, nor turn a null into an
 // empty byte string or back, and never copy a key or a value: the copy shares sarama's slices.
+// The one exception is a record without a timestamp (-1 on the wire), which sarama cannot send
+// as such: its copy is stamped with the producer's clock (see fill).
 package record
 
 import (
@@ -13,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kmirror/kmirror/pkg/offsets"
+	"github.com/kmirror/kmirror/pkg/topics"
 )
 
 // overhead approximates a record's framing in a batch (length, attributes, deltas, counts).
@@ -33,6 +36,9 @@ type Record struct {
 	Size int64
 	// Limit is the target topic's max.message.bytes.
 	Limit int
+	// Accept, when set, is the target topic as it decides which records it accepts (cleanup
+	// policy, timestamp bounds); shared by every record of a claim.
+	Accept *topics.Topic
 	// Handed is set when the worker has handed the record to its producer.
 	Handed bool
 	// Span is the record's trace span when it is sampled, nil otherwise.
@@ -71,6 +77,15 @@ func (r *Record) fill(m *sarama.ConsumerMessage, target string, track *offsets.P
 	r.Msg.Topic = target
 	r.Msg.Partition = m.Partition
 	r.Msg.Timestamp = m.Timestamp
+	if m.Timestamp.UnixMilli() < 0 {
+		// A record without a timestamp (-1) reaches us as the zero time when it leads its
+		// fetched batch and as 1969-12-31T23:59:59.999Z (the batch's first timestamp plus a
+		// negative delta) when it does not. sarama's producer stamps a zero time with its own
+		// clock, but fails the whole request with "invalid timestamp" for the other when it
+		// leads an outgoing batch, which would stop the partition for good. Both go out as the
+		// zero time, so every such record is copied the same way: with the producer's clock.
+		r.Msg.Timestamp = time.Time{}
+	}
 	size := int64(overhead)
 	if m.Key != nil {
 		r.key.b = m.Key
@@ -95,6 +110,9 @@ func (r *Record) fill(m *sarama.ConsumerMessage, target string, track *offsets.P
 	r.Size = size
 	r.Msg.Metadata = r
 }
+
+// Key returns the record's key: nil for a null key.
+func (r *Record) Key() []byte { return r.key.b }
 
 // Of returns the Record a producer message was made from, or nil for a foreign message.
 func Of(m *sarama.ProducerMessage) *Record {

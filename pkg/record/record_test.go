@@ -50,6 +50,27 @@ func TestFromKeepsNullsEmptiesHeadersAndTimestamp(t *testing.T) {
 	}
 }
 
+// TestRecordWithoutTimestampGoesOutAsTheZeroTime: sarama hands a record without a timestamp
+// (-1) over as the zero time when it leads its fetched batch and as one millisecond before the
+// epoch when it does not; sarama's producer cannot encode the second when it leads an outgoing
+// batch ("invalid timestamp"), so both must leave as the zero time, which it stamps with its own
+// clock.
+func TestRecordWithoutTimestampGoesOutAsTheZeroTime(t *testing.T) {
+	for name, ts := range map[string]time.Time{
+		"leading its batch":       {},
+		"after a timestamp":       time.UnixMilli(1_700_000_000_000).Add(-(1_700_000_000_000 + 1) * time.Millisecond),
+		"one ms before the epoch": time.UnixMilli(-1),
+	} {
+		r := From(&sarama.ConsumerMessage{Topic: "src", Timestamp: ts}, "dst", nil, 0)
+		if !r.Msg.Timestamp.IsZero() {
+			t.Errorf("%s: timestamp %v, want the zero time", name, r.Msg.Timestamp)
+		}
+	}
+	if r := From(&sarama.ConsumerMessage{Topic: "src", Timestamp: time.UnixMilli(0)}, "dst", nil, 0); !r.Msg.Timestamp.Equal(time.UnixMilli(0)) {
+		t.Errorf("the epoch itself became %v", r.Msg.Timestamp)
+	}
+}
+
 // BenchmarkConvert is the data path's conversion of a consumed record: from a Pool, put back
 // after its acknowledgement (impl=pool, what kmirror does), against a new Record each time
 // (impl=alloc, the reference). benchmarks/micro.sh puts the two side by side.

@@ -299,6 +299,7 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	if err != nil {
 		return fmt.Errorf("claim %s/%d: %w", topic, part, err)
 	}
+	accept := &t // what the target topic accepts, as read when it was prepared
 	worker := ring.Route(topic, part, len(h.cfg.Inboxes))
 	if h.cfg.Prepare != nil {
 		if err := h.cfg.Prepare(sess.Context(), worker, t.Target, part); err != nil {
@@ -334,6 +335,7 @@ feed:
 				break feed
 			}
 			r := h.cfg.Records.From(m, t.Target, track, t.MaxMessageBytes)
+			r.Accept = accept
 			if tracing {
 				h.startSpan(r, m)
 			}
@@ -418,9 +420,10 @@ func (h *Handler) release(r *record.Record) {
 }
 
 // startSpan opens the record's "kmirror.mirror" span, joining the trace carried by its headers
-// when there is one. A sampled record that arrived with a traceparent leaves with kmirror's span
-// context in its place, so a consumer on the target continues the same trace; records without
-// one are not given headers they did not have.
+// when there is one. The copy keeps the source's headers byte for byte (order, duplicates, case)
+// unless tracing.PropagateToTarget asks otherwise: then a sampled record that arrived with a
+// traceparent leaves with kmirror's span context in its place, so a consumer on the target
+// continues the same trace. Records without one are never given headers they did not have.
 func (h *Handler) startSpan(r *record.Record, m *sarama.ConsumerMessage) {
 	tr := h.cfg.Tracing
 	ctx := context.Background()
@@ -444,7 +447,7 @@ func (h *Handler) startSpan(r *record.Record, m *sarama.ConsumerMessage) {
 		attribute.String("messaging.destination.name", r.Msg.Topic),
 	)
 	r.Span = span
-	if carried {
+	if carried && tr.PropagateToTarget {
 		tr.Inject(ctx, &r.Msg.Headers)
 	}
 }

@@ -33,6 +33,9 @@ type TracingConfig struct {
 	// "sampled" is always followed, one that says "not sampled" never is (parent-based sampling),
 	// so kmirror joins exactly the traces its producers chose to record.
 	SampleRatio float64
+	// PropagateToTarget makes a traced record's copy carry kmirror's span context in place of
+	// the traceparent/tracestate it arrived with (see Tracing.PropagateToTarget).
+	PropagateToTarget bool
 }
 
 // ResourceInfo describes this process in every span it exports.
@@ -138,6 +141,11 @@ type Tracing struct {
 	Tracer trace.Tracer
 	// Enabled is false when tracing is off: the data path then skips tracing entirely.
 	Enabled bool
+	// PropagateToTarget rewrites the trace-context headers of a traced record's copy (Inject)
+	// so that a consumer of the target continues kmirror's span. It is off unless asked for:
+	// the rewrite collapses duplicate traceparent/tracestate headers and lower-cases their
+	// keys, so the copy's headers are no longer the source's, byte for byte.
+	PropagateToTarget bool
 
 	propagator propagation.TraceContext
 	shutdown   func(context.Context) error
@@ -150,14 +158,16 @@ func NewTracing(ctx context.Context, cfg TracingConfig, res ResourceInfo) (*Trac
 		return nil, err
 	}
 	return &Tracing{
-		Tracer:   tp.Tracer(instrumentationName),
-		Enabled:  cfg.Endpoint != "",
-		shutdown: shutdown,
+		Tracer:            tp.Tracer(instrumentationName),
+		Enabled:           cfg.Endpoint != "",
+		PropagateToTarget: cfg.PropagateToTarget,
+		shutdown:          shutdown,
 	}, nil
 }
 
 // TracingWith wraps an existing tracer provider (an in-memory one in tests, or one an embedding
-// program already configured). Tracing is on; the caller owns the provider's shutdown.
+// program already configured). Tracing is on, PropagateToTarget off; the caller owns the
+// provider's shutdown.
 func TracingWith(tp trace.TracerProvider) *Tracing {
 	return &Tracing{Tracer: tp.Tracer(instrumentationName), Enabled: true}
 }

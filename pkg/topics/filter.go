@@ -1,8 +1,12 @@
 // Package topics decides which source topics are mirrored, what they are called on the target
 // (the replication policy), and creates and grows target topics to match the source.
 //
+// It also knows what a target topic accepts (Topic.Refusal): the configs that make a broker
+// refuse a record its source topic accepted, read from the target when the topic is prepared.
+//
 // It must never mirror an internal topic (names starting with "__": Kafka's own and kmirror's),
-// and never shrink or delete anything on the target.
+// never shrink, delete or alter the configs of anything on the target, and never copy
+// message.timestamp.type (a LogAppendTime target would overwrite every copy's timestamp).
 package topics
 
 import (

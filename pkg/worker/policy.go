@@ -10,6 +10,7 @@ import (
 
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/record"
+	"github.com/kmirror/kmirror/pkg/topics"
 )
 
 // ErrRefused marks a record its target topic refuses (or would refuse) for what it is.
@@ -17,7 +18,8 @@ var ErrRefused = errors.New("the target refuses this record")
 
 // Refusal is a record the target refuses, with a short reason for metrics and logs.
 type Refusal struct {
-	// Reason is one of a few fixed words: too_large, invalid_timestamp, invalid_record.
+	// Reason is one of a few fixed words: too_large, invalid_timestamp, invalid_record, or a
+	// topics.Reason* word.
 	Reason string
 	Err    error
 }
@@ -38,6 +40,16 @@ func ReasonOf(err error) string {
 // exactly why), alone when r may fit only in a batch of its own (it is larger than the
 // producers' batch bound, yet compression or the exact framing may let the broker accept it).
 func (w *Worker) check(r *record.Record) (alone bool, refusal error) {
+	if r.Accept != nil {
+		if err := r.Accept.Refusal(r.Key(), r.Msg.Timestamp, w.cfg.Clock.now()); err != nil {
+			var re *topics.RefusedError
+			reason := "invalid_record"
+			if errors.As(err, &re) {
+				reason = re.Reason
+			}
+			return false, &Refusal{Reason: reason, Err: fmt.Errorf("%w: %w", ErrRefused, err)}
+		}
+	}
 	if r.Limit <= 0 || r.Msg.ByteSize(2) <= batchBound(r.Limit, w.cfg.Compressed) {
 		return false, nil
 	}

@@ -83,6 +83,8 @@ type Config struct {
 	Policy string
 	// DeadLetter receives refused records under the dead-letter policy.
 	DeadLetter DeadLetter
+	// Clock tells the time for the timestamp checks; nil reads the real clock every time.
+	Clock *Clock
 	// Fatal is called (from the worker's goroutines) when a record fails for good; the mirror
 	// then stops.
 	Fatal    func(error)
@@ -100,6 +102,36 @@ type Worker struct {
 
 	aborted atomic.Bool
 	logged  sync.Map // refusal reasons and failures already logged: one line each
+}
+
+// Clock is a coarse wall clock for the timestamp checks, shared by the workers: reading the real
+// one for every record costs a tenth of what kmirror spends on it, and the bounds it is compared
+// with are minutes to hours wide. Run keeps it within 10 ms; a nil or stopped Clock reads the
+// real one.
+type Clock struct{ unixNano atomic.Int64 }
+
+func (c *Clock) now() time.Time {
+	if c != nil {
+		if n := c.unixNano.Load(); n != 0 {
+			return time.Unix(0, n)
+		}
+	}
+	return time.Now()
+}
+
+// Run keeps the clock current until ctx ends.
+func (c *Clock) Run(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		c.unixNano.Store(time.Now().UnixNano())
+		select {
+		case <-ctx.Done():
+			c.unixNano.Store(0)
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // lane is one producer and the goroutines that read its outcomes.

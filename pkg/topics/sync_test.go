@@ -1,0 +1,257 @@
+package topics
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/kmirror/kmirror/pkg/config"
+)
+
+// fakeAdmin is a cluster as the syncer sees it: topics with their non-default configs (what
+// ListTopics reports) and their effective configs (what DescribeConfig reports).
+type fakeAdmin struct {
+	mu        sync.Mutex
+	topics    map[string]sarama.TopicDetail
+	effective map[string]map[string]string
+	created   map[string]*sarama.TopicDetail
+	describes int
+	// unknown are configs the cluster does not know (an older Kafka): creating a topic with
+	// one fails with INVALID_CONFIG.
+	unknown []string
+}
+
+func newFakeAdmin() *fakeAdmin {
+	return &fakeAdmin{topics: map[string]sarama.TopicDetail{}, effective: map[string]map[string]string{},
+		created: map[string]*sarama.TopicDetail{}}
+}
+
+func (f *fakeAdmin) add(name string, partitions int32, overrides, defaults map[string]string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	entries := map[string]*string{}
+	eff := map[string]string{}
+	for k, v := range defaults {
+		eff[k] = v
+	}
+	for k, v := range overrides {
+		entries[k] = &v
+		eff[k] = v
+	}
+	f.topics[name] = sarama.TopicDetail{NumPartitions: partitions, ConfigEntries: entries}
+	f.effective[name] = eff
+}
+
+func (f *fakeAdmin) ListTopics() (map[string]sarama.TopicDetail, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make(map[string]sarama.TopicDetail, len(f.topics))
+	for k, v := range f.topics {
+		out[k] = v
+	}
+	return out, nil
+}
+
+func (f *fakeAdmin) CreateTopic(topic string, detail *sarama.TopicDetail, _ bool) error {
+	for k := range detail.ConfigEntries {
+		if slices.Contains(f.unknown, k) {
+			return &sarama.TopicError{Err: sarama.ErrInvalidConfig}
+		}
+	}
+	overrides := map[string]string{}
+	for k, v := range detail.ConfigEntries {
+		overrides[k] = *v
+	}
+	f.add(topic, detail.NumPartitions, overrides, map[string]string{"max.message.bytes": "1048588"})
+	f.mu.Lock()
+	f.created[topic] = detail
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *fakeAdmin) CreatePartitions(string, int32, [][]int32, bool) error { return nil }
+
+func (f *fakeAdmin) DescribeConfig(r sarama.ConfigResource) ([]sarama.ConfigEntry, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.describes++
+	eff, ok := f.effective[r.Name]
+	if !ok {
+		return nil, sarama.ErrUnknownTopicOrPartition
+	}
+	var out []sarama.ConfigEntry
+	for k, v := range eff {
+		if r.ConfigNames == nil || slices.Contains(r.ConfigNames, k) {
+			out = append(out, sarama.ConfigEntry{Name: k, Value: v})
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeAdmin) DescribeCluster() ([]*sarama.Broker, int32, error) {
+	return []*sarama.Broker{sarama.NewBroker("127.0.0.1:1")}, 1, nil
+}
+
+func newTestSyncer(t *testing.T, src, tgt *fakeAdmin, log *zap.Logger, syncConfigs []string) *Syncer {
+	t.Helper()
+	f, err := NewFilter([]string{".*"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := NewNamer(config.PolicyIdentity, "europe")
+	return NewSyncer(src, tgt, SyncerConfig{Filter: f, Name: n, Create: true, ReplicationFactor: 1,
+		SyncConfigs: syncConfigs, DefaultMaxMessageBytes: 1048588, Log: log})
+}
+
+const longMax = "9223372036854775807"
+
+// TestCreatedTopicAcceptsWhatTheSourceAcceptedAndKeepsCreateTime: a LogAppendTime source topic
+// whose records may be 3 hours ahead (Kafka 4 defaults elsewhere) is created on the target
+// without message.timestamp.type, even when sync_configs lists it, and with the source's
+// effective timestamp bounds, the default before.max.ms included.
+func TestCreatedTopicAcceptsWhatTheSourceAcceptedAndKeepsCreateTime(t *testing.T) {
+	src, tgt := newFakeAdmin(), newFakeAdmin()
+	src.add("orders", 3,
+		map[string]string{"message.timestamp.type": "LogAppendTime", "message.timestamp.after.max.ms": "10800000", "retention.ms": "1000"},
+		map[string]string{"message.timestamp.before.max.ms": longMax, "cleanup.policy": "delete"})
+	sync := slices.Concat(config.Default().Topics.SyncConfigs, []string{"message.timestamp.type"})
+	s := newTestSyncer(t, src, tgt, zap.NewNop(), sync)
+	if _, err := s.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for k, v := range tgt.created["orders"].ConfigEntries {
+		got[k] = *v
+	}
+	want := map[string]string{"message.timestamp.after.max.ms": "10800000", "message.timestamp.before.max.ms": longMax, "retention.ms": "1000"}
+	if len(got) != len(want) {
+		t.Fatalf("created with %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("created with %s=%q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+	topic, _ := s.Lookup("orders")
+	if topic.LogAppendTime || topic.TimestampAfterMax != 3*time.Hour || topic.TimestampBeforeMax != 0 || topic.MaxMessageBytes != 1048588 {
+		t.Fatalf("target topic read as %+v, want CreateTime, after 3h, no before bound, 1048588 bytes", topic)
+	}
+	if err := topic.Refusal(nil, time.Now().Add(2*time.Hour), time.Now()); err != nil {
+		t.Fatalf("the created topic refuses a record 2h ahead that the source accepted: %v", err)
+	}
+}
+
+// TestKafka39DifferenceBecomesBothBounds: a Kafka 3.9 source topic bounded only by the
+// deprecated message.timestamp.difference.max.ms is created with that bound in both
+// directions, and without the deprecated key, which Kafka 4 refuses.
+func TestKafka39DifferenceBecomesBothBounds(t *testing.T) {
+	src, tgt := newFakeAdmin(), newFakeAdmin()
+	src.add("old", 1, map[string]string{"message.timestamp.difference.max.ms": "60000"},
+		map[string]string{"message.timestamp.after.max.ms": longMax, "message.timestamp.before.max.ms": longMax})
+	s := newTestSyncer(t, src, tgt, zap.NewNop(), config.Default().Topics.SyncConfigs)
+	if _, err := s.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ce := tgt.created["old"].ConfigEntries
+	if _, ok := ce["message.timestamp.difference.max.ms"]; ok {
+		t.Fatal("message.timestamp.difference.max.ms sent to the target")
+	}
+	for _, k := range []string{"message.timestamp.after.max.ms", "message.timestamp.before.max.ms"} {
+		if ce[k] == nil || *ce[k] != "60000" {
+			t.Fatalf("%s = %v, want the source's difference 60000", k, ce[k])
+		}
+	}
+}
+
+// TestExistingTargetTopicIsReadNotAlteredAndLogAppendTimeWarnedOnce: an existing target topic
+// is left as it is; what decides acceptance is read from it once, and a LogAppendTime target is
+// warned about once, naming it, however often the topics are refreshed.
+func TestExistingTargetTopicIsReadNotAlteredAndLogAppendTimeWarnedOnce(t *testing.T) {
+	src, tgt := newFakeAdmin(), newFakeAdmin()
+	src.add("users", 2, map[string]string{"message.timestamp.after.max.ms": "86400000"}, nil)
+	tgt.add("users", 2, map[string]string{"cleanup.policy": "compact", "message.timestamp.type": "LogAppendTime"},
+		map[string]string{"message.timestamp.after.max.ms": "3600000", "message.timestamp.before.max.ms": longMax, "max.message.bytes": "2000000"})
+	core, logs := observer.New(zap.InfoLevel)
+	s := newTestSyncer(t, src, tgt, zap.New(core), config.Default().Topics.SyncConfigs)
+	for range 3 {
+		if _, err := s.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(tgt.created) != 0 {
+		t.Fatalf("existing target topic re-created or altered: %v", tgt.created)
+	}
+	topic, _ := s.Lookup("users")
+	want := Topic{Source: "users", Target: "users", Partitions: 2, MaxMessageBytes: 2000000, Compacted: true,
+		LogAppendTime: true, TimestampAfterMax: time.Hour}
+	if topic != want {
+		t.Fatalf("target topic read as %+v, want %+v", topic, want)
+	}
+	if tgt.describes != 1 {
+		t.Fatalf("target described %d times over 3 refreshes, want once", tgt.describes)
+	}
+	warned := logs.FilterMessageSnippet("LogAppendTime").All()
+	if len(warned) != 1 || warned[0].ContextMap()["topic"] != "users" || warned[0].Level != zap.WarnLevel {
+		t.Fatalf("LogAppendTime warnings: %+v, want one warning naming topic users", warned)
+	}
+	stricter := logs.FilterMessageSnippet("accepts less than its source").All()
+	if len(stricter) != 1 || stricter[0].ContextMap()["topic"] != "users" {
+		t.Fatalf("stricter-target warnings: %+v, want one naming topic users", stricter)
+	}
+	if got := stricter[0].ContextMap()["stricter_configs"]; fmt.Sprint(got) != "[cleanup.policy]" {
+		// LogAppendTime accepts any timestamp: only the compaction is stricter.
+		t.Fatalf("stricter configs %v, want [cleanup.policy]", got)
+	}
+}
+
+// TestStricterExistingTargetIsWarnedAboutNotAltered: an existing CreateTime target topic that
+// accepts timestamps at most 1 hour ahead, mirrored from a source that accepts 1 day, is left as
+// it is and warned about once, naming the config.
+func TestStricterExistingTargetIsWarnedAboutNotAltered(t *testing.T) {
+	src, tgt := newFakeAdmin(), newFakeAdmin()
+	src.add("orders", 1, map[string]string{"message.timestamp.after.max.ms": "86400000"},
+		map[string]string{"message.timestamp.before.max.ms": longMax})
+	tgt.add("orders", 1, nil, map[string]string{"message.timestamp.after.max.ms": "3600000", "message.timestamp.before.max.ms": longMax})
+	core, logs := observer.New(zap.InfoLevel)
+	s := newTestSyncer(t, src, tgt, zap.New(core), config.Default().Topics.SyncConfigs)
+	for range 2 {
+		if _, err := s.Refresh(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(tgt.created) != 0 || tgt.effective["orders"]["message.timestamp.after.max.ms"] != "3600000" {
+		t.Fatal("the existing target topic was altered")
+	}
+	w := logs.FilterMessageSnippet("accepts less than its source").All()
+	if len(w) != 1 || fmt.Sprint(w[0].ContextMap()["stricter_configs"]) != "[message.timestamp.after.max.ms]" {
+		t.Fatalf("warnings %+v, want one naming message.timestamp.after.max.ms", w)
+	}
+	topic, _ := s.Lookup("orders")
+	if err := topic.Refusal([]byte("k"), time.Now().Add(2*time.Hour), time.Now()); err == nil {
+		t.Fatal("a record 2h ahead passes the check for a target topic that refuses it")
+	}
+}
+
+// TestTargetBefore36GetsTheSingleBound: a target that knows neither timestamp bound (Kafka
+// before 3.6) gets the topic created with message.timestamp.difference.max.ms, the larger of the
+// source's two bounds, instead of not at all.
+func TestTargetBefore36GetsTheSingleBound(t *testing.T) {
+	src, tgt := newFakeAdmin(), newFakeAdmin()
+	tgt.unknown = []string{"message.timestamp.after.max.ms", "message.timestamp.before.max.ms"}
+	src.add("old", 1, map[string]string{"message.timestamp.after.max.ms": "7200000", "message.timestamp.before.max.ms": "60000"}, nil)
+	s := newTestSyncer(t, src, tgt, zap.NewNop(), config.Default().Topics.SyncConfigs)
+	if _, err := s.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ce := tgt.created["old"].ConfigEntries
+	if d := ce["message.timestamp.difference.max.ms"]; d == nil || *d != "7200000" || len(ce) != 1 {
+		t.Fatalf("created with %v, want only message.timestamp.difference.max.ms=7200000", ce)
+	}
+}

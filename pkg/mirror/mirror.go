@@ -216,7 +216,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 			ID: i, Inbox: m.inboxes[i], Records: records, NewProducer: open,
 			Compressed: m.cfg.Producer.Compression != "none", Policy: m.cfg.Producer.RefusedPolicy, Clock: clock,
 			DeadLetter: dead,
-			Fatal: m.fatal, Observer: m.workerObserver, Log: m.log,
+			Fatal:      m.fatal, Observer: m.workerObserver, Log: m.log,
 		})
 		if err != nil {
 			return err

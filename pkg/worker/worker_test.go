@@ -16,6 +16,7 @@ import (
 	"github.com/kmirror/kmirror/pkg/offsets"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
+	"github.com/kmirror/kmirror/pkg/topics"
 )
 
 // target is a fake target cluster: producers opened on it hand each message, one at a time and
@@ -452,4 +453,53 @@ func TestAloneBytesIsTheExactBatchSize(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRecordTheTargetTopicRefusesIsNamedBeforeItIsSent: a keyless record bound for a compacted
+// target topic and one 2 h ahead of a topic that accepts 1 h are caught before sending, by
+// their own offsets, and the policy applies to them alone.
+func TestRecordTheTargetTopicRefusesIsNamedBeforeItIsSent(t *testing.T) {
+	tg := &target{}
+	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	track := offsets.NewPartition("src", 0, 0, 64)
+	accept := &topics.Topic{Target: "dst", Compacted: true, TimestampAfterMax: time.Hour}
+	for i := range 6 {
+		m := &sarama.ConsumerMessage{Topic: "src", Offset: int64(i), Key: []byte("k"), Value: []byte("v"), Timestamp: time.Now()}
+		switch i {
+		case 2:
+			m.Key = nil
+		case 4:
+			m.Timestamp = time.Now().Add(2 * time.Hour)
+		}
+		r := record.From(m, "dst", track, 1<<20)
+		r.Accept = accept
+		r.Seq, _ = track.Register(m.Offset)
+		inbox.TryPush(r, r.Size)
+	}
+	obs := &countingObserver{}
+	var refused []string
+	var mu sync.Mutex
+	runWorker(t, Config{Inbox: inbox, NewProducer: tg.open, Policy: config.RefusedSkip, Observer: &reasons{obs, &mu, &refused}},
+		func() bool { return track.Committed() == 6 })
+	if got := fmt.Sprint(tg.log()); got != "[dst/0@0 dst/0@1 dst/0@3 dst/0@5]" {
+		t.Fatalf("written %s, want every record but offsets 2 and 4", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(refused) != "[2:keyless_in_compacted_topic 4:timestamp_in_future]" {
+		t.Fatalf("refused %v", refused)
+	}
+}
+
+type reasons struct {
+	*countingObserver
+	mu  *sync.Mutex
+	out *[]string
+}
+
+func (o *reasons) Skipped(w int, r *record.Record, err error) {
+	o.mu.Lock()
+	*o.out = append(*o.out, fmt.Sprintf("%d:%s", r.Offset, ReasonOf(err)))
+	o.mu.Unlock()
+	o.countingObserver.Skipped(w, r, err)
 }

@@ -92,6 +92,9 @@ func (w *Worker) refused(ctx context.Context, r *record.Record, err error) {
 		w.once(refusalKey{topic, reason}, "wrote a record the target refuses to the dead-letter topic "+
 			"(producer.refused_policy: dead_letter); further ones of this topic for this reason are counted, not logged", fields)
 	default:
+		// The records before it in its partition are fine: let them land (or fail) first, so
+		// that the target holds everything up to the refused record when the mirror stops.
+		w.settle(ctx, r, r.Seq)
 		w.fail(r, fmt.Errorf("%w (or set producer.refused_policy to skip or dead_letter to go on without it)", err))
 		return
 	}

@@ -4,8 +4,11 @@
 # tests proving broken manifests are refused), the systemd unit, and the Containerfile.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-crds="${STRIMZI_CRDS_DIR:-$root/../shared/strimzi-crds}"
+crds="${STRIMZI_CRDS_DIR:-$root/deploy/strimzi-crds}"
 export STRIMZI_CRDS_DIR="$crds"
+
+echo "== vendored Strimzi CRDs (deploy/strimzi-crds) are the upstream files, unchanged"
+(cd "$root/deploy/strimzi-crds" && sha256sum --quiet -c SHA256SUMS)
 
 echo "== kubernetes manifests (Strimzi CRDs from $crds)"
 (cd "$root/deploy/validate" && go test -count=1 ./... && go run . --root "$root")

@@ -1,5 +1,8 @@
 package main
 
+// VendoredCRDs is where the repository keeps the Strimzi CRDs, relative to its root.
+const VendoredCRDs = "deploy/strimzi-crds"
+
 // Target is one kustomize directory and the policies its rendering must meet.
 type Target struct {
 	Path string

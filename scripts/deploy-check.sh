@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Validates everything under deploy/ offline: the kustomize renderings against the real
 # Kubernetes API types and the Strimzi CRD schemas (deploy/validate, its own Go module, with its
-# tests proving broken manifests are refused), the systemd unit, and the Containerfile.
+# tests proving broken manifests are refused), the Prometheus alerting rules and their unit tests,
+# the systemd unit, and the Containerfile.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 crds="${STRIMZI_CRDS_DIR:-$root/deploy/strimzi-crds}"
@@ -12,6 +13,13 @@ echo "== vendored Strimzi CRDs (deploy/strimzi-crds) are the upstream files, unc
 
 echo "== kubernetes manifests (Strimzi CRDs from $crds)"
 (cd "$root/deploy/validate" && go test -count=1 ./... && go run . --root "$root")
+
+echo "== Prometheus alerting rules (deploy/prometheus)"
+if command -v promtool >/dev/null; then
+  (cd "$root/deploy/prometheus" && promtool check rules kmirror-rules.yaml && promtool test rules kmirror-rules.test.yaml)
+else
+  echo "promtool not installed (Debian: apt-get install prometheus); rules not checked" >&2
+fi
 
 echo "== systemd unit"
 if command -v systemd-analyze >/dev/null; then

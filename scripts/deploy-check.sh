@@ -39,6 +39,9 @@ else
   echo "systemd-analyze not installed; unit not verified"
 fi
 
+echo "== make install: the unit's user can read what it installs"
+"$root/scripts/systemd-check.sh"
+
 echo "== Containerfile"
 grep -q '^USER 1001' "$root/Containerfile" && grep -q 'CGO_ENABLED=0' "$root/Containerfile" \
   || { echo "Containerfile must build a static binary and run as a non-root user" >&2; exit 1; }

@@ -40,9 +40,11 @@ e2e: build
 kafka-fetch:
 	./scripts/kafka/fetch.sh
 
+## kafka-up: europe on 127.0.0.1:19012 and us on 127.0.0.1:29012; KAFKA_EUROPE_PORT_BASE and
+## KAFKA_US_PORT_BASE move them (scripts/kafka/cluster.sh: node 1 listens on base + 12).
 kafka-up:
-	./scripts/kafka/cluster.sh up europe
-	./scripts/kafka/cluster.sh up us
+	KAFKA_PORT_BASE=$(KAFKA_EUROPE_PORT_BASE) ./scripts/kafka/cluster.sh up europe
+	KAFKA_PORT_BASE=$(KAFKA_US_PORT_BASE) ./scripts/kafka/cluster.sh up us
 
 kafka-down:
 	./scripts/kafka/cluster.sh down us

@@ -45,6 +45,11 @@ echo "== make install: the unit's user can read what it installs"
 echo "== Containerfile"
 grep -q '^USER 1001' "$root/Containerfile" && grep -q 'CGO_ENABLED=0' "$root/Containerfile" \
   || { echo "Containerfile must build a static binary and run as a non-root user" >&2; exit 1; }
+if grep -E '^FROM ' "$root/Containerfile" | grep -Ev '^FROM [^ ]+(:[^ :]+|@sha256:[0-9a-f]+)( |$)' | grep -q . ||
+   grep -E '^FROM [^ ]+:latest( |$)' "$root/Containerfile" | grep -q .; then
+  echo "Containerfile: pin every base image to a version tag or digest (no latest)" >&2
+  exit 1
+fi
 if command -v buildah >/dev/null && [ -n "${KMIRROR_BUILD_IMAGE:-}" ]; then
   buildah bud -f "$root/Containerfile" -t kmirror:check "$root"
 else

@@ -40,9 +40,11 @@ e2e: build
 kafka-fetch:
 	./scripts/kafka/fetch.sh
 
+## kafka-up: europe on 127.0.0.1:19012 and us on 127.0.0.1:29012; KAFKA_EUROPE_PORT_BASE and
+## KAFKA_US_PORT_BASE move them (scripts/kafka/cluster.sh: node 1 listens on base + 12).
 kafka-up:
-	./scripts/kafka/cluster.sh up europe
-	./scripts/kafka/cluster.sh up us
+	KAFKA_PORT_BASE=$(KAFKA_EUROPE_PORT_BASE) ./scripts/kafka/cluster.sh up europe
+	KAFKA_PORT_BASE=$(KAFKA_US_PORT_BASE) ./scripts/kafka/cluster.sh up us
 
 kafka-down:
 	./scripts/kafka/cluster.sh down us
@@ -63,10 +65,18 @@ deploy-check:
 image:
 	buildah bud -f Containerfile -t kmirror:$(VERSION) .
 
+## install: the binary, the systemd unit, and /etc/kmirror/kmirror.yaml unless one is there already.
+## The configuration is 0644: the unit's dynamic user must read it; secrets belong in
+## /etc/kmirror/kmirror.env (0600, read by systemd) or in credentials (see deploy/README.md).
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/kmirror
 	install -D -m 0644 deploy/systemd/kmirror.service $(DESTDIR)/etc/systemd/system/kmirror.service
-	install -D -m 0640 configs/kmirror.yaml $(DESTDIR)/etc/kmirror/kmirror.yaml
+	install -d -m 0755 $(DESTDIR)/etc/kmirror
+	@if [ -e $(DESTDIR)/etc/kmirror/kmirror.yaml ]; then \
+	  echo "kept the existing $(DESTDIR)/etc/kmirror/kmirror.yaml (the example is configs/kmirror.yaml)"; \
+	else \
+	  install -m 0644 configs/kmirror.yaml $(DESTDIR)/etc/kmirror/kmirror.yaml; \
+	fi
 
 clean:
 	rm -rf bin

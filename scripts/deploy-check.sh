@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
 # Validates everything under deploy/ offline: the kustomize renderings against the real
 # Kubernetes API types and the Strimzi CRD schemas (deploy/validate, its own Go module, with its
-# tests proving broken manifests are refused), the systemd unit, and the Containerfile.
+# tests proving broken manifests are refused), the Prometheus alerting rules and their unit tests,
+# the systemd unit, and the Containerfile.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-crds="${STRIMZI_CRDS_DIR:-$root/../shared/strimzi-crds}"
+crds="${STRIMZI_CRDS_DIR:-$root/deploy/strimzi-crds}"
 export STRIMZI_CRDS_DIR="$crds"
+
+echo "== vendored Strimzi CRDs (deploy/strimzi-crds) are the upstream files, unchanged"
+(cd "$root/deploy/strimzi-crds" && sha256sum --quiet -c SHA256SUMS)
 
 echo "== kubernetes manifests (Strimzi CRDs from $crds)"
 (cd "$root/deploy/validate" && go test -count=1 ./... && go run . --root "$root")
+
+echo "== Prometheus alerting rules (deploy/prometheus)"
+if command -v promtool >/dev/null; then
+  (cd "$root/deploy/prometheus" && promtool check rules kmirror-rules.yaml && promtool test rules kmirror-rules.test.yaml)
+else
+  echo "promtool not installed (Debian: apt-get install prometheus); rules not checked" >&2
+fi
 
 echo "== systemd unit"
 if command -v systemd-analyze >/dev/null; then
@@ -28,9 +39,17 @@ else
   echo "systemd-analyze not installed; unit not verified"
 fi
 
+echo "== make install: the unit's user can read what it installs"
+"$root/scripts/systemd-check.sh"
+
 echo "== Containerfile"
 grep -q '^USER 1001' "$root/Containerfile" && grep -q 'CGO_ENABLED=0' "$root/Containerfile" \
   || { echo "Containerfile must build a static binary and run as a non-root user" >&2; exit 1; }
+if grep -E '^FROM ' "$root/Containerfile" | grep -Ev '^FROM [^ ]+(:[^ :]+|@sha256:[0-9a-f]+)( |$)' | grep -q . ||
+   grep -E '^FROM [^ ]+:latest( |$)' "$root/Containerfile" | grep -q .; then
+  echo "Containerfile: pin every base image to a version tag or digest (no latest)" >&2
+  exit 1
+fi
 if command -v buildah >/dev/null && [ -n "${KMIRROR_BUILD_IMAGE:-}" ]; then
   buildah bud -f "$root/Containerfile" -t kmirror:check "$root"
 else

@@ -1,17 +1,49 @@
 package main
 
+// VendoredCRDs is where the repository keeps the Strimzi CRDs, relative to its root.
+const VendoredCRDs = "deploy/strimzi-crds"
+
+// Namespace is where every namespaced object of the deployment lives.
+const Namespace = "kafka-mirror"
+
+// Sites names the site each Kafka cluster, and kmirror, must run in.
+var Sites = map[string]string{"europe-cluster": "europe", "us-cluster": "us", "kmirror": "us"}
+
 // Target is one kustomize directory and the policies its rendering must meet.
 type Target struct {
 	Path string
-	// StorageClass, when set, is the class every Kafka persistent volume must use.
-	StorageClass string
-	// Kustomization marks a component or base that renders on its own.
-	Kustomization bool
+	// StorageClasses, when set, maps each Kafka cluster to the class its persistent volumes must
+	// use (one per site).
+	StorageClasses map[string]string
+	// SiteKey, when set, is the node label whose value names a site: every node pool and kmirror
+	// must require it to be their site (Sites).
+	SiteKey string
+	// RackKey is the node label Kafka's rack awareness must use.
+	RackKey string
 }
+
+const (
+	region   = "topology.kubernetes.io/region"
+	zone     = "topology.kubernetes.io/zone"
+	hostname = "kubernetes.io/hostname"
+)
 
 // Targets are the renderings checked by make deploy-check.
 var Targets = []Target{
-	{Path: "deploy/kubernetes/base", StorageClass: "ocs-storagecluster-ceph-rbd"},
-	{Path: "deploy/kubernetes/overlays/kind"},
-	{Path: "deploy/kubernetes/overlays/openshift-stretched", StorageClass: "ocs-storagecluster-ceph-rbd"},
+	{Path: "deploy/kubernetes/base", SiteKey: region, RackKey: zone},
+	{Path: "deploy/kubernetes/overlays/kind", RackKey: zone},
+	{Path: "deploy/kubernetes/overlays/openshift-stretched", SiteKey: region, RackKey: zone,
+		StorageClasses: map[string]string{"europe-cluster": "kafka-europe", "us-cluster": "kafka-us"}},
+	{Path: "deploy/kubernetes/overlays/openshift-odf-stretch", SiteKey: zone, RackKey: hostname,
+		StorageClasses: map[string]string{"europe-cluster": "ocs-storagecluster-ceph-rbd", "us-cluster": "ocs-storagecluster-ceph-rbd"}},
+}
+
+// TargetByPath returns the target at path, for tests.
+func TargetByPath(path string) (Target, bool) {
+	for _, t := range Targets {
+		if t.Path == path {
+			return t, true
+		}
+	}
+	return Target{}, false
 }

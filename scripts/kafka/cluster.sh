@@ -10,6 +10,7 @@
 #   scripts/kafka/cluster.sh stop-node NAME IDX      # kill -9 one node (broker loss)
 #   scripts/kafka/cluster.sh start-node NAME IDX     # bring it back with its data
 #   scripts/kafka/cluster.sh logs NAME [IDX]
+#   scripts/kafka/cluster.sh create-topic NAME TOPIC [PARTITIONS]   # replicated on every node
 #
 # Every node is a combined broker+controller (a 3-node cluster keeps a controller quorum and
 # broker replicas when one node is lost). Ports come from the name: europe uses 19012/19013 for
@@ -21,7 +22,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 state_root="${KMIRROR_KAFKA_STATE:-/tmp/kmirror-kafka}"
 
-usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 port_base() {
   if [ -n "${KAFKA_PORT_BASE:-}" ]; then echo "$KAFKA_PORT_BASE"; return; fi
@@ -220,6 +221,11 @@ case "$action" in
   bootstrap) cmd_bootstrap "$name" ;;
   stop-node) load_meta "$name"; stop_pid "$state_root/$name/node-$1/pid" KILL; echo "kafka $name node $1 killed" >&2 ;;
   start-node) load_meta "$name"; : >"$state_root/$name/node-$1/kafka.log"; start_node "$name" "$1"; wait_ready "$name" "$1" ;;
+  create-topic)
+    [ $# -ge 1 ] || usage
+    load_meta "$name"
+    "$(java_for)" -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -cp "$LIB/*" org.apache.kafka.tools.TopicCommand \
+      --bootstrap-server "$(cmd_bootstrap "$name")" --create --topic "$1" --partitions "${2:-3}" --replication-factor "$NODES" ;;
   logs) load_meta "$name"; for f in "$state_root/$name"/node-${1:-*}/kafka.log; do echo "== $f"; tail -n "${LINES:-50}" "$f"; done ;;
   *) usage ;;
 esac

@@ -16,14 +16,14 @@ import (
 
 func main() {
 	root := flag.String("root", "../..", "repository root")
-	crds := flag.String("crds", "", "directory of the Strimzi CRDs (default $STRIMZI_CRDS_DIR or the vendored <root>/deploy/strimzi-crds)")
+	crds := flag.String("crds", "", "directory of the Strimzi CRDs (default $STRIMZI_CRDS_DIR or <root>/"+SharedCRDs+")")
 	flag.Parse()
 	dir := *crds
 	if dir == "" {
 		dir = os.Getenv("STRIMZI_CRDS_DIR")
 	}
 	if dir == "" {
-		dir = filepath.Join(*root, VendoredCRDs)
+		dir = filepath.Join(*root, SharedCRDs)
 	}
 	schemas, err := LoadCRDs(dir)
 	if err != nil {

@@ -1,7 +1,8 @@
 package main
 
-// VendoredCRDs is where the repository keeps the Strimzi CRDs, relative to its root.
-const VendoredCRDs = "deploy/strimzi-crds"
+// SharedCRDs is where the Strimzi CRDs are, relative to the repository's root: the shared data
+// beside the clone, which is not to be copied into the repository.
+const SharedCRDs = "../shared/strimzi-crds"
 
 // Namespace is where every namespaced object of the deployment lives.
 const Namespace = "kafka-mirror"

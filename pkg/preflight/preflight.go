@@ -56,7 +56,7 @@ func Run(ctx context.Context, cfg *config.Config) []Check {
 	var wg sync.WaitGroup
 	for i, check := range []func(*session, *config.Config){checkSource, checkTarget} {
 		key := []string{"source", "target"}[i]
-		s := &session{key: key}
+		s := &session{ctx: ctx, key: key}
 		results[i] = s
 		wg.Add(1)
 		go func() { defer wg.Done(); check(s, &c) }()
@@ -102,6 +102,7 @@ func Print(w io.Writer, checks []Check) bool {
 }
 
 type session struct {
+	ctx    context.Context
 	key    string
 	cl     *cluster.Cluster
 	client sarama.Client
@@ -143,6 +144,23 @@ func (s *session) finish(ctx context.Context) []Check {
 				"or the cluster is overloaded", context.Cause(ctx))})
 	}
 	return out
+}
+
+// attempt runs op until it succeeds, fails for good, or the checks' time is up: a passing state
+// of the cluster (a coordinator still loading right after a start, a leader moving) is retried
+// as kmirror itself would retry it, and reported as RETRY only if it outlasts the time allowed.
+func (s *session) attempt(op func() error) error {
+	for i := 0; ; i++ {
+		err := op()
+		if err == nil || !passing(err) {
+			return err
+		}
+		select {
+		case <-s.ctx.Done():
+			return err
+		case <-time.After(min(250*time.Millisecond<<min(i, 4), 2*time.Second)):
+		}
+	}
 }
 
 // passing reports whether err is a state of the cluster that passes by itself.
@@ -205,7 +223,8 @@ func checkSource(s *session, cfg *config.Config) {
 		return
 	}
 	s.doing("describe topics")
-	all, err := s.admin.ListTopics()
+	var all map[string]sarama.TopicDetail
+	err := s.attempt(func() (err error) { all, err = s.admin.ListTopics(); return })
 	filter, ferr := topics.NewFilter(cfg.Topics.Include, cfg.Topics.Exclude)
 	var matched []string
 	if err == nil && ferr == nil {
@@ -223,17 +242,23 @@ func checkSource(s *session, cfg *config.Config) {
 	if len(matched) > 0 {
 		t := matched[0]
 		s.doing("describe topic configs")
-		_, err := s.admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: t})
+		err := s.attempt(func() error {
+			_, err := s.admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: t})
+			return err
+		})
 		s.add("describe topic configs", err, "on "+t, "grant DescribeConfigs on the topics to mirror")
 		s.doing("read (list offsets)")
-		_, err = s.client.GetOffset(t, 0, sarama.OffsetNewest)
+		err = s.attempt(func() error { _, err := s.client.GetOffset(t, 0, sarama.OffsetNewest); return err })
 		s.add("read (list offsets)", err, "on "+t+" partition 0", "grant Read and Describe on the topics to mirror")
 	}
 	s.doing("consumer group")
-	groups, err := s.admin.DescribeConsumerGroups([]string{cfg.Consumer.GroupID})
-	if err == nil && len(groups) == 1 && !errors.Is(groups[0].Err, sarama.ErrNoError) {
-		err = groups[0].Err // the group's own error code, e.g. its coordinator still loading
-	}
+	err = s.attempt(func() error {
+		groups, err := s.admin.DescribeConsumerGroups([]string{cfg.Consumer.GroupID})
+		if err == nil && len(groups) == 1 && !errors.Is(groups[0].Err, sarama.ErrNoError) {
+			err = groups[0].Err // the group's own error code, e.g. its coordinator still loading
+		}
+		return err
+	})
 	s.add("consumer group", err, "group "+cfg.Consumer.GroupID, fmt.Sprintf("grant Read and Describe on group %q", cfg.Consumer.GroupID))
 }
 
@@ -252,24 +277,29 @@ func checkTarget(s *session, cfg *config.Config) {
 		return
 	}
 	s.doing("describe cluster")
-	_, _, err := s.admin.DescribeCluster()
+	err := s.attempt(func() error { _, _, err := s.admin.DescribeCluster(); return err })
 	s.add("describe cluster", err, "", "grant Describe on the cluster")
 	if cfg.Topics.Create {
 		s.doing("create topics (validate only)")
-		err := s.admin.CreateTopic("kmirror-preflight-check", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, true)
+		err := s.attempt(func() error {
+			return s.admin.CreateTopic("kmirror-preflight-check", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, true)
+		})
 		if err != nil && strings.Contains(err.Error(), "replication factor") {
 			err = nil // the request was authorized; only the validation of the settings refused it
 		}
 		s.add("create topics (validate only)", err, "nothing created", "grant Create on the topics (or the cluster), or set topics.create: false and create them yourself")
 	}
 	s.doing("idempotent write")
-	pid, err := s.client.InitProducerID()
 	detail := ""
-	if err == nil {
-		detail = fmt.Sprintf("producer id %d", pid.ProducerID)
-		if pid.Err != sarama.ErrNoError {
-			err = pid.Err
+	err = s.attempt(func() error {
+		pid, err := s.client.InitProducerID()
+		if err == nil {
+			detail = fmt.Sprintf("producer id %d", pid.ProducerID)
+			if pid.Err != sarama.ErrNoError {
+				err = pid.Err
+			}
 		}
-	}
+		return err
+	})
 	s.add("idempotent write", err, detail, "grant IdempotentWrite on the cluster and Write on the topics")
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,6 +113,7 @@ func TestTimeoutIsHonouredAgainstASilentBroker(t *testing.T) {
 // TestCoordinatorLoadingIsARetryNotAMissingACL makes the source's group coordinator answer
 // COORDINATOR_LOAD_IN_PROGRESS: the verdict must say to retry, not to grant an ACL.
 func TestCoordinatorLoadingIsARetryNotAMissingACL(t *testing.T) {
+	var loadingFor atomic.Int32
 	eu, err := embedded.Start("europe", 1, kfake.SeedTopics(1, "orders"))
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +126,12 @@ func TestCoordinatorLoadingIsARetryNotAMissingACL(t *testing.T) {
 	defer us.Close()
 	fake := eu.Fake()
 	fake.KeepControl()
+	var calls atomic.Int32
 	fake.ControlKey(int16(kmsg.DescribeGroups), func(kr kmsg.Request) (kmsg.Response, error, bool) {
+		fake.KeepControl()
+		if calls.Add(1) > loadingFor.Load() {
+			return nil, nil, false
+		}
 		req := kr.(*kmsg.DescribeGroupsRequest)
 		resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
 		for _, g := range req.Groups {
@@ -137,8 +144,21 @@ func TestCoordinatorLoadingIsARetryNotAMissingACL(t *testing.T) {
 	})
 	cfg := config.Default()
 	cfg.Source.Bootstrap, cfg.Target.Bootstrap = eu.Addrs(), us.Addrs()
+
+	// Loading for the first two answers, as right after a broker starts: retried, then ok.
+	loadingFor.Store(2)
 	var out bytes.Buffer
-	Print(&out, Run(context.Background(), &cfg))
+	if !Print(&out, Run(context.Background(), &cfg)) {
+		t.Fatalf("a coordinator that finished loading during the checks must pass:\n%s", out.String())
+	}
+
+	// Loading for longer than the time allowed: a retry, not a missing ACL.
+	calls.Store(0)
+	loadingFor.Store(1 << 30)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	out.Reset()
+	Print(&out, Run(ctx, &cfg))
 	s := out.String()
 	if !strings.Contains(s, "consumer group               RETRY") || strings.Contains(s, "grant Read and Describe on group") {
 		t.Fatalf("a loading coordinator must be a retry, not a missing ACL:\n%s", s)

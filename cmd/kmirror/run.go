@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -108,7 +109,8 @@ func run(ctx context.Context, cfg *config.Config) error {
 	srvCtx, stopServer := context.WithCancel(context.Background())
 	defer stopServer()
 	if cfg.Telemetry.Listen != "" {
-		srv, err := telemetry.NewServer(telemetry.ServerConfig{Listen: cfg.Telemetry.Listen, Pprof: cfg.Telemetry.Pprof}, reg, m.Ready, log)
+		srv, err := telemetry.NewServer(telemetry.ServerConfig{Listen: cfg.Telemetry.Listen, Pprof: cfg.Telemetry.Pprof, Started: m.Started},
+			reg, m.Ready, log)
 		if err != nil {
 			return err
 		}
@@ -118,7 +120,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 			}
 		}()
 	}
-	go notifySystemd(ctx, log, func() error {
+	go notifySystemd(ctx, log, m.Started, func() error {
 		err := m.Ready()
 		if err == nil {
 			metrics.Ready.Set(1)
@@ -144,27 +146,38 @@ func run(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
-// notifySystemd polls readiness for as long as ctx lasts, and tells systemd (Type=notify) that
-// kmirror is ready the first time it is, and that it is stopping when ctx ends. Outside systemd
-// the notifications do nothing.
-func notifySystemd(ctx context.Context, log *zap.Logger, ready func() error) {
+// notifySystemd tells systemd (Type=notify) that kmirror has started (READY=1) once the mirror
+// runs, without waiting for the clusters: a start while the target is down is a start, and the
+// unit's start timeout must not fail it. Each change of readiness is told as STATUS= (the
+// reason when not ready, as /readyz says it), and STOPPING=1 when ctx ends. It polls readiness
+// (which also keeps the kmirror_ready gauge) for as long as ctx lasts. Outside systemd the
+// notifications do nothing.
+func notifySystemd(ctx context.Context, log *zap.Logger, started, ready func() error) {
 	t := time.NewTicker(250 * time.Millisecond)
 	defer t.Stop()
-	notified := false
+	notified, status := false, ""
+	notify := func(state string) {
+		if _, err := daemon.SdNotify(false, state); err != nil {
+			log.Warn("notify systemd", zap.Error(err))
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			_, _ = daemon.SdNotify(false, daemon.SdNotifyStopping)
+			notify(daemon.SdNotifyStopping)
 			return
 		case <-t.C:
-			if ready() != nil || notified {
-				continue
+			if !notified && started() == nil {
+				notified = true
+				notify(daemon.SdNotifyReady)
 			}
-			notified = true
-			if ok, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
-				log.Warn("notify systemd", zap.Error(err))
-			} else if ok {
-				log.Info("told systemd kmirror is ready")
+			now := "STATUS=mirroring"
+			if err := ready(); err != nil {
+				now = "STATUS=not ready: " + strings.ReplaceAll(err.Error(), "\n", " ")
+			}
+			if notified && now != status {
+				status = now
+				notify(now)
 			}
 		}
 	}

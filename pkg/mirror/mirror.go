@@ -63,6 +63,7 @@ type Mirror struct {
 
 	workers atomic.Pointer[[]*worker.Worker]
 
+	running   atomic.Bool
 	fatalOnce sync.Once
 	fatalErr  atomic.Pointer[error]
 	connected atomic.Bool
@@ -116,6 +117,15 @@ func New(cfg *config.Config, opts Options) (*Mirror, error) {
 // Inboxes exposes the workers' inboxes, for occupancy metrics.
 func (m *Mirror) Inboxes() []*ring.Queue[*record.Record] { return m.inboxes }
 
+// Started returns nil while Run is running: the mirror has started its work, whether or not the
+// clusters answer yet.
+func (m *Mirror) Started() error {
+	if !m.running.Load() {
+		return errors.New("the mirror is not running")
+	}
+	return nil
+}
+
 // Ready returns nil when the mirror is connected to both clusters, inside a consumer-group
 // session and has not failed; otherwise the reason.
 func (m *Mirror) Ready() error {
@@ -153,6 +163,8 @@ func (m *Mirror) fatal(err error) {
 // within the shutdown timeout. It returns nil after an orderly stop and the fatal error
 // otherwise.
 func (m *Mirror) Run(ctx context.Context) error {
+	m.running.Store(true)
+	defer m.running.Store(false)
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	m.stopFatal = stop
@@ -515,6 +527,32 @@ func stoppedBeforeStart(ctx context.Context, err error) error {
 	return err
 }
 
+// openAdmin opens an admin client, giving up when ctx ends: sarama dials and retries metadata for
+// up to a minute against brokers that do not answer, and a stop must not wait for that (an admin
+// that connects after all is closed at once).
+func openAdmin(ctx context.Context, addrs []string, cfg *sarama.Config) (sarama.ClusterAdmin, error) {
+	type result struct {
+		a   sarama.ClusterAdmin
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		a, err := sarama.NewClusterAdmin(addrs, cfg)
+		done <- result{a, err}
+	}()
+	select {
+	case r := <-done:
+		return r.a, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.a != nil {
+				_ = r.a.Close()
+			}
+		}()
+		return nil, context.Cause(ctx)
+	}
+}
+
 // connectAdmin opens an admin client, retrying with backoff while the cluster is unreachable,
 // until ctx ends.
 func connectAdmin(ctx context.Context, log *zap.Logger, role string, c *cluster.Cluster, seen func(string, *sarama.Config)) (sarama.ClusterAdmin, error) {
@@ -524,9 +562,12 @@ func connectAdmin(ctx context.Context, log *zap.Logger, role string, c *cluster.
 		if seen != nil {
 			seen(role+"-admin", cfg)
 		}
-		a, err := sarama.NewClusterAdmin(c.Bootstrap(), cfg)
+		a, err := openAdmin(ctx, c.Bootstrap(), cfg)
 		if err == nil {
 			return a, nil
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to %s cluster %s %v: %w", role, c.Alias(), c.Bootstrap(), context.Cause(ctx))
 		}
 		log.Warn("cannot reach cluster; retrying", zap.String("cluster", role), zap.String("alias", c.Alias()),
 			zap.Strings("bootstrap", c.Bootstrap()), zap.Error(err), zap.String("hint", c.Hint()), zap.Duration("in", backoff))

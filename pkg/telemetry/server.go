@@ -21,6 +21,9 @@ type ServerConfig struct {
 	// Pprof serves /debug/pprof/ (CPU, heap, goroutine profiles, execution traces). Off by
 	// default: a profile costs CPU and shows internals, so it is opted into.
 	Pprof bool
+	// Started, when set, answers /startupz: nil once the process has started its work (its
+	// configuration loaded, the mirror running), whatever the clusters do. Nil means started.
+	Started func() error
 }
 
 // shutdownGrace bounds how long Run waits for scrapes in progress once ctx ends.
@@ -30,6 +33,8 @@ const shutdownGrace = 5 * time.Second
 //
 //	/metrics        Prometheus text or OpenMetrics (content negotiation), from the gatherer
 //	/healthz        200 while the process runs
+//	/startupz       200 once the process has started its work (not waiting for the clusters),
+//	                else 503: what a startup probe should ask
 //	/readyz         200 when the readiness check returns nil, else 503 and the reason
 //	/debug/pprof/*  only with ServerConfig.Pprof
 type Server struct {
@@ -81,6 +86,17 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("/startupz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if s.cfg.Started != nil {
+			if err := s.cfg.Started(); err != nil {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = fmt.Fprintf(w, "not started: %v\n", err)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("started\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -238,3 +238,26 @@ func (c slowCollector) Collect(ch chan<- prometheus.Metric) {
 	<-c.release
 	ch <- prometheus.MustNewConstMetric(slowDesc, prometheus.GaugeValue, 1)
 }
+
+// TestStartupzSaysStartedIndependentlyOfReadiness: /startupz answers 503 until the process has
+// started its work and 200 afterwards, even while /readyz is 503 (clusters unreachable).
+func TestStartupzSaysStartedIndependentlyOfReadiness(t *testing.T) {
+	var started atomic.Bool
+	srv := startServer(t, ServerConfig{Started: func() error {
+		if !started.Load() {
+			return errors.New("the mirror is not running")
+		}
+		return nil
+	}}, prometheus.NewRegistry(), func() error { return errors.New("not connected to both clusters yet") })
+	base := "http://" + srv.Addr()
+	if code, _, body := get(t, base+"/startupz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "not running") {
+		t.Fatalf("/startupz = %d %q before the start, want 503 with the reason", code, body)
+	}
+	started.Store(true)
+	if code, _, _ := get(t, base+"/startupz"); code != http.StatusOK {
+		t.Fatalf("/startupz = %d once started, want 200", code)
+	}
+	if code, _, _ := get(t, base+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz = %d with the clusters unreachable, want 503", code)
+	}
+}

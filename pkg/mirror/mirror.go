@@ -23,6 +23,7 @@ import (
 
 	"github.com/kmirror/kmirror/pkg/cluster"
 	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/offsets"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
 	"github.com/kmirror/kmirror/pkg/source"
@@ -130,7 +131,7 @@ func (m *Mirror) Ready() error {
 func (m *Mirror) fatal(err error) {
 	m.fatalOnce.Do(func() {
 		m.fatalErr.Store(&err)
-		m.log.Error("stopping: a record could not be mirrored", zap.Error(err))
+		m.log.Error("stopping: a partition cannot go on", zap.Error(err))
 		if m.stopFatal != nil {
 			m.stopFatal(err)
 		}
@@ -164,11 +165,32 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The producers read target metadata through clients of their own, refreshed whenever a
+	// target topic grows: sarama's partitioner fails a record for a partition missing from its
+	// cached metadata instead of refreshing it.
+	var producerClients []sarama.Client
+	defer func() {
+		for _, c := range producerClients {
+			_ = c.Close()
+		}
+	}()
+	events := m.topicEvents
+	counted := events.PartitionsAdded
+	events.PartitionsAdded = func(n int) {
+		if counted != nil {
+			counted(n)
+		}
+		for _, c := range producerClients {
+			if err := c.RefreshMetadata(); err != nil {
+				m.log.Warn("refresh producer metadata after a target topic grew", zap.Error(err))
+			}
+		}
+	}
 	syncer := topics.NewSyncer(srcAdmin, tgtAdmin, topics.SyncerConfig{
 		Filter: filter, Name: namer, Create: m.cfg.Topics.Create,
 		ReplicationFactor: m.cfg.Topics.ReplicationFactor, SyncConfigs: m.cfg.Topics.SyncConfigs,
 		DefaultMaxMessageBytes: m.cfg.Producer.MaxMessageBytes,
-		Events:                 m.topicEvents, Log: m.log,
+		Events:                 events, Log: m.log,
 	})
 
 	// Workers and their producers start before the consumer and stop after it.
@@ -187,7 +209,13 @@ func (m *Mirror) Run(ctx context.Context) error {
 		if m.opts.SaramaClients != nil {
 			m.opts.SaramaClients(fmt.Sprintf("producer-%d", i), pc)
 		}
-		p, err := sarama.NewAsyncProducer(m.target.Bootstrap(), pc)
+		cl, err := sarama.NewClient(m.target.Bootstrap(), pc)
+		if err != nil {
+			closeProducers()
+			return fmt.Errorf("start producer %d on target %s: %w", i, m.target.Alias(), err)
+		}
+		producerClients = append(producerClients, cl)
+		p, err := sarama.NewAsyncProducerFromClient(cl)
 		if err != nil {
 			closeProducers()
 			return fmt.Errorf("start producer %d on target %s: %w", i, m.target.Alias(), err)
@@ -195,10 +223,33 @@ func (m *Mirror) Run(ctx context.Context) error {
 		producers = append(producers, p)
 	}
 
+	// A client of the source of its own reads where claims start and commits offsets (so that
+	// each commit's outcome is known); it closes after the consumer group's final commit.
+	gc := m.consumerConfig()
+	offsetsCfg := m.consumerConfig()
+	offsetsCfg.ClientID = gc.ClientID + "-offsets"
+	if m.opts.SaramaClients != nil {
+		m.opts.SaramaClients("offsets", offsetsCfg)
+	}
+	srcClient, err := sarama.NewClient(m.source.Bootstrap(), offsetsCfg)
+	if err != nil {
+		closeProducers()
+		return fmt.Errorf("connect offsets client to source %s: %w", m.source.Alias(), err)
+	}
+	defer srcClient.Close()
+	group := m.cfg.Consumer.GroupID
+	coordinator := offsets.ClientCoordinator{Client: srcClient, Group: group}
+
 	records := &record.Pool{} // filled by the handler, emptied by the workers
 	handler, err := source.New(source.Config{
 		Inboxes: m.inboxes, Records: records, Topics: syncer, InFlight: m.cfg.Ring.PartitionInFlight,
 		CommitInterval: m.cfg.Commit.Interval, DrainTimeout: m.cfg.Shutdown.Timeout,
+		NewCommitter: func(sess sarama.ConsumerGroupSession, metadata func(string) string) offsets.Committer {
+			return offsets.NewGroupCommitter(sess, coordinator, group, offsetsCfg, metadata)
+		},
+		Source: source.ClientCluster{Client: srcClient}, Group: group,
+		InitialNewest: m.cfg.Consumer.InitialOffset == "newest", LossPolicy: m.cfg.Consumer.SourceLossPolicy,
+		Fatal:    m.fatal,
 		Observer: m.sourceObserver, Tracing: m.opts.Tracing, Log: m.log,
 	})
 	if err != nil {
@@ -207,11 +258,10 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 	m.handler.Store(handler)
 
-	gc := m.consumerConfig()
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("consumer", gc)
 	}
-	group, err := sarama.NewConsumerGroup(m.source.Bootstrap(), m.cfg.Consumer.GroupID, gc)
+	cg, err := sarama.NewConsumerGroup(m.source.Bootstrap(), group, gc)
 	if err != nil {
 		closeProducers()
 		return fmt.Errorf("join consumer group %q on source %s: %w", m.cfg.Consumer.GroupID, m.source.Alias(), err)
@@ -237,12 +287,12 @@ func (m *Mirror) Run(ctx context.Context) error {
 		workers.Go(func() error { return w.Run(workerCtx) })
 	}
 
-	consumeErr := m.consume(runCtx, group, handler, syncer)
+	consumeErr := m.consume(runCtx, cg, handler, syncer)
 
 	// The consumer has stopped fetching and every claim has drained (or hit the drain
 	// deadline) and committed; now the producers can flush and close.
 	m.log.Info("consumer stopped; closing producers")
-	if err := group.Close(); err != nil {
+	if err := cg.Close(); err != nil {
 		m.log.Warn("close consumer group", zap.Error(err))
 	}
 	stopWorkers()
@@ -310,7 +360,7 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 		watchDone := make(chan struct{})
 		go func() {
 			defer close(watchDone)
-			m.watchTopics(sessCtx, syncer, current, endSession)
+			m.watchTopics(sessCtx, syncer, h, current, endSession)
 		}()
 		err = group.Consume(sessCtx, current, h)
 		endSession()
@@ -354,9 +404,11 @@ func (m *Mirror) refresh(ctx context.Context, syncer *topics.Syncer) ([]string, 
 }
 
 // watchTopics ends the session when the refreshed topic set differs from current, so that the
-// next session subscribes to the new set. (New partitions of subscribed topics are found by
-// sarama itself, which rebalances the group when a partition count changes.)
-func (m *Mirror) watchTopics(ctx context.Context, syncer *topics.Syncer, current []string, endSession func()) {
+// next session subscribes to the new set, or when a topic of the session was deleted and created
+// again under its name, so that the next session starts its new incarnation from the beginning.
+// (New partitions of subscribed topics are found by sarama itself, which rebalances the group
+// when a partition count changes.)
+func (m *Mirror) watchTopics(ctx context.Context, syncer *topics.Syncer, h *source.Handler, current []string, endSession func()) {
 	t := time.NewTicker(m.cfg.Topics.RefreshInterval)
 	defer t.Stop()
 	for {
@@ -373,6 +425,16 @@ func (m *Mirror) watchTopics(ctx context.Context, syncer *topics.Syncer, current
 				endSession()
 				return
 			}
+			recreated, err := h.RecreatedTopics()
+			if err != nil {
+				m.log.Warn("read source topic IDs", zap.Error(err))
+			}
+			if len(recreated) > 0 {
+				m.log.Warn("source topics were deleted and created again; rejoining the group to mirror them from their start",
+					zap.Strings("topics", recreated))
+				endSession()
+				return
+			}
 		}
 	}
 }
@@ -382,6 +444,9 @@ func (m *Mirror) consumerConfig() *sarama.Config {
 	cc := m.cfg.Consumer
 	c.Consumer.Return.Errors = true
 	c.Consumer.Offsets.AutoCommit.Enable = false
+	// An offset out of range must never be moved silently: the handler decides where each claim
+	// starts (pkg/source/start.go) and an offset that falls out of range later ends the session.
+	c.Consumer.Group.ResetInvalidOffsets = false
 	if cc.InitialOffset == "newest" {
 		c.Consumer.Offsets.Initial = sarama.OffsetNewest
 	} else {
@@ -404,7 +469,12 @@ func (m *Mirror) consumerConfig() *sarama.Config {
 	c.Consumer.Group.Heartbeat.Interval = cc.HeartbeatInterval
 	c.Consumer.Group.Rebalance.Timeout = cc.RebalanceTimeout
 	c.Consumer.Fetch.Default = cc.FetchPartitionBytes
-	c.Consumer.Fetch.Max = cc.FetchMaxBytes
+	// Fetch.Max stays 0 (no limit): when one partition's fetch reaches a non-zero Fetch.Max and
+	// still holds only part of a record batch, sarama reports ErrMessageTooLarge and skips the
+	// offset; what is fetched past it would then be committed. The limit is the whole fetch's
+	// instead, which brokers exceed by one batch rather than hold a record back (KIP-74).
+	c.Consumer.Fetch.Max = 0
+	c.Consumer.Fetch.MaxBytes = cc.FetchMaxBytes
 	c.Consumer.Fetch.Min = cc.FetchMinBytes
 	c.Consumer.MaxWaitTime = cc.FetchMaxWait
 	return c

@@ -365,9 +365,6 @@ func (h *Handler) RecreatedTopics() ([]string, error) {
 		return nil, nil
 	}
 	seen := *ids
-	if len(seen) == 0 {
-		return nil, nil
-	}
 	topics := make([]string, 0, len(seen))
 	for t := range seen {
 		topics = append(topics, t)

@@ -94,6 +94,10 @@ type Consumer struct {
 	FetchPartitionBytes int32         `mapstructure:"fetch_partition_bytes"`
 	FetchMinBytes       int32         `mapstructure:"fetch_min_bytes"`
 	FetchMaxWait        time.Duration `mapstructure:"fetch_max_wait"`
+	// SourceLossPolicy is what happens when records were deleted from the source (retention,
+	// DeleteRecords) before kmirror read them: "fail" stops the mirror, "continue" resumes at the
+	// log start. Either way the gap is logged and counted in kmirror_source_records_lost_total.
+	SourceLossPolicy string `mapstructure:"source_loss_policy"`
 }
 
 // Ring configures the partition workers and their inboxes.
@@ -181,6 +185,9 @@ const (
 	RefusedFail       = "fail"
 	RefusedSkip       = "skip"
 	RefusedDeadLetter = "dead_letter"
+
+	LossFail     = "fail"
+	LossContinue = "continue"
 )
 
 // DeadLetterPrefix starts the default dead-letter topic's name, which ends with the source

@@ -46,6 +46,7 @@ func Default() Config {
 			FetchPartitionBytes: 256 << 10,
 			FetchMinBytes:       64 << 10,
 			FetchMaxWait:        10 * time.Millisecond,
+			SourceLossPolicy:    LossFail,
 		},
 		Ring: Ring{
 			Workers:           8,

@@ -88,6 +88,7 @@ func (c *Config) Validate() error {
 			c.Consumer.FetchMinBytes, c.Consumer.FetchMaxBytes)
 	}
 	atLeast(bad, "consumer.fetch_max_wait", c.Consumer.FetchMaxWait, time.Millisecond)
+	oneOf(bad, "consumer.source_loss_policy", c.Consumer.SourceLossPolicy, LossFail, LossContinue)
 
 	if c.Runtime.GCPercent < 10 || c.Runtime.GCPercent > 10000 {
 		bad("runtime.gc_percent", "%d: want 10 to 10000 (100 is Go's default; set GOGC=off in the environment to turn collection off)", c.Runtime.GCPercent)

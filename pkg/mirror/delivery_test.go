@@ -78,9 +78,7 @@ func TestStopWithAHungTargetIsBoundedAndHonest(t *testing.T) {
 	cfg.Shutdown.Timeout = 3 * time.Second
 	cfg.Target.ReadTimeout = time.Minute
 	m := start(t, cfg)
-	waitFor(t, "records sent and held by the hung target", 30*time.Second, func() bool {
-		return m.m.Ready() == nil && len(committed(t, p.europe, "kmirror", "orders")) == 0
-	})
+	waitFor(t, "the mirror in its group session", 30*time.Second, func() bool { return m.m.Ready() == nil })
 	time.Sleep(time.Second) // let the producers send into the hung target
 	began := time.Now()
 	err := m.stop(t)

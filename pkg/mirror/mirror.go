@@ -26,6 +26,7 @@ import (
 	"github.com/kmirror/kmirror/pkg/cluster"
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/deadletter"
+	"github.com/kmirror/kmirror/pkg/offsets"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
 	"github.com/kmirror/kmirror/pkg/source"
@@ -152,7 +153,7 @@ func (m *Mirror) fatal(err error) {
 				w.Abort()
 			}
 		}
-		m.log.Error("stopping: a record could not be mirrored", zap.Error(err))
+		m.log.Error("stopping: a partition cannot go on", zap.Error(err))
 		if m.stopFatal != nil {
 			m.stopFatal(err)
 		}
@@ -240,8 +241,29 @@ func (m *Mirror) Run(ctx context.Context) error {
 		return *e
 	}
 
+	// A client of the source of its own reads where claims start and commits offsets (so that
+	// each commit's outcome is known); it closes after the consumer group's final commit.
+	gc := m.consumerConfig()
+	offsetsCfg := m.consumerConfig()
+	offsetsCfg.ClientID = gc.ClientID + "-offsets"
+	if m.opts.SaramaClients != nil {
+		m.opts.SaramaClients("offsets", offsetsCfg)
+	}
+	srcClient, err := openClient(runCtx, m.source.Bootstrap(), offsetsCfg)
+	if err != nil {
+		return stoppedBeforeStart(ctx, fmt.Errorf("connect offsets client to source %s: %w", m.source.Alias(), err))
+	}
+	defer stopping.do("close the source offsets client", srcClient.Close)
+	groupID := m.cfg.Consumer.GroupID
+	coordinator := offsets.ClientCoordinator{Client: srcClient, Group: groupID}
+
 	handler, err := source.New(source.Config{
 		Inboxes: m.inboxes, Records: records, Topics: syncer, InFlight: m.cfg.Ring.PartitionInFlight,
+		NewCommitter: func(sess sarama.ConsumerGroupSession, metadata func(string) string) offsets.Committer {
+			return offsets.NewGroupCommitter(sess, coordinator, groupID, offsetsCfg, metadata)
+		},
+		Source: source.ClientCluster{Client: srcClient}, Group: groupID,
+		InitialNewest: m.cfg.Consumer.InitialOffset == "newest", LossPolicy: m.cfg.Consumer.SourceLossPolicy,
 		CommitInterval: m.cfg.Commit.Interval,
 		DrainTimeout:   m.cfg.Shutdown.Timeout - closeReserve(m.cfg.Shutdown.Timeout),
 		RebalanceDrain: m.cfg.Consumer.RebalanceTimeout - config.DrainMargin, Stopping: runCtx.Done(),
@@ -256,7 +278,6 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 	m.handler.Store(handler)
 
-	gc := m.consumerConfig()
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("consumer", gc)
 	}
@@ -490,6 +511,9 @@ func (m *Mirror) consumerConfig() *sarama.Config {
 	cc := m.cfg.Consumer
 	c.Consumer.Return.Errors = true
 	c.Consumer.Offsets.AutoCommit.Enable = false
+	// An offset out of range must never be moved silently: the handler decides where each claim
+	// starts (pkg/source/start.go) and an offset that falls out of range later ends the session.
+	c.Consumer.Group.ResetInvalidOffsets = false
 	if cc.InitialOffset == "newest" {
 		c.Consumer.Offsets.Initial = sarama.OffsetNewest
 	} else {
@@ -512,7 +536,12 @@ func (m *Mirror) consumerConfig() *sarama.Config {
 	c.Consumer.Group.Heartbeat.Interval = cc.HeartbeatInterval
 	c.Consumer.Group.Rebalance.Timeout = cc.RebalanceTimeout
 	c.Consumer.Fetch.Default = cc.FetchPartitionBytes
-	c.Consumer.Fetch.Max = cc.FetchMaxBytes
+	// Fetch.Max stays 0 (no limit): when one partition's fetch reaches a non-zero Fetch.Max and
+	// still holds only part of a record batch, sarama reports ErrMessageTooLarge and skips the
+	// offset; what is fetched past it would then be committed. The limit is the whole fetch's
+	// instead, which brokers exceed by one batch rather than hold a record back (KIP-74).
+	c.Consumer.Fetch.Max = 0
+	c.Consumer.Fetch.MaxBytes = cc.FetchMaxBytes
 	c.Consumer.Fetch.Min = cc.FetchMinBytes
 	c.Consumer.MaxWaitTime = cc.FetchMaxWait
 	return c
@@ -525,6 +554,30 @@ func stoppedBeforeStart(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
+}
+
+// openClient opens a client, giving up when ctx ends (see openAdmin).
+func openClient(ctx context.Context, addrs []string, cfg *sarama.Config) (sarama.Client, error) {
+	type result struct {
+		c   sarama.Client
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		c, err := sarama.NewClient(addrs, cfg)
+		done <- result{c, err}
+	}()
+	select {
+	case r := <-done:
+		return r.c, r.err
+	case <-ctx.Done():
+		go func() {
+			if r := <-done; r.c != nil {
+				_ = r.c.Close()
+			}
+		}()
+		return nil, context.Cause(ctx)
+	}
 }
 
 // openAdmin opens an admin client, giving up when ctx ends: sarama dials and retries metadata for

@@ -101,6 +101,12 @@ func (o *observer) SessionStarted() { o.metrics.Rebalances.Inc() }
 
 func (o *observer) GroupError(error) { o.metrics.ConsumerErrors.Inc() }
 
+func (o *observer) CommitFailed(error) { o.metrics.CommitErrors.Inc() }
+
+func (o *observer) SourceLost(topic string, n int64) {
+	o.metrics.SourceRecordsLost.WithLabelValues(topic).Add(float64(n))
+}
+
 func (o *observer) workerGauges(m *Mirror) error {
 	return o.metrics.RegisterWorkerGauges(len(m.inboxes),
 		func(w int) float64 { return float64(m.inboxes[w].Len()) },

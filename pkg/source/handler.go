@@ -2,11 +2,13 @@
 // into records pushed, in order, into the inbox of the partition's worker, commits what the
 // target has acknowledged, and drains a partition's in-flight records before giving it up.
 //
-// It must never commit an offset the target has not acknowledged, and never return from a claim
+// It must never commit an offset the target has not acknowledged; never return from a claim
 // (letting another member take the partition) while a record of it may still reach the target:
 // a revoked partition waits until its records are acknowledged or have failed, and one given up
 // at the shutdown deadline is fenced (its records not yet sent never are) before the producers
-// are aborted and the member leaves the group.
+// are aborted and the member leaves the group; and never start a claim past records it has not
+// mirrored without saying so: a gap (records deleted before they were read) is logged, counted
+// and, by default, stops the mirror (start.go).
 //
 // It also keeps the delivery deadline: a partition whose oldest record in flight has not been
 // acknowledged for DeliveryTimeout fails, which stops the mirror, whatever the producer does.
@@ -49,8 +51,13 @@ type Observer interface {
 	Committed(d time.Duration)
 	// SessionStarted is called when a consumer-group session starts (after each rebalance).
 	SessionStarted()
-	// GroupError is called for an error the consumer group reported (commit failures among them).
+	// GroupError is called for an error the consumer group reported.
 	GroupError(err error)
+	// CommitFailed is called for each commit of source offsets that did not reach every partition.
+	CommitFailed(err error)
+	// SourceLost is called when n offsets of topic were deleted from the source before they were
+	// mirrored.
+	SourceLost(topic string, n int64)
 }
 
 // NopObserver observes nothing.
@@ -62,6 +69,8 @@ func (NopObserver) Lag(string, int32, int64) {}
 func (NopObserver) Committed(time.Duration)  {}
 func (NopObserver) SessionStarted()          {}
 func (NopObserver) GroupError(error)         {}
+func (NopObserver) CommitFailed(error)       {}
+func (NopObserver) SourceLost(string, int64) {}
 
 // Config configures a Handler.
 type Config struct {
@@ -90,11 +99,22 @@ type Config struct {
 	// producers learn of a partition added since they started). It is called before the claim
 	// pushes anything.
 	Prepare func(ctx context.Context, worker int, topic string, partition int32) error
+	// NewCommitter returns the committer for a session; metadata gives the metadata string to
+	// commit with a topic's offsets (it carries the topic ID). Required.
+	NewCommitter func(sess sarama.ConsumerGroupSession, metadata func(topic string) string) offsets.Committer
+	// Source reads committed offsets, log bounds and topic IDs from the source cluster, to decide
+	// where each claim starts (start.go); nil starts every claim where sarama would (tests only).
+	Source Cluster
+	// Group is the consumer group's ID.
+	Group string
+	// InitialNewest starts a partition without a committed offset at its log end (else its start).
+	InitialNewest bool
+	// LossPolicy is consumer.source_loss_policy: "fail" stops the mirror when records were deleted
+	// from the source before they were mirrored, "continue" resumes at the log start.
+	LossPolicy string
 	// Fatal stops the mirror with err: a partition cannot go on.
-	Fatal func(error)
-	// NewCommitter returns the committer for a session; nil uses the group session itself.
-	NewCommitter func(sarama.ConsumerGroupSession) offsets.Committer
-	Observer     Observer
+	Fatal    func(error)
+	Observer Observer
 	// Tracing, when enabled, gives sampled records a span that joins the trace their headers
 	// carry, and traces every commit.
 	Tracing *telemetry.Tracing
@@ -112,6 +132,10 @@ type Handler struct {
 	committer  offsets.Committer
 	joined     bool
 	givenUp    atomic.Int64
+	unsent     bool // marks not yet committed (a failed commit, starting positions)
+	// topicIDs maps each source topic of the session to its ID as seen when the session started;
+	// read without h.mu, as the committer asks for it while h.mu is held.
+	topicIDs atomic.Pointer[map[string]string]
 }
 
 type topicPartition struct {
@@ -147,9 +171,10 @@ func New(cfg Config) (*Handler, error) {
 		cfg.RebalanceDrain = cfg.DrainTimeout
 	}
 	if cfg.NewCommitter == nil {
-		cfg.NewCommitter = func(s sarama.ConsumerGroupSession) offsets.Committer {
-			return offsets.GroupCommitter{Session: s}
-		}
+		return nil, errors.New("source: a committer is required")
+	}
+	if cfg.Fatal == nil {
+		cfg.Fatal = func(error) {}
 	}
 	return &Handler{cfg: cfg, parts: make(map[topicPartition]*claimState)}, nil
 }
@@ -164,8 +189,9 @@ func (h *Handler) Joined() bool {
 	return h.joined
 }
 
-// Setup runs at the start of a session: it makes sure every claimed partition exists on the
-// target, then starts the periodic commit.
+// Setup runs at the start of a session, before sarama creates the claims: it makes sure every
+// claimed partition exists on the target, decides where each claim starts and commits that
+// position (start.go), then starts the periodic commit.
 func (h *Handler) Setup(sess sarama.ConsumerGroupSession) error {
 	claims := sess.Claims()
 	for topic, parts := range claims {
@@ -185,10 +211,17 @@ func (h *Handler) Setup(sess sarama.ConsumerGroupSession) error {
 	h.cfg.Log.Info("joined the source consumer group",
 		zap.String("member", sess.MemberID()), zap.Int32("generation", sess.GenerationID()), zap.Int("partitions", n))
 
+	h.mu.Lock()
+	h.committer = h.cfg.NewCommitter(sess, h.metadata)
+	h.unsent = false
+	h.mu.Unlock()
+	if err := h.position(sess, claims); err != nil {
+		return err
+	}
+
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	h.mu.Lock()
-	h.committer = h.cfg.NewCommitter(sess)
 	h.stopCommit, h.commitDone = cancel, done
 	h.joined = true
 	h.mu.Unlock()
@@ -203,7 +236,7 @@ func (h *Handler) Setup(sess sarama.ConsumerGroupSession) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				h.commit(ctx)
+				h.periodicCommit(ctx)
 			case now := <-watch.C:
 				h.expire(now)
 			}
@@ -251,18 +284,28 @@ func (h *Handler) Cleanup(sarama.ConsumerGroupSession) error {
 		stop()
 		<-done
 	}
-	h.commit(context.Background())
+	h.commitFinal()
 	h.mu.Lock()
 	clear(h.parts)
 	h.mu.Unlock()
 	return nil
 }
 
-// commit marks every partition's acknowledged position and commits them.
-func (h *Handler) commit(ctx context.Context) {
+// commitFinal is the session's last commit; a failure is an error, with the partitions whose
+// acknowledged records will be mirrored again.
+func (h *Handler) commitFinal() {
+	if err := h.commit(context.Background()); err != nil {
+		h.cfg.Log.Error("final commit of source offsets failed; records mirrored since the last commit will be mirrored again",
+			append(commitFields(err), zap.Error(err))...)
+	}
+}
+
+// commit marks every partition's acknowledged position and commits them. A failure is counted
+// and returned; the failed partitions stay marked and are committed again next time.
+func (h *Handler) commit(ctx context.Context) error {
 	h.mu.Lock()
 	c := h.committer
-	dirty := false
+	dirty := h.unsent
 	for tp, st := range h.parts {
 		next := st.track.Committed()
 		if next > st.marked && next >= 0 {
@@ -276,7 +319,7 @@ func (h *Handler) commit(ctx context.Context) {
 	}
 	h.mu.Unlock()
 	if !dirty || c == nil {
-		return
+		return nil
 	}
 	start := time.Now()
 	if tr := h.cfg.Tracing; tr != nil && tr.Enabled {
@@ -284,11 +327,38 @@ func (h *Handler) commit(ctx context.Context) {
 		ctx, span = tr.Tracer.Start(ctx, "kmirror.commit", trace.WithTimestamp(start))
 		defer span.End()
 	}
-	if err := c.Commit(ctx); err != nil {
-		h.cfg.Log.Warn("commit source offsets", zap.Error(err))
-		return
-	}
+	err := c.Commit(ctx)
 	h.cfg.Observer.Committed(time.Since(start))
+	h.mu.Lock()
+	h.unsent = err != nil
+	h.mu.Unlock()
+	if err != nil {
+		h.cfg.Observer.CommitFailed(err)
+		return err
+	}
+	return nil
+}
+
+// periodicCommit is one tick of the periodic commit; a failure is a warning (the next tick
+// commits again).
+func (h *Handler) periodicCommit(ctx context.Context) {
+	if err := h.commit(ctx); err != nil && ctx.Err() == nil {
+		h.cfg.Log.Warn("commit source offsets failed; committing again at the next interval",
+			append(commitFields(err), zap.Error(err))...)
+	}
+}
+
+// commitFields names the partitions a commit failed for.
+func commitFields(err error) []zap.Field {
+	var ce *offsets.CommitError
+	if !errors.As(err, &ce) {
+		return nil
+	}
+	parts := make([]string, 0, len(ce.Partitions))
+	for _, p := range ce.Partitions {
+		parts = append(parts, fmt.Sprintf("%s/%d@%d", p.Topic, p.Partition, p.Offset))
+	}
+	return []zap.Field{zap.Strings("partitions", parts)}
 }
 
 // ConsumeClaim moves one partition's records into its worker's inbox until the session ends,

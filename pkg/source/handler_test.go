@@ -8,6 +8,7 @@ import (
 	"github.com/IBM/sarama"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
+	"github.com/kmirror/kmirror/pkg/offsets"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
 	"github.com/kmirror/kmirror/pkg/telemetry"
@@ -36,7 +37,8 @@ func TestTracedRecordKeepsItsHeadersUnlessPropagationIsAskedFor(t *testing.T) {
 	for _, propagate := range []bool{false, true} {
 		tr := telemetry.TracingWith(provider)
 		tr.PropagateToTarget = propagate
-		h, err := New(Config{Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](2, 1<<20)}, Topics: noTopics{}, Tracing: tr})
+		h, err := New(Config{Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](2, 1<<20)}, Topics: noTopics{}, Tracing: tr,
+			NewCommitter: func(sarama.ConsumerGroupSession, func(string) string) offsets.Committer { return nil }})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -49,6 +49,10 @@ type Metrics struct {
 	// ConsumerErrors (kmirror_consumer_errors_total) counts errors the source consumer group
 	// reported on its error channel.
 	ConsumerErrors prometheus.Counter
+	// SourceRecordsLost (kmirror_source_records_lost_total{topic}) counts source offsets deleted
+	// (retention, DeleteRecords) before kmirror read them: records that were never mirrored.
+	// Offsets, strictly: a transaction marker or a compacted-away record in the gap counts too.
+	SourceRecordsLost *prometheus.CounterVec
 	// TopicsDiscovered (kmirror_topics_discovered_total) counts source topics that matched the
 	// include/exclude rules and started to be mirrored.
 	TopicsDiscovered prometheus.Counter
@@ -189,6 +193,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "kmirror_consumer_errors_total",
 			Help: "Errors reported by the source consumer group.",
 		}),
+		SourceRecordsLost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kmirror_source_records_lost_total",
+			Help: "Source offsets deleted (retention, DeleteRecords) before kmirror read them, by source topic.",
+		}, []string{"topic"}),
 		TopicsDiscovered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kmirror_topics_discovered_total",
 			Help: "Source topics that matched the topic rules and started to be mirrored.",
@@ -221,7 +229,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.recordsMirrored, m.bytesMirrored, m.recordsSkipped, m.ReplicationLatency, m.ConsumerLag,
 		m.ProduceErrors, m.Rebalances, m.AssignedPartitions, m.CommitLatency, m.CommitErrors,
-		m.ConsumerErrors, m.TopicsDiscovered, m.TargetTopicsCreated, m.TargetPartitionsAdded,
+		m.ConsumerErrors, m.SourceRecordsLost, m.TopicsDiscovered, m.TargetTopicsCreated, m.TargetPartitionsAdded,
 		m.Ready, build,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

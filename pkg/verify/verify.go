@@ -155,6 +155,38 @@ func Compare(ctx context.Context, sourceAddrs, targetAddrs []string, topics map[
 	return rep, nil
 }
 
+// CompareSince is Compare for a target topic that held records before the source topic's current
+// incarnation (a source topic deleted and created again while the target kept the old records):
+// in each target partition, only the records at or after since[target topic][partition] are
+// compared with the source partition; a partition absent from since is compared whole.
+func CompareSince(ctx context.Context, sourceAddrs, targetAddrs []string, topics map[string]string, since map[string]map[int32]int64) (Report, error) {
+	var rep Report
+	names := make([]string, 0, len(topics))
+	for s := range topics {
+		names = append(names, s)
+	}
+	sort.Strings(names)
+	for _, src := range names {
+		srcParts, err := ReadTopic(ctx, sourceAddrs, src)
+		if err != nil {
+			return rep, fmt.Errorf("read source topic %q: %w", src, err)
+		}
+		tgtParts, err := ReadTopicFrom(ctx, targetAddrs, topics[src], since[topics[src]])
+		if err != nil {
+			return rep, fmt.Errorf("read target topic %q: %w", topics[src], err)
+		}
+		parts := make([]int32, 0, len(srcParts))
+		for p := range srcParts {
+			parts = append(parts, p)
+		}
+		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+		for _, p := range parts {
+			rep.Partitions = append(rep.Partitions, ComparePartition(src, p, srcParts[p], tgtParts[p]))
+		}
+	}
+	return rep, nil
+}
+
 // ComparePartition compares a source partition's digests with its target's, both in log order.
 func ComparePartition(topic string, partition int32, src, tgt []Digest) Partition {
 	p := Partition{Topic: topic, Partition: partition, Source: len(src), Target: len(tgt)}
@@ -212,8 +244,14 @@ func checksum(ds []Digest) uint64 {
 // ReadTopic reads every partition of topic from its start to its end offset at the time of the
 // call and returns each partition's digests in log order.
 func ReadTopic(ctx context.Context, addrs []string, topic string) (map[int32][]Digest, error) {
+	return ReadTopicFrom(ctx, addrs, topic, nil)
+}
+
+// ReadTopicFrom is ReadTopic starting each partition at from[partition] (or its log start, if
+// later); a partition absent from from is read from its log start.
+func ReadTopicFrom(ctx context.Context, addrs []string, topic string, from map[int32]int64) (map[int32][]Digest, error) {
 	out := make(map[int32][]Digest)
-	err := ReadRecords(ctx, addrs, topic, func(r *kgo.Record) {
+	err := readRecords(ctx, addrs, topic, from, func(r *kgo.Record) {
 		out[r.Partition] = append(out[r.Partition], Of(r))
 	}, func(p int32) { out[p] = out[p][:0:0] })
 	return out, err
@@ -222,6 +260,10 @@ func ReadTopic(ctx context.Context, addrs []string, topic string) (map[int32][]D
 // ReadRecords calls fn for every committed record of topic, partition by partition in log order,
 // up to the last stable offsets found at the start. Aborted records are not returned. seen, when set, is called once for every partition.
 func ReadRecords(ctx context.Context, addrs []string, topic string, fn func(*kgo.Record), seen func(int32)) error {
+	return readRecords(ctx, addrs, topic, nil, fn, seen)
+}
+
+func readRecords(ctx context.Context, addrs []string, topic string, from map[int32]int64, fn func(*kgo.Record), seen func(int32)) error {
 	adm, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {
 		return err
@@ -248,8 +290,9 @@ func ReadRecords(ctx context.Context, addrs []string, topic string, fn func(*kgo
 			seen(o.Partition)
 		}
 		start, _ := starts.Lookup(topic, o.Partition)
-		if o.Offset > start.Offset {
-			assign[o.Partition] = kgo.NewOffset().At(start.Offset)
+		first := max(start.Offset, from[o.Partition])
+		if o.Offset > first {
+			assign[o.Partition] = kgo.NewOffset().At(first)
 			remaining[o.Partition] = o.Offset
 		}
 	})

@@ -1,6 +1,15 @@
 package verify
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kmirror/kmirror/pkg/embedded"
+)
 
 func TestComparePartitionTellsLossDuplicatesReorderAndChanges(t *testing.T) {
 	src := []Digest{1, 2, 3, 4, 5}
@@ -31,5 +40,57 @@ func TestComparePartitionTellsLossDuplicatesReorderAndChanges(t *testing.T) {
 				t.Fatal("equal partitions with different checksums")
 			}
 		})
+	}
+}
+
+// TestCompareSinceIgnoresTheTargetsOlderRecords keeps old records at the head of a target
+// partition (a source topic's previous incarnation) and expects CompareSince to compare only
+// what follows them, and Compare to call them foreign.
+func TestCompareSinceIgnoresTheTargetsOlderRecords(t *testing.T) {
+	src, err := embedded.Start("src", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := embedded.Start("dst", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	rec := func(p int32, s string) *kgo.Record {
+		return &kgo.Record{Topic: "t", Partition: p, Value: []byte(s), Timestamp: time.UnixMilli(1_700_000_000_000)}
+	}
+	produce := func(c *embedded.Cluster, rs ...*kgo.Record) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.AllowAutoTopicCreation())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		if _, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, "t"); err != nil {
+			t.Fatal(err)
+		}
+		if err := cl.ProduceSync(ctx, rs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(src, rec(0, "new-0"), rec(0, "new-1"), rec(1, "new-2"))
+	// Target: partition 0 holds two old records, then the new ones; partition 1 only the new one.
+	produce(dst, rec(0, "old-0"), rec(0, "old-1"), rec(0, "new-0"), rec(0, "new-1"), rec(1, "new-2"))
+
+	rep, err := CompareSince(ctx, src.Addrs(), dst.Addrs(), map[string]string{"t": "t"}, map[string]map[int32]int64{"t": {0: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Exact() {
+		t.Fatalf("CompareSince past the old records: %s", rep)
+	}
+	rep, err = Compare(ctx, src.Addrs(), dst.Addrs(), map[string]string{"t": "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, _, foreign := rep.Totals(); foreign != 2 {
+		t.Fatalf("Compare over the whole target: %d foreign records, want the 2 old ones: %s", foreign, rep)
 	}
 }

@@ -1,0 +1,384 @@
+package source
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+)
+
+// Where a claim starts is decided here, in Setup, before sarama creates the claims: sarama starts
+// each claim at the offset its session holds for the partition, and the handler sets that offset
+// (MarkOffset raises it, ResetOffset lowers it) after comparing the group's committed offset with
+// the partition's log and the topic's identity:
+//
+//   - no committed offset: consumer.initial_offset (the log start or the log end), committed at
+//     once, so that a partition that carries no record before the next restart does not start
+//     from "newest" again, past the records written meanwhile;
+//   - committed with another topic ID than the topic has now: the topic was deleted and created
+//     again under the same name; the new incarnation is mirrored from its log start;
+//   - committed below the log start: records the mirror never read were deleted (retention,
+//     DeleteRecords); they are counted, logged and, under consumer.source_loss_policy=fail, the
+//     mirror stops; under continue the claim starts at the log start;
+//   - committed past the log end: the log was truncated (an unclean leader election); the claim
+//     starts at the log end, where the next records will be written;
+//   - otherwise: the committed offset.
+//
+// sarama's Consumer.Group.ResetInvalidOffsets is off, so an offset that fell out of range between
+// Setup and the claim's first fetch, or while fetching (sarama reports OFFSET_OUT_OF_RANGE on the
+// group's error channel and closes the partition's consumer), ends the session instead of being
+// silently moved; the next session's Setup finds the gap and applies the policy.
+
+// TopicPartition names one source partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// Committed is a partition's committed offset (-1 when there is none) and its metadata.
+type Committed struct {
+	Offset   int64
+	Metadata string
+}
+
+// Bounds are a partition's log start offset (the oldest record still held) and its end offset
+// (the high watermark: where the next record will be written).
+type Bounds struct {
+	Start, End int64
+}
+
+// Cluster is what the handler reads from the source cluster to decide where claims start.
+type Cluster interface {
+	// Committed returns the group's committed offset of each partition of claims.
+	Committed(group string, claims map[string][]int32) (map[TopicPartition]Committed, error)
+	// Bounds returns the log start and end offsets of each partition of claims.
+	Bounds(claims map[string][]int32) (map[TopicPartition]Bounds, error)
+	// TopicIDs returns each topic's ID; a topic the cluster does not report (or reports without
+	// an ID) is absent.
+	TopicIDs(topics []string) (map[string]string, error)
+}
+
+// LossError says that records of a partition were deleted from the source before the mirror read
+// them.
+type LossError struct {
+	Topic     string
+	Partition int32
+	// From is the committed offset, To the log start: offsets [From, To) are gone.
+	From, To int64
+}
+
+func (e *LossError) Error() string {
+	return fmt.Sprintf("source %s partition %d: offsets %d to %d (%d records) were deleted from the source before they were mirrored (retention or DeleteRecords overtook the mirror); "+
+		"set consumer.source_loss_policy: continue to resume at the log start", e.Topic, e.Partition, e.From, e.To-1, e.To-e.From)
+}
+
+// startKind says why a claim starts where it does.
+type startKind int
+
+const (
+	startCommitted startKind = iota
+	startInitial
+	startLost
+	startRecreated
+	startTruncated
+)
+
+// start is where one claim starts, and why.
+type start struct {
+	offset    int64
+	kind      startKind
+	committed int64  // the committed offset, -1 if none
+	oldID     string // the topic ID stored with the committed offset
+}
+
+// metadataPrefix marks the topic ID kmirror stores in a committed offset's metadata.
+const metadataPrefix = "kmirror topic_id="
+
+// commitMetadata is the metadata committed with a topic's offsets.
+func commitMetadata(topicID string) string {
+	if topicID == "" {
+		return ""
+	}
+	return metadataPrefix + topicID
+}
+
+// topicIDOf returns the topic ID stored in a committed offset's metadata, or "".
+func topicIDOf(metadata string) string {
+	id, ok := strings.CutPrefix(metadata, metadataPrefix)
+	if !ok {
+		return ""
+	}
+	return id
+}
+
+// decide returns where a claim starts (see the comment at the top of this file).
+func decide(c Committed, b Bounds, topicID string, newest bool) start {
+	st := start{committed: c.Offset, oldID: topicIDOf(c.Metadata)}
+	switch {
+	case c.Offset < 0:
+		st.kind, st.offset = startInitial, b.Start
+		if newest {
+			st.offset = b.End
+		}
+	case st.oldID != "" && topicID != "" && st.oldID != topicID:
+		st.kind, st.offset = startRecreated, b.Start
+	case c.Offset < b.Start:
+		st.kind, st.offset = startLost, b.Start
+	case c.Offset > b.End:
+		st.kind, st.offset = startTruncated, b.End
+	default:
+		st.kind, st.offset = startCommitted, c.Offset
+	}
+	return st
+}
+
+// ClientCluster reads the source cluster through a sarama client.
+type ClientCluster struct {
+	Client sarama.Client
+}
+
+// Committed implements Cluster with one OffsetFetch request to the group's coordinator.
+func (c ClientCluster) Committed(group string, claims map[string][]int32) (map[TopicPartition]Committed, error) {
+	coord, err := c.Client.Coordinator(group)
+	if err != nil {
+		return nil, fmt.Errorf("find coordinator of group %q: %w", group, err)
+	}
+	resp, err := coord.FetchOffset(sarama.NewOffsetFetchRequest(c.Client.Config().Version, group, claims))
+	if err != nil {
+		_ = c.Client.RefreshCoordinator(group)
+		return nil, fmt.Errorf("fetch committed offsets of group %q: %w", group, err)
+	}
+	if kerr := resp.GroupError(); !errors.Is(kerr, sarama.ErrNoError) {
+		_ = c.Client.RefreshCoordinator(group)
+		return nil, fmt.Errorf("fetch committed offsets of group %q: %w", group, kerr)
+	}
+	out := make(map[TopicPartition]Committed)
+	for topic, parts := range claims {
+		for _, p := range parts {
+			cm := Committed{Offset: -1}
+			if b := resp.GetBlock(topic, p); b != nil {
+				if !errors.Is(b.Err, sarama.ErrNoError) {
+					return nil, fmt.Errorf("fetch committed offset of group %q for %s/%d: %w", group, topic, p, b.Err)
+				}
+				cm = Committed{Offset: b.Offset, Metadata: b.Metadata}
+			}
+			out[TopicPartition{topic, p}] = cm
+		}
+	}
+	return out, nil
+}
+
+// Bounds implements Cluster with two ListOffsets requests (earliest, latest) per partition leader.
+func (c ClientCluster) Bounds(claims map[string][]int32) (map[TopicPartition]Bounds, error) {
+	type reqs struct{ oldest, newest *sarama.OffsetRequest }
+	version := c.Client.Config().Version
+	byLeader := make(map[*sarama.Broker]reqs)
+	for topic, parts := range claims {
+		for _, p := range parts {
+			leader, err := c.Client.Leader(topic, p)
+			if err != nil {
+				_ = c.Client.RefreshMetadata(topic)
+				return nil, fmt.Errorf("find leader of %s/%d: %w", topic, p, err)
+			}
+			r, ok := byLeader[leader]
+			if !ok {
+				r = reqs{sarama.NewOffsetRequest(version), sarama.NewOffsetRequest(version)}
+				byLeader[leader] = r
+			}
+			r.oldest.AddBlock(topic, p, sarama.OffsetOldest, 1)
+			r.newest.AddBlock(topic, p, sarama.OffsetNewest, 1)
+		}
+	}
+	out := make(map[TopicPartition]Bounds)
+	for leader, r := range byLeader {
+		oldest, err := listOffsets(leader, r.oldest, claims)
+		if err != nil {
+			return nil, fmt.Errorf("list log start offsets on broker %d: %w", leader.ID(), err)
+		}
+		newest, err := listOffsets(leader, r.newest, claims)
+		if err != nil {
+			return nil, fmt.Errorf("list end offsets on broker %d: %w", leader.ID(), err)
+		}
+		for tp, o := range oldest {
+			out[tp] = Bounds{Start: o, End: newest[tp]}
+		}
+	}
+	return out, nil
+}
+
+// listOffsets sends a ListOffsets request and returns the offset of each partition it asked for.
+func listOffsets(b *sarama.Broker, req *sarama.OffsetRequest, claims map[string][]int32) (map[TopicPartition]int64, error) {
+	resp, err := b.GetAvailableOffsets(req)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[TopicPartition]int64)
+	for topic, parts := range claims {
+		for _, p := range parts {
+			blk := resp.GetBlock(topic, p)
+			if blk == nil {
+				continue // another leader's partition
+			}
+			if !errors.Is(blk.Err, sarama.ErrNoError) {
+				return nil, fmt.Errorf("%s/%d: %w", topic, p, blk.Err)
+			}
+			off := blk.Offset
+			if len(blk.Offsets) > 0 { // protocol version 0
+				off = blk.Offsets[0]
+			}
+			out[TopicPartition{topic, p}] = off
+		}
+	}
+	return out, nil
+}
+
+// TopicIDs implements Cluster with one Metadata request (version 10 and later carry topic IDs).
+func (c ClientCluster) TopicIDs(topics []string) (map[string]string, error) {
+	b := c.Client.LeastLoadedBroker()
+	if b == nil {
+		return nil, errors.New("read topic IDs: no broker reachable")
+	}
+	sort.Strings(topics)
+	resp, err := b.GetMetadata(sarama.NewMetadataRequest(c.Client.Config().Version, topics))
+	if err != nil {
+		return nil, fmt.Errorf("read topic IDs from broker %d: %w", b.ID(), err)
+	}
+	out := make(map[string]string, len(resp.Topics))
+	for _, t := range resp.Topics {
+		if errors.Is(t.Err, sarama.ErrNoError) && t.Uuid != (sarama.Uuid{}) {
+			out[t.Name] = t.Uuid.String()
+		}
+	}
+	return out, nil
+}
+
+// metadata is the metadata committed with topic's offsets in this session.
+func (h *Handler) metadata(topic string) string {
+	ids := h.topicIDs.Load()
+	if ids == nil {
+		return ""
+	}
+	return commitMetadata((*ids)[topic])
+}
+
+// position decides where each claim of the session starts, sets it on the session and commits
+// it. It returns an error (after calling Fatal) when records were lost and the policy is fail.
+func (h *Handler) position(sess sarama.ConsumerGroupSession, claims map[string][]int32) error {
+	src := h.cfg.Source
+	if src == nil {
+		return nil
+	}
+	topics := make([]string, 0, len(claims))
+	for t := range claims {
+		topics = append(topics, t)
+	}
+	ids, err := src.TopicIDs(topics)
+	if err != nil {
+		return fmt.Errorf("decide where claims start: %w", err)
+	}
+	committed, err := src.Committed(h.cfg.Group, claims)
+	if err != nil {
+		return fmt.Errorf("decide where claims start: %w", err)
+	}
+	bounds, err := src.Bounds(claims)
+	if err != nil {
+		return fmt.Errorf("decide where claims start: %w", err)
+	}
+	h.topicIDs.Store(&ids)
+	h.mu.Lock()
+	c := h.committer
+	h.mu.Unlock()
+
+	var lost []error
+	for _, topic := range topics {
+		parts := append([]int32(nil), claims[topic]...)
+		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
+		for _, p := range parts {
+			tp := TopicPartition{topic, p}
+			cm, ok := committed[tp]
+			if !ok {
+				cm = Committed{Offset: -1}
+			}
+			b, ok := bounds[tp]
+			if !ok {
+				return fmt.Errorf("decide where %s/%d starts: no log offsets listed for it", topic, p)
+			}
+			st := decide(cm, b, ids[topic], h.cfg.InitialNewest)
+			log := h.cfg.Log.With(zap.String("topic", topic), zap.Int32("partition", p))
+			switch st.kind {
+			case startInitial:
+				log.Debug("partition has no committed offset; committing its initial position",
+					zap.Int64("offset", st.offset), zap.Bool("newest", h.cfg.InitialNewest))
+			case startRecreated:
+				log.Warn("source topic was deleted and created again; mirroring the new incarnation from its log start "+
+					"(the target keeps the old incarnation's records, the new ones follow them)",
+					zap.String("old_topic_id", st.oldID), zap.String("topic_id", ids[topic]),
+					zap.Int64("old_committed", st.committed), zap.Int64("log_start", b.Start), zap.Int64("log_end", b.End))
+			case startTruncated:
+				log.Warn("committed offset is past the source log end (the log was truncated); resuming at the log end",
+					zap.Int64("committed", st.committed), zap.Int64("log_end", b.End))
+			case startLost:
+				n := b.Start - st.committed
+				h.cfg.Observer.SourceLost(topic, n)
+				lerr := &LossError{Topic: topic, Partition: p, From: st.committed, To: b.Start}
+				fields := []zap.Field{zap.Int64("lost_from", st.committed), zap.Int64("lost_to", b.Start-1),
+					zap.Int64("lost_records", n), zap.String("policy", h.cfg.LossPolicy)}
+				if h.cfg.LossPolicy != "continue" {
+					log.Error("source records were deleted before they were mirrored; stopping (consumer.source_loss_policy: fail)", fields...)
+					lost = append(lost, lerr)
+					continue
+				}
+				log.Error("source records were deleted before they were mirrored; resuming at the log start (consumer.source_loss_policy: continue)", fields...)
+			}
+			meta := commitMetadata(ids[topic])
+			// sarama starts the claim at the session's offset: lower it or raise it to ours.
+			sess.ResetOffset(topic, p, st.offset, meta)
+			if st.offset != cm.Offset || meta != cm.Metadata {
+				c.Mark(topic, p, st.offset)
+			}
+		}
+	}
+	if len(lost) > 0 {
+		err := errors.Join(lost...)
+		h.cfg.Fatal(err)
+		return err
+	}
+	h.mu.Lock()
+	h.unsent = true
+	h.mu.Unlock()
+	if err := h.commit(sess.Context()); err != nil {
+		h.cfg.Log.Warn("commit the claims' starting positions failed; committing again at the next interval",
+			append(commitFields(err), zap.Error(err))...)
+	}
+	return nil
+}
+
+// RecreatedTopics returns the topics of the current session whose topic ID is no longer the one
+// seen when the session started (deleted and created again). The caller ends the session; the
+// next one starts those topics from their log start.
+func (h *Handler) RecreatedTopics() ([]string, error) {
+	ids := h.topicIDs.Load()
+	if h.cfg.Source == nil || ids == nil || len(*ids) == 0 {
+		return nil, nil
+	}
+	seen := *ids
+	topics := make([]string, 0, len(seen))
+	for t := range seen {
+		topics = append(topics, t)
+	}
+	now, err := h.cfg.Source.TopicIDs(topics)
+	if err != nil {
+		return nil, err
+	}
+	var changed []string
+	for t, id := range seen {
+		if cur, ok := now[t]; ok && cur != id {
+			changed = append(changed, t)
+		}
+	}
+	sort.Strings(changed)
+	return changed, nil
+}

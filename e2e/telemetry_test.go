@@ -49,7 +49,7 @@ func TestMetricsEndpointPassesPromtool(t *testing.T) {
 	for _, want := range []string{
 		`kmirror_records_mirrored_total{topic="metrics"} 3`,
 		"kmirror_replication_latency_seconds_bucket",
-		"kmirror_consumer_lag_records",
+		"kmirror_unmirrored_records", "kmirror_rpo_seconds", "kmirror_partition_stalled",
 		"kmirror_ring_records",
 		"kmirror_sarama_",
 		"kmirror_ready 1",

@@ -156,8 +156,11 @@ type Telemetry struct {
 	// Listen is the address of /metrics, /healthz and /readyz; empty disables the endpoint.
 	Listen string `mapstructure:"listen"`
 	// Pprof serves /debug/pprof on the same address.
-	Pprof   bool    `mapstructure:"pprof"`
-	Tracing Tracing `mapstructure:"tracing"`
+	Pprof bool `mapstructure:"pprof"`
+	// StallAfter is how long a partition with records to mirror may go without an
+	// acknowledgement before it is reported stalled (metric, log line, /readyz).
+	StallAfter time.Duration `mapstructure:"stall_after"`
+	Tracing    Tracing       `mapstructure:"tracing"`
 }
 
 // Tracing configures OpenTelemetry traces exported over OTLP (to Jaeger, for instance).

@@ -69,7 +69,8 @@ func Default() Config {
 		Log:      Log{Level: "info", Format: "console"},
 		Runtime:  Runtime{GCPercent: 200},
 		Telemetry: Telemetry{
-			Listen: ":9464",
+			Listen:     ":9464",
+			StallAfter: time.Minute,
 			Tracing: Tracing{
 				Protocol:    "grpc",
 				Insecure:    true,

@@ -147,6 +147,7 @@ func (c *Config) Validate() error {
 			bad("telemetry.listen", "%q: want host:port or :port (empty disables the endpoint)", l)
 		}
 	}
+	atLeast(bad, "telemetry.stall_after", c.Telemetry.StallAfter, time.Second)
 	if c.Telemetry.Tracing.Endpoint != "" {
 		oneOf(bad, "telemetry.tracing.protocol", c.Telemetry.Tracing.Protocol, "grpc", "http")
 	}

@@ -1,12 +1,18 @@
 package mirror
 
 import (
+	"context"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/kmirror/kmirror/pkg/telemetry"
 )
 
 // TestHungTargetFailsThePartitionAfterTheDeliveryTimeout freezes the target's produce handling
@@ -94,4 +100,73 @@ func TestStopWithAHungTargetIsBoundedAndHonest(t *testing.T) {
 			t.Fatalf("partition %d committed %d although the target acknowledged nothing", part, off)
 		}
 	}
+}
+
+// TestHungTargetIsReportedStalledWithItsBacklogAndAge: the target takes produce requests and
+// never answers. Within telemetry.stall_after the partition is reported stalled (metric, and
+// /readyz naming it), while the backlog and the age of the oldest unmirrored record keep being
+// reported — not only when records complete. When the target answers again, the stall clears.
+func TestHungTargetIsReportedStalledWithItsBacklogAndAge(t *testing.T) {
+	p := newPair(t)
+	createTopic(t, p.europe, "orders", 1, nil)
+	produce(t, p.europe, numbered("orders", 1, 0, 50)...)
+
+	release := make(chan struct{})
+	var once sync.Once
+	unfreeze := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unfreeze)
+	fake := p.us.Fake()
+	fake.KeepControl()
+	fake.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		fake.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+
+	cfg := p.config("orders")
+	cfg.Telemetry.StallAfter = 2 * time.Second
+	cfg.Target.ReadTimeout = time.Minute
+	reg := prometheus.NewRegistry()
+	metrics, err := telemetry.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(cfg, Options{Log: zaptest.NewLogger(t), Metrics: metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	waitFor(t, "the partition reported stalled on /readyz", 30*time.Second, func() bool {
+		err := m.Ready()
+		return err != nil && strings.Contains(err.Error(), "stalled") && strings.Contains(err.Error(), "orders/0")
+	})
+	gauge := func(v *prometheus.GaugeVec) float64 { return testutil.ToFloat64(v.WithLabelValues("orders", "0")) }
+	if s, n := gauge(metrics.Stalled), gauge(metrics.Unmirrored); s != 1 || n != 50 {
+		t.Fatalf("stalled %v unmirrored %v, want 1 and the 50 records waiting", s, n)
+	}
+	first := gauge(metrics.RPO)
+	time.Sleep(2 * time.Second)
+	if later := gauge(metrics.RPO); first <= 0 || later < first+1 {
+		t.Fatalf("rpo %v then %v: the age of the oldest unmirrored record must grow while nothing completes", first, later)
+	}
+
+	unfreeze()
+	waitFor(t, "the stall to clear once the target answers", 30*time.Second, func() bool {
+		return m.Ready() == nil && gauge(metrics.Stalled) == 0 && gauge(metrics.Unmirrored) == 0
+	})
+}
+
+// TestNoMatchingTopicIsSaidOnReadyz: a topics.include that matches nothing is not "joining or
+// rebalancing": /readyz says that no source topic matches, and which patterns.
+func TestNoMatchingTopicIsSaidOnReadyz(t *testing.T) {
+	p := newPair(t)
+	createTopic(t, p.europe, "orders", 1, nil)
+	m := start(t, p.config("payments\\..*"))
+	waitFor(t, "readiness to name the patterns", 30*time.Second, func() bool {
+		err := m.m.Ready()
+		return err != nil && strings.Contains(err.Error(), "no source topic matches") && strings.Contains(err.Error(), `payments\\..*`)
+	})
 }

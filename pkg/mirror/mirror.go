@@ -65,6 +65,7 @@ type Mirror struct {
 	workers atomic.Pointer[[]*worker.Worker]
 
 	running   atomic.Bool
+	noTopics  atomic.Pointer[error] // set while no source topic matches topics.include
 	fatalOnce sync.Once
 	fatalErr  atomic.Pointer[error]
 	connected atomic.Bool
@@ -136,10 +137,14 @@ func (m *Mirror) Ready() error {
 	if !m.connected.Load() {
 		return errors.New("not connected to both clusters yet")
 	}
-	if h := m.handler.Load(); h == nil || !h.Joined() {
+	if e := m.noTopics.Load(); e != nil {
+		return *e
+	}
+	h := m.handler.Load()
+	if h == nil || !h.Joined() {
 		return errors.New("not in a source consumer-group session (joining or rebalancing)")
 	}
-	return nil
+	return h.StalledErr()
 }
 
 // fatal records the first unrecoverable error and starts the shutdown. Every worker is aborted
@@ -267,7 +272,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		CommitInterval: m.cfg.Commit.Interval,
 		DrainTimeout:   m.cfg.Shutdown.Timeout - closeReserve(m.cfg.Shutdown.Timeout),
 		RebalanceDrain: m.cfg.Consumer.RebalanceTimeout - config.DrainMargin, Stopping: runCtx.Done(),
-		DeliveryTimeout: m.cfg.Producer.DeliveryTimeout,
+		DeliveryTimeout: m.cfg.Producer.DeliveryTimeout, StallAfter: m.cfg.Telemetry.StallAfter,
 		Prepare: func(ctx context.Context, w int, topic string, partition int32) error {
 			return workers[w].Prepare(ctx, topic, partition)
 		},
@@ -421,8 +426,14 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 			return err
 		}
 		if len(names) == 0 {
-			m.log.Info("no source topic matches topics.include yet; looking again later",
-				zap.Strings("include", m.cfg.Topics.Include), zap.Duration("every", m.cfg.Topics.RefreshInterval))
+			if m.noTopics.Load() == nil {
+				m.log.Warn("no source topic matches topics.include yet; looking again later",
+					zap.Strings("include", m.cfg.Topics.Include), zap.Strings("exclude", m.cfg.Topics.Exclude),
+					zap.Duration("every", m.cfg.Topics.RefreshInterval))
+			}
+			err := fmt.Errorf("no source topic matches topics.include %q (exclude %q); looking again every %s",
+				m.cfg.Topics.Include, m.cfg.Topics.Exclude, m.cfg.Topics.RefreshInterval)
+			m.noTopics.Store(&err)
 			select {
 			case <-ctx.Done():
 				return nil
@@ -430,6 +441,7 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 			}
 			continue
 		}
+		m.noTopics.Store(nil)
 		if !slices.Equal(names, current) {
 			m.log.Info("mirroring topics", zap.Strings("topics", names))
 			current = names

@@ -9,6 +9,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kmirror/kmirror/pkg/record"
+	"github.com/kmirror/kmirror/pkg/source"
 	"github.com/kmirror/kmirror/pkg/telemetry"
 )
 
@@ -91,8 +92,8 @@ func (o *observer) Revoked(topic string, partition int32) {
 	o.metrics.ForgetPartition(topic, partition)
 }
 
-func (o *observer) Lag(topic string, partition int32, lag int64) {
-	o.metrics.SetLag(topic, partition, lag)
+func (o *observer) Backlog(topic string, partition int32, b source.Backlog) {
+	o.metrics.SetBacklog(topic, partition, b.Records, b.Bytes, b.Age.Seconds(), b.Stalled)
 }
 
 func (o *observer) Committed(d time.Duration) { o.metrics.CommitLatency.Observe(d.Seconds()) }

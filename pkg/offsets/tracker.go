@@ -61,6 +61,7 @@ type Partition struct {
 
 type slot struct {
 	offset atomic.Int64
+	ts     atomic.Int64 // the record's timestamp, Unix ms (0: none); for the backlog's age only
 	done   atomic.Uint32
 }
 
@@ -138,6 +139,30 @@ func (p *Partition) Ack(seq uint64) {
 func (p *Partition) Fail(seq uint64, err error) {
 	f := &Failure{Offset: p.slots[seq&p.mask].offset.Load(), Err: err}
 	p.failed.CompareAndSwap(nil, f)
+}
+
+// Stamp notes the timestamp of the record registered as seq (by the registering goroutine), for
+// OldestTimestamp.
+func (p *Partition) Stamp(seq uint64, ts time.Time) {
+	var ms int64
+	if !ts.IsZero() && ts.UnixMilli() > 0 {
+		ms = ts.UnixMilli()
+	}
+	p.slots[seq&p.mask].ts.Store(ms)
+}
+
+// OldestTimestamp returns the timestamp of the oldest record not yet acknowledged, if one is in
+// flight and has one. The slot may be reused while it is read: the answer is for metrics.
+func (p *Partition) OldestTimestamp() (time.Time, bool) {
+	h := p.head.Load()
+	if h == p.tail.Load() {
+		return time.Time{}, false
+	}
+	ms := p.slots[h&p.mask].ts.Load()
+	if ms <= 0 {
+		return time.Time{}, false
+	}
+	return time.UnixMilli(ms), true
 }
 
 // Expire fails the oldest record not yet acknowledged (the one the partition waits for) with

@@ -45,8 +45,8 @@ type Observer interface {
 	// Assigned and Revoked bracket the claim of one partition.
 	Assigned(topic string, partition int32)
 	Revoked(topic string, partition int32)
-	// Lag reports a partition's high watermark minus its committed offset.
-	Lag(topic string, partition int32, lag int64)
+	// Backlog reports, once a second, what a partition has not yet mirrored.
+	Backlog(topic string, partition int32, b Backlog)
 	// Committed reports one commit of the session's offsets and how long it took.
 	Committed(d time.Duration)
 	// SessionStarted is called when a consumer-group session starts (after each rebalance).
@@ -63,14 +63,14 @@ type Observer interface {
 // NopObserver observes nothing.
 type NopObserver struct{}
 
-func (NopObserver) Assigned(string, int32)   {}
-func (NopObserver) Revoked(string, int32)    {}
-func (NopObserver) Lag(string, int32, int64) {}
-func (NopObserver) Committed(time.Duration)  {}
-func (NopObserver) SessionStarted()          {}
-func (NopObserver) GroupError(error)         {}
-func (NopObserver) CommitFailed(error)       {}
-func (NopObserver) SourceLost(string, int64) {}
+func (NopObserver) Assigned(string, int32)         {}
+func (NopObserver) Revoked(string, int32)          {}
+func (NopObserver) Backlog(string, int32, Backlog) {}
+func (NopObserver) Committed(time.Duration)        {}
+func (NopObserver) SessionStarted()                {}
+func (NopObserver) GroupError(error)               {}
+func (NopObserver) CommitFailed(error)             {}
+func (NopObserver) SourceLost(string, int64)       {}
 
 // Config configures a Handler.
 type Config struct {
@@ -95,6 +95,9 @@ type Config struct {
 	// DeliveryTimeout is how long a partition may go without an acknowledgement while records
 	// are in flight before it fails (producer.delivery_timeout).
 	DeliveryTimeout time.Duration
+	// StallAfter is how long a partition with a backlog may go without an acknowledgement before
+	// it is reported stalled (telemetry.stall_after); 0 never.
+	StallAfter time.Duration
 	// Prepare, when set, readies the worker at index worker for records of topic/partition (its
 	// producers learn of a partition added since they started). It is called before the claim
 	// pushes anything.
@@ -132,7 +135,9 @@ type Handler struct {
 	committer  offsets.Committer
 	joined     bool
 	givenUp    atomic.Int64
-	unsent     bool // marks not yet committed (a failed commit, starting positions)
+	stalled    atomic.Pointer[[]string]
+	listed     time.Time // when the watcher last listed the log ends (its goroutine only)
+	unsent     bool      // marks not yet committed (a failed commit, starting positions)
 	// topicIDs maps each source topic of the session to its ID as seen when the session started;
 	// read without h.mu, as the committer asks for it while h.mu is held.
 	topicIDs atomic.Pointer[map[string]string]
@@ -148,9 +153,18 @@ type claimState struct {
 	start  int64
 	marked int64
 	hwm    func() int64
-	// progress is the committed position last seen by the delivery watchdog, since when.
+	// progress is the committed position last seen by the watcher, since when (watch.go).
 	progress int64
 	since    time.Time
+	// logEnd is the partition's log end offset as last listed (read_uncommitted: records behind
+	// an open transaction count), or -1.
+	logEnd atomic.Int64
+	// fetched counts the records and their bytes the claim handed on, for the average size.
+	fetched, fetchedBytes atomic.Int64
+	// caughtUp is when the watcher last saw nothing left to mirror (or the claim started).
+	caughtUp time.Time
+	// stalledSince is when the partition was found stalled (zero when it is not).
+	stalledSince time.Time
 }
 
 // New returns a handler.
@@ -177,6 +191,14 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Fatal = func(error) {}
 	}
 	return &Handler{cfg: cfg, parts: make(map[topicPartition]*claimState)}, nil
+}
+
+// StalledErr returns the readiness verdict on stalled partitions: nil when none is.
+func (h *Handler) StalledErr() error {
+	if parts := h.Stalled(); len(parts) > 0 {
+		return stalledError(parts)
+	}
+	return nil
 }
 
 // GivenUp counts the partitions given up (fenced) before all their records were acknowledged.
@@ -238,39 +260,11 @@ func (h *Handler) Setup(sess sarama.ConsumerGroupSession) error {
 			case <-t.C:
 				h.periodicCommit(ctx)
 			case now := <-watch.C:
-				h.expire(now)
+				h.watch(ctx, now)
 			}
 		}
 	}()
 	return nil
-}
-
-// expire fails every partition whose records in flight have seen no acknowledgement for
-// DeliveryTimeout. sarama retries a record as long as its retry count lasts, and a frozen broker
-// can hold one attempt for a whole read timeout; this is the deadline that holds whatever the
-// producer does.
-func (h *Handler) expire(now time.Time) {
-	if h.cfg.DeliveryTimeout <= 0 {
-		return
-	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for tp, st := range h.parts {
-		committed, inFlight := st.track.Committed(), st.track.InFlight()
-		if inFlight == 0 || committed != st.progress || st.since.IsZero() {
-			st.progress, st.since = committed, now
-			continue
-		}
-		if now.Sub(st.since) < h.cfg.DeliveryTimeout || st.track.Stopped() {
-			continue
-		}
-		err := fmt.Errorf("no record of %s/%d acknowledged by the target for %s (producer.delivery_timeout) with %d in flight "+
-			"from offset %d: the target is unreachable, frozen or refusing writes (see the errors before this one)",
-			tp.topic, tp.partition, now.Sub(st.since).Round(time.Second), inFlight, committed)
-		if f := st.track.Expire(err); f != nil {
-			h.cfg.Fatal(fmt.Errorf("%s/%d stopped at offset %d: %w", tp.topic, tp.partition, f.Offset, f.Err))
-		}
-	}
 }
 
 // Cleanup runs at the end of a session, after every claim has drained: it stops the periodic
@@ -312,9 +306,6 @@ func (h *Handler) commit(ctx context.Context) error {
 			c.Mark(tp.topic, tp.partition, next)
 			st.marked = next
 			dirty = true
-		}
-		if hwm := st.hwm(); hwm >= 0 && st.marked >= 0 {
-			h.cfg.Observer.Lag(tp.topic, tp.partition, max(hwm-st.marked, 0))
 		}
 	}
 	h.mu.Unlock()
@@ -382,7 +373,8 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	}
 	start := claim.InitialOffset()
 	track := offsets.NewPartition(topic, part, start, h.cfg.InFlight)
-	st := &claimState{track: track, start: start, marked: start, hwm: claim.HighWaterMarkOffset}
+	st := &claimState{track: track, start: start, marked: start, hwm: claim.HighWaterMarkOffset, caughtUp: time.Now()}
+	st.logEnd.Store(-1)
 	tp := topicPartition{topic, part}
 	h.mu.Lock()
 	h.parts[tp] = st
@@ -414,6 +406,9 @@ feed:
 				h.release(r) // never registered: it will be read again
 				break feed
 			}
+			track.Stamp(seq, m.Timestamp)
+			st.fetched.Add(1)
+			st.fetchedBytes.Add(r.Size)
 			r.Seq = seq
 			if r.Span != nil {
 				r.Enqueued = time.Now()

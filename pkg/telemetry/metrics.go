@@ -23,14 +23,25 @@ import (
 // Every method is safe for concurrent use.
 type Metrics struct {
 	// ReplicationLatency (kmirror_replication_latency_seconds) is the time from a record's source
-	// timestamp to the target's acknowledgement of its copy. Buckets run from 1 ms to 60 s; a
-	// record older than a minute (a catch-up after downtime) lands in +Inf, so a p99 pinned at
-	// 60 s means "behind by more than a minute": look at the lag.
+	// timestamp to the target's acknowledgement of its copy. Buckets run from 1 ms to an hour, so
+	// a catch-up after downtime still reads in minutes; a record older than an hour lands in +Inf
+	// (look at kmirror_rpo_seconds then).
 	ReplicationLatency prometheus.Histogram
-	// ConsumerLag (kmirror_consumer_lag_records{topic,partition}) is, per owned source partition,
-	// the high watermark minus the committed offset. Prefer SetLag and ForgetPartition, which
-	// cache the children; the vector is exported for tests and reads.
-	ConsumerLag *prometheus.GaugeVec
+	// Unmirrored (kmirror_unmirrored_records{topic,partition}) is, per owned source partition,
+	// the records between the mirrored position and the source's log end (listed on the source:
+	// records behind an open transaction count). With UnmirroredBytes, RPO and Stalled it says
+	// how much would be lost if the source site were lost now. Prefer SetBacklog and
+	// ForgetPartition, which cache the children; the vectors are exported for tests and reads.
+	Unmirrored *prometheus.GaugeVec
+	// UnmirroredBytes (kmirror_unmirrored_bytes{topic,partition}) estimates their bytes from the
+	// partition's average record size.
+	UnmirroredBytes *prometheus.GaugeVec
+	// RPO (kmirror_rpo_seconds{topic,partition}) is the age of the oldest record not yet
+	// mirrored: what a site loss would cost, in time. 0 when caught up.
+	RPO *prometheus.GaugeVec
+	// Stalled (kmirror_partition_stalled{topic,partition}) is 1 while a partition has records to
+	// mirror and none was acknowledged for telemetry.stall_after.
+	Stalled *prometheus.GaugeVec
 	// ProduceErrors (kmirror_produce_errors_total{kind}) counts records the target did not take,
 	// by ErrorKind. Prefer ProduceError(kind), which is curried; the vector is exported for
 	// tests and reads.
@@ -80,7 +91,7 @@ type Metrics struct {
 	topicsMu sync.Mutex
 
 	lagMu sync.Mutex
-	lag   map[partitionKey]prometheus.Gauge
+	lag   map[partitionKey]*partitionGauges
 
 	workersRegistered atomic.Bool
 }
@@ -130,11 +141,15 @@ type partitionKey struct {
 	partition int32
 }
 
+// partitionGauges are the curried per-partition gauges of one partition.
+type partitionGauges struct{ records, bytes, rpo, stalled prometheus.Gauge }
+
 // Buckets of the two latency histograms, in seconds: roughly 1-2.5-5 per decade, so p50/p99 read
 // well from 1 ms to a minute.
 var (
-	replicationLatencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60}
-	commitLatencyBuckets      = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+	replicationLatencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+		120, 300, 600, 1800, 3600}
+	commitLatencyBuckets = []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 )
 
 // NewMetrics builds kmirror's metrics and registers them on reg, together with
@@ -146,7 +161,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	m := &Metrics{
 		reg: reg,
-		lag: make(map[partitionKey]prometheus.Gauge),
+		lag: make(map[partitionKey]*partitionGauges),
 		recordsMirrored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kmirror_records_mirrored_total",
 			Help: "Records acknowledged by the target, by source topic.",
@@ -164,9 +179,21 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time from a record's source timestamp to the target's acknowledgement of its copy.",
 			Buckets: replicationLatencyBuckets,
 		}),
-		ConsumerLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kmirror_consumer_lag_records",
-			Help: "Source high watermark minus committed offset, per source partition this process owns.",
+		Unmirrored: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kmirror_unmirrored_records",
+			Help: "Records between the mirrored position and the source's log end, per source partition this process owns.",
+		}, []string{"topic", "partition"}),
+		UnmirroredBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kmirror_unmirrored_bytes",
+			Help: "Bytes not yet mirrored, estimated from the partition's average record size, per source partition.",
+		}, []string{"topic", "partition"}),
+		RPO: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kmirror_rpo_seconds",
+			Help: "Age of the oldest record not yet mirrored (0 when caught up), per source partition: what losing the source now would cost.",
+		}, []string{"topic", "partition"}),
+		Stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kmirror_partition_stalled",
+			Help: "1 while a partition has records to mirror and none was acknowledged for telemetry.stall_after.",
 		}, []string{"topic", "partition"}),
 		ProduceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kmirror_produce_errors_total",
@@ -227,7 +254,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	build.WithLabelValues(version.Version, runtime.Version()).Set(1)
 
 	for _, c := range []prometheus.Collector{
-		m.recordsMirrored, m.bytesMirrored, m.recordsSkipped, m.ReplicationLatency, m.ConsumerLag,
+		m.recordsMirrored, m.bytesMirrored, m.recordsSkipped, m.ReplicationLatency, m.Unmirrored, m.UnmirroredBytes, m.RPO, m.Stalled,
 		m.ProduceErrors, m.Rebalances, m.AssignedPartitions, m.CommitLatency, m.CommitErrors,
 		m.ConsumerErrors, m.SourceRecordsLost, m.TopicsDiscovered, m.TargetTopicsCreated, m.TargetPartitionsAdded,
 		m.Ready, build,
@@ -277,27 +304,42 @@ func (m *Metrics) ProduceError(kind ErrorKind) prometheus.Counter {
 	return m.produceErrors[kind]
 }
 
-// SetLag sets a partition's consumer lag (high watermark − committed offset). It allocates only
-// the first time it sees a partition.
-func (m *Metrics) SetLag(topic string, partition int32, lag int64) {
+// SetBacklog sets a partition's backlog gauges: records and bytes not yet mirrored, the age of
+// the oldest (seconds) and whether it is stalled. It allocates only the first time it sees a
+// partition.
+func (m *Metrics) SetBacklog(topic string, partition int32, records, bytes int64, age float64, stalled bool) {
 	key := partitionKey{topic, partition}
 	m.lagMu.Lock()
 	g, ok := m.lag[key]
 	if !ok {
-		g = m.ConsumerLag.WithLabelValues(topic, strconv.Itoa(int(partition)))
+		p := strconv.Itoa(int(partition))
+		g = &partitionGauges{
+			records: m.Unmirrored.WithLabelValues(topic, p), bytes: m.UnmirroredBytes.WithLabelValues(topic, p),
+			rpo: m.RPO.WithLabelValues(topic, p), stalled: m.Stalled.WithLabelValues(topic, p),
+		}
 		m.lag[key] = g
 	}
 	m.lagMu.Unlock()
-	g.Set(float64(lag))
+	g.records.Set(float64(records))
+	g.bytes.Set(float64(bytes))
+	g.rpo.Set(age)
+	s := 0.0
+	if stalled {
+		s = 1
+	}
+	g.stalled.Set(s)
 }
 
-// ForgetPartition removes the lag series of a partition this process no longer owns, so a
-// revoked partition does not report a stale lag from this instance. Call it after the last
-// SetLag for that partition: a later SetLag exports the series again.
+// ForgetPartition removes the series of a partition this process no longer owns, so a revoked
+// partition reports no stale backlog (or stall) from this instance. Call it after the last
+// SetBacklog for that partition: a later SetBacklog exports the series again.
 func (m *Metrics) ForgetPartition(topic string, partition int32) {
+	p := strconv.Itoa(int(partition))
 	m.lagMu.Lock()
 	delete(m.lag, partitionKey{topic, partition})
-	m.ConsumerLag.DeleteLabelValues(topic, strconv.Itoa(int(partition)))
+	for _, v := range []*prometheus.GaugeVec{m.Unmirrored, m.UnmirroredBytes, m.RPO, m.Stalled} {
+		v.DeleteLabelValues(topic, p)
+	}
 	m.lagMu.Unlock()
 }
 

@@ -28,7 +28,7 @@ func touchAll(t testing.TB, m *Metrics) {
 	tm.Bytes.Add(300)
 	tm.Skipped.Inc()
 	m.ReplicationLatency.Observe(0.012)
-	m.SetLag("orders", 0, 42)
+	m.SetBacklog("orders", 0, 42, 4200, 3.5, false)
 	m.ProduceError(ErrorRefused).Inc()
 	m.Rebalances.Inc()
 	m.AssignedPartitions.Set(1)
@@ -58,7 +58,7 @@ func TestMetricsPassTheLinter(t *testing.T) {
 		t.Errorf("lint %s: %s", p.Metric, p.Text)
 	}
 	// Each collector on its own too, as CollectAndLint sees it.
-	for _, c := range []prometheus.Collector{m.ReplicationLatency, m.ConsumerLag, m.ProduceErrors, m.CommitLatency, m.recordsMirrored, m.bytesMirrored} {
+	for _, c := range []prometheus.Collector{m.ReplicationLatency, m.Unmirrored, m.UnmirroredBytes, m.RPO, m.Stalled, m.ProduceErrors, m.CommitLatency, m.recordsMirrored, m.bytesMirrored} {
 		problems, err := testutil.CollectAndLint(c)
 		if err != nil {
 			t.Fatal(err)
@@ -82,7 +82,8 @@ func TestEveryDocumentedMetricIsExported(t *testing.T) {
 	}
 	for _, name := range []string{
 		"kmirror_records_mirrored_total", "kmirror_bytes_mirrored_total", "kmirror_records_skipped_total",
-		"kmirror_replication_latency_seconds", "kmirror_consumer_lag_records", "kmirror_ring_records",
+		"kmirror_replication_latency_seconds", "kmirror_unmirrored_records", "kmirror_unmirrored_bytes",
+		"kmirror_rpo_seconds", "kmirror_partition_stalled", "kmirror_ring_records",
 		"kmirror_ring_bytes", "kmirror_producer_in_flight_records", "kmirror_produce_errors_total",
 		"kmirror_rebalances_total", "kmirror_assigned_partitions", "kmirror_commit_latency_seconds",
 		"kmirror_commit_errors_total", "kmirror_consumer_errors_total", "kmirror_topics_discovered_total",
@@ -170,21 +171,26 @@ kmirror_produce_errors_total{kind="refused"} 1
 	}
 }
 
-func TestLagSeriesIsRemovedWhenThePartitionIsRevoked(t *testing.T) {
+func TestBacklogSeriesAreRemovedWhenThePartitionIsRevoked(t *testing.T) {
 	m, _ := newTestMetrics(t)
-	m.SetLag("orders", 3, 10)
-	m.SetLag("orders", 3, 7)
-	m.SetLag("orders", 4, 1)
-	if got := testutil.ToFloat64(m.ConsumerLag.WithLabelValues("orders", "3")); got != 7 {
-		t.Fatalf("lag = %v, want the last value set, 7", got)
+	m.SetBacklog("orders", 3, 10, 1000, 2, false)
+	m.SetBacklog("orders", 3, 7, 700, 90, true)
+	m.SetBacklog("orders", 4, 1, 100, 0.5, false)
+	if got := testutil.ToFloat64(m.Unmirrored.WithLabelValues("orders", "3")); got != 7 {
+		t.Fatalf("unmirrored = %v, want the last value set, 7", got)
+	}
+	if rpo, st := testutil.ToFloat64(m.RPO.WithLabelValues("orders", "3")), testutil.ToFloat64(m.Stalled.WithLabelValues("orders", "3")); rpo != 90 || st != 1 {
+		t.Fatalf("rpo %v stalled %v, want 90 and 1", rpo, st)
 	}
 	m.ForgetPartition("orders", 3)
-	if n := testutil.CollectAndCount(m.ConsumerLag); n != 1 {
-		t.Fatalf("%d lag series after revoking orders/3, want 1 (orders/4)", n)
+	for _, v := range []*prometheus.GaugeVec{m.Unmirrored, m.UnmirroredBytes, m.RPO, m.Stalled} {
+		if n := testutil.CollectAndCount(v); n != 1 {
+			t.Fatalf("%d series after revoking orders/3, want 1 (orders/4): a stale stall would keep alerting", n)
+		}
 	}
-	m.SetLag("orders", 3, 5) // owned again after a later rebalance
-	if got := testutil.ToFloat64(m.ConsumerLag.WithLabelValues("orders", "3")); got != 5 {
-		t.Fatalf("lag after re-assignment = %v, want 5", got)
+	m.SetBacklog("orders", 3, 5, 500, 1, false) // owned again after a later rebalance
+	if got := testutil.ToFloat64(m.Unmirrored.WithLabelValues("orders", "3")); got != 5 {
+		t.Fatalf("unmirrored after re-assignment = %v, want 5", got)
 	}
 }
 
@@ -231,14 +237,14 @@ func TestAckedRecordMetricsDoNotAllocate(t *testing.T) {
 	m, _ := newTestMetrics(t)
 	topic := strings.Clone("orders")
 	m.Topic(topic)
-	m.SetLag(topic, 1, 0)
+	m.SetBacklog(topic, 1, 0, 0, 0, false)
 	allocs := testing.AllocsPerRun(1000, func() {
 		tm := m.Topic(topic)
 		tm.Records.Inc()
 		tm.Bytes.Add(512)
 		m.ReplicationLatency.Observe(0.004)
 		m.ProduceError(ErrorRefused).Inc()
-		m.SetLag(topic, 1, 3)
+		m.SetBacklog(topic, 1, 3, 300, 0.5, false)
 	})
 	if allocs != 0 {
 		t.Fatalf("%v allocations per record, want 0", allocs)

@@ -122,6 +122,10 @@ func TestLoadRejectsBadInputNamingTheKey(t *testing.T) {
 		{"retry_max was replaced", minimal + "producer: {retry_max: 50}\n", nil, []string{"producer.delivery_timeout"}},
 		{"rebalance shorter than delivery", minimal + "consumer: {rebalance_timeout: 60s}\n", nil,
 			[]string{"consumer.rebalance_timeout", "producer.delivery_timeout"}},
+		// A drain cut short inside a rebalance would leave records that might land after another
+		// member took the partition: shutdown.timeout must leave room in rebalance_timeout.
+		{"shutdown too long for the rebalance", minimal + "shutdown: {timeout: 300s}\n", nil,
+			[]string{"shutdown.timeout", "consumer.rebalance_timeout"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

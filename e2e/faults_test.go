@@ -36,7 +36,8 @@ func TestCrashLosesNothing(t *testing.T) {
 	}
 }
 
-// TestBrokerLossLosesNothing stops one of three target brokers mid-stream and brings it back.
+// TestBrokerLossLosesNothing stops one of three target brokers mid-stream and brings it back,
+// with kmirror's default producer settings.
 func TestBrokerLossLosesNothing(t *testing.T) {
 	europe := startCluster(t, "europe")
 	us := startCluster(t, "us", "--nodes", "3")

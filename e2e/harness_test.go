@@ -151,7 +151,10 @@ func writeConfig(t *testing.T, body string) string {
 	return p
 }
 
-// baseConfig mirrors include from src to dst with settings that suit a quick test.
+// baseConfig mirrors include from src to dst with settings that suit a quick test: short
+// refresh, commit and session intervals only. Nothing that decides whether kmirror survives a
+// fault (producer retries and delivery timeout, rebalance and shutdown timeouts) is set here: the
+// fault tests hold kmirror to its defaults.
 func baseConfig(src, dst *cluster, include string, extra string) string {
 	return fmt.Sprintf(`
 source:
@@ -220,6 +223,16 @@ func (k *kmirror) log() string {
 	return string(b)
 }
 
+// exited reports whether the process has ended, and how.
+func (k *kmirror) exited() (bool, string) {
+	select {
+	case <-k.done:
+		return true, fmt.Sprintf("kmirror exited with status %d", k.cmd.ProcessState.ExitCode())
+	default:
+		return false, ""
+	}
+}
+
 // kill ends the process with SIGKILL: a crash, nothing drained or committed.
 func (k *kmirror) kill() {
 	select {
@@ -266,9 +279,20 @@ func compare(t *testing.T, src, dst *cluster, topics map[string]string) verify.R
 	if err != nil {
 		t.Fatalf("compare: %v", err)
 	}
-	s, d, lost, dups, changed := rep.Totals()
-	t.Logf("figures: source %d, target %d, lost %d, duplicates %d, changed %d", s, d, lost, dups, changed)
+	logFigures(t, rep, "")
 	return rep
+}
+
+// logFigures logs a report's figures on the figures: line scripts/e2e.sh prints, with extra
+// test-specific figures appended.
+func logFigures(t *testing.T, rep verify.Report, extra string) {
+	t.Helper()
+	s := rep.Sum()
+	if extra != "" {
+		extra = ", " + extra
+	}
+	t.Logf("figures: source %d, target %d, lost %d, duplicates %d, changed %d, out of order %d, bad re-runs %d%s",
+		s.Source, s.Target, s.Lost, s.Duplicates, s.Foreign, s.Reordered, s.BadReruns, extra)
 }
 
 // kcatProduce pipes lines into kcat -P with the given extra flags.
@@ -295,8 +319,10 @@ type loadProducer struct {
 
 func startLoad(t *testing.T, brokers []string, topic string, n int, perSecond int) *loadProducer {
 	t.Helper()
+	// A short metadata age lets the producer see partitions added while it runs.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
-		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(5*time.Millisecond))
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(5*time.Millisecond),
+		kgo.MetadataMaxAge(3*time.Second), kgo.MetadataMinAge(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

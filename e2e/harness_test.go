@@ -139,6 +139,7 @@ type kmirror struct {
 	logPath string
 	done    chan struct{}
 	err     error
+	ended   time.Time // when the process ended; read after done is closed
 }
 
 // writeConfig writes a kmirror configuration from a YAML body and returns its path.
@@ -199,11 +200,11 @@ func startKmirror(t *testing.T, cfgPath string, prefix ...string) *kmirror {
 		t.Fatal(err)
 	}
 	k := &kmirror{t: t, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() { k.err = cmd.Wait(); logf.Close(); close(k.done) }()
+	go func() { k.err = cmd.Wait(); k.ended = time.Now(); logf.Close(); close(k.done) }()
 	t.Cleanup(func() {
 		k.kill()
 		if t.Failed() {
-			t.Logf("kmirror log tail (%s):\n%s", logPath, lastLines(k.log(), 40))
+			t.Logf("kmirror errors and log tail (%s):\n%s\n...\n%s", logPath, k.errors(), lastLines(k.log(), 10))
 		}
 	})
 	// Wait until the signal handler is installed: a SIGTERM before it would kill outright.
@@ -230,6 +231,29 @@ func (k *kmirror) exited() (bool, string) {
 		return true, fmt.Sprintf("kmirror exited with status %d", k.cmd.ProcessState.ExitCode())
 	default:
 		return false, ""
+	}
+}
+
+// errors returns the first and the last error lines of kmirror's log, without stack traces:
+// what went wrong first, and what kmirror stopped with.
+func (k *kmirror) errors() string {
+	var errs []string
+	for _, l := range strings.Split(k.log(), "\n") {
+		if strings.Contains(l, `"level":"error"`) || strings.Contains(l, `"level":"fatal"`) ||
+			strings.HasPrefix(l, "kmirror:") || strings.HasPrefix(l, "Error:") {
+			if i := strings.Index(l, `,"stacktrace"`); i > 0 {
+				l = l[:i] + "}"
+			}
+			errs = append(errs, l)
+		}
+	}
+	switch len(errs) {
+	case 0:
+		return lastLines(k.log(), 5)
+	case 1:
+		return errs[0]
+	default:
+		return fmt.Sprintf("first: %s\nlast (of %d): %s", errs[0], len(errs), errs[len(errs)-1])
 	}
 }
 
@@ -273,13 +297,20 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // compare reads both clusters with franz-go and logs the figures.
 func compare(t *testing.T, src, dst *cluster, topics map[string]string) verify.Report {
 	t.Helper()
+	rep := compareReport(t, src, dst, topics)
+	logFigures(t, rep, "")
+	return rep
+}
+
+// compareReport reads both clusters with franz-go and compares them.
+func compareReport(t *testing.T, src, dst *cluster, topics map[string]string) verify.Report {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	rep, err := verify.Compare(ctx, src.bootstrap, dst.bootstrap, topics)
 	if err != nil {
 		t.Fatalf("compare: %v", err)
 	}
-	logFigures(t, rep, "")
 	return rep
 }
 

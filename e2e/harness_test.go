@@ -45,6 +45,13 @@ func startCluster(t *testing.T, name string, args ...string) *cluster {
 	script := filepath.Join(root, "scripts", "kafka", "cluster.sh")
 	_ = clusterCmd(script, name, "down", name).Run() // leftovers of an interrupted run
 	out, err := clusterCmd(script, name, append([]string{"up", name}, args...)...).CombinedOutput()
+	for try := 0; err != nil && bytes.Contains(out, []byte("Address already in use")) && try < 8; try++ {
+		// The suite's ports lie in the kernel's ephemeral range: a client connection can hold
+		// one for a moment.
+		t.Logf("start kafka %s: a port is in use; trying again in 5s", name)
+		time.Sleep(5 * time.Second)
+		out, err = clusterCmd(script, name, append([]string{"up", name}, args...)...).CombinedOutput()
+	}
 	if err != nil {
 		t.Fatalf("start kafka %s: %v\n%s", name, err, out)
 	}
@@ -204,7 +211,7 @@ func startKmirror(t *testing.T, cfgPath string, prefix ...string) *kmirror {
 	t.Cleanup(func() {
 		k.kill()
 		if t.Failed() {
-			t.Logf("kmirror errors and log tail (%s):\n%s\n...\n%s", logPath, k.errors(), lastLines(k.log(), 10))
+			t.Logf("kmirror errors and log tail (%s):\n%s\n...\n%s", logPath, k.errors(), k.tail(10))
 		}
 	})
 	// Wait until the signal handler is installed: a SIGTERM before it would kill outright.
@@ -241,10 +248,7 @@ func (k *kmirror) errors() string {
 	for _, l := range strings.Split(k.log(), "\n") {
 		if strings.Contains(l, `"level":"error"`) || strings.Contains(l, `"level":"fatal"`) ||
 			strings.HasPrefix(l, "kmirror:") || strings.HasPrefix(l, "Error:") {
-			if i := strings.Index(l, `,"stacktrace"`); i > 0 {
-				l = l[:i] + "}"
-			}
-			errs = append(errs, l)
+			errs = append(errs, withoutStack(l))
 		}
 	}
 	switch len(errs) {
@@ -255,6 +259,23 @@ func (k *kmirror) errors() string {
 	default:
 		return fmt.Sprintf("first: %s\nlast (of %d): %s", errs[0], len(errs), errs[len(errs)-1])
 	}
+}
+
+// withoutStack drops the stack trace from a JSON log line.
+func withoutStack(l string) string {
+	if i := strings.Index(l, `,"stacktrace"`); i > 0 {
+		return l[:i] + "}"
+	}
+	return l
+}
+
+// tail is the last n lines of kmirror's log, without stack traces.
+func (k *kmirror) tail(n int) string {
+	lines := strings.Split(lastLines(k.log(), n), "\n")
+	for i, l := range lines {
+		lines[i] = withoutStack(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // kill ends the process with SIGKILL: a crash, nothing drained or committed.

@@ -46,6 +46,6 @@ producer:
 	t.Logf("gave up: %s %s after the target went down", how, r.k.ended.Sub(down).Round(100*time.Millisecond))
 	t.Logf("kmirror errors:\n%s", r.k.errors())
 
-	r.k = startKmirror(t, r.cfg)
+	r.k, r.exited = startKmirror(t, r.cfg), "" // from here on, exiting is a failure again
 	r.finish(time.Now(), 3*time.Minute, "target down 40s, kmirror gave up and restarted")
 }

@@ -95,6 +95,9 @@ func (r *faultRun) finish(faultEnded time.Time, catchUp time.Duration, extra str
 	}
 	rep := compareReport(t, r.europe, r.us, map[string]string{r.topic: r.topic})
 	figures := fmt.Sprintf("produced %d, caught up %s after the fault", produced, caughtUp.Round(100*time.Millisecond))
+	if caughtUp == 0 {
+		figures = fmt.Sprintf("produced %d, never caught up", produced)
+	}
 	if extra != "" {
 		figures += ", " + extra
 	}

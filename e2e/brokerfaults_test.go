@@ -61,7 +61,7 @@ func startFaultRun(t *testing.T, europe, us *cluster, topic string, partitions i
 func (r *faultRun) running(when string) bool {
 	if gone, how := r.k.exited(); gone {
 		if r.exited == "" {
-			r.exited = how + " " + when
+			r.exited = how + " (found " + when + ")"
 			r.t.Logf("%s", r.exited)
 		}
 		return false

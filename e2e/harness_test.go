@@ -235,7 +235,7 @@ func (k *kmirror) log() string {
 func (k *kmirror) exited() (bool, string) {
 	select {
 	case <-k.done:
-		return true, fmt.Sprintf("kmirror exited with status %d", k.cmd.ProcessState.ExitCode())
+		return true, fmt.Sprintf("kmirror exited with status %d at %s", k.cmd.ProcessState.ExitCode(), k.ended.UTC().Format("15:04:05.000"))
 	default:
 		return false, ""
 	}

@@ -115,7 +115,11 @@ func mirrorAndCompare(t *testing.T, europe, us *cluster, include, extra string, 
 		topics[topic] = topic
 	}
 	rep := compareReport(t, europe, us, topics)
-	logFigures(t, rep, fmt.Sprintf("mirrored in %s", took.Round(100*time.Millisecond)))
+	how := fmt.Sprintf("mirrored in %s", took.Round(100*time.Millisecond))
+	if exited != "" {
+		how = fmt.Sprintf("kmirror exited after %s", took.Round(100*time.Millisecond))
+	}
+	logFigures(t, rep, how)
 	switch {
 	case exited != "":
 		t.Fatalf("%s\nkmirror errors:\n%s\nverify: %s", exited, k.errors(), rep)

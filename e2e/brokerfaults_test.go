@@ -80,7 +80,7 @@ func (r *faultRun) sleep(d time.Duration, during string) {
 
 // finish waits for the load to end and kmirror to catch up (within catchUp of the fault's
 // end), stops kmirror, compares both clusters and fails unless every record arrived in order
-// with kmirror running throughout. It returns the report and the catch-up time.
+// with kmirror running throughout. It logs the figures and returns the report.
 func (r *faultRun) finish(faultEnded time.Time, catchUp time.Duration, extra string) verify.Report {
 	t := r.t
 	t.Helper()

@@ -212,8 +212,9 @@ func TestOversizeRecordStopsItsPartitionExactly(t *testing.T) {
 
 	const bigOffset, after = 50, 100
 	big := randomBytes(t, 3<<19)
-	produceSync(t, cl, &kgo.Record{Topic: "lim.over", Partition: 0, Key: []byte("oversize"), Value: big})
-	produceSync(t, cl, small(0, 51, after)...)
+	// In one call, so that the records after it are in the log by the time kmirror fetches it
+	// and can only be held back by kmirror itself.
+	produceSync(t, cl, append([]*kgo.Record{{Topic: "lim.over", Partition: 0, Key: []byte("oversize"), Value: big}}, small(0, 51, after)...)...)
 	select {
 	case <-k.done:
 	case <-time.After(2 * time.Minute):

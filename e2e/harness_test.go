@@ -45,6 +45,13 @@ func startCluster(t *testing.T, name string, args ...string) *cluster {
 	script := filepath.Join(root, "scripts", "kafka", "cluster.sh")
 	_ = clusterCmd(script, name, "down", name).Run() // leftovers of an interrupted run
 	out, err := clusterCmd(script, name, append([]string{"up", name}, args...)...).CombinedOutput()
+	for try := 0; err != nil && bytes.Contains(out, []byte("Address already in use")) && try < 8; try++ {
+		// The suite's ports lie in the kernel's ephemeral range: a client connection can hold
+		// one for a moment.
+		t.Logf("start kafka %s: a port is in use; trying again in 5s", name)
+		time.Sleep(5 * time.Second)
+		out, err = clusterCmd(script, name, append([]string{"up", name}, args...)...).CombinedOutput()
+	}
 	if err != nil {
 		t.Fatalf("start kafka %s: %v\n%s", name, err, out)
 	}
@@ -139,6 +146,7 @@ type kmirror struct {
 	logPath string
 	done    chan struct{}
 	err     error
+	ended   time.Time // when the process ended; read after done is closed
 }
 
 // writeConfig writes a kmirror configuration from a YAML body and returns its path.
@@ -151,7 +159,10 @@ func writeConfig(t *testing.T, body string) string {
 	return p
 }
 
-// baseConfig mirrors include from src to dst with settings that suit a quick test.
+// baseConfig mirrors include from src to dst with settings that suit a quick test: short
+// refresh, commit and session intervals only. Nothing that decides whether kmirror survives a
+// fault (producer retries and delivery timeout, rebalance and shutdown timeouts) is set here: the
+// fault tests hold kmirror to its defaults.
 func baseConfig(src, dst *cluster, include string, extra string) string {
 	return fmt.Sprintf(`
 source:
@@ -196,11 +207,11 @@ func startKmirror(t *testing.T, cfgPath string, prefix ...string) *kmirror {
 		t.Fatal(err)
 	}
 	k := &kmirror{t: t, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() { k.err = cmd.Wait(); logf.Close(); close(k.done) }()
+	go func() { k.err = cmd.Wait(); k.ended = time.Now(); logf.Close(); close(k.done) }()
 	t.Cleanup(func() {
 		k.kill()
 		if t.Failed() {
-			t.Logf("kmirror log tail (%s):\n%s", logPath, lastLines(k.log(), 40))
+			t.Logf("kmirror errors and log tail (%s):\n%s\n...\n%s", logPath, k.errors(), k.tail(10))
 		}
 	})
 	// Wait until the signal handler is installed: a SIGTERM before it would kill outright.
@@ -218,6 +229,53 @@ func startKmirror(t *testing.T, cfgPath string, prefix ...string) *kmirror {
 func (k *kmirror) log() string {
 	b, _ := os.ReadFile(k.logPath)
 	return string(b)
+}
+
+// exited reports whether the process has ended, and how.
+func (k *kmirror) exited() (bool, string) {
+	select {
+	case <-k.done:
+		return true, fmt.Sprintf("kmirror exited with status %d at %s", k.cmd.ProcessState.ExitCode(), k.ended.UTC().Format("15:04:05.000"))
+	default:
+		return false, ""
+	}
+}
+
+// errors returns the first and the last error lines of kmirror's log, without stack traces:
+// what went wrong first, and what kmirror stopped with.
+func (k *kmirror) errors() string {
+	var errs []string
+	for _, l := range strings.Split(k.log(), "\n") {
+		if strings.Contains(l, `"level":"error"`) || strings.Contains(l, `"level":"fatal"`) ||
+			strings.HasPrefix(l, "kmirror:") || strings.HasPrefix(l, "Error:") {
+			errs = append(errs, withoutStack(l))
+		}
+	}
+	switch len(errs) {
+	case 0:
+		return lastLines(k.log(), 5)
+	case 1:
+		return errs[0]
+	default:
+		return fmt.Sprintf("first: %s\nlast (of %d): %s", errs[0], len(errs), errs[len(errs)-1])
+	}
+}
+
+// withoutStack drops the stack trace from a JSON log line.
+func withoutStack(l string) string {
+	if i := strings.Index(l, `,"stacktrace"`); i > 0 {
+		return l[:i] + "}"
+	}
+	return l
+}
+
+// tail is the last n lines of kmirror's log, without stack traces.
+func (k *kmirror) tail(n int) string {
+	lines := strings.Split(lastLines(k.log(), n), "\n")
+	for i, l := range lines {
+		lines[i] = withoutStack(l)
+	}
+	return strings.Join(lines, "\n")
 }
 
 // kill ends the process with SIGKILL: a crash, nothing drained or committed.
@@ -260,15 +318,33 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 // compare reads both clusters with franz-go and logs the figures.
 func compare(t *testing.T, src, dst *cluster, topics map[string]string) verify.Report {
 	t.Helper()
+	rep := compareReport(t, src, dst, topics)
+	logFigures(t, rep, "")
+	return rep
+}
+
+// compareReport reads both clusters with franz-go and compares them.
+func compareReport(t *testing.T, src, dst *cluster, topics map[string]string) verify.Report {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	rep, err := verify.Compare(ctx, src.bootstrap, dst.bootstrap, topics)
 	if err != nil {
 		t.Fatalf("compare: %v", err)
 	}
-	s, d, lost, dups, changed := rep.Totals()
-	t.Logf("figures: source %d, target %d, lost %d, duplicates %d, changed %d", s, d, lost, dups, changed)
 	return rep
+}
+
+// logFigures logs a report's figures on the figures: line scripts/e2e.sh prints, with extra
+// test-specific figures appended.
+func logFigures(t *testing.T, rep verify.Report, extra string) {
+	t.Helper()
+	s := rep.Sum()
+	if extra != "" {
+		extra = ", " + extra
+	}
+	t.Logf("figures: source %d, target %d, lost %d, duplicates %d, changed %d, out of order %d, bad re-runs %d%s",
+		s.Source, s.Target, s.Lost, s.Duplicates, s.Foreign, s.Reordered, s.BadReruns, extra)
 }
 
 // kcatProduce pipes lines into kcat -P with the given extra flags.
@@ -295,8 +371,10 @@ type loadProducer struct {
 
 func startLoad(t *testing.T, brokers []string, topic string, n int, perSecond int) *loadProducer {
 	t.Helper()
+	// A short metadata age lets the producer see partitions added while it runs.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
-		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(5*time.Millisecond))
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(5*time.Millisecond),
+		kgo.MetadataMaxAge(3*time.Second), kgo.MetadataMinAge(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}

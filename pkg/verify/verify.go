@@ -1,9 +1,11 @@
 // Package verify compares what a source cluster holds with what the target holds, partition by
 // partition, using franz-go (a client kmirror itself does not use for mirroring), and says which
-// records were lost, duplicated, reordered or changed.
+// records were lost, duplicated, reordered or changed, and where (in source offsets).
 //
-// It must never call a partition equal unless every source record is on the target, in the same
-// order, with the same key, value, headers and timestamp.
+// It must never call a partition complete unless every source record is on the target, the
+// first copies stand in the source's order, and every duplicate belongs to a whole re-run from
+// an earlier position (the only kind at-least-once delivery makes); nor exact unless, besides,
+// each record is there once.
 package verify
 
 import (
@@ -12,7 +14,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"sort"
-	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -49,85 +50,23 @@ func Of(r *kgo.Record) Digest {
 	return Digest(h.Sum64())
 }
 
-// Partition is the comparison of one partition.
-type Partition struct {
-	Topic     string
-	Partition int32
-	// Source and Target count records on each side.
-	Source, Target int
-	// Lost counts source records absent from the target; Duplicates counts target records
-	// beyond the first copy of a source record; Foreign counts target records that match no
-	// source record (changed in transit).
-	Lost, Duplicates, Foreign int
-	// OutOfOrder is true when the target's first copies are not in the source's order.
-	OutOfOrder bool
-	// Checksum folds the source's digests in order; equal partitions have equal checksums.
-	SourceChecksum, TargetChecksum uint64
-}
-
-// Exact reports whether the target holds exactly the source's records, in order, once each.
-func (p Partition) Exact() bool {
-	return p.Lost == 0 && p.Duplicates == 0 && p.Foreign == 0 && !p.OutOfOrder && p.Source == p.Target
-}
-
-// Complete reports whether nothing was lost or changed and order held (duplicates allowed, as
-// at-least-once delivery permits).
-func (p Partition) Complete() bool { return p.Lost == 0 && p.Foreign == 0 && !p.OutOfOrder }
-
-// Report is the comparison of whole topics.
-type Report struct {
-	Partitions []Partition
-}
-
-// Totals sums the report.
-func (r Report) Totals() (source, target, lost, dups, foreign int) {
-	for _, p := range r.Partitions {
-		source += p.Source
-		target += p.Target
-		lost += p.Lost
-		dups += p.Duplicates
-		foreign += p.Foreign
-	}
-	return
-}
-
-// Exact reports whether every partition is exact.
-func (r Report) Exact() bool {
-	for _, p := range r.Partitions {
-		if !p.Exact() {
-			return false
-		}
-	}
-	return true
-}
-
-// Complete reports whether every partition is complete (duplicates allowed).
-func (r Report) Complete() bool {
-	for _, p := range r.Partitions {
-		if !p.Complete() {
-			return false
-		}
-	}
-	return true
-}
-
-// String summarises the report, listing the partitions that differ.
-func (r Report) String() string {
-	s, t, lost, dups, foreign := r.Totals()
-	var b strings.Builder
-	fmt.Fprintf(&b, "source %d records, target %d records: lost %d, duplicates %d, changed %d", s, t, lost, dups, foreign)
-	for _, p := range r.Partitions {
-		if !p.Exact() {
-			fmt.Fprintf(&b, "\n  %s/%d: source %d target %d lost %d duplicates %d changed %d out-of-order %v",
-				p.Topic, p.Partition, p.Source, p.Target, p.Lost, p.Duplicates, p.Foreign, p.OutOfOrder)
-		}
-	}
-	return b.String()
-}
-
 // Compare reads every partition of each source topic (map key) and of its target topic (map
-// value) up to their current ends and compares them.
+// value) up to their current ends and compares them, for a mirror that started at the source's
+// beginning.
 func Compare(ctx context.Context, sourceAddrs, targetAddrs []string, topics map[string]string) (Report, error) {
+	return CompareWith(ctx, sourceAddrs, targetAddrs, topics, Options{})
+}
+
+// Options tune CompareWith.
+type Options struct {
+	// From holds, per source topic and partition, the offset of the first record the mirror was
+	// to copy (a mirror started at the newest offset); other partitions start at their beginning.
+	From map[string]map[int32]int64
+}
+
+// CompareWith is Compare with options. A target partition the source lacks counts its records
+// as changed.
+func CompareWith(ctx context.Context, sourceAddrs, targetAddrs []string, topics map[string]string, opt Options) (Report, error) {
 	var rep Report
 	names := make([]string, 0, len(topics))
 	for s := range topics {
@@ -135,11 +74,11 @@ func Compare(ctx context.Context, sourceAddrs, targetAddrs []string, topics map[
 	}
 	sort.Strings(names)
 	for _, src := range names {
-		srcParts, err := ReadTopic(ctx, sourceAddrs, src)
+		srcParts, err := ReadPartitions(ctx, sourceAddrs, src)
 		if err != nil {
 			return rep, fmt.Errorf("read source topic %q: %w", src, err)
 		}
-		tgtParts, err := ReadTopic(ctx, targetAddrs, topics[src])
+		tgtParts, err := ReadPartitions(ctx, targetAddrs, topics[src])
 		if err != nil {
 			return rep, fmt.Errorf("read target topic %q: %w", topics[src], err)
 		}
@@ -147,9 +86,14 @@ func Compare(ctx context.Context, sourceAddrs, targetAddrs []string, topics map[
 		for p := range srcParts {
 			parts = append(parts, p)
 		}
+		for p := range tgtParts {
+			if _, ok := srcParts[p]; !ok {
+				parts = append(parts, p)
+			}
+		}
 		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
 		for _, p := range parts {
-			rep.Partitions = append(rep.Partitions, ComparePartition(src, p, srcParts[p], tgtParts[p]))
+			rep.Partitions = append(rep.Partitions, CheckPartition(src, p, srcParts[p], tgtParts[p], opt.From[src][p]))
 		}
 	}
 	return rep, nil
@@ -167,11 +111,11 @@ func CompareSince(ctx context.Context, sourceAddrs, targetAddrs []string, topics
 	}
 	sort.Strings(names)
 	for _, src := range names {
-		srcParts, err := ReadTopic(ctx, sourceAddrs, src)
+		srcParts, err := ReadPartitions(ctx, sourceAddrs, src)
 		if err != nil {
 			return rep, fmt.Errorf("read source topic %q: %w", src, err)
 		}
-		tgtParts, err := ReadTopicFrom(ctx, targetAddrs, topics[src], since[topics[src]])
+		tgtParts, err := ReadPartitionsFrom(ctx, targetAddrs, topics[src], since[topics[src]])
 		if err != nil {
 			return rep, fmt.Errorf("read target topic %q: %w", topics[src], err)
 		}
@@ -181,79 +125,39 @@ func CompareSince(ctx context.Context, sourceAddrs, targetAddrs []string, topics
 		}
 		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
 		for _, p := range parts {
-			rep.Partitions = append(rep.Partitions, ComparePartition(src, p, srcParts[p], tgtParts[p]))
+			rep.Partitions = append(rep.Partitions, CheckPartition(src, p, srcParts[p], tgtParts[p], 0))
 		}
 	}
 	return rep, nil
 }
 
-// ComparePartition compares a source partition's digests with its target's, both in log order.
-func ComparePartition(topic string, partition int32, src, tgt []Digest) Partition {
-	p := Partition{Topic: topic, Partition: partition, Source: len(src), Target: len(tgt)}
-	p.SourceChecksum = checksum(src)
-	p.TargetChecksum = checksum(tgt)
-	want := make(map[Digest]int, len(src))
-	for _, d := range src {
-		want[d]++
-	}
-	seen := make(map[Digest]int, len(tgt))
-	var firsts []Digest
-	for _, d := range tgt {
-		switch {
-		case want[d] == 0:
-			p.Foreign++
-		case seen[d] < want[d]:
-			seen[d]++
-			firsts = append(firsts, d)
-		default:
-			p.Duplicates++
-		}
-	}
-	for d, n := range want {
-		if seen[d] < n {
-			p.Lost += n - seen[d]
-		}
-	}
-	// The first copies must follow the source's order. At-least-once redelivery re-sends a
-	// suffix, so the first copies, in target order, are a subsequence-equal prefix of the
-	// source when nothing is lost.
-	j := 0
-	for _, d := range firsts {
-		for j < len(src) && src[j] != d {
-			j++
-		}
-		if j == len(src) {
-			p.OutOfOrder = true
-			break
-		}
-		j++
-	}
-	return p
-}
-
-func checksum(ds []Digest) uint64 {
-	h := fnv.New64a()
-	var b [8]byte
-	for _, d := range ds {
-		binary.BigEndian.PutUint64(b[:], uint64(d))
-		h.Write(b[:])
-	}
-	return h.Sum64()
-}
-
 // ReadTopic reads every partition of topic from its start to its end offset at the time of the
 // call and returns each partition's digests in log order.
 func ReadTopic(ctx context.Context, addrs []string, topic string) (map[int32][]Digest, error) {
-	return ReadTopicFrom(ctx, addrs, topic, nil)
+	logs, err := ReadPartitions(ctx, addrs, topic)
+	out := make(map[int32][]Digest, len(logs))
+	for p, l := range logs {
+		out[p] = l.Digests
+	}
+	return out, err
 }
 
-// ReadTopicFrom is ReadTopic starting each partition at from[partition] (or its log start, if
-// later); a partition absent from from is read from its log start.
-func ReadTopicFrom(ctx context.Context, addrs []string, topic string, from map[int32]int64) (map[int32][]Digest, error) {
-	out := make(map[int32][]Digest)
+// ReadPartitions reads every partition of topic from its start to its end offset at the time of
+// the call and returns each partition's digests and offsets in log order.
+func ReadPartitions(ctx context.Context, addrs []string, topic string) (map[int32]Log, error) {
+	return ReadPartitionsFrom(ctx, addrs, topic, nil)
+}
+
+// ReadPartitionsFrom is ReadPartitions starting each partition at from[partition] (or its log
+// start, if later); a partition absent from from is read from its log start.
+func ReadPartitionsFrom(ctx context.Context, addrs []string, topic string, from map[int32]int64) (map[int32]Log, error) {
+	out := make(map[int32]Log)
 	err := readRecords(ctx, addrs, topic, from, func(r *kgo.Record) {
-		out[r.Partition] = append(out[r.Partition], Of(r))
-	}, func(p int32) { out[p] = out[p][:0:0] })
+		l := out[r.Partition]
+		l.Digests = append(l.Digests, Of(r))
+		l.Offsets = append(l.Offsets, r.Offset)
+		out[r.Partition] = l
+	}, func(p int32) { out[p] = Log{Digests: []Digest{}, Offsets: []int64{}} })
 	return out, err
 }
 

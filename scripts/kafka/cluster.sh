@@ -7,7 +7,8 @@
 #   scripts/kafka/cluster.sh down NAME
 #   scripts/kafka/cluster.sh status NAME
 #   scripts/kafka/cluster.sh bootstrap NAME          # prints host:port,host:port,...
-#   scripts/kafka/cluster.sh stop-node NAME IDX      # kill -9 one node (broker loss)
+#   scripts/kafka/cluster.sh stop-node NAME IDX [--graceful]  # kill -9 one node (broker loss);
+#                                                    # --graceful: SIGTERM, a controlled shutdown
 #   scripts/kafka/cluster.sh start-node NAME IDX     # bring it back with its data
 #   scripts/kafka/cluster.sh logs NAME [IDX]
 #   scripts/kafka/cluster.sh create-topic NAME TOPIC [PARTITIONS]   # replicated on every node
@@ -219,7 +220,13 @@ case "$action" in
   down) cmd_down "$name" ;;
   status) cmd_status "$name" ;;
   bootstrap) cmd_bootstrap "$name" ;;
-  stop-node) load_meta "$name"; stop_pid "$state_root/$name/node-$1/pid" KILL; echo "kafka $name node $1 killed" >&2 ;;
+  stop-node)
+    load_meta "$name"
+    if [ "${2:-}" = "--graceful" ]; then
+      stop_pid "$state_root/$name/node-$1/pid" TERM; echo "kafka $name node $1 stopped" >&2
+    else
+      stop_pid "$state_root/$name/node-$1/pid" KILL; echo "kafka $name node $1 killed" >&2
+    fi ;;
   start-node) load_meta "$name"; : >"$state_root/$name/node-$1/kafka.log"; start_node "$name" "$1"; wait_ready "$name" "$1" ;;
   create-topic)
     [ $# -ge 1 ] || usage

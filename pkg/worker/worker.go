@@ -102,6 +102,13 @@ type Worker struct {
 
 	aborted atomic.Bool
 	logged  sync.Map // refusal reasons and failures already logged: one line each
+
+	// The lane of the previous record (send loop only): consecutive records mostly share a
+	// limit, and the lane map is behind a lock.
+	lastLimit int
+	last      *lane
+
+	resending // records the producers gave back, to send again in order (resend.go)
 }
 
 // Clock is a coarse wall clock for the timestamp checks, shared by the workers: reading the real
@@ -138,6 +145,7 @@ func (c *Clock) Run(ctx context.Context) {
 type lane struct {
 	p    Producer
 	solo bool
+	done chan struct{} // closed once both goroutines have returned (the producer closed)
 }
 
 // kafkaDefaultMaxMessageBytes is Kafka's default max.message.bytes.
@@ -186,6 +194,13 @@ func (w *Worker) Run(ctx context.Context) error {
 		l.p.Release()
 	}
 	w.mu.Unlock()
+	w.resending.mu.Lock()
+	left := w.resending.records
+	w.resending.records = nil
+	w.resending.mu.Unlock()
+	for _, r := range left {
+		w.drop(r) // given back and not sent again before the stop: read again later
+	}
 	if left := w.cfg.Inbox.Len(); left > 0 {
 		w.cfg.Log.Info("worker stopped with records still in its inbox; they were not committed and will be read again",
 			zap.Int("records", left))
@@ -239,49 +254,66 @@ func (w *Worker) Prepare(ctx context.Context, topic string, partition int32) err
 }
 
 func (w *Worker) send(ctx context.Context) {
-	// The lane of the previous record: consecutive records mostly share a limit, and the lane
-	// map is behind a lock.
-	lastLimit, last := 0, (*lane)(nil)
+	pump := w.pumpContext(ctx)
 	for {
-		r, err := w.cfg.Inbox.Pop(ctx)
+		r, err := w.cfg.Inbox.Pop(pump)
 		if err != nil {
-			return // ctx ended: the orderly way to stop
-		}
-		if w.aborted.Load() || r.Track.Stopped() {
-			w.drop(r)
-			continue
-		}
-		solo, refusal := w.check(r)
-		if refusal != nil {
-			w.refused(ctx, r, refusal)
-			continue
-		}
-		if solo {
-			w.sendAlone(ctx, r)
-			continue
-		}
-		l := last
-		if l == nil || r.Limit != lastLimit {
-			if l = w.laneFor(ctx, r, r.Limit); l == nil {
-				w.drop(r)
-				continue
+			if ctx.Err() != nil {
+				return // ctx ended: the orderly way to stop
 			}
-			lastLimit, last = r.Limit, l
+			w.resend(ctx) // woken to resend what the producers gave back
+			pump = w.pumpContext(ctx)
+			continue
 		}
-		if !w.hand(ctx, l, r) {
+		if w.recovering.Load() {
+			w.requeue(r, nil) // after what is being resent, in order
+			w.resend(ctx)
+			pump = w.pumpContext(ctx)
+			continue
+		}
+		if !w.dispatch(ctx, r) {
 			return
 		}
 	}
 }
 
+// dispatch checks r and hands it to the right producer (alone, if it must travel alone);
+// false when ctx ended first.
+func (w *Worker) dispatch(ctx context.Context, r *record.Record) bool {
+	if w.aborted.Load() || r.Track.Stopped() {
+		w.drop(r)
+		return true
+	}
+	solo, refusal := w.check(r)
+	if refusal != nil {
+		w.refused(ctx, r, refusal)
+		return true
+	}
+	if solo {
+		w.sendAlone(ctx, r)
+		return true
+	}
+	l := w.last
+	if l == nil || r.Limit != w.lastLimit {
+		if l = w.laneFor(ctx, r, r.Limit); l == nil {
+			w.drop(r)
+			return true
+		}
+		w.lastLimit, w.last = r.Limit, l
+	}
+	return w.hand(ctx, l, r)
+}
+
 // hand gives r to l's producer; false when ctx ended first (r stays unacknowledged and is read
 // again).
 func (w *Worker) hand(ctx context.Context, l *lane, r *record.Record) bool {
-	r.Handed = true
+	if !r.Handed { // a record sent again is still counted in flight once
+		r.Handed = true
+		w.cfg.Observer.Sent(w.cfg.ID, r)
+	}
 	if r.Span != nil {
 		r.Sent = time.Now()
 	}
-	w.cfg.Observer.Sent(w.cfg.ID, r)
 	select {
 	case l.p.Input() <- &r.Msg:
 		return true
@@ -294,6 +326,10 @@ func (w *Worker) hand(ctx context.Context, l *lane, r *record.Record) bool {
 // waits until r is settled too: the broker's verdict then concerns r alone.
 func (w *Worker) sendAlone(ctx context.Context, r *record.Record) {
 	if !w.settle(ctx, r, r.Seq) {
+		if w.recovering.Load() && !r.Track.Stopped() && !w.aborted.Load() {
+			w.requeue(r, nil) // records before it are being sent again: it follows them
+			return
+		}
 		w.drop(r)
 		return
 	}
@@ -306,7 +342,7 @@ func (w *Worker) sendAlone(ctx context.Context, r *record.Record) {
 	if !w.hand(ctx, l, r) {
 		return
 	}
-	for spins := 0; !track.Settled(seq+1) && !track.Stopped() && ctx.Err() == nil; spins++ {
+	for spins := 0; !track.Settled(seq+1) && !track.Stopped() && ctx.Err() == nil && !w.recovering.Load(); spins++ {
 		pause(spins)
 	}
 }
@@ -315,7 +351,7 @@ func (w *Worker) sendAlone(ctx context.Context, r *record.Record) {
 // partition stopped or ctx ended first.
 func (w *Worker) settle(ctx context.Context, r *record.Record, seq uint64) bool {
 	for spins := 0; !r.Track.Settled(seq); spins++ {
-		if r.Track.Stopped() || ctx.Err() != nil || w.aborted.Load() {
+		if r.Track.Stopped() || ctx.Err() != nil || w.aborted.Load() || w.recovering.Load() {
 			return false
 		}
 		pause(spins)
@@ -372,11 +408,14 @@ func (w *Worker) lane(limit int) (*lane, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open a producer for batches of up to %d bytes: %w", bound, err)
 	}
-	l := &lane{p: p, solo: key == soloLane}
+	l := &lane{p: p, solo: key == soloLane, done: make(chan struct{})}
 	w.lanes[key] = l
-	w.wg.Add(2)
-	go func() { defer w.wg.Done(); w.successes(p.Successes()) }()
-	go func() { defer w.wg.Done(); w.errors(l, p.Errors()) }()
+	var both sync.WaitGroup
+	both.Add(2)
+	w.wg.Add(1)
+	go func() { defer both.Done(); w.successes(p.Successes()) }()
+	go func() { defer both.Done(); w.errors(l, p.Errors()) }()
+	go func() { defer w.wg.Done(); both.Wait(); close(l.done) }()
 	return l, nil
 }
 
@@ -387,6 +426,7 @@ func (w *Worker) successes(ch <-chan *sarama.ProducerMessage) {
 			continue
 		}
 		now := time.Now()
+		w.resending.acked.Store(true)
 		r.Track.Ack(r.Seq)
 		w.cfg.Observer.Acked(w.cfg.ID, r, now)
 		w.cfg.Records.Put(r)
@@ -412,7 +452,10 @@ func (w *Worker) errors(l *lane, ch <-chan *sarama.ProducerError) {
 			w.fail(r, fmt.Errorf("the target refused a batch of records that passed kmirror's checks "+
 				"(its topic configuration may have changed since kmirror read it; a restart reads it again): %w", pe.Err))
 		default:
-			w.fail(r, pe.Err)
+			// The producer gave the record back for the state of the cluster (no broker
+			// reachable, a closed connection, retries used up): send it again, in order, on
+			// fresh producers. The source's delivery deadline bounds how long that goes on.
+			w.requeue(r, pe.Err)
 		}
 	}
 }

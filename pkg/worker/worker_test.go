@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -191,34 +192,73 @@ func runWorker(t *testing.T, cfg Config, until func() bool) *Worker {
 	return w
 }
 
-func TestWorkerAcksOnlyWhatTheTargetAcknowledged(t *testing.T) {
+// TestRecordsGivenBackAreSentAgainInOrder: the target is unreachable from offset 5 on (sarama
+// gives the records back: no broker to talk to). Nothing at or after offset 5 is acknowledged
+// or written while it is away, and once it is back every record is written once, in order,
+// with no fatal error: the outage is the delivery deadline's to judge, not the producer's.
+func TestRecordsGivenBackAreSentAgainInOrder(t *testing.T) {
+	var down atomic.Bool
+	down.Store(true)
 	tg := &target{verdict: func(_ int, m *sarama.ProducerMessage) error {
-		if record.Of(m).Offset == 5 {
-			return sarama.ErrNotEnoughReplicas // retries exhausted
+		if record.Of(m).Offset >= 5 && down.Load() {
+			return sarama.ErrOutOfBrokers
 		}
 		return nil
 	}}
 	inbox := ring.NewQueue[*record.Record](64, 1<<20)
 	track := offsets.NewPartition("src", 0, 0, 64)
 	feed(t, inbox, track, 10, 0, nil)
+	var fatal atomic.Pointer[error]
+	w, err := New(Config{Inbox: inbox, NewProducer: tg.open, Policy: config.RefusedFail,
+		Fatal: func(err error) { fatal.Store(&err) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
 
-	obs := &countingObserver{}
-	var fatal error
-	var mu sync.Mutex
-	runWorker(t, Config{
-		Inbox: inbox, NewProducer: tg.open, Policy: config.RefusedFail, Observer: obs,
-		Fatal: func(err error) { mu.Lock(); fatal = err; mu.Unlock() },
-	}, func() bool { return track.Stopped() && inbox.Len() == 0 })
+	time.Sleep(time.Second) // several attempts while the target is away
+	if got := fmt.Sprint(tg.log()); track.Committed() != 5 || got != "[dst/0@0 dst/0@1 dst/0@2 dst/0@3 dst/0@4]" {
+		t.Fatalf("while away: committed %d, written %s; want 5 and offsets 0-4 only", track.Committed(), got)
+	}
+	down.Store(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for track.Committed() != 10 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	want := "[dst/0@0 dst/0@1 dst/0@2 dst/0@3 dst/0@4 dst/0@5 dst/0@6 dst/0@7 dst/0@8 dst/0@9]"
+	if got := fmt.Sprint(tg.log()); track.Committed() != 10 || got != want {
+		t.Fatalf("after the target came back: committed %d, written %s; want 10 and %s", track.Committed(), got, want)
+	}
+	if f := fatal.Load(); f != nil {
+		t.Fatalf("fatal error %v for an outage the target recovered from", *f)
+	}
+}
+
+// TestTargetRefusalThatPassedTheChecksStopsThePartition: a batch the target refuses for what it
+// is although the records passed kmirror's checks (its config changed since) stops the
+// partition at the exact offset and the mirror with it.
+func TestTargetRefusalThatPassedTheChecksStopsThePartition(t *testing.T) {
+	tg := &target{verdict: func(_ int, m *sarama.ProducerMessage) error {
+		if record.Of(m).Offset == 5 {
+			return sarama.ErrInvalidTimestamp
+		}
+		return nil
+	}}
+	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	track := offsets.NewPartition("src", 0, 0, 64)
+	feed(t, inbox, track, 10, 0, nil)
+	var fatal atomic.Pointer[error]
+	runWorker(t, Config{Inbox: inbox, NewProducer: tg.open, Policy: config.RefusedFail,
+		Fatal: func(err error) { fatal.Store(&err) }}, func() bool { return track.Stopped() && inbox.Len() == 0 })
 	if got := track.Committed(); got != 5 {
-		t.Fatalf("committed = %d, want 5: nothing at or after the failed offset 5", got)
+		t.Fatalf("committed = %d, want 5: nothing at or after the refused offset 5", got)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if fatal == nil || !errors.Is(fatal, sarama.ErrNotEnoughReplicas) || !strings.Contains(fatal.Error(), "offset 5") {
-		t.Fatalf("fatal = %v, want the producer error naming offset 5", fatal)
-	}
-	if f := track.Failed(); f == nil || f.Offset != 5 {
-		t.Fatalf("tracker failure = %+v, want offset 5", f)
+	f := fatal.Load()
+	if f == nil || !errors.Is(*f, sarama.ErrInvalidTimestamp) || !strings.Contains((*f).Error(), "offset 5") {
+		t.Fatalf("fatal = %v, want the target's refusal naming offset 5", f)
 	}
 }
 
@@ -403,7 +443,7 @@ func TestRecordThatMayFitOnlyCompressedTravelsAloneInOrder(t *testing.T) {
 func TestWorkerRecyclesOnlyRecordsWhoseFateIsFinal(t *testing.T) {
 	tg := &target{verdict: func(_ int, m *sarama.ProducerMessage) error {
 		if record.Of(m).Offset == 4 {
-			return sarama.ErrNotEnoughReplicas // retries exhausted
+			return sarama.ErrInvalidTimestamp // refused though it passed the checks
 		}
 		return nil
 	}}

@@ -45,6 +45,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCommand(), newValidateCommand(), newDemoCommand(), newVersionCommand())
+	root.AddCommand(newRunCommand(), newValidateCommand(), newVerifyCommand(), newDemoCommand(), newVersionCommand())
 	return root
 }

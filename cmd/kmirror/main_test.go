@@ -207,3 +207,58 @@ func TestValidateChecksFilesAndPrintsTheEffectiveSettings(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyComparesBothClustersAndFailsOnADifference runs `kmirror verify` against two
+// in-process clusters holding the same records (exit 0, "identical"), then after one record
+// differs on the target (exit 1, the partition and the lost offset named).
+func TestVerifyComparesBothClustersAndFailsOnADifference(t *testing.T) {
+	bin := buildBinary(t)
+	europe, err := embedded.Start("europe", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer europe.Close()
+	us, err := embedded.Start("us", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer us.Close()
+	for _, c := range []*embedded.Cluster{europe, us} {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 1, 1, nil, "audit"); err != nil {
+			t.Fatal(err)
+		}
+		cl.Close()
+	}
+	ts := time.UnixMilli(1_700_000_000_000)
+	write := func(addrs []string, values ...string) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.DefaultProduceTopic("audit"), kgo.AllowAutoTopicCreation(),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		for _, v := range values {
+			if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte(v), Timestamp: ts}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(europe.Addrs(), "a", "b", "c")
+	write(us.Addrs(), "a", "b", "c")
+	p := filepath.Join(t.TempDir(), "kmirror.yaml")
+	os.WriteFile(p, []byte(fmt.Sprintf("source: {bootstrap: [%s]}\ntarget: {bootstrap: [%s]}\n",
+		europe.Addrs()[0], us.Addrs()[0])), 0o600)
+	out, err := exec.Command(bin, "verify", "--config", p, "--topics", "audit").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "audit/0 -> audit/0: source 3, target 3") || !strings.Contains(string(out), "identical") {
+		t.Fatalf("verify on identical clusters: %v\n%s", err, out)
+	}
+	write(europe.Addrs(), "d") // on the source only: not mirrored
+	out, err = exec.Command(bin, "verify", "--config", p, "--topics", "audit").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "DIFFERS") || !strings.Contains(string(out), "lost 1") {
+		t.Fatalf("verify with a record missing on the target: %v\n%s", err, out)
+	}
+}

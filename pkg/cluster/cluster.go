@@ -184,3 +184,22 @@ func (c *Cluster) Hint() string {
 	}
 	return "check " + c.key + ".bootstrap, " + strings.Join(parts, " and ")
 }
+
+// TLS returns a copy of the cluster's TLS settings, or nil when TLS is off (for clients other
+// than sarama's, such as the verifier's).
+func (c *Cluster) TLS() *tls.Config {
+	if c.tls == nil {
+		return nil
+	}
+	return c.tls.Clone()
+}
+
+// SASL returns the cluster's SASL mechanism (empty when none), user and password, for clients
+// other than sarama's. The password is never to be logged.
+func (c *Cluster) SASL() (mechanism, user, pass string) {
+	if c.cfg.SASL.Mechanism == "" {
+		return "", "", ""
+	}
+	pw, _ := password(c.key, c.cfg.SASL) // checked in New
+	return c.cfg.SASL.Mechanism, c.cfg.SASL.Username, pw
+}

@@ -62,6 +62,8 @@ type Options struct {
 	// From holds, per source topic and partition, the offset of the first record the mirror was
 	// to copy (a mirror started at the newest offset); other partitions start at their beginning.
 	From map[string]map[int32]int64
+	// SourceOpts and TargetOpts are added to the franz-go clients of each side (TLS, SASL).
+	SourceOpts, TargetOpts []kgo.Opt
 }
 
 // CompareWith is Compare with options. A target partition the source lacks counts its records
@@ -74,11 +76,11 @@ func CompareWith(ctx context.Context, sourceAddrs, targetAddrs []string, topics 
 	}
 	sort.Strings(names)
 	for _, src := range names {
-		srcParts, err := ReadPartitions(ctx, sourceAddrs, src)
+		srcParts, err := readPartitions(ctx, sourceAddrs, opt.SourceOpts, src, nil)
 		if err != nil {
 			return rep, fmt.Errorf("read source topic %q: %w", src, err)
 		}
-		tgtParts, err := ReadPartitions(ctx, targetAddrs, topics[src])
+		tgtParts, err := readPartitions(ctx, targetAddrs, opt.TargetOpts, topics[src], nil)
 		if err != nil {
 			return rep, fmt.Errorf("read target topic %q: %w", topics[src], err)
 		}
@@ -151,8 +153,12 @@ func ReadPartitions(ctx context.Context, addrs []string, topic string) (map[int3
 // ReadPartitionsFrom is ReadPartitions starting each partition at from[partition] (or its log
 // start, if later); a partition absent from from is read from its log start.
 func ReadPartitionsFrom(ctx context.Context, addrs []string, topic string, from map[int32]int64) (map[int32]Log, error) {
+	return readPartitions(ctx, addrs, nil, topic, from)
+}
+
+func readPartitions(ctx context.Context, addrs []string, opts []kgo.Opt, topic string, from map[int32]int64) (map[int32]Log, error) {
 	out := make(map[int32]Log)
-	err := readRecords(ctx, addrs, topic, from, func(r *kgo.Record) {
+	err := readRecords(ctx, addrs, opts, topic, from, func(r *kgo.Record) {
 		l := out[r.Partition]
 		l.Digests = append(l.Digests, Of(r))
 		l.Offsets = append(l.Offsets, r.Offset)
@@ -164,11 +170,11 @@ func ReadPartitionsFrom(ctx context.Context, addrs []string, topic string, from 
 // ReadRecords calls fn for every committed record of topic, partition by partition in log order,
 // up to the last stable offsets found at the start. Aborted records are not returned. seen, when set, is called once for every partition.
 func ReadRecords(ctx context.Context, addrs []string, topic string, fn func(*kgo.Record), seen func(int32)) error {
-	return readRecords(ctx, addrs, topic, nil, fn, seen)
+	return readRecords(ctx, addrs, nil, topic, nil, fn, seen)
 }
 
-func readRecords(ctx context.Context, addrs []string, topic string, from map[int32]int64, fn func(*kgo.Record), seen func(int32)) error {
-	adm, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+func readRecords(ctx context.Context, addrs []string, opts []kgo.Opt, topic string, from map[int32]int64, fn func(*kgo.Record), seen func(int32)) error {
+	adm, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addrs...)}, opts...)...)
 	if err != nil {
 		return err
 	}
@@ -206,14 +212,14 @@ func readRecords(ctx context.Context, addrs []string, topic string, from map[int
 	if len(assign) == 0 {
 		return nil
 	}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(addrs...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Transaction markers are kept so that a partition ending in one is seen to end.
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxBytes(16<<20),
-	)
+	}, opts...)...)
 	if err != nil {
 		return err
 	}

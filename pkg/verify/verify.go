@@ -218,7 +218,7 @@ func readRecords(ctx context.Context, addrs []string, opts []kgo.Opt, topic stri
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Transaction markers are kept so that a partition ending in one is seen to end.
 		kgo.KeepControlRecords(),
-		kgo.FetchMaxBytes(16<<20),
+		kgo.FetchMaxBytes(16 << 20),
 	}, opts...)...)
 	if err != nil {
 		return err

@@ -3,31 +3,25 @@
 package e2e
 
 import (
-	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// brokerPid returns the pid of node idx of a cluster started by cluster.sh.
-func brokerPid(t *testing.T, c *cluster, idx int) int {
+// freeze stops a node of the cluster with SIGSTOP and returns the function that thaws it (once;
+// the test's cleanup thaws it too).
+func (c *cluster) freeze(t *testing.T, node int32) (thaw func()) {
 	t.Helper()
-	root := os.Getenv("KMIRROR_KAFKA_STATE")
-	if root == "" {
-		root = "/tmp/kmirror-kafka"
+	pid := c.nodePid(t, node)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatalf("SIGSTOP %s node %d (pid %d): %v", c.name, node, pid, err)
 	}
-	b, err := os.ReadFile(filepath.Join(root, c.name, "node-"+strconv.Itoa(idx), "pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pid
+	var once sync.Once
+	thaw = func() { once.Do(func() { _ = syscall.Kill(pid, syscall.SIGCONT) }) }
+	t.Cleanup(thaw)
+	return thaw
 }
 
 // TestStopWithAFrozenTargetIsBounded freezes the target broker (SIGSTOP) under load and stops
@@ -44,18 +38,7 @@ func TestStopWithAFrozenTargetIsBounded(t *testing.T) {
 	load := startLoad(t, europe.bootstrap, "frozen", 60_000, 10_000)
 	k := startKmirror(t, cfg)
 	waitFor(t, "mirroring under way", 2*time.Minute, func() bool { return us.count(t, "frozen") > 5_000 })
-	pid := brokerPid(t, us, 1)
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	thawed := false
-	thaw := func() {
-		if !thawed {
-			_ = syscall.Kill(pid, syscall.SIGCONT)
-			thawed = true
-		}
-	}
-	t.Cleanup(thaw)
+	thaw := us.freeze(t, 1)
 	time.Sleep(3 * time.Second) // records pile up in the producers
 
 	began := time.Now()
@@ -100,11 +83,7 @@ func TestSecondSignalExitsAtOnce(t *testing.T) {
 	load := startLoad(t, europe.bootstrap, "twice", 20_000, 5_000)
 	k := startKmirror(t, cfg)
 	waitFor(t, "mirroring under way", 2*time.Minute, func() bool { return us.count(t, "twice") > 1_000 })
-	pid := brokerPid(t, us, 1)
-	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = syscall.Kill(pid, syscall.SIGCONT) }()
+	us.freeze(t, 1)
 	time.Sleep(2 * time.Second)
 	_ = k.cmd.Process.Signal(syscall.SIGTERM)
 	time.Sleep(time.Second)

@@ -15,6 +15,22 @@ import (
 	"github.com/kmirror/kmirror/pkg/telemetry"
 )
 
+// freezeProduce makes the target take produce requests and never answer them, as a frozen
+// broker does, until the returned function (or the test's cleanup) lets them through.
+func freezeProduce(t *testing.T, p *pair) (unfreeze func()) {
+	release := make(chan struct{})
+	var once sync.Once
+	unfreeze = func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unfreeze)
+	fake := p.us.Fake()
+	fake.KeepControl()
+	fake.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		fake.SleepControl(func() { <-release })
+		return nil, nil, false
+	})
+	return unfreeze
+}
+
 // TestHungTargetFailsThePartitionAfterTheDeliveryTimeout freezes the target's produce handling
 // (requests are taken and never answered) and expects the mirror to give up after
 // producer.delivery_timeout, naming the partition and the first offset not on the target,
@@ -24,16 +40,7 @@ func TestHungTargetFailsThePartitionAfterTheDeliveryTimeout(t *testing.T) {
 	createTopic(t, p.europe, "orders", 1, nil)
 	produce(t, p.europe, numbered("orders", 1, 0, 50)...)
 
-	release := make(chan struct{})
-	var once sync.Once
-	unfreeze := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(unfreeze)
-	fake := p.us.Fake()
-	fake.KeepControl()
-	fake.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		fake.SleepControl(func() { <-release }) // a frozen broker: the request sits unanswered
-		return nil, nil, false
-	})
+	unfreeze := freezeProduce(t, p)
 
 	cfg := p.config("orders")
 	cfg.Producer.DeliveryTimeout = 3 * time.Second
@@ -69,16 +76,7 @@ func TestStopWithAHungTargetIsBoundedAndHonest(t *testing.T) {
 	createTopic(t, p.europe, "orders", 2, nil)
 	produce(t, p.europe, numbered("orders", 2, 0, 40)...)
 
-	release := make(chan struct{})
-	var once sync.Once
-	unfreeze := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(unfreeze)
-	fake := p.us.Fake()
-	fake.KeepControl()
-	fake.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		fake.SleepControl(func() { <-release })
-		return nil, nil, false
-	})
+	freezeProduce(t, p)
 
 	cfg := p.config("orders")
 	cfg.Shutdown.Timeout = 3 * time.Second
@@ -111,16 +109,7 @@ func TestHungTargetIsReportedStalledWithItsBacklogAndAge(t *testing.T) {
 	createTopic(t, p.europe, "orders", 1, nil)
 	produce(t, p.europe, numbered("orders", 1, 0, 50)...)
 
-	release := make(chan struct{})
-	var once sync.Once
-	unfreeze := func() { once.Do(func() { close(release) }) }
-	t.Cleanup(unfreeze)
-	fake := p.us.Fake()
-	fake.KeepControl()
-	fake.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
-		fake.SleepControl(func() { <-release })
-		return nil, nil, false
-	})
+	unfreeze := freezeProduce(t, p)
 
 	cfg := p.config("orders")
 	cfg.Telemetry.StallAfter = 2 * time.Second

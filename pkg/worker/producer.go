@@ -115,6 +115,18 @@ func OpenProducer(addrs []string, config func(maxMessageBytes int) (*sarama.Conf
 		if err != nil {
 			return nil, err
 		}
+		cp := &clientProducer{}
+		// sarama pauses for every message it cannot route (no leader known) before giving it back:
+		// thousands of records held when the target went away would take minutes to come back,
+		// and a closed producer would wait for all of them. A record on its first attempt, or any
+		// record once the producer is aborted, is given back at once; the worker paces resending.
+		pace := c.Producer.Retry.BackoffFunc
+		c.Producer.Retry.BackoffFunc = func(retries, maxRetries int) time.Duration {
+			if retries == 0 || cp.aborted.Load() || pace == nil {
+				return 0
+			}
+			return pace(retries, maxRetries)
+		}
 		client, err := sarama.NewClient(addrs, c)
 		if err != nil {
 			return nil, fmt.Errorf("connect producer to %v: %w", addrs, err)
@@ -124,7 +136,8 @@ func OpenProducer(addrs []string, config func(maxMessageBytes int) (*sarama.Conf
 			_ = client.Close()
 			return nil, fmt.Errorf("start producer: %w", err)
 		}
-		return &clientProducer{AsyncProducer: p, client: client}, nil
+		cp.AsyncProducer, cp.client = p, client
+		return cp, nil
 	}
 }
 

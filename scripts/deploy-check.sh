@@ -5,12 +5,24 @@
 # the systemd unit, and the Containerfile.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-# The Strimzi CRDs are shared data beside the clone (../shared/strimzi-crds), read in place: their
-# owner asks that they not be copied into the repository. STRIMZI_CRDS_DIR points elsewhere.
-crds="${STRIMZI_CRDS_DIR:-$root/../shared/strimzi-crds}"
+# The Strimzi CRDs: STRIMZI_CRDS_DIR when set; else the shared data beside the clone
+# (../shared/strimzi-crds), read in place, as their owner asks that they not be copied into the
+# repository; else generated from Strimzi's API model on Maven Central (scripts/strimzi/fetch.sh,
+# into the git-ignored scripts/strimzi/crds/).
+if [ -n "${STRIMZI_CRDS_DIR:-}" ]; then
+  crds="$STRIMZI_CRDS_DIR"
+elif [ -f "$root/../shared/strimzi-crds/040-Crd-kafka.yaml" ]; then
+  crds="$(cd "$root/../shared/strimzi-crds" && pwd)"
+else
+  echo "deploy-check: no ../shared/strimzi-crds beside the clone; generating the Strimzi CRDs (scripts/strimzi/fetch.sh)" >&2
+  crds="$("$root/scripts/strimzi/fetch.sh")" || {
+    echo "deploy-check: could not generate the Strimzi CRDs: put the shared data beside the clone (../shared/strimzi-crds)" >&2
+    echo "or set STRIMZI_CRDS_DIR to a directory of Strimzi's CRD files (packaging/install/cluster-operator of strimzi-kafka-operator)" >&2
+    exit 1
+  }
+fi
 if [ ! -f "$crds/040-Crd-kafka.yaml" ]; then
-  echo "deploy-check: the Strimzi CRDs are not at $crds: put the shared data beside the clone (../shared/strimzi-crds)" >&2
-  echo "or set STRIMZI_CRDS_DIR to a directory of Strimzi's CRD files (packaging/install/cluster-operator of strimzi-kafka-operator)" >&2
+  echo "deploy-check: the Strimzi CRDs are not at $crds (no 040-Crd-kafka.yaml)" >&2
   exit 1
 fi
 export STRIMZI_CRDS_DIR="$crds"

@@ -30,7 +30,7 @@ type Schemas map[string]crdSchema
 func LoadCRDs(dir string) (Schemas, error) {
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil || len(files) == 0 {
-		return nil, fmt.Errorf("no CRDs found in %s (set STRIMZI_CRDS_DIR or --crds)", dir)
+		return nil, fmt.Errorf("no CRDs found in %s (set STRIMZI_CRDS_DIR or --crds; scripts/strimzi/fetch.sh generates them)", dir)
 	}
 	out := Schemas{}
 	for _, f := range files {

@@ -14,7 +14,7 @@ if [ -n "${STRIMZI_CRDS_DIR:-}" ]; then
 elif [ -f "$root/../shared/strimzi-crds/040-Crd-kafka.yaml" ]; then
   crds="$(cd "$root/../shared/strimzi-crds" && pwd)"
 else
-  echo "deploy-check: no ../shared/strimzi-crds beside the clone; generating the Strimzi CRDs (scripts/strimzi/fetch.sh)" >&2
+  echo "deploy-check: no ../shared/strimzi-crds beside the clone; the Strimzi CRDs come from scripts/strimzi/fetch.sh (generated on first use)" >&2
   crds="$("$root/scripts/strimzi/fetch.sh")" || {
     echo "deploy-check: could not generate the Strimzi CRDs: put the shared data beside the clone (../shared/strimzi-crds)" >&2
     echo "or set STRIMZI_CRDS_DIR to a directory of Strimzi's CRD files (packaging/install/cluster-operator of strimzi-kafka-operator)" >&2

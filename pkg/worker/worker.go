@@ -393,8 +393,9 @@ func (w *Worker) lane(limit int) (*lane, error) {
 		key = batchBound(limit, w.cfg.Compressed)
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if l, ok := w.lanes[key]; ok {
+	l, ok := w.lanes[key]
+	w.mu.Unlock()
+	if ok {
 		return l, nil
 	}
 	if w.aborted.Load() {
@@ -404,12 +405,19 @@ func (w *Worker) lane(limit int) (*lane, error) {
 	if key == soloLane {
 		bound = soloBound
 	}
+	// Opened without the lock: connecting can take a minute while the target is away, and
+	// Abort, Prepare and the error path take the lock. Only the send loop opens lanes.
 	p, err := w.cfg.NewProducer(bound)
 	if err != nil {
 		return nil, fmt.Errorf("open a producer for batches of up to %d bytes: %w", bound, err)
 	}
-	l := &lane{p: p, solo: key == soloLane, done: make(chan struct{})}
+	l = &lane{p: p, solo: key == soloLane, done: make(chan struct{})}
+	w.mu.Lock()
 	w.lanes[key] = l
+	w.mu.Unlock()
+	if w.aborted.Load() || w.recovering.Load() {
+		p.Abort() // aborted, or a recovery began, while it was opening
+	}
 	var both sync.WaitGroup
 	both.Add(2)
 	w.wg.Add(1)

@@ -36,16 +36,7 @@ func buildBinary(t *testing.T) string {
 // so far committed, and — after a second run — the target identical to the source.
 func TestRunDrainsCommitsAndExitsZeroOnSIGTERM(t *testing.T) {
 	bin := buildBinary(t)
-	europe, err := embedded.Start("europe", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer europe.Close()
-	us, err := embedded.Start("us", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer us.Close()
+	europe, us := startPair(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -208,21 +199,27 @@ func TestValidateChecksFilesAndPrintsTheEffectiveSettings(t *testing.T) {
 	}
 }
 
+// startPair starts two in-process clusters, europe and us, for the test's duration.
+func startPair(t *testing.T) (europe, us *embedded.Cluster) {
+	t.Helper()
+	var err error
+	if europe, err = embedded.Start("europe", 1); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(europe.Close)
+	if us, err = embedded.Start("us", 1); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(us.Close)
+	return europe, us
+}
+
 // TestVerifyComparesBothClustersAndFailsOnADifference runs `kmirror verify` against two
 // in-process clusters holding the same records (exit 0, "identical"), then after one record
 // differs on the target (exit 1, the partition and the lost offset named).
 func TestVerifyComparesBothClustersAndFailsOnADifference(t *testing.T) {
 	bin := buildBinary(t)
-	europe, err := embedded.Start("europe", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer europe.Close()
-	us, err := embedded.Start("us", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer us.Close()
+	europe, us := startPair(t)
 	for _, c := range []*embedded.Cluster{europe, us} {
 		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...))
 		if err != nil {

@@ -16,17 +16,19 @@ import (
 	"github.com/kmirror/kmirror/pkg/embedded"
 )
 
+// startCluster starts an in-process cluster for the test's duration.
+func startCluster(t *testing.T, name string, opts ...kfake.Opt) *embedded.Cluster {
+	t.Helper()
+	c, err := embedded.Start(name, 1, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
 func TestAllChecksPassOnOpenClusters(t *testing.T) {
-	eu, err := embedded.Start("europe", 1, kfake.SeedTopics(2, "orders"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eu.Close()
-	us, err := embedded.Start("us", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer us.Close()
+	eu, us := startCluster(t, "europe", kfake.SeedTopics(2, "orders")), startCluster(t, "us")
 	cfg := config.Default()
 	cfg.Source.Bootstrap, cfg.Target.Bootstrap = eu.Addrs(), us.Addrs()
 	var out bytes.Buffer
@@ -114,16 +116,7 @@ func TestTimeoutIsHonouredAgainstASilentBroker(t *testing.T) {
 // COORDINATOR_LOAD_IN_PROGRESS: the verdict must say to retry, not to grant an ACL.
 func TestCoordinatorLoadingIsARetryNotAMissingACL(t *testing.T) {
 	var loadingFor atomic.Int32
-	eu, err := embedded.Start("europe", 1, kfake.SeedTopics(1, "orders"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer eu.Close()
-	us, err := embedded.Start("us", 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer us.Close()
+	eu, us := startCluster(t, "europe", kfake.SeedTopics(1, "orders")), startCluster(t, "us")
 	fake := eu.Fake()
 	fake.KeepControl()
 	var calls atomic.Int32

@@ -32,45 +32,26 @@ func (c *cluster) freeze(t *testing.T, node int32) (thaw func()) {
 func TestStopWithAFrozenTargetIsBounded(t *testing.T) {
 	europe := startCluster(t, "europe")
 	us := startCluster(t, "us")
-	europe.createTopic(t, "frozen", 4, 1, nil)
-	cfg := writeConfig(t, baseConfig(europe, us, "frozen", ""))
-
-	load := startLoad(t, europe.bootstrap, "frozen", 60_000, 10_000)
-	k := startKmirror(t, cfg)
-	waitFor(t, "mirroring under way", 2*time.Minute, func() bool { return us.count(t, "frozen") > 5_000 })
+	r := startFaultRun(t, europe, us, "frozen", 4, 1, nil, 60_000, 10_000, 5_000, "")
 	thaw := us.freeze(t, 1)
 	time.Sleep(3 * time.Second) // records pile up in the producers
 
-	began := time.Now()
-	_ = k.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-k.done:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("kmirror still running 60 s after SIGTERM with the target frozen\n%s", lastLines(k.log(), 30))
-	}
-	took := time.Since(began)
-	code := k.cmd.ProcessState.ExitCode()
+	took, code := sigterm(t, r.k, 60*time.Second)
 	t.Logf("figures: stop took %s with the target frozen, exit status %d", took.Round(100*time.Millisecond), code)
 	if took > 40*time.Second {
 		t.Fatalf("stop took %s: more than shutdown.timeout (30s) plus the margin", took)
 	}
-	if strings.Contains(k.log(), "stopped cleanly") {
-		t.Fatalf("kmirror said it stopped cleanly with records stuck in a frozen target\n%s", lastLines(k.log(), 20))
+	if strings.Contains(r.k.log(), "stopped cleanly") {
+		t.Fatalf("kmirror said it stopped cleanly with records stuck in a frozen target\n%s", r.k.tail(20))
 	}
 	if code == 0 {
 		t.Fatal("exit status 0 after a stop that could not drain")
 	}
 
 	thaw()
-	k2 := startKmirror(t, cfg)
-	produced := load.wait(t)
-	waitFor(t, "catch-up after the target thawed", 3*time.Minute, func() bool { return us.count(t, "frozen") >= int64(produced) })
-	time.Sleep(2 * time.Second)
-	k2.stop()
-	rep := compare(t, europe, us, map[string]string{"frozen": "frozen"})
-	if !rep.Complete() {
-		t.Fatalf("records lost or reordered around a stop with a frozen target:\n%s", rep)
-	}
+	thawed := time.Now()
+	r.k = startKmirror(t, r.cfg)
+	r.finish(thawed, 3*time.Minute, "kmirror stopped with the target frozen, restarted after it thawed")
 }
 
 // TestSecondSignalExitsAtOnce sends SIGTERM twice while the target is frozen: the second one
@@ -78,22 +59,25 @@ func TestStopWithAFrozenTargetIsBounded(t *testing.T) {
 func TestSecondSignalExitsAtOnce(t *testing.T) {
 	europe := startCluster(t, "europe")
 	us := startCluster(t, "us")
-	europe.createTopic(t, "twice", 2, 1, nil)
-	cfg := writeConfig(t, baseConfig(europe, us, "twice", ""))
-	load := startLoad(t, europe.bootstrap, "twice", 20_000, 5_000)
-	k := startKmirror(t, cfg)
-	waitFor(t, "mirroring under way", 2*time.Minute, func() bool { return us.count(t, "twice") > 1_000 })
+	r := startFaultRun(t, europe, us, "twice", 2, 1, nil, 20_000, 5_000, 1_000, "")
 	us.freeze(t, 1)
 	time.Sleep(2 * time.Second)
-	_ = k.cmd.Process.Signal(syscall.SIGTERM)
+	_ = r.k.cmd.Process.Signal(syscall.SIGTERM)
 	time.Sleep(time.Second)
+	took, _ := sigterm(t, r.k, 5*time.Second)
+	t.Logf("figures: exited %s after the second SIGTERM", took.Round(time.Millisecond))
+}
+
+// sigterm sends SIGTERM to k and waits at most limit for it to exit; it returns how long that
+// took and the exit status.
+func sigterm(t *testing.T, k *kmirror, limit time.Duration) (time.Duration, int) {
+	t.Helper()
 	began := time.Now()
 	_ = k.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-k.done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("kmirror did not exit within 5 s of a second SIGTERM")
+	case <-time.After(limit):
+		t.Fatalf("kmirror still running %s after SIGTERM\n%s", limit, k.tail(30))
 	}
-	t.Logf("figures: exited %s after the second SIGTERM", time.Since(began).Round(time.Millisecond))
-	load.wait(t)
+	return time.Since(began), k.cmd.ProcessState.ExitCode()
 }

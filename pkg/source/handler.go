@@ -193,14 +193,6 @@ func New(cfg Config) (*Handler, error) {
 	return &Handler{cfg: cfg, parts: make(map[topicPartition]*claimState)}, nil
 }
 
-// StalledErr returns the readiness verdict on stalled partitions: nil when none is.
-func (h *Handler) StalledErr() error {
-	if parts := h.Stalled(); len(parts) > 0 {
-		return stalledError(parts)
-	}
-	return nil
-}
-
 // GivenUp counts the partitions given up (fenced) before all their records were acknowledged.
 func (h *Handler) GivenUp() int { return int(h.givenUp.Load()) }
 

@@ -139,15 +139,11 @@ func (h *Handler) listLogEnds(ctx context.Context) {
 	}
 }
 
-// Stalled names the partitions found stalled (with since when), or nothing.
-func (h *Handler) Stalled() []string {
-	if p := h.stalled.Load(); p != nil {
-		return *p
+// StalledErr returns the readiness verdict on stalled partitions, naming them with since when:
+// nil when none is.
+func (h *Handler) StalledErr() error {
+	if p := h.stalled.Load(); p != nil && len(*p) > 0 {
+		return fmt.Errorf("stalled partitions (records wait, none acknowledged by the target): %s", strings.Join(*p, ", "))
 	}
 	return nil
-}
-
-// stalledError is the readiness verdict on stalled partitions.
-func stalledError(parts []string) error {
-	return fmt.Errorf("stalled partitions (records wait, none acknowledged by the target): %s", strings.Join(parts, ", "))
 }

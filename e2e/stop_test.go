@@ -81,3 +81,24 @@ func sigterm(t *testing.T, k *kmirror, limit time.Duration) (time.Duration, int)
 	}
 	return time.Since(began), k.cmd.ProcessState.ExitCode()
 }
+
+// TestRebalanceDuringATargetOutageWritesNoStaleRecords freezes the target while one member
+// mirrors under load and starts a second member: the rebalance revokes partitions whose records
+// are stuck in the first member's producers. The first member must not give them up (and the
+// second must not start them) before they are acknowledged, or a record could land after the
+// new owner's copies. The freeze (40 s) outlasts shutdown.timeout (30 s), which used to bound
+// that drain. After the thaw everything is on the target, in order, default settings.
+func TestRebalanceDuringATargetOutageWritesNoStaleRecords(t *testing.T) {
+	europe := startCluster(t, "europe")
+	us := startCluster(t, "us")
+	r := startFaultRun(t, europe, us, "moved", 6, 1, nil, 60_000, 10_000, 5_000, "")
+	thaw := us.freeze(t, 1)
+	time.Sleep(2 * time.Second) // records pile up in the first member's producers
+	second := startKmirror(t, r.cfg)
+	r.sleep(40*time.Second, "while the target was frozen and the group rebalanced")
+	thaw()
+	thawed := time.Now()
+	waitForMembers(t, europe, 2)
+	r.finish(thawed, 3*time.Minute, "target frozen 40s while a second member joined")
+	second.stop()
+}

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -87,7 +88,8 @@ func TestSecureTargetOverTLSAndSCRAM(t *testing.T) {
 	pw := filepath.Join(dir, "password")
 	os.WriteFile(pw, []byte(scramPassword+"\n"), 0o600)
 
-	k := startKmirror(t, writeConfig(t, secureConfig(europe, secureAddr, caFile, pw)))
+	cfg := writeConfig(t, secureConfig(europe, secureAddr, caFile, pw))
+	k := startKmirror(t, cfg)
 	pool := x509.NewCertPool()
 	caPEM, _ := os.ReadFile(caFile)
 	pool.AppendCertsFromPEM(caPEM)
@@ -118,6 +120,14 @@ func TestSecureTargetOverTLSAndSCRAM(t *testing.T) {
 		t.Fatalf("over TLS+SCRAM: %s", rep)
 	}
 	t.Logf("secure: 5 records mirrored over SASL_SSL/SCRAM-SHA-512 with a test CA")
+	// kmirror verify reads the target over the same TLS and SCRAM settings.
+	out, err := exec.Command(filepath.Join(repoRoot(t), "bin", "kmirror"), "verify", "--config", cfg, "--topics", "secure", "--exact").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "secure/1 -> secure/1: source 2, target 2") {
+		t.Fatalf("kmirror verify over SASL_SSL: %v\n%s", err, out)
+	}
+	if strings.Contains(string(out), scramPassword) {
+		t.Fatal("kmirror verify printed the SCRAM password")
+	}
 
 	otherCA, _ := testCA(t, t.TempDir(), false)
 	wrongPW := filepath.Join(dir, "wrong")

@@ -1,0 +1,395 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The failover tests hold kmirror's group offset translation to its promise: a consumer group
+// that moves from europe to us, at the offsets `kmirror failover` commits for it, reads every
+// record it had not read on europe and none it had (copies a restart made again are duplicates,
+// counted apart) — over plain records, transactions (markers, aborted records) and compacted
+// logs (offsets without records), after a kill -9 of kmirror. MirrorMaker 2 runs the same
+// scenario beside it for comparison; its figures are printed, not asserted.
+
+const (
+	plainRecords = 150_000
+	plainBehind  = 100_000
+
+	groupCaughtUp = "failover-caught-up" // read everything on europe and committed
+	groupBehind   = "failover-behind"    // plainBehind records behind plain's head, halfway into txn and compacted
+	groupNever    = "failover-never"     // joined europe, never committed
+)
+
+// failoverTopicNames are the scenario's europe topics.
+func failoverTopicNames() []string { return []string{"compacted", "plain", "txn"} }
+
+// failoverSettings are the settings the failover tests give kmirror beyond baseConfig: groups
+// to sync, and a map flush and group sync quick enough for a test.
+const failoverSettings = `
+offset_map:
+  flush_interval: 500ms
+groups:
+  include: ["failover-.*"]
+  sync_interval: 2s
+`
+
+// failoverScenario is europe with the scenario's topics and groups, mirrored to us by kmirror
+// (killed -9 once under load) and, when asked, by MirrorMaker 2.
+type failoverScenario struct {
+	europe, us *cluster
+	cfg        string // kmirror's configuration file
+	k          *kmirror
+	mm2        *mirrorMaker2
+	source     map[string]sourceIndex    // by topic, read once the writers stopped
+	positions  map[string]groupPositions // europe's committed offsets, by group
+}
+
+// startFailoverScenario builds the scenario: compacted written and compacted before any mirror
+// starts; kmirror (and MirrorMaker 2) started; plainRecords records into plain and transactions
+// into txn while kmirror copies, kmirror killed -9 and restarted once plain is under way; the
+// groups committed on europe once the writers are done; kmirror caught up.
+func startFailoverScenario(t *testing.T, withMM2 bool) *failoverScenario {
+	t.Helper()
+	s := &failoverScenario{europe: startEurope(t), us: startCluster(t, "us")}
+	writeCompacted(t, s.europe)
+	s.europe.createTopic(t, "plain", 3, 1, nil)
+	s.europe.createTopic(t, "txn", 3, 1, nil)
+	settings := failoverSettings
+	if !kmirrorHasFailover(t) {
+		settings = ""
+	}
+	s.cfg = writeConfig(t, baseConfig(s.europe, s.us, "plain|txn|compacted", settings))
+	if withMM2 {
+		s.mm2 = startMirrorMaker2(t, s.europe, s.us, "plain, txn, compacted", "failover-.*")
+	}
+	s.k = startKmirror(t, s.cfg)
+
+	load := startLoad(t, s.europe.bootstrap, "plain", plainRecords, 15_000)
+	txn := startTxnWriters(t, s.europe)
+	waitFor(t, "kmirror to copy plain", 2*time.Minute, func() bool { return s.us.count(t, "plain") >= 40_000 })
+	s.k.kill()
+	t.Logf("killed kmirror -9 with %d plain records on the target, %d produced", s.us.count(t, "plain"), load.count())
+	s.k = startKmirror(t, s.cfg)
+	produced := load.wait(t)
+	committed, aborted := txn.wait(t)
+	t.Logf("wrote %d plain records and %d transactional ones (%d more aborted)", produced, committed, aborted)
+
+	s.source = map[string]sourceIndex{}
+	for _, topic := range failoverTopicNames() {
+		s.source[topic] = indexSource(t, s.europe, topic)
+	}
+	if n := len(s.source["plain"]); n != produced {
+		t.Fatalf("europe holds %d plain records, %d were written", n, produced)
+	}
+	if n := len(s.source["txn"]); n != committed {
+		t.Fatalf("europe holds %d committed txn records, %d were committed", n, committed)
+	}
+
+	consumeAndCommit(t, s.europe, groupCaughtUp, s.source, nil, true)
+	consumeAndCommit(t, s.europe, groupBehind, s.source, map[string]int{
+		"plain": len(s.source["plain"]) - plainBehind, "txn": len(s.source["txn"]) / 2, "compacted": len(s.source["compacted"]) / 2,
+	}, true)
+	consumeAndCommit(t, s.europe, groupNever, s.source, nil, false)
+	s.positions = map[string]groupPositions{}
+	for _, g := range []string{groupCaughtUp, groupBehind, groupNever} {
+		s.positions[g] = committedPositions(t, s.europe, g)
+		t.Logf("group %s on europe: %v", g, s.positions[g])
+	}
+
+	s.waitKmirrorCaughtUp(t)
+	return s
+}
+
+// waitKmirrorCaughtUp waits until the kmirror group on europe has committed past every record
+// of the scenario's topics (a partition ending in a transaction marker may keep the marker's
+// offset: a read_committed consumer is never handed the marker).
+func (s *failoverScenario) waitKmirrorCaughtUp(t *testing.T) {
+	t.Helper()
+	var behind []string
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		behind = behind[:0]
+		committed := committedPositions(t, s.europe, "kmirror")
+		for _, topic := range failoverTopicNames() {
+			for p, last := range s.source[topic].lastOffsets() {
+				if c := committed[topic][p]; c <= last {
+					behind = append(behind, fmt.Sprintf("%s/%d committed %d, last record %d", topic, p, c, last))
+				}
+			}
+		}
+		if len(behind) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("kmirror did not catch up within 2m: %s", strings.Join(behind, "; "))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// figures reads group on us over the target topics (target names each source topic) and counts,
+// per source topic, what the group skipped, re-read and read twice against its europe position.
+func (s *failoverScenario) figures(t *testing.T, group string, target func(string) string) map[string]translationFigures {
+	t.Helper()
+	var topics []string
+	for _, topic := range failoverTopicNames() {
+		topics = append(topics, target(topic))
+	}
+	read := readAsGroup(t, s.us, group, topics)
+	out := map[string]translationFigures{}
+	for _, topic := range failoverTopicNames() {
+		out[topic] = countTranslation(s.source[topic], s.positions[group][topic], read[target(topic)])
+	}
+	return out
+}
+
+// groupReport is a report of `kmirror offsets translate --json`, one of `kmirror failover
+// --json`'s, and the body of GET /offsets/translate: read here from the JSON alone.
+type groupReport struct {
+	Group        string            `json:"group"`
+	TargetState  string            `json:"target_state"`
+	TargetActive bool              `json:"target_active"`
+	Partitions   []reportPartition `json:"partitions"`
+}
+
+type reportPartition struct {
+	Topic           string `json:"topic"`
+	Partition       int32  `json:"partition"`
+	SourceOffset    int64  `json:"source_offset"`
+	TargetOffset    int64  `json:"target_offset"`
+	Status          string `json:"status"`
+	Mirrored        int64  `json:"mirrored"`
+	Behind          int64  `json:"behind"`
+	Reason          string `json:"reason"`
+	TargetTopic     string `json:"target_topic"`
+	TargetCommitted int64  `json:"target_committed"`
+	Action          string `json:"action"`
+}
+
+// kmirrorCLI runs bin/kmirror with args and returns its standard output and exit status.
+func kmirrorCLI(t *testing.T, args ...string) ([]byte, int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(t), "bin", "kmirror"), args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if err != nil && !errors.As(err, &exit) {
+		t.Fatalf("kmirror %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
+	}
+	if stderr.Len() > 0 {
+		t.Logf("kmirror %s (stderr):\n%s", args[0], lastLines(stderr.String(), 20))
+	}
+	return stdout.Bytes(), cmd.ProcessState.ExitCode()
+}
+
+// failover runs `kmirror failover --json` for groups with extra flags and returns the reports
+// by group and the exit status.
+func failover(t *testing.T, cfg string, groups []string, extra ...string) (map[string]groupReport, int) {
+	t.Helper()
+	args := []string{"failover", "--config", cfg, "--wait", "2m", "--json"}
+	for _, g := range groups {
+		args = append(args, "--group", g)
+	}
+	out, code := kmirrorCLI(t, append(args, extra...)...)
+	var body struct {
+		Groups []groupReport `json:"groups"`
+	}
+	if err := json.Unmarshal(out, &body); err != nil {
+		t.Fatalf("kmirror failover --json printed no report (exit %d): %v\n%s", code, err, out)
+	}
+	reports := map[string]groupReport{}
+	for _, r := range body.Groups {
+		reports[r.Group] = r
+	}
+	return reports, code
+}
+
+// translate runs `kmirror offsets translate --json` for group.
+func translate(t *testing.T, cfg, group string) groupReport {
+	t.Helper()
+	out, code := kmirrorCLI(t, "offsets", "translate", "--config", cfg, "--group", group, "--json")
+	var r groupReport
+	if err := json.Unmarshal(out, &r); err != nil {
+		t.Fatalf("kmirror offsets translate --json printed no report (exit %d): %v\n%s", code, err, out)
+	}
+	return r
+}
+
+// figureRow is one group and topic of the comparison table.
+type figureRow struct {
+	group, topic     string
+	kmirror, mm2     translationFigures
+	kmirrorPositions string
+}
+
+// comparisonTable renders the rows as a Markdown table.
+func comparisonTable(rows []figureRow) string {
+	var b strings.Builder
+	b.WriteString("| group | topic | pending | kmirror skipped | kmirror re-read | kmirror duplicates | MM2 skipped | MM2 re-read | MM2 duplicates |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d |\n", r.group, r.topic, max(r.kmirror.Pending, r.mm2.Pending),
+			r.kmirror.Skipped, r.kmirror.Reread, r.kmirror.Duplicates, r.mm2.Skipped, r.mm2.Reread, r.mm2.Duplicates)
+	}
+	return b.String()
+}
+
+// writeComparison writes the table, with how it was made, to benchmarks/results/failover-translation.md.
+func writeComparison(t *testing.T, rows []figureRow, notes string) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Consumer group failover: kmirror and MirrorMaker 2 side by side\n\n")
+	fmt.Fprintf(&b, "Written by `TestGroupFailoverIsExact` (e2e/failover_test.go) on %s, Kafka 4.3.1 (KRaft, one broker per cluster).\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	b.WriteString(`Each group's offsets are committed on europe; each mirror translates them to us (kmirror with
+` + "`kmirror failover`" + `, MirrorMaker 2 with MirrorCheckpointConnector's group offset sync); then a franz-go
+consumer in the same group reads us from those offsets to the end (read_committed, earliest reset where
+nothing is committed), and each record it reads is tied to its europe offset by the id in its value.
+
+- **pending**: europe records at or after the group's europe position (every record for a group that never committed).
+- **skipped**: pending records the group never read on us (lost to the consumer).
+- **re-read**: records before the group's europe position (already processed) it read again on us.
+- **duplicates**: further copies of pending records read (a mirror's at-least-once re-copies).
+
+Topics: plain (3 partitions, 150,000 records), txn (2 transactional producers, a third of the
+transactions aborted, interleaved in each partition), compacted (compacted on europe before
+mirroring: offsets with gaps). kmirror was killed with SIGKILL once under load and restarted;
+MirrorMaker 2 ran throughout (dedicated mode, checkpoints and group offset syncs every second,
+offset.lag.max at its default of 100).
+
+`)
+	b.WriteString(comparisonTable(rows))
+	if notes != "" {
+		b.WriteString("\n" + notes + "\n")
+	}
+	path := filepath.Join(repoRoot(t), "benchmarks", "results", "failover-translation.md")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s", path)
+}
+
+// sortedKeys returns the keys of a map of strings, sorted.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// TestGroupFailoverIsExact runs the scenario with kmirror and MirrorMaker 2, fails over three
+// groups (caught up, far behind, never committed) with `kmirror failover` and expects, for each
+// group and topic, nothing skipped and nothing re-read when the group reads us from the offsets
+// kmirror committed; `kmirror offsets translate` must agree with them. MirrorMaker 2's figures
+// for the offsets it synced are printed beside kmirror's and written to
+// benchmarks/results/failover-translation.md.
+func TestGroupFailoverIsExact(t *testing.T) {
+	started := time.Now()
+	s := startFailoverScenario(t, true)
+	groups := []string{groupCaughtUp, groupBehind, groupNever}
+	t.Logf("scenario ready after %s", time.Since(started).Round(time.Second))
+
+	var rows []figureRow
+	kmirrorFigures := map[string]map[string]translationFigures{}
+	if kmirrorHasFailover(t) {
+		reports, code := failover(t, s.cfg, groups)
+		for _, g := range groups {
+			r, ok := reports[g]
+			if !ok {
+				t.Errorf("kmirror failover reported nothing for group %s", g)
+				continue
+			}
+			for _, p := range r.Partitions {
+				t.Logf("failover %s %s/%d: source %d -> target %d, %s, %s (behind %d) %s", g, p.Topic, p.Partition,
+					p.SourceOffset, p.TargetOffset, p.Status, p.Action, p.Behind, p.Reason)
+				if p.Status != "exact" {
+					t.Errorf("group %s %s/%d: translation %s (%s), want exact", g, p.Topic, p.Partition, p.Status, p.Reason)
+				}
+			}
+		}
+		if code != 0 {
+			t.Errorf("kmirror failover exited with status %d, want 0", code)
+		}
+		s.checkTranslateAgrees(t, groups, reports)
+		for _, g := range groups {
+			kmirrorFigures[g] = s.figures(t, g, func(topic string) string { return topic })
+		}
+	}
+	s.mm2.waitSynced(t, s.us, s.source, groups)
+	for _, g := range groups {
+		mm2 := s.figures(t, g, func(topic string) string { return "europe." + topic })
+		for _, topic := range failoverTopicNames() {
+			rows = append(rows, figureRow{group: g, topic: topic, kmirror: kmirrorFigures[g][topic], mm2: mm2[topic]})
+		}
+	}
+	var sumK, sumM translationFigures
+	for _, r := range rows {
+		sumK.add(r.kmirror)
+		sumM.add(r.mm2)
+		t.Logf("%s %s: kmirror %s; MirrorMaker 2 %s", r.group, r.topic, r.kmirror, r.mm2)
+		if r.kmirror.Skipped != 0 || r.kmirror.Reread != 0 || r.kmirror.Foreign != 0 {
+			t.Errorf("group %s topic %s after kmirror failover: %s; want nothing skipped, re-read or foreign", r.group, r.topic, r.kmirror)
+		}
+	}
+	t.Logf("group translation, every group and topic:\n%s", comparisonTable(rows))
+	t.Logf("figures: kmirror %s; MirrorMaker 2 %s; run %s", sumK, sumM, time.Since(started).Round(time.Second))
+	writeComparison(t, rows, "")
+}
+
+// checkTranslateAgrees holds `kmirror offsets translate --json` to what failover reported and
+// committed: the same exact target offset for every partition, and that offset committed on us.
+func (s *failoverScenario) checkTranslateAgrees(t *testing.T, groups []string, reports map[string]groupReport) {
+	t.Helper()
+	for _, g := range groups {
+		committed := committedPositions(t, s.us, g)
+		want := map[string]int64{}
+		for _, p := range reports[g].Partitions {
+			want[fmt.Sprintf("%s/%d", p.Topic, p.Partition)] = p.TargetOffset
+		}
+		tr := translate(t, s.cfg, g)
+		if len(tr.Partitions) != len(reports[g].Partitions) {
+			t.Errorf("group %s: translate reports %d partitions, failover %d", g, len(tr.Partitions), len(reports[g].Partitions))
+		}
+		for _, p := range tr.Partitions {
+			key := fmt.Sprintf("%s/%d", p.Topic, p.Partition)
+			if p.Status != "exact" {
+				t.Errorf("group %s %s: translate says %s (%s) after failover", g, key, p.Status, p.Reason)
+				continue
+			}
+			if f, ok := want[key]; !ok || f != p.TargetOffset {
+				t.Errorf("group %s %s: translate says target %d, failover reported %d (reported: %v)", g, key, p.TargetOffset, f, ok)
+			}
+			tt := p.TargetTopic
+			if tt == "" {
+				tt = p.Topic
+			}
+			if c, ok := committed[tt][p.Partition]; !ok || c != p.TargetOffset {
+				t.Errorf("group %s %s: translate says target %d, us has %d committed (committed: %v)", g, key, p.TargetOffset, c, ok)
+			}
+		}
+	}
+}
+
+// kmirrorHasFailover reports whether bin/kmirror has the failover command (temporary, until main
+// has it).
+func kmirrorHasFailover(t *testing.T) bool {
+	return exec.Command(filepath.Join(repoRoot(t), "bin", "kmirror"), "failover", "--help").Run() == nil
+}

@@ -220,6 +220,21 @@ func (m *Mirror) Run(ctx context.Context) error {
 		return err
 	}
 	defer closeDead()
+	omap, err := m.openOffsetMap(runCtx, tgtAdmin)
+	if err != nil {
+		return stoppedBeforeStart(ctx, err)
+	}
+	var copies func(string, int32, string, int64) (record.Copies, func())
+	mapDone := make(chan struct{})
+	mapCtx, stopMap := context.WithCancel(context.Background())
+	defer stopMap()
+	if omap != nil {
+		copies = omap.copies
+		go func() { defer close(mapDone); omap.run(mapCtx) }()
+		defer stopping.do("close the offset-map clients", func() error { omap.close(); return nil })
+	} else {
+		close(mapDone)
+	}
 	workers := make([]*worker.Worker, len(m.inboxes))
 	for i := range m.inboxes {
 		name := func(bound int) string { return fmt.Sprintf("producer-%d-%d", i, bound) }
@@ -273,6 +288,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		DrainTimeout:   m.cfg.Shutdown.Timeout - closeReserve(m.cfg.Shutdown.Timeout),
 		RebalanceDrain: m.cfg.Consumer.RebalanceTimeout - config.DrainMargin, Stopping: runCtx.Done(),
 		DeliveryTimeout: m.cfg.Producer.DeliveryTimeout, StallAfter: m.cfg.Telemetry.StallAfter,
+		Copies: copies,
 		Prepare: func(ctx context.Context, w int, topic string, partition int32) error {
 			return workers[w].Prepare(ctx, topic, partition)
 		},
@@ -328,6 +344,8 @@ func (m *Mirror) Run(ctx context.Context) error {
 	workersDone := make(chan struct{})
 	go func() { _ = running.Wait(); close(workersDone) }()
 	stopping.wait("closing the producers", workersDone)
+	stopMap() // every acknowledgement is recorded: the last of the offset map is written now
+	stopping.wait("writing the offset map", mapDone)
 	stopping.do("leave the source consumer group", group.Close)
 	closeAdmins()
 	m.connected.Store(false)

@@ -280,7 +280,11 @@ func (m *Mirror) Run(ctx context.Context) error {
 	handler, err := source.New(source.Config{
 		Inboxes: m.inboxes, Records: records, Topics: syncer, InFlight: m.cfg.Ring.PartitionInFlight,
 		NewCommitter: func(sess sarama.ConsumerGroupSession, metadata func(string) string) offsets.Committer {
-			return offsets.NewGroupCommitter(sess, coordinator, groupID, offsetsCfg, metadata)
+			c := offsets.NewGroupCommitter(sess, coordinator, groupID, offsetsCfg, metadata)
+			if omap != nil {
+				return mapFirst{c, omap.flusher}
+			}
+			return c
 		},
 		Source: source.ClientCluster{Client: srcClient}, Group: groupID,
 		InitialNewest: m.cfg.Consumer.InitialOffset == "newest", LossPolicy: m.cfg.Consumer.SourceLossPolicy,

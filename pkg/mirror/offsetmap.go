@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kmirror/kmirror/pkg/offsetmap"
+	"github.com/kmirror/kmirror/pkg/offsets"
 	"github.com/kmirror/kmirror/pkg/record"
 )
 
@@ -38,6 +39,11 @@ func (m *Mirror) openOffsetMap(ctx context.Context, admin sarama.ClusterAdmin) (
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
 	cfg.Net.MaxOpenRequests = 1
 	cfg.Consumer.Return.Errors = true
+	// A write of the map happens before each commit and when a claim ends: against a target that
+	// does not answer it gives up within seconds rather than hold those up.
+	cfg.Net.ReadTimeout = min(cfg.Net.ReadTimeout, 10*time.Second)
+	cfg.Net.WriteTimeout = min(cfg.Net.WriteTimeout, 10*time.Second)
+	cfg.Producer.Retry.Max = 2
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("offset-map", cfg)
 	}
@@ -112,4 +118,19 @@ func (om *offsetMap) run(ctx context.Context) {
 func (om *offsetMap) close() {
 	_ = om.producer.Close()
 	_ = om.client.Close()
+}
+
+// mapFirst writes the offset map before each commit of source offsets: everything marked was
+// recorded before it was acknowledged, so once written, the map covers every committed position
+// and a claim starting there continues it without a hole. A failed write does not hold the commit
+// back (the mirror's progress matters more); the map then has a hole, which translations report
+// as unknown, never as a guess.
+type mapFirst struct {
+	offsets.Committer
+	flusher *offsetmap.Flusher
+}
+
+func (c mapFirst) Commit(ctx context.Context) error {
+	_ = c.flusher.Flush() // logged and counted by the flusher
+	return c.Committer.Commit(ctx)
 }

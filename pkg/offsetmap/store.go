@@ -241,6 +241,11 @@ func (f *Flusher) Run(ctx context.Context) {
 	}
 }
 
+// Flush writes what every recorder holds now. The mirror calls it before each commit of source
+// offsets, so that a position committed on the source is in the map: a claim that starts there
+// later continues the map without a hole.
+func (f *Flusher) Flush() error { return f.flush(f.all()) }
+
 func (f *Flusher) all() []*Recorder {
 	f.mu.Lock()
 	defer f.mu.Unlock()

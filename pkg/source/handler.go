@@ -197,6 +197,14 @@ func New(cfg Config) (*Handler, error) {
 	return &Handler{cfg: cfg, parts: make(map[topicPartition]*claimState)}, nil
 }
 
+// Owns reports whether this member holds a claim of topic/partition in the current session.
+func (h *Handler) Owns(topic string, partition int32) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.parts[topicPartition{topic, partition}]
+	return ok
+}
+
 // GivenUp counts the partitions given up (fenced) before all their records were acknowledged.
 func (h *Handler) GivenUp() int { return int(h.givenUp.Load()) }
 

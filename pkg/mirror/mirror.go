@@ -63,6 +63,7 @@ type Mirror struct {
 	topicEvents    topics.Events
 
 	workers atomic.Pointer[[]*worker.Worker]
+	groups  atomic.Pointer[groupSync]
 
 	running   atomic.Bool
 	noTopics  atomic.Pointer[error] // set while no source topic matches topics.include
@@ -302,6 +303,17 @@ func (m *Mirror) Run(ctx context.Context) error {
 		return err
 	}
 	m.handler.Store(handler)
+	gs, err := m.newGroupSync(srcAdmin, tgtAdmin, srcClient, omap, handler)
+	if err != nil {
+		return err
+	}
+	if gs != nil {
+		m.groups.Store(gs)
+		defer m.groups.Store(nil)
+		syncDone := make(chan struct{})
+		go func() { defer close(syncDone); gs.run(runCtx, m.cfg.Groups.SyncInterval) }()
+		defer stopping.do("stop the group offset sync", func() error { <-syncDone; return gs.consumer.Close() })
+	}
 
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("consumer", gc)

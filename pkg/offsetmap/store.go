@@ -290,14 +290,23 @@ func (f *Flusher) flush(rs []*Recorder) error {
 	return nil
 }
 
-// SourceProber asks the source whether offsets hold records, by reading from the first one.
+// SourceProber asks the source whether offsets hold records, by reading from the first one. It
+// remembers, per partition and start, how far the source was seen to hold no record, so that
+// many groups at the same position cost one read.
 type SourceProber struct {
 	// Consumer reads the source with the mirror's isolation level.
 	Consumer sarama.Consumer
-	// Wait bounds how long one probe waits for a record (at least a fetch's max wait).
+	// Wait bounds how long one probe waits for a record (several fetches' max wait).
 	Wait time.Duration
 
-	mu sync.Mutex // a sarama consumer reads a partition once at a time
+	mu    sync.Mutex // a sarama consumer reads a partition once at a time
+	empty map[probeKey]int64
+}
+
+type probeKey struct {
+	topic     string
+	partition int32
+	from      int64
 }
 
 // NoRecords implements Prober.
@@ -307,22 +316,48 @@ func (p *SourceProber) NoRecords(ctx context.Context, topic string, partition in
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	pc, err := p.Consumer.ConsumePartition(topic, partition, from)
+	k := probeKey{topic, partition, from}
+	if until, ok := p.empty[k]; ok && to <= until {
+		return true, nil
+	}
+	until, err := p.emptyUntil(ctx, topic, partition, from)
 	if err != nil {
 		return false, err
+	}
+	if until < 0 {
+		// Nothing arrived: nothing to read below the high watermark the fetches saw. Records of
+		// a transaction still open there may yet commit, so only [from, to) is taken as settled:
+		// a group reading committed records cannot be past an undecided one.
+		if hw := -until; to > hw {
+			return false, nil
+		}
+		until = to
+	}
+	if p.empty == nil || len(p.empty) > 100000 {
+		p.empty = make(map[probeKey]int64)
+	}
+	p.empty[k] = until
+	return to <= until, nil
+}
+
+// emptyUntil returns the offset of the first record at or after from: [from, that) holds no
+// record. When none arrives within Wait it returns minus the high watermark the fetches saw.
+func (p *SourceProber) emptyUntil(ctx context.Context, topic string, partition int32, from int64) (int64, error) {
+	pc, err := p.Consumer.ConsumePartition(topic, partition, from)
+	if err != nil {
+		return from, err
 	}
 	defer pc.Close()
 	t := time.NewTimer(p.Wait)
 	defer t.Stop()
 	select {
 	case m := <-pc.Messages():
-		return m.Offset >= to, nil
+		return m.Offset, nil
 	case err := <-pc.Errors():
-		return false, err
+		return from, err
 	case <-t.C:
-		// Nothing to read from `from` on: no record below the high watermark the fetches saw.
-		return pc.HighWaterMarkOffset() >= to, nil
+		return -max(from, pc.HighWaterMarkOffset()), nil
 	case <-ctx.Done():
-		return false, ctx.Err()
+		return from, ctx.Err()
 	}
 }

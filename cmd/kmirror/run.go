@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/groups"
 	"github.com/kmirror/kmirror/pkg/mirror"
 	"github.com/kmirror/kmirror/pkg/telemetry"
 	"github.com/kmirror/kmirror/pkg/version"
@@ -109,7 +111,8 @@ func run(ctx context.Context, cfg *config.Config) error {
 	srvCtx, stopServer := context.WithCancel(context.Background())
 	defer stopServer()
 	if cfg.Telemetry.Listen != "" {
-		srv, err := telemetry.NewServer(telemetry.ServerConfig{Listen: cfg.Telemetry.Listen, Pprof: cfg.Telemetry.Pprof, Started: m.Started},
+		srv, err := telemetry.NewServer(telemetry.ServerConfig{Listen: cfg.Telemetry.Listen, Pprof: cfg.Telemetry.Pprof, Started: m.Started,
+			Routes: map[string]http.Handler{"/offsets/translate": groups.TranslateHandler(m.Planner)}},
 			reg, m.Ready, log)
 		if err != nil {
 			return err

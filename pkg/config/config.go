@@ -18,6 +18,8 @@ type Config struct {
 	Ring      Ring      `mapstructure:"ring"`
 	Producer  Producer  `mapstructure:"producer"`
 	Commit    Commit    `mapstructure:"commit"`
+	OffsetMap OffsetMap `mapstructure:"offset_map"`
+	Groups    Groups    `mapstructure:"groups"`
 	Shutdown  Shutdown  `mapstructure:"shutdown"`
 	Log       Log       `mapstructure:"log"`
 	Telemetry Telemetry `mapstructure:"telemetry"`
@@ -133,6 +135,28 @@ type Commit struct {
 	Interval time.Duration `mapstructure:"interval"`
 }
 
+// OffsetMap configures the exact source → target offset map kept on the target.
+type OffsetMap struct {
+	// Enabled records, from every acknowledgement, where each source record was copied, in a
+	// compacted topic on the target; group offset sync and failover translate with it.
+	Enabled bool `mapstructure:"enabled"`
+	// Topic is the map topic on the target; empty means "__kmirror.offset-map.<source alias>".
+	Topic string `mapstructure:"topic"`
+	// FlushInterval is how often the map's new entries are written.
+	FlushInterval time.Duration `mapstructure:"flush_interval"`
+}
+
+// Groups configures consumer-group offset sync: the source groups' committed offsets, translated
+// exactly, committed to the same groups on the target while they have no members there.
+type Groups struct {
+	// Include and Exclude are regular expressions over group ids (each must match the whole id);
+	// empty Include syncs no group. kmirror's own group is never synced.
+	Include []string `mapstructure:"include"`
+	Exclude []string `mapstructure:"exclude"`
+	// SyncInterval is how often the groups are synced.
+	SyncInterval time.Duration `mapstructure:"sync_interval"`
+}
+
 // Shutdown configures the graceful stop.
 type Shutdown struct {
 	Timeout time.Duration `mapstructure:"timeout"`
@@ -196,6 +220,18 @@ const (
 // DeadLetterPrefix starts the default dead-letter topic's name, which ends with the source
 // alias. Names starting with "__" are never mirrored.
 const DeadLetterPrefix = "__kmirror.dead-letter."
+
+// OffsetMapTopic returns the map topic on the target: offset_map.topic, or
+// "__kmirror.offset-map.<source alias>" when that is empty.
+func (c *Config) OffsetMapTopic() string {
+	if c.OffsetMap.Topic != "" {
+		return c.OffsetMap.Topic
+	}
+	return OffsetMapPrefix + c.Source.Alias
+}
+
+// OffsetMapPrefix starts the default map topic's name.
+const OffsetMapPrefix = "__kmirror.offset-map."
 
 // DeadLetterTopicName returns the dead-letter topic on the target: producer.dead_letter_topic,
 // or "__kmirror.dead-letter.<source alias>" when that is empty.

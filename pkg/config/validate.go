@@ -49,6 +49,19 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("topics.exclude[%d]", i), "invalid regular expression %q: %v", re, unwrapRE(err))
 		}
 	}
+	for _, list := range []struct {
+		key string
+		res []string
+	}{{"groups.include", c.Groups.Include}, {"groups.exclude", c.Groups.Exclude}} {
+		for i, re := range list.res {
+			if _, err := regexp.Compile(re); err != nil {
+				bad(fmt.Sprintf("%s[%d]", list.key, i), "invalid regular expression %q: %v", re, unwrapRE(err))
+			}
+		}
+	}
+	if len(c.Groups.Include) > 0 && !c.OffsetMap.Enabled {
+		bad("groups.include", "group offsets are translated with the offset map: set offset_map.enabled: true, or leave groups.include empty")
+	}
 	if len(c.Topics.Include) == 0 {
 		bad("topics.include", "empty: list at least one regular expression (\".*\" mirrors every topic)")
 	}
@@ -90,6 +103,11 @@ func (c *Config) Validate() error {
 	atLeast(bad, "consumer.fetch_max_wait", c.Consumer.FetchMaxWait, time.Millisecond)
 	oneOf(bad, "consumer.source_loss_policy", c.Consumer.SourceLossPolicy, LossFail, LossContinue)
 
+	atLeast(bad, "offset_map.flush_interval", c.OffsetMap.FlushInterval, 100*time.Millisecond)
+	atLeast(bad, "groups.sync_interval", c.Groups.SyncInterval, time.Second)
+	if t := c.OffsetMap.Topic; t != "" && !strings.HasPrefix(t, "__") {
+		bad("offset_map.topic", "%q: the map topic must start with \"__\", so that no mirror copies it", t)
+	}
 	if c.Runtime.GCPercent < 10 || c.Runtime.GCPercent > 10000 {
 		bad("runtime.gc_percent", "%d: want 10 to 10000 (100 is Go's default; set GOGC=off in the environment to turn collection off)", c.Runtime.GCPercent)
 	}

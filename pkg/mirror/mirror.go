@@ -63,6 +63,7 @@ type Mirror struct {
 	topicEvents    topics.Events
 
 	workers atomic.Pointer[[]*worker.Worker]
+	groups  atomic.Pointer[groupSync]
 
 	running   atomic.Bool
 	noTopics  atomic.Pointer[error] // set while no source topic matches topics.include
@@ -220,6 +221,21 @@ func (m *Mirror) Run(ctx context.Context) error {
 		return err
 	}
 	defer closeDead()
+	omap, err := m.openOffsetMap(runCtx, tgtAdmin)
+	if err != nil {
+		return stoppedBeforeStart(ctx, err)
+	}
+	var copies func(string, int32, string, int64) (record.Copies, func())
+	mapDone := make(chan struct{})
+	mapCtx, stopMap := context.WithCancel(context.Background())
+	defer stopMap()
+	if omap != nil {
+		copies = omap.copies
+		go func() { defer close(mapDone); omap.run(mapCtx) }()
+		defer stopping.do("close the offset-map clients", func() error { omap.close(); return nil })
+	} else {
+		close(mapDone)
+	}
 	workers := make([]*worker.Worker, len(m.inboxes))
 	for i := range m.inboxes {
 		name := func(bound int) string { return fmt.Sprintf("producer-%d-%d", i, bound) }
@@ -265,7 +281,11 @@ func (m *Mirror) Run(ctx context.Context) error {
 	handler, err := source.New(source.Config{
 		Inboxes: m.inboxes, Records: records, Topics: syncer, InFlight: m.cfg.Ring.PartitionInFlight,
 		NewCommitter: func(sess sarama.ConsumerGroupSession, metadata func(string) string) offsets.Committer {
-			return offsets.NewGroupCommitter(sess, coordinator, groupID, offsetsCfg, metadata)
+			c := offsets.NewGroupCommitter(sess, coordinator, groupID, offsetsCfg, metadata)
+			if omap != nil {
+				return mapFirst{c, omap.flusher}
+			}
+			return c
 		},
 		Source: source.ClientCluster{Client: srcClient}, Group: groupID,
 		InitialNewest: m.cfg.Consumer.InitialOffset == "newest", LossPolicy: m.cfg.Consumer.SourceLossPolicy,
@@ -273,6 +293,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		DrainTimeout:   m.cfg.Shutdown.Timeout - closeReserve(m.cfg.Shutdown.Timeout),
 		RebalanceDrain: m.cfg.Consumer.RebalanceTimeout - config.DrainMargin, Stopping: runCtx.Done(),
 		DeliveryTimeout: m.cfg.Producer.DeliveryTimeout, StallAfter: m.cfg.Telemetry.StallAfter,
+		Copies: copies,
 		Prepare: func(ctx context.Context, w int, topic string, partition int32) error {
 			return workers[w].Prepare(ctx, topic, partition)
 		},
@@ -282,6 +303,17 @@ func (m *Mirror) Run(ctx context.Context) error {
 		return err
 	}
 	m.handler.Store(handler)
+	gs, err := m.newGroupSync(srcAdmin, tgtAdmin, srcClient, omap, handler)
+	if err != nil {
+		return err
+	}
+	if gs != nil {
+		m.groups.Store(gs)
+		defer m.groups.Store(nil)
+		syncDone := make(chan struct{})
+		go func() { defer close(syncDone); gs.run(runCtx, m.cfg.Groups.SyncInterval) }()
+		defer stopping.do("stop the group offset sync", func() error { <-syncDone; return gs.consumer.Close() })
+	}
 
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("consumer", gc)
@@ -328,6 +360,8 @@ func (m *Mirror) Run(ctx context.Context) error {
 	workersDone := make(chan struct{})
 	go func() { _ = running.Wait(); close(workersDone) }()
 	stopping.wait("closing the producers", workersDone)
+	stopMap() // every acknowledgement is recorded: the last of the offset map is written now
+	stopping.wait("writing the offset map", mapDone)
 	stopping.do("leave the source consumer group", group.Close)
 	closeAdmins()
 	m.connected.Store(false)

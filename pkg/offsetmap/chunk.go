@@ -135,7 +135,10 @@ func ParseKey(key []byte) (topic string, partition int32, target int64, err erro
 	}
 	p, err1 := strconv.ParseInt(k[j+1:i], 10, 32)
 	t, err2 := strconv.ParseInt(k[i+1:], 10, 64)
-	if err1 != nil || err2 != nil || p < 0 || t < 0 {
+	// Only the spelling Key writes: the map topic is compacted by key bytes, so an alias
+	// ("t/01/2" for "t/1/2") would neither replace the chunk nor be deleted with it.
+	if err1 != nil || err2 != nil || p < 0 || t < 0 ||
+		strconv.FormatInt(p, 10) != k[j+1:i] || strconv.FormatInt(t, 10) != k[i+1:] {
 		return "", 0, 0, fmt.Errorf("%w: key %q", ErrMalformed, k)
 	}
 	return k[:j], int32(p), t, nil
@@ -152,9 +155,11 @@ func Decode(key, value []byte) (*Chunk, error) {
 		return nil, bad("unknown version")
 	}
 	b := value[1:]
+	// Encode writes each number in its shortest form; an overlong one (a last byte of zero) is
+	// another spelling of the same chunk.
 	uv := func() (uint64, bool) {
 		v, n := binary.Uvarint(b)
-		if n <= 0 {
+		if n <= 0 || n > 1 && b[n-1] == 0 {
 			return 0, false
 		}
 		b = b[n:]
@@ -162,7 +167,7 @@ func Decode(key, value []byte) (*Chunk, error) {
 	}
 	sv := func() (int64, bool) {
 		v, n := binary.Varint(b)
-		if n <= 0 {
+		if n <= 0 || n > 1 && b[n-1] == 0 {
 			return 0, false
 		}
 		b = b[n:]

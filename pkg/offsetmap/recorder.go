@@ -45,13 +45,10 @@ func (r *Recorder) Copied(src, tgt int64) {
 	r.copied++
 	c := r.open
 	switch {
+	case c != nil && tgt == r.lastTgt+1 && src == r.lastSrc+1:
+		c.Steps[len(c.Steps)-1].Copy++
 	case c != nil && tgt == r.lastTgt+1 && src > r.lastSrc && len(c.Steps) < MaxSteps:
-		last := &c.Steps[len(c.Steps)-1]
-		if src == r.lastSrc+1 {
-			last.Copy++
-		} else {
-			c.Steps = append(c.Steps, Step{Skip: src - r.lastSrc - 1, Copy: 1})
-		}
+		c.Steps = append(c.Steps, Step{Skip: src - r.lastSrc - 1, Copy: 1})
 	default:
 		from := r.from
 		if c != nil {

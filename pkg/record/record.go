@@ -39,6 +39,9 @@ type Record struct {
 	// Accept, when set, is the target topic as it decides which records it accepts (cleanup
 	// policy, timestamp bounds); shared by every record of a claim.
 	Accept *topics.Topic
+	// Copies, when set, is told where the target put the record's copy once it is acknowledged
+	// (the offset map); shared by every record of a claim.
+	Copies Copies
 	// Handed is set when the worker has handed the record to its producer.
 	Handed bool
 	// Span is the record's trace span when it is sampled, nil otherwise.
@@ -55,6 +58,11 @@ type Record struct {
 	key, value bytesEncoder
 	// headers is the backing array of Msg.Headers, kept across reuse by a Pool.
 	headers []sarama.RecordHeader
+}
+
+// Copies learns, from each acknowledgement, the target offset of a source record's copy.
+type Copies interface {
+	Copied(source, target int64)
 }
 
 // bytesEncoder is a sarama.Encoder over a slice it does not copy. A nil slice encodes as a null.

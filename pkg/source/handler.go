@@ -102,6 +102,10 @@ type Config struct {
 	// producers learn of a partition added since they started). It is called before the claim
 	// pushes anything.
 	Prepare func(ctx context.Context, worker int, topic string, partition int32) error
+	// Copies, when set, returns what learns where each record of a claim of topic/partition
+	// (whose ID is topicID, and which starts reading at start) was copied on the target, and a
+	// function called once the claim has drained.
+	Copies func(topic string, partition int32, topicID string, start int64) (record.Copies, func())
 	// NewCommitter returns the committer for a session; metadata gives the metadata string to
 	// commit with a topic's offsets (it carries the topic ID). Required.
 	NewCommitter func(sess sarama.ConsumerGroupSession, metadata func(topic string) string) offsets.Committer
@@ -191,6 +195,14 @@ func New(cfg Config) (*Handler, error) {
 		cfg.Fatal = func(error) {}
 	}
 	return &Handler{cfg: cfg, parts: make(map[topicPartition]*claimState)}, nil
+}
+
+// Owns reports whether this member holds a claim of topic/partition in the current session.
+func (h *Handler) Owns(topic string, partition int32) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	_, ok := h.parts[topicPartition{topic, partition}]
+	return ok
 }
 
 // GivenUp counts the partitions given up (fenced) before all their records were acknowledged.
@@ -373,6 +385,12 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	h.mu.Unlock()
 	h.cfg.Observer.Assigned(topic, part)
 	defer h.cfg.Observer.Revoked(topic, part)
+	var copies record.Copies
+	if h.cfg.Copies != nil {
+		var done func()
+		copies, done = h.cfg.Copies(topic, part, h.topicID(topic), start)
+		defer done() // after the drain below: every acknowledgement has been recorded
+	}
 
 	inbox := h.cfg.Inboxes[worker]
 	log := h.cfg.Log.With(zap.String("topic", topic), zap.Int32("partition", part))
@@ -389,7 +407,7 @@ feed:
 				break feed
 			}
 			r := h.cfg.Records.From(m, t.Target, track, t.MaxMessageBytes)
-			r.Accept = accept
+			r.Accept, r.Copies = accept, copies
 			if tracing {
 				h.startSpan(r, m)
 			}

@@ -255,13 +255,17 @@ func (c ClientCluster) TopicIDs(topics []string) (map[string]string, error) {
 	return out, nil
 }
 
+// topicID is topic's ID as the session saw it when it started ("" when unknown).
+func (h *Handler) topicID(topic string) string {
+	if ids := h.topicIDs.Load(); ids != nil {
+		return (*ids)[topic]
+	}
+	return ""
+}
+
 // metadata is the metadata committed with topic's offsets in this session.
 func (h *Handler) metadata(topic string) string {
-	ids := h.topicIDs.Load()
-	if ids == nil {
-		return ""
-	}
-	return commitMetadata((*ids)[topic])
+	return commitMetadata(h.topicID(topic))
 }
 
 // position decides where each claim of the session starts, sets it on the session and commits

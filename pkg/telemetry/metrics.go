@@ -73,6 +73,22 @@ type Metrics struct {
 	// TargetPartitionsAdded (kmirror_target_partitions_added_total) counts partitions kmirror
 	// added to target topics to follow the source.
 	TargetPartitionsAdded prometheus.Counter
+	// OffsetMapChunks (kmirror_offset_map_chunks_written_total) counts chunks of the offset map
+	// written to its topic on the target (a growing chunk is rewritten: each write counts).
+	OffsetMapChunks prometheus.Counter
+	// OffsetMapWriteErrors (kmirror_offset_map_write_errors_total) counts writes of the offset
+	// map that failed (they are retried; translations lag meanwhile).
+	OffsetMapWriteErrors prometheus.Counter
+	// GroupsSynced (kmirror_groups_synced_total) counts commits of translated offsets to a
+	// consumer group on the target.
+	GroupsSynced prometheus.Counter
+	// GroupSyncLast (kmirror_group_sync_last_timestamp_seconds) is when the last round of group
+	// offset sync ended.
+	GroupSyncLast prometheus.Gauge
+	// GroupSyncUntranslatable (kmirror_group_sync_untranslatable_partitions) is, in the last
+	// round, the partitions of synced groups whose position could not be translated exactly (not
+	// yet mirrored, or unknown to the map).
+	GroupSyncUntranslatable prometheus.Gauge
 	// Ready (kmirror_ready) is 1 while the process would answer /readyz with 200 (connected to
 	// both clusters, inside a consumer-group session, no fatal error), else 0. Liveness needs no
 	// gauge of its own: Prometheus' `up` and kmirror_build_info say the process is there.
@@ -236,6 +252,26 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "kmirror_target_partitions_added_total",
 			Help: "Partitions added to target topics to follow the source.",
 		}),
+		OffsetMapChunks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kmirror_offset_map_chunks_written_total",
+			Help: "Chunks of the offset map written to its topic on the target.",
+		}),
+		OffsetMapWriteErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kmirror_offset_map_write_errors_total",
+			Help: "Writes of the offset map that failed (retried).",
+		}),
+		GroupsSynced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kmirror_groups_synced_total",
+			Help: "Commits of translated offsets to consumer groups on the target.",
+		}),
+		GroupSyncLast: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kmirror_group_sync_last_timestamp_seconds",
+			Help: "When the last round of consumer-group offset sync ended (Unix time).",
+		}),
+		GroupSyncUntranslatable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kmirror_group_sync_untranslatable_partitions",
+			Help: "Partitions of synced groups whose position could not be translated exactly in the last round.",
+		}),
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kmirror_ready",
 			Help: "1 when connected to both clusters and inside a consumer-group session, else 0.",
@@ -257,6 +293,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.recordsMirrored, m.bytesMirrored, m.recordsSkipped, m.ReplicationLatency, m.Unmirrored, m.UnmirroredBytes, m.RPO, m.Stalled,
 		m.ProduceErrors, m.Rebalances, m.AssignedPartitions, m.CommitLatency, m.CommitErrors,
 		m.ConsumerErrors, m.SourceRecordsLost, m.TopicsDiscovered, m.TargetTopicsCreated, m.TargetPartitionsAdded,
+		m.OffsetMapChunks, m.OffsetMapWriteErrors, m.GroupsSynced, m.GroupSyncLast, m.GroupSyncUntranslatable,
 		m.Ready, build,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -24,6 +24,8 @@ type ServerConfig struct {
 	// Started, when set, answers /startupz: nil once the process has started its work (its
 	// configuration loaded, the mirror running), whatever the clusters do. Nil means started.
 	Started func() error
+	// Routes are further handlers by path (the mirror's /offsets/translate).
+	Routes map[string]http.Handler
 }
 
 // shutdownGrace bounds how long Run waits for scrapes in progress once ctx ends.
@@ -36,6 +38,7 @@ const shutdownGrace = 5 * time.Second
 //	/startupz       200 once the process has started its work (not waiting for the clusters),
 //	                else 503: what a startup probe should ask
 //	/readyz         200 when the readiness check returns nil, else 503 and the reason
+//	...             ServerConfig.Routes
 //	/debug/pprof/*  only with ServerConfig.Pprof
 type Server struct {
 	cfg      ServerConfig
@@ -107,6 +110,9 @@ func (s *Server) Handler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	for path, h := range s.cfg.Routes {
+		mux.Handle(path, h)
+	}
 	if s.cfg.Pprof {
 		// pprof.Index also serves the named profiles (heap, goroutine, allocs, block, mutex…).
 		mux.HandleFunc("/debug/pprof/", pprof.Index)

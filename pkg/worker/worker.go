@@ -435,6 +435,9 @@ func (w *Worker) successes(ch <-chan *sarama.ProducerMessage) {
 		}
 		now := time.Now()
 		w.resending.acked.Store(true)
+		if r.Copies != nil {
+			r.Copies.Copied(r.Offset, m.Offset) // before the ack: the map never lags what is committed
+		}
 		r.Track.Ack(r.Seq)
 		w.cfg.Observer.Acked(w.cfg.ID, r, now)
 		w.cfg.Records.Put(r)

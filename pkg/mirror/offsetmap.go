@@ -1,0 +1,136 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+
+	"github.com/kmirror/kmirror/pkg/offsetmap"
+	"github.com/kmirror/kmirror/pkg/offsets"
+	"github.com/kmirror/kmirror/pkg/record"
+)
+
+// offsetMap is the offset map as the mirror runs it: the store on the target, the index every
+// member follows, and the flusher writing this member's claims.
+type offsetMap struct {
+	client   sarama.Client
+	producer sarama.SyncProducer
+	store    *offsetmap.Store
+	index    *offsetmap.Index
+	flusher  *offsetmap.Flusher
+	log      *zap.Logger
+}
+
+// claimFlushTimeout bounds the final write of a claim's map when it ends.
+const claimFlushTimeout = 5 * time.Second
+
+// openOffsetMap opens the map's clients on the target and makes sure its topic exists; nil when
+// offset_map.enabled is off.
+func (m *Mirror) openOffsetMap(ctx context.Context, admin sarama.ClusterAdmin) (*offsetMap, error) {
+	if !m.cfg.OffsetMap.Enabled {
+		return nil, nil
+	}
+	cfg := m.target.Config("offset-map")
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Idempotent = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Net.MaxOpenRequests = 1
+	cfg.Consumer.Return.Errors = true
+	// A write of the map happens before each commit and when a claim ends: against a target that
+	// does not answer it gives up within seconds rather than hold those up.
+	cfg.Net.ReadTimeout = min(cfg.Net.ReadTimeout, 10*time.Second)
+	cfg.Net.WriteTimeout = min(cfg.Net.WriteTimeout, 10*time.Second)
+	cfg.Producer.Retry.Max = 2
+	if m.opts.SaramaClients != nil {
+		m.opts.SaramaClients("offset-map", cfg)
+	}
+	client, err := openClient(ctx, m.target.Bootstrap(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("offset map: connect to target %s: %w", m.target.Alias(), err)
+	}
+	producer, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("offset map: open a producer on target %s: %w", m.target.Alias(), err)
+	}
+	om := &offsetMap{client: client, producer: producer, index: offsetmap.NewIndex(), log: m.log}
+	om.store, err = offsetmap.NewStore(offsetmap.StoreConfig{
+		Topic: m.cfg.OffsetMapTopic(), Admin: admin, Client: client, Producer: producer,
+		ReplicationFactor: int16(m.cfg.Topics.ReplicationFactor), Log: m.log,
+	})
+	if err == nil {
+		err = om.store.Ensure()
+	}
+	if err != nil {
+		om.close()
+		return nil, err
+	}
+	fc := offsetmap.FlusherConfig{Store: om.store, Interval: m.cfg.OffsetMap.FlushInterval, Index: om.index}
+	if mt := m.opts.Metrics; mt != nil {
+		fc.Written = func(n int) { mt.OffsetMapChunks.Add(float64(n)) }
+		fc.Failed = func(error) { mt.OffsetMapWriteErrors.Inc() }
+	}
+	om.flusher = offsetmap.NewFlusher(fc)
+	return om, nil
+}
+
+// copies is the source handler's hook: a recorder for each claim, flushed with the others and
+// once more when the claim has drained, so that the next owner of the partition finds it all.
+func (om *offsetMap) copies(topic string, partition int32, topicID string, start int64) (record.Copies, func()) {
+	rec := offsetmap.NewRecorder(topic, partition, topicID, start)
+	om.flusher.Add(rec)
+	return rec, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), claimFlushTimeout)
+		defer cancel()
+		if err := om.flusher.Done(ctx, rec); err != nil {
+			om.log.Warn("the offset map of a partition that ends here was not written; group offsets past its last write are not translated until it is mirrored again",
+				zap.String("topic", topic), zap.Int32("partition", partition), zap.Error(err))
+		}
+	}
+}
+
+// run follows the map topic into the index and flushes the claims' recorders until ctx ends.
+func (om *offsetMap) run(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			err := om.store.Follow(ctx, om.index, func() {
+				om.log.Info("offset map read", zap.String("topic", om.store.Topic()), zap.Int("chunks", om.index.Len()))
+			})
+			if ctx.Err() != nil {
+				return
+			}
+			om.log.Warn("reading the offset-map topic failed; reading it again", zap.Error(err))
+			select {
+			case <-ctx.Done():
+			case <-time.After(5 * time.Second):
+			}
+		}
+	}()
+	om.flusher.Run(ctx)
+	<-done
+}
+
+func (om *offsetMap) close() {
+	_ = om.producer.Close()
+	_ = om.client.Close()
+}
+
+// mapFirst writes the offset map before each commit of source offsets: everything marked was
+// recorded before it was acknowledged, so once written, the map covers every committed position
+// and a claim starting there continues it without a hole. A failed write does not hold the commit
+// back (the mirror's progress matters more); the map then has a hole, which translations report
+// as unknown, never as a guess.
+type mapFirst struct {
+	offsets.Committer
+	flusher *offsetmap.Flusher
+}
+
+func (c mapFirst) Commit(ctx context.Context) error {
+	_ = c.flusher.Flush() // logged and counted by the flusher
+	return c.Committer.Commit(ctx)
+}

@@ -1,0 +1,276 @@
+package offsetmap
+
+import (
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+)
+
+// ack is one produce acknowledgement: the source record at src was written at target offset tgt.
+type ack struct{ src, tgt int64 }
+
+// acks returns the acknowledgements of the source records srcs written at consecutive target
+// offsets from tgt.
+func acks(tgt int64, srcs ...int64) []ack {
+	out := make([]ack, len(srcs))
+	for i, s := range srcs {
+		out[i] = ack{s, tgt + int64(i)}
+	}
+	return out
+}
+
+func chunk(from, target int64, steps ...Step) *Chunk {
+	return &Chunk{Topic: "t", Partition: 0, TopicID: "id", From: from, Target: target, Steps: steps}
+}
+
+func copyAll(r *Recorder, as []ack) {
+	for _, a := range as {
+		r.Copied(a.src, a.tgt)
+	}
+}
+
+func wantChunks(t *testing.T, what string, got []*Chunk, want ...*Chunk) {
+	t.Helper()
+	if len(got) == 0 && len(want) == 0 {
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%s:\n got %s\nwant %s", what, fmtChunks(got), fmtChunks(want))
+	}
+}
+
+func fmtChunks(cs []*Chunk) string {
+	s := "["
+	for _, c := range cs {
+		s += fmt.Sprintf(" {From:%d Target:%d Steps:%v}", c.From, c.Target, c.Steps)
+	}
+	return s + " ]"
+}
+
+func TestRecorderChunksFromAcks(t *testing.T) {
+	cases := []struct {
+		name string
+		from int64
+		acks []ack
+		want []*Chunk
+	}{
+		{"contiguous acks collapse to one step", 10, acks(100, 10, 11, 12, 13, 14, 15),
+			[]*Chunk{chunk(10, 100, Step{0, 6})}},
+		{"a transaction marker after each transaction becomes a skip step", 0, acks(7, 0, 1, 2, 4, 5, 6, 8),
+			[]*Chunk{chunk(0, 7, Step{0, 3}, Step{1, 3}, Step{1, 1})}},
+		{"compacted gaps become skip steps of their length", 0, acks(0, 0, 3, 4, 10, 11, 12),
+			[]*Chunk{chunk(0, 0, Step{0, 1}, Step{2, 2}, Step{5, 3})}},
+		{"offsets between the claim's start and its first record are skipped", 5, acks(50, 8, 9),
+			[]*Chunk{chunk(5, 50, Step{3, 2})}},
+		{"a target discontinuity starts a chunk at the previous chunk's end", 0,
+			append(acks(50, 0, 1, 2), acks(60, 3, 4)...),
+			[]*Chunk{chunk(0, 50, Step{0, 3}), chunk(3, 60, Step{0, 2})}},
+		{"a target discontinuity across a source gap covers the gap as a skip", 0,
+			append(acks(50, 0, 1, 2), acks(60, 5, 6)...),
+			[]*Chunk{chunk(0, 50, Step{0, 3}), chunk(3, 60, Step{2, 2})}},
+		{"a re-copy starts a chunk at the record", 0,
+			append(acks(100, 0, 1, 2, 3, 4), acks(105, 2, 3, 4, 5)...),
+			[]*Chunk{chunk(0, 100, Step{0, 5}), chunk(2, 105, Step{0, 4})}},
+		{"a re-copy of the last record alone is a chunk of one", 0,
+			append(acks(100, 0, 1, 2), acks(200, 2)...),
+			[]*Chunk{chunk(0, 100, Step{0, 3}), chunk(2, 200, Step{0, 1})}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRecorder("t", 0, "id", tc.from)
+			copyAll(r, tc.acks)
+			got := r.Pending()
+			wantChunks(t, "Pending", got, tc.want...)
+			if n := r.Copies(); n != int64(len(tc.acks)) {
+				t.Errorf("Copies() = %d, want %d", n, len(tc.acks))
+			}
+			var copies int64
+			for _, c := range got {
+				copies += c.Copies()
+			}
+			if copies != int64(len(tc.acks)) {
+				t.Errorf("the chunks hold %d copies, want %d", copies, len(tc.acks))
+			}
+		})
+	}
+}
+
+func TestRecorderMaxStepsClosesChunkAndNextContinuesFromItsEnd(t *testing.T) {
+	r := NewRecorder("t", 0, "id", 0)
+	// Every other source offset is a marker, so each record after the first adds a step.
+	for i := range int64(MaxSteps + 3) {
+		r.Copied(2*i, 1000+i)
+	}
+	got := r.Pending()
+	if len(got) != 2 {
+		t.Fatalf("Pending returned %d chunks, want 2: %s", len(got), fmtChunks(got))
+	}
+	full, next := got[0], got[1]
+	if len(full.Steps) != MaxSteps {
+		t.Errorf("the first chunk has %d steps, want MaxSteps = %d", len(full.Steps), MaxSteps)
+	}
+	if full.From != 0 || full.Target != 1000 || full.Copies() != MaxSteps || full.End() != 2*MaxSteps-1 {
+		t.Errorf("first chunk: From %d Target %d Copies %d End %d; want 0, 1000, %d, %d",
+			full.From, full.Target, full.Copies(), full.End(), MaxSteps, 2*MaxSteps-1)
+	}
+	want := chunk(full.End(), full.Target+full.Copies(), Step{1, 1}, Step{1, 1}, Step{1, 1})
+	wantChunks(t, "the chunk after the full one", []*Chunk{next}, want)
+
+	x := NewIndex()
+	for _, c := range got {
+		x.Put(c)
+	}
+	for i := range int64(MaxSteps + 3) {
+		for _, off := range []int64{2*i - 1, 2 * i} { // the marker before the record, and the record
+			if off < 0 {
+				continue
+			}
+			if tr := x.Translate("t", 0, off, "id"); tr.Status != Exact || tr.Target != 1000+i {
+				t.Fatalf("Translate(%d) = %s %d, want exact %d", off, tr.Status, tr.Target, 1000+i)
+			}
+		}
+	}
+}
+
+func TestRecorderPendingReturnsEachChangedChunkOnceInTargetOrder(t *testing.T) {
+	r := NewRecorder("t", 0, "id", 0)
+	wantChunks(t, "Pending before any ack", r.Pending())
+
+	copyAll(r, acks(100, 0, 1, 2))
+	copyAll(r, acks(200, 3, 4))
+	copyAll(r, acks(300, 5, 6, 7))
+	wantChunks(t, "first Pending", r.Pending(),
+		chunk(0, 100, Step{0, 3}), chunk(3, 200, Step{0, 2}), chunk(5, 300, Step{0, 3}))
+	wantChunks(t, "Pending with nothing changed", r.Pending())
+
+	r.Copied(9, 303)
+	wantChunks(t, "Pending after the open chunk grew", r.Pending(), chunk(5, 300, Step{0, 3}, Step{1, 1}))
+	wantChunks(t, "Pending with nothing changed again", r.Pending())
+}
+
+func TestRecorderPendingReturnsCopiesTheRecorderDoesNotChange(t *testing.T) {
+	r := NewRecorder("t", 0, "id", 0)
+	copyAll(r, acks(0, 0, 1))
+	first := r.Pending()
+	copyAll(r, acks(2, 2, 4)) // grows the step Pending returned, then adds one
+	wantChunks(t, "the first Pending after more acks", first, chunk(0, 0, Step{0, 2}))
+	first[0].Steps[0].Copy = 99
+	first[0].From = 99
+	wantChunks(t, "the second Pending", r.Pending(), chunk(0, 0, Step{0, 3}, Step{1, 1}))
+}
+
+func TestRecorderRetryHandsChunksBack(t *testing.T) {
+	// Each case: acks, then Pending (taken: not written), then more acks, then Retry of what
+	// was taken (times times), then the next Pending.
+	cases := []struct {
+		name         string
+		before, more []ack
+		times        int
+		want         []*Chunk
+	}{
+		{"the open chunk comes back as it was", acks(100, 0, 1, 2), nil, 1,
+			[]*Chunk{chunk(0, 100, Step{0, 3})}},
+		{"the open chunk comes back in its latest state", acks(100, 0, 1, 2), acks(103, 3, 5), 1,
+			[]*Chunk{chunk(0, 100, Step{0, 4}, Step{1, 1})}},
+		{"a chunk closed since comes back before the newer one", acks(100, 0, 1, 2), acks(200, 3, 4), 1,
+			[]*Chunk{chunk(0, 100, Step{0, 3}), chunk(3, 200, Step{0, 2})}},
+		{"a chunk that grew and closed since comes back once, in its latest state", acks(100, 0, 1),
+			append(acks(102, 2), acks(200, 3)...), 1,
+			[]*Chunk{chunk(0, 100, Step{0, 3}), chunk(3, 200, Step{0, 1})}},
+		{"chunks handed back twice come back once", append(acks(100, 0, 1), acks(200, 2)...), acks(201, 3), 2,
+			[]*Chunk{chunk(0, 100, Step{0, 2}), chunk(2, 200, Step{0, 2})}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRecorder("t", 0, "id", 0)
+			copyAll(r, tc.before)
+			taken := r.Pending()
+			copyAll(r, tc.more)
+			for range tc.times {
+				r.Retry(taken)
+			}
+			wantChunks(t, "Pending after Retry", r.Pending(), tc.want...)
+			wantChunks(t, "the Pending after that", r.Pending())
+		})
+	}
+}
+
+// TestRecorderConcurrentAcksAndPendingLoseNothing acks from one goroutine while another writes
+// Pending chunks to an index, as the producer and the writer do: every copy must be findable.
+func TestRecorderConcurrentAcksAndPendingLoseNothing(t *testing.T) {
+	const n = 6000
+	r := NewRecorder("t", 0, "id", 0)
+	x := NewIndex()
+	var written []ack
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	wg.Go(func() {
+		defer close(done)
+		tgt := int64(0)
+		for src := int64(0); src < n; src++ {
+			if src%10 == 9 { // a transaction marker
+				continue
+			}
+			if src%500 == 0 {
+				tgt += 5 // another writer's records between two of ours
+			}
+			r.Copied(src, tgt)
+			written = append(written, ack{src, tgt})
+			tgt++
+		}
+	})
+	for flushing := true; flushing; {
+		select {
+		case <-done:
+			flushing = false
+		default:
+		}
+		for _, c := range r.Pending() {
+			if err := x.Apply(c.Key(), c.Encode()); err != nil { // as the writer does
+				t.Errorf("Apply(%s): %v", c.Key(), err)
+			}
+		}
+	}
+	wg.Wait()
+	for _, c := range r.Pending() {
+		x.Put(c)
+	}
+	for _, a := range written {
+		if tr := x.Translate("t", 0, a.src, "id"); tr.Status != Exact || tr.Target != a.tgt {
+			t.Fatalf("Translate(%d) = %s %d, want exact %d", a.src, tr.Status, tr.Target, a.tgt)
+		}
+	}
+	if got := r.Copies(); got != int64(len(written)) {
+		t.Fatalf("Copies() = %d, want %d", got, len(written))
+	}
+}
+
+// BenchmarkRecorderCopied is the recorder's cost per produce acknowledgement, with the writer's
+// Pending every 1024 acks (its cost amortised into the figure).
+func BenchmarkRecorderCopied(b *testing.B) {
+	for _, bc := range []struct {
+		name        string
+		markerEvery int64 // a source offset with no record after every markerEvery records; 0: none
+	}{
+		{"contiguous", 0},
+		{"marker every 10 records", 10},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			r := NewRecorder("t", 0, "id", 0)
+			var src, tgt int64
+			b.ReportAllocs()
+			for b.Loop() {
+				r.Copied(src, tgt)
+				tgt++
+				src++
+				if bc.markerEvery > 0 && tgt%bc.markerEvery == 0 {
+					src++
+				}
+				if tgt%1024 == 0 {
+					r.Pending()
+				}
+			}
+		})
+	}
+}

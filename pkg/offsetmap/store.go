@@ -1,0 +1,363 @@
+package offsetmap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+)
+
+// TopicPrefix starts the map topic's name, which ends with the source alias. Names starting with
+// "__" are never mirrored.
+const TopicPrefix = "__kmirror.offset-map."
+
+// DefaultTopic returns the map topic of a source cluster: "__kmirror.offset-map.<alias>".
+func DefaultTopic(sourceAlias string) string { return TopicPrefix + sourceAlias }
+
+// Store reads and writes the map topic on the target cluster. The topic is compacted and has one
+// partition: every chunk has a key of its own, rewritten as the chunk grows, so the topic holds
+// one record per chunk once compacted, and reading it back is one pass over a small log.
+type Store struct {
+	cfg StoreConfig
+}
+
+// StoreConfig configures a Store.
+type StoreConfig struct {
+	Topic string
+	// Admin creates the topic; Client reads it; Producer writes it (all on the target).
+	Admin    sarama.ClusterAdmin
+	Client   sarama.Client
+	Producer sarama.SyncProducer
+	// ReplicationFactor of the topic when kmirror creates it (at most the number of brokers).
+	ReplicationFactor int16
+	Log               *zap.Logger
+}
+
+// NewStore returns a store; nothing is read or written until it is used.
+func NewStore(cfg StoreConfig) (*Store, error) {
+	if cfg.Topic == "" {
+		return nil, errors.New("offset map: a topic name is required")
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	cfg.Log = cfg.Log.With(zap.String("offset_map_topic", cfg.Topic))
+	return &Store{cfg: cfg}, nil
+}
+
+// Topic returns the map topic's name.
+func (s *Store) Topic() string { return s.cfg.Topic }
+
+// Ensure creates the map topic (compacted, one partition) unless it exists.
+func (s *Store) Ensure() error {
+	rf := max(s.cfg.ReplicationFactor, 1)
+	brokers, _, err := s.cfg.Admin.DescribeCluster()
+	if err != nil {
+		return fmt.Errorf("describe target cluster for offset-map topic %q: %w", s.cfg.Topic, err)
+	}
+	if n := len(brokers); n > 0 && int(rf) > n {
+		rf = int16(n)
+	}
+	str := func(v string) *string { return &v }
+	cfgs := map[string]*string{
+		"cleanup.policy":            str("compact"),
+		"min.cleanable.dirty.ratio": str("0.1"),
+		"segment.bytes":             str(fmt.Sprint(16 << 20)),
+		"message.timestamp.type":    str("CreateTime"),
+	}
+	if rf > 1 {
+		cfgs["min.insync.replicas"] = str(fmt.Sprint(min(rf-1, 2)))
+	}
+	err = s.cfg.Admin.CreateTopic(s.cfg.Topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: rf, ConfigEntries: cfgs}, false)
+	switch {
+	case errors.Is(err, sarama.ErrTopicAlreadyExists):
+	case err != nil:
+		return fmt.Errorf("create offset-map topic %q (compacted, replication factor %d) on the target: %w", s.cfg.Topic, rf, err)
+	default:
+		s.cfg.Log.Info("created the offset-map topic", zap.Int16("replication_factor", rf))
+	}
+	return nil
+}
+
+// Write writes chunks to the map topic, in one request.
+func (s *Store) Write(chunks []*Chunk) error {
+	if len(chunks) == 0 {
+		return nil
+	}
+	msgs := make([]*sarama.ProducerMessage, len(chunks))
+	for i, c := range chunks {
+		msgs[i] = &sarama.ProducerMessage{Topic: s.cfg.Topic, Partition: 0, Key: sarama.ByteEncoder(c.Key()), Value: sarama.ByteEncoder(c.Encode())}
+	}
+	if err := s.cfg.Producer.SendMessages(msgs); err != nil {
+		return fmt.Errorf("write %d chunks to offset-map topic %q: %w", len(chunks), s.cfg.Topic, err)
+	}
+	return nil
+}
+
+// Load reads the map topic from its start to its end as of the call into x.
+func (s *Store) Load(ctx context.Context, x *Index) error {
+	return s.read(ctx, x, true, nil)
+}
+
+// Follow reads the map topic into x until ctx ends: first to its end (then caughtUp is called),
+// then every record as it is written. It returns ctx's error, or the error that stopped it.
+func (s *Store) Follow(ctx context.Context, x *Index, caughtUp func()) error {
+	return s.read(ctx, x, false, caughtUp)
+}
+
+func (s *Store) read(ctx context.Context, x *Index, stopAtEnd bool, caughtUp func()) error {
+	end, err := s.cfg.Client.GetOffset(s.cfg.Topic, 0, sarama.OffsetNewest)
+	if err != nil {
+		return fmt.Errorf("read the end of offset-map topic %q: %w", s.cfg.Topic, err)
+	}
+	consumer, err := sarama.NewConsumerFromClient(s.cfg.Client)
+	if err != nil {
+		return fmt.Errorf("read offset-map topic %q: %w", s.cfg.Topic, err)
+	}
+	defer consumer.Close()
+	pc, err := consumer.ConsumePartition(s.cfg.Topic, 0, sarama.OffsetOldest)
+	if err != nil {
+		return fmt.Errorf("read offset-map topic %q: %w", s.cfg.Topic, err)
+	}
+	defer pc.Close()
+	at := int64(-1) // offset of the last record read
+	quiet := 0      // idle ticks since the last record
+	done := end == 0
+	if done {
+		if caughtUp != nil {
+			caughtUp()
+		}
+		if stopAtEnd {
+			return nil
+		}
+	}
+	badLog := rate.Sometimes{First: 1, Interval: time.Minute}
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
+	for {
+		select {
+		case m := <-pc.Messages():
+			at, quiet = m.Offset, 0
+			if err := x.Apply(m.Key, m.Value); err != nil {
+				badLog.Do(func() {
+					s.cfg.Log.Warn("ignoring a record of the offset-map topic", zap.Int64("offset", m.Offset), zap.Error(err))
+				})
+			}
+		case err := <-pc.Errors():
+			return fmt.Errorf("read offset-map topic %q: %w", s.cfg.Topic, err)
+		case <-idle.C:
+			// The topic is compacted: its last offsets may hold no record any more, so the end is
+			// also reached when fetches up to it brought nothing for two seconds.
+			if quiet++; !done && quiet >= 2 && pc.HighWaterMarkOffset() >= end {
+				at = max(at, end-1)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !done && at+1 >= end {
+			done = true
+			if caughtUp != nil {
+				caughtUp()
+			}
+			if stopAtEnd {
+				return nil
+			}
+		}
+	}
+}
+
+// Flusher writes the chunks of the recorders it holds to the map topic every interval, and those
+// of a claim that ends at once, so that the next owner of the partition finds them.
+type Flusher struct {
+	cfg FlusherConfig
+	log *zap.Logger
+
+	mu        sync.Mutex
+	recorders map[*Recorder]struct{}
+	writeMu   sync.Mutex // one write at a time: a chunk's versions reach the topic in order
+	errLog    rate.Sometimes
+}
+
+// FlusherConfig configures a Flusher.
+type FlusherConfig struct {
+	Store    *Store
+	Interval time.Duration
+	// Index, when set, gets every chunk written.
+	Index *Index
+	// Written, when set, is told how many chunks each successful write held; Failed of each
+	// write that failed (its chunks are written again).
+	Written func(chunks int)
+	Failed  func(error)
+}
+
+// NewFlusher returns a flusher; Run starts its periodic writes.
+func NewFlusher(cfg FlusherConfig) *Flusher {
+	return &Flusher{cfg: cfg, log: cfg.Store.cfg.Log, recorders: make(map[*Recorder]struct{}),
+		errLog: rate.Sometimes{First: 1, Interval: time.Minute}}
+}
+
+// Add starts flushing r.
+func (f *Flusher) Add(r *Recorder) {
+	f.mu.Lock()
+	f.recorders[r] = struct{}{}
+	f.mu.Unlock()
+}
+
+// Done writes what r holds and stops flushing it; it tries until ctx ends.
+func (f *Flusher) Done(ctx context.Context, r *Recorder) error {
+	f.mu.Lock()
+	delete(f.recorders, r)
+	f.mu.Unlock()
+	for {
+		err := f.flush([]*Recorder{r})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("offset map of %s/%d not written: %w", r.Topic(), r.Partition(), err)
+		case <-time.After(f.cfg.Interval):
+		}
+	}
+}
+
+// Run flushes every interval until ctx ends, then once more.
+func (f *Flusher) Run(ctx context.Context) {
+	t := time.NewTicker(f.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = f.flush(f.all())
+			return
+		case <-t.C:
+			_ = f.flush(f.all())
+		}
+	}
+}
+
+// Flush writes what every recorder holds now. The mirror calls it before each commit of source
+// offsets, so that a position committed on the source is in the map: a claim that starts there
+// later continues the map without a hole.
+func (f *Flusher) Flush() error { return f.flush(f.all()) }
+
+func (f *Flusher) all() []*Recorder {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	rs := make([]*Recorder, 0, len(f.recorders))
+	for r := range f.recorders {
+		rs = append(rs, r)
+	}
+	return rs
+}
+
+// flush writes the pending chunks of rs; on failure each recorder gets its chunks back.
+func (f *Flusher) flush(rs []*Recorder) error {
+	f.writeMu.Lock()
+	defer f.writeMu.Unlock()
+	var all []*Chunk
+	pending := make([][]*Chunk, len(rs))
+	for i, r := range rs {
+		pending[i] = r.Pending()
+		all = append(all, pending[i]...)
+	}
+	err := f.cfg.Store.Write(all)
+	if err != nil {
+		for i, r := range rs {
+			r.Retry(pending[i])
+		}
+		if f.cfg.Failed != nil {
+			f.cfg.Failed(err)
+		}
+		f.errLog.Do(func() {
+			f.log.Warn("offset map not written; retrying (group offsets are translated from what was written)", zap.Error(err))
+		})
+		return err
+	}
+	if f.cfg.Index != nil {
+		for _, c := range all {
+			f.cfg.Index.Put(c)
+		}
+	}
+	if f.cfg.Written != nil && len(all) > 0 {
+		f.cfg.Written(len(all))
+	}
+	return nil
+}
+
+// SourceProber asks the source whether offsets hold records, by reading from the first one. It
+// remembers, per partition and start, how far the source was seen to hold no record, so that
+// many groups at the same position cost one read.
+type SourceProber struct {
+	// Consumer reads the source with the mirror's isolation level.
+	Consumer sarama.Consumer
+	// Wait bounds how long one probe waits for a record (several fetches' max wait).
+	Wait time.Duration
+
+	mu    sync.Mutex // a sarama consumer reads a partition once at a time
+	empty map[probeKey]int64
+}
+
+type probeKey struct {
+	topic     string
+	partition int32
+	from      int64
+}
+
+// NoRecords implements Prober.
+func (p *SourceProber) NoRecords(ctx context.Context, topic string, partition int32, from, to int64) (bool, error) {
+	if from >= to {
+		return true, nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := probeKey{topic, partition, from}
+	if until, ok := p.empty[k]; ok && to <= until {
+		return true, nil
+	}
+	until, err := p.emptyUntil(ctx, topic, partition, from)
+	if err != nil {
+		return false, err
+	}
+	if until < 0 {
+		// Nothing arrived: nothing to read below the high watermark the fetches saw. Records of
+		// a transaction still open there may yet commit, so only [from, to) is taken as settled:
+		// a group reading committed records cannot be past an undecided one.
+		if hw := -until; to > hw {
+			return false, nil
+		}
+		until = to
+	}
+	if p.empty == nil || len(p.empty) > 100000 {
+		p.empty = make(map[probeKey]int64)
+	}
+	p.empty[k] = until
+	return to <= until, nil
+}
+
+// emptyUntil returns the offset of the first record at or after from: [from, that) holds no
+// record. When none arrives within Wait it returns minus the high watermark the fetches saw.
+func (p *SourceProber) emptyUntil(ctx context.Context, topic string, partition int32, from int64) (int64, error) {
+	pc, err := p.Consumer.ConsumePartition(topic, partition, from)
+	if err != nil {
+		return from, err
+	}
+	defer pc.Close()
+	t := time.NewTimer(p.Wait)
+	defer t.Stop()
+	select {
+	case m := <-pc.Messages():
+		return m.Offset, nil
+	case err := <-pc.Errors():
+		return from, err
+	case <-t.C:
+		return -max(from, pc.HighWaterMarkOffset()), nil
+	case <-ctx.Done():
+		return from, ctx.Err()
+	}
+}

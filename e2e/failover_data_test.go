@@ -287,12 +287,18 @@ func indexSource(t *testing.T, c *cluster, topic string) sourceIndex {
 // groupPositions is a consumer group's committed offsets, by topic and partition.
 type groupPositions map[string]map[int32]int64
 
-// committedPositions fetches group's committed offsets on c.
+// committedPositions fetches group's committed offsets on c, trying again for 30 s while the
+// group coordinator is not available (a cluster just started, or busy).
 func committedPositions(t *testing.T, c *cluster, group string) groupPositions {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	offs, err := c.admin(t).FetchOffsets(ctx, group)
+	adm := c.admin(t)
+	offs, err := adm.FetchOffsets(ctx, group)
+	for err != nil && ctx.Err() == nil {
+		time.Sleep(250 * time.Millisecond)
+		offs, err = adm.FetchOffsets(ctx, group)
+	}
 	if err != nil {
 		t.Fatalf("fetch %s's offsets on %s: %v", group, c.name, err)
 	}

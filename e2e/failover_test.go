@@ -15,6 +15,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // The failover tests hold kmirror's group offset translation to its promise: a consumer group
@@ -36,15 +39,17 @@ const (
 // failoverTopicNames are the scenario's europe topics.
 func failoverTopicNames() []string { return []string{"compacted", "plain", "txn"} }
 
-// failoverSettings are the settings the failover tests give kmirror beyond baseConfig: groups
-// to sync, and a map flush and group sync quick enough for a test.
-const failoverSettings = `
+// failoverSettings are the settings the failover tests give kmirror beyond baseConfig: the
+// groups to sync, how often the daemon syncs them, and a map flush quick enough for a test.
+func failoverSettings(syncInterval string) string {
+	return fmt.Sprintf(`
 offset_map:
   flush_interval: 500ms
 groups:
   include: ["failover-.*"]
-  sync_interval: 2s
-`
+  sync_interval: %s
+`, syncInterval)
+}
 
 // failoverScenario is europe with the scenario's topics and groups, mirrored to us by kmirror
 // (killed -9 once under load) and, when asked, by MirrorMaker 2.
@@ -67,11 +72,8 @@ func startFailoverScenario(t *testing.T, withMM2 bool) *failoverScenario {
 	writeCompacted(t, s.europe)
 	s.europe.createTopic(t, "plain", 3, 1, nil)
 	s.europe.createTopic(t, "txn", 3, 1, nil)
-	settings := failoverSettings
-	if !kmirrorHasFailover(t) {
-		settings = ""
-	}
-	s.cfg = writeConfig(t, baseConfig(s.europe, s.us, "plain|txn|compacted", settings))
+	// The daemon syncs the groups once an hour: here `kmirror failover` is the one to commit.
+	s.cfg = writeConfig(t, baseConfig(s.europe, s.us, "plain|txn|compacted", failoverSettings("1h")))
 	if withMM2 {
 		s.mm2 = startMirrorMaker2(t, s.europe, s.us, "plain, txn, compacted", "failover-.*")
 	}
@@ -79,9 +81,12 @@ func startFailoverScenario(t *testing.T, withMM2 bool) *failoverScenario {
 
 	load := startLoad(t, s.europe.bootstrap, "plain", plainRecords, 15_000)
 	txn := startTxnWriters(t, s.europe)
-	waitFor(t, "kmirror to copy plain", 2*time.Minute, func() bool { return s.us.count(t, "plain") >= 40_000 })
+	// Killed past a third of plain, kmirror copies again from its last commit: the behind group's
+	// position (a third into each partition) most likely lies among records copied twice.
+	waitFor(t, "kmirror to copy plain", 2*time.Minute, func() bool { return s.us.count(t, "plain") >= 51_000 })
 	s.k.kill()
-	t.Logf("killed kmirror -9 with %d plain records on the target, %d produced", s.us.count(t, "plain"), load.count())
+	t.Logf("killed kmirror -9 with %d plain records on the target, %d produced; kmirror had committed %v", s.us.count(t, "plain"),
+		load.count(), committedPositions(t, s.europe, "kmirror"))
 	s.k = startKmirror(t, s.cfg)
 	produced := load.wait(t)
 	committed, aborted := txn.wait(t)
@@ -109,22 +114,22 @@ func startFailoverScenario(t *testing.T, withMM2 bool) *failoverScenario {
 		t.Logf("group %s on europe: %v", g, s.positions[g])
 	}
 
-	s.waitKmirrorCaughtUp(t)
+	waitKmirrorCaughtUp(t, s.europe, s.source)
 	return s
 }
 
 // waitKmirrorCaughtUp waits until the kmirror group on europe has committed past every record
-// of the scenario's topics (a partition ending in a transaction marker may keep the marker's
-// offset: a read_committed consumer is never handed the marker).
-func (s *failoverScenario) waitKmirrorCaughtUp(t *testing.T) {
+// of source's topics (a partition ending in a transaction marker may keep the marker's offset:
+// a read_committed consumer is never handed the marker).
+func waitKmirrorCaughtUp(t *testing.T, europe *cluster, source map[string]sourceIndex) {
 	t.Helper()
 	var behind []string
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		behind = behind[:0]
-		committed := committedPositions(t, s.europe, "kmirror")
-		for _, topic := range failoverTopicNames() {
-			for p, last := range s.source[topic].lastOffsets() {
+		committed := committedPositions(t, europe, "kmirror")
+		for _, topic := range sortedKeys(source) {
+			for p, last := range source[topic].lastOffsets() {
 				if c := committed[topic][p]; c <= last {
 					behind = append(behind, fmt.Sprintf("%s/%d committed %d, last record %d", topic, p, c, last))
 				}
@@ -309,29 +314,30 @@ func TestGroupFailoverIsExact(t *testing.T) {
 
 	var rows []figureRow
 	kmirrorFigures := map[string]map[string]translationFigures{}
-	if kmirrorHasFailover(t) {
-		reports, code := failover(t, s.cfg, groups)
-		for _, g := range groups {
-			r, ok := reports[g]
-			if !ok {
-				t.Errorf("kmirror failover reported nothing for group %s", g)
-				continue
+	reports, code := failover(t, s.cfg, groups)
+	for _, g := range groups {
+		r, ok := reports[g]
+		if !ok {
+			t.Errorf("kmirror failover reported nothing for group %s", g)
+			continue
+		}
+		if want := countPartitions(s.positions[g]); len(r.Partitions) != want {
+			t.Errorf("kmirror failover reported %d partitions of group %s, which has committed %d on europe", len(r.Partitions), g, want)
+		}
+		for _, p := range r.Partitions {
+			t.Logf("failover %s %s/%d: source %d -> target %d, %s, %s (behind %d) %s", g, p.Topic, p.Partition,
+				p.SourceOffset, p.TargetOffset, p.Status, p.Action, p.Behind, p.Reason)
+			if p.Status != "exact" || p.Action != "committed" {
+				t.Errorf("group %s %s/%d: translation %s (%s), %s; want exact, committed", g, p.Topic, p.Partition, p.Status, p.Reason, p.Action)
 			}
-			for _, p := range r.Partitions {
-				t.Logf("failover %s %s/%d: source %d -> target %d, %s, %s (behind %d) %s", g, p.Topic, p.Partition,
-					p.SourceOffset, p.TargetOffset, p.Status, p.Action, p.Behind, p.Reason)
-				if p.Status != "exact" {
-					t.Errorf("group %s %s/%d: translation %s (%s), want exact", g, p.Topic, p.Partition, p.Status, p.Reason)
-				}
-			}
 		}
-		if code != 0 {
-			t.Errorf("kmirror failover exited with status %d, want 0", code)
-		}
-		s.checkTranslateAgrees(t, groups, reports)
-		for _, g := range groups {
-			kmirrorFigures[g] = s.figures(t, g, func(topic string) string { return topic })
-		}
+	}
+	if code != 0 {
+		t.Errorf("kmirror failover exited with status %d, want 0", code)
+	}
+	s.checkTranslateAgrees(t, groups, reports)
+	for _, g := range groups {
+		kmirrorFigures[g] = s.figures(t, g, func(topic string) string { return topic })
 	}
 	s.mm2.waitSynced(t, s.us, s.source, groups)
 	for _, g := range groups {
@@ -388,8 +394,188 @@ func (s *failoverScenario) checkTranslateAgrees(t *testing.T, groups []string, r
 	}
 }
 
-// kmirrorHasFailover reports whether bin/kmirror has the failover command (temporary, until main
-// has it).
-func kmirrorHasFailover(t *testing.T) bool {
-	return exec.Command(filepath.Join(repoRoot(t), "bin", "kmirror"), "failover", "--help").Run() == nil
+func countPartitions(pos groupPositions) int {
+	n := 0
+	for _, ps := range pos {
+		n += len(ps)
+	}
+	return n
+}
+
+// commitOn commits offsets of topic for group on c with the admin API (the group must have no
+// members).
+func commitOn(t *testing.T, c *cluster, group, topic string, offsets map[int32]int64) {
+	t.Helper()
+	os := make(kadm.Offsets)
+	for p, o := range offsets {
+		os.Add(kadm.Offset{Topic: topic, Partition: p, At: o, LeaderEpoch: -1})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.admin(t).CommitOffsets(ctx, group, os)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("commit %s's offsets on %s: %v", group, c.name, err)
+	}
+}
+
+// joinGroup starts a franz-go member of group on c consuming topic (no commits) and returns once
+// it has joined; it leaves when the test ends.
+func joinGroup(t *testing.T, c *cluster, group, topic string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.DisableAutoCommit(), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			cl.PollFetches(ctx)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done; cl.Close() })
+	waitFor(t, group+" to have a member on "+c.name, time.Minute, func() bool { return groupJoined(cl) })
+}
+
+// TestFailoverLeavesActiveAndAheadTargetGroups holds failover (and the daemon's sync, every 2 s)
+// to what it must not do: commit for a group with a member on the target (the report says the
+// group is active, its offsets stay), or move a target group that is ahead of the translation
+// back (the report says "target ahead", its offsets stay) unless --force, which moves it to the
+// exact translation.
+func TestFailoverLeavesActiveAndAheadTargetGroups(t *testing.T) {
+	const (
+		active = "failover-active"
+		ahead  = "failover-ahead"
+	)
+	europe := startCluster(t, "europe")
+	us := startCluster(t, "us")
+	europe.createTopic(t, "plain", 3, 1, nil)
+	produced := startLoad(t, europe.bootstrap, "plain", 30_000, 0).wait(t)
+	cfg := writeConfig(t, baseConfig(europe, us, "plain", failoverSettings("2s")))
+	startKmirror(t, cfg)
+	source := map[string]sourceIndex{"plain": indexSource(t, europe, "plain")}
+	waitKmirrorCaughtUp(t, europe, source)
+
+	// The target first: ahead at the end of each partition, active with a member (and offsets of
+	// its own); then the groups on europe, halfway.
+	ends := us.endOffsetsOf(t, "plain")
+	commitOn(t, us, ahead, "plain", ends)
+	commitOn(t, us, active, "plain", map[int32]int64{0: 100, 1: 100, 2: 100})
+	joinGroup(t, us, active, "plain")
+	for _, g := range []string{active, ahead} {
+		consumeAndCommit(t, europe, g, source, map[string]int{"plain": produced / 2}, true)
+	}
+	time.Sleep(5 * time.Second) // two rounds of the daemon's sync, which must leave both alone too
+	for g, want := range map[string]map[int32]int64{active: {0: 100, 1: 100, 2: 100}, ahead: ends} {
+		if got := committedPositions(t, us, g)["plain"]; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("the daemon moved %s on us: %v, was %v", g, got, want)
+		}
+	}
+
+	reports, code := failover(t, cfg, []string{active})
+	r := reports[active]
+	t.Logf("failover %s: exit %d, target state %s, active %v", active, code, r.TargetState, r.TargetActive)
+	if code == 0 || !r.TargetActive || len(r.Partitions) != 3 {
+		t.Errorf("failover of a group active on us: exit %d, target_active %v, %d partitions; want non-zero, true, 3", code, r.TargetActive, len(r.Partitions))
+	}
+	for _, p := range r.Partitions {
+		if p.Action != "group active on target" || p.TargetCommitted != 100 {
+			t.Errorf("%s %s/%d: action %q, target committed %d; want \"group active on target\", 100", active, p.Topic, p.Partition, p.Action, p.TargetCommitted)
+		}
+	}
+	if got := committedPositions(t, us, active)["plain"]; fmt.Sprint(got) != fmt.Sprint(map[int32]int64{0: 100, 1: 100, 2: 100}) {
+		t.Errorf("failover moved the active group %s on us: %v", active, got)
+	}
+
+	reports, code = failover(t, cfg, []string{ahead})
+	r = reports[ahead]
+	t.Logf("failover %s: exit %d, target state %s", ahead, code, r.TargetState)
+	if code == 0 || len(r.Partitions) != 3 {
+		t.Errorf("failover of a group ahead on us: exit %d, %d partitions; want non-zero, 3", code, len(r.Partitions))
+	}
+	for _, p := range r.Partitions {
+		if p.Action != "target ahead" || p.TargetCommitted != ends[p.Partition] || p.Status != "exact" || p.TargetOffset >= ends[p.Partition] {
+			t.Errorf("%s %s/%d: %s, target %d, action %q, target committed %d; want exact below %d, \"target ahead\", %d",
+				ahead, p.Topic, p.Partition, p.Status, p.TargetOffset, p.Action, p.TargetCommitted, ends[p.Partition], ends[p.Partition])
+		}
+	}
+	if got := committedPositions(t, us, ahead)["plain"]; fmt.Sprint(got) != fmt.Sprint(ends) {
+		t.Errorf("failover moved %s on us back without --force: %v, was %v", ahead, got, ends)
+	}
+
+	reports, code = failover(t, cfg, []string{ahead}, "--force")
+	r = reports[ahead]
+	if code != 0 {
+		t.Errorf("failover --force of %s: exit %d, want 0", ahead, code)
+	}
+	committed := committedPositions(t, us, ahead)["plain"]
+	for _, p := range r.Partitions {
+		if p.Action != "committed" || committed[p.Partition] != p.TargetOffset {
+			t.Errorf("%s %s/%d after --force: action %q, us has %d committed; want \"committed\", %d", ahead, p.Topic, p.Partition, p.Action, committed[p.Partition], p.TargetOffset)
+		}
+	}
+	f := countTranslation(source["plain"], committedPositions(t, europe, ahead)["plain"], readAsGroup(t, us, ahead, []string{"plain"})["plain"])
+	t.Logf("figures: %s read on us after failover --force: %s", ahead, f)
+	if f.Skipped != 0 || f.Reread != 0 || f.Foreign != 0 {
+		t.Errorf("%s after failover --force: %s; want nothing skipped, re-read or foreign", ahead, f)
+	}
+}
+
+// TestScaleOutTranslationStaysExact runs two kmirror members in one group, each writing the map
+// of its own partitions and syncing its own partitions of the groups, kills one with SIGKILL under
+// load and lets the other take its partitions over; once caught up, a group's translation is
+// still exact: the daemon has synced it (failover finds it there) and the group reads on us
+// with nothing skipped and nothing re-read.
+func TestScaleOutTranslationStaysExact(t *testing.T) {
+	const group = "failover-scale"
+	europe := startCluster(t, "europe")
+	us := startCluster(t, "us")
+	europe.createTopic(t, "plain", 6, 1, nil)
+	cfg := writeConfig(t, baseConfig(europe, us, "plain", failoverSettings("2s")))
+	startKmirror(t, cfg)
+	b := startKmirror(t, cfg)
+	waitForMembers(t, europe, 2)
+	load := startLoad(t, europe.bootstrap, "plain", 90_000, 15_000)
+	waitFor(t, "both members to copy", 2*time.Minute, func() bool { return us.count(t, "plain") >= 30_000 })
+	b.kill()
+	// The group's position, per partition, lies halfway between what kmirror had committed and
+	// what it had copied: where the survivor copies records again, the translation must point
+	// past the first copies, at the last.
+	kmirrorAt := committedPositions(t, europe, "kmirror")["plain"]
+	copied := us.endOffsetsOf(t, "plain")
+	t.Logf("killed one of two members -9 with %d records on the target, %d produced; kmirror had committed %v, copied %v",
+		us.count(t, "plain"), load.count(), kmirrorAt, copied)
+	position := map[int32]int64{}
+	for p, end := range copied {
+		position[p] = (kmirrorAt[p] + end) / 2
+	}
+	load.wait(t)
+	waitForMembers(t, europe, 1)
+	source := map[string]sourceIndex{"plain": indexSource(t, europe, "plain")}
+	waitKmirrorCaughtUp(t, europe, source)
+	commitOn(t, europe, group, "plain", position)
+	waitFor(t, "the daemon to sync "+group+" onto us", time.Minute, func() bool {
+		return len(committedPositions(t, us, group)["plain"]) == 6
+	})
+
+	reports, code := failover(t, cfg, []string{group})
+	for _, p := range reports[group].Partitions {
+		t.Logf("failover %s %s/%d: source %d -> target %d, %s, %s", group, p.Topic, p.Partition, p.SourceOffset, p.TargetOffset, p.Status, p.Action)
+		if p.Status != "exact" || (p.Action != "unchanged" && p.Action != "committed") {
+			t.Errorf("%s %s/%d: %s (%s), action %q; want exact, unchanged (the daemon synced it)", group, p.Topic, p.Partition, p.Status, p.Reason, p.Action)
+		}
+	}
+	if code != 0 || len(reports[group].Partitions) != 6 {
+		t.Errorf("failover of %s: exit %d, %d partitions; want 0, 6", group, code, len(reports[group].Partitions))
+	}
+	f := countTranslation(source["plain"], position, readAsGroup(t, us, group, []string{"plain"})["plain"])
+	t.Logf("figures: %s read on us after a member was killed: %s", group, f)
+	if f.Skipped != 0 || f.Reread != 0 || f.Foreign != 0 {
+		t.Errorf("%s on us: %s; want nothing skipped, re-read or foreign", group, f)
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -60,6 +62,20 @@ type failoverScenario struct {
 	mm2        *mirrorMaker2
 	source     map[string]sourceIndex    // by topic, read once the writers stopped
 	positions  map[string]groupPositions // europe's committed offsets, by group
+	telemetry  string                    // kmirror's telemetry listener
+}
+
+// telemetryAddr is where kmirror's telemetry listens in the failover test: beside the clusters'
+// ports when KMIRROR_E2E_PORT_BASE moves them.
+func telemetryAddr() string {
+	port := 19466
+	if b := os.Getenv("KMIRROR_E2E_PORT_BASE"); b != "" {
+		var base int
+		if _, err := fmt.Sscan(b, &base); err == nil {
+			port = base + 466
+		}
+	}
+	return fmt.Sprintf("127.0.0.1:%d", port)
 }
 
 // startFailoverScenario builds the scenario: compacted written and compacted before any mirror
@@ -72,8 +88,11 @@ func startFailoverScenario(t *testing.T, withMM2 bool) *failoverScenario {
 	writeCompacted(t, s.europe)
 	s.europe.createTopic(t, "plain", 3, 1, nil)
 	s.europe.createTopic(t, "txn", 3, 1, nil)
-	// The daemon syncs the groups once an hour: here `kmirror failover` is the one to commit.
-	s.cfg = writeConfig(t, baseConfig(s.europe, s.us, "plain|txn|compacted", failoverSettings("1h")))
+	// The daemon syncs the groups once an hour: here `kmirror failover` is the one to commit. Its
+	// telemetry listener serves GET /offsets/translate.
+	s.telemetry = telemetryAddr()
+	s.cfg = writeConfig(t, strings.Replace(baseConfig(s.europe, s.us, "plain|txn|compacted", failoverSettings("1h")),
+		`listen: ""`, fmt.Sprintf("listen: %q", s.telemetry), 1))
 	if withMM2 {
 		s.mm2 = startMirrorMaker2(t, s.europe, s.us, "plain, txn, compacted", "failover-.*")
 	}
@@ -236,6 +255,25 @@ func translate(t *testing.T, cfg, group string) groupReport {
 	return r
 }
 
+// translateOverHTTP asks the running kmirror: GET /offsets/translate?group=G[&topic=T].
+func (s *failoverScenario) translateOverHTTP(t *testing.T, group, topic string) groupReport {
+	t.Helper()
+	u := fmt.Sprintf("http://%s/offsets/translate?group=%s", s.telemetry, url.QueryEscape(group))
+	if topic != "" {
+		u += "&topic=" + url.QueryEscape(topic)
+	}
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	var r groupReport
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: status %d, %v", u, resp.StatusCode, err)
+	}
+	return r
+}
+
 // figureRow is one group and topic of the comparison table.
 type figureRow struct {
 	group, topic     string
@@ -371,6 +409,18 @@ func (s *failoverScenario) checkTranslateAgrees(t *testing.T, groups []string, r
 			want[fmt.Sprintf("%s/%d", p.Topic, p.Partition)] = p.TargetOffset
 		}
 		tr := translate(t, s.cfg, g)
+		if web := s.translateOverHTTP(t, g, ""); fmt.Sprint(web) != fmt.Sprint(tr) {
+			t.Errorf("group %s: GET /offsets/translate says\n%+v\nkmirror offsets translate --json says\n%+v", g, web, tr)
+		}
+		var plain []reportPartition
+		for _, p := range tr.Partitions {
+			if p.Topic == "plain" {
+				plain = append(plain, p)
+			}
+		}
+		if web := s.translateOverHTTP(t, g, "plain"); fmt.Sprint(web.Partitions) != fmt.Sprint(plain) {
+			t.Errorf("group %s: GET /offsets/translate?topic=plain says\n%+v\nwant translate's plain partitions\n%+v", g, web.Partitions, plain)
+		}
 		if len(tr.Partitions) != len(reports[g].Partitions) {
 			t.Errorf("group %s: translate reports %d partitions, failover %d", g, len(tr.Partitions), len(reports[g].Partitions))
 		}

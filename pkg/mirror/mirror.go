@@ -309,7 +309,10 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 	if omap != nil {
 		pruneDone := make(chan struct{})
-		go func() { defer close(pruneDone); omap.prune(runCtx, handler.Claims, source.ClientCluster{Client: srcClient}) }()
+		go func() {
+			defer close(pruneDone)
+			omap.prune(runCtx, handler.Claims, source.ClientCluster{Client: srcClient})
+		}()
 		defer func() { stop(nil); <-pruneDone }()
 	}
 	if gs != nil {

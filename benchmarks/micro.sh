@@ -8,6 +8,8 @@
 #   tracker            pkg/offsets  BenchmarkRegisterAck, BenchmarkAckOutOfOrder
 #   workers            benchmarks   BenchmarkPipelineCatchUp   the whole pipeline on in-process clusters
 #   tracing            benchmarks   BenchmarkTracingOverhead   off, 1% and 100% of records sampled
+#   offset map         benchmarks   BenchmarkOffsetMapOverhead off and on (the default)
+#   map recorder       pkg/offsetmap BenchmarkRecorderCopied   one acknowledgement recorded
 #
 # The raw output and the tables are written to benchmarks/results/micro-<time>.txt.
 #   benchmarks/micro.sh [COUNT]
@@ -24,7 +26,8 @@ run() { go test -run '^$' -count "$count" -benchmem "$@" | tee -a "$raw" | grep 
 run -bench '^BenchmarkHandoff$' -benchtime 2000000x ./pkg/ring/
 run -bench '^BenchmarkConvert$' -benchtime 2000000x ./pkg/record/
 run -bench '^(BenchmarkRegisterAck|BenchmarkAckOutOfOrder)$' -benchtime 200000x ./pkg/offsets/
-run -bench '^(BenchmarkPipelineCatchUp|BenchmarkTracingOverhead)$' -benchtime 200000x -timeout 30m ./benchmarks/
+run -bench '^BenchmarkRecorderCopied$' ./pkg/offsetmap/
+run -bench '^(BenchmarkPipelineCatchUp|BenchmarkTracingOverhead|BenchmarkOffsetMapOverhead)$' -benchtime 200000x -timeout 30m ./benchmarks/
 
 {
   echo "# kmirror micro-benchmarks — $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -44,6 +47,12 @@ run -bench '^(BenchmarkPipelineCatchUp|BenchmarkTracingOverhead)$' -benchtime 20
   echo
   echo "## tracing overhead (reference: off)"
   "${benchstat[@]}" -filter '.name:TracingOverhead' -col /sampled@'(off 0.01 1)' "$raw"
+  echo
+  echo "## offset map overhead (reference: off)"
+  "${benchstat[@]}" -filter '.name:OffsetMapOverhead' -col /offset_map@'(false true)' "$raw"
+  echo
+  echo "## offset map recorder"
+  "${benchstat[@]}" -filter '.name:RecorderCopied' "$raw"
   echo
   echo "## raw"
   cat "$raw"

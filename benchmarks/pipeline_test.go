@@ -25,7 +25,7 @@ import (
 func BenchmarkPipelineCatchUp(b *testing.B) {
 	for _, workers := range []int{1, 4, 8} {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
-			benchCatchUp(b, workers, nil)
+			benchCatchUp(b, workers, nil, true)
 		})
 	}
 }
@@ -46,11 +46,19 @@ func BenchmarkTracingOverhead(b *testing.B) {
 			defer tp.Shutdown(context.Background())
 			tr = telemetry.TracingWith(tp)
 		}
-		b.Run(name, func(b *testing.B) { benchCatchUp(b, 8, tr) })
+		b.Run(name, func(b *testing.B) { benchCatchUp(b, 8, tr, true) })
 	}
 }
 
-func benchCatchUp(b *testing.B, workers int, tracing *telemetry.Tracing) {
+// BenchmarkOffsetMapOverhead runs the 8-worker catch-up with the offset map off and on (the
+// default): what recording every acknowledgement and writing the map costs the data path.
+func BenchmarkOffsetMapOverhead(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("offset_map=%v", on), func(b *testing.B) { benchCatchUp(b, 8, nil, on) })
+	}
+}
+
+func benchCatchUp(b *testing.B, workers int, tracing *telemetry.Tracing, offsetMap bool) {
 	const partitions, valueBytes = 12, 1024
 	n := max(b.N, 1000)
 	europe, err := embedded.Start("europe", 1)
@@ -87,6 +95,7 @@ func benchCatchUp(b *testing.B, workers int, tracing *telemetry.Tracing) {
 	cfg.Topics.Include = []string{"bench"}
 	cfg.Ring.Workers = workers
 	cfg.Telemetry.Listen = ""
+	cfg.OffsetMap.Enabled = offsetMap
 	m, err := mirror.New(&cfg, mirror.Options{Tracing: tracing})
 	if err != nil {
 		b.Fatal(err)

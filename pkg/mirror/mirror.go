@@ -307,12 +307,20 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if omap != nil {
+		pruneDone := make(chan struct{})
+		go func() {
+			defer close(pruneDone)
+			omap.prune(runCtx, handler.Claims, source.ClientCluster{Client: srcClient})
+		}()
+		defer func() { stop(nil); <-pruneDone }()
+	}
 	if gs != nil {
 		m.groups.Store(gs)
 		defer m.groups.Store(nil)
 		syncDone := make(chan struct{})
 		go func() { defer close(syncDone); gs.run(runCtx, m.cfg.Groups.SyncInterval) }()
-		defer stopping.do("stop the group offset sync", func() error { <-syncDone; return gs.consumer.Close() })
+		defer stopping.do("stop the group offset sync", func() error { stop(nil); <-syncDone; return gs.consumer.Close() })
 	}
 
 	if m.opts.SaramaClients != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/kmirror/kmirror/pkg/offsetmap"
 	"github.com/kmirror/kmirror/pkg/offsets"
 	"github.com/kmirror/kmirror/pkg/record"
+	"github.com/kmirror/kmirror/pkg/source"
 )
 
 // offsetMap is the offset map as the mirror runs it: the store on the target, the index every
@@ -113,6 +114,47 @@ func (om *offsetMap) run(ctx context.Context) {
 	}()
 	om.flusher.Run(ctx)
 	<-done
+}
+
+// pruneEvery is how often the chunks of records the source no longer holds are deleted.
+const pruneEvery = 5 * time.Minute
+
+// prune deletes, every pruneEvery until ctx ends, the chunks of this member's partitions that
+// cover only records deleted from the source (retention), so that the map stays as long as the
+// source's retention.
+func (om *offsetMap) prune(ctx context.Context, claims func() map[string][]int32, src source.Cluster) {
+	t := time.NewTicker(pruneEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		owned := claims()
+		if len(owned) == 0 {
+			continue
+		}
+		bounds, err := src.Bounds(owned)
+		if err != nil {
+			om.log.Debug("offset map not pruned: the source's log starts could not be listed", zap.Error(err))
+			continue
+		}
+		var expired []*offsetmap.Chunk
+		for tp, b := range bounds {
+			expired = append(expired, om.index.Expired(tp.Topic, tp.Partition, b.Start)...)
+		}
+		if err := om.store.Delete(expired); err != nil {
+			om.log.Warn("expired chunks of the offset map not deleted; trying again later", zap.Error(err))
+			continue
+		}
+		for _, c := range expired {
+			om.index.Delete(c.Topic, c.Partition, c.Target)
+		}
+		if len(expired) > 0 {
+			om.log.Info("deleted offset-map chunks of records the source no longer holds", zap.Int("chunks", len(expired)))
+		}
+	}
 }
 
 func (om *offsetMap) close() {

@@ -123,6 +123,34 @@ func (x *Index) Len() int {
 	return n
 }
 
+// Expired returns the chunks of topic/partition that cover only source offsets below logStart
+// (records the source no longer holds, so no position there can be read) but never the chunk
+// written last, which says where the copies end. Deleting them keeps the map as long as the
+// source's retention, whatever the number of runs and transactions.
+func (x *Index) Expired(topic string, partition int32, logStart int64) []*Chunk {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	cs := x.chunks[partitionKey{topic, partition}]
+	var out []*Chunk
+	for i, c := range cs {
+		if i < len(cs)-1 && c.End() <= logStart {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Partitions returns the partitions the index holds chunks of, by topic.
+func (x *Index) Partitions() map[string][]int32 {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := map[string][]int32{}
+	for k := range x.chunks {
+		out[k.topic] = append(out[k.topic], k.partition)
+	}
+	return out
+}
+
 // Translate returns where a group whose committed source offset for topic/partition is off
 // resumes on the target. topicID, when not empty, ignores chunks of another incarnation of the
 // topic.

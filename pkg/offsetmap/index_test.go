@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -411,5 +412,39 @@ func TestApplyRejectsMalformedRecordsAndKeepsTheIndex(t *testing.T) {
 			}
 			wantChunks(t, "Chunks after the malformed record", x.Chunks("t", 0), c)
 		})
+	}
+}
+
+func TestExpiredChunksAreThoseBelowTheLogStartButNeverTheLastWritten(t *testing.T) {
+	x := NewIndex()
+	a := &Chunk{Topic: "t", Partition: 0, From: 0, Target: 0, Steps: []Step{{Copy: 100}}}    // [0, 100)
+	b := &Chunk{Topic: "t", Partition: 0, From: 90, Target: 100, Steps: []Step{{Copy: 60}}}  // [90, 150)
+	c := &Chunk{Topic: "t", Partition: 0, From: 150, Target: 160, Steps: []Step{{Copy: 10}}} // [150, 160), written last
+	other := &Chunk{Topic: "u", Partition: 0, From: 0, Target: 0, Steps: []Step{{Copy: 10}}} // another topic
+	for _, ch := range []*Chunk{a, b, c, other} {
+		x.Put(ch)
+	}
+	keys := func(cs []*Chunk) (out []int64) {
+		for _, ch := range cs {
+			out = append(out, ch.Target)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		logStart int64
+		want     []int64
+	}{{0, nil}, {99, nil}, {100, []int64{0}}, {149, []int64{0}}, {150, []int64{0, 100}}, {1000, []int64{0, 100}}} {
+		if got := keys(x.Expired("t", 0, tc.logStart)); !slices.Equal(got, tc.want) {
+			t.Errorf("log start %d: expired %v, want %v", tc.logStart, got, tc.want)
+		}
+	}
+	for _, ch := range x.Expired("t", 0, 150) {
+		x.Delete(ch.Topic, ch.Partition, ch.Target)
+	}
+	if tr := x.Translate("t", 0, 155, ""); tr.Status != Exact || tr.Target != 165 {
+		t.Fatalf("after pruning, a position the source still holds: %+v", tr)
+	}
+	if len(x.Chunks("u", 0)) != 1 {
+		t.Fatal("another topic's chunks were touched")
 	}
 }

@@ -99,6 +99,21 @@ func (s *Store) Write(chunks []*Chunk) error {
 	return nil
 }
 
+// Delete writes a tombstone for each chunk, in one request.
+func (s *Store) Delete(chunks []*Chunk) error {
+	if len(chunks) == 0 {
+		return nil
+	}
+	msgs := make([]*sarama.ProducerMessage, len(chunks))
+	for i, c := range chunks {
+		msgs[i] = &sarama.ProducerMessage{Topic: s.cfg.Topic, Partition: 0, Key: sarama.ByteEncoder(c.Key())}
+	}
+	if err := s.cfg.Producer.SendMessages(msgs); err != nil {
+		return fmt.Errorf("delete %d expired chunks from offset-map topic %q: %w", len(chunks), s.cfg.Topic, err)
+	}
+	return nil
+}
+
 // Load reads the map topic from its start to its end as of the call into x.
 func (s *Store) Load(ctx context.Context, x *Index) error {
 	return s.read(ctx, x, true, nil)

@@ -260,6 +260,13 @@ func checkSource(s *session, cfg *config.Config) {
 		return err
 	})
 	s.add("consumer group", err, "group "+cfg.Consumer.GroupID, fmt.Sprintf("grant Read and Describe on group %q", cfg.Consumer.GroupID))
+	if len(cfg.Groups.Include) > 0 {
+		s.doing("list consumer groups (group offset sync)")
+		n := 0
+		err = s.attempt(func() error { gs, err := s.admin.ListConsumerGroups(); n = len(gs); return err })
+		s.add("list consumer groups (group offset sync)", err, fmt.Sprintf("%d groups visible", n),
+			"grant Describe on the groups to sync (groups.include) and on the cluster")
+	}
 }
 
 // complete marks the session's checks as all answered.
@@ -288,6 +295,31 @@ func checkTarget(s *session, cfg *config.Config) {
 			err = nil // the request was authorized; only the validation of the settings refused it
 		}
 		s.add("create topics (validate only)", err, "nothing created", "grant Create on the topics (or the cluster), or set topics.create: false and create them yourself")
+	}
+	if cfg.OffsetMap.Enabled {
+		topic := cfg.OffsetMapTopic()
+		s.doing("offset-map topic")
+		detail := "exists"
+		err := s.attempt(func() error {
+			md, err := s.admin.DescribeTopics([]string{topic})
+			if err != nil {
+				return err
+			}
+			if len(md) == 1 && errors.Is(md[0].Err, sarama.ErrUnknownTopicOrPartition) {
+				detail = "kmirror creates it (validate only: nothing created)"
+				err = s.admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, true)
+				if err != nil && strings.Contains(err.Error(), "replication factor") {
+					err = nil // authorized; only the settings were refused
+				}
+				return err
+			}
+			if len(md) == 1 && !errors.Is(md[0].Err, sarama.ErrNoError) {
+				return md[0].Err
+			}
+			return nil
+		})
+		s.add("offset-map topic", err, topic+": "+detail,
+			fmt.Sprintf("grant Create, Describe, Read and Write on topic %q (or create it: compacted, one partition), or set offset_map.enabled: false", topic))
 	}
 	s.doing("idempotent write")
 	detail := ""

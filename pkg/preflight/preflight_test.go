@@ -31,12 +31,14 @@ func TestAllChecksPassOnOpenClusters(t *testing.T) {
 	eu, us := startCluster(t, "europe", kfake.SeedTopics(2, "orders")), startCluster(t, "us")
 	cfg := config.Default()
 	cfg.Source.Bootstrap, cfg.Target.Bootstrap = eu.Addrs(), us.Addrs()
+	cfg.Groups.Include = []string{"app.*"}
 	var out bytes.Buffer
 	checks := Run(context.Background(), &cfg)
 	if !Print(&out, checks) {
 		t.Fatalf("checks failed on open clusters:\n%s", out.String())
 	}
-	for _, want := range []string{"describe topics", "1 match topics.include", "read (list offsets)", "consumer group", "create topics", "idempotent write"} {
+	for _, want := range []string{"describe topics", "1 match topics.include", "read (list offsets)", "consumer group", "create topics", "idempotent write",
+		"list consumer groups (group offset sync)", "offset-map topic", "__kmirror.offset-map.europe: kmirror creates it"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

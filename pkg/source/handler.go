@@ -205,6 +205,17 @@ func (h *Handler) Owns(topic string, partition int32) bool {
 	return ok
 }
 
+// Claims returns the partitions this member holds in the current session, by topic.
+func (h *Handler) Claims() map[string][]int32 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make(map[string][]int32)
+	for tp := range h.parts {
+		out[tp.topic] = append(out[tp.topic], tp.partition)
+	}
+	return out
+}
+
 // GivenUp counts the partitions given up (fenced) before all their records were acknowledged.
 func (h *Handler) GivenUp() int { return int(h.givenUp.Load()) }
 

@@ -310,11 +310,19 @@ nothing is committed), and each record it reads is tied to its europe offset by 
 - **re-read**: records before the group's europe position (already processed) it read again on us.
 - **duplicates**: further copies of pending records read (a mirror's at-least-once re-copies).
 
-Topics: plain (3 partitions, 150,000 records), txn (2 transactional producers, a third of the
-transactions aborted, interleaved in each partition), compacted (compacted on europe before
-mirroring: offsets with gaps). kmirror was killed with SIGKILL once under load and restarted;
-MirrorMaker 2 ran throughout (dedicated mode, checkpoints and group offset syncs every second,
-offset.lag.max at its default of 100).
+Topics (3 partitions each): plain (150,000 records), txn (2 transactional producers, a third of
+the transactions aborted, interleaved in each partition), compacted (compacted on europe before
+the mirrors start: offsets with gaps). Groups: caught-up read everything; behind is 100,000
+records behind plain's head and halfway into txn and compacted; never joined and committed
+nothing. Both mirrors ran at once against the same clusters:
+
+- kmirror: default settings but for the test's short refresh, commit (500 ms) and session
+  intervals, groups.include, offset_map.flush_interval 500 ms; killed with SIGKILL once under load
+  (past a third of plain) and restarted, so its target holds copies made twice.
+- MirrorMaker 2 (4.3.1, dedicated mode, not killed): MirrorCheckpointConnector with
+  emit.checkpoints and sync.group.offsets every second, offset.lag.max at its default (100);
+  topic and group discovery every 2 s (default 10 min) so the test's groups are found;
+  europe.consumer.isolation.level=read_committed (by default it would copy aborted records).
 
 `)
 	b.WriteString(comparisonTable(rows))

@@ -146,14 +146,13 @@ func writeCompacted(t *testing.T, c *cluster) {
 	t.Logf("compacted: the cleaner kept %d of %d records", kept, written)
 }
 
-// txnWriters write transactions into txn: txnWriters franz-go transactional producers at once,
-// so that their transactions interleave in each partition, every third transaction aborted.
+// txnWriterSet writes transactions into txn: txnWriters franz-go transactional producers at
+// once, so that their transactions interleave in each partition, every third one aborted.
 type txnWriterSet struct {
-	mu                  sync.Mutex
-	committed, aborted  int // records
-	errs                []error
-	stop, done          chan struct{}
-	transactions, begun int
+	mu                 sync.Mutex
+	committed, aborted int // records
+	errs               []error
+	stop, done         chan struct{}
 }
 
 // startTxnWriters starts the writers into txn on c.
@@ -213,7 +212,6 @@ func (w *txnWriterSet) write(cl *kgo.Client, n int) error {
 		} else {
 			w.aborted += size
 		}
-		w.transactions++
 		w.mu.Unlock()
 		time.Sleep(40 * time.Millisecond)
 	}
@@ -413,4 +411,44 @@ func consumeAndCommit(t *testing.T, c *cluster, group string, source map[string]
 	if err != nil {
 		t.Fatalf("group %s commits on %s: %v", group, c.name, err)
 	}
+}
+
+// commitOn commits offsets of topic for group on c with the admin API (the group must have no
+// members).
+func commitOn(t *testing.T, c *cluster, group, topic string, offsets map[int32]int64) {
+	t.Helper()
+	os := make(kadm.Offsets)
+	for p, o := range offsets {
+		os.Add(kadm.Offset{Topic: topic, Partition: p, At: o, LeaderEpoch: -1})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := c.admin(t).CommitOffsets(ctx, group, os)
+	if err == nil {
+		err = resp.Error()
+	}
+	if err != nil {
+		t.Fatalf("commit %s's offsets on %s: %v", group, c.name, err)
+	}
+}
+
+// joinGroup starts a franz-go member of group on c consuming topic (no commits) and returns once
+// it has joined; it leaves when the test ends.
+func joinGroup(t *testing.T, c *cluster, group, topic string) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		kgo.DisableAutoCommit(), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			cl.PollFetches(ctx)
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done; cl.Close() })
+	waitFor(t, group+" to have a member on "+c.name, time.Minute, func() bool { return groupJoined(cl) })
 }

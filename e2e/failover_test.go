@@ -17,9 +17,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // The failover tests hold kmirror's group offset translation to its promise: a consumer group
@@ -54,7 +51,7 @@ groups:
 }
 
 // failoverScenario is europe with the scenario's topics and groups, mirrored to us by kmirror
-// (killed -9 once under load) and, when asked, by MirrorMaker 2.
+// (killed -9 once under load) and by MirrorMaker 2.
 type failoverScenario struct {
 	europe, us *cluster
 	cfg        string // kmirror's configuration file
@@ -79,10 +76,10 @@ func telemetryAddr() string {
 }
 
 // startFailoverScenario builds the scenario: compacted written and compacted before any mirror
-// starts; kmirror (and MirrorMaker 2) started; plainRecords records into plain and transactions
+// starts; kmirror and MirrorMaker 2 started; plainRecords records into plain and transactions
 // into txn while kmirror copies, kmirror killed -9 and restarted once plain is under way; the
 // groups committed on europe once the writers are done; kmirror caught up.
-func startFailoverScenario(t *testing.T, withMM2 bool) *failoverScenario {
+func startFailoverScenario(t *testing.T) *failoverScenario {
 	t.Helper()
 	s := &failoverScenario{europe: startEurope(t), us: startCluster(t, "us")}
 	writeCompacted(t, s.europe)
@@ -93,9 +90,7 @@ func startFailoverScenario(t *testing.T, withMM2 bool) *failoverScenario {
 	s.telemetry = telemetryAddr()
 	s.cfg = writeConfig(t, strings.Replace(baseConfig(s.europe, s.us, "plain|txn|compacted", failoverSettings("1h")),
 		`listen: ""`, fmt.Sprintf("listen: %q", s.telemetry), 1))
-	if withMM2 {
-		s.mm2 = startMirrorMaker2(t, s.europe, s.us, "plain, txn, compacted", "failover-.*")
-	}
+	s.mm2 = startMirrorMaker2(t, s.europe, s.us, "plain, txn, compacted", "failover-.*")
 	s.k = startKmirror(t, s.cfg)
 
 	load := startLoad(t, s.europe.bootstrap, "plain", plainRecords, 15_000)
@@ -274,68 +269,6 @@ func (s *failoverScenario) translateOverHTTP(t *testing.T, group, topic string) 
 	return r
 }
 
-// figureRow is one group and topic of the comparison table.
-type figureRow struct {
-	group, topic     string
-	kmirror, mm2     translationFigures
-	kmirrorPositions string
-}
-
-// comparisonTable renders the rows as a Markdown table.
-func comparisonTable(rows []figureRow) string {
-	var b strings.Builder
-	b.WriteString("| group | topic | pending | kmirror skipped | kmirror re-read | kmirror duplicates | MM2 skipped | MM2 re-read | MM2 duplicates |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
-	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d |\n", r.group, r.topic, max(r.kmirror.Pending, r.mm2.Pending),
-			r.kmirror.Skipped, r.kmirror.Reread, r.kmirror.Duplicates, r.mm2.Skipped, r.mm2.Reread, r.mm2.Duplicates)
-	}
-	return b.String()
-}
-
-// writeComparison writes the table, with how it was made, to benchmarks/results/failover-translation.md.
-func writeComparison(t *testing.T, rows []figureRow, notes string) {
-	t.Helper()
-	var b strings.Builder
-	fmt.Fprintf(&b, "# Consumer group failover: kmirror and MirrorMaker 2 side by side\n\n")
-	fmt.Fprintf(&b, "Written by `TestGroupFailoverIsExact` (e2e/failover_test.go) on %s, Kafka 4.3.1 (KRaft, one broker per cluster).\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
-	b.WriteString(`Each group's offsets are committed on europe; each mirror translates them to us (kmirror with
-` + "`kmirror failover`" + `, MirrorMaker 2 with MirrorCheckpointConnector's group offset sync); then a franz-go
-consumer in the same group reads us from those offsets to the end (read_committed, earliest reset where
-nothing is committed), and each record it reads is tied to its europe offset by the id in its value.
-
-- **pending**: europe records at or after the group's europe position (every record for a group that never committed).
-- **skipped**: pending records the group never read on us (lost to the consumer).
-- **re-read**: records before the group's europe position (already processed) it read again on us.
-- **duplicates**: further copies of pending records read (a mirror's at-least-once re-copies).
-
-Topics (3 partitions each): plain (150,000 records), txn (2 transactional producers, a third of
-the transactions aborted, interleaved in each partition), compacted (compacted on europe before
-the mirrors start: offsets with gaps). Groups: caught-up read everything; behind is 100,000
-records behind plain's head and halfway into txn and compacted; never joined and committed
-nothing. Both mirrors ran at once against the same clusters:
-
-- kmirror: default settings but for the test's short refresh, commit (500 ms) and session
-  intervals, groups.include, offset_map.flush_interval 500 ms; killed with SIGKILL once under load
-  (past a third of plain) and restarted, so its target holds copies made twice.
-- MirrorMaker 2 (4.3.1, dedicated mode, not killed): MirrorCheckpointConnector with
-  emit.checkpoints and sync.group.offsets every second, offset.lag.max at its default (100);
-  topic and group discovery every 2 s (default 10 min) so the test's groups are found;
-  europe.consumer.isolation.level=read_committed (by default it would copy aborted records).
-
-`)
-	b.WriteString(comparisonTable(rows))
-	if notes != "" {
-		b.WriteString("\n" + notes + "\n")
-	}
-	path := filepath.Join(repoRoot(t), "benchmarks", "results", "failover-translation.md")
-	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("wrote %s", path)
-}
-
 // sortedKeys returns the keys of a map of strings, sorted.
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
@@ -354,7 +287,7 @@ func sortedKeys[V any](m map[string]V) []string {
 // benchmarks/results/failover-translation.md.
 func TestGroupFailoverIsExact(t *testing.T) {
 	started := time.Now()
-	s := startFailoverScenario(t, true)
+	s := startFailoverScenario(t)
 	groups := []string{groupCaughtUp, groupBehind, groupNever}
 	t.Logf("scenario ready after %s", time.Since(started).Round(time.Second))
 
@@ -458,46 +391,6 @@ func countPartitions(pos groupPositions) int {
 		n += len(ps)
 	}
 	return n
-}
-
-// commitOn commits offsets of topic for group on c with the admin API (the group must have no
-// members).
-func commitOn(t *testing.T, c *cluster, group, topic string, offsets map[int32]int64) {
-	t.Helper()
-	os := make(kadm.Offsets)
-	for p, o := range offsets {
-		os.Add(kadm.Offset{Topic: topic, Partition: p, At: o, LeaderEpoch: -1})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := c.admin(t).CommitOffsets(ctx, group, os)
-	if err == nil {
-		err = resp.Error()
-	}
-	if err != nil {
-		t.Fatalf("commit %s's offsets on %s: %v", group, c.name, err)
-	}
-}
-
-// joinGroup starts a franz-go member of group on c consuming topic (no commits) and returns once
-// it has joined; it leaves when the test ends.
-func joinGroup(t *testing.T, c *cluster, group, topic string) {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.bootstrap...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
-		kgo.DisableAutoCommit(), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ctx.Err() == nil {
-			cl.PollFetches(ctx)
-		}
-	}()
-	t.Cleanup(func() { cancel(); <-done; cl.Close() })
-	waitFor(t, group+" to have a member on "+c.name, time.Minute, func() bool { return groupJoined(cl) })
 }
 
 // TestFailoverLeavesActiveAndAheadTargetGroups holds failover (and the daemon's sync, every 2 s)

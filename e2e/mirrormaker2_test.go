@@ -139,3 +139,65 @@ func (m *mirrorMaker2) waitSynced(t *testing.T, us *cluster, source map[string]s
 	})
 	t.Logf("MirrorMaker 2's group offsets on us: %s", last)
 }
+
+// figureRow is one group and topic of the comparison table.
+type figureRow struct {
+	group, topic     string
+	kmirror, mm2     translationFigures
+	kmirrorPositions string
+}
+
+// comparisonTable renders the rows as a Markdown table.
+func comparisonTable(rows []figureRow) string {
+	var b strings.Builder
+	b.WriteString("| group | topic | pending | kmirror skipped | kmirror re-read | kmirror duplicates | MM2 skipped | MM2 re-read | MM2 duplicates |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %d | %d | %d | %d |\n", r.group, r.topic, max(r.kmirror.Pending, r.mm2.Pending),
+			r.kmirror.Skipped, r.kmirror.Reread, r.kmirror.Duplicates, r.mm2.Skipped, r.mm2.Reread, r.mm2.Duplicates)
+	}
+	return b.String()
+}
+
+// writeComparison writes the table, with how it was made, to benchmarks/results/failover-translation.md.
+func writeComparison(t *testing.T, rows []figureRow, notes string) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Consumer group failover: kmirror and MirrorMaker 2 side by side\n\n")
+	fmt.Fprintf(&b, "Written by `TestGroupFailoverIsExact` (e2e/failover_test.go) on %s, Kafka 4.3.1 (KRaft, one broker per cluster).\n\n",
+		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	b.WriteString(`Each group's offsets are committed on europe; each mirror translates them to us (kmirror with
+` + "`kmirror failover`" + `, MirrorMaker 2 with MirrorCheckpointConnector's group offset sync); then a franz-go
+consumer in the same group reads us from those offsets to the end (read_committed, earliest reset where
+nothing is committed), and each record it reads is tied to its europe offset by the id in its value.
+
+- **pending**: europe records at or after the group's europe position (every record for a group that never committed).
+- **skipped**: pending records the group never read on us (lost to the consumer).
+- **re-read**: records before the group's europe position (already processed) it read again on us.
+- **duplicates**: further copies of pending records read (a mirror's at-least-once re-copies).
+
+Topics (3 partitions each): plain (150,000 records), txn (2 transactional producers, a third of
+the transactions aborted, interleaved in each partition), compacted (compacted on europe before
+the mirrors start: offsets with gaps). Groups: caught-up read everything; behind is 100,000
+records behind plain's head and halfway into txn and compacted; never joined and committed
+nothing. Both mirrors ran at once against the same clusters:
+
+- kmirror: default settings but for the test's short refresh, commit (500 ms) and session
+  intervals, groups.include, offset_map.flush_interval 500 ms; killed with SIGKILL once under load
+  (past a third of plain) and restarted, so its target holds copies made twice.
+- MirrorMaker 2 (4.3.1, dedicated mode, not killed): MirrorCheckpointConnector with
+  emit.checkpoints and sync.group.offsets every second, offset.lag.max at its default (100);
+  topic and group discovery every 2 s (default 10 min) so the test's groups are found;
+  europe.consumer.isolation.level=read_committed (by default it would copy aborted records).
+
+`)
+	b.WriteString(comparisonTable(rows))
+	if notes != "" {
+		b.WriteString("\n" + notes + "\n")
+	}
+	path := filepath.Join(repoRoot(t), "benchmarks", "results", "failover-translation.md")
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s", path)
+}

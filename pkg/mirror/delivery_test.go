@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap/zaptest"
 
@@ -158,4 +160,56 @@ func TestNoMatchingTopicIsSaidOnReadyz(t *testing.T) {
 		err := m.m.Ready()
 		return err != nil && strings.Contains(err.Error(), "no source topic matches") && strings.Contains(err.Error(), `payments\\..*`)
 	})
+}
+
+// TestTransactionMarkerAtTheLogEndIsNotABacklog: a transactional topic at rest ends with a commit
+// marker that no reader of committed records is given, so the mirrored position stays one below
+// the log end. That is nothing to mirror: no backlog, no RPO, not stalled, ready.
+func TestTransactionMarkerAtTheLogEndIsNotABacklog(t *testing.T) {
+	p := newPair(t)
+	createTopic(t, p.europe, "payments", 1, nil)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(p.europe.Addrs()...), kgo.TransactionalID("payments-writer"),
+		kgo.DefaultProduceTopic("payments"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	for i, commit := range []bool{true, false, true} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for j := range 10 {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(fmt.Sprint(i, "-", j))}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := p.config("payments")
+	cfg.Telemetry.StallAfter = 2 * time.Second
+	reg := prometheus.NewRegistry()
+	metrics, err := telemetry.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(cfg, Options{Log: zaptest.NewLogger(t), Metrics: metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- m.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "the committed records mirrored", 30*time.Second, func() bool { return endOffsets(t, p.us, "payments") == 20 })
+	gauge := func(v *prometheus.GaugeVec) float64 { return testutil.ToFloat64(v.WithLabelValues("payments", "0")) }
+	waitFor(t, "no backlog once the marker is known to be all that is left", 30*time.Second, func() bool {
+		return gauge(metrics.Unmirrored) == 0 && gauge(metrics.RPO) == 0
+	})
+	time.Sleep(4 * time.Second) // past stall_after
+	if err := m.Ready(); err != nil || gauge(metrics.Stalled) != 0 || gauge(metrics.Unmirrored) != 0 {
+		t.Fatalf("a topic at rest after a transaction: ready %v, stalled %v, unmirrored %v", err, gauge(metrics.Stalled), gauge(metrics.Unmirrored))
+	}
 }

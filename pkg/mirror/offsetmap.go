@@ -17,7 +17,8 @@ import (
 // offsetMap is the offset map as the mirror runs it: the store on the target, the index every
 // member follows, and the flusher writing this member's claims.
 type offsetMap struct {
-	client   sarama.Client
+	client   sarama.Client // the producer's, and the group sync's commits
+	reader   sarama.Client // the map topic's reader
 	producer sarama.SyncProducer
 	store    *offsetmap.Store
 	index    *offsetmap.Index
@@ -57,9 +58,23 @@ func (m *Mirror) openOffsetMap(ctx context.Context, admin sarama.ClusterAdmin) (
 		_ = client.Close()
 		return nil, fmt.Errorf("offset map: open a producer on target %s: %w", m.target.Alias(), err)
 	}
-	om := &offsetMap{client: client, producer: producer, index: offsetmap.NewIndex(), log: m.log}
+	// The map is read on a client of its own: a broker answers one request per connection at a
+	// time, and the reader's fetches wait for new records, which would hold each write (and so
+	// each commit of source offsets) behind them.
+	rcfg := m.target.Config("offset-map-reader")
+	rcfg.Consumer.Return.Errors = true
+	if m.opts.SaramaClients != nil {
+		m.opts.SaramaClients("offset-map-reader", rcfg)
+	}
+	reader, err := openClient(ctx, m.target.Bootstrap(), rcfg)
+	if err != nil {
+		_ = producer.Close()
+		_ = client.Close()
+		return nil, fmt.Errorf("offset map: connect a reader to target %s: %w", m.target.Alias(), err)
+	}
+	om := &offsetMap{client: client, reader: reader, producer: producer, index: offsetmap.NewIndex(), log: m.log}
 	om.store, err = offsetmap.NewStore(offsetmap.StoreConfig{
-		Topic: m.cfg.OffsetMapTopic(), Admin: admin, Client: client, Producer: producer,
+		Topic: m.cfg.OffsetMapTopic(), Admin: admin, Client: reader, Producer: producer,
 		ReplicationFactor: int16(m.cfg.Topics.ReplicationFactor), Log: m.log,
 	})
 	if err == nil {
@@ -159,6 +174,7 @@ func (om *offsetMap) prune(ctx context.Context, claims func() map[string][]int32
 
 func (om *offsetMap) close() {
 	_ = om.producer.Close()
+	_ = om.reader.Close()
 	_ = om.client.Close()
 }
 

@@ -140,8 +140,9 @@ type Handler struct {
 	joined     bool
 	givenUp    atomic.Int64
 	stalled    atomic.Pointer[[]string]
-	listed     time.Time // when the watcher last listed the log ends (its goroutine only)
-	unsent     bool      // marks not yet committed (a failed commit, starting positions)
+	listed     time.Time   // when the watcher last listed the log ends (its goroutine only)
+	unsent     bool        // marks not yet committed (a failed commit, starting positions)
+	probing    atomic.Bool // a probe of quiet partitions is running (quiet.go)
 	// topicIDs maps each source topic of the session to its ID as seen when the session started;
 	// read without h.mu, as the committer asks for it while h.mu is held.
 	topicIDs atomic.Pointer[map[string]string]
@@ -169,6 +170,10 @@ type claimState struct {
 	caughtUp time.Time
 	// stalledSince is when the partition was found stalled (zero when it is not).
 	stalledSince time.Time
+	// quiet is the offset of the next record the source holds for a reader of committed records,
+	// as probed when the mirrored position was quietFrom (-1: never probed): the offsets between
+	// are transaction markers or aborted records, nothing to mirror (quiet.go).
+	quiet, quietFrom atomic.Int64
 }
 
 // New returns a handler.
@@ -390,6 +395,7 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	track := offsets.NewPartition(topic, part, start, h.cfg.InFlight)
 	st := &claimState{track: track, start: start, marked: start, hwm: claim.HighWaterMarkOffset, caughtUp: time.Now()}
 	st.logEnd.Store(-1)
+	st.quietFrom.Store(-1)
 	tp := topicPartition{topic, part}
 	h.mu.Lock()
 	h.parts[tp] = st

@@ -77,8 +77,12 @@ func (h *Handler) backlog(st *claimState, committed int64, inFlight int, now tim
 	if committed < 0 || end < 0 {
 		return Backlog{}
 	}
+	from := committed
+	if inFlight == 0 && st.quietFrom.Load() == committed {
+		from = max(committed, st.quiet.Load()) // only markers or aborted records before it (quiet.go)
+	}
 	var b Backlog
-	b.Records = max(end-committed, 0)
+	b.Records = max(end-from, 0)
 	if b.Records == 0 {
 		st.caughtUp = now
 		return b
@@ -137,6 +141,7 @@ func (h *Handler) listLogEnds(ctx context.Context) {
 			st.logEnd.Store(b.End)
 		}
 	}
+	h.probeQuiet(ctx, states)
 }
 
 // StalledErr returns the readiness verdict on stalled partitions, naming them with since when:

@@ -28,9 +28,10 @@ func newOffsetsCommand() *cobra.Command {
 // groupFlags are the flags the offsets and failover commands share.
 type groupFlags struct {
 	configFlags
-	topic   string
-	json    bool
-	timeout time.Duration
+	topic         string
+	json          bool
+	timeout       time.Duration
+	sourceTimeout time.Duration
 }
 
 func (f *groupFlags) register(cmd *cobra.Command) {
@@ -38,6 +39,8 @@ func (f *groupFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.topic, "topic", "", "only this source topic")
 	cmd.Flags().BoolVar(&f.json, "json", false, "print JSON (the same as GET /offsets/translate)")
 	cmd.Flags().DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up connecting and reading after this long")
+	cmd.Flags().DurationVar(&f.sourceTimeout, "source-timeout", 30*time.Second,
+		"a source not reached within this long is taken as lost: the groups' offsets on the target (the last synced) are reported")
 }
 
 // open loads the configuration and opens the group tools; logs go to stderr, warnings and up.
@@ -50,7 +53,32 @@ func (f *groupFlags) open(ctx context.Context, force bool) (*mirror.GroupTools, 
 	if err != nil {
 		return nil, err
 	}
-	return mirror.OpenGroupTools(ctx, cfg, log, force)
+	return mirror.OpenGroupTools(ctx, cfg, log, force, f.sourceTimeout)
+}
+
+// lastSynced reports, when the source cannot be read, what each group holds on the target, and
+// exits 1: nothing was translated or committed.
+func (f *groupFlags) lastSynced(ctx context.Context, cmd *cobra.Command, tools *mirror.GroupTools, names []string) error {
+	var reps []groups.Report
+	for _, g := range names {
+		r, err := tools.LastSynced(ctx, g)
+		if err != nil {
+			return err
+		}
+		reps = append(reps, r)
+	}
+	out := cmd.OutOrStdout()
+	if f.json {
+		if err := writeJSON(out, map[string]any{"source_error": tools.SourceErr.Error(), "groups": reps}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(out, "the source cannot be read (%v):\nnothing was translated or committed; each group's offsets on the target are the last ones synced\n", tools.SourceErr)
+		for _, r := range reps {
+			printReport(out, r, true)
+		}
+	}
+	return exitError{code: 1}
 }
 
 func newTranslateCommand() *cobra.Command {
@@ -74,6 +102,9 @@ func newTranslateCommand() *cobra.Command {
 				return err
 			}
 			defer tools.Close()
+			if tools.SourceErr != nil {
+				return flags.lastSynced(ctx, cmd, tools, []string{group})
+			}
 			rep, err := tools.Syncer.Plan(ctx, group, flags.topic)
 			if err != nil {
 				return err
@@ -123,6 +154,9 @@ func newFailoverCommand() *cobra.Command {
 				return err
 			}
 			defer tools.Close()
+			if tools.SourceErr != nil {
+				return flags.lastSynced(ctx, cmd, tools, names)
+			}
 			errOut := cmd.ErrOrStderr()
 			reps, ferr := tools.Syncer.Failover(ctx, names, flags.topic, wait, time.Second, func(pending int) {
 				fmt.Fprintf(errOut, "waiting: %d partitions not mirrored up to their group's position yet\n", pending)
@@ -191,14 +225,21 @@ func printReport(w io.Writer, r groups.Report, applied bool) {
 				behind = fmt.Sprintf("%d offsets", p.Behind)
 			}
 			target = "not yet mirrored"
-		default:
+		case offsetmap.Unknown:
 			target, behind = "unknown: "+p.Reason, "-"
+		}
+		if p.Action == groups.ActionLastSynced {
+			target, behind = fmt.Sprint(p.Target), "unknown"
 		}
 		committed := "-"
 		if p.TargetCommitted >= 0 {
 			committed = fmt.Sprint(p.TargetCommitted)
 		}
-		line := fmt.Sprintf("  %s\t%d\t%d\t%s\t%s\t%s", p.Topic, p.Partition, p.Source, target, committed, behind)
+		source := fmt.Sprint(p.Source)
+		if p.Source < 0 {
+			source = "-"
+		}
+		line := fmt.Sprintf("  %s\t%d\t%s\t%s\t%s\t%s", p.Topic, p.Partition, source, target, committed, behind)
 		if applied {
 			line += "\t" + p.Action
 		}

@@ -148,6 +148,20 @@ log: {format: json}
 	if offs, _ := clients[us].FetchOffsets(ctx, "ahead"); len(offs) != 0 {
 		t.Fatalf("a position not mirrored was committed: %v", offs)
 	}
+
+	// The source site is lost: failover says so within --source-timeout, and reports what the
+	// target group holds (the last synced), exit 1, nothing changed.
+	europe.Close()
+	began := time.Now()
+	out, err = exec.Command(bin, "failover", "--config", cfgPath, "--group", "app", "--source-timeout", "3s").CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), "the source cannot be read") ||
+		!strings.Contains(string(out), "121") || !strings.Contains(string(out), groups.ActionLastSynced) {
+		t.Fatalf("failover with the source lost: exit %d\n%s", code, out)
+	}
+	t.Logf("failover with the source lost:\n%s", out)
+	if took := time.Since(began); took > 20*time.Second {
+		t.Fatalf("failover with the source lost took %s, want about --source-timeout", took)
+	}
 }
 
 func exitCode(err error) int {

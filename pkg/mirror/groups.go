@@ -159,15 +159,28 @@ func (s syncMetrics) Failed(string, error) {}
 // GroupTools are the group offset sync as the offsets and failover commands use it: both
 // clusters, the offset map read from the target, and a syncer over every partition.
 type GroupTools struct {
+	// Syncer translates and commits; nil when the source cannot be read (SourceErr says why).
 	Syncer *groups.Syncer
+	// SourceErr is why the source could not be reached; LastSynced still reads the target.
+	SourceErr error
 	// Chunks is how many chunks of the offset map were read.
-	Chunks  int
-	closers []func() error
+	Chunks    int
+	tgtAdmin  sarama.ClusterAdmin
+	tgtClient sarama.Client
+	closers   []func() error
+}
+
+// LastSynced reports what group holds on the target (what the group offset sync last committed),
+// for when the source cannot be read.
+func (t *GroupTools) LastSynced(ctx context.Context, group string) (groups.Report, error) {
+	return groups.LastSynced(ctx, t.tgtAdmin, t.tgtClient, group)
 }
 
 // OpenGroupTools connects to both clusters within ctx, reads the offset map and returns the
-// tools; force lets Apply move target groups backwards.
-func OpenGroupTools(ctx context.Context, cfg *config.Config, log *zap.Logger, force bool) (*GroupTools, error) {
+// tools; force lets Apply move target groups backwards. A source that cannot be reached within
+// sourceTimeout (the site is lost) leaves Syncer nil and says why in SourceErr: the target is
+// still read, for LastSynced.
+func OpenGroupTools(ctx context.Context, cfg *config.Config, log *zap.Logger, force bool, sourceTimeout time.Duration) (*GroupTools, error) {
 	m, err := New(cfg, Options{Log: log})
 	if err != nil {
 		return nil, err
@@ -182,21 +195,11 @@ func OpenGroupTools(ctx context.Context, cfg *config.Config, log *zap.Logger, fo
 			t.Close()
 		}
 	}()
-	srcAdmin, err := connectAdmin(ctx, log, "source", m.source, nil)
-	if err != nil {
-		return nil, err
-	}
-	t.closers = append(t.closers, srcAdmin.Close)
 	tgtAdmin, err := connectAdmin(ctx, log, "target", m.target, nil)
 	if err != nil {
 		return nil, err
 	}
 	t.closers = append(t.closers, tgtAdmin.Close)
-	srcClient, err := openClient(ctx, m.source.Bootstrap(), m.consumerConfig())
-	if err != nil {
-		return nil, fmt.Errorf("connect to source %s: %w", m.source.Alias(), err)
-	}
-	t.closers = append(t.closers, srcClient.Close)
 	tcfg := m.target.Config("offsets")
 	tcfg.Consumer.Return.Errors = true
 	tgtClient, err := openClient(ctx, m.target.Bootstrap(), tcfg)
@@ -204,6 +207,29 @@ func OpenGroupTools(ctx context.Context, cfg *config.Config, log *zap.Logger, fo
 		return nil, fmt.Errorf("connect to target %s: %w", m.target.Alias(), err)
 	}
 	t.closers = append(t.closers, tgtClient.Close)
+	t.tgtAdmin, t.tgtClient = tgtAdmin, tgtClient
+	sctx, cancel := context.WithTimeout(ctx, sourceTimeout)
+	defer cancel()
+	srcAdmin, err := connectAdmin(sctx, log, "source", m.source, nil)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		t.SourceErr = err
+		ok = true
+		return t, nil
+	}
+	t.closers = append(t.closers, srcAdmin.Close)
+	srcClient, err := openClient(sctx, m.source.Bootstrap(), m.consumerConfig())
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
+		t.SourceErr = fmt.Errorf("connect to source %s: %w", m.source.Alias(), err)
+		ok = true
+		return t, nil
+	}
+	t.closers = append(t.closers, srcClient.Close)
 	store, err := offsetmap.NewStore(offsetmap.StoreConfig{Topic: cfg.OffsetMapTopic(), Client: tgtClient, Log: log})
 	if err != nil {
 		return nil, err

@@ -184,7 +184,7 @@ func TestGroupOffsetsAreSyncedAndFailedOverExactly(t *testing.T) {
 	commitOffsets(t, p.europe, "app", "orders", map[int32]int64{0: 500, 1: 500})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	tools, err := OpenGroupTools(ctx, cfg, zaptest.NewLogger(t), false)
+	tools, err := OpenGroupTools(ctx, cfg, zaptest.NewLogger(t), false, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

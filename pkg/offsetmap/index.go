@@ -204,8 +204,15 @@ func (x *Index) Translate(topic string, partition int32, off int64, topicID stri
 	case off >= tr.Mirrored:
 		last := cs[len(cs)-1] // the copies written last
 		tr.Status, tr.Behind = NotYet, off-tr.Mirrored
-		tr.tail, tr.tailOK = last.Target+last.Copies(), true
 		tr.Reason = fmt.Sprintf("source offsets %d to %d are not mirrored yet", tr.Mirrored, off-1)
+		if end := last.End(); end < tr.Mirrored {
+			// The run writing now re-copies what an earlier one had copied (a restart): the
+			// target's end is a position only once it has caught up again.
+			tr.Behind = off - end
+			tr.Reason = fmt.Sprintf("the mirror is copying source offsets %d to %d again (a restart); it is at %d", last.From, tr.Mirrored-1, end)
+			break
+		}
+		tr.tail, tr.tailOK = last.Target+last.Copies(), true
 	case off < first:
 		tr.Status = Unknown
 		tr.Reason = fmt.Sprintf("the offset map begins at source offset %d: earlier records were mirrored before it existed, or never", first)

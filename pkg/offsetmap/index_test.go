@@ -181,7 +181,7 @@ var errProbe = errors.New("source unreachable")
 func TestResolveSettlesAPositionPastTheMirroredRecords(t *testing.T) {
 	x := NewIndex()
 	x.Put(chunk(0, 100, Step{0, 5}, Step{2, 3})) // source [0, 10): 8 copies at 100..107
-	x.Put(chunk(3, 200, Step{0, 2}))             // 3 and 4 copied again, last: the log ends at 202
+	x.Put(chunk(3, 200, Step{0, 2}, Step{2, 3})) // 3 to 9 copied again, last: the log ends at 205
 	cases := []struct {
 		name       string
 		prober     *fakeProber
@@ -190,7 +190,7 @@ func TestResolveSettlesAPositionPastTheMirroredRecords(t *testing.T) {
 		wantBehind int64
 		wantErr    error
 	}{
-		{"no record in between: after the copies written last", &fakeProber{empty: true}, Exact, 202, 0, nil},
+		{"no record in between: after the copies written last", &fakeProber{empty: true}, Exact, 205, 0, nil},
 		{"records in between: not yet", &fakeProber{empty: false}, NotYet, -1, 3, nil},
 		{"the prober fails: not yet", &fakeProber{err: errProbe}, NotYet, -1, 3, errProbe},
 		{"no prober: not yet", nil, NotYet, -1, 3, nil},
@@ -220,6 +220,27 @@ func TestResolveSettlesAPositionPastTheMirroredRecords(t *testing.T) {
 					tc.prober.calls, tc.prober.from, tc.prober.to)
 			}
 		})
+	}
+}
+
+// TestTailWaitsForARunThatCopiesAgain: after a restart the run writing now re-copies records an
+// earlier run had copied; until it has caught up, the target's end is not where a caught-up group
+// resumes (it would read the re-copies of records it had read), so the answer is not yet.
+func TestTailWaitsForARunThatCopiesAgain(t *testing.T) {
+	x := NewIndex()
+	x.Put(chunk(0, 100, Step{0, 10})) // source [0, 10) at 100..109
+	x.Put(chunk(6, 110, Step{0, 2}))  // a restart at 6 has copied 6 and 7 again
+	tr := x.Translate("t", 0, 10, "id")
+	if tr.Status != NotYet || tr.Behind != 2 || tr.Mirrored != 10 {
+		t.Fatalf("Translate(10) while the restart re-copies = %+v; want not yet, 2 behind", tr)
+	}
+	if res, _ := Resolve(context.Background(), tr, &fakeProber{empty: true}); res.Status != NotYet {
+		t.Fatalf("Resolve = %+v; want not yet until the restart has caught up", res)
+	}
+	x.Put(chunk(6, 110, Step{0, 4})) // it has: 6 to 9 at 110..113
+	tr = x.Translate("t", 0, 10, "id")
+	if res, _ := Resolve(context.Background(), tr, &fakeProber{empty: true}); res.Status != Exact || res.Target != 114 {
+		t.Fatalf("Resolve = %+v; want exact at 114, after the re-copies", res)
 	}
 }
 

@@ -143,12 +143,13 @@ func (m *mirrorSim) flush(r *Recorder) {
 
 // expect is the oracle's translation of position c in the current state.
 func (m *mirrorSim) expect(c int64) (status Status, target, behind, mirrored int64) {
-	mirrored, covered := int64(-1), false
+	mirrored, covered, lastEnd := int64(-1), false, int64(-1)
 	for _, r := range m.runs {
 		if r.copies == 0 {
 			continue
 		}
 		mirrored = max(mirrored, r.lastSrc+1)
+		lastEnd = r.lastSrc + 1 // where the copies written last end
 		// A run's recorder covers [start, lastSrc]: it saw every offset there, record or not.
 		covered = covered || r.start <= c && c <= r.lastSrc
 	}
@@ -157,6 +158,10 @@ func (m *mirrorSim) expect(c int64) (status Status, target, behind, mirrored int
 		return Exact, m.lastCopy(m.src.nextRecord(c)), 0, mirrored
 	case mirrored < 0:
 		return NotYet, -1, -1, -1
+	case c >= mirrored && lastEnd < mirrored:
+		// The run that copied last re-copies what an earlier one had copied, and has not caught
+		// up: the target's end is no position yet.
+		return NotYet, -1, c - lastEnd, mirrored
 	case c >= mirrored:
 		return NotYet, -1, c - mirrored, mirrored
 	default: // before the first run that copied anything, or in a hole between runs' coverage
@@ -197,7 +202,7 @@ func (m *mirrorSim) check() {
 			if err != nil {
 				m.t.Fatalf("Resolve(%d): %v", c, err)
 			}
-			if mirrored >= 0 && m.src.nextRecord(mirrored) >= c {
+			if mirrored >= 0 && behind == c-mirrored && m.src.nextRecord(mirrored) >= c {
 				// Only offsets without a record lie between what is mirrored and c: the group
 				// resumes after the copies written last.
 				if res.Status != Exact || res.Target != m.base+int64(len(m.log)) || res.Behind != 0 || res.Reason != "" {

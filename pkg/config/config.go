@@ -18,6 +18,7 @@ type Config struct {
 	Ring      Ring      `mapstructure:"ring"`
 	Producer  Producer  `mapstructure:"producer"`
 	Commit    Commit    `mapstructure:"commit"`
+	Delivery  Delivery  `mapstructure:"delivery"`
 	OffsetMap OffsetMap `mapstructure:"offset_map"`
 	Groups    Groups    `mapstructure:"groups"`
 	Shutdown  Shutdown  `mapstructure:"shutdown"`
@@ -136,6 +137,50 @@ type Commit struct {
 }
 
 // OffsetMap configures the exact source → target offset map kept on the target.
+// Delivery chooses between at-least-once and exactly-once delivery.
+type Delivery struct {
+	// Mode is at_least_once (source offsets committed on the source once the target has
+	// acknowledged every record before them: a crash repeats records) or exactly_once (records
+	// written in transactions on the target, each holding the source positions it reaches, so a
+	// read_committed consumer of the target sees every source record once).
+	Mode string `mapstructure:"mode"`
+	// Slots is the number of slots the source partitions are hashed into in exactly_once: one
+	// transactional producer (and id) on the target per slot, assigned whole to one member. Fixed
+	// for the life of a mirror: every member must use the same value.
+	Slots int `mapstructure:"slots"`
+	// TransactionalIDPrefix names the slots' transactional ids ("<prefix>-<slot>"); empty uses
+	// consumer.group_id.
+	TransactionalIDPrefix string `mapstructure:"transactional_id_prefix"`
+	// PositionsGroup is the group on the target whose committed offsets hold the source
+	// positions, written in each transaction; empty uses "<consumer.group_id>-positions".
+	PositionsGroup string      `mapstructure:"positions_group"`
+	Transaction    Transaction `mapstructure:"transaction"`
+}
+
+// Transaction sizes the transactions of exactly_once delivery: one is committed when it holds
+// MaxRecords records or MaxBytes bytes, or MaxAge after it began, whichever comes first.
+type Transaction struct {
+	MaxRecords int           `mapstructure:"max_records"`
+	MaxBytes   int64         `mapstructure:"max_bytes"`
+	MaxAge     time.Duration `mapstructure:"max_age"`
+}
+
+// TransactionalPrefix returns the prefix of the slots' transactional ids.
+func (d Delivery) TransactionalPrefix(groupID string) string {
+	if d.TransactionalIDPrefix != "" {
+		return d.TransactionalIDPrefix
+	}
+	return groupID
+}
+
+// Positions returns the target group that holds the source positions in exactly_once.
+func (d Delivery) Positions(groupID string) string {
+	if d.PositionsGroup != "" {
+		return d.PositionsGroup
+	}
+	return groupID + "-positions"
+}
+
 type OffsetMap struct {
 	// Enabled records, from every acknowledgement, where each source record was copied, in a
 	// compacted topic on the target; group offset sync and failover translate with it.
@@ -212,6 +257,9 @@ const (
 	RefusedFail       = "fail"
 	RefusedSkip       = "skip"
 	RefusedDeadLetter = "dead_letter"
+
+	AtLeastOnce = "at_least_once"
+	ExactlyOnce = "exactly_once"
 
 	LossFail     = "fail"
 	LossContinue = "continue"

@@ -64,7 +64,11 @@ func Default() Config {
 			RetryBackoff:    100 * time.Millisecond,
 			RefusedPolicy:   RefusedFail,
 		},
-		Commit:    Commit{Interval: 5 * time.Second},
+		Commit: Commit{Interval: 5 * time.Second},
+		Delivery: Delivery{
+			Mode: AtLeastOnce, Slots: 16,
+			Transaction: Transaction{MaxRecords: 10000, MaxBytes: 8 << 20, MaxAge: 100 * time.Millisecond},
+		},
 		OffsetMap: OffsetMap{Enabled: true, FlushInterval: time.Second},
 		Groups:    Groups{Include: []string{}, Exclude: []string{}, SyncInterval: 10 * time.Second},
 		Shutdown:  Shutdown{Timeout: 30 * time.Second},

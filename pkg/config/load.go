@@ -152,7 +152,7 @@ func durationNeedsAUnit(from, to reflect.Type, data any) (any, error) {
 }
 
 // sections are the top-level keys: a KMIRROR_<SECTION>_… variable is meant as a setting.
-var sections = []string{"source", "target", "topics", "consumer", "ring", "producer", "commit", "offset_map", "groups", "shutdown", "log", "telemetry", "runtime"}
+var sections = []string{"source", "target", "topics", "consumer", "ring", "producer", "commit", "delivery", "offset_map", "groups", "shutdown", "log", "telemetry", "runtime"}
 
 // checkEnv refuses a KMIRROR_<SECTION>_… environment variable that names no key (a typo would
 // otherwise be ignored silently). Other KMIRROR_ variables (the tooling's) are left alone.

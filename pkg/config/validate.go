@@ -103,6 +103,27 @@ func (c *Config) Validate() error {
 	atLeast(bad, "consumer.fetch_max_wait", c.Consumer.FetchMaxWait, time.Millisecond)
 	oneOf(bad, "consumer.source_loss_policy", c.Consumer.SourceLossPolicy, LossFail, LossContinue)
 
+	oneOf(bad, "delivery.mode", c.Delivery.Mode, AtLeastOnce, ExactlyOnce)
+	if c.Delivery.Slots < 1 || c.Delivery.Slots > 4096 {
+		bad("delivery.slots", "%d: want 1 to 4096 (one transactional id each; fixed for the life of a mirror)", c.Delivery.Slots)
+	}
+	positive(bad, "delivery.transaction.max_records", int64(c.Delivery.Transaction.MaxRecords))
+	positive(bad, "delivery.transaction.max_bytes", c.Delivery.Transaction.MaxBytes)
+	atLeast(bad, "delivery.transaction.max_age", c.Delivery.Transaction.MaxAge, time.Millisecond)
+	if c.Delivery.Mode == ExactlyOnce {
+		if c.Producer.RefusedPolicy == RefusedDeadLetter {
+			bad("producer.refused_policy", "dead_letter is not available with delivery.mode exactly_once (the dead letter would be "+
+				"written outside the transaction): use fail or skip")
+		}
+		if c.Consumer.IsolationLevel != "read_committed" {
+			bad("consumer.isolation_level", "%s: delivery.mode exactly_once copies committed source records only; use read_committed",
+				c.Consumer.IsolationLevel)
+		}
+		if c.Delivery.Transaction.MaxAge > c.Producer.DeliveryTimeout/2 {
+			bad("delivery.transaction.max_age", "%s: keep it well under producer.delivery_timeout (%s), which bounds how long a record may wait for its commit",
+				c.Delivery.Transaction.MaxAge, c.Producer.DeliveryTimeout)
+		}
+	}
 	atLeast(bad, "offset_map.flush_interval", c.OffsetMap.FlushInterval, 100*time.Millisecond)
 	atLeast(bad, "groups.sync_interval", c.Groups.SyncInterval, time.Second)
 	if t := c.OffsetMap.Topic; t != "" && !strings.HasPrefix(t, "__") {

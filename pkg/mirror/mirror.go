@@ -26,6 +26,7 @@ import (
 	"github.com/kmirror/kmirror/pkg/cluster"
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/deadletter"
+	"github.com/kmirror/kmirror/pkg/delivery"
 	"github.com/kmirror/kmirror/pkg/offsets"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
@@ -236,6 +237,16 @@ func (m *Mirror) Run(ctx context.Context) error {
 	} else {
 		close(mapDone)
 	}
+	eo, err := m.openExactlyOnce(runCtx)
+	if err != nil {
+		return stoppedBeforeStart(ctx, err)
+	}
+	var txns *delivery.Slots
+	route := func(topic string, partition int32) int { return ring.Route(topic, partition, len(m.inboxes)) }
+	if eo != nil {
+		txns, route = eo.slots, eo.route(len(m.inboxes))
+		defer stopping.do("close the transactional producers", eo.close)
+	}
 	workers := make([]*worker.Worker, len(m.inboxes))
 	for i := range m.inboxes {
 		name := func(bound int) string { return fmt.Sprintf("producer-%d-%d", i, bound) }
@@ -249,8 +260,8 @@ func (m *Mirror) Run(ctx context.Context) error {
 		w, err := worker.New(worker.Config{
 			ID: i, Inbox: m.inboxes[i], Records: records, NewProducer: open,
 			Compressed: m.cfg.Producer.Compression != "none", Policy: m.cfg.Producer.RefusedPolicy, Clock: clock,
-			DeadLetter: dead,
-			Fatal:      m.fatal, Observer: m.workerObserver, Log: m.log,
+			DeadLetter: dead, Txns: txns,
+			Fatal: m.fatal, Observer: m.workerObserver, Log: m.log,
 		})
 		if err != nil {
 			return err
@@ -265,6 +276,9 @@ func (m *Mirror) Run(ctx context.Context) error {
 	// A client of the source of its own reads where claims start and commits offsets (so that
 	// each commit's outcome is known); it closes after the consumer group's final commit.
 	gc := m.consumerConfig()
+	if eo != nil {
+		gc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{eo.strategy}
+	}
 	offsetsCfg := m.consumerConfig()
 	offsetsCfg.ClientID = gc.ClientID + "-offsets"
 	if m.opts.SaramaClients != nil {
@@ -293,7 +307,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		DrainTimeout:   m.cfg.Shutdown.Timeout - closeReserve(m.cfg.Shutdown.Timeout),
 		RebalanceDrain: m.cfg.Consumer.RebalanceTimeout - config.DrainMargin, Stopping: runCtx.Done(),
 		DeliveryTimeout: m.cfg.Producer.DeliveryTimeout, StallAfter: m.cfg.Telemetry.StallAfter,
-		Copies: copies,
+		Copies: copies, Route: route, Positions: eo.positionsHook(namer),
 		Prepare: func(ctx context.Context, w int, topic string, partition int32) error {
 			return workers[w].Prepare(ctx, topic, partition)
 		},
@@ -303,6 +317,9 @@ func (m *Mirror) Run(ctx context.Context) error {
 		return err
 	}
 	m.handler.Store(handler)
+	if eo != nil {
+		eo.metadata = handler.Metadata
+	}
 	gs, err := m.newGroupSync(srcAdmin, tgtAdmin, srcClient, omap, handler)
 	if err != nil {
 		return err

@@ -109,6 +109,12 @@ type Config struct {
 	// NewCommitter returns the committer for a session; metadata gives the metadata string to
 	// commit with a topic's offsets (it carries the topic ID). Required.
 	NewCommitter func(sess sarama.ConsumerGroupSession, metadata func(topic string) string) offsets.Committer
+	// Route returns the index of the worker a partition's records go to; nil is ring.Route.
+	Route func(topic string, partition int32) int
+	// Positions, when set, returns where each claim of a session resumes instead of the
+	// group's committed offsets on the source (exactly-once delivery: the positions the target
+	// holds). It is called once per session, before any claim starts.
+	Positions func(ctx context.Context, claims map[string][]int32) (map[TopicPartition]Committed, error)
 	// Source reads committed offsets, log bounds and topic IDs from the source cluster, to decide
 	// where each claim starts (start.go); nil starts every claim where sarama would (tests only).
 	Source Cluster
@@ -195,6 +201,10 @@ func New(cfg Config) (*Handler, error) {
 	}
 	if cfg.NewCommitter == nil {
 		return nil, errors.New("source: a committer is required")
+	}
+	if cfg.Route == nil {
+		n := len(cfg.Inboxes)
+		cfg.Route = func(topic string, partition int32) int { return ring.Route(topic, partition, n) }
 	}
 	if cfg.Fatal == nil {
 		cfg.Fatal = func(error) {}
@@ -381,7 +391,7 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 		return fmt.Errorf("claim %s/%d: %w", topic, part, err)
 	}
 	accept := &t // what the target topic accepts, as read when it was prepared
-	worker := ring.Route(topic, part, len(h.cfg.Inboxes))
+	worker := h.cfg.Route(topic, part)
 	if h.cfg.Prepare != nil {
 		if err := h.cfg.Prepare(sess.Context(), worker, t.Target, part); err != nil {
 			err = fmt.Errorf("claim %s/%d: %w", topic, part, err)

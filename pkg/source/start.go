@@ -263,6 +263,10 @@ func (h *Handler) topicID(topic string) string {
 	return ""
 }
 
+// Metadata returns the metadata committed with topic's offsets in this session (it carries the
+// topic ID).
+func (h *Handler) Metadata(topic string) string { return h.metadata(topic) }
+
 // metadata is the metadata committed with topic's offsets in this session.
 func (h *Handler) metadata(topic string) string {
 	return commitMetadata(h.topicID(topic))
@@ -283,7 +287,13 @@ func (h *Handler) position(sess sarama.ConsumerGroupSession, claims map[string][
 	if err != nil {
 		return fmt.Errorf("decide where claims start: %w", err)
 	}
-	committed, err := src.Committed(h.cfg.Group, claims)
+	h.topicIDs.Store(&ids)
+	var committed map[TopicPartition]Committed
+	if h.cfg.Positions != nil {
+		committed, err = h.cfg.Positions(sess.Context(), claims)
+	} else {
+		committed, err = src.Committed(h.cfg.Group, claims)
+	}
 	if err != nil {
 		return fmt.Errorf("decide where claims start: %w", err)
 	}
@@ -291,7 +301,6 @@ func (h *Handler) position(sess sarama.ConsumerGroupSession, claims map[string][
 	if err != nil {
 		return fmt.Errorf("decide where claims start: %w", err)
 	}
-	h.topicIDs.Store(&ids)
 	h.mu.Lock()
 	c := h.committer
 	h.mu.Unlock()
@@ -340,7 +349,9 @@ func (h *Handler) position(sess sarama.ConsumerGroupSession, claims map[string][
 			meta := commitMetadata(ids[topic])
 			// sarama starts the claim at the session's offset: lower it or raise it to ours.
 			sess.ResetOffset(topic, p, st.offset, meta)
-			if st.offset != cm.Offset || meta != cm.Metadata {
+			// With Positions the session's offset came from the source group, not from cm:
+			// mark it too (MarkOffset raises it), so the claim starts exactly at ours.
+			if st.offset != cm.Offset || meta != cm.Metadata || h.cfg.Positions != nil {
 				c.Mark(topic, p, st.offset)
 			}
 		}

@@ -57,6 +57,14 @@ type Metrics struct {
 	CommitLatency prometheus.Histogram
 	// CommitErrors (kmirror_commit_errors_total) counts commits of source offsets that failed.
 	CommitErrors prometheus.Counter
+	// TransactionCommitLatency (kmirror_transaction_commit_seconds) is how long committing one
+	// transaction took (exactly-once delivery): flushing its records, the offset commit, EndTxn.
+	TransactionCommitLatency prometheus.Histogram
+	// Transactions (kmirror_transactions_total{result}) counts transactions committed and aborted.
+	Transactions *prometheus.CounterVec
+	// TransactionRecords (kmirror_transaction_records_total) counts records in committed
+	// transactions.
+	TransactionRecords prometheus.Counter
 	// ConsumerErrors (kmirror_consumer_errors_total) counts errors the source consumer group
 	// reported on its error channel.
 	ConsumerErrors prometheus.Counter
@@ -232,6 +240,19 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "kmirror_commit_errors_total",
 			Help: "Commits of source offsets that failed.",
 		}),
+		TransactionCommitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kmirror_transaction_commit_seconds",
+			Help:    "Duration of committing one transaction on the target (exactly-once delivery): flush, offset commit, EndTxn.",
+			Buckets: commitLatencyBuckets,
+		}),
+		Transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kmirror_transactions_total",
+			Help: "Transactions on the target (exactly-once delivery), by result: committed or aborted.",
+		}, []string{"result"}),
+		TransactionRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kmirror_transaction_records_total",
+			Help: "Records written in committed transactions (exactly-once delivery).",
+		}),
 		ConsumerErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kmirror_consumer_errors_total",
 			Help: "Errors reported by the source consumer group.",
@@ -292,6 +313,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.recordsMirrored, m.bytesMirrored, m.recordsSkipped, m.ReplicationLatency, m.Unmirrored, m.UnmirroredBytes, m.RPO, m.Stalled,
 		m.ProduceErrors, m.Rebalances, m.AssignedPartitions, m.CommitLatency, m.CommitErrors,
+		m.TransactionCommitLatency, m.Transactions, m.TransactionRecords,
 		m.ConsumerErrors, m.SourceRecordsLost, m.TopicsDiscovered, m.TargetTopicsCreated, m.TargetPartitionsAdded,
 		m.OffsetMapChunks, m.OffsetMapWriteErrors, m.GroupsSynced, m.GroupSyncLast, m.GroupSyncUntranslatable,
 		m.Ready, build,

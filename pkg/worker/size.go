@@ -26,6 +26,10 @@ func batchBound(limit int, compressed bool) int {
 	return max(b, 1024)
 }
 
+// BatchBound is batchBound for a target topic limit of limit: the batch bound of the producer a
+// worker uses for that topic's records.
+func BatchBound(limit int, compressed bool) int { return batchBound(limit, compressed) }
+
 // aloneBytes is the exact size of the batch m makes by itself, uncompressed: what the broker
 // compares with max.message.bytes when the batch is not compressed.
 func aloneBytes(m *sarama.ProducerMessage) int {

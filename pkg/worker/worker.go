@@ -30,6 +30,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/delivery"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
 )
@@ -90,6 +91,9 @@ type Config struct {
 	Fatal    func(error)
 	Observer Observer
 	Log      *zap.Logger
+	// Txns, when set, is exactly-once delivery: records go in transactions of their slot's
+	// producer (txn.go) instead of through the idempotent producers.
+	Txns *delivery.Slots
 }
 
 // Worker moves records from its inbox to the target.
@@ -181,7 +185,11 @@ func New(cfg Config) (*Worker, error) {
 // partitions: whatever a producer still holds then is past its partition's drain deadline and is
 // aborted, never flushed, so that it cannot land after another member took the partition.
 func (w *Worker) Run(ctx context.Context) error {
-	w.send(ctx)
+	if w.cfg.Txns != nil {
+		w.sendTxn(ctx)
+	} else {
+		w.send(ctx)
+	}
 	w.Abort()
 	w.mu.Lock()
 	for _, l := range w.lanes {
@@ -215,6 +223,9 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) Abort() {
 	if !w.aborted.CompareAndSwap(false, true) {
 		return
+	}
+	if w.cfg.Txns != nil {
+		w.cfg.Txns.AbortAll()
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -1,0 +1,235 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kmirror/kmirror/pkg/slots"
+	"github.com/kmirror/kmirror/pkg/source"
+)
+
+// Config configures Slots.
+type Config struct {
+	// Slots is the slot count (delivery.slots); Prefix names the transactional ids
+	// (slots.TransactionalID).
+	Slots  int
+	Prefix string
+	// Group is the target group that holds the source positions (delivery.positions_group).
+	Group string
+	// Open opens a slot's transactional producer.
+	Open Open
+	// Bound is the batch bound a slot's producer opens with; a worker rebounds it for the
+	// records it carries.
+	Bound  int
+	Limits Limits
+	// Target reads the positions back (OffsetFetch to Group's coordinator on the target).
+	Target sarama.Client
+	// Metadata is the metadata stored with a source topic's positions (its topic ID).
+	Metadata func(sourceTopic string) string
+	Observer Observer
+	// Tracer, when set, gives every transaction a "kmirror.commit" span.
+	Tracer trace.Tracer
+	Log    *zap.Logger
+}
+
+// Slots holds the transactional producers of the slots this member owns in the current session
+// of the source group.
+type Slots struct {
+	cfg  Config
+	mu   sync.Mutex // Begin and Close
+	txns atomic.Pointer[map[int]*Txn]
+}
+
+// New returns the slots of a mirror; Begin opens them for a session.
+func New(cfg Config) (*Slots, error) {
+	if err := (slots.Config{Slots: cfg.Slots}).Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Open == nil || cfg.Target == nil || cfg.Group == "" || cfg.Prefix == "" {
+		return nil, errors.New("delivery: a producer opener, a target client, the positions group and an id prefix are required")
+	}
+	if cfg.Metadata == nil {
+		cfg.Metadata = func(string) string { return "" }
+	}
+	if cfg.Observer == nil {
+		cfg.Observer = NopObserver{}
+	}
+	if cfg.Log == nil {
+		cfg.Log = zap.NewNop()
+	}
+	s := &Slots{cfg: cfg}
+	empty := map[int]*Txn{}
+	s.txns.Store(&empty)
+	return s, nil
+}
+
+// Of returns the slot of a source partition.
+func (s *Slots) Of(topic string, partition int32) int { return slots.Of(topic, partition, s.cfg.Slots) }
+
+// Txn returns the transactional producer of slot in the current session, or nil when this member
+// does not own the slot.
+func (s *Slots) Txn(slot int) *Txn { return (*s.txns.Load())[slot] }
+
+// Begin starts a session that claims the partitions of claims (source topics): it closes the
+// previous session's producers and opens one for every slot the claims fall in. Opening one
+// initialises its transactional id, which completes or aborts the transaction its previous
+// holder left open and fences that holder; only after Begin may the slots' positions be read.
+// Every claim of the previous session has drained, so none of its producers holds a record.
+func (s *Slots) Begin(ctx context.Context, claims map[string][]int32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked()
+	owned := make(map[int]bool)
+	for topic, parts := range claims {
+		for _, p := range parts {
+			owned[s.Of(topic, p)] = true
+		}
+	}
+	ids := slices.Sorted(maps.Keys(owned))
+	opened := make([]*Txn, len(ids))
+	g, _ := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	start := time.Now()
+	for i, sl := range ids {
+		g.Go(func() error {
+			t, err := newTxn(sl, slots.TransactionalID(s.cfg.Prefix, sl), s.cfg.Bound, &s.cfg)
+			if err != nil {
+				return fmt.Errorf("slot %d: %w", sl, err)
+			}
+			opened[i] = t
+			return nil
+		})
+	}
+	err := g.Wait()
+	txns := make(map[int]*Txn, len(ids))
+	for i, t := range opened {
+		if t != nil {
+			txns[ids[i]] = t
+		}
+	}
+	s.txns.Store(&txns)
+	if err != nil {
+		return fmt.Errorf("open the transactional producers of this member's slots: %w", err)
+	}
+	s.cfg.Log.Info("opened the transactional producers of this member's slots (earlier holders fenced)",
+		zap.Ints("slots", ids), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// Close shuts every producer down; records of transactions still open (none, after a drain)
+// were not committed.
+func (s *Slots) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked()
+}
+
+func (s *Slots) closeLocked() {
+	old := *s.txns.Load()
+	empty := map[int]*Txn{}
+	s.txns.Store(&empty)
+	var wg sync.WaitGroup
+	for _, t := range old {
+		wg.Go(func() {
+			if left := t.Close(); len(left) > 0 {
+				s.cfg.Log.Warn("closed a transactional producer with a transaction open; its records were not committed "+
+					"and will be mirrored again", zap.String("transactional_id", t.ID()), zap.Int("records", len(left)))
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// AbortAll makes sure no producer writes anything more (see Txn.Abort). It does not block.
+func (s *Slots) AbortAll() {
+	for _, t := range *s.txns.Load() {
+		t.Abort()
+	}
+}
+
+// Positions reads the stored source position of every partition of claims (source topics,
+// named target(topic) on the target) from the positions group, waiting while a transaction
+// holding one is still pending (RequireStable). A partition without one is -1.
+func (s *Slots) Positions(ctx context.Context, claims map[string][]int32, target func(string) string) (map[source.TopicPartition]source.Committed, error) {
+	byTarget := make(map[string][]int32, len(claims))
+	for topic, parts := range claims {
+		byTarget[target(topic)] = parts
+	}
+	for attempt := 0; ; attempt++ {
+		out, err := s.fetch(claims, byTarget, target)
+		if err == nil {
+			return out, nil
+		}
+		if !errors.Is(err, sarama.ErrUnstableOffsetCommit) && !retriable(err) || attempt == 100 {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (%w)", ctx.Err(), err)
+		case <-time.After(min(time.Duration(attempt+1)*50*time.Millisecond, time.Second)):
+		}
+	}
+}
+
+func (s *Slots) fetch(claims, byTarget map[string][]int32, target func(string) string) (map[source.TopicPartition]source.Committed, error) {
+	client, group := s.cfg.Target, s.cfg.Group
+	coord, err := client.Coordinator(group)
+	if err != nil {
+		return nil, fmt.Errorf("find the coordinator of positions group %q on the target: %w", group, err)
+	}
+	req := sarama.NewOffsetFetchRequest(client.Config().Version, group, byTarget)
+	if req.Version < 7 {
+		return nil, fmt.Errorf("read the source positions from group %q: the target's Kafka version (target.version %s) must be 2.5 "+
+			"or newer for exactly_once (OffsetFetch with require_stable)", group, client.Config().Version)
+	}
+	req.RequireStable = true
+	resp, err := coord.FetchOffset(req)
+	if err != nil {
+		_ = client.RefreshCoordinator(group)
+		return nil, fmt.Errorf("read the source positions from group %q on the target: %w", group, err)
+	}
+	out := make(map[source.TopicPartition]source.Committed)
+	if kerr := resp.GroupError(); errors.Is(kerr, sarama.ErrGroupIDNotFound) {
+		// No transaction has committed a position yet (some brokers answer so for a group
+		// that holds no offsets).
+		for topic, parts := range claims {
+			for _, p := range parts {
+				out[source.TopicPartition{Topic: topic, Partition: p}] = source.Committed{Offset: -1}
+			}
+		}
+		return out, nil
+	} else if !errors.Is(kerr, sarama.ErrNoError) {
+		_ = client.RefreshCoordinator(group)
+		return nil, fmt.Errorf("read the source positions from group %q on the target: %w", group, kerr)
+	}
+	for topic, parts := range claims {
+		for _, p := range parts {
+			cm := source.Committed{Offset: -1}
+			if b := resp.GetBlock(target(topic), p); b != nil {
+				if !errors.Is(b.Err, sarama.ErrNoError) {
+					return nil, fmt.Errorf("read the source position of %s/%d from group %q on the target: %w", topic, p, group, b.Err)
+				}
+				cm = source.Committed{Offset: b.Offset, Metadata: b.Metadata}
+			}
+			out[source.TopicPartition{Topic: topic, Partition: p}] = cm
+		}
+	}
+	return out, nil
+}
+
+// retriable reports errors of a coordinator that is moving or loading.
+func retriable(err error) bool {
+	return errors.Is(err, sarama.ErrNotCoordinatorForConsumer) || errors.Is(err, sarama.ErrOffsetsLoadInProgress) ||
+		errors.Is(err, sarama.ErrConsumerCoordinatorNotAvailable) || errors.Is(err, sarama.ErrRequestTimedOut)
+}

@@ -1,0 +1,306 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kmirror/kmirror/pkg/record"
+)
+
+// Producer is the transactional producer of one slot and the client it runs on.
+type Producer interface {
+	sarama.AsyncProducer
+	// Abort closes the producer's connections, so that nothing it still holds reaches the
+	// target from now on. It does not block.
+	Abort()
+	// Release closes the client under the producer, once the producer has shut down.
+	Release()
+}
+
+// Open opens a transactional producer with transactional id id whose batches stay within
+// bound bytes. Opening it initialises the id (InitProducerId), which fences every earlier
+// producer of the id.
+type Open func(id string, bound int) (Producer, error)
+
+// Observer is told of every transaction's end. Implementations must not block.
+type Observer interface {
+	// Committed is called for each committed transaction with its commit latency (the flush of
+	// its records, the offset commit and EndTxn) and its record count.
+	Committed(d time.Duration, records int)
+	// Aborted is called for each transaction that could not be committed.
+	Aborted(err error)
+}
+
+// NopObserver observes nothing.
+type NopObserver struct{}
+
+func (NopObserver) Committed(time.Duration, int) {}
+func (NopObserver) Aborted(error)                {}
+
+// Limits size a slot's transactions: one is due for commit once it holds Records records or
+// Bytes bytes, or Age after it began.
+type Limits struct {
+	Records int
+	Bytes   int64
+	Age     time.Duration
+}
+
+// Txn is one slot's transactional producer and its open transaction. Send, Skip, Commit and
+// Rebound are called by one goroutine at a time (the worker the slot is routed to); a Txn is
+// never shared by two workers.
+type Txn struct {
+	slot     int
+	id       string
+	open     Open
+	group    *sarama.ConsumerGroupMetadata
+	limits   Limits
+	metadata func(sourceTopic string) string
+	tracer   trace.Tracer
+	obs      Observer
+
+	p     Producer
+	bound int
+	done  chan struct{} // closed once p's reader goroutines have returned
+	err   atomic.Pointer[error]
+
+	began   time.Time // zero while no transaction is open
+	pending []*record.Record
+	bytes   int64
+	next    map[string]map[int32]*sarama.PartitionOffsetMetadata // target topic → partition → position
+
+	closeOnce sync.Once
+}
+
+// newTxn opens slot's producer (fencing its previous holders).
+func newTxn(slot int, id string, bound int, cfg *Config) (*Txn, error) {
+	t := &Txn{
+		slot: slot, id: id, open: cfg.Open, group: sarama.NewConsumerGroupMetadata(cfg.Group), limits: cfg.Limits,
+		metadata: cfg.Metadata, tracer: cfg.Tracer, obs: cfg.Observer,
+	}
+	if err := t.start(bound); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// ID returns the transactional id.
+func (t *Txn) ID() string { return t.id }
+
+// Bound returns the batch bound of the producer.
+func (t *Txn) Bound() int { return t.bound }
+
+// Open reports whether a transaction is open.
+func (t *Txn) Open() bool { return !t.began.IsZero() }
+
+// Due reports whether the open transaction should be committed now.
+func (t *Txn) Due(now time.Time) bool {
+	return !t.began.IsZero() &&
+		(len(t.pending) >= t.limits.Records || t.bytes >= t.limits.Bytes || now.Sub(t.began) >= t.limits.Age)
+}
+
+// Deadline returns when the open transaction is due by age (zero when none is open).
+func (t *Txn) Deadline() time.Time {
+	if t.began.IsZero() {
+		return time.Time{}
+	}
+	return t.began.Add(t.limits.Age)
+}
+
+func (t *Txn) start(bound int) error {
+	p, err := t.open(t.id, bound)
+	if err != nil {
+		return fmt.Errorf("open the transactional producer %q: %w", t.id, err)
+	}
+	t.p, t.bound, t.done = p, bound, make(chan struct{})
+	t.err.Store(nil)
+	var both sync.WaitGroup
+	both.Add(2)
+	go func() {
+		defer both.Done()
+		for range p.Successes() { // the records stay pending until their transaction commits
+		}
+	}()
+	go func() {
+		defer both.Done()
+		for pe := range p.Errors() {
+			err := fmt.Errorf("produce %s/%d: %w", pe.Msg.Topic, pe.Msg.Partition, pe.Err)
+			t.err.CompareAndSwap(nil, &err)
+		}
+	}()
+	go func() { both.Wait(); close(t.done) }()
+	return nil
+}
+
+// begin opens a transaction when none is.
+func (t *Txn) begin() error {
+	if !t.began.IsZero() {
+		return nil
+	}
+	if err := t.p.BeginTxn(); err != nil {
+		return fmt.Errorf("begin a transaction of %q: %w", t.id, err)
+	}
+	t.began = time.Now()
+	t.next = make(map[string]map[int32]*sarama.PartitionOffsetMetadata)
+	return nil
+}
+
+// advance moves the position of r's partition past r.
+func (t *Txn) advance(r *record.Record) {
+	parts := t.next[r.Msg.Topic]
+	if parts == nil {
+		parts = make(map[int32]*sarama.PartitionOffsetMetadata)
+		t.next[r.Msg.Topic] = parts
+	}
+	pos := parts[r.Msg.Partition]
+	if pos == nil {
+		meta := t.metadata(r.Track.Topic())
+		pos = &sarama.PartitionOffsetMetadata{Partition: r.Msg.Partition, Metadata: &meta}
+		parts[r.Msg.Partition] = pos
+	}
+	pos.Offset = r.Offset + 1
+}
+
+// Send hands r to the producer inside the open transaction (opening one when none is). r stays
+// pending until Commit. It returns an error, and r is not part of the transaction, when no
+// transaction could be opened or ctx ended first.
+func (t *Txn) Send(ctx context.Context, r *record.Record) error {
+	if err := t.begin(); err != nil {
+		return err
+	}
+	select {
+	case t.p.Input() <- &r.Msg:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	t.pending = append(t.pending, r)
+	t.bytes += r.Size
+	t.advance(r)
+	return nil
+}
+
+// Skip moves r's partition past r in the open transaction without writing r (a record the
+// refused-record policy skips): the position passes it only if the transaction commits.
+func (t *Txn) Skip(r *record.Record) error {
+	if err := t.begin(); err != nil {
+		return err
+	}
+	t.advance(r)
+	return nil
+}
+
+// ErrFenced marks a transaction the target refused because another producer took its
+// transactional id: the slot now belongs to another member.
+var ErrFenced = errors.New("the slot's transactional id was taken over by another producer (fenced)")
+
+// Commit commits the open transaction: every record sent since it began, and the positions they
+// reach. It returns the records of the transaction, in the order they were sent, whether it
+// committed (err nil) or was aborted (err says why). Nothing is committed when no transaction is
+// open.
+func (t *Txn) Commit(ctx context.Context) ([]*record.Record, error) {
+	if t.began.IsZero() {
+		return nil, nil
+	}
+	recs, offsets := t.pending, t.offsets()
+	t.pending, t.bytes, t.next, t.began = nil, 0, nil, time.Time{}
+	start := time.Now()
+	var span trace.Span
+	if t.tracer != nil {
+		_, span = t.tracer.Start(ctx, "kmirror.commit", trace.WithTimestamp(start),
+			trace.WithAttributes(attribute.String("kmirror.transactional_id", t.id), attribute.Int("kmirror.records", len(recs))))
+		defer span.End()
+	}
+	err := t.p.AddOffsetsToTxnWithGroupMetadata(offsets, t.group)
+	if err == nil {
+		err = t.p.CommitTxn()
+	}
+	if e := t.err.Load(); err == nil && e != nil {
+		// Cannot happen with sarama (an error returned for a record puts the transaction in an
+		// abortable state, which CommitTxn refuses), but a committed transaction that lost a
+		// record would break the guarantee: stop rather than go on.
+		err = fmt.Errorf("a record of the committed transaction came back failed: %w", *e)
+	}
+	if err != nil {
+		err = t.fail(err)
+		if span != nil {
+			span.RecordError(err)
+		}
+		t.obs.Aborted(err)
+		return recs, err
+	}
+	t.obs.Committed(time.Since(start), len(recs))
+	return recs, nil
+}
+
+// fail aborts the transaction after err and says what became of it.
+func (t *Txn) fail(err error) error {
+	if e := t.err.Load(); e != nil {
+		err = fmt.Errorf("%w (first record error: %w)", err, *e)
+	}
+	if errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch) {
+		err = fmt.Errorf("%w: %w", ErrFenced, err)
+	}
+	if aerr := t.p.AbortTxn(); aerr != nil {
+		// The coordinator aborts it at the transaction timeout, or at once when the next
+		// holder of the id initialises it; nothing of it is ever visible to read_committed.
+		t.p.Abort()
+		return fmt.Errorf("transaction of %q failed and was not aborted cleanly (%v): %w", t.id, aerr, err)
+	}
+	return fmt.Errorf("transaction of %q aborted: %w", t.id, err)
+}
+
+// offsets returns the open transaction's positions in AddOffsetsToTxn's form.
+func (t *Txn) offsets() map[string][]*sarama.PartitionOffsetMetadata {
+	out := make(map[string][]*sarama.PartitionOffsetMetadata, len(t.next))
+	for topic, parts := range t.next {
+		for _, pos := range parts {
+			out[topic] = append(out[topic], pos)
+		}
+	}
+	return out
+}
+
+// Rebound replaces the producer with one whose batches stay within bound (the same
+// transactional id: initialising it again fences nobody but the producer replaced). No
+// transaction may be open.
+func (t *Txn) Rebound(bound int) error {
+	if !t.began.IsZero() {
+		return fmt.Errorf("rebound the producer of %q: a transaction is open", t.id)
+	}
+	t.shut()
+	return t.start(bound)
+}
+
+// shut closes the producer: an open transaction is aborted by closing the connections (the
+// coordinator aborts it when the id is next initialised, or at its timeout).
+func (t *Txn) shut() {
+	if !t.began.IsZero() {
+		t.p.Abort()
+	}
+	t.p.AsyncClose()
+	<-t.done
+	t.p.Release()
+}
+
+// Abort makes sure nothing more of the producer reaches the target: its connections are
+// closed, and the open transaction is never committed. It does not block.
+func (t *Txn) Abort() { t.p.Abort() }
+
+// Close shuts the producer down. Records of a transaction still open are returned: they were
+// not committed.
+func (t *Txn) Close() []*record.Record {
+	var left []*record.Record
+	t.closeOnce.Do(func() {
+		left = t.pending
+		t.pending = nil
+		t.shut()
+	})
+	return left
+}

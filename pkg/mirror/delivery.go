@@ -1,0 +1,136 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/delivery"
+	"github.com/kmirror/kmirror/pkg/slots"
+	"github.com/kmirror/kmirror/pkg/source"
+	"github.com/kmirror/kmirror/pkg/telemetry"
+	"github.com/kmirror/kmirror/pkg/topics"
+	"github.com/kmirror/kmirror/pkg/worker"
+)
+
+// exactlyOnce is the wiring of delivery.mode exactly_once: the slots' transactional producers,
+// the client that reads the positions back, and the hooks the handler and the consumer group
+// take. nil in at_least_once.
+type exactlyOnce struct {
+	slots    *delivery.Slots
+	client   sarama.Client
+	strategy *slots.Strategy
+	metadata func(string) string // set once the handler exists
+}
+
+// openExactlyOnce opens what exactly-once delivery needs on the target; nil in at_least_once.
+func (m *Mirror) openExactlyOnce(ctx context.Context) (*exactlyOnce, error) {
+	d := m.cfg.Delivery
+	if d.Mode != config.ExactlyOnce {
+		return nil, nil
+	}
+	strategy, err := slots.NewStrategy(slots.Config{Slots: d.Slots})
+	if err != nil {
+		return nil, fmt.Errorf("delivery.slots: %w", err)
+	}
+	cfg := m.target.Config("positions")
+	if m.opts.SaramaClients != nil {
+		m.opts.SaramaClients("positions", cfg)
+	}
+	client, err := openClient(ctx, m.target.Bootstrap(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("exactly-once: connect to target %s: %w", m.target.Alias(), err)
+	}
+	eo := &exactlyOnce{client: client, strategy: strategy}
+	eo.metadata = func(string) string { return "" }
+	prefix := d.TransactionalPrefix(m.cfg.Consumer.GroupID)
+	open := func(id string, bound int) (delivery.Producer, error) {
+		name := fmt.Sprintf("txn-%s-%d", id, bound)
+		return worker.OpenProducer(m.target.Bootstrap(), func(bound int) (*sarama.Config, error) {
+			pc, err := worker.ProducerConfig(m.target.Config(name), m.cfg.Producer, bound)
+			if err != nil {
+				return nil, err
+			}
+			pc.Producer.Transaction.ID = id
+			// Long enough for a commit that rides out a failing broker within the delivery
+			// timeout; a member that dies leaves its transaction to the next holder of the id,
+			// whose InitProducerId aborts it at once.
+			pc.Producer.Transaction.Timeout = m.cfg.Producer.DeliveryTimeout + 30*time.Second
+			pc.Producer.Transaction.Retry.Max = 50
+			pc.Producer.Transaction.Retry.Backoff = 100 * time.Millisecond
+			if m.opts.SaramaClients != nil {
+				m.opts.SaramaClients(name, pc)
+			}
+			return pc, pc.Validate()
+		})(bound)
+	}
+	var tracer trace.Tracer
+	if m.opts.Tracing.Enabled {
+		tracer = m.opts.Tracing.Tracer
+	}
+	eo.slots, err = delivery.New(delivery.Config{
+		Slots: d.Slots, Prefix: prefix, Group: d.Positions(m.cfg.Consumer.GroupID), Open: open,
+		Bound: worker.BatchBound(m.cfg.Producer.MaxMessageBytes, m.cfg.Producer.Compression != "none"),
+		Limits: delivery.Limits{
+			Records: d.Transaction.MaxRecords, Bytes: d.Transaction.MaxBytes, Age: d.Transaction.MaxAge,
+		},
+		Target:   client,
+		Metadata: func(topic string) string { return eo.metadata(topic) },
+		Observer: transactionObserver{m.opts.Metrics},
+		Tracer:   tracer,
+		Log:      m.log,
+	})
+	if err != nil {
+		_ = client.Close()
+		return nil, err
+	}
+	return eo, nil
+}
+
+// route sends every partition of a slot to one worker, so one goroutine writes the slot's
+// transactions.
+func (eo *exactlyOnce) route(workers int) func(string, int32) int {
+	return func(topic string, partition int32) int { return eo.slots.Of(topic, partition) % workers }
+}
+
+// positionsHook is the handler's Positions hook: fence the session's slots, then read where
+// their partitions resume; nil in at_least_once.
+func (eo *exactlyOnce) positionsHook(name topics.Namer) func(context.Context, map[string][]int32) (map[source.TopicPartition]source.Committed, error) {
+	if eo == nil {
+		return nil
+	}
+	return func(ctx context.Context, claims map[string][]int32) (map[source.TopicPartition]source.Committed, error) {
+		if err := eo.slots.Begin(ctx, claims); err != nil {
+			return nil, err
+		}
+		return eo.slots.Positions(ctx, claims, name)
+	}
+}
+
+// close shuts the producers and the client down, once the workers have stopped.
+func (eo *exactlyOnce) close() error {
+	eo.slots.Close()
+	return eo.client.Close()
+}
+
+// transactionObserver counts transactions in the metrics.
+type transactionObserver struct{ m *telemetry.Metrics }
+
+func (o transactionObserver) Committed(d time.Duration, records int) {
+	if o.m == nil {
+		return
+	}
+	o.m.TransactionCommitLatency.Observe(d.Seconds())
+	o.m.Transactions.WithLabelValues("committed").Inc()
+	o.m.TransactionRecords.Add(float64(records))
+}
+
+func (o transactionObserver) Aborted(error) {
+	if o.m != nil {
+		o.m.Transactions.WithLabelValues("aborted").Inc()
+	}
+}

@@ -1,0 +1,186 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/delivery"
+	"github.com/kmirror/kmirror/pkg/record"
+)
+
+// Exactly-once delivery (Config.Txns set). Every partition of a slot is routed to one worker,
+// which writes its records in transactions of the slot's producer (pkg/delivery). A record is
+// reported to its tracker — acknowledged, copied in the offset map, handed back to the pool —
+// only once its transaction has committed, so a partition's committed position, its drain and
+// the source group's offsets never pass a record the target could still abort. A transaction
+// that fails stops its records' partitions and the mirror, which resumes from the positions the
+// target holds.
+//
+// Order: a partition's records go through one producer in inbox order, with one batch per
+// partition in flight (idempotence) and transactions one after another on that producer; a
+// record that must travel alone, or needs a producer with another batch bound, first commits
+// what is open, then reopens the slot's producer with the bound it needs.
+
+// sendTxn is the send loop of exactly-once delivery.
+func (w *Worker) sendTxn(ctx context.Context) {
+	open := make(map[*delivery.Txn]bool)
+	for {
+		wait, cancel := ctx, context.CancelFunc(func() {})
+		if d := earliest(open); !d.IsZero() {
+			wait, cancel = context.WithDeadline(ctx, d)
+		}
+		r, err := w.cfg.Inbox.Pop(wait)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.commitDue(ctx, open, time.Now())
+			continue
+		}
+		w.dispatchTxn(ctx, r, open)
+		if len(open) > 0 {
+			w.commitDue(ctx, open, time.Now())
+		}
+	}
+}
+
+// earliest returns when the first of the open transactions is due by age.
+func earliest(open map[*delivery.Txn]bool) time.Time {
+	var d time.Time
+	for t := range open {
+		if td := t.Deadline(); d.IsZero() || td.Before(d) {
+			d = td
+		}
+	}
+	return d
+}
+
+// commitDue commits the open transactions that are due.
+func (w *Worker) commitDue(ctx context.Context, open map[*delivery.Txn]bool, now time.Time) {
+	for t := range open {
+		if t.Due(now) {
+			w.commitTxn(ctx, t, open)
+		}
+	}
+}
+
+// dispatchTxn checks r and writes it in its slot's transaction.
+func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, open map[*delivery.Txn]bool) {
+	if w.aborted.Load() || r.Track.Stopped() {
+		w.drop(r)
+		return
+	}
+	t := w.cfg.Txns.Txn(w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition()))
+	if t == nil {
+		w.fail(r, fmt.Errorf("this member holds no transactional producer for the record's slot %d (a claim outside the session's slots)",
+			w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition())))
+		return
+	}
+	solo, refusal := w.check(r)
+	if refusal != nil {
+		w.refusedTxn(ctx, r, refusal, t, open)
+		return
+	}
+	bound := soloBound
+	if !solo {
+		limit := r.Limit
+		if limit <= 0 {
+			limit = kafkaDefaultMaxMessageBytes
+		}
+		bound = batchBound(limit, w.cfg.Compressed)
+	}
+	if bound != t.Bound() {
+		if !w.commitTxn(ctx, t, open) {
+			w.drop(r)
+			return
+		}
+		if err := t.Rebound(bound); err != nil {
+			w.fail(r, err)
+			return
+		}
+	}
+	if !r.Handed {
+		r.Handed = true
+		w.cfg.Observer.Sent(w.cfg.ID, r)
+	}
+	if r.Span != nil {
+		r.Sent = time.Now()
+	}
+	if err := t.Send(ctx, r); err != nil {
+		if ctx.Err() != nil {
+			w.drop(r)
+			return
+		}
+		w.fail(r, err)
+		return
+	}
+	open[t] = true
+	if solo {
+		w.commitTxn(ctx, t, open) // alone: the broker's verdict concerns it alone
+	}
+}
+
+// refusedTxn applies the refused-record policy inside a transaction: skip moves the position
+// past r in the open transaction; fail commits what came before r, then stops.
+func (w *Worker) refusedTxn(ctx context.Context, r *record.Record, err error, t *delivery.Txn, open map[*delivery.Txn]bool) {
+	if w.cfg.Policy == config.RefusedSkip {
+		if serr := t.Skip(r); serr != nil {
+			w.fail(r, serr)
+			return
+		}
+		open[t] = true
+		w.refused(ctx, r, err) // counts, logs once and acknowledges r (the tracker waits for the records before it)
+		return
+	}
+	w.commitTxn(ctx, t, open)
+	w.refused(ctx, r, err)
+}
+
+// commitTxn commits t's open transaction and reports its records' fate; false when it failed.
+func (w *Worker) commitTxn(ctx context.Context, t *delivery.Txn, open map[*delivery.Txn]bool) bool {
+	delete(open, t)
+	if !t.Open() {
+		return true
+	}
+	recs, err := t.Commit(ctx)
+	if err != nil {
+		w.failTxn(recs, err)
+		return false
+	}
+	now := time.Now()
+	for _, r := range recs {
+		if r.Copies != nil {
+			r.Copies.Copied(r.Offset, r.Msg.Offset)
+		}
+		r.Track.Ack(r.Seq)
+		w.cfg.Observer.Acked(w.cfg.ID, r, now)
+		w.cfg.Records.Put(r)
+	}
+	return true
+}
+
+// failTxn stops the partitions of an aborted transaction's records at their first record, and
+// the mirror with them.
+func (w *Worker) failTxn(recs []*record.Record, err error) {
+	first := make(map[failKey]bool)
+	for _, r := range recs {
+		k := failKey{r.Track.Topic(), r.Track.Partition()}
+		if first[k] {
+			r.Track.Fail(r.Seq, err)
+			w.cfg.Observer.Failed(w.cfg.ID, r, err)
+			continue
+		}
+		first[k] = true
+		w.fail(r, fmt.Errorf("the transaction holding it was aborted, so none of its records is visible to read_committed "+
+			"consumers and the position stays before them: %w", err))
+	}
+	if len(recs) == 0 {
+		w.cfg.Log.Error("transaction failed", zap.Error(err))
+		w.cfg.Fatal(err)
+	}
+}

@@ -217,6 +217,8 @@ func (t *Txn) Commit(ctx context.Context) ([]*record.Record, error) {
 			trace.WithAttributes(attribute.String("kmirror.transactional_id", t.id), attribute.Int("kmirror.records", len(recs))))
 		defer span.End()
 	}
+	stop := t.abortWhenFatal()
+	defer stop()
 	err := t.p.AddOffsetsToTxnWithGroupMetadata(offsets, t.group)
 	if err == nil {
 		err = t.p.CommitTxn()
@@ -237,6 +239,30 @@ func (t *Txn) Commit(ctx context.Context) ([]*record.Record, error) {
 	}
 	t.obs.Committed(time.Since(start), len(recs))
 	return recs, nil
+}
+
+// abortWhenFatal watches the producer while a commit runs: once its transaction is beyond
+// repair (fenced by the slot's next holder, or another fatal error), sarama would still retry
+// what it holds for the whole delivery timeout before CommitTxn returned; closing the
+// connections fails it at once. It returns the function that ends the watch.
+func (t *Txn) abortWhenFatal() func() {
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if t.p.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
+				t.p.Abort()
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // fail aborts the transaction after err and says what became of it.

@@ -334,4 +334,54 @@ func checkTarget(s *session, cfg *config.Config) {
 		return err
 	})
 	s.add("idempotent write", err, detail, "grant IdempotentWrite on the cluster and Write on the topics")
+	if cfg.Delivery.Mode == config.ExactlyOnce {
+		checkTransactions(s, cfg)
+	}
+}
+
+// checkTransactions checks what exactly-once delivery needs of the target: transactional ids
+// under the prefix, and the group that holds the source positions. The probe initialises an id
+// of its own ("<prefix>-validate"), never a slot's: that would fence a running member.
+func checkTransactions(s *session, cfg *config.Config) {
+	prefix := cfg.Delivery.TransactionalPrefix(cfg.Consumer.GroupID)
+	id := prefix + "-validate"
+	s.doing("transactional write")
+	detail := ""
+	err := s.attempt(func() error {
+		coord, err := s.client.TransactionCoordinator(id)
+		if err != nil {
+			return err
+		}
+		resp, err := coord.InitProducerID(&sarama.InitProducerIDRequest{
+			Version: 1, TransactionalID: &id, TransactionTimeout: time.Minute,
+		})
+		if err != nil {
+			return err
+		}
+		if resp.Err != sarama.ErrNoError {
+			return resp.Err
+		}
+		detail = fmt.Sprintf("transactional id %q initialised (producer id %d)", id, resp.ProducerID)
+		return nil
+	})
+	s.add("transactional write", err, detail, fmt.Sprintf("grant Write and Describe on transactional ids with the prefix %q "+
+		"(a PREFIXED ACL), IdempotentWrite on the cluster, and Write on the target topics", prefix))
+
+	group := cfg.Delivery.Positions(cfg.Consumer.GroupID)
+	s.doing("positions group")
+	detail = group
+	err = s.attempt(func() error {
+		resp, err := s.admin.ListConsumerGroupOffsets(group, nil)
+		if err == nil {
+			err = resp.Err
+		}
+		if errors.Is(err, sarama.ErrGroupIDNotFound) {
+			detail, err = group+": no positions yet", nil
+		}
+		if errors.Is(err, sarama.ErrNoError) {
+			err = nil
+		}
+		return err
+	})
+	s.add("positions group", err, detail, fmt.Sprintf("grant Read and Describe on group %q on the target", group))
 }

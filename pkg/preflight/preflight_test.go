@@ -45,6 +45,22 @@ func TestAllChecksPassOnOpenClusters(t *testing.T) {
 	}
 }
 
+func TestExactlyOnceChecksTransactionalIDsAndThePositionsGroup(t *testing.T) {
+	eu, us := startCluster(t, "europe", kfake.SeedTopics(2, "orders")), startCluster(t, "us")
+	cfg := config.Default()
+	cfg.Source.Bootstrap, cfg.Target.Bootstrap = eu.Addrs(), us.Addrs()
+	cfg.Delivery.Mode = config.ExactlyOnce
+	var out bytes.Buffer
+	if !Print(&out, Run(context.Background(), &cfg)) {
+		t.Fatalf("checks failed on open clusters:\n%s", out.String())
+	}
+	for _, want := range []string{"transactional write", `transactional id "kmirror-validate" initialised`, "positions group", "kmirror-positions"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
 func TestUnreachableAndUnauthenticatedClustersFailWithAFix(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	closed := ln.Addr().String()

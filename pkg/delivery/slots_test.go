@@ -1,0 +1,167 @@
+package delivery_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/delivery"
+	"github.com/kmirror/kmirror/pkg/embedded"
+	"github.com/kmirror/kmirror/pkg/offsets"
+	"github.com/kmirror/kmirror/pkg/record"
+	"github.com/kmirror/kmirror/pkg/source"
+	"github.com/kmirror/kmirror/pkg/worker"
+)
+
+// member is one kmirror member's slots on the target.
+func member(t *testing.T, target *embedded.Cluster) (*delivery.Slots, sarama.Client) {
+	t.Helper()
+	base := func() *sarama.Config {
+		c := sarama.NewConfig()
+		c.Version = sarama.V3_6_0_0
+		return c
+	}
+	client, err := sarama.NewClient(target.Addrs(), base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	open := func(id string, bound int) (delivery.Producer, error) {
+		return worker.OpenProducer(target.Addrs(), func(bound int) (*sarama.Config, error) {
+			pc, err := worker.ProducerConfig(base(), config.Default().Producer, bound)
+			if err != nil {
+				return nil, err
+			}
+			pc.Producer.Transaction.ID = id
+			return pc, pc.Validate()
+		})(bound)
+	}
+	s, err := delivery.New(delivery.Config{
+		Slots: 1, Prefix: "kmirror", Group: "kmirror-positions", Open: open, Bound: 1 << 20,
+		Limits: delivery.Limits{Records: 1000, Bytes: 1 << 20, Age: time.Hour}, Target: client,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s, client
+}
+
+// records makes n records of orders/0 from offset from, tracked by track.
+func records(track *offsets.Partition, from, n int) []*record.Record {
+	out := make([]*record.Record, n)
+	for i := range out {
+		off := int64(from + i)
+		m := &sarama.ConsumerMessage{Topic: "orders", Partition: 0, Offset: off, Timestamp: time.Now(),
+			Key: []byte(fmt.Sprint(off)), Value: []byte("v")}
+		out[i] = record.From(m, "orders", track, 1<<20)
+		seq, _ := track.Register(off)
+		out[i].Seq = seq
+	}
+	return out
+}
+
+// committedRecords counts what a read_committed consumer sees in orders.
+func committedRecords(t *testing.T, c *embedded.Cluster) int {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...), kgo.ConsumeTopics("orders"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	n := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return n
+		}
+		n += fs.NumRecords()
+	}
+}
+
+// TestAFencedMemberCommitsNothing is the zombie of the package doc: member A owns the slot and
+// writes a transaction; member B claims the slot (its Begin initialises the slot's id) before A
+// commits. A's commit fails as fenced, nothing of its transaction is visible to read_committed
+// and no position of it is stored; B's transactions commit and store their positions.
+func TestAFencedMemberCommitsNothing(t *testing.T) {
+	target, err := embedded.Start("us", 1, kfake.SeedTopics(1, "orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	ctx := context.Background()
+	claims := map[string][]int32{"orders": {0}}
+	name := func(s string) string { return s }
+
+	a, _ := member(t, target)
+	if err := a.Begin(ctx, claims); err != nil {
+		t.Fatal(err)
+	}
+	ta := a.Txn(a.Of("orders", 0))
+	trackA := offsets.NewPartition("orders", 0, 0, 1024)
+	for _, r := range records(trackA, 0, 100) {
+		if err := ta.Send(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	b, _ := member(t, target)
+	began0 := time.Now()
+	if err := b.Begin(ctx, claims); err != nil { // fences A
+		t.Fatal(err)
+	}
+	t.Logf("B's Begin took %s", time.Since(began0))
+	began := time.Now()
+	recs, err := ta.Commit(ctx)
+	t.Logf("the fenced commit returned after %s: %v", time.Since(began), err)
+	if err == nil {
+		t.Fatal("the fenced member's transaction committed")
+	}
+	if !errors.Is(err, delivery.ErrFenced) {
+		t.Logf("the fenced commit failed with %v (not recognised as fenced)", err)
+	}
+	if len(recs) != 100 {
+		t.Fatalf("the failed commit returned %d records, want the 100 of its transaction", len(recs))
+	}
+	pos, err := b.Positions(ctx, claims, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pos[source.TopicPartition{Topic: "orders", Partition: 0}].Offset; got != -1 {
+		t.Fatalf("the position after a fenced transaction is %d, want none (-1)", got)
+	}
+	if n := committedRecords(t, target); n != 0 {
+		t.Fatalf("read_committed sees %d records of the fenced transaction, want 0", n)
+	}
+
+	tb := b.Txn(b.Of("orders", 0))
+	trackB := offsets.NewPartition("orders", 0, 0, 1024)
+	for _, r := range records(trackB, 0, 60) {
+		if err := tb.Send(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := tb.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pos, err = b.Positions(ctx, claims, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pos[source.TopicPartition{Topic: "orders", Partition: 0}].Offset; got != 60 {
+		t.Fatalf("the position after B's transaction is %d, want 60", got)
+	}
+	if n := committedRecords(t, target); n != 60 {
+		t.Fatalf("read_committed sees %d records, want B's 60", n)
+	}
+}

@@ -151,6 +151,16 @@ func (s *Slots) closeLocked() {
 	wg.Wait()
 }
 
+// All returns the producers of the current session.
+func (s *Slots) All() []*Txn {
+	m := *s.txns.Load()
+	out := make([]*Txn, 0, len(m))
+	for _, t := range m {
+		out = append(out, t)
+	}
+	return out
+}
+
 // AbortAll makes sure no producer writes anything more (see Txn.Abort). It does not block.
 func (s *Slots) AbortAll() {
 	for _, t := range *s.txns.Load() {

@@ -23,6 +23,9 @@ type Producer interface {
 	Abort()
 	// Release closes the client under the producer, once the producer has shut down.
 	Release()
+	// Knows reports whether the producer's metadata has partition of topic, refreshing the
+	// topic's metadata first when it has not.
+	Knows(topic string, partition int32) (bool, error)
 }
 
 // Open opens a transactional producer with transactional id id whose batches stay within
@@ -152,18 +155,19 @@ func (t *Txn) begin() error {
 	return nil
 }
 
-// advance moves the position of r's partition past r.
-func (t *Txn) advance(r *record.Record) {
-	parts := t.next[r.Msg.Topic]
+// advance moves the position of r's partition (topic/partition on the target) past r. It
+// takes the target names from the caller: once r.Msg is handed to the producer, sarama owns it.
+func (t *Txn) advance(r *record.Record, topic string, partition int32) {
+	parts := t.next[topic]
 	if parts == nil {
 		parts = make(map[int32]*sarama.PartitionOffsetMetadata)
-		t.next[r.Msg.Topic] = parts
+		t.next[topic] = parts
 	}
-	pos := parts[r.Msg.Partition]
+	pos := parts[partition]
 	if pos == nil {
 		meta := t.metadata(r.Track.Topic())
-		pos = &sarama.PartitionOffsetMetadata{Partition: r.Msg.Partition, Metadata: &meta}
-		parts[r.Msg.Partition] = pos
+		pos = &sarama.PartitionOffsetMetadata{Partition: partition, Metadata: &meta}
+		parts[partition] = pos
 	}
 	pos.Offset = r.Offset + 1
 }
@@ -175,6 +179,7 @@ func (t *Txn) Send(ctx context.Context, r *record.Record) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
+	topic, partition := r.Msg.Topic, r.Msg.Partition
 	select {
 	case t.p.Input() <- &r.Msg:
 	case <-ctx.Done():
@@ -182,7 +187,7 @@ func (t *Txn) Send(ctx context.Context, r *record.Record) error {
 	}
 	t.pending = append(t.pending, r)
 	t.bytes += r.Size
-	t.advance(r)
+	t.advance(r, topic, partition)
 	return nil
 }
 
@@ -192,7 +197,7 @@ func (t *Txn) Skip(r *record.Record) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
-	t.advance(r)
+	t.advance(r, r.Msg.Topic, r.Msg.Partition)
 	return nil
 }
 
@@ -314,6 +319,9 @@ func (t *Txn) shut() {
 	<-t.done
 	t.p.Release()
 }
+
+// Knows reports whether the producer knows partition of topic (see Producer.Knows).
+func (t *Txn) Knows(topic string, partition int32) (bool, error) { return t.p.Knows(topic, partition) }
 
 // Abort makes sure nothing more of the producer reaches the target: its connections are
 // closed, and the open transaction is never committed. It does not block.

@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,5 +70,98 @@ func TestExactlyOnceResumesFromThePositionsOnTheTarget(t *testing.T) {
 	rep := compare(t, p, map[string]string{"orders": "orders"})
 	if !rep.Exact() {
 		t.Fatalf("after a restart with the source group rewound: %s", rep)
+	}
+}
+
+// positionsSum adds up the source positions stored on the target for topic.
+func positionsSum(t *testing.T, p *pair, topic string) int64 {
+	var n int64
+	for _, o := range committed(t, p.us, "kmirror-positions", topic) {
+		n += o
+	}
+	return n
+}
+
+// TestExactlyOnceMembersSplittingAndLeavingWriteNothingTwice: two members share the slots while
+// records arrive; one stops; the survivor takes its slots over (fencing it) and resumes from the
+// positions on the target: every record once, in order.
+func TestExactlyOnceMembersSplittingAndLeavingWriteNothingTwice(t *testing.T) {
+	p := newPair(t)
+	createTopic(t, p.europe, "events", 8, nil)
+	cfg := withExactlyOnce(t, p.config("events"))
+	a := start(t, cfg)
+	b := start(t, cfg)
+	produce(t, p.europe, numbered("events", 8, 0, 4000)...)
+	waitFor(t, "first batch mirrored", 30*time.Second, func() bool { return positionsSum(t, p, "events") >= 4000 })
+
+	produceDone := make(chan struct{})
+	go func() {
+		defer close(produceDone)
+		for i := range 10 {
+			produce(t, p.europe, numbered("events", 8, 4000+i*400, 400)...)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	time.Sleep(150 * time.Millisecond)
+	if err := a.stop(t); err != nil {
+		t.Fatalf("stopping one member: %v", err)
+	}
+	<-produceDone
+	waitFor(t, "the survivor to mirror everything", 60*time.Second, func() bool { return positionsSum(t, p, "events") == 8000 })
+	if err := b.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	if rep := compare(t, p, map[string]string{"events": "events"}); !rep.Exact() {
+		t.Fatalf("exactly-once with a member leaving: %s", rep)
+	}
+}
+
+// TestExactlyOnceRefusedRecords: the refused-record policies inside transactions. fail commits
+// what came before the refused record and stops naming it; skip moves the position past it in a
+// transaction and mirrors the rest once.
+func TestExactlyOnceRefusedRecords(t *testing.T) {
+	for _, policy := range []string{config.RefusedFail, config.RefusedSkip} {
+		t.Run(policy, func(t *testing.T) {
+			p := newPair(t)
+			small := "10000"
+			createTopic(t, p.europe, "blobs", 1, nil)
+			createTopic(t, p.us, "blobs", 1, map[string]*string{"max.message.bytes": &small})
+			recs := numbered("blobs", 1, 0, 5)
+			recs[2].Value = []byte(strings.Repeat("x", 50_000))
+			produce(t, p.europe, recs...)
+			cfg := p.config("blobs")
+			cfg.Producer.RefusedPolicy = policy
+			cfg = withExactlyOnce(t, cfg)
+			m := start(t, cfg)
+			if policy == config.RefusedFail {
+				var err error
+				select {
+				case err = <-m.done:
+					m.done = nil
+				case <-time.After(30 * time.Second):
+					t.Fatal("mirror did not stop on an oversized record")
+				}
+				for _, want := range []string{"blobs/0", "offset 2", "max.message.bytes 10000"} {
+					if err == nil || !strings.Contains(err.Error(), want) {
+						t.Fatalf("Run = %v, want it to mention %q", err, want)
+					}
+				}
+				if got := positionsSum(t, p, "blobs"); got != 2 {
+					t.Fatalf("position on the target %d, want 2: the records before the refused one, committed", got)
+				}
+				if _, tgt, _, dups, _ := compare(t, p, map[string]string{"blobs": "blobs"}).Totals(); tgt != 2 || dups != 0 {
+					t.Fatalf("target holds %d records (%d duplicates), want the 2 before the refused one", tgt, dups)
+				}
+				return
+			}
+			waitFor(t, "the position passes the skipped record", 30*time.Second, func() bool { return positionsSum(t, p, "blobs") == 5 })
+			if err := m.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			rep := compare(t, p, map[string]string{"blobs": "blobs"})
+			if _, tgt, lost, dups, _ := rep.Totals(); tgt != 4 || lost != 1 || dups != 0 {
+				t.Fatalf("skip policy: target %d records, lost %d, duplicates %d; want 4, exactly the skipped one, none", tgt, lost, dups)
+			}
+		})
 	}
 }

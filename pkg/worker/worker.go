@@ -238,15 +238,22 @@ func (w *Worker) Abort() {
 // pushed (a partition added since they last refreshed their metadata would otherwise be refused
 // by sarama's partitioner). Producers opened later read fresh metadata.
 func (w *Worker) Prepare(ctx context.Context, topic string, partition int32) error {
+	var producers []interface {
+		Knows(topic string, partition int32) (bool, error)
+	}
 	w.mu.Lock()
-	lanes := make([]*lane, 0, len(w.lanes))
 	for _, l := range w.lanes {
-		lanes = append(lanes, l)
+		producers = append(producers, l.p)
 	}
 	w.mu.Unlock()
-	for _, l := range lanes {
+	if w.cfg.Txns != nil {
+		for _, t := range w.cfg.Txns.All() {
+			producers = append(producers, t)
+		}
+	}
+	for _, p := range producers {
 		for attempt := 0; ; attempt++ {
-			ok, err := l.p.Knows(topic, partition)
+			ok, err := p.Knows(topic, partition)
 			if ok {
 				break
 			}

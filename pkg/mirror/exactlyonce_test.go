@@ -6,9 +6,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/telemetry"
 )
 
 // withExactlyOnce turns cfg to exactly-once delivery with small slots and transactions.
@@ -163,5 +170,60 @@ func TestExactlyOnceRefusedRecords(t *testing.T) {
 				t.Fatalf("skip policy: target %d records, lost %d, duplicates %d; want 4, exactly the skipped one, none", tgt, lost, dups)
 			}
 		})
+	}
+}
+
+// TestExactlyOnceTransactionsAreTracedAndCounted: every committed transaction gets a
+// kmirror.commit span naming its transactional id and record count, and the transaction
+// metrics add up to the records mirrored.
+func TestExactlyOnceTransactionsAreTracedAndCounted(t *testing.T) {
+	p := newPair(t)
+	createTopic(t, p.europe, "orders", 4, nil)
+	produce(t, p.europe, numbered("orders", 4, 0, 2000)...)
+	recorder := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(recorder), sdktrace.WithSampler(sdktrace.AlwaysSample()))
+	metrics, err := telemetry.NewMetrics(prometheus.NewPedanticRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(withExactlyOnce(t, p.config("orders")), Options{Log: zaptest.NewLogger(t), Metrics: metrics, Tracing: telemetry.TracingWith(tp)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	waitFor(t, "positions reach 2000", 30*time.Second, func() bool { return positionsSum(t, p, "orders") == 2000 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var spans, inSpans int
+	for _, s := range recorder.Ended() {
+		if s.Name() != "kmirror.commit" {
+			continue
+		}
+		attrs := map[string]attribute.Value{}
+		for _, kv := range s.Attributes() {
+			attrs[string(kv.Key)] = kv.Value
+		}
+		id, ok := attrs["kmirror.transactional_id"]
+		if !ok {
+			continue // a commit of the source group's offsets (the lagging hint)
+		}
+		if !strings.HasPrefix(id.AsString(), "kmirror-") {
+			t.Errorf("transactional id %q, want kmirror-<slot>", id.AsString())
+		}
+		spans++
+		inSpans += int(attrs["kmirror.records"].AsInt64())
+	}
+	committedTxns := testutil.ToFloat64(metrics.Transactions.WithLabelValues("committed"))
+	records := testutil.ToFloat64(metrics.TransactionRecords)
+	if spans == 0 || inSpans != 2000 || records != 2000 || int(committedTxns) != spans {
+		t.Fatalf("%d transaction spans holding %d records; metrics: %v transactions committed, %v records; want one span per "+
+			"committed transaction and 2000 records in each count", spans, inSpans, committedTxns, records)
+	}
+	if n := testutil.CollectAndCount(metrics.TransactionCommitLatency); n != 1 {
+		t.Fatalf("commit latency histogram: %d series", n)
 	}
 }

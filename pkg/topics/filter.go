@@ -25,7 +25,17 @@ const InternalPrefix = "__"
 type Filter struct {
 	include []*regexp.Regexp
 	exclude []*regexp.Regexp
+	rules   []Rule
 }
+
+// Rule decides about a topic before include and exclude do, when decided is true: a flow's own
+// heartbeat topic is mirrored whatever topics.include says, for instance. Internal topics stay
+// unmirrored whatever a rule says.
+type Rule func(topic string) (mirrored, decided bool)
+
+// Decide adds a rule, consulted before include and exclude in the order added. It is not safe to
+// call while the filter is in use.
+func (f *Filter) Decide(r Rule) { f.rules = append(f.rules, r) }
 
 // NewFilter compiles the include and exclude expressions; each must match a whole topic name.
 func NewFilter(include, exclude []string) (*Filter, error) {
@@ -51,6 +61,11 @@ func NewFilter(include, exclude []string) (*Filter, error) {
 func (f *Filter) Match(topic string) bool {
 	if IsInternal(topic) {
 		return false
+	}
+	for _, rule := range f.rules {
+		if mirrored, decided := rule(topic); decided {
+			return mirrored
+		}
 	}
 	for _, r := range f.exclude {
 		if r.MatchString(topic) {

@@ -41,3 +41,29 @@ func TestNamerPolicies(t *testing.T) {
 		t.Error("unknown policy accepted")
 	}
 }
+
+func TestFilterRulesDecideBeforeIncludeAndExclude(t *testing.T) {
+	f, err := NewFilter([]string{"orders"}, []string{"always"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Decide(func(topic string) (bool, bool) {
+		switch topic {
+		case "always", "__internal":
+			return true, true
+		case "orders":
+			return false, true
+		}
+		return false, false
+	})
+	for topic, want := range map[string]bool{
+		"always":     true,  // excluded and not included, but the rule mirrors it
+		"orders":     false, // included, but the rule refuses it
+		"__internal": false, // internal topics stay internal whatever a rule says
+		"other":      false, // undecided: include and exclude decide
+	} {
+		if got := f.Match(topic); got != want {
+			t.Errorf("Match(%q) = %v, want %v", topic, got, want)
+		}
+	}
+}

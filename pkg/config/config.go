@@ -11,20 +11,21 @@ import (
 
 // Config is the whole of kmirror's configuration. configs/kmirror.yaml documents every key.
 type Config struct {
-	Source    Cluster   `mapstructure:"source"`
-	Target    Cluster   `mapstructure:"target"`
-	Topics    Topics    `mapstructure:"topics"`
-	Consumer  Consumer  `mapstructure:"consumer"`
-	Ring      Ring      `mapstructure:"ring"`
-	Producer  Producer  `mapstructure:"producer"`
-	Commit    Commit    `mapstructure:"commit"`
-	Delivery  Delivery  `mapstructure:"delivery"`
-	OffsetMap OffsetMap `mapstructure:"offset_map"`
-	Groups    Groups    `mapstructure:"groups"`
-	Shutdown  Shutdown  `mapstructure:"shutdown"`
-	Log       Log       `mapstructure:"log"`
-	Telemetry Telemetry `mapstructure:"telemetry"`
-	Runtime   Runtime   `mapstructure:"runtime"`
+	Source     Cluster    `mapstructure:"source"`
+	Target     Cluster    `mapstructure:"target"`
+	Topics     Topics     `mapstructure:"topics"`
+	Consumer   Consumer   `mapstructure:"consumer"`
+	Ring       Ring       `mapstructure:"ring"`
+	Producer   Producer   `mapstructure:"producer"`
+	Commit     Commit     `mapstructure:"commit"`
+	Delivery   Delivery   `mapstructure:"delivery"`
+	OffsetMap  OffsetMap  `mapstructure:"offset_map"`
+	Groups     Groups     `mapstructure:"groups"`
+	Heartbeats Heartbeats `mapstructure:"heartbeats"`
+	Shutdown   Shutdown   `mapstructure:"shutdown"`
+	Log        Log        `mapstructure:"log"`
+	Telemetry  Telemetry  `mapstructure:"telemetry"`
+	Runtime    Runtime    `mapstructure:"runtime"`
 }
 
 // Cluster says how to reach one Kafka cluster.
@@ -201,6 +202,22 @@ type Groups struct {
 	// SyncInterval is how often the groups are synced.
 	SyncInterval time.Duration `mapstructure:"sync_interval"`
 }
+
+// Heartbeats configures the heartbeat records kmirror writes to its own topic on the source and
+// mirrors with everything else (pkg/heartbeat), so the target holds a fresh record of the flow
+// even while every business topic is idle.
+type Heartbeats struct {
+	// Enabled writes a heartbeat every Interval.
+	Enabled bool `mapstructure:"enabled"`
+	// Topic starts the heartbeat topics' names: on the source "<topic>.<source alias>".
+	Topic string `mapstructure:"topic"`
+	// Interval is the time between two heartbeats.
+	Interval time.Duration `mapstructure:"interval"`
+}
+
+// HeartbeatTopic returns the flow's heartbeat topic on the source: "<heartbeats.topic>.<source
+// alias>".
+func (c *Config) HeartbeatTopic() string { return c.Heartbeats.Topic + "." + c.Source.Alias }
 
 // Shutdown configures the graceful stop.
 type Shutdown struct {

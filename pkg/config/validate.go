@@ -129,6 +129,12 @@ func (c *Config) Validate() error {
 	if t := c.OffsetMap.Topic; t != "" && !strings.HasPrefix(t, "__") {
 		bad("offset_map.topic", "%q: the map topic must start with \"__\", so that no mirror copies it", t)
 	}
+	atLeast(bad, "heartbeats.interval", c.Heartbeats.Interval, 100*time.Millisecond)
+	if t := c.Heartbeats.Topic; strings.HasPrefix(t, "__") || t == "" {
+		bad("heartbeats.topic", "%q: heartbeats are mirrored, and kmirror never mirrors a topic starting with \"__\" (default kmirror.heartbeats)", t)
+	} else if why := badTopicName(c.HeartbeatTopic()); why != "" {
+		bad("heartbeats.topic", "%q: the heartbeat topic %q: %s", t, c.HeartbeatTopic(), why)
+	}
 	if c.Runtime.GCPercent < 10 || c.Runtime.GCPercent > 10000 {
 		bad("runtime.gc_percent", "%d: want 10 to 10000 (100 is Go's default; set GOGC=off in the environment to turn collection off)", c.Runtime.GCPercent)
 	}

@@ -97,6 +97,21 @@ type Metrics struct {
 	// round, the partitions of synced groups whose position could not be translated exactly (not
 	// yet mirrored, or unknown to the map).
 	GroupSyncUntranslatable prometheus.Gauge
+	// HeartbeatLatency (kmirror_heartbeat_latency_seconds) is, for the last heartbeat of the flow
+	// acknowledged on the target by this process, the time from its emit time on the source to
+	// that acknowledgement. Only the process that owns the heartbeat topic's partition sets it.
+	// A gauge of the last one: one arrives per heartbeats.interval, and the distribution of all
+	// records is kmirror_replication_latency_seconds.
+	HeartbeatLatency prometheus.Gauge
+	// HeartbeatLast (kmirror_heartbeat_last_timestamp_seconds) is the emit time of that
+	// heartbeat (Unix time): time() minus it is how long ago the flow last proved itself alive.
+	HeartbeatLast prometheus.Gauge
+	// HeartbeatsEmitted (kmirror_heartbeats_emitted_total) counts heartbeats written to the
+	// source by this process.
+	HeartbeatsEmitted prometheus.Counter
+	// HeartbeatErrors (kmirror_heartbeat_errors_total) counts heartbeats that could not be
+	// written (topic not created, write refused or unanswered).
+	HeartbeatErrors prometheus.Counter
 	// Ready (kmirror_ready) is 1 while the process would answer /readyz with 200 (connected to
 	// both clusters, inside a consumer-group session, no fatal error), else 0. Liveness needs no
 	// gauge of its own: Prometheus' `up` and kmirror_build_info say the process is there.
@@ -293,6 +308,22 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "kmirror_group_sync_untranslatable_partitions",
 			Help: "Partitions of synced groups whose position could not be translated exactly in the last round.",
 		}),
+		HeartbeatLatency: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kmirror_heartbeat_latency_seconds",
+			Help: "Time from the last acknowledged heartbeat's emit time on the source to its acknowledgement on the target.",
+		}),
+		HeartbeatLast: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kmirror_heartbeat_last_timestamp_seconds",
+			Help: "Emit time (Unix time) of the last heartbeat acknowledged on the target.",
+		}),
+		HeartbeatsEmitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kmirror_heartbeats_emitted_total",
+			Help: "Heartbeats written to the heartbeat topic on the source.",
+		}),
+		HeartbeatErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kmirror_heartbeat_errors_total",
+			Help: "Heartbeats that could not be written to the source.",
+		}),
 		Ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kmirror_ready",
 			Help: "1 when connected to both clusters and inside a consumer-group session, else 0.",
@@ -316,6 +347,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.TransactionCommitLatency, m.Transactions, m.TransactionRecords,
 		m.ConsumerErrors, m.SourceRecordsLost, m.TopicsDiscovered, m.TargetTopicsCreated, m.TargetPartitionsAdded,
 		m.OffsetMapChunks, m.OffsetMapWriteErrors, m.GroupsSynced, m.GroupSyncLast, m.GroupSyncUntranslatable,
+		m.HeartbeatLatency, m.HeartbeatLast, m.HeartbeatsEmitted, m.HeartbeatErrors,
 		m.Ready, build,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

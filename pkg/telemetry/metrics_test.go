@@ -88,6 +88,8 @@ func TestEveryDocumentedMetricIsExported(t *testing.T) {
 		"kmirror_rebalances_total", "kmirror_assigned_partitions", "kmirror_commit_latency_seconds",
 		"kmirror_commit_errors_total", "kmirror_consumer_errors_total", "kmirror_topics_discovered_total",
 		"kmirror_target_topics_created_total", "kmirror_target_partitions_added_total",
+		"kmirror_heartbeat_latency_seconds", "kmirror_heartbeat_last_timestamp_seconds",
+		"kmirror_heartbeats_emitted_total", "kmirror_heartbeat_errors_total",
 		"kmirror_build_info", "kmirror_ready", "go_goroutines", "process_cpu_seconds_total",
 	} {
 		if !got[name] {

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/kmirror/kmirror/pkg/cluster"
+	"github.com/kmirror/kmirror/pkg/heartbeat"
 	"github.com/kmirror/kmirror/pkg/topics"
 	"github.com/kmirror/kmirror/pkg/verify"
 )
@@ -44,6 +45,13 @@ func newVerifyCommand() *cobra.Command {
 			filter, err := topics.NewFilter(include, exclude)
 			if err != nil {
 				return fmt.Errorf("--topics: %w", err)
+			}
+			if only == "" {
+				// Heartbeats are written all the time: a stopped mirror leaves the last few behind.
+				filter.Decide(func(t string) (bool, bool) {
+					_, isHeartbeat := heartbeat.Origin(cfg.Heartbeats.Topic, t)
+					return false, isHeartbeat
+				})
 			}
 			name, err := topics.NewNamer(cfg.Topics.ReplicationPolicy, cfg.Source.Alias)
 			if err != nil {

@@ -53,6 +53,9 @@ func (p *pair) config(include ...string) *config.Config {
 	cfg.Producer.DeliveryTimeout = 10 * time.Second
 	cfg.Source.MetadataRefresh = time.Second
 	cfg.Telemetry.Listen = ""
+	// Tests count records, partitions, spans and transactions exactly; heartbeat_test.go turns
+	// heartbeats on.
+	cfg.Heartbeats.Enabled = false
 	if err := cfg.Validate(); err != nil {
 		p.t.Fatal(err)
 	}

@@ -104,6 +104,9 @@ func New(cfg *config.Config, opts Options) (*Mirror, error) {
 	}
 	if opts.Metrics != nil {
 		o := newObserver(opts.Metrics, opts.Tracing, len(m.inboxes))
+		if cfg.Heartbeats.Enabled {
+			o.heartbeatTopic = cfg.HeartbeatTopic()
+		}
 		if err := o.workerGauges(m); err != nil {
 			return nil, fmt.Errorf("register worker metrics: %w", err)
 		}
@@ -203,6 +206,11 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stopHeartbeats, err := m.startHeartbeats(runCtx, srcAdmin, filter)
+	if err != nil {
+		return stoppedBeforeStart(ctx, err)
+	}
+	defer stopping.do("stop the heartbeats", stopHeartbeats)
 	syncer := topics.NewSyncer(srcAdmin, tgtAdmin, topics.SyncerConfig{
 		Filter: filter, Name: namer, Create: m.cfg.Topics.Create,
 		ReplicationFactor: m.cfg.Topics.ReplicationFactor, SyncConfigs: m.cfg.Topics.SyncConfigs,
@@ -484,7 +492,10 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 		if err != nil {
 			return err
 		}
-		if len(names) == 0 {
+		// The flow's heartbeat topic alone keeps the session going, but does not make it ready.
+		if slices.ContainsFunc(names, m.isBusinessTopic) {
+			m.noTopics.Store(nil)
+		} else {
 			if m.noTopics.Load() == nil {
 				m.log.Warn("no source topic matches topics.include yet; looking again later",
 					zap.Strings("include", m.cfg.Topics.Include), zap.Strings("exclude", m.cfg.Topics.Exclude),
@@ -493,6 +504,8 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 			err := fmt.Errorf("no source topic matches topics.include %q (exclude %q); looking again every %s",
 				m.cfg.Topics.Include, m.cfg.Topics.Exclude, m.cfg.Topics.RefreshInterval)
 			m.noTopics.Store(&err)
+		}
+		if len(names) == 0 {
 			select {
 			case <-ctx.Done():
 				return nil
@@ -500,7 +513,6 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 			}
 			continue
 		}
-		m.noTopics.Store(nil)
 		if !slices.Equal(names, current) {
 			m.log.Info("mirroring topics", zap.Strings("topics", names))
 			current = names

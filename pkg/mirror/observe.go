@@ -20,6 +20,8 @@ type observer struct {
 	metrics  *telemetry.Metrics
 	tracing  *telemetry.Tracing
 	inFlight []atomic.Int64
+	// heartbeatTopic is the flow's heartbeat topic on the source ("" without heartbeats).
+	heartbeatTopic string
 }
 
 func newObserver(m *telemetry.Metrics, t *telemetry.Tracing, workers int) *observer {
@@ -36,6 +38,7 @@ func (o *observer) Acked(w int, r *record.Record, at time.Time) {
 	if !r.Msg.Timestamp.IsZero() {
 		o.metrics.ReplicationLatency.Observe(at.Sub(r.Msg.Timestamp).Seconds())
 	}
+	o.heartbeatAcked(r, at)
 	if r.Span != nil {
 		o.endSpans(r, at, nil)
 	}

@@ -260,6 +260,9 @@ func checkSource(s *session, cfg *config.Config) {
 		return err
 	})
 	s.add("consumer group", err, "group "+cfg.Consumer.GroupID, fmt.Sprintf("grant Read and Describe on group %q", cfg.Consumer.GroupID))
+	if cfg.Heartbeats.Enabled {
+		checkHeartbeats(s, cfg)
+	}
 	if len(cfg.Groups.Include) > 0 {
 		s.doing("list consumer groups (group offset sync)")
 		n := 0
@@ -267,6 +270,41 @@ func checkSource(s *session, cfg *config.Config) {
 		s.add("list consumer groups (group offset sync)", err, fmt.Sprintf("%d groups visible", n),
 			"grant Describe on the groups to sync (groups.include) and on the cluster")
 	}
+}
+
+// topicOrCreate checks that topic exists, or else that kmirror may create it (validate only:
+// nothing is created), and says which.
+func (s *session) topicOrCreate(topic string) (detail string, err error) {
+	detail = "exists"
+	err = s.attempt(func() error {
+		md, err := s.admin.DescribeTopics([]string{topic})
+		if err != nil {
+			return err
+		}
+		if len(md) == 1 && errors.Is(md[0].Err, sarama.ErrUnknownTopicOrPartition) {
+			detail = "kmirror creates it (validate only: nothing created)"
+			err = s.admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, true)
+			if err != nil && strings.Contains(err.Error(), "replication factor") {
+				err = nil // authorized; only the settings were refused
+			}
+			return err
+		}
+		if len(md) == 1 && !errors.Is(md[0].Err, sarama.ErrNoError) {
+			return md[0].Err
+		}
+		return nil
+	})
+	return detail, err
+}
+
+// checkHeartbeats checks that kmirror may create the flow's heartbeat topic on the source, or
+// that it exists. Writing to it needs Write too, which a check cannot try without writing.
+func checkHeartbeats(s *session, cfg *config.Config) {
+	topic := cfg.HeartbeatTopic()
+	s.doing("heartbeat topic")
+	detail, err := s.topicOrCreate(topic)
+	s.add("heartbeat topic", err, fmt.Sprintf("%s: %s; kmirror writes a heartbeat to it every %s (needs Write)", topic, detail, cfg.Heartbeats.Interval),
+		fmt.Sprintf("grant Create, Describe and Write on topic %q on the source (or create it: one partition, compacted), or set heartbeats.enabled: false", topic))
 }
 
 // complete marks the session's checks as all answered.
@@ -299,25 +337,7 @@ func checkTarget(s *session, cfg *config.Config) {
 	if cfg.OffsetMap.Enabled {
 		topic := cfg.OffsetMapTopic()
 		s.doing("offset-map topic")
-		detail := "exists"
-		err := s.attempt(func() error {
-			md, err := s.admin.DescribeTopics([]string{topic})
-			if err != nil {
-				return err
-			}
-			if len(md) == 1 && errors.Is(md[0].Err, sarama.ErrUnknownTopicOrPartition) {
-				detail = "kmirror creates it (validate only: nothing created)"
-				err = s.admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, true)
-				if err != nil && strings.Contains(err.Error(), "replication factor") {
-					err = nil // authorized; only the settings were refused
-				}
-				return err
-			}
-			if len(md) == 1 && !errors.Is(md[0].Err, sarama.ErrNoError) {
-				return md[0].Err
-			}
-			return nil
-		})
+		detail, err := s.topicOrCreate(topic)
 		s.add("offset-map topic", err, topic+": "+detail,
 			fmt.Sprintf("grant Create, Describe, Read and Write on topic %q (or create it: compacted, one partition), or set offset_map.enabled: false", topic))
 	}

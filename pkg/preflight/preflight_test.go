@@ -9,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kmirror/kmirror/pkg/config"
@@ -38,9 +40,48 @@ func TestAllChecksPassOnOpenClusters(t *testing.T) {
 		t.Fatalf("checks failed on open clusters:\n%s", out.String())
 	}
 	for _, want := range []string{"describe topics", "1 match topics.include", "read (list offsets)", "consumer group", "create topics", "idempotent write",
-		"list consumer groups (group offset sync)", "offset-map topic", "__kmirror.offset-map.europe: kmirror creates it"} {
+		"list consumer groups (group offset sync)", "offset-map topic", "__kmirror.offset-map.europe: kmirror creates it",
+		"heartbeat topic", "kmirror.heartbeats.europe: kmirror creates it (validate only: nothing created); kmirror writes a heartbeat to it every 1s"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestHeartbeatTopicIsCheckedOnTheSourceAndNeverCreated(t *testing.T) {
+	for _, seeded := range []bool{false, true} {
+		topics := []string{"orders"}
+		if seeded {
+			topics = append(topics, "kmirror.heartbeats.europe")
+		}
+		eu, us := startCluster(t, "europe", kfake.SeedTopics(1, topics...)), startCluster(t, "us")
+		cfg := config.Default()
+		cfg.Source.Bootstrap, cfg.Target.Bootstrap = eu.Addrs(), us.Addrs()
+		var out bytes.Buffer
+		if !Print(&out, Run(context.Background(), &cfg)) {
+			t.Fatalf("checks failed on open clusters:\n%s", out.String())
+		}
+		want := "kmirror.heartbeats.europe: kmirror creates it"
+		if seeded {
+			want = "kmirror.heartbeats.europe: exists"
+		}
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(eu.Addrs()...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := kadm.NewClient(cl).ListTopics(context.Background())
+		cl.Close()
+		if err != nil || len(names.Names()) != len(topics) {
+			t.Errorf("the source holds topics %v (%v) after the checks, want %v: a check creates nothing", names.Names(), err, topics)
+		}
+		cfg.Heartbeats.Enabled = false
+		out.Reset()
+		Print(&out, Run(context.Background(), &cfg))
+		if strings.Contains(out.String(), "heartbeat topic") {
+			t.Errorf("heartbeats.enabled false, yet the topic is checked:\n%s", out.String())
 		}
 	}
 }

@@ -1,0 +1,89 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/kmirror/kmirror/pkg/heartbeat"
+	"github.com/kmirror/kmirror/pkg/record"
+	"github.com/kmirror/kmirror/pkg/topics"
+)
+
+// startHeartbeats makes the flow's heartbeat topic part of what filter mirrors (always its own,
+// never one that originated on the target), then writes a heartbeat to the source every
+// heartbeats.interval until the returned stop is called or ctx ends. It does nothing when
+// heartbeats.enabled is off.
+func (m *Mirror) startHeartbeats(ctx context.Context, admin sarama.ClusterAdmin, filter *topics.Filter) (stop func() error, err error) {
+	hb := m.cfg.Heartbeats
+	if !hb.Enabled {
+		return func() error { return nil }, nil
+	}
+	filter.Decide(heartbeat.Rule{Base: hb.Topic, Source: m.cfg.Source.Alias, Target: m.cfg.Target.Alias}.Decide)
+
+	cfg := m.source.Config("heartbeat")
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	// A heartbeat is worth little once the next is due: give up on one within seconds.
+	cfg.Net.ReadTimeout = min(cfg.Net.ReadTimeout, 10*time.Second)
+	cfg.Net.WriteTimeout = min(cfg.Net.WriteTimeout, 10*time.Second)
+	cfg.Producer.Retry.Max = 2
+	if m.opts.SaramaClients != nil {
+		m.opts.SaramaClients("heartbeat", cfg)
+	}
+	client, err := openClient(ctx, m.source.Bootstrap(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("heartbeats: connect to source %s: %w", m.source.Alias(), err)
+	}
+	producer, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("heartbeats: open a producer on source %s: %w", m.source.Alias(), err)
+	}
+	var obs heartbeat.Observer
+	if mt := m.opts.Metrics; mt != nil {
+		obs = heartbeat.Observer{Emitted: mt.HeartbeatsEmitted.Inc, Failed: func(error) { mt.HeartbeatErrors.Inc() }}
+	}
+	e, err := heartbeat.NewEmitter(heartbeat.EmitterConfig{
+		Topic: m.cfg.HeartbeatTopic(), Origin: m.cfg.Source.Alias, Target: m.cfg.Target.Alias, Interval: hb.Interval,
+		Producer: producer, Admin: admin, ReplicationFactor: int16(m.cfg.Topics.ReplicationFactor),
+		Observer: obs, Log: m.log,
+	})
+	if err != nil {
+		_ = producer.Close()
+		_ = client.Close()
+		return nil, err
+	}
+	// The first heartbeat is written now, so that the topic exists before the first refresh of
+	// the topics and is in the first session.
+	_ = e.Emit()
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); e.Run(runCtx) }()
+	return func() error {
+		cancel()
+		<-done
+		err := producer.Close()
+		if cerr := client.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}, nil
+}
+
+// heartbeatAcked sets the heartbeat gauges when r is one of the flow's heartbeats, acknowledged
+// on the target at at: its timestamp is its emit time.
+func (o *observer) heartbeatAcked(r *record.Record, at time.Time) {
+	if o.heartbeatTopic == "" || r.Track.Topic() != o.heartbeatTopic || r.Msg.Timestamp.IsZero() {
+		return
+	}
+	o.metrics.HeartbeatLatency.Set(at.Sub(r.Msg.Timestamp).Seconds())
+	o.metrics.HeartbeatLast.Set(float64(r.Msg.Timestamp.UnixMilli()) / 1000)
+}
+
+// isBusinessTopic reports whether a mirrored topic is other than the flow's own heartbeat topic.
+func (m *Mirror) isBusinessTopic(topic string) bool {
+	return !m.cfg.Heartbeats.Enabled || topic != m.cfg.HeartbeatTopic()
+}

@@ -1,0 +1,181 @@
+package mirror
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/embedded"
+	"github.com/kmirror/kmirror/pkg/heartbeat"
+	"github.com/kmirror/kmirror/pkg/telemetry"
+)
+
+// heartbeatsOn reads the heartbeat topic on c, checking that every record is a heartbeat of
+// the flow key.
+func heartbeatsOn(t *testing.T, c *embedded.Cluster, topic, key string) []heartbeat.Heartbeat {
+	t.Helper()
+	var out []heartbeat.Heartbeat
+	for _, r := range partitionsOf(t, c, topic)[0] {
+		h, err := heartbeat.Parse(r.Key, r.Value)
+		if err != nil {
+			t.Fatalf("%s on %s, offset %d: %v", topic, c.Name, r.Offset, err)
+		}
+		if string(r.Key) != key || !r.Timestamp.Equal(h.Time()) {
+			t.Fatalf("%s on %s, offset %d: key %q timestamp %v value %s; want key %q stamped with its emit time",
+				topic, c.Name, r.Offset, r.Key, r.Timestamp, r.Value, key)
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// Every business topic is idle (and topics.include does not name the heartbeat topic): the
+// heartbeats still reach the target about once an interval, and the latency gauge is set.
+func TestIdleFlowStillDeliversHeartbeats(t *testing.T) {
+	p := newPair(t)
+	createTopic(t, p.europe, "orders", 3, nil)
+	cfg := p.config("orders")
+	cfg.Heartbeats.Enabled, cfg.Heartbeats.Interval = true, 200*time.Millisecond
+	reg := prometheus.NewRegistry()
+	metrics, err := telemetry.NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := New(cfg, Options{Log: zaptest.NewLogger(t), Metrics: metrics})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	started := time.Now()
+	waitFor(t, "10 heartbeats on us", 30*time.Second, func() bool { return endOffsets(t, p.us, "kmirror.heartbeats.europe") >= 10 })
+	waitFor(t, "the heartbeat gauges", 10*time.Second, func() bool { return testutil.ToFloat64(metrics.HeartbeatLast) > 0 })
+	elapsed := time.Since(started)
+	latency, last := testutil.ToFloat64(metrics.HeartbeatLatency), testutil.ToFloat64(metrics.HeartbeatLast)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+
+	hs := heartbeatsOn(t, p.us, "kmirror.heartbeats.europe", "europe->us")
+	if len(hs) < 10 {
+		t.Fatalf("%d heartbeats on us", len(hs))
+	}
+	for i := 1; i < len(hs); i++ {
+		if gap := hs[i].Time().Sub(hs[i-1].Time()); gap < 100*time.Millisecond || gap > 2*time.Second {
+			t.Errorf("heartbeats %d and %d are %s apart, want about 200ms", i-1, i, gap)
+		}
+	}
+	if latency <= 0 || latency > elapsed.Seconds() {
+		t.Errorf("kmirror_heartbeat_latency_seconds = %v, want in (0, %v]", latency, elapsed.Seconds())
+	}
+	if age := time.Since(time.UnixMilli(int64(last * 1000))); age < 0 || age > elapsed {
+		t.Errorf("kmirror_heartbeat_last_timestamp_seconds is %s old, want within the test's %s", age, elapsed)
+	}
+	emitted := testutil.ToFloat64(metrics.HeartbeatsEmitted)
+	if emitted < float64(len(hs)) || testutil.ToFloat64(metrics.HeartbeatErrors) != 0 {
+		t.Errorf("%v heartbeats emitted, %v failed; %d reached us", emitted, testutil.ToFloat64(metrics.HeartbeatErrors), len(hs))
+	}
+	if n := endOffsets(t, p.us, "orders"); n != 0 {
+		t.Errorf("the idle topic has %d records on us", n)
+	}
+	t.Logf("%d heartbeats on us in %s; last latency %.1f ms", len(hs), elapsed.Round(time.Millisecond), latency*1000)
+}
+
+// Two flows, europe→us and us→europe, each its own mirror, each with topics.include matching
+// every heartbeat topic: each cluster ends with its own heartbeats and a copy of the other's,
+// and nothing went back where it came from (no doubled origin, no heartbeat twice).
+func TestActiveActiveHeartbeatsDoNotLoop(t *testing.T) {
+	for _, policy := range []string{config.PolicyIdentity, config.PolicyPrefix} {
+		t.Run(policy, func(t *testing.T) {
+			p := newPair(t)
+			flow := func(from, to *embedded.Cluster) *config.Config {
+				cfg := p.config(".*heartbeats.*")
+				cfg.Source.Alias, cfg.Source.Bootstrap = from.Name, from.Addrs()
+				cfg.Target.Alias, cfg.Target.Bootstrap = to.Name, to.Addrs()
+				cfg.Consumer.GroupID = "kmirror-" + from.Name
+				cfg.Topics.ReplicationPolicy = policy
+				cfg.Heartbeats.Enabled, cfg.Heartbeats.Interval = true, 200*time.Millisecond
+				if err := cfg.Validate(); err != nil {
+					t.Fatal(err)
+				}
+				return cfg
+			}
+			toUS, toEU := start(t, flow(p.europe, p.us)), start(t, flow(p.us, p.europe))
+			copyName := func(origin string) string { // origin's heartbeat topic on the other cluster
+				if policy == config.PolicyPrefix {
+					return origin + ".kmirror.heartbeats." + origin
+				}
+				return "kmirror.heartbeats." + origin
+			}
+			waitFor(t, "10 heartbeats copied each way", 30*time.Second, func() bool {
+				return endOffsets(t, p.us, copyName("europe")) >= 10 && endOffsets(t, p.europe, copyName("us")) >= 10
+			})
+			time.Sleep(time.Second) // time for a loop to show, were there one
+			for _, r := range []*running{toUS, toEU} {
+				if err := r.stop(t); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			for _, c := range []struct {
+				home, away *embedded.Cluster
+				key        string
+			}{{p.europe, p.us, "europe->us"}, {p.us, p.europe, "us->europe"}} {
+				own := heartbeatsOn(t, c.home, "kmirror.heartbeats."+c.home.Name, c.key)
+				copies := heartbeatsOn(t, c.away, copyName(c.home.Name), c.key)
+				seen := map[int64]bool{}
+				for _, h := range own {
+					if seen[h.EmittedMs] {
+						t.Errorf("%s holds heartbeat %s twice: it came back", c.home.Name, h.Emitted)
+					}
+					seen[h.EmittedMs] = true
+				}
+				// The copies are the heartbeats written at home, in order, up to where the mirror
+				// stopped (a last few may not have been fetched).
+				if len(copies) > len(own) || len(copies) < len(own)-5 {
+					t.Errorf("%d of %s's %d heartbeats were copied to %s", len(copies), c.home.Name, len(own), c.away.Name)
+				}
+				for i := range min(len(copies), len(own)) {
+					if copies[i] != own[i] {
+						t.Fatalf("copy %d on %s is %+v, the original %+v", i, c.away.Name, copies[i], own[i])
+					}
+				}
+				t.Logf("%s: %d own heartbeats, %d copied to %s", c.home.Name, len(own), len(copies), c.away.Name)
+			}
+			for _, c := range []*embedded.Cluster{p.europe, p.us} {
+				names, err := admin(t, c).ListTopics(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, name := range names.Names() {
+					if strings.Contains(name, "heartbeats") && name != "kmirror.heartbeats."+c.Name &&
+						name != copyName(map[string]string{"europe": "us", "us": "europe"}[c.Name]) {
+						t.Errorf("%s holds heartbeat topic %q: heartbeats went around", c.Name, name)
+					}
+				}
+			}
+		})
+	}
+}
+
+// The heartbeat topic alone is mirrored, but it is not a topic of topics.include: /readyz still
+// says that no source topic matches.
+func TestHeartbeatsAloneDoNotMakeTheMirrorReady(t *testing.T) {
+	p := newPair(t)
+	createTopic(t, p.europe, "orders", 1, nil)
+	cfg := p.config("payments\\..*")
+	cfg.Heartbeats.Enabled, cfg.Heartbeats.Interval = true, 200*time.Millisecond
+	m := start(t, cfg)
+	waitFor(t, "heartbeats on us", 30*time.Second, func() bool { return endOffsets(t, p.us, "kmirror.heartbeats.europe") >= 3 })
+	if err := m.m.Ready(); err == nil || !strings.Contains(err.Error(), "no source topic matches") {
+		t.Errorf("Ready() = %v, want it to say that no source topic matches topics.include", err)
+	}
+}

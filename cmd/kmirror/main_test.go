@@ -123,7 +123,11 @@ log: {format: json}
 		t.Fatal(err)
 	}
 	var committedSum int64
-	offs.Each(func(o kadm.OffsetResponse) { committedSum += o.At })
+	offs.Each(func(o kadm.OffsetResponse) {
+		if o.Topic == "clicks" { // the group also holds the heartbeat topic's offset
+			committedSum += o.At
+		}
+	})
 	if committedSum != mirrored {
 		t.Fatalf("after SIGTERM committed %d but the target holds %d: the drain did not commit exactly what was acknowledged", committedSum, mirrored)
 	}

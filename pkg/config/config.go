@@ -83,6 +83,11 @@ type Topics struct {
 	Create            bool          `mapstructure:"create"`
 	ReplicationFactor int           `mapstructure:"replication_factor"`
 	SyncConfigs       []string      `mapstructure:"sync_configs"`
+	// SyncExistingConfigs keeps the sync_configs of existing target topics equal to the
+	// source's, every refresh_interval; when false they are copied only at creation.
+	SyncExistingConfigs bool `mapstructure:"sync_existing_configs"`
+	// SyncACLs copies the source topics' READ and DESCRIBE ACLs to the target topics.
+	SyncACLs bool `mapstructure:"sync_acls"`
 }
 
 // Consumer configures the source consumer group.

@@ -33,6 +33,8 @@ func Default() Config {
 				"min.compaction.lag.ms", "max.compaction.lag.ms", "delete.retention.ms",
 				"message.timestamp.after.max.ms", "message.timestamp.before.max.ms",
 			},
+			SyncExistingConfigs: true,
+			SyncACLs:            false,
 		},
 		Consumer: Consumer{
 			GroupID:             "kmirror",

@@ -210,6 +210,12 @@ var neverSynced = map[string]string{
 	"message.timestamp.difference.max.ms": "Kafka 4.0 removed it and refuses to create a topic that sets it; " +
 		"kmirror carries a source topic's value over as message.timestamp.before.max.ms and " +
 		"message.timestamp.after.max.ms, as Kafka 3.6 and later read it, when those two are listed",
+	"leader.replication.throttled.replicas": "it lists partition:broker pairs of the source cluster's brokers, " +
+		"which mean other brokers or none on the target (MirrorMaker 2 excludes it too)",
+	"follower.replication.throttled.replicas": "it lists partition:broker pairs of the source cluster's brokers, " +
+		"which mean other brokers or none on the target (MirrorMaker 2 excludes it too)",
+	"unclean.leader.election.enable": "it would let the target elect an out-of-sync leader and lose copies it " +
+		"acknowledged: the target's durability is the target's own setting (MirrorMaker 2 excludes it too)",
 }
 
 // badTopicName says what is wrong with a Kafka topic name, or "" when it is legal.

@@ -7,21 +7,26 @@ import (
 
 	"github.com/IBM/sarama"
 
+	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/heartbeat"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/topics"
 )
 
-// startHeartbeats makes the flow's heartbeat topic part of what filter mirrors (always its own,
-// never one that originated on the target), then writes a heartbeat to the source every
-// heartbeats.interval until the returned stop is called or ctx ends. It does nothing when
-// heartbeats.enabled is off.
-func (m *Mirror) startHeartbeats(ctx context.Context, admin sarama.ClusterAdmin, filter *topics.Filter) (stop func() error, err error) {
+// heartbeatRule is what the topic filter asks first: the flow's own heartbeat topic is always
+// mirrored, one that originated on the target never.
+func heartbeatRule(cfg *config.Config) topics.Rule {
+	return heartbeat.Rule{Base: cfg.Heartbeats.Topic, Source: cfg.Source.Alias, Target: cfg.Target.Alias}.Decide
+}
+
+// startHeartbeats writes a heartbeat to the source now and then every heartbeats.interval until
+// the returned stop is called or ctx ends (the topic filter mirrors them: heartbeatRule). It does
+// nothing when heartbeats.enabled is off.
+func (m *Mirror) startHeartbeats(ctx context.Context, admin sarama.ClusterAdmin) (stop func() error, err error) {
 	hb := m.cfg.Heartbeats
 	if !hb.Enabled {
 		return func() error { return nil }, nil
 	}
-	filter.Decide(heartbeat.Rule{Base: hb.Topic, Source: m.cfg.Source.Alias, Target: m.cfg.Target.Alias}.Decide)
 
 	cfg := m.source.Config("heartbeat")
 	cfg.Producer.Return.Successes = true

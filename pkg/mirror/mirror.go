@@ -115,6 +115,8 @@ func New(cfg *config.Config, opts Options) (*Mirror, error) {
 			Discovered:      func(n int) { opts.Metrics.TopicsDiscovered.Add(float64(n)) },
 			TopicCreated:    opts.Metrics.TargetTopicsCreated.Inc,
 			PartitionsAdded: func(n int) { opts.Metrics.TargetPartitionsAdded.Add(float64(n)) },
+			ConfigsAltered:  func(n int) { opts.Metrics.TargetConfigsAltered.Add(float64(n)) },
+			ACLsCreated:     func(n int) { opts.Metrics.TargetACLsCreated.Add(float64(n)) },
 		}
 	}
 	m.opts = opts
@@ -198,7 +200,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		return stoppedBeforeStart(ctx, err)
 	}
 
-	filter, err := topics.NewFilter(m.cfg.Topics.Include, m.cfg.Topics.Exclude)
+	syncer, err := newSyncer(m.cfg, srcAdmin, tgtAdmin, m.topicEvents, m.log)
 	if err != nil {
 		return err
 	}
@@ -206,17 +208,11 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	stopHeartbeats, err := m.startHeartbeats(runCtx, srcAdmin, filter)
+	stopHeartbeats, err := m.startHeartbeats(runCtx, srcAdmin)
 	if err != nil {
 		return stoppedBeforeStart(ctx, err)
 	}
 	defer stopping.do("stop the heartbeats", stopHeartbeats)
-	syncer := topics.NewSyncer(srcAdmin, tgtAdmin, topics.SyncerConfig{
-		Filter: filter, Name: namer, Create: m.cfg.Topics.Create,
-		ReplicationFactor: m.cfg.Topics.ReplicationFactor, SyncConfigs: m.cfg.Topics.SyncConfigs,
-		DefaultMaxMessageBytes: m.cfg.Producer.MaxMessageBytes,
-		Events:                 m.topicEvents, Log: m.log,
-	})
 
 	// Workers start before the consumer and stop after it has drained, and before the member
 	// leaves the group: what a producer still holds then is aborted, never flushed.

@@ -81,6 +81,12 @@ type Metrics struct {
 	// TargetPartitionsAdded (kmirror_target_partitions_added_total) counts partitions kmirror
 	// added to target topics to follow the source.
 	TargetPartitionsAdded prometheus.Counter
+	// TargetConfigsAltered (kmirror_target_configs_altered_total) counts configs set on existing
+	// target topics to follow the source (topics.sync_existing_configs).
+	TargetConfigsAltered prometheus.Counter
+	// TargetACLsCreated (kmirror_target_acls_created_total) counts ACLs created on target topics
+	// from the source's (topics.sync_acls).
+	TargetACLsCreated prometheus.Counter
 	// OffsetMapChunks (kmirror_offset_map_chunks_written_total) counts chunks of the offset map
 	// written to its topic on the target (a growing chunk is rewritten: each write counts).
 	OffsetMapChunks prometheus.Counter
@@ -288,6 +294,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "kmirror_target_partitions_added_total",
 			Help: "Partitions added to target topics to follow the source.",
 		}),
+		TargetConfigsAltered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kmirror_target_configs_altered_total",
+			Help: "Configs set on existing target topics to follow the source.",
+		}),
+		TargetACLsCreated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kmirror_target_acls_created_total",
+			Help: "ACLs created on target topics from the source's read ACLs.",
+		}),
 		OffsetMapChunks: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kmirror_offset_map_chunks_written_total",
 			Help: "Chunks of the offset map written to its topic on the target.",
@@ -346,6 +360,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.ProduceErrors, m.Rebalances, m.AssignedPartitions, m.CommitLatency, m.CommitErrors,
 		m.TransactionCommitLatency, m.Transactions, m.TransactionRecords,
 		m.ConsumerErrors, m.SourceRecordsLost, m.TopicsDiscovered, m.TargetTopicsCreated, m.TargetPartitionsAdded,
+		m.TargetConfigsAltered, m.TargetACLsCreated,
 		m.OffsetMapChunks, m.OffsetMapWriteErrors, m.GroupsSynced, m.GroupSyncLast, m.GroupSyncUntranslatable,
 		m.HeartbeatLatency, m.HeartbeatLast, m.HeartbeatsEmitted, m.HeartbeatErrors,
 		m.Ready, build,

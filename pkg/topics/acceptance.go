@@ -18,6 +18,8 @@ const (
 	// removed in 4.0. Kafka 3.6 to 3.9 apply it to either direction whose own config is unset.
 	ConfigTimestampDifference = "message.timestamp.difference.max.ms"
 	ConfigMaxMessageBytes     = "max.message.bytes"
+	// ConfigMinInsyncReplicas is capped at the target topic's replication factor when synced.
+	ConfigMinInsyncReplicas = "min.insync.replicas"
 )
 
 // Reasons a target topic refuses a record, as RefusedError.Reason carries them: short and

@@ -1,12 +1,17 @@
 // Package topics decides which source topics are mirrored, what they are called on the target
-// (the replication policy), and creates and grows target topics to match the source.
+// (the replication policy), and keeps target topics matching the source: one plan (Plan) says
+// what the target lacks — topics to create, partitions to add, synced configs that differ, the
+// source's read ACLs — and Refresh applies it, so `kmirror topics plan` prints exactly what the
+// daemon does.
 //
 // It also knows what a target topic accepts (Topic.Refusal): the configs that make a broker
 // refuse a record its source topic accepted, read from the target when the topic is prepared.
 //
-// It must never mirror an internal topic (names starting with "__": Kafka's own and kmirror's),
-// never shrink, delete or alter the configs of anything on the target, and never copy
-// message.timestamp.type (a LogAppendTime target would overwrite every copy's timestamp).
+// It must never mirror an internal topic (names starting with "__": Kafka's own and kmirror's);
+// never shrink or delete anything on the target, nor delete an ACL there; never alter a config
+// that is not in topics.sync_configs or that the source leaves at its default; never copy
+// message.timestamp.type (a LogAppendTime target would overwrite every copy's timestamp) or the
+// other never-synced configs (neverSynced); and never copy a WRITE ACL.
 package topics
 
 import (

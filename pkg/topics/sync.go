@@ -46,6 +46,9 @@ type Admin interface {
 	CreatePartitions(topic string, count int32, assignment [][]int32, validateOnly bool) error
 	DescribeConfig(resource sarama.ConfigResource) ([]sarama.ConfigEntry, error)
 	DescribeCluster() (brokers []*sarama.Broker, controllerID int32, err error)
+	IncrementalAlterConfig(resourceType sarama.ConfigResourceType, name string, entries map[string]sarama.IncrementalAlterConfigsEntry, validateOnly bool) error
+	ListAcls(filter sarama.AclFilter) ([]sarama.ResourceAcls, error)
+	CreateACLs(acls []*sarama.ResourceAcls) error
 }
 
 // Events counts what the syncer did; a nil func is not called.
@@ -53,6 +56,10 @@ type Events struct {
 	Discovered      func(n int)
 	TopicCreated    func()
 	PartitionsAdded func(n int)
+	// ConfigsAltered counts configs set on existing target topics to follow the source.
+	ConfigsAltered func(n int)
+	// ACLsCreated counts ACLs created on target topics from the source's.
+	ACLsCreated func(n int)
 }
 
 // SyncerConfig configures a Syncer.
@@ -62,6 +69,11 @@ type SyncerConfig struct {
 	Create            bool
 	ReplicationFactor int
 	SyncConfigs       []string
+	// SyncExistingConfigs keeps the SyncConfigs of existing target topics equal to the source's;
+	// when false they are copied only when a topic is created.
+	SyncExistingConfigs bool
+	// SyncACLs copies the source topics' READ and DESCRIBE ACLs to the target topics.
+	SyncACLs bool
 	// DefaultMaxMessageBytes is assumed when the target does not report max.message.bytes.
 	DefaultMaxMessageBytes int
 	Events                 Events
@@ -69,7 +81,13 @@ type SyncerConfig struct {
 }
 
 // Syncer lists the source's topics and makes the target match: missing topics are created with
-// the source's partition count and the configs that matter, and partition growth is applied.
+// the source's partition count and the configs that matter, partition growth is applied, the
+// synced configs of existing topics follow the source and, when asked, the source's read ACLs
+// are added. What it does is decided by Plan, which changes nothing, and carried out by Refresh:
+// the daemon and `kmirror topics plan` share the decision.
+//
+// It never shrinks, deletes or removes anything on the target, and never alters a config that is
+// not in SyncConfigs or that the source leaves at its default.
 type Syncer struct {
 	source, target Admin
 	cfg            SyncerConfig
@@ -87,35 +105,32 @@ func NewSyncer(source, target Admin, cfg SyncerConfig) *Syncer {
 	return &Syncer{source: source, target: target, cfg: cfg, known: make(map[string]Topic), warned: make(map[string]bool)}
 }
 
-// Refresh lists the source, brings every selected topic's target up to date and returns the
-// sorted source names of the topics ready to mirror. A topic whose target cannot be prepared is
-// left out (and logged) so that one bad topic does not stop the others; the error joins every
-// such failure.
+// Refresh plans (Plan), applies the plan of every selected topic and returns the sorted source
+// names of the topics ready to mirror. A topic whose target cannot be prepared is left out (and
+// logged) so that one bad topic does not stop the others; the error joins every such failure.
+// A config or ACL that cannot be synced is warned about once and does not keep a topic from
+// being mirrored.
 func (s *Syncer) Refresh(ctx context.Context) ([]string, error) {
-	srcTopics, err := s.source.ListTopics()
+	plan, err := s.Plan(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list source topics: %w", err)
+		return nil, err
 	}
-	tgtTopics, err := s.target.ListTopics()
-	if err != nil {
-		return nil, fmt.Errorf("list target topics: %w", err)
+	if plan.ACLProblem != "" {
+		s.warnOnce("acls", "cannot read the clusters' ACLs; topic ACLs are not synced until they can be", zap.String("error", plan.ACLProblem))
 	}
 	var errs []error
 	ready := make(map[string]Topic)
-	for name, detail := range srcTopics {
-		if !s.cfg.Filter.Match(name) {
-			continue
-		}
+	for _, p := range plan.Topics {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		t, err := s.ensure(name, detail, tgtTopics)
+		t, err := s.apply(p)
 		if err != nil {
 			errs = append(errs, err)
-			s.cfg.Log.Error("target topic not ready; not mirroring it until it is", zap.String("topic", name), zap.Error(err))
+			s.cfg.Log.Error("target topic not ready; not mirroring it until it is", zap.String("topic", p.Source), zap.Error(err))
 			continue
 		}
-		ready[name] = t
+		ready[p.Source] = t
 	}
 	s.mu.Lock()
 	added := 0
@@ -163,39 +178,61 @@ func (s *Syncer) EnsurePartitions(ctx context.Context, source string, partitions
 	return t, nil
 }
 
-func (s *Syncer) ensure(name string, src sarama.TopicDetail, targets map[string]sarama.TopicDetail) (Topic, error) {
-	t := Topic{Source: name, Target: s.cfg.Name(name), Partitions: src.NumPartitions}
-	tgt, exists := targets[t.Target]
-	switch {
-	case !exists && !s.cfg.Create:
-		return t, fmt.Errorf("target topic %q does not exist and topics.create is false: create it with %d partitions", t.Target, src.NumPartitions)
-	case !exists:
-		if err := s.create(t, src); err != nil {
+// apply carries out one topic's plan and returns the topic as the target now has it.
+func (s *Syncer) apply(p TopicPlan) (Topic, error) {
+	t := Topic{Source: p.Source, Target: p.Target, Partitions: p.partitions}
+	if p.Problem != "" {
+		return t, errors.New(p.Problem)
+	}
+	if p.Create != nil {
+		if err := s.create(p); err != nil {
 			return t, err
 		}
-	case tgt.NumPartitions < src.NumPartitions && !s.cfg.Create:
-		return t, fmt.Errorf("target topic %q has %d partitions, the source %d, and topics.create is false: add partitions to the target",
-			t.Target, tgt.NumPartitions, src.NumPartitions)
-	case tgt.NumPartitions < src.NumPartitions:
-		if err := s.target.CreatePartitions(t.Target, src.NumPartitions, nil, false); err != nil && !errors.Is(err, sarama.ErrInvalidPartitions) {
-			return t, fmt.Errorf("grow target topic %q from %d to %d partitions: %w", t.Target, tgt.NumPartitions, src.NumPartitions, err)
+	}
+	if g := p.Grow; g != nil {
+		if err := s.target.CreatePartitions(t.Target, g.To, nil, false); err != nil && !errors.Is(err, sarama.ErrInvalidPartitions) {
+			return t, fmt.Errorf("grow target topic %q from %d to %d partitions: %w", t.Target, g.From, g.To, err)
 		}
 		s.cfg.Log.Info("grew target topic to match the source",
-			zap.String("topic", t.Target), zap.Int32("from", tgt.NumPartitions), zap.Int32("to", src.NumPartitions))
+			zap.String("topic", t.Target), zap.Int32("from", g.From), zap.Int32("to", g.To))
 		if s.cfg.Events.PartitionsAdded != nil {
-			s.cfg.Events.PartitionsAdded(int(src.NumPartitions - tgt.NumPartitions))
+			s.cfg.Events.PartitionsAdded(int(g.To - g.From))
 		}
 	}
-	if prev, ok := s.Lookup(name); ok && prev.MaxMessageBytes > 0 && exists {
-		// Read once, when the topic was first prepared: a describe per topic per refresh
-		// would cost a request each, for configs that rarely change.
+	altered := s.alterConfigs(p)
+	if len(p.ACLs) > 0 {
+		s.createACLs(p)
+	}
+	if p.ConfigProblem != "" {
+		s.warnOnce("configs:"+t.Target, "cannot compare the target topic's configs with the source's; they are not synced until they can be",
+			zap.String("topic", t.Target), zap.String("error", p.ConfigProblem))
+	}
+
+	var a acceptance
+	switch prev, ok := s.Lookup(p.Source); {
+	case p.targetValues != nil:
+		// Read in this refresh's plan: what the target has now, with what was just set.
+		values := maps.Clone(p.targetValues)
+		if altered {
+			for _, c := range p.Configs {
+				values[c.Key] = c.Source
+			}
+		}
+		a = readAcceptance(values)
+		if a.maxMessageBytes == 0 {
+			a.maxMessageBytes = s.cfg.DefaultMaxMessageBytes
+		}
+	case ok && prev.MaxMessageBytes > 0 && p.Create == nil:
+		// Read once, when the topic was first prepared: with sync_existing_configs off nothing
+		// changes them but an operator, and a describe per topic per refresh costs a request.
 		t.MaxMessageBytes, t.Compacted, t.LogAppendTime = prev.MaxMessageBytes, prev.Compacted, prev.LogAppendTime
 		t.TimestampAfterMax, t.TimestampBeforeMax = prev.TimestampAfterMax, prev.TimestampBeforeMax
 		return t, nil
-	}
-	a, err := s.describeTarget(t.Target)
-	if err != nil {
-		return t, err
+	default:
+		var err error
+		if a, err = s.describeTarget(t.Target); err != nil {
+			return t, err
+		}
 	}
 	t.MaxMessageBytes, t.Compacted, t.LogAppendTime = a.maxMessageBytes, a.compacted, a.logAppendTime
 	t.TimestampAfterMax, t.TimestampBeforeMax = a.after, a.before
@@ -204,27 +241,52 @@ func (s *Syncer) ensure(name string, src sarama.TopicDetail, targets map[string]
 			"gives every copy its own append time, so the copies' timestamps will not be the source records'; set it to "+
 			"CreateTime on the target topic to keep them", zap.String("topic", t.Target))
 	}
-	if exists {
-		s.compareExisting(t, a)
+	if p.Create == nil {
+		s.compareExisting(p, a, len(p.Configs) > 0 && !altered)
 	}
 	return t, nil
 }
 
-// compareExisting warns, once, when a target topic kmirror did not create is stricter than its
-// source about what it accepts. kmirror leaves such a topic as it is (an operator may have made
-// it strict on purpose, and altering configs would need a permission kmirror does not ask for);
-// records it refuses are found before sending (Refusal) and handled by producer.refused_policy.
-func (s *Syncer) compareExisting(t Topic, tgt acceptance) {
-	entries, err := s.source.DescribeConfig(sarama.ConfigResource{
-		Type: sarama.TopicResource, Name: t.Source, ConfigNames: acceptanceConfigs(),
-	})
-	if err != nil {
-		s.cfg.Log.Debug("describe source topic configs to compare with the target", zap.String("topic", t.Source), zap.Error(err))
-		return
+// alterConfigs sets the configs the plan found different on an existing target topic, logs
+// them as one diff line and reports whether they were set. A failure is warned about once per
+// topic: the topic is still mirrored, with the configs it has.
+func (s *Syncer) alterConfigs(p TopicPlan) bool {
+	if len(p.Configs) == 0 {
+		return false
 	}
-	values := make(map[string]string, len(entries))
-	for _, e := range entries {
-		values[e.Name] = e.Value
+	entries := make(map[string]sarama.IncrementalAlterConfigsEntry, len(p.Configs))
+	diff := make([]string, 0, len(p.Configs))
+	for _, c := range p.Configs {
+		v := c.Source
+		entries[c.Key] = sarama.IncrementalAlterConfigsEntry{Operation: sarama.IncrementalAlterConfigsOperationSet, Value: &v}
+		diff = append(diff, c.String())
+	}
+	if err := s.target.IncrementalAlterConfig(sarama.TopicResource, p.Target, entries, false); err != nil {
+		s.warnOnce("alter:"+p.Target, "cannot set the target topic's configs to the source's; mirroring it with the configs it has "+
+			"(kmirror needs ALTER_CONFIGS on the target topic, and Kafka 2.3 or newer)",
+			zap.String("topic", p.Target), zap.Strings("changes", diff), zap.Error(err))
+		return false
+	}
+	s.cfg.Log.Info("synced target topic configs from the source", zap.String("topic", p.Target), zap.Strings("changes", diff))
+	if s.cfg.Events.ConfigsAltered != nil {
+		s.cfg.Events.ConfigsAltered(len(p.Configs))
+	}
+	return true
+}
+
+// compareExisting warns, once, when an existing target topic is still stricter than its source
+// about what it accepts after the configs were synced: because sync_existing_configs is off, the
+// config is not in sync_configs, the source leaves it at its default (never copied), or setting
+// it failed. An operator may have made it strict on purpose; records it refuses are found before
+// sending (Refusal) and handled by producer.refused_policy.
+func (s *Syncer) compareExisting(p TopicPlan, tgt acceptance, alterFailed bool) {
+	values := p.sourceValues
+	if values == nil {
+		var err error
+		if values, err = describeValues(s.source, p.Source, acceptanceConfigs()); err != nil {
+			s.cfg.Log.Debug("describe source topic configs to compare with the target", zap.String("topic", p.Source), zap.Error(err))
+			return
+		}
 	}
 	src := readAcceptance(values)
 	stricter := func(target, source time.Duration) bool { return target > 0 && (source == 0 || source > target) }
@@ -241,9 +303,24 @@ func (s *Syncer) compareExisting(t Topic, tgt acceptance) {
 	if len(why) == 0 {
 		return
 	}
-	s.warnOnce("stricter:"+t.Target, "existing target topic accepts less than its source: records the source accepted "+
-		"may be refused, and producer.refused_policy decides what happens to them; kmirror does not alter existing topics",
-		zap.String("topic", t.Target), zap.Strings("stricter_configs", why))
+	because := make([]string, 0, len(why))
+	for _, key := range why {
+		var r string
+		switch {
+		case !s.cfg.SyncExistingConfigs:
+			r = "topics.sync_existing_configs is false"
+		case alterFailed:
+			r = "setting it failed"
+		case !slices.Contains(s.cfg.SyncConfigs, key):
+			r = "not in topics.sync_configs"
+		default:
+			r = "the source leaves it at its default, which is never copied"
+		}
+		because = append(because, key+": "+r)
+	}
+	s.warnOnce("stricter:"+p.Target, "existing target topic accepts less than its source: records the source accepted "+
+		"may be refused, and producer.refused_policy decides what happens to them; kmirror leaves these configs as they are",
+		zap.String("topic", p.Target), zap.Strings("stricter_configs", why), zap.Strings("because", because))
 }
 
 // warnOnce logs a warning the first time only for key.
@@ -257,51 +334,34 @@ func (s *Syncer) warnOnce(key, msg string, fields ...zap.Field) {
 	}
 }
 
-func (s *Syncer) create(t Topic, src sarama.TopicDetail) error {
-	rf := int16(s.cfg.ReplicationFactor)
-	brokers, _, err := s.target.DescribeCluster()
-	if err != nil {
-		return fmt.Errorf("describe target cluster: %w", err)
+// create creates a missing target topic as planned.
+func (s *Syncer) create(p TopicPlan) error {
+	c := p.Create
+	if c.Requested > 0 {
+		s.warnOnce("rf-capped:"+p.Target, "target topic created with a replication factor below topics.replication_factor: "+
+			"the target has fewer brokers; raise it with a partition reassignment once it has more",
+			zap.String("topic", p.Target), zap.Int("replication_factor", int(c.ReplicationFactor)), zap.Int("requested", c.Requested))
 	}
-	if n := len(brokers); n > 0 && int(rf) > n {
-		rf = int16(n)
+	configs := make(map[string]*string, len(c.Configs))
+	for k, v := range c.Configs {
+		configs[k] = &v
 	}
-	configs := make(map[string]*string)
-	for _, key := range s.cfg.SyncConfigs {
-		if neverSynced(key) {
-			continue
-		}
-		if v, ok := src.ConfigEntries[key]; ok && v != nil {
-			val := *v
-			configs[key] = &val
-		}
-	}
-	if err := s.sourceTimestampBounds(t.Source, configs); err != nil {
-		return err
-	}
-	if min, ok := configs["min.insync.replicas"]; ok {
-		// A min.insync.replicas above the target's replication factor would refuse every write.
-		if n, err := strconv.Atoi(*min); err == nil && n > int(rf) {
-			capped := strconv.Itoa(int(rf))
-			configs["min.insync.replicas"] = &capped
-		}
-	}
-	detail := &sarama.TopicDetail{NumPartitions: t.Partitions, ReplicationFactor: rf, ConfigEntries: configs}
-	err = s.target.CreateTopic(t.Target, detail, false)
+	detail := &sarama.TopicDetail{NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor, ConfigEntries: configs}
+	err := s.target.CreateTopic(p.Target, detail, false)
 	if errors.Is(err, sarama.ErrInvalidConfig) && olderBounds(configs) {
 		// A target before Kafka 3.6 knows neither bound, only the one they replaced.
 		s.cfg.Log.Warn("target refused the timestamp bounds (Kafka before 3.6?); creating the topic with "+
-			ConfigTimestampDifference+" instead", zap.String("topic", t.Target), zap.Error(err))
-		err = s.target.CreateTopic(t.Target, detail, false)
+			ConfigTimestampDifference+" instead", zap.String("topic", p.Target), zap.Error(err))
+		err = s.target.CreateTopic(p.Target, detail, false)
 	}
 	if errors.Is(err, sarama.ErrTopicAlreadyExists) {
 		return nil // another replica created it first
 	}
 	if err != nil {
-		return fmt.Errorf("create target topic %q (%d partitions, replication factor %d): %w", t.Target, t.Partitions, rf, err)
+		return fmt.Errorf("create target topic %q (%d partitions, replication factor %d): %w", p.Target, c.Partitions, c.ReplicationFactor, err)
 	}
 	s.cfg.Log.Info("created target topic",
-		zap.String("topic", t.Target), zap.Int32("partitions", t.Partitions), zap.Int16("replication_factor", rf),
+		zap.String("topic", p.Target), zap.Int32("partitions", c.Partitions), zap.Int16("replication_factor", c.ReplicationFactor),
 		zap.Strings("configs", slices.Sorted(maps.Keys(configs))))
 	if s.cfg.Events.TopicCreated != nil {
 		s.cfg.Events.TopicCreated()
@@ -311,50 +371,78 @@ func (s *Syncer) create(t Topic, src sarama.TopicDetail) error {
 
 // neverSynced reports configs the syncer never copies as they are, whatever topics.sync_configs
 // says (config validation refuses them there too): message.timestamp.type, because a
-// LogAppendTime target overwrites every copy's timestamp, and message.timestamp.difference.max.ms,
+// LogAppendTime target overwrites every copy's timestamp; message.timestamp.difference.max.ms,
 // which Kafka 4.0 removed: its value is carried over as the before/after bounds, and it is sent
-// only to a target that knows neither of those (olderBounds).
+// only to a target that knows neither of those (olderBounds); the replication throttles, which
+// name the source's brokers; and unclean.leader.election.enable, which would let the target lose
+// copies it acknowledged. These are MirrorMaker 2's exclusions but min.insync.replicas, which
+// kmirror copies capped at the target topic's replication factor (wanted).
 func neverSynced(key string) bool {
-	return key == ConfigTimestampType || key == ConfigTimestampDifference
+	switch key {
+	case ConfigTimestampType, ConfigTimestampDifference, "leader.replication.throttled.replicas",
+		"follower.replication.throttled.replicas", "unclean.leader.election.enable":
+		return true
+	}
+	return false
 }
 
-// sourceTimestampBounds sets the timestamp bounds listed in topics.sync_configs to the source
-// topic's effective values, defaults included: ListTopics reports only values that differ from
-// Kafka's defaults, and the defaults differ between versions (message.timestamp.after.max.ms is
-// unlimited before Kafka 4.0 and 1 hour since), so a topic copied with the source's overrides
-// alone could refuse what the source accepted. A source on Kafka 3.6-3.9 whose bound is unset
-// takes message.timestamp.difference.max.ms, as its broker does.
-func (s *Syncer) sourceTimestampBounds(source string, configs map[string]*string) error {
-	var keys []string
-	for _, key := range []string{ConfigTimestampAfterMax, ConfigTimestampBeforeMax} {
-		if slices.Contains(s.cfg.SyncConfigs, key) {
-			keys = append(keys, key)
+// wanted returns the values of topics.sync_configs that the target topic of source should have,
+// with the source topic's effective values of the configs that decide acceptance, as read.
+//
+// A config the source leaves at its default is not wanted (ListTopics reports only overrides):
+// the target keeps its own default or an operator's override. The timestamp bounds are the
+// exception, taken with the source's effective values, defaults included, because the defaults
+// differ between versions (message.timestamp.after.max.ms is unlimited before Kafka 4.0 and 1
+// hour since): a topic with the source's overrides alone could refuse what the source accepted.
+// A source on Kafka 3.6-3.9 whose bound is unset takes message.timestamp.difference.max.ms, as
+// its broker does. min.insync.replicas is capped at rf (the target topic's replication factor):
+// above it, every write would be refused.
+func (s *Syncer) wanted(source string, src sarama.TopicDetail, rf int16) (want, values map[string]string, err error) {
+	want = make(map[string]string)
+	for _, key := range s.cfg.SyncConfigs {
+		if neverSynced(key) {
+			continue
+		}
+		if v, ok := src.ConfigEntries[key]; ok && v != nil {
+			want[key] = *v
 		}
 	}
-	if len(keys) == 0 {
-		return nil
-	}
-	entries, err := s.source.DescribeConfig(sarama.ConfigResource{
-		Type: sarama.TopicResource, Name: source, ConfigNames: append(slices.Clone(keys), ConfigTimestampDifference),
-	})
+	values, err = describeValues(s.source, source, acceptanceConfigs())
 	if err != nil {
-		return fmt.Errorf("describe source topic %q timestamp bounds: %w", source, err)
-	}
-	values := make(map[string]string, len(entries))
-	for _, e := range entries {
-		values[e.Name] = e.Value
+		return nil, nil, fmt.Errorf("describe source topic %q configs: %w", source, err)
 	}
 	diff, hasDiff := values[ConfigTimestampDifference]
-	for _, key := range keys {
+	for _, key := range []string{ConfigTimestampAfterMax, ConfigTimestampBeforeMax} {
+		if !slices.Contains(s.cfg.SyncConfigs, key) {
+			continue
+		}
 		v, ok := values[key]
 		if (!ok || v == strconv.FormatInt(math.MaxInt64, 10)) && hasDiff {
 			v, ok = diff, true
 		}
 		if ok && v != "" {
-			configs[key] = &v
+			want[key] = v
 		}
 	}
-	return nil
+	if min, ok := want[ConfigMinInsyncReplicas]; ok && rf > 0 {
+		if n, err := strconv.Atoi(min); err == nil && n > int(rf) {
+			want[ConfigMinInsyncReplicas] = strconv.Itoa(int(rf))
+		}
+	}
+	return want, values, nil
+}
+
+// describeValues reads the named configs of a topic: name → effective value.
+func describeValues(a Admin, topic string, names []string) (map[string]string, error) {
+	entries, err := a.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: names})
+	if err != nil {
+		return nil, err
+	}
+	values := make(map[string]string, len(entries))
+	for _, e := range entries {
+		values[e.Name] = e.Value
+	}
+	return values, nil
 }
 
 // olderBounds replaces the timestamp bounds in configs by the single bound Kafka before 3.6
@@ -388,13 +476,11 @@ func acceptanceConfigs() []string {
 
 // describeTarget reads what decides acceptance on a target topic.
 func (s *Syncer) describeTarget(target string) (acceptance, error) {
-	var entries []sarama.ConfigEntry
+	var values map[string]string
 	var err error
 	// A topic just created may not have reached the broker that answers yet.
 	for attempt := 0; attempt < 20; attempt++ {
-		entries, err = s.target.DescribeConfig(sarama.ConfigResource{
-			Type: sarama.TopicResource, Name: target, ConfigNames: acceptanceConfigs(),
-		})
+		values, err = describeValues(s.target, target, acceptanceConfigs())
 		if !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
 			break
 		}
@@ -402,10 +488,6 @@ func (s *Syncer) describeTarget(target string) (acceptance, error) {
 	}
 	if err != nil {
 		return acceptance{}, fmt.Errorf("describe target topic %q configs: %w", target, err)
-	}
-	values := make(map[string]string, len(entries))
-	for _, e := range entries {
-		values[e.Name] = e.Value
 	}
 	a := readAcceptance(values)
 	if a.maxMessageBytes == 0 {

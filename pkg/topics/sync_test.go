@@ -23,6 +23,13 @@ type fakeAdmin struct {
 	effective map[string]map[string]string
 	created   map[string]*sarama.TopicDetail
 	describes int
+	alters    []map[string]string // each IncrementalAlterConfig call's values
+	acls      []sarama.ResourceAcls
+	// dropACLs makes CreateACLs succeed without creating anything, as sarama reports a
+	// creation the broker refused.
+	dropACLs bool
+	brokers  int
+	rf       int16 // replication factor ListTopics reports
 	// unknown are configs the cluster does not know (an older Kafka): creating a topic with
 	// one fails with INVALID_CONFIG.
 	unknown []string
@@ -54,9 +61,56 @@ func (f *fakeAdmin) ListTopics() (map[string]sarama.TopicDetail, error) {
 	defer f.mu.Unlock()
 	out := make(map[string]sarama.TopicDetail, len(f.topics))
 	for k, v := range f.topics {
+		v.ReplicationFactor = f.rf
 		out[k] = v
 	}
 	return out, nil
+}
+
+func (f *fakeAdmin) IncrementalAlterConfig(_ sarama.ConfigResourceType, name string, entries map[string]sarama.IncrementalAlterConfigsEntry, _ bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	d, ok := f.topics[name]
+	if !ok {
+		return sarama.ErrUnknownTopicOrPartition
+	}
+	set := map[string]string{}
+	for k, e := range entries {
+		v := *e.Value
+		d.ConfigEntries[k] = &v
+		f.effective[name][k] = v
+		set[k] = v
+	}
+	f.alters = append(f.alters, set)
+	return nil
+}
+
+func (f *fakeAdmin) ListAcls(filter sarama.AclFilter) ([]sarama.ResourceAcls, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []sarama.ResourceAcls
+	for _, r := range f.acls {
+		if filter.ResourceName != nil && *filter.ResourceName != r.ResourceName {
+			continue
+		}
+		if filter.ResourcePatternTypeFilter != sarama.AclPatternAny && filter.ResourcePatternTypeFilter != r.ResourcePatternType {
+			continue
+		}
+		out = append(out, sarama.ResourceAcls{Resource: r.Resource, Acls: slices.Clone(r.Acls)})
+	}
+	return out, nil
+}
+
+func (f *fakeAdmin) CreateACLs(acls []*sarama.ResourceAcls) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dropACLs {
+		return nil
+	}
+	for _, r := range acls {
+		f.acls = append(f.acls, sarama.ResourceAcls{Resource: r.Resource, Acls: slices.Clone(r.Acls)})
+	}
+	return nil
 }
 
 func (f *fakeAdmin) CreateTopic(topic string, detail *sarama.TopicDetail, _ bool) error {
@@ -96,7 +150,12 @@ func (f *fakeAdmin) DescribeConfig(r sarama.ConfigResource) ([]sarama.ConfigEntr
 }
 
 func (f *fakeAdmin) DescribeCluster() ([]*sarama.Broker, int32, error) {
-	return []*sarama.Broker{sarama.NewBroker("127.0.0.1:1")}, 1, nil
+	n := max(f.brokers, 1)
+	var out []*sarama.Broker
+	for i := range n {
+		out = append(out, sarama.NewBroker(fmt.Sprintf("127.0.0.1:%d", i+1)))
+	}
+	return out, 1, nil
 }
 
 func newTestSyncer(t *testing.T, src, tgt *fakeAdmin, log *zap.Logger, syncConfigs []string) *Syncer {

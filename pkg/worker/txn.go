@@ -25,26 +25,37 @@ import (
 // record that must travel alone, or needs a producer with another batch bound, first commits
 // what is open, then reopens the slot's producer with the bound it needs.
 
-// sendTxn is the send loop of exactly-once delivery.
+// sendTxn is the send loop of exactly-once delivery. While records keep coming it takes them
+// without blocking and commits a transaction when it is full or old (the clock is the coarse
+// shared one); when the inbox is empty it waits until a record arrives or the first open
+// transaction is due by age.
 func (w *Worker) sendTxn(ctx context.Context) {
 	open := make(map[*delivery.Txn]bool)
-	for {
-		wait, cancel := ctx, context.CancelFunc(func() {})
-		if d := earliest(open); !d.IsZero() {
-			wait, cancel = context.WithDeadline(ctx, d)
-		}
-		r, err := w.cfg.Inbox.Pop(wait)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return
+	for n := 0; ; n++ {
+		r, ok := w.cfg.Inbox.TryPop()
+		if !ok {
+			wait, cancel := ctx, context.CancelFunc(func() {})
+			if d := earliest(open); !d.IsZero() {
+				wait, cancel = context.WithDeadline(ctx, d)
 			}
-			w.commitDue(ctx, open, time.Now())
-			continue
+			var err error
+			r, err = w.cfg.Inbox.Pop(wait)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					return
+				}
+				w.commitDue(ctx, open, time.Now())
+				continue
+			}
 		}
-		w.dispatchTxn(ctx, r, open)
-		if len(open) > 0 {
-			w.commitDue(ctx, open, time.Now())
+		t := w.dispatchTxn(ctx, r, open)
+		now := w.cfg.Clock.now()
+		if t != nil && open[t] && t.Due(now) {
+			w.commitTxn(ctx, t, open)
+		}
+		if n%64 == 0 && len(open) > 1 {
+			w.commitDue(ctx, open, now) // the other slots' transactions age too
 		}
 	}
 }
@@ -69,22 +80,23 @@ func (w *Worker) commitDue(ctx context.Context, open map[*delivery.Txn]bool, now
 	}
 }
 
-// dispatchTxn checks r and writes it in its slot's transaction.
-func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, open map[*delivery.Txn]bool) {
+// dispatchTxn checks r and writes it in its slot's transaction, which it returns (nil when r
+// was dropped or failed before one was found).
+func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, open map[*delivery.Txn]bool) *delivery.Txn {
 	if w.aborted.Load() || r.Track.Stopped() {
 		w.drop(r)
-		return
+		return nil
 	}
-	t := w.cfg.Txns.Txn(w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition()))
+	slot := w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition())
+	t := w.cfg.Txns.Txn(slot)
 	if t == nil {
-		w.fail(r, fmt.Errorf("this member holds no transactional producer for the record's slot %d (a claim outside the session's slots)",
-			w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition())))
-		return
+		w.fail(r, fmt.Errorf("this member holds no transactional producer for the record's slot %d (a claim outside the session's slots)", slot))
+		return nil
 	}
 	solo, refusal := w.check(r)
 	if refusal != nil {
 		w.refusedTxn(ctx, r, refusal, t, open)
-		return
+		return t
 	}
 	bound := soloBound
 	if !solo {
@@ -97,11 +109,11 @@ func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, open map[*de
 	if bound != t.Bound() {
 		if !w.commitTxn(ctx, t, open) {
 			w.drop(r)
-			return
+			return t
 		}
 		if err := t.Rebound(bound); err != nil {
 			w.fail(r, err)
-			return
+			return t
 		}
 	}
 	if !r.Handed {
@@ -114,15 +126,16 @@ func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, open map[*de
 	if err := t.Send(ctx, r); err != nil {
 		if ctx.Err() != nil {
 			w.drop(r)
-			return
+			return t
 		}
 		w.fail(r, err)
-		return
+		return t
 	}
 	open[t] = true
 	if solo {
 		w.commitTxn(ctx, t, open) // alone: the broker's verdict concerns it alone
 	}
+	return t
 }
 
 // refusedTxn applies the refused-record policy inside a transaction: skip moves the position

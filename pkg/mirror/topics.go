@@ -1,0 +1,57 @@
+package mirror
+
+import (
+	"context"
+
+	"go.uber.org/zap"
+
+	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/topics"
+)
+
+// newSyncer builds the topic syncer from the configuration: the daemon and `kmirror topics plan`
+// build it here alike, so the plan printed is the one the daemon applies.
+func newSyncer(cfg *config.Config, src, tgt topics.Admin, events topics.Events, log *zap.Logger) (*topics.Syncer, error) {
+	filter, err := topics.NewFilter(cfg.Topics.Include, cfg.Topics.Exclude)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Heartbeats.Enabled {
+		filter.Decide(heartbeatRule(cfg))
+	}
+	namer, err := topics.NewNamer(cfg.Topics.ReplicationPolicy, cfg.Source.Alias)
+	if err != nil {
+		return nil, err
+	}
+	return topics.NewSyncer(src, tgt, topics.SyncerConfig{
+		Filter: filter, Name: namer, Create: cfg.Topics.Create,
+		ReplicationFactor: cfg.Topics.ReplicationFactor, SyncConfigs: cfg.Topics.SyncConfigs,
+		SyncExistingConfigs: cfg.Topics.SyncExistingConfigs, SyncACLs: cfg.Topics.SyncACLs,
+		DefaultMaxMessageBytes: cfg.Producer.MaxMessageBytes,
+		Events:                 events, Log: log,
+	}), nil
+}
+
+// PlanTopics connects to both clusters and returns what the daemon would do on the target for
+// every mirrored topic, changing nothing.
+func PlanTopics(ctx context.Context, cfg *config.Config, log *zap.Logger) (topics.Plan, error) {
+	m, err := New(cfg, Options{Log: log})
+	if err != nil {
+		return topics.Plan{}, err
+	}
+	srcAdmin, err := connectAdmin(ctx, log, "source", m.source, nil)
+	if err != nil {
+		return topics.Plan{}, err
+	}
+	defer func() { _ = srcAdmin.Close() }()
+	tgtAdmin, err := connectAdmin(ctx, log, "target", m.target, nil)
+	if err != nil {
+		return topics.Plan{}, err
+	}
+	defer func() { _ = tgtAdmin.Close() }()
+	syncer, err := newSyncer(cfg, srcAdmin, tgtAdmin, topics.Events{}, log)
+	if err != nil {
+		return topics.Plan{}, err
+	}
+	return syncer.Plan(ctx)
+}

@@ -44,12 +44,15 @@ type EmitterConfig struct {
 }
 
 // TopicConfigs are the configs of a heartbeat topic kmirror creates: compacted, so the last
-// heartbeat of every flow stays for good while the rest goes; segments rolled hourly so that
-// compaction reaches them; CreateTime, so a record's timestamp is its emit time.
+// heartbeat of every flow stays for good while the rest goes; compacted within the hour
+// (max.compaction.lag.ms rolls the active segment too, KIP-354, and is one of the configs
+// copied to the target's topic; segment.ms, which is not, does the same on the source);
+// CreateTime, so a record's timestamp is its emit time.
 func TopicConfigs() map[string]*string {
 	str := func(s string) *string { return &s }
 	return map[string]*string{
 		"cleanup.policy":         str("compact"),
+		"max.compaction.lag.ms":  str("3600000"),
 		"segment.ms":             str("3600000"),
 		"message.timestamp.type": str("CreateTime"),
 	}

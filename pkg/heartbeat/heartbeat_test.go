@@ -139,8 +139,9 @@ func TestEmitterCreatesItsTopicAndWritesTimestampedHeartbeats(t *testing.T) {
 		}
 	}
 	d := a.created["kmirror.heartbeats.europe"]
-	if d == nil || d.NumPartitions != 1 || d.ReplicationFactor != 1 || *d.ConfigEntries["cleanup.policy"] != "compact" {
-		t.Fatalf("topic created as %+v, want 1 partition, replication factor capped at 1 broker, compacted", d)
+	if d == nil || d.NumPartitions != 1 || d.ReplicationFactor != 1 || *d.ConfigEntries["cleanup.policy"] != "compact" ||
+		*d.ConfigEntries["max.compaction.lag.ms"] != "3600000" {
+		t.Fatalf("topic created as %+v, want 1 partition, replication factor capped at 1 broker, compacted within the hour", d)
 	}
 	if len(p.sent) != 3 || emitted != 3 {
 		t.Fatalf("%d heartbeats sent, %d counted; want 3", len(p.sent), emitted)

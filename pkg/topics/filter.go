@@ -5,7 +5,8 @@
 // refuse a record its source topic accepted, read from the target when the topic is prepared.
 //
 // It must never mirror an internal topic (names starting with "__": Kafka's own and kmirror's),
-// never shrink, delete or alter the configs of anything on the target, and never copy
+// nor, under the prefix policy, a topic whose name shows it came from the target (a cycle:
+// cycle.go); never shrink, delete or alter the configs of anything on the target, and never copy
 // message.timestamp.type (a LogAppendTime target would overwrite every copy's timestamp).
 package topics
 
@@ -78,7 +79,7 @@ func NewNamer(policy, sourceAlias string) (Namer, error) {
 	case config.PolicyIdentity:
 		return func(s string) string { return s }, nil
 	case config.PolicyPrefix:
-		p := sourceAlias + "."
+		p := sourceAlias + Separator
 		return func(s string) string { return p + s }, nil
 	default:
 		return nil, fmt.Errorf("topics.replication_policy %q: want identity or prefix", policy)

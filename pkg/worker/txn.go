@@ -81,6 +81,17 @@ func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, open map[*de
 			w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition())))
 		return
 	}
+	if r.FromTarget {
+		// Not copied, but its position moves in the transaction like a refused record's skip:
+		// the positions on the target pass it only if the transaction commits.
+		if err := t.Skip(r); err != nil {
+			w.fail(r, err)
+			return
+		}
+		open[t] = true
+		w.fromTarget(r)
+		return
+	}
 	solo, refusal := w.check(r)
 	if refusal != nil {
 		w.refusedTxn(ctx, r, refusal, t, open)

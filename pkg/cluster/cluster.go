@@ -203,3 +203,29 @@ func (c *Cluster) SASL() (mechanism, user, pass string) {
 	pw, _ := password(c.key, c.cfg.SASL) // checked in New
 	return c.cfg.SASL.Mechanism, c.cfg.SASL.Username, pw
 }
+
+// Broker is what ID needs of a client or an admin: a connected broker to ask.
+type Broker interface {
+	Controller() (*sarama.Broker, error)
+}
+
+// ID returns the cluster ID the brokers report in their metadata (KIP-78), "" when they report
+// none. Two configurations that reach one cluster under different names (localhost and
+// 127.0.0.1, a DNS alias, a load balancer) still see one ID.
+func ID(b Broker, version sarama.KafkaVersion) (string, error) {
+	broker, err := b.Controller()
+	if err != nil {
+		return "", fmt.Errorf("find a broker to ask for the cluster ID: %w", err)
+	}
+	// One named topic keeps the answer small (no topic list); the cluster ID comes whatever the
+	// topic's own answer (unknown, or not authorised).
+	req := sarama.NewMetadataRequest(version, []string{"__consumer_offsets"})
+	resp, err := broker.GetMetadata(req)
+	if err != nil {
+		return "", fmt.Errorf("ask %s for the cluster ID: %w", broker.Addr(), err)
+	}
+	if resp.ClusterID == nil {
+		return "", nil
+	}
+	return *resp.ClusterID, nil
+}

@@ -88,7 +88,16 @@ type Topics struct {
 	SyncExistingConfigs bool `mapstructure:"sync_existing_configs"`
 	// SyncACLs copies the source topics' READ and DESCRIBE ACLs to the target topics.
 	SyncACLs bool `mapstructure:"sync_acls"`
+	// ProvenanceHeader, for active-active pairs, gives every copy a header OriginHeader naming the
+	// cluster its record was first written to (a record that has one keeps it; one without gets
+	// source.alias) and does not copy a record whose header names target.alias: it came from
+	// there. Both flows of a pair must set it. Off, records are copied byte for byte.
+	ProvenanceHeader bool `mapstructure:"provenance_header"`
 }
+
+// OriginHeader is the record header topics.provenance_header adds: the alias of the cluster the
+// record was first written to.
+const OriginHeader = "kmirror.origin"
 
 // Consumer configures the source consumer group.
 type Consumer struct {

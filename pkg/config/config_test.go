@@ -90,6 +90,22 @@ func TestLoadRejectsBadInputNamingTheKey(t *testing.T) {
 		{"bad regex", minimal + "topics: {include: [\"orders(\"]}\n", nil, []string{"topics.include[0]", "invalid regular expression"}},
 		{"bad exclude regex", minimal + "topics: {exclude: [\"[a-\"]}\n", nil, []string{"topics.exclude[0]"}},
 		{"same cluster identity", "source: {bootstrap: [\"k:9092\"]}\ntarget: {bootstrap: [\"k:9092\"]}\n", nil, []string{"target.bootstrap", "same cluster"}},
+		// A cluster mirrored into itself with the prefix policy nested europe.europe.… at every
+		// refresh: refused whatever the policy.
+		{"same cluster prefix", "source: {bootstrap: [\"k:9092\"]}\ntarget: {bootstrap: [\"k:9092\"]}\ntopics: {replication_policy: prefix}\n", nil,
+			[]string{"target.bootstrap", "same cluster", "source.bootstrap", "europe.europe.orders", "point target.bootstrap at another cluster"}},
+		{"same cluster prefix with provenance", "source: {bootstrap: [\"k:9092\"]}\ntarget: {bootstrap: [\"k:9092\"]}\ntopics: {replication_policy: prefix, provenance_header: true}\n", nil,
+			[]string{"target.bootstrap", "same cluster"}},
+		{"same cluster identity with provenance", "source: {bootstrap: [\"k:9092\"]}\ntarget: {bootstrap: [\"k:9092\"]}\ntopics: {provenance_header: true}\n", nil,
+			[]string{"target.bootstrap", "same cluster"}},
+		{"same cluster, one broker in common", "source: {bootstrap: [\"a:9092\", \"k:9092\"]}\ntarget: {bootstrap: [\"k:9092\", \"b:9092\"]}\ntopics: {replication_policy: prefix}\n", nil,
+			[]string{"target.bootstrap", "k:9092"}},
+		{"same cluster spelt twice", "source: {bootstrap: [\"Kafka-1.Example.com.:9092\"]}\ntarget: {bootstrap: [\"kafka-1.example.com:9092\"]}\ntopics: {replication_policy: prefix}\n", nil,
+			[]string{"target.bootstrap", "same cluster"}},
+		{"same cluster on loopback", "source: {bootstrap: [\"localhost:19012\"]}\ntarget: {bootstrap: [\"127.0.0.1:19012\"]}\ntopics: {replication_policy: prefix}\n", nil,
+			[]string{"target.bootstrap", "same cluster"}},
+		{"same alias, other case", "source: {bootstrap: [\"eu:9092\"], alias: europe}\ntarget: {bootstrap: [\"us:9092\"], alias: Europe}\ntopics: {replication_policy: prefix}\n", nil,
+			[]string{"target.alias", "source.alias", "give each cluster its own alias"}},
 		{"bad compression", minimal + "producer: {compression: brotli}\n", nil, []string{"producer.compression", "brotli", "zstd"}},
 		{"bad refused policy", minimal + "producer: {refused_policy: drop}\n", nil, []string{"producer.refused_policy", "dead_letter"}},
 		{"bad dead-letter topic", minimal + "producer: {dead_letter_topic: \"dead letters\"}\n", nil, []string{"producer.dead_letter_topic", "' '"}},
@@ -146,6 +162,27 @@ func TestLoadRejectsBadInputNamingTheKey(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestActiveActivePairsAreAccepted: the two flows of an active-active pair, each as its own
+// configuration, pass validation with either policy; ports alike on different hosts, or hosts
+// alike on different ports, are different clusters.
+func TestActiveActivePairsAreAccepted(t *testing.T) {
+	for _, body := range []string{
+		"source: {alias: europe, bootstrap: [\"eu-1:9092\"]}\ntarget: {alias: us, bootstrap: [\"us-1:9092\"]}\ntopics: {replication_policy: prefix}\n",
+		"source: {alias: us, bootstrap: [\"us-1:9092\"]}\ntarget: {alias: europe, bootstrap: [\"eu-1:9092\"]}\ntopics: {replication_policy: prefix}\n",
+		"source: {alias: europe, bootstrap: [\"eu-1:9092\"]}\ntarget: {alias: us, bootstrap: [\"us-1:9092\"]}\ntopics: {provenance_header: true}\n",
+		"source: {alias: us, bootstrap: [\"127.0.0.1:29012\"]}\ntarget: {alias: europe, bootstrap: [\"127.0.0.1:19012\"]}\ntopics: {provenance_header: true}\n",
+	} {
+		cfg, err := Load(writeConfig(t, body), nil)
+		if err != nil {
+			t.Errorf("refused %q: %v", body, err)
+			continue
+		}
+		if strings.Contains(body, "provenance_header") && !cfg.Topics.ProvenanceHeader {
+			t.Errorf("%q: provenance_header not read", body)
+		}
 	}
 }
 
@@ -235,5 +272,33 @@ func TestLoadMissingFile(t *testing.T) {
 	_, err := Load(filepath.Join(t.TempDir(), "nope.yaml"), nil)
 	if err == nil || !strings.Contains(err.Error(), "nope.yaml") {
 		t.Fatalf("err = %v, want one naming the file", err)
+	}
+}
+
+// TestActiveActiveExamplesAreTwins: configs/active-active holds the two flows of a pair; each
+// loads, and the second is the first with the clusters swapped, its own group, and the same loop
+// rule.
+func TestActiveActiveExamplesAreTwins(t *testing.T) {
+	dir := filepath.Join("..", "..", "configs", "active-active")
+	a, err := Load(filepath.Join(dir, "europe-to-us.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := Load(filepath.Join(dir, "us-to-europe.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Source.Alias != b.Target.Alias || a.Target.Alias != b.Source.Alias ||
+		!slices.Equal(a.Source.Bootstrap, b.Target.Bootstrap) || !slices.Equal(a.Target.Bootstrap, b.Source.Bootstrap) {
+		t.Errorf("the flows are not each other's reverse: %s %v → %s %v and %s %v → %s %v", a.Source.Alias, a.Source.Bootstrap,
+			a.Target.Alias, a.Target.Bootstrap, b.Source.Alias, b.Source.Bootstrap, b.Target.Alias, b.Target.Bootstrap)
+	}
+	if a.Consumer.GroupID == b.Consumer.GroupID || a.OffsetMapTopic() == b.OffsetMapTopic() {
+		t.Errorf("the flows share a group (%s) or an offset map (%s)", a.Consumer.GroupID, a.OffsetMapTopic())
+	}
+	if a.Topics.ReplicationPolicy != b.Topics.ReplicationPolicy || a.Topics.ProvenanceHeader != b.Topics.ProvenanceHeader ||
+		(a.Topics.ReplicationPolicy == PolicyIdentity && !a.Topics.ProvenanceHeader) {
+		t.Errorf("the flows do not share a loop rule: %s/%v and %s/%v", a.Topics.ReplicationPolicy, a.Topics.ProvenanceHeader,
+			b.Topics.ReplicationPolicy, b.Topics.ProvenanceHeader)
 	}
 }

@@ -31,12 +31,20 @@ func (c *Config) Validate() error {
 
 	c.Source.validate("source", bad)
 	c.Target.validate("target", bad)
-	if c.Source.Alias != "" && c.Source.Alias == c.Target.Alias {
-		bad("target.alias", "%q is also the source's alias; give each cluster its own name", c.Target.Alias)
+	// A cluster mirrored into itself reads its own copies back, whatever the policy: with identity
+	// it appends every record to its own topic forever, with prefix it nests a topic a level
+	// deeper at every refresh (europe.orders, europe.europe.orders, ...). Aliases name the
+	// clusters in topic names, the offset map and the provenance header: two clusters with one
+	// name cannot be told apart, so the cycle rules could not work.
+	if c.Source.Alias != "" && strings.EqualFold(c.Source.Alias, c.Target.Alias) {
+		bad("target.alias", "%q is also the source's alias (source.alias %q): the aliases name the clusters in topic names "+
+			"(prefix policy), in the provenance header and in the offset map, and with one name for both kmirror cannot tell a "+
+			"copy from an original, nor stop a cycle; give each cluster its own alias (e.g. europe and us)", c.Target.Alias, c.Source.Alias)
 	}
-	if sameCluster(c.Source.Bootstrap, c.Target.Bootstrap) && c.Topics.ReplicationPolicy == PolicyIdentity {
-		bad("target.bootstrap", "source and target are the same cluster and topics.replication_policy is identity: "+
-			"kmirror would read its own output forever; use replication_policy: prefix or another target")
+	if b, ok := sameCluster(c.Source.Bootstrap, c.Target.Bootstrap); ok {
+		bad("target.bootstrap", "source and target are the same cluster (source.bootstrap and target.bootstrap both name %s): "+
+			"kmirror would read its own copies back forever (with replication_policy %s, %s); point target.bootstrap at "+
+			"another cluster", b, c.Topics.ReplicationPolicy, selfMirror(c.Topics.ReplicationPolicy, c.Source.Alias))
 	}
 
 	for i, re := range c.Topics.Include {
@@ -307,14 +315,42 @@ func positive(bad func(key, format string, args ...any), key string, v int64) {
 	}
 }
 
-// sameCluster reports whether two bootstrap lists name a broker in common.
-func sameCluster(a, b []string) bool {
+// selfMirror says what a cluster mirrored into itself does under policy.
+func selfMirror(policy, alias string) string {
+	if policy == PolicyPrefix {
+		return fmt.Sprintf("a copy of each topic nested one level deeper at every refresh: %s.orders, %s.%s.orders, ...", alias, alias, alias)
+	}
+	return "every record appended to its own topic again and again"
+}
+
+// sameCluster returns a broker two bootstrap lists have in common, if any. Host names are
+// compared without case and a trailing dot, and the loopback names (localhost, 127.0.0.1,
+// ::1) as one host: a cluster given twice under two spellings is still one cluster. A cluster
+// reached through two unrelated names is not caught here; kmirror compares the cluster IDs the
+// brokers report when it starts (and validate --connect does).
+func sameCluster(a, b []string) (string, bool) {
 	for _, x := range a {
-		if slices.Contains(b, x) {
-			return true
+		for _, y := range b {
+			if brokerKey(x) == brokerKey(y) {
+				return x, true
+			}
 		}
 	}
-	return false
+	return "", false
+}
+
+// brokerKey normalises a host:port for sameCluster.
+func brokerKey(addr string) string {
+	addr = strings.TrimSpace(addr)
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return strings.ToLower(addr)
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "localhost" || host == "::1" || host == "127.0.0.1" {
+		host = "loopback"
+	}
+	return host + ":" + port
 }
 
 func unwrapRE(err error) string {

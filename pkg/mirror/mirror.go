@@ -117,6 +117,7 @@ func New(cfg *config.Config, opts Options) (*Mirror, error) {
 			PartitionsAdded: func(n int) { opts.Metrics.TargetPartitionsAdded.Add(float64(n)) },
 			ConfigsAltered:  func(n int) { opts.Metrics.TargetConfigsAltered.Add(float64(n)) },
 			ACLsCreated:     func(n int) { opts.Metrics.TargetACLsCreated.Add(float64(n)) },
+			CycleSkipped:    opts.Metrics.CycleTopicsSkipped.Inc,
 		}
 	}
 	m.opts = opts
@@ -200,6 +201,9 @@ func (m *Mirror) Run(ctx context.Context) error {
 		return stoppedBeforeStart(ctx, err)
 	}
 
+	if err := m.distinctClusters(srcAdmin, tgtAdmin); err != nil {
+		return err
+	}
 	syncer, err := newSyncer(m.cfg, srcAdmin, tgtAdmin, m.topicEvents, m.log)
 	if err != nil {
 		return err
@@ -315,7 +319,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		Prepare: func(ctx context.Context, w int, topic string, partition int32) error {
 			return workers[w].Prepare(ctx, topic, partition)
 		},
-		Fatal: m.fatal, Observer: m.sourceObserver, Tracing: m.opts.Tracing, Log: m.log,
+		Fatal: m.fatal, Observer: m.sourceObserver, Tracing: m.opts.Tracing, Provenance: m.provenance(), Log: m.log,
 	})
 	if err != nil {
 		return err
@@ -408,6 +412,43 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 	m.log.Info("stopped cleanly")
 	return nil
+}
+
+// provenance returns the provenance of this flow when topics.provenance_header is on, else nil.
+func (m *Mirror) provenance() *record.Provenance {
+	if !m.cfg.Topics.ProvenanceHeader {
+		return nil
+	}
+	return record.NewProvenance(config.OriginHeader, m.cfg.Source.Alias, m.cfg.Target.Alias)
+}
+
+// distinctClusters refuses to mirror a cluster into itself: validation catches one named twice
+// in the bootstrap lists, but not one reached under two names (localhost and 127.0.0.1, a DNS
+// alias, a load balancer); the cluster IDs tell. A cluster that reports no ID, or an ID that
+// cannot be read, is let through with a warning: the cycle rules still hold under the prefix
+// policy.
+func (m *Mirror) distinctClusters(src, tgt sarama.ClusterAdmin) error {
+	srcID, serr := cluster.ID(src, m.source.Version())
+	tgtID, terr := cluster.ID(tgt, m.target.Version())
+	if err := errors.Join(serr, terr); err != nil {
+		m.log.Warn("could not compare the cluster IDs of source and target; going on", zap.Error(err))
+		return nil
+	}
+	if srcID != "" && srcID == tgtID {
+		return fmt.Errorf("source (alias %s, bootstrap %v) and target (alias %s, bootstrap %v) are the same Kafka cluster "+
+			"(cluster ID %s): kmirror would read its own copies back forever (%s); point target.bootstrap at another cluster",
+			m.cfg.Source.Alias, m.cfg.Source.Bootstrap, m.cfg.Target.Alias, m.cfg.Target.Bootstrap, srcID,
+			selfMirror(m.cfg.Topics.ReplicationPolicy))
+	}
+	return nil
+}
+
+// selfMirror says what mirroring a cluster into itself would do under policy.
+func selfMirror(policy string) string {
+	if policy == config.PolicyPrefix {
+		return "with the prefix policy, each topic copied again a level deeper"
+	}
+	return "with the identity policy, every record appended to its own topic again and again"
 }
 
 // deadLetterMaxBytes bounds the records the dead-letter topic takes (its max.message.bytes, with

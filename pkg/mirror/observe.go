@@ -2,6 +2,7 @@ package mirror
 
 import (
 	"context"
+	"errors"
 	"sync/atomic"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/source"
 	"github.com/kmirror/kmirror/pkg/telemetry"
+	"github.com/kmirror/kmirror/pkg/worker"
 )
 
 // observer turns the data path's events into metrics and, for sampled records, into the spans of
@@ -47,6 +49,15 @@ func (o *observer) Acked(w int, r *record.Record, at time.Time) {
 func (o *observer) Skipped(w int, r *record.Record, err error) {
 	if r.Handed {
 		o.inFlight[w].Add(-1)
+	}
+	if errors.Is(err, worker.ErrFromTarget) {
+		// Not a refusal: the record came from the target, and not copying it is the point.
+		o.metrics.Topic(r.Track.Topic()).FromTarget.Inc()
+		if r.Span != nil {
+			r.Span.SetAttributes(attribute.Bool("kmirror.from_target", true))
+			o.endSpans(r, time.Now(), nil)
+		}
+		return
 	}
 	o.metrics.Topic(r.Track.Topic()).Skipped.Inc()
 	o.metrics.ProduceError(telemetry.ErrorRefused).Inc()

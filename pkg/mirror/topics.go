@@ -23,8 +23,12 @@ func newSyncer(cfg *config.Config, src, tgt topics.Admin, events topics.Events, 
 	if err != nil {
 		return nil, err
 	}
+	var cycles *topics.Cycles
+	if cfg.Topics.ReplicationPolicy == config.PolicyPrefix {
+		cycles = &topics.Cycles{Source: cfg.Source.Alias, Target: cfg.Target.Alias}
+	}
 	return topics.NewSyncer(src, tgt, topics.SyncerConfig{
-		Filter: filter, Name: namer, Create: cfg.Topics.Create,
+		Filter: filter, Name: namer, Cycles: cycles, Create: cfg.Topics.Create,
 		ReplicationFactor: cfg.Topics.ReplicationFactor, SyncConfigs: cfg.Topics.SyncConfigs,
 		SyncExistingConfigs: cfg.Topics.SyncExistingConfigs, SyncACLs: cfg.Topics.SyncACLs,
 		DefaultMaxMessageBytes: cfg.Producer.MaxMessageBytes,

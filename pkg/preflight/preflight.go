@@ -71,7 +71,29 @@ func Run(ctx context.Context, cfg *config.Config) []Check {
 	for _, s := range results {
 		out = append(out, s.finish(ctx)...)
 	}
-	return out
+	return append(out, distinct(&c, results[0], results[1])...)
+}
+
+// distinct compares the cluster IDs both sides reported: validation catches a cluster named
+// twice in the bootstrap lists, not one reached under two names.
+func distinct(cfg *config.Config, src, tgt *session) []Check {
+	src.mu.Lock()
+	srcID := src.id
+	src.mu.Unlock()
+	tgt.mu.Lock()
+	tgtID := tgt.id
+	tgt.mu.Unlock()
+	if srcID == "" || tgtID == "" {
+		return nil // one side not reached (reported above), or no ID reported
+	}
+	c := Check{Cluster: "target", Name: "distinct clusters", Detail: fmt.Sprintf("source cluster ID %s, target %s", srcID, tgtID)}
+	if srcID == tgtID {
+		c.Err = fmt.Errorf("source (%s, %s) and target (%s, %s) are the same cluster (cluster ID %s): kmirror would read its "+
+			"own copies back forever", cfg.Source.Alias, strings.Join(cfg.Source.Bootstrap, ","), cfg.Target.Alias,
+			strings.Join(cfg.Target.Bootstrap, ","), srcID)
+		c.Fix = "point target.bootstrap at another cluster"
+	}
+	return []Check{c}
 }
 
 // Print writes the verdicts as a table and reports whether all passed.
@@ -112,6 +134,7 @@ type session struct {
 	checks  []Check
 	current string // the check under way
 	done    bool
+	id      string // the cluster ID the brokers report, once reached
 }
 
 func (s *session) add(name string, err error, detail, fix string) bool {
@@ -200,6 +223,11 @@ func connect(s *session, cc config.Cluster) {
 		return
 	}
 	s.client = client
+	if id, err := cluster.ID(client, cl.Version()); err == nil {
+		s.mu.Lock()
+		s.id = id
+		s.mu.Unlock()
+	}
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if !s.add("admin client", err, "", "") {
 		return
@@ -239,6 +267,9 @@ func checkSource(s *session, cfg *config.Config) {
 	}
 	s.add("describe topics", err, fmt.Sprintf("%d topics visible, %d match topics.include", len(all), len(matched)),
 		"grant Describe on the topics to mirror (and DescribeConfigs)")
+	if err == nil && cfg.Topics.ReplicationPolicy == config.PolicyIdentity && !cfg.Topics.ProvenanceHeader {
+		checkReverse(s, cfg, all)
+	}
 	if len(matched) > 0 {
 		t := matched[0]
 		s.doing("describe topic configs")
@@ -305,6 +336,46 @@ func checkHeartbeats(s *session, cfg *config.Config) {
 	detail, err := s.topicOrCreate(topic)
 	s.add("heartbeat topic", err, fmt.Sprintf("%s: %s; kmirror writes a heartbeat to it every %s (needs Write)", topic, detail, cfg.Heartbeats.Interval),
 		fmt.Sprintf("grant Create, Describe and Write on topic %q on the source (or create it: one partition, compacted), or set heartbeats.enabled: false", topic))
+}
+
+// reverseRecent is how recently a reverse mirror's offset map must have been written for
+// checkReverse to take that mirror as running (reverseRecentText says it in words).
+const (
+	reverseRecent     = 10 * time.Minute
+	reverseRecentText = "the last 10 minutes"
+)
+
+// checkReverse looks for a mirror running the other way, target→source, with the identity
+// policy and no provenance header: every record would then be copied back and forth forever.
+// Such a mirror keeps its offset map on its target, this flow's source, under the default name
+// "__kmirror.offset-map.<target alias>"; a map written within reverseRecent says it runs. What
+// this cannot see: a reverse mirror with offset_map.enabled false or another offset_map.topic,
+// one idle for longer than reverseRecent, or another tool (MirrorMaker 2) mirroring back.
+func checkReverse(s *session, cfg *config.Config, all map[string]sarama.TopicDetail) {
+	const name = "no mirror back (identity)"
+	reverse := config.OffsetMapPrefix + cfg.Target.Alias
+	if _, ok := all[reverse]; !ok {
+		s.add(name, nil, fmt.Sprintf("no %s on the source: no kmirror copies %s→%s", reverse, cfg.Target.Alias, cfg.Source.Alias), "")
+		return
+	}
+	s.doing(name)
+	since := time.Now().Add(-reverseRecent)
+	var at int64
+	err := s.attempt(func() (err error) { at, err = s.client.GetOffset(reverse, 0, since.UnixMilli()); return })
+	if err != nil {
+		s.add(name, err, "", fmt.Sprintf("grant Describe on topic %q, or check that no kmirror copies %s→%s", reverse, cfg.Target.Alias, cfg.Source.Alias))
+		return
+	}
+	if at < 0 {
+		s.add(name, nil, fmt.Sprintf("%s is on the source, not written in %s: a kmirror copied %s→%s before (a failback?); "+
+			"if it runs again beside this one, both need topics.provenance_header: true", reverse, reverseRecentText, cfg.Target.Alias, cfg.Source.Alias), "")
+		return
+	}
+	s.add(name, fmt.Errorf("a kmirror copies %s→%s right now (its offset map %s on the source was written in %s): with "+
+		"replication_policy identity and no provenance header, this flow would copy its copies back, and every record would "+
+		"go round between the two clusters forever", cfg.Target.Alias, cfg.Source.Alias, reverse, reverseRecentText), "",
+		"set topics.provenance_header: true on both flows (each then leaves out what came from the other), or "+
+			"topics.replication_policy: prefix on both; or stop the other flow first")
 }
 
 // complete marks the session's checks as all answered.

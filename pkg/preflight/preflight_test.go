@@ -216,3 +216,56 @@ func TestCoordinatorLoadingIsARetryNotAMissingACL(t *testing.T) {
 		t.Fatalf("a loading coordinator must be a retry, not a missing ACL:\n%s", s)
 	}
 }
+
+// TestReverseMirrorIsSeenByItsOffsetMap: with the identity policy and no provenance header, a
+// mirror target→source running (its offset map on the source written lately) fails the check,
+// naming the fix; one that ran long ago (a failback) passes with a note; with the header, or the
+// prefix policy, the check is not made. The cluster IDs are compared and shown.
+func TestReverseMirrorIsSeenByItsOffsetMap(t *testing.T) {
+	eu, us := startCluster(t, "europe", kfake.SeedTopics(1, "orders", "__kmirror.offset-map.us")), startCluster(t, "us")
+	cfg := config.Default()
+	cfg.Source.Bootstrap, cfg.Target.Bootstrap = eu.Addrs(), us.Addrs()
+	write := func(at time.Time) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(eu.Addrs()...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		r := &kgo.Record{Topic: "__kmirror.offset-map.us", Key: []byte("k"), Value: []byte("v"), Timestamp: at}
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func() (bool, string) {
+		var out bytes.Buffer
+		ok := Print(&out, Run(context.Background(), &cfg))
+		return ok, out.String()
+	}
+
+	write(time.Now().Add(-time.Hour))
+	ok, out := run()
+	if !ok || !strings.Contains(out, "no mirror back (identity)") || !strings.Contains(out, "not written in the last 10 minutes") {
+		t.Fatalf("a reverse mirror that stopped an hour ago:\n%s", out)
+	}
+	if !strings.Contains(out, "distinct clusters") || !strings.Contains(out, "source cluster ID kmirror-europe, target kmirror-us") {
+		t.Errorf("the cluster IDs are not compared:\n%s", out)
+	}
+
+	write(time.Now())
+	ok, out = run()
+	for _, want := range []string{"no mirror back (identity)", "FAILED", "a kmirror copies us→europe right now", "fix: set topics.provenance_header: true on both flows"} {
+		if ok || !strings.Contains(out, want) {
+			t.Fatalf("a reverse mirror running: output lacks %q:\n%s", want, out)
+		}
+	}
+
+	for _, change := range []func(){
+		func() { cfg.Topics.ProvenanceHeader = true },
+		func() { cfg.Topics.ProvenanceHeader, cfg.Topics.ReplicationPolicy = false, config.PolicyPrefix },
+	} {
+		change()
+		if ok, out = run(); !ok || strings.Contains(out, "no mirror back") {
+			t.Fatalf("with provenance %v and policy %s:\n%s", cfg.Topics.ProvenanceHeader, cfg.Topics.ReplicationPolicy, out)
+		}
+	}
+}

@@ -4,10 +4,13 @@
 // It must never change a record's key, value, headers or timestamp, nor turn a null into an
 // empty byte string or back, and never copy a key or a value: the copy shares sarama's slices.
 // The one exception is a record without a timestamp (-1 on the wire), which sarama cannot send
-// as such: its copy is stamped with the producer's clock (see fill).
+// as such: its copy is stamped with the producer's clock (see fill). Provenance, when asked for
+// (topics.provenance_header), appends one header to a record that lacks it, after the record's
+// own, which stay as they were.
 package record
 
 import (
+	"bytes"
 	"sync"
 	"time"
 
@@ -44,6 +47,10 @@ type Record struct {
 	Copies Copies
 	// Handed is set when the worker has handed the record to its producer.
 	Handed bool
+	// FromTarget is set when the record's provenance header names the target cluster
+	// (Provenance): it came from there and is not copied back; the worker counts it and moves
+	// its partition's position past it.
+	FromTarget bool
 	// Span is the record's trace span when it is sampled, nil otherwise.
 	Span trace.Span
 	// Fetched, Enqueued and Sent are when kmirror received the record, when it entered its
@@ -117,6 +124,53 @@ func (r *Record) fill(m *sarama.ConsumerMessage, target string, track *offsets.P
 	}
 	r.Size = size
 	r.Msg.Metadata = r
+}
+
+// appendHeader adds h after the record's headers, in the Record's own backing array (no
+// allocation once a pooled Record has had room for it).
+func (r *Record) appendHeader(h sarama.RecordHeader) {
+	n := len(r.Msg.Headers)
+	if cap(r.headers) < n+1 {
+		grown := make([]sarama.RecordHeader, n+1, n+2)
+		copy(grown, r.Msg.Headers)
+		r.headers = grown
+	} else {
+		r.headers = r.headers[:n+1]
+		copy(r.headers, r.Msg.Headers) // a no-op when Msg.Headers is already r.headers[:n]
+	}
+	r.headers[n] = h
+	r.Msg.Headers = r.headers[:n+1]
+	r.Size += int64(len(h.Key) + len(h.Value) + 2)
+}
+
+// Provenance is topics.provenance_header: every copy carries the header config.OriginHeader
+// naming the cluster its record was first written to, so that in an active-active pair
+// (europe→us and us→europe, identity policy) a record is never copied back to where it came
+// from. A record that has the header keeps it as it is (it was copied before: its first cluster
+// is already named); one without gets the source's alias, after its own headers. A record whose
+// header names the target came from there: it is marked FromTarget and not copied.
+type Provenance struct {
+	key            []byte
+	source, target []byte
+}
+
+// NewProvenance returns the provenance of a flow from source to target (the clusters' aliases),
+// with header key key.
+func NewProvenance(key, source, target string) *Provenance {
+	return &Provenance{key: []byte(key), source: []byte(source), target: []byte(target)}
+}
+
+// Apply looks at the headers of m, the record r was made from: the first header with the
+// provenance key decides (FromTarget when it names the target); without one, the header is
+// added to r's copy.
+func (p *Provenance) Apply(r *Record, m *sarama.ConsumerMessage) {
+	for _, h := range m.Headers {
+		if h != nil && bytes.Equal(h.Key, p.key) {
+			r.FromTarget = bytes.Equal(h.Value, p.target)
+			return
+		}
+	}
+	r.appendHeader(sarama.RecordHeader{Key: p.key, Value: p.source})
 }
 
 // Key returns the record's key: nil for a null key.

@@ -131,7 +131,11 @@ type Config struct {
 	// Tracing, when enabled, gives sampled records a span that joins the trace their headers
 	// carry, and traces every commit.
 	Tracing *telemetry.Tracing
-	Log     *zap.Logger
+	// Provenance, when set (topics.provenance_header), stamps each copy with the cluster its
+	// record was first written to and marks the records that came from the target, which the
+	// workers do not copy (they still go through the tracker, so their offsets are committed).
+	Provenance *record.Provenance
+	Log        *zap.Logger
 }
 
 // Handler is a sarama.ConsumerGroupHandler that feeds the ring.
@@ -435,6 +439,9 @@ feed:
 			}
 			r := h.cfg.Records.From(m, t.Target, track, t.MaxMessageBytes)
 			r.Accept, r.Copies = accept, copies
+			if h.cfg.Provenance != nil {
+				h.cfg.Provenance.Apply(r, m)
+			}
 			if tracing {
 				h.startSpan(r, m)
 			}

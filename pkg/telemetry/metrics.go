@@ -75,6 +75,10 @@ type Metrics struct {
 	// TopicsDiscovered (kmirror_topics_discovered_total) counts source topics that matched the
 	// include/exclude rules and started to be mirrored.
 	TopicsDiscovered prometheus.Counter
+	// CycleTopicsSkipped (kmirror_cycle_topics_skipped_total) counts source topics left out,
+	// under the prefix policy, because their name shows they came from the target (or from the
+	// source itself): each once per process, when first seen.
+	CycleTopicsSkipped prometheus.Counter
 	// TargetTopicsCreated (kmirror_target_topics_created_total) counts topics kmirror created on
 	// the target.
 	TargetTopicsCreated prometheus.Counter
@@ -126,6 +130,7 @@ type Metrics struct {
 	recordsMirrored *prometheus.CounterVec
 	bytesMirrored   *prometheus.CounterVec
 	recordsSkipped  *prometheus.CounterVec
+	fromTarget      *prometheus.CounterVec
 	produceErrors   [numErrorKinds]prometheus.Counter
 
 	reg prometheus.Registerer
@@ -151,6 +156,10 @@ type TopicMetrics struct {
 	// Skipped (kmirror_records_skipped_total{topic}) counts records the target refuses, skipped
 	// or written to the dead-letter topic under producer.refused_policy.
 	Skipped prometheus.Counter
+	// FromTarget (kmirror_records_from_target_skipped_total{topic}) counts records not copied
+	// because their provenance header names the target cluster (topics.provenance_header): they
+	// came from there. Their offsets are committed as done.
+	FromTarget prometheus.Counter
 }
 
 // ErrorKind classifies a produce error for kmirror_produce_errors_total.
@@ -219,6 +228,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "kmirror_records_skipped_total",
 			Help: "Records the target refuses, skipped or written to the dead-letter topic under producer.refused_policy, by source topic.",
 		}, []string{"topic"}),
+		fromTarget: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kmirror_records_from_target_skipped_total",
+			Help: "Records not copied because their provenance header names the target cluster (they came from there), by source topic.",
+		}, []string{"topic"}),
 		ReplicationLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "kmirror_replication_latency_seconds",
 			Help:    "Time from a record's source timestamp to the target's acknowledgement of its copy.",
@@ -285,6 +298,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		TopicsDiscovered: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kmirror_topics_discovered_total",
 			Help: "Source topics that matched the topic rules and started to be mirrored.",
+		}),
+		CycleTopicsSkipped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kmirror_cycle_topics_skipped_total",
+			Help: "Source topics not mirrored because their name shows they came from the target (prefix policy cycle rule), each counted once.",
 		}),
 		TargetTopicsCreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kmirror_target_topics_created_total",
@@ -356,10 +373,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	build.WithLabelValues(version.Version, runtime.Version()).Set(1)
 
 	for _, c := range []prometheus.Collector{
-		m.recordsMirrored, m.bytesMirrored, m.recordsSkipped, m.ReplicationLatency, m.Unmirrored, m.UnmirroredBytes, m.RPO, m.Stalled,
+		m.recordsMirrored, m.bytesMirrored, m.recordsSkipped, m.fromTarget, m.ReplicationLatency, m.Unmirrored, m.UnmirroredBytes, m.RPO, m.Stalled,
 		m.ProduceErrors, m.Rebalances, m.AssignedPartitions, m.CommitLatency, m.CommitErrors,
 		m.TransactionCommitLatency, m.Transactions, m.TransactionRecords,
-		m.ConsumerErrors, m.SourceRecordsLost, m.TopicsDiscovered, m.TargetTopicsCreated, m.TargetPartitionsAdded,
+		m.ConsumerErrors, m.SourceRecordsLost, m.TopicsDiscovered, m.CycleTopicsSkipped, m.TargetTopicsCreated, m.TargetPartitionsAdded,
 		m.TargetConfigsAltered, m.TargetACLsCreated,
 		m.OffsetMapChunks, m.OffsetMapWriteErrors, m.GroupsSynced, m.GroupSyncLast, m.GroupSyncUntranslatable,
 		m.HeartbeatLatency, m.HeartbeatLast, m.HeartbeatsEmitted, m.HeartbeatErrors,
@@ -388,9 +405,10 @@ func (m *Metrics) Topic(topic string) *TopicMetrics {
 		return t
 	}
 	t := &TopicMetrics{
-		Records: m.recordsMirrored.WithLabelValues(topic),
-		Bytes:   m.bytesMirrored.WithLabelValues(topic),
-		Skipped: m.recordsSkipped.WithLabelValues(topic),
+		Records:    m.recordsMirrored.WithLabelValues(topic),
+		Bytes:      m.bytesMirrored.WithLabelValues(topic),
+		Skipped:    m.recordsSkipped.WithLabelValues(topic),
+		FromTarget: m.fromTarget.WithLabelValues(topic),
 	}
 	next := make(map[string]*TopicMetrics, len(old)+1)
 	for k, v := range old {

@@ -27,6 +27,7 @@ func touchAll(t testing.TB, m *Metrics) {
 	tm.Records.Add(3)
 	tm.Bytes.Add(300)
 	tm.Skipped.Inc()
+	tm.FromTarget.Inc()
 	m.ReplicationLatency.Observe(0.012)
 	m.SetBacklog("orders", 0, 42, 4200, 3.5, false)
 	m.ProduceError(ErrorRefused).Inc()
@@ -36,6 +37,7 @@ func touchAll(t testing.TB, m *Metrics) {
 	m.CommitErrors.Inc()
 	m.ConsumerErrors.Inc()
 	m.TopicsDiscovered.Inc()
+	m.CycleTopicsSkipped.Inc()
 	m.TargetTopicsCreated.Inc()
 	m.TargetPartitionsAdded.Add(2)
 	m.Ready.Set(1)
@@ -90,6 +92,7 @@ func TestEveryDocumentedMetricIsExported(t *testing.T) {
 		"kmirror_target_topics_created_total", "kmirror_target_partitions_added_total",
 		"kmirror_heartbeat_latency_seconds", "kmirror_heartbeat_last_timestamp_seconds",
 		"kmirror_heartbeats_emitted_total", "kmirror_heartbeat_errors_total",
+		"kmirror_records_from_target_skipped_total", "kmirror_cycle_topics_skipped_total",
 		"kmirror_build_info", "kmirror_ready", "go_goroutines", "process_cpu_seconds_total",
 	} {
 		if !got[name] {

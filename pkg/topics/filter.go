@@ -7,11 +7,12 @@
 // It also knows what a target topic accepts (Topic.Refusal): the configs that make a broker
 // refuse a record its source topic accepted, read from the target when the topic is prepared.
 //
-// It must never mirror an internal topic (names starting with "__": Kafka's own and kmirror's);
-// never shrink or delete anything on the target, nor delete an ACL there; never alter a config
-// that is not in topics.sync_configs or that the source leaves at its default; never copy
-// message.timestamp.type (a LogAppendTime target would overwrite every copy's timestamp) or the
-// other never-synced configs (neverSynced); and never copy a WRITE ACL.
+// It must never mirror an internal topic (names starting with "__": Kafka's own and kmirror's),
+// nor, under the prefix policy, a topic whose name shows it came from the target (a cycle:
+// cycle.go); never shrink or delete anything on the target, nor delete an ACL there; never alter
+// a config that is not in topics.sync_configs or that the source leaves at its default; never
+// copy message.timestamp.type (a LogAppendTime target would overwrite every copy's timestamp) or
+// the other never-synced configs (neverSynced); and never copy a WRITE ACL.
 package topics
 
 import (
@@ -98,7 +99,7 @@ func NewNamer(policy, sourceAlias string) (Namer, error) {
 	case config.PolicyIdentity:
 		return func(s string) string { return s }, nil
 	case config.PolicyPrefix:
-		p := sourceAlias + "."
+		p := sourceAlias + Separator
 		return func(s string) string { return p + s }, nil
 	default:
 		return nil, fmt.Errorf("topics.replication_policy %q: want identity or prefix", policy)

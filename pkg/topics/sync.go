@@ -60,12 +60,18 @@ type Events struct {
 	ConfigsAltered func(n int)
 	// ACLsCreated counts ACLs created on target topics from the source's.
 	ACLsCreated func(n int)
+	// CycleSkipped is called once per topic left out because its name shows it came from the
+	// target (SyncerConfig.Cycles).
+	CycleSkipped func()
 }
 
 // SyncerConfig configures a Syncer.
 type SyncerConfig struct {
-	Filter            *Filter
-	Name              Namer
+	Filter *Filter
+	Name   Namer
+	// Cycles, when set (the prefix policy), leaves out the source topics whose name shows they
+	// came from the target or from the source itself: each is logged once and counted.
+	Cycles            *Cycles
 	Create            bool
 	ReplicationFactor int
 	SyncConfigs       []string
@@ -146,6 +152,28 @@ func (s *Syncer) Refresh(ctx context.Context) ([]string, error) {
 	}
 	names := slices.Sorted(maps.Keys(ready))
 	return names, errors.Join(errs...)
+}
+
+// cycle reports whether a selected topic is left out as a cycle, logging and counting it the
+// first time.
+func (s *Syncer) cycle(name string) bool {
+	if s.cfg.Cycles == nil {
+		return false
+	}
+	why := s.cfg.Cycles.Check(name)
+	if why == "" {
+		return false
+	}
+	if s.once("cycle:" + name) {
+		s.cfg.Log.Warn("not mirroring a topic that would go round in a cycle (prefix replication policy): "+why+
+			"; it is left out of discovery for as long as it is there (counted in kmirror_cycle_topics_skipped_total)",
+			zap.String("topic", name), zap.String("source_alias", s.cfg.Cycles.Source),
+			zap.String("target_alias", s.cfg.Cycles.Target))
+		if s.cfg.Events.CycleSkipped != nil {
+			s.cfg.Events.CycleSkipped()
+		}
+	}
+	return true
 }
 
 // Lookup returns what is known of a source topic whose target is ready.
@@ -325,13 +353,18 @@ func (s *Syncer) compareExisting(p TopicPlan, tgt acceptance, alterFailed bool) 
 
 // warnOnce logs a warning the first time only for key.
 func (s *Syncer) warnOnce(key, msg string, fields ...zap.Field) {
-	s.mu.Lock()
-	seen := s.warned[key]
-	s.warned[key] = true
-	s.mu.Unlock()
-	if !seen {
+	if s.once(key) {
 		s.cfg.Log.Warn(msg, fields...)
 	}
+}
+
+// once reports whether key is seen for the first time.
+func (s *Syncer) once(key string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := s.warned[key]
+	s.warned[key] = true
+	return !seen
 }
 
 // create creates a missing target topic as planned.

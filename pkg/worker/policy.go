@@ -111,3 +111,27 @@ func (w *Worker) once(key any, msg string, fields []zap.Field) {
 		w.cfg.Log.Warn(msg, fields...)
 	}
 }
+
+// ErrFromTarget is the error Observer.Skipped is given for a record not copied because its
+// provenance header names the target cluster (topics.provenance_header): it came from there.
+var ErrFromTarget = errors.New("the record came from the target cluster (its " + config.OriginHeader +
+	" header names it): not copied back")
+
+type fromTargetKey struct{ topic string }
+
+// fromTarget lets go of a record that came from the target: it is counted, the first one of
+// each topic is logged, and it is acknowledged in its tracker, so that its partition's position
+// moves past it (the records before it are still waited for). Under exactly-once the caller has
+// first moved the position past it in the open transaction (Txn.Skip).
+func (w *Worker) fromTarget(r *record.Record) {
+	topic := r.Track.Topic()
+	if _, seen := w.logged.LoadOrStore(fromTargetKey{topic}, true); !seen {
+		w.cfg.Log.Info("not copying records that came from the target cluster (topics.provenance_header: their "+
+			config.OriginHeader+" header names it); further ones of this topic are counted in "+
+			"kmirror_records_from_target_skipped_total, not logged",
+			zap.String("topic", topic), zap.Int32("partition", r.Track.Partition()), zap.Int64("offset", r.Offset))
+	}
+	w.cfg.Observer.Skipped(w.cfg.ID, r, ErrFromTarget)
+	r.Track.Ack(r.Seq)
+	w.cfg.Records.Put(r)
+}

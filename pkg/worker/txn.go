@@ -93,6 +93,17 @@ func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, open map[*de
 		w.fail(r, fmt.Errorf("this member holds no transactional producer for the record's slot %d (a claim outside the session's slots)", slot))
 		return nil
 	}
+	if r.FromTarget {
+		// Not copied, but its position moves in the transaction like a refused record's skip:
+		// the positions on the target pass it only if the transaction commits.
+		if err := t.Skip(r); err != nil {
+			w.fail(r, err)
+			return t
+		}
+		open[t] = true
+		w.fromTarget(r)
+		return t
+	}
 	solo, refusal := w.check(r)
 	if refusal != nil {
 		w.refusedTxn(ctx, r, refusal, t, open)

@@ -4,7 +4,9 @@
 //
 // It must never report a record as acknowledged before the target has acknowledged it (or, under
 // the skip and dead-letter policies, before it has been counted, logged and, for dead-letter,
-// written there), never drop one silently, and never hand the target a record of a partition
+// written there; for a record that came from the target under topics.provenance_header, before
+// it has been counted and, in exactly-once, its position moved in the transaction), never drop
+// one silently, and never hand the target a record of a partition
 // that has stopped: once a record of a partition fails, or its claim is given up, nothing after
 // it in that partition is sent.
 //
@@ -43,7 +45,8 @@ type Observer interface {
 	// Acked is called when the target acknowledged a record.
 	Acked(worker int, r *record.Record, at time.Time)
 	// Skipped is called when a record the target refuses was skipped or written to the
-	// dead-letter topic instead, under the refused-record policy.
+	// dead-letter topic instead, under the refused-record policy, and when a record is not
+	// copied because it came from the target (err is ErrFromTarget).
 	Skipped(worker int, r *record.Record, err error)
 	// Failed is called when a record could not be produced and its partition stops.
 	Failed(worker int, r *record.Record, err error)
@@ -300,6 +303,10 @@ func (w *Worker) send(ctx context.Context) {
 func (w *Worker) dispatch(ctx context.Context, r *record.Record) bool {
 	if w.aborted.Load() || r.Track.Stopped() {
 		w.drop(r)
+		return true
+	}
+	if r.FromTarget {
+		w.fromTarget(r)
 		return true
 	}
 	solo, refusal := w.check(r)

@@ -543,3 +543,48 @@ func (o *reasons) Skipped(w int, r *record.Record, err error) {
 	o.mu.Unlock()
 	o.countingObserver.Skipped(w, r, err)
 }
+
+// fromTargetObserver notes the offsets skipped as come from the target.
+type fromTargetObserver struct {
+	countingObserver
+	offsets []int64
+	other   []error
+}
+
+func (o *fromTargetObserver) Skipped(w int, r *record.Record, err error) {
+	o.mu.Lock()
+	if errors.Is(err, ErrFromTarget) {
+		o.offsets = append(o.offsets, r.Offset)
+	} else {
+		o.other = append(o.other, err)
+	}
+	o.mu.Unlock()
+	o.countingObserver.Skipped(w, r, err)
+}
+
+// TestRecordsFromTheTargetAreNotCopiedButCommitted: records marked as come from the target
+// (their provenance header names it) are never written, each is reported skipped with
+// ErrFromTarget, and the partition's position moves past them, a run of them at the end too:
+// the partition is not held back by records it will never copy.
+func TestRecordsFromTheTargetAreNotCopiedButCommitted(t *testing.T) {
+	tg := &target{}
+	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	track := offsets.NewPartition("src", 0, 0, 64)
+	fed := feed(t, inbox, track, 10, 0, nil)
+	for _, i := range []int{0, 3, 4, 8, 9} {
+		fed[i].FromTarget = true
+	}
+	obs := &fromTargetObserver{}
+	runWorker(t, Config{ID: 0, Inbox: inbox, NewProducer: tg.open, Observer: obs, Policy: config.RefusedFail},
+		func() bool { return track.Committed() == 10 })
+	if got, want := fmt.Sprint(tg.log()), "[dst/0@1 dst/0@2 dst/0@5 dst/0@6 dst/0@7]"; got != want {
+		t.Fatalf("written %s, want %s", got, want)
+	}
+	if got := fmt.Sprint(obs.offsets); got != "[0 3 4 8 9]" || len(obs.other) > 0 || obs.acked != 5 || obs.failed != 0 {
+		t.Fatalf("skipped from the target %s (other skips %v), acked %d, failed %d; want [0 3 4 8 9], none, 5, 0",
+			got, obs.other, obs.acked, obs.failed)
+	}
+	if track.Committed() != 10 {
+		t.Fatalf("committed %d, want 10: the records from the target must be committed as done", track.Committed())
+	}
+}

@@ -275,8 +275,15 @@ func (t *Txn) fail(err error) error {
 	if e := t.err.Load(); e != nil {
 		err = fmt.Errorf("%w (first record error: %w)", err, *e)
 	}
-	if errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch) {
+	switch {
+	case errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch):
 		err = fmt.Errorf("%w: %w", ErrFenced, err)
+	case errors.Is(err, sarama.ErrTopicAuthorizationFailed):
+		err = fmt.Errorf("%w (exactly-once commits the source positions under the target topics' names, which needs "+
+			"Read on the target topics besides Write: grant it, validate --connect checks it)", err)
+	case errors.Is(err, sarama.ErrTransactionalIDAuthorizationFailed) || errors.Is(err, sarama.ErrGroupAuthorizationFailed):
+		err = fmt.Errorf("%w (grant Write and Describe on the transactional ids with the prefix and Read on the positions "+
+			"group; validate --connect checks both)", err)
 	}
 	if aerr := t.p.AbortTxn(); aerr != nil {
 		// The coordinator aborts it at the transaction timeout, or at once when the next

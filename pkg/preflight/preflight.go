@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -430,6 +432,59 @@ func checkTarget(s *session, cfg *config.Config) {
 	}
 }
 
+// checkPositionTopics checks that kmirror may read the mirrored topics on the target: each
+// transaction commits the source positions under the target topic's name (TxnOffsetCommit),
+// which Kafka allows only with Read on the topic. It fetches from partition 0 of up to five
+// target topics that exist and match topics.include (named by the replication policy); a
+// topic not created yet cannot be checked.
+func checkPositionTopics(s *session, cfg *config.Config) {
+	const name = "read target topics (positions)"
+	s.doing(name)
+	filter, err := topics.NewFilter(cfg.Topics.Include, cfg.Topics.Exclude)
+	if err != nil {
+		s.add(name, err, "", "fix topics.include / topics.exclude")
+		return
+	}
+	var targets []string
+	err = s.attempt(func() error {
+		all, err := s.admin.ListTopics()
+		if err != nil {
+			return err
+		}
+		prefix := ""
+		if cfg.Topics.ReplicationPolicy == config.PolicyPrefix {
+			prefix = cfg.Source.Alias + "."
+		}
+		for _, t := range slices.Sorted(maps.Keys(all)) {
+			if src, ok := strings.CutPrefix(t, prefix); ok && !topics.IsInternal(t) && filter.Match(src) && len(targets) < 5 {
+				targets = append(targets, t)
+			}
+		}
+		for _, t := range targets {
+			leader, err := s.client.Leader(t, 0)
+			if err != nil {
+				return err
+			}
+			req := &sarama.FetchRequest{Version: 4, MaxWaitTime: 0, MinBytes: 0, MaxBytes: 1, Isolation: sarama.ReadCommitted}
+			req.AddBlock(t, 0, 0, 1, -1)
+			resp, err := leader.Fetch(req)
+			if err != nil {
+				return err
+			}
+			if b := resp.GetBlock(t, 0); b != nil && errors.Is(b.Err, sarama.ErrTopicAuthorizationFailed) {
+				return fmt.Errorf("topic %q: %w", t, b.Err)
+			}
+		}
+		return nil
+	})
+	detail := fmt.Sprintf("%d existing target topics readable", len(targets))
+	if len(targets) == 0 && err == nil {
+		detail = "no target topic exists yet: nothing to check"
+	}
+	s.add(name, err, detail, "grant Read on the target topics: each transaction commits the source positions under the target "+
+		"topic's name (TxnOffsetCommit), which needs Read on the topic")
+}
+
 // checkTransactions checks what exactly-once delivery needs of the target: transactional ids
 // under the prefix, and the group that holds the source positions. The probe initialises an id
 // of its own ("<prefix>-validate"), never a slot's: that would fence a running member.
@@ -457,6 +512,7 @@ func checkTransactions(s *session, cfg *config.Config) {
 	})
 	s.add("transactional write", err, detail, fmt.Sprintf("grant Write and Describe on transactional ids with the prefix %q "+
 		"(a PREFIXED ACL), IdempotentWrite on the cluster, and Write on the target topics", prefix))
+	checkPositionTopics(s, cfg)
 
 	group := cfg.Delivery.Positions(cfg.Consumer.GroupID)
 	s.doing("positions group")

@@ -15,18 +15,22 @@ type point struct {
 	records int64
 }
 
-// chart draws the records on the target over time for one run of each contender.
+// chart draws the records on the target over time for one run of each contender (by name).
 func chart(path string, runs map[string][]point) error {
 	p := plot.New()
 	p.Title.Text = "Catch-up: records on the target over time"
 	p.X.Label.Text = "seconds since the mirror started"
 	p.Y.Label.Text = "records on the target"
 	p.Add(plotter.NewGrid())
+	// Blue for kmirror, red for MirrorMaker 2; exactly-once dashed, in a lighter shade.
 	colors := map[string]color.Color{
-		"kmirror":      color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
-		"mirrormaker2": color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
+		"kmirror":          color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
+		"kmirror-eos":      color.RGBA{R: 0x6b, G: 0xae, B: 0xd6, A: 0xff},
+		"mirrormaker2":     color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
+		"mirrormaker2-eos": color.RGBA{R: 0xff, G: 0x98, B: 0x96, A: 0xff},
 	}
-	for _, name := range []string{"kmirror", "mirrormaker2"} {
+	for _, c := range contenders {
+		name := c.name
 		pts := runs[name]
 		if len(pts) == 0 {
 			continue
@@ -41,8 +45,11 @@ func chart(path string, runs map[string][]point) error {
 		}
 		line.Color = colors[name]
 		line.Width = vg.Points(2)
+		if c.exactlyOnce {
+			line.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
+		}
 		p.Add(line)
-		p.Legend.Add(name, line)
+		p.Legend.Add(c.label, line)
 	}
 	p.Legend.Top = true
 	p.Legend.Left = true

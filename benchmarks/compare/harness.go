@@ -16,8 +16,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/kmirror/kmirror/pkg/verify"
 )
 
 const topic = "bench"
@@ -33,6 +31,10 @@ type harness struct {
 	load     workload
 	// profileDir, when set, receives CPU and heap profiles of kmirror's first run.
 	profileDir string
+	// logDir receives the mirrors' logs (git-ignored).
+	logDir string
+	// sourceLast is the seq header of the last preloaded record of each source partition.
+	sourceLast map[int32]string
 }
 
 func newHarness(o options) (*harness, error) {
@@ -120,24 +122,35 @@ func (h *harness) preload(ctx context.Context) error {
 			return err
 		}
 	}
-	return h.produceAll(ctx, cl, topic)
+	if err := h.produceAll(ctx, cl, topic); err != nil {
+		return err
+	}
+	return h.readSourceTails(ctx, kadm.NewClient(cl))
 }
 
 func (h *harness) java(args ...string) *exec.Cmd {
-	return exec.Command("java", append([]string{"-Xms512m", "-Xmx2g", "-cp", h.lib + "/*",
-		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"}, args...)...)
+	jvm := []string{"-Xms512m", "-Xmx2g", "-cp", h.lib + "/*", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"}
+	if h.o.javaLogLevel != "" {
+		jvm = append(jvm, "-Dlog4j2.level="+h.o.javaLogLevel)
+	}
+	return exec.Command("java", append(jvm, args...)...)
 }
 
-// mirrorRun mirrors the preloaded topic into a fresh target with one contender and times it.
-func (h *harness) mirrorRun(ctx context.Context, contender string, round int) (result, error) {
+// mirrorRun mirrors the preloaded topic into a fresh target with contender c and times it.
+func (h *harness) mirrorRun(ctx context.Context, c contender, round int) (result, error) {
 	if err := h.restartTarget(); err != nil {
 		return result{}, err
 	}
-	cmd, targetTopic, err := h.mirrorCommand(contender, topic, round)
+	if c.exactlyOnce {
+		if err := h.warmUpTransactions(ctx); err != nil {
+			return result{}, err
+		}
+	}
+	cmd, targetTopic, err := h.mirrorCommand(c, topic, round)
 	if err != nil {
 		return result{}, err
 	}
-	logf, err := os.Create(filepath.Join(h.work, contender+".log"))
+	logf, err := os.Create(filepath.Join(h.logDir, fmt.Sprintf("%s-%d.log", c.name, round)))
 	if err != nil {
 		return result{}, err
 	}
@@ -149,8 +162,8 @@ func (h *harness) mirrorRun(ctx context.Context, contender string, round int) (r
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
-	if contender == "kmirror" && round == 0 && h.profileDir != "" {
-		go h.captureProfiles()
+	if c.program == "kmirror" && round == 0 && h.profileDir != "" {
+		go h.captureProfiles(c.name)
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(h.target...), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
@@ -158,7 +171,7 @@ func (h *harness) mirrorRun(ctx context.Context, contender string, round int) (r
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	var first time.Time
+	var first, end time.Time
 	var peak int64
 	var series []point
 	pid := cmd.Process.Pid
@@ -167,12 +180,14 @@ func (h *harness) mirrorRun(ctx context.Context, contender string, round int) (r
 		if rss := peakRSS(pid); rss > peak {
 			peak = rss
 		}
-		n := count(ctx, adm, targetTopic)
-		series = append(series, point{seconds: time.Since(start).Seconds(), records: n})
+		n, ends := targetCount(ctx, adm, c, targetTopic)
+		at := time.Now()
+		series = append(series, point{seconds: at.Sub(start).Seconds(), records: n})
 		if n > 0 && first.IsZero() {
-			first = time.Now()
+			first = at
 		}
-		if n >= int64(h.o.records) {
+		if h.complete(ctx, c, targetTopic, n, ends) {
+			end = at // the listing that showed every record, not the check after it
 			break
 		}
 		if time.Now().After(deadline) {
@@ -180,21 +195,21 @@ func (h *harness) mirrorRun(ctx context.Context, contender string, round int) (r
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	end := time.Now()
 	cpu := cpuTime(pid, h.clkTicks)
 	if rss := peakRSS(pid); rss > peak {
 		peak = rss
 	}
-	r := result{name: contender, total: end.Sub(start), steady: end.Sub(first), peakRSS: peak, cpu: cpu, series: series}
+	r := result{name: c.name, total: end.Sub(start), steady: end.Sub(first), peakRSS: peak, cpu: cpu, series: series, committed: -1}
 	r.recordsPerSec = float64(h.o.records) / r.total.Seconds()
 	r.steadyPerSec = float64(h.o.records) / r.steady.Seconds()
 	r.mbPerSec = r.recordsPerSec * float64(h.o.valueBytes) / 1e6
+	if c.exactlyOnce { // untimed: the mirror is stopped first
+		_ = cmd.Process.Kill()
+		if r.committed, r.txnIDs, err = h.verifyCommitted(ctx, adm, targetTopic); err != nil {
+			return r, fmt.Errorf("read the target back with read_committed: %w", err)
+		}
+	}
 	return r, nil
-}
-
-func count(ctx context.Context, adm *kadm.Client, t string) int64 {
-	n, _ := verify.EndOffsets(ctx, adm, t)
-	return n
 }
 
 // peakRSS reads the process's high-water resident set (VmHWM) from /proc.
@@ -230,79 +245,20 @@ func cpuTime(pid int, ticks float64) time.Duration {
 
 func numCPU() int { return runtime.NumCPU() }
 
-// mirrorCommand returns the command that runs contender on topicName, and the topic's name on
-// the target.
-func (h *harness) mirrorCommand(contender, topicName string, round int) (cmd *exec.Cmd, targetTopic string, err error) {
-	switch contender {
-	case "kmirror":
-		cfg := filepath.Join(h.work, "kmirror.yaml")
-		body := fmt.Sprintf(`source: {alias: europe, bootstrap: [%s]}
-target: {alias: us, bootstrap: [%s]}
-topics: {include: [%s], replication_factor: 1}
-consumer: {group_id: bench-%d}
-producer: {batch_bytes: 1048576, linger: 5ms, compression: none}
-telemetry: {listen: "127.0.0.1:19464", pprof: true}
-log: {level: warn}
-`, strings.Join(h.source, ","), strings.Join(h.target, ","), topicName, round)
-		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-			return nil, "", err
-		}
-		args := []string{"run", "--config", cfg}
-		for _, kv := range h.o.kmirrorSet {
-			args = append(args, "--set", kv)
-		}
-		cmd = exec.Command(filepath.Join(h.o.root, "bin", "kmirror"), args...)
-		cmd.Env = append(os.Environ(), h.o.kmirrorEnv...)
-		targetTopic = topicName
-	case "mirrormaker2":
-		cfg := filepath.Join(h.work, "mm2.properties")
-		body := fmt.Sprintf(`clusters = europe, us
-europe.bootstrap.servers = %s
-us.bootstrap.servers = %s
-europe->us.enabled = true
-us->europe.enabled = false
-europe->us.topics = %s
-tasks.max = %d
-replication.factor = 1
-offset-syncs.topic.replication.factor = 1
-checkpoints.topic.replication.factor = 1
-heartbeats.topic.replication.factor = 1
-offset.storage.replication.factor = 1
-config.storage.replication.factor = 1
-status.storage.replication.factor = 1
-emit.checkpoints.enabled = false
-sync.group.offsets.enabled = false
-refresh.topics.interval.seconds = 5
-europe.consumer.group.id = mm2-bench-%d
-us.producer.acks = all
-us.producer.linger.ms = 5
-us.producer.batch.size = 1048576
-us.producer.compression.type = none
-us.producer.enable.idempotence = true
-`, strings.Join(h.source, ","), strings.Join(h.target, ","), topicName, h.o.partitions, round)
-		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-			return nil, "", err
-		}
-		cmd = h.java("org.apache.kafka.connect.mirror.MirrorMaker", cfg)
-		targetTopic = "europe." + topicName
-	}
-	return cmd, targetTopic, nil
-}
-
 // captureProfiles saves a 2-second CPU profile, a heap profile and the allocations of the running
-// kmirror from its /debug/pprof endpoint, for `go tool pprof`.
-func (h *harness) captureProfiles() {
+// kmirror contender name from its /debug/pprof endpoint, for `go tool pprof`.
+func (h *harness) captureProfiles(name string) {
 	time.Sleep(1500 * time.Millisecond) // past start-up, into the copy
-	h.saveProfiles("", 2*time.Second)
+	h.saveProfiles(name, "", 2*time.Second)
 }
 
-// saveProfiles saves kmirror's CPU profile over d, its heap and its allocations, with suffix in
-// the file names.
-func (h *harness) saveProfiles(suffix string, d time.Duration) {
+// saveProfiles saves the CPU profile over d, the heap and the allocations of the running kmirror
+// contender name (kmirror or kmirror-eos, the file names' prefix), with suffix in the file names.
+func (h *harness) saveProfiles(name, suffix string, d time.Duration) {
 	for _, p := range []struct{ url, file string }{
-		{fmt.Sprintf("http://127.0.0.1:19464/debug/pprof/profile?seconds=%d", int(d.Seconds())), "kmirror-cpu" + suffix + ".pprof"},
-		{"http://127.0.0.1:19464/debug/pprof/heap", "kmirror-heap" + suffix + ".pprof"},
-		{"http://127.0.0.1:19464/debug/pprof/allocs", "kmirror-allocs" + suffix + ".pprof"},
+		{fmt.Sprintf("http://127.0.0.1:19464/debug/pprof/profile?seconds=%d", int(d.Seconds())), name + "-cpu" + suffix + ".pprof"},
+		{"http://127.0.0.1:19464/debug/pprof/heap", name + "-heap" + suffix + ".pprof"},
+		{"http://127.0.0.1:19464/debug/pprof/allocs", name + "-allocs" + suffix + ".pprof"},
 	} {
 		resp, err := http.Get(p.url)
 		if err != nil {

@@ -27,17 +27,20 @@ const (
 	warmUp = 5 * time.Second
 )
 
-// latency is the end-to-end latency of one contender at a paced rate: the target broker's append
-// time of each copy minus the create time of the original on the source. It is split in two: the
-// source side (create → the source broker's append: the paced producer and the source broker, no
-// mirror involved) and the mirror's part (the source broker's append → the target broker's).
+// latency is the end-to-end latency of one contender at a paced rate: the time each copy became
+// readable on the target minus the create time of the original on the source. A copy becomes
+// readable when the target broker appends it (at-least-once) or when it appends the commit marker
+// of the copy's transaction (exactly-once: a read_committed consumer sees nothing before), both
+// broker append times. It is split in two: the source side (create → the source broker's append:
+// the paced producer and the source broker, no mirror involved) and the mirror's part (the source
+// broker's append → readable on the target).
 type latency struct {
 	name           string
 	rate           int
 	p50, p99, p999 time.Duration // end to end
 	max            time.Duration
 	samples        int
-	mirror         quantiles // source append → target append
+	mirror         quantiles // source append → readable on the target
 	sourceSide     quantiles // create → source append
 	cpu            cpuShares // over the measured stretch
 	// behind is set when no measured record reached the target within the run and its 5 s
@@ -105,11 +108,21 @@ func (p pacedRate) String() string {
 // with the broker's append time (message.timestamp.type=LogAppendTime; neither mirror changes
 // that config of an existing topic), produces a paced stream on the source and measures each
 // record's latency, leaving out the warm-up.
-func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d time.Duration) (latency, error) {
+//
+// An exactly-once contender's target is read with read_committed, control records kept: each
+// copy is held until the commit marker of its producer in its partition arrives, whose append
+// time is when the copy became readable.
+func (h *harness) latencyRun(ctx context.Context, c contender, rate int, d time.Duration) (latency, error) {
+	name := c.name
 	if err := h.restartTarget(); err != nil {
 		return latency{}, err
 	}
-	cmd, targetTopic, err := h.mirrorCommand(contender, pacedTopic, 99)
+	if c.exactlyOnce {
+		if err := h.warmUpTransactions(ctx); err != nil {
+			return latency{}, err
+		}
+	}
+	cmd, targetTopic, err := h.mirrorCommand(c, pacedTopic, 99)
 	if err != nil {
 		return latency{}, err
 	}
@@ -117,7 +130,7 @@ func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d 
 	if err := h.createTargetTopic(ctx, targetTopic, map[string]*string{"message.timestamp.type": &appendTime}); err != nil {
 		return latency{}, err
 	}
-	logf, err := os.Create(filepath.Join(h.work, fmt.Sprintf("%s-latency-%d.log", contender, rate)))
+	logf, err := os.Create(filepath.Join(h.logDir, fmt.Sprintf("%s-latency-%d.log", name, rate)))
 	if err != nil {
 		return latency{}, err
 	}
@@ -147,11 +160,11 @@ func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d 
 	warm := time.Now().Add(3 * time.Minute)
 	for {
 		prod.Produce(ctx, &kgo.Record{Value: []byte("warm-up")}, nil)
-		if count(ctx, adm, targetTopic) > 0 {
+		if n, _ := targetCount(ctx, adm, c, targetTopic); n > 0 {
 			break
 		}
 		if time.Now().After(warm) {
-			return latency{}, fmt.Errorf("%s mirrored nothing within 3 minutes (log %s)", contender, logf.Name())
+			return latency{}, fmt.Errorf("%s mirrored nothing within 3 minutes (log %s)", name, logf.Name())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -166,7 +179,11 @@ func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d 
 		return latency{}, err
 	}
 	defer srcCons.Close()
-	cons, err := kgo.NewClient(append(lazy, kgo.SeedBrokers(h.target...), kgo.ConsumeTopics(targetTopic))...)
+	targetOpts := append(lazy, kgo.SeedBrokers(h.target...), kgo.ConsumeTopics(targetTopic))
+	if c.exactlyOnce {
+		targetOpts = append(targetOpts, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	}
+	cons, err := kgo.NewClient(targetOpts...)
 	if err != nil {
 		return latency{}, err
 	}
@@ -178,6 +195,8 @@ func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d 
 		copies    []copyAt
 		appended  = make(map[int64]time.Time) // created (ns) → source append time
 		wrongType int
+		// open holds an exactly-once contender's copies until their commit marker.
+		open = make(map[producerIn][]time.Time) // created times
 	)
 	cctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -185,6 +204,12 @@ func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d 
 	poll := func(cl *kgo.Client, each func(r *kgo.Record, created time.Time)) {
 		for cctx.Err() == nil {
 			cl.PollFetches(cctx).EachRecord(func(r *kgo.Record) {
+				if r.Attrs.IsControl() {
+					mu.Lock()
+					defer mu.Unlock()
+					commitAt(r, open, func(created time.Time) { copies = append(copies, copyAt{created, r.Timestamp}) })
+					return
+				}
 				created, ok := createdAt(r)
 				if !ok || created.Before(start.Add(warmUp)) {
 					return
@@ -203,7 +228,14 @@ func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d 
 		poll(srcCons, func(r *kgo.Record, created time.Time) { appended[created.UnixNano()] = r.Timestamp })
 	})
 	wg.Go(func() {
-		poll(cons, func(r *kgo.Record, created time.Time) { copies = append(copies, copyAt{created, r.Timestamp}) })
+		poll(cons, func(r *kgo.Record, created time.Time) {
+			if c.exactlyOnce {
+				k := producerIn{r.Partition, r.ProducerID}
+				open[k] = append(open[k], created)
+				return
+			}
+			copies = append(copies, copyAt{created, r.Timestamp})
+		})
 	})
 	var stamp [8]byte
 	interval := time.Second / time.Duration(rate)
@@ -212,8 +244,8 @@ func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d 
 	for i := 0; time.Since(start) < warmUp+d; i++ {
 		if cpuFrom.at.IsZero() && time.Since(start) >= warmUp {
 			cpuFrom = h.readCPU(cmd.Process.Pid)
-			if contender == "kmirror" {
-				go h.saveProfiles(fmt.Sprintf("-paced-%d", rate), 5*time.Second)
+			if c.program == "kmirror" {
+				go h.saveProfiles(c.name, fmt.Sprintf("-paced-%d", rate), 5*time.Second)
 			}
 		}
 		next = next.Add(interval)
@@ -238,11 +270,11 @@ func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d 
 	defer mu.Unlock()
 	if wrongType > 0 {
 		return latency{}, fmt.Errorf("%s: %d records carry no append time: topic %q on the target or %q on the source is not LogAppendTime any longer",
-			contender, wrongType, targetTopic, pacedTopic)
+			name, wrongType, targetTopic, pacedTopic)
 	}
 	if len(copies) == 0 {
 		// Nothing measured arrived before the end: the mirror fell behind the paced rate.
-		return latency{name: contender, rate: rate, behind: true, cpu: cpu}, nil
+		return latency{name: name, rate: rate, behind: true, cpu: cpu}, nil
 	}
 	var e2e, mirror, sourceSide []time.Duration
 	for _, c := range copies {
@@ -253,7 +285,7 @@ func (h *harness) latencyRun(ctx context.Context, contender string, rate int, d 
 		}
 	}
 	q := quantilesOf(e2e)
-	return latency{name: contender, rate: rate, p50: q.p50, p99: q.p99, p999: q.p999, max: e2e[len(e2e)-1],
+	return latency{name: name, rate: rate, p50: q.p50, p99: q.p99, p999: q.p999, max: e2e[len(e2e)-1],
 		samples: len(e2e), mirror: quantilesOf(mirror), sourceSide: quantilesOf(sourceSide), cpu: cpu}, nil
 }
 
@@ -265,4 +297,30 @@ func createdAt(r *kgo.Record) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// producerIn is one producer's records in one partition: the records of its transaction there
+// become readable at its commit marker.
+type producerIn struct {
+	partition int32
+	id        int64
+}
+
+// commitAt handles a control record of the target: a commit marker makes the open copies of its
+// producer in its partition readable at the marker's append time (readable is called with each
+// one's create time); an abort marker drops them.
+func commitAt(r *kgo.Record, open map[producerIn][]time.Time, readable func(created time.Time)) {
+	k := producerIn{r.Partition, r.ProducerID}
+	if isCommitMarker(r) {
+		for _, created := range open[k] {
+			readable(created)
+		}
+	}
+	delete(open, k)
+}
+
+// isCommitMarker reads a control record's key: version (int16), then type (int16: 0 abort, 1
+// commit).
+func isCommitMarker(r *kgo.Record) bool {
+	return len(r.Key) >= 4 && binary.BigEndian.Uint16(r.Key[2:4]) == 1
 }

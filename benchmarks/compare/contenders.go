@@ -1,0 +1,155 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+)
+
+// contender is one mirror configuration the benchmark measures: which program, in which
+// delivery mode.
+type contender struct {
+	name  string // for --only and --contenders, log and profile file names
+	label string // in the report
+	// program is "kmirror" or "mirrormaker2": how the contender is started.
+	program string
+	// exactlyOnce contenders write transactions: the harness reads their target with
+	// read_committed, and a record counts (and has arrived, for latency) once its transaction
+	// has committed.
+	exactlyOnce bool
+}
+
+// contenders are all the contenders, in the order each round runs them.
+var contenders = []contender{
+	{name: "kmirror", label: "kmirror", program: "kmirror"},
+	{name: "kmirror-eos", label: "kmirror exactly-once", program: "kmirror", exactlyOnce: true},
+	{name: "mirrormaker2", label: "MirrorMaker 2", program: "mirrormaker2"},
+	{name: "mirrormaker2-eos", label: "MirrorMaker 2 exactly-once", program: "mirrormaker2", exactlyOnce: true},
+}
+
+func contenderNames() string {
+	var names []string
+	for _, c := range contenders {
+		names = append(names, c.name)
+	}
+	return strings.Join(names, ",")
+}
+
+// selectContenders returns the contenders a run measures, in the order of contenders: only, when
+// set, else those of the comma-separated list.
+func selectContenders(list, only string) ([]contender, error) {
+	if only != "" {
+		list = only
+	}
+	want := map[string]bool{}
+	for _, n := range strings.Split(list, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		found := false
+		for _, c := range contenders {
+			found = found || c.name == n
+		}
+		if !found {
+			return nil, fmt.Errorf("contender %q: want one of %s", n, contenderNames())
+		}
+		want[n] = true
+	}
+	var out []contender
+	for _, c := range contenders {
+		if want[c.name] {
+			out = append(out, c)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no contender selected: want some of %s", contenderNames())
+	}
+	return out, nil
+}
+
+// mirrorCommand returns the command that runs contender c on topicName, and the topic's name on
+// the target. Each contender and round has groups of its own on the source: a killed run's member
+// stays in its group until its session times out, and kmirror's two modes assign partitions with
+// different protocols.
+func (h *harness) mirrorCommand(c contender, topicName string, round int) (cmd *exec.Cmd, targetTopic string, err error) {
+	switch c.program {
+	case "kmirror":
+		delivery := ""
+		if c.exactlyOnce {
+			delivery = "delivery: {mode: exactly_once}\n"
+		}
+		cfg := filepath.Join(h.work, c.name+".yaml")
+		body := fmt.Sprintf(`source: {alias: europe, bootstrap: [%s]}
+target: {alias: us, bootstrap: [%s]}
+topics: {include: [%s], replication_factor: 1}
+consumer: {group_id: bench-%s-%d}
+producer: {batch_bytes: 1048576, linger: 5ms, compression: none}
+telemetry: {listen: "127.0.0.1:19464", pprof: true}
+log: {level: warn}
+%s`, strings.Join(h.source, ","), strings.Join(h.target, ","), topicName, c.name, round, delivery)
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			return nil, "", err
+		}
+		args := []string{"run", "--config", cfg}
+		for _, kv := range h.o.kmirrorSet {
+			args = append(args, "--set", kv)
+		}
+		cmd = exec.Command(filepath.Join(h.o.root, "bin", "kmirror"), args...)
+		cmd.Env = append(os.Environ(), h.o.kmirrorEnv...)
+		return cmd, topicName, nil
+	case "mirrormaker2":
+		cfg := filepath.Join(h.work, c.name+".properties")
+		body := fmt.Sprintf(`clusters = europe, us
+europe.bootstrap.servers = %s
+us.bootstrap.servers = %s
+europe->us.enabled = true
+us->europe.enabled = false
+europe->us.topics = %s
+tasks.max = %d
+replication.factor = 1
+offset-syncs.topic.replication.factor = 1
+checkpoints.topic.replication.factor = 1
+heartbeats.topic.replication.factor = 1
+offset.storage.replication.factor = 1
+config.storage.replication.factor = 1
+status.storage.replication.factor = 1
+emit.checkpoints.enabled = false
+sync.group.offsets.enabled = false
+refresh.topics.interval.seconds = 5
+europe.consumer.group.id = mm2-bench-%s-%d
+us.producer.acks = all
+us.producer.linger.ms = 5
+us.producer.batch.size = 1048576
+us.producer.compression.type = none
+us.producer.enable.idempotence = true
+`, strings.Join(h.source, ","), strings.Join(h.target, ","), topicName, h.o.partitions, c.name, round)
+		if c.exactlyOnce {
+			body += mm2ExactlyOnce
+		}
+		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
+			return nil, "", err
+		}
+		return h.java("org.apache.kafka.connect.mirror.MirrorMaker", cfg), "europe." + topicName, nil
+	}
+	return nil, "", fmt.Errorf("contender %s: unknown program %q", c.name, c.program)
+}
+
+// mm2ExactlyOnce turns on KIP-618 exactly-once source support in dedicated mode, as Kafka's
+// "Geo-replication: Exactly once" documentation says:
+//   - exactly.once.source.support is a worker property of the target cluster's herder, so it is
+//     prefixed with the target's alias: MirrorMakerConfig.workerConfig copies only the target's
+//     properties and a few prefixes (offset.storage, task, worker, ...) into the worker config,
+//     and a top-level exactly.once.source.support would be ignored;
+//   - dedicated mode needs its internal REST server (KIP-710) for it;
+//   - the source consumer reads read_committed: only then does MirrorSourceConnector declare
+//     exactly-once support (and no aborted source records are copied).
+//
+// Each source task then writes its records and source offsets in one transaction per poll
+// (transaction.boundary=poll, the default).
+const mm2ExactlyOnce = `us.exactly.once.source.support = enabled
+dedicated.mode.enable.internal.rest = true
+listeners = http://127.0.0.1:18083
+europe.consumer.isolation.level = read_committed
+`

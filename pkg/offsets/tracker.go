@@ -28,9 +28,9 @@ var ErrFull = errors.New("partition in-flight window is full")
 // The slots live in pages of pageSlots, allocated as the window fills, so that a partition with
 // few records in flight holds one page rather than its whole capacity (one process may follow
 // tens of thousands of partitions). Sequence number s lives in page generation s/pageSlots, which
-// sits in directory entry generation mod len(dir); the directory has room for twice the capacity,
-// so that the generation that used an entry before is always wholly popped by the time Register
-// reaches the entry again (Register stays within capacity of head).
+// sits in directory entry generation mod len(dir); the directory has room for twice the capacity
+// (and at least two pages), so that the generation that used an entry before is always wholly
+// popped by the time Register reaches the entry again (Register stays within capacity of head).
 //
 // Why it is correct without a lock:
 //   - A slot between head and tail is written only by Register before tail is published, and read
@@ -58,8 +58,6 @@ type Partition struct {
 	topic     string
 	partition int32
 	mask      uint64 // capacity - 1
-	shift     uint   // log2 of the slots in a page
-	pageMask  uint64 // slots in a page - 1
 	dirMask   uint64 // entries in dir - 1
 	dir       []atomic.Pointer[page]
 
@@ -78,15 +76,19 @@ type Partition struct {
 	fenced    atomic.Bool
 }
 
-// pageSlots is the number of slots in a page (at most the capacity): 128 slots are 3 KiB.
-const pageSlots = 128
+// pageSlots is the number of slots in a page (1 << pageShift): 128 slots are 3 KiB. A capacity
+// below it uses part of each page.
+const (
+	pageShift = 7
+	pageSlots = 1 << pageShift
+	pageMask  = pageSlots - 1
+)
 
 // maxSpare bounds the pages a partition keeps for reuse after its window shrank; pages beyond
 // it go to the garbage collector, so a burst does not pin its memory for good.
 const maxSpare = 4
 
-// page is a fixed array (a capacity below pageSlots uses its first slots), so a slot is one
-// load and an index away from the directory.
+// page is a fixed array, so that a slot is one load and an index away from the directory.
 type page [pageSlots]slot
 
 type slot struct {
@@ -109,18 +111,10 @@ func NewPartition(topic string, partition int32, start int64, capacity int) *Par
 	for n < uint64(capacity) {
 		n <<= 1
 	}
-	per := uint64(pageSlots)
-	if per > n {
-		per = n
-	}
-	shift := uint(0)
-	for uint64(1)<<shift < per {
-		shift++
-	}
-	entries := 2 * n / per
+	entries := max(2, 2*n/pageSlots)
 	p := &Partition{
 		topic: topic, partition: partition, mask: n - 1,
-		shift: shift, pageMask: per - 1, dirMask: entries - 1, dir: make([]atomic.Pointer[page], entries),
+		dirMask: entries - 1, dir: make([]atomic.Pointer[page], entries),
 	}
 	p.committed.Store(start)
 	return p
@@ -129,18 +123,18 @@ func NewPartition(topic string, partition int32, start int64, capacity int) *Par
 // slot returns the slot of sequence number seq, or nil when its page was reclaimed (head passed
 // it): only a losing advancer or a metrics read can ask for one.
 func (p *Partition) slot(seq uint64) *slot {
-	pg := p.dir[(seq>>p.shift)&p.dirMask].Load()
+	pg := p.dir[(seq>>pageShift)&p.dirMask].Load()
 	if pg == nil {
 		return nil
 	}
-	return &pg[seq&p.pageMask&(pageSlots-1)]
+	return &pg[seq&pageMask]
 }
 
 // enter makes sure the page of the generation that begins at sequence number t is in the
 // directory, first taking out the pages head has passed. Only Register calls it.
 func (p *Partition) enter(t uint64) {
-	gen := t >> p.shift
-	popped := p.head.Load() >> p.shift
+	gen := t >> pageShift
+	popped := p.head.Load() >> pageShift
 	for ; p.reclaimed < popped; p.reclaimed++ {
 		e := &p.dir[p.reclaimed&p.dirMask]
 		if pg := e.Load(); pg != nil {
@@ -177,7 +171,7 @@ func (p *Partition) Register(offset int64) (uint64, error) {
 	if t-p.head.Load() > p.mask {
 		return 0, ErrFull
 	}
-	if t&p.pageMask == 0 {
+	if t&pageMask == 0 {
 		p.enter(t)
 	}
 	s := p.slot(t)
@@ -279,27 +273,40 @@ func (p *Partition) Stopped() bool { return p.failed.Load() != nil || p.fenced.L
 func (p *Partition) Settled(seq uint64) bool { return p.head.Load() >= seq }
 
 func (p *Partition) advance() {
+	// The page of the generation being popped is looked up once per generation: while head is in
+	// that generation the page cannot have been reclaimed. committed is raised once, to the last
+	// offset this call popped.
+	var pg *page
+	gen := ^uint64(0)
+	next := int64(-1)
 	for {
 		h := p.head.Load()
 		if h == p.tail.Load() {
-			return
+			break
 		}
-		s := p.slot(h)
-		if s == nil {
-			continue // popped and reclaimed meanwhile; look again
+		if g := h >> pageShift; g != gen || pg == nil {
+			gen, pg = g, p.dir[g&p.dirMask].Load()
+			if pg == nil {
+				continue // popped and reclaimed meanwhile; look again
+			}
 		}
+		s := &pg[h&pageMask]
 		if s.done.Load() == 0 {
-			return
+			break
 		}
-		next := s.offset.Load() + 1
+		off := s.offset.Load() + 1
 		if !p.head.CompareAndSwap(h, h+1) {
 			continue // another advancer popped it; look again
 		}
-		for {
-			c := p.committed.Load()
-			if next <= c || p.committed.CompareAndSwap(c, next) {
-				break
-			}
+		next = off
+	}
+	if next < 0 {
+		return
+	}
+	for {
+		c := p.committed.Load()
+		if next <= c || p.committed.CompareAndSwap(c, next) {
+			return
 		}
 	}
 }

@@ -152,13 +152,25 @@ func TestConcurrentAckersWhileTheWindowGrowsAndShrinks(t *testing.T) {
 				}
 				batch = batch[:0]
 			}
-			for s := range work {
-				batch = append(batch, s)
-				if len(batch) == 32 || len(work) == 0 {
+			// Hold up to 32 acks to reorder them, but never block for more while holding some:
+			// the window only frees up when they are acked.
+			for {
+				var s uint64
+				var ok bool
+				select {
+				case s, ok = <-work:
+				default:
+					flush()
+					s, ok = <-work
+				}
+				if !ok {
+					flush()
+					return
+				}
+				if batch = append(batch, s); len(batch) == 32 {
 					flush()
 				}
 			}
-			flush()
 		}()
 	}
 	stop := make(chan struct{})

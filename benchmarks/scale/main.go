@@ -390,6 +390,23 @@ func endOffsets(ctx context.Context, adm *kadm.Client, topics []string) (sum int
 	return sum, nonEmpty
 }
 
+// emptyPartitions lists the partitions of topics without a record (or not listed).
+func emptyPartitions(ctx context.Context, adm *kadm.Client, topics []string) []kadm.ListedOffset {
+	var out []kadm.ListedOffset
+	for i := 0; i < len(topics); i += 200 {
+		ends, err := adm.ListEndOffsets(ctx, topics[i:min(i+200, len(topics))]...)
+		if err != nil {
+			continue
+		}
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Err != nil || o.Offset == 0 {
+				out = append(out, o)
+			}
+		})
+	}
+	return out
+}
+
 func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
 
 // pace writes rate records per second, spread round-robin over every partition of topics, until

@@ -54,16 +54,31 @@ func runScale(o options) error {
 		return err
 	}
 	say("created %d source topics × %d partitions in %s", o.topics, o.partitions, time.Since(t).Round(time.Second))
-	for i, name := range topics {
-		for p := 0; p < o.partitions; p++ {
-			srcCl.Produce(ctx, &kgo.Record{Topic: name, Partition: int32(p), Value: []byte(fmt.Sprintf("seed %d/%d", i, p))}, nil)
+	// Freshly created topics can show fewer partitions in the producer's first metadata: write
+	// again to the partitions still empty until every one has its record.
+	var empty []kadm.ListedOffset
+	for try := 0; try < 30; try++ {
+		if try == 0 {
+			for _, name := range topics {
+				for p := 0; p < o.partitions; p++ {
+					empty = append(empty, kadm.ListedOffset{Topic: name, Partition: int32(p)})
+				}
+			}
 		}
+		for _, e := range empty {
+			srcCl.Produce(ctx, &kgo.Record{Topic: e.Topic, Partition: e.Partition, Value: []byte(fmt.Sprintf("seed %s/%d", e.Topic, e.Partition))}, nil)
+		}
+		if err := srcCl.Flush(ctx); err != nil {
+			return fmt.Errorf("write the seed records: %w", err)
+		}
+		empty = emptyPartitions(ctx, srcAdm, topics)
+		if len(empty) == 0 {
+			break
+		}
+		time.Sleep(time.Second)
 	}
-	if err := srcCl.Flush(ctx); err != nil {
-		return fmt.Errorf("write the seed records: %w", err)
-	}
-	if _, n := endOffsets(ctx, srcAdm, topics); n != parts {
-		return fmt.Errorf("seeded %d of %d source partitions", n, parts)
+	if len(empty) > 0 {
+		return fmt.Errorf("%d of %d source partitions still without a record", len(empty), parts)
 	}
 	say("one record in each of the %d source partitions", parts)
 

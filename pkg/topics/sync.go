@@ -13,6 +13,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 )
 
 // Topic is a mirrored topic as both clusters know it.
@@ -87,6 +88,9 @@ func NewSyncer(source, target Admin, cfg SyncerConfig) *Syncer {
 	return &Syncer{source: source, target: target, cfg: cfg, known: make(map[string]Topic), warned: make(map[string]bool)}
 }
 
+// prepareAtOnce is how many topics Refresh prepares on the target at the same time.
+const prepareAtOnce = 16
+
 // Refresh lists the source, brings every selected topic's target up to date and returns the
 // sorted source names of the topics ready to mirror. A topic whose target cannot be prepared is
 // left out (and logged) so that one bad topic does not stop the others; the error joins every
@@ -100,22 +104,38 @@ func (s *Syncer) Refresh(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list target topics: %w", err)
 	}
-	var errs []error
-	ready := make(map[string]Topic)
+	// Topics are prepared a few at a time: each costs several round trips (create, describe),
+	// and a first start with a thousand topics would otherwise wait for them one by one.
+	var (
+		errs  []error
+		ready = make(map[string]Topic)
+		mu    sync.Mutex
+		g     errgroup.Group
+	)
+	g.SetLimit(prepareAtOnce)
 	for name, detail := range srcTopics {
 		if !s.cfg.Filter.Match(name) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			break
 		}
-		t, err := s.ensure(name, detail, tgtTopics)
-		if err != nil {
-			errs = append(errs, err)
-			s.cfg.Log.Error("target topic not ready; not mirroring it until it is", zap.String("topic", name), zap.Error(err))
-			continue
-		}
-		ready[name] = t
+		g.Go(func() error {
+			t, err := s.ensure(name, detail, tgtTopics)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				s.cfg.Log.Error("target topic not ready; not mirroring it until it is", zap.String("topic", name), zap.Error(err))
+				return nil
+			}
+			ready[name] = t
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	added := 0

@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/kmirror/kmirror/pkg/version.Version=$(VERSION)
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 
-.PHONY: all build demo test lint e2e kafka-fetch kafka-up kafka-down bench bench-micro deploy-check image install fuzz clean
+.PHONY: all build demo test lint e2e kafka-fetch kafka-up kafka-down bench bench-micro bench-scale deploy-check image install fuzz clean
 
 all: lint test build
 
@@ -57,6 +57,14 @@ bench: build
 ## bench-micro: the Go micro-benchmarks, each beside its reference (benchstat medians).
 bench-micro:
 	./benchmarks/micro.sh
+
+## bench-scale: 1,000 topics × 10 partitions in one kmirror process on real brokers (time to all
+## flowing, memory, idle and steady CPU, the /metrics scrape, profiles); then the pauses of a
+## member joining, leaving and restarting, with and without consumer.group_instance_id.
+## SCALE_ARGS passes flags (go run ./benchmarks/scale -h).
+bench-scale: build
+	go run ./benchmarks/scale $(SCALE_ARGS)
+	go run ./benchmarks/scale --mode pause
 
 ## deploy-check: validate every manifest under deploy/ offline against the real schemas.
 deploy-check:

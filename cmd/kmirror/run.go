@@ -101,7 +101,12 @@ func run(ctx context.Context, cfg *config.Config) error {
 
 	m, err := mirror.New(cfg, mirror.Options{
 		Log: log, Metrics: metrics, Tracing: tracing,
-		SaramaClients: func(name string, c *sarama.Config) { saramaMetrics.Add(name, c.MetricRegistry) },
+		SaramaClients: func(name string, c *sarama.Config) {
+			if !cfg.Telemetry.SaramaTopicMetrics {
+				c.MetricRegistry = telemetry.WithoutTopicMetrics(c.MetricRegistry)
+			}
+			saramaMetrics.Add(name, c.MetricRegistry)
+		},
 	})
 	if err != nil {
 		return err

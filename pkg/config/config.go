@@ -101,7 +101,12 @@ const OriginHeader = "kmirror.origin"
 
 // Consumer configures the source consumer group.
 type Consumer struct {
-	GroupID             string        `mapstructure:"group_id"`
+	GroupID string `mapstructure:"group_id"`
+	// GroupInstanceID makes this process a static member of the group (group.instance.id,
+	// KIP-345; sarama's Consumer.Group.InstanceId): a restart within SessionTimeout gets its
+	// partitions back without a rebalance. ${NAME} is replaced by the environment variable NAME
+	// (${HOSTNAME}: a pod's name). Empty (the default): a dynamic member.
+	GroupInstanceID     string        `mapstructure:"group_instance_id"`
 	InitialOffset       string        `mapstructure:"initial_offset"`
 	IsolationLevel      string        `mapstructure:"isolation_level"`
 	RebalanceStrategy   string        `mapstructure:"rebalance_strategy"`
@@ -257,6 +262,9 @@ type Telemetry struct {
 	Listen string `mapstructure:"listen"`
 	// Pprof serves /debug/pprof on the same address.
 	Pprof bool `mapstructure:"pprof"`
+	// SaramaTopicMetrics exports sarama's per-topic metrics (kmirror_sarama_topic_*). Off by
+	// default: they cost memory, CPU and scrape size with every topic mirrored.
+	SaramaTopicMetrics bool `mapstructure:"sarama_topic_metrics"`
 	// StallAfter is how long a partition with records to mirror may go without an
 	// acknowledgement before it is reported stalled (metric, log line, /readyz).
 	StallAfter time.Duration `mapstructure:"stall_after"`

@@ -302,3 +302,44 @@ func TestActiveActiveExamplesAreTwins(t *testing.T) {
 			b.Topics.ReplicationPolicy, b.Topics.ProvenanceHeader)
 	}
 }
+
+func TestGroupInstanceIDTakesALiteralOrTheEnvironment(t *testing.T) {
+	t.Setenv("HOSTNAME", "kmirror-2")
+	t.Setenv("ZONE", "eu-west-1a")
+	cases := []struct {
+		name, yaml, env, want string
+	}{
+		{"unset is a dynamic member", minimal, "", ""},
+		{"a literal", minimal + "consumer: {group_instance_id: mirror-a}\n", "", "mirror-a"},
+		{"the pod's name", minimal + "consumer: {group_instance_id: \"${HOSTNAME}\"}\n", "", "kmirror-2"},
+		{"a name around variables", minimal + "consumer: {group_instance_id: \"kmirror-${ZONE}-${HOSTNAME}\"}\n", "", "kmirror-eu-west-1a-kmirror-2"},
+		{"from the environment", minimal, "${HOSTNAME}", "kmirror-2"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if c.env != "" {
+				t.Setenv("KMIRROR_CONSUMER_GROUP_INSTANCE_ID", c.env)
+			}
+			cfg, err := Load(writeConfig(t, c.yaml), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Consumer.GroupInstanceID != c.want {
+				t.Errorf("group_instance_id = %q, want %q", cfg.Consumer.GroupInstanceID, c.want)
+			}
+		})
+	}
+}
+
+func TestGroupInstanceIDRefusedNamesTheKey(t *testing.T) {
+	for yaml, want := range map[string]string{
+		`consumer: {group_instance_id: "${KMIRROR_TEST_NOT_SET}"}`: "KMIRROR_TEST_NOT_SET, which are not set",
+		`consumer: {group_instance_id: "pod/1"}`:                   "a-z A-Z 0-9 . _ -",
+		`consumer: {group_instance_id: ".."}`:                      "a-z A-Z 0-9 . _ -",
+	} {
+		_, err := Load(writeConfig(t, minimal+yaml+"\n"), nil)
+		if err == nil || !strings.Contains(err.Error(), "consumer.group_instance_id") || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want consumer.group_instance_id named with %q", yaml, err, want)
+		}
+	}
+}

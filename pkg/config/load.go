@@ -96,11 +96,33 @@ func Load(path string, overrides []string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode configuration: %w", explainDecode(err))
 	}
+	if cfg.Consumer.GroupInstanceID, err = expandEnv("consumer.group_instance_id", cfg.Consumer.GroupInstanceID); err != nil {
+		return nil, err
+	}
 	normalise(&cfg)
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	return &cfg, nil
+}
+
+// expandEnv replaces ${NAME} and $NAME in the value of key with the environment variable NAME. A
+// variable that is not set is an error: an instance id that silently became "" or "kmirror-"
+// would make every replica the same member, or none static.
+func expandEnv(key, val string) (string, error) {
+	var missing []string
+	out := os.Expand(val, func(name string) string {
+		v, ok := os.LookupEnv(name)
+		if !ok || v == "" {
+			missing = append(missing, name)
+		}
+		return v
+	})
+	if len(missing) > 0 {
+		return "", fmt.Errorf("%s: %q names the environment variable(s) %s, which are not set: set them or write the value out",
+			key, val, strings.Join(missing, ", "))
+	}
+	return out, nil
 }
 
 // replaced names the keys that earlier versions had, and what took their place.

@@ -21,6 +21,9 @@ const DrainMargin = 15 * time.Second
 // idempotent production and the modern fetch and consumer-group APIs.
 var minVersion = sarama.V2_8_0_0
 
+// instanceID is what Kafka accepts as a group.instance.id.
+var instanceID = regexp.MustCompile(`^[0-9a-zA-Z._-]+$`)
+
 // Validate checks every value and returns all problems at once, each naming its key and what
 // is expected.
 func (c *Config) Validate() error {
@@ -90,6 +93,10 @@ func (c *Config) Validate() error {
 
 	if strings.TrimSpace(c.Consumer.GroupID) == "" {
 		bad("consumer.group_id", "empty: name the source consumer group kmirror replicas share")
+	}
+	if id := c.Consumer.GroupInstanceID; id != "" && (!instanceID.MatchString(id) || len(id) > 249 || id == "." || id == "..") {
+		bad("consumer.group_instance_id", "%q: want up to 249 of the characters a-z A-Z 0-9 . _ - (Kafka's rule), "+
+			"unique per replica, e.g. ${HOSTNAME}", id)
 	}
 	oneOf(bad, "consumer.initial_offset", c.Consumer.InitialOffset, "oldest", "newest", "earliest", "latest")
 	oneOf(bad, "consumer.isolation_level", c.Consumer.IsolationLevel, "read_committed", "read_uncommitted")

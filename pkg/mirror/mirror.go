@@ -284,6 +284,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	// A client of the source of its own reads where claims start and commits offsets (so that
 	// each commit's outcome is known); it closes after the consumer group's final commit.
 	gc := m.consumerConfig()
+	m.staticMember(gc)
 	if eo != nil {
 		gc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{eo.strategy}
 	}
@@ -396,6 +397,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	stopMap() // every acknowledgement is recorded: the last of the offset map is written now
 	stopping.wait("writing the offset map", mapDone)
 	stopping.do("leave the source consumer group", group.Close)
+	m.leftStatically()
 	closeAdmins()
 	m.connected.Store(false)
 
@@ -570,6 +572,9 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 		if err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
 				return err
+			}
+			if fenced := m.fencedInstance(err); fenced != nil {
+				return fenced
 			}
 			m.log.Warn("consumer group session ended with an error; rejoining", zap.Error(err))
 			select {

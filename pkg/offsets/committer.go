@@ -126,8 +126,14 @@ func (g *GroupCommitter) Pending() int {
 	return len(g.pending)
 }
 
-// Commit implements Committer. It sends one OffsetCommit request for every pending partition and
-// returns a *CommitError naming the partitions the coordinator did not accept (or all of them when
+// commitChunk bounds the partitions of one OffsetCommit request. The group coordinator writes a
+// request's offsets to __consumer_offsets as one batch, and a batch over that topic's maximum
+// message size (1 MiB) is refused whole: Kafka 4.3 refused 10,000 partitions in one request with
+// an unknown server error, every time, so nothing was ever committed.
+const commitChunk = 1000
+
+// Commit implements Committer. It sends OffsetCommit requests (of at most commitChunk
+// partitions) for every pending partition and returns a *CommitError naming the partitions the coordinator did not accept (or all of them when
 // the request itself failed).
 func (g *GroupCommitter) Commit(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -143,36 +149,43 @@ func (g *GroupCommitter) Commit(ctx context.Context) error {
 		return nil
 	}
 
-	req := sarama.NewOffsetCommitRequest(g.conf, g.group)
-	req.ConsumerID = g.session.MemberID()
-	req.ConsumerGroupGeneration = g.session.GenerationID()
-	for tp, off := range batch {
-		// Leader epoch -1: unknown, so no consumer validates against it.
-		req.AddBlockWithLeaderEpoch(tp.topic, tp.partition, off, -1, 0, g.metadata(tp.topic))
+	tps := make([]topicPartition, 0, len(batch))
+	for tp := range batch {
+		tps = append(tps, tp)
 	}
-	resp, err := g.coordinator.CommitOffset(req)
-
 	var failed []PartitionError
-	g.mu.Lock()
-	for tp, off := range batch {
-		perr := err
-		if perr == nil {
-			switch kerr, ok := resp.Errors[tp.topic][tp.partition]; {
-			case !ok:
-				perr = sarama.ErrIncompleteResponse
-			case !errors.Is(kerr, sarama.ErrNoError):
-				perr = kerr
+	for chunk := range slices.Chunk(tps, commitChunk) {
+		req := sarama.NewOffsetCommitRequest(g.conf, g.group)
+		req.ConsumerID = g.session.MemberID()
+		req.ConsumerGroupGeneration = g.session.GenerationID()
+		for _, tp := range chunk {
+			// Leader epoch -1: unknown, so no consumer validates against it.
+			req.AddBlockWithLeaderEpoch(tp.topic, tp.partition, batch[tp], -1, 0, g.metadata(tp.topic))
+		}
+		resp, err := g.coordinator.CommitOffset(req)
+
+		g.mu.Lock()
+		for _, tp := range chunk {
+			off := batch[tp]
+			perr := err
+			if perr == nil {
+				switch kerr, ok := resp.Errors[tp.topic][tp.partition]; {
+				case !ok:
+					perr = sarama.ErrIncompleteResponse
+				case !errors.Is(kerr, sarama.ErrNoError):
+					perr = kerr
+				}
+			}
+			if perr != nil {
+				failed = append(failed, PartitionError{Topic: tp.topic, Partition: tp.partition, Offset: off, Err: perr})
+				continue
+			}
+			if g.pending[tp] == off { // not marked further meanwhile
+				delete(g.pending, tp)
 			}
 		}
-		if perr != nil {
-			failed = append(failed, PartitionError{Topic: tp.topic, Partition: tp.partition, Offset: off, Err: perr})
-			continue
-		}
-		if g.pending[tp] == off { // not marked further meanwhile
-			delete(g.pending, tp)
-		}
+		g.mu.Unlock()
 	}
-	g.mu.Unlock()
 	if len(failed) == 0 {
 		return nil
 	}

@@ -77,3 +77,43 @@ func TestGroupCommitterReportsEachPartitionsOutcome(t *testing.T) {
 		t.Fatal("marks must reach the session too, or sarama's flush at close would lower the offset")
 	}
 }
+
+// echoCoordinator accepts every partition of topic "t" below n that a request carries, and
+// notes the largest request.
+type echoCoordinator struct {
+	n, requests, largest int
+}
+
+func (c *echoCoordinator) CommitOffset(req *sarama.OffsetCommitRequest) (*sarama.OffsetCommitResponse, error) {
+	c.requests++
+	resp := &sarama.OffsetCommitResponse{}
+	blocks := 0
+	for p := int32(0); p < int32(c.n); p++ {
+		if _, _, err := req.Offset("t", p); err == nil {
+			resp.AddError("t", p, sarama.ErrNoError)
+			blocks++
+		}
+	}
+	c.largest = max(c.largest, blocks)
+	return resp, nil
+}
+
+func TestGroupCommitterSplitsLargeCommits(t *testing.T) {
+	const n = 2500
+	coord := &echoCoordinator{n: n}
+	conf := sarama.NewConfig()
+	conf.Version = sarama.V3_6_0_0
+	g := NewGroupCommitter(&fakeSession{marked: map[string]int64{}}, coord, "g", conf, nil)
+	for p := int32(0); p < n; p++ {
+		g.Mark("t", p, int64(p)+1)
+	}
+	if err := g.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if coord.requests != 3 || coord.largest > commitChunk {
+		t.Fatalf("%d requests, the largest of %d partitions; want 3 of at most %d", coord.requests, coord.largest, commitChunk)
+	}
+	if g.Pending() != 0 {
+		t.Fatalf("%d partitions still pending", g.Pending())
+	}
+}

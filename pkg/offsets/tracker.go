@@ -25,11 +25,23 @@ var ErrFull = errors.New("partition in-flight window is full")
 // slots indexed by a per-partition sequence number: Register writes the slot at tail and then
 // publishes tail; Ack sets the slot's done flag; advance pops slots from head while they are done.
 //
+// The slots live in pages of pageSlots, allocated as the window fills, so that a partition with
+// few records in flight holds one page rather than its whole capacity (one process may follow
+// tens of thousands of partitions). Sequence number s lives in page generation s/pageSlots, which
+// sits in directory entry generation mod len(dir); the directory has room for twice the capacity
+// (and at least two pages), so that the generation that used an entry before is always wholly
+// popped by the time Register reaches the entry again (Register stays within capacity of head).
+//
 // Why it is correct without a lock:
 //   - A slot between head and tail is written only by Register before tail is published, and read
-//     by advancers after they have loaded tail, so its offset is visible to them.
+//     by advancers after they have loaded tail, so its offset is visible to them; its page was
+//     published in the directory before the slot was written.
 //   - A slot is reused only when head has moved past it, and head moves past a slot only after
 //     the advancer has read its offset; Register never writes a slot at or after head+capacity.
+//   - A page leaves the directory only when head has passed its last slot, and only by Register
+//     (reclaim), which keeps it for a later generation; every Ack of its slots came before head
+//     passed them. A losing advancer may still read a reclaimed or reused page: it finds nil (and
+//     looks again) or a value it discards when its compare-and-swap on head fails.
 //   - Several goroutines may advance at once (the producer's ack path and the worker's skip
 //     path); each pop is a compare-and-swap on head, so every slot is popped exactly once, and
 //     committed is raised with a compare-and-swap maximum, so it never moves backwards.
@@ -45,8 +57,13 @@ var ErrFull = errors.New("partition in-flight window is full")
 type Partition struct {
 	topic     string
 	partition int32
-	mask      uint64
-	slots     []slot
+	mask      uint64 // capacity - 1
+	dirMask   uint64 // entries in dir - 1
+	dir       []atomic.Pointer[page]
+
+	// Owned by the registering goroutine.
+	reclaimed uint64  // every page generation below it has been taken out of dir
+	spare     []*page // pages taken out of dir, for the next generations
 
 	_    [64]byte // keep the hot counters on their own cache lines
 	head atomic.Uint64
@@ -58,6 +75,21 @@ type Partition struct {
 	failed    atomic.Pointer[Failure]
 	fenced    atomic.Bool
 }
+
+// pageSlots is the number of slots in a page (1 << pageShift): 128 slots are 3 KiB. A capacity
+// below it uses part of each page.
+const (
+	pageShift = 7
+	pageSlots = 1 << pageShift
+	pageMask  = pageSlots - 1
+)
+
+// maxSpare bounds the pages a partition keeps for reuse after its window shrank; pages beyond
+// it go to the garbage collector, so a burst does not pin its memory for good.
+const maxSpare = 4
+
+// page is a fixed array, so that a slot is one load and an index away from the directory.
+type page [pageSlots]slot
 
 type slot struct {
 	offset atomic.Int64
@@ -72,15 +104,57 @@ type Failure struct {
 }
 
 // NewPartition returns a tracker for topic/partition whose next offset to consume is start, able
-// to hold capacity records in flight (rounded up to a power of two).
+// to hold capacity records in flight (rounded up to a power of two). Slots are allocated as they
+// are needed, a page at a time.
 func NewPartition(topic string, partition int32, start int64, capacity int) *Partition {
 	n := uint64(1)
 	for n < uint64(capacity) {
 		n <<= 1
 	}
-	p := &Partition{topic: topic, partition: partition, mask: n - 1, slots: make([]slot, n)}
+	entries := max(2, 2*n/pageSlots)
+	p := &Partition{
+		topic: topic, partition: partition, mask: n - 1,
+		dirMask: entries - 1, dir: make([]atomic.Pointer[page], entries),
+	}
 	p.committed.Store(start)
 	return p
+}
+
+// slot returns the slot of sequence number seq, or nil when its page was reclaimed (head passed
+// it): only a losing advancer or a metrics read can ask for one.
+func (p *Partition) slot(seq uint64) *slot {
+	pg := p.dir[(seq>>pageShift)&p.dirMask].Load()
+	if pg == nil {
+		return nil
+	}
+	return &pg[seq&pageMask]
+}
+
+// enter makes sure the page of the generation that begins at sequence number t is in the
+// directory, first taking out the pages head has passed. Only Register calls it.
+func (p *Partition) enter(t uint64) {
+	gen := t >> pageShift
+	popped := p.head.Load() >> pageShift
+	for ; p.reclaimed < popped; p.reclaimed++ {
+		e := &p.dir[p.reclaimed&p.dirMask]
+		if pg := e.Load(); pg != nil {
+			e.Store(nil)
+			if len(p.spare) < maxSpare {
+				p.spare = append(p.spare, pg)
+			}
+		}
+	}
+	e := &p.dir[gen&p.dirMask]
+	if e.Load() != nil {
+		return // this generation's page is already in (a Register was taken back)
+	}
+	var pg *page
+	if n := len(p.spare); n > 0 {
+		pg, p.spare = p.spare[n-1], p.spare[:n-1]
+	} else {
+		pg = new(page)
+	}
+	e.Store(pg)
 }
 
 // Topic is the source topic this tracker follows.
@@ -97,7 +171,10 @@ func (p *Partition) Register(offset int64) (uint64, error) {
 	if t-p.head.Load() > p.mask {
 		return 0, ErrFull
 	}
-	s := &p.slots[t&p.mask]
+	if t&pageMask == 0 {
+		p.enter(t)
+	}
+	s := p.slot(t)
 	s.offset.Store(offset)
 	s.done.Store(0)
 	p.tail.Store(t + 1)
@@ -130,14 +207,14 @@ func (p *Partition) Unregister(seq uint64) {
 // Ack records that the record with sequence number seq is safely on the target (or was
 // deliberately skipped) and advances the committed offset as far as contiguity allows.
 func (p *Partition) Ack(seq uint64) {
-	p.slots[seq&p.mask].done.Store(1)
+	p.slot(seq).done.Store(1)
 	p.advance()
 }
 
 // Fail records that the record with sequence number seq will never be acknowledged. The
 // partition stops advancing at it; the first failure is kept.
 func (p *Partition) Fail(seq uint64, err error) {
-	f := &Failure{Offset: p.slots[seq&p.mask].offset.Load(), Err: err}
+	f := &Failure{Offset: p.slot(seq).offset.Load(), Err: err}
 	p.failed.CompareAndSwap(nil, f)
 }
 
@@ -148,7 +225,7 @@ func (p *Partition) Stamp(seq uint64, ts time.Time) {
 	if !ts.IsZero() && ts.UnixMilli() > 0 {
 		ms = ts.UnixMilli()
 	}
-	p.slots[seq&p.mask].ts.Store(ms)
+	p.slot(seq).ts.Store(ms)
 }
 
 // OldestTimestamp returns the timestamp of the oldest record not yet acknowledged, if one is in
@@ -158,7 +235,11 @@ func (p *Partition) OldestTimestamp() (time.Time, bool) {
 	if h == p.tail.Load() {
 		return time.Time{}, false
 	}
-	ms := p.slots[h&p.mask].ts.Load()
+	s := p.slot(h)
+	if s == nil {
+		return time.Time{}, false // popped while we looked
+	}
+	ms := s.ts.Load()
 	if ms <= 0 {
 		return time.Time{}, false
 	}
@@ -173,7 +254,9 @@ func (p *Partition) Expire(err error) *Failure {
 	if h == p.tail.Load() {
 		return p.failed.Load()
 	}
-	p.failed.CompareAndSwap(nil, &Failure{Offset: p.slots[h&p.mask].offset.Load(), Err: err})
+	if s := p.slot(h); s != nil {
+		p.failed.CompareAndSwap(nil, &Failure{Offset: s.offset.Load(), Err: err})
+	}
 	return p.failed.Load()
 }
 
@@ -190,24 +273,40 @@ func (p *Partition) Stopped() bool { return p.failed.Load() != nil || p.fenced.L
 func (p *Partition) Settled(seq uint64) bool { return p.head.Load() >= seq }
 
 func (p *Partition) advance() {
+	// The page of the generation being popped is looked up once per generation: while head is in
+	// that generation the page cannot have been reclaimed. committed is raised once, to the last
+	// offset this call popped.
+	var pg *page
+	gen := ^uint64(0)
+	next := int64(-1)
 	for {
 		h := p.head.Load()
 		if h == p.tail.Load() {
-			return
+			break
 		}
-		s := &p.slots[h&p.mask]
+		if g := h >> pageShift; g != gen || pg == nil {
+			gen, pg = g, p.dir[g&p.dirMask].Load()
+			if pg == nil {
+				continue // popped and reclaimed meanwhile; look again
+			}
+		}
+		s := &pg[h&pageMask]
 		if s.done.Load() == 0 {
-			return
+			break
 		}
-		next := s.offset.Load() + 1
+		off := s.offset.Load() + 1
 		if !p.head.CompareAndSwap(h, h+1) {
 			continue // another advancer popped it; look again
 		}
-		for {
-			c := p.committed.Load()
-			if next <= c || p.committed.CompareAndSwap(c, next) {
-				break
-			}
+		next = off
+	}
+	if next < 0 {
+		return
+	}
+	for {
+		c := p.committed.Load()
+		if next <= c || p.committed.CompareAndSwap(c, next) {
+			return
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 )
 
 // Topic is a mirrored topic as both clusters know it.
@@ -111,11 +112,14 @@ func NewSyncer(source, target Admin, cfg SyncerConfig) *Syncer {
 	return &Syncer{source: source, target: target, cfg: cfg, known: make(map[string]Topic), warned: make(map[string]bool)}
 }
 
-// Refresh plans (Plan), applies the plan of every selected topic and returns the sorted source
-// names of the topics ready to mirror. A topic whose target cannot be prepared is left out (and
-// logged) so that one bad topic does not stop the others; the error joins every such failure.
-// A config or ACL that cannot be synced is warned about once and does not keep a topic from
-// being mirrored.
+// prepareAtOnce is how many topics Refresh prepares on the target at the same time.
+const prepareAtOnce = 16
+
+// Refresh plans (Plan), applies the plan of every selected topic, a few topics at a time, and
+// returns the sorted source names of the topics ready to mirror. A topic whose target cannot be
+// prepared is left out (and logged) so that one bad topic does not stop the others; the error
+// joins every such failure. A config or ACL that cannot be synced is warned about once and does
+// not keep a topic from being mirrored.
 func (s *Syncer) Refresh(ctx context.Context) ([]string, error) {
 	plan, err := s.Plan(ctx)
 	if err != nil {
@@ -124,19 +128,35 @@ func (s *Syncer) Refresh(ctx context.Context) ([]string, error) {
 	if plan.ACLProblem != "" {
 		s.warnOnce("acls", "cannot read the clusters' ACLs; topic ACLs are not synced until they can be", zap.String("error", plan.ACLProblem))
 	}
-	var errs []error
-	ready := make(map[string]Topic)
+	// Topics are prepared a few at a time: each costs several round trips (create, describe),
+	// and a first start with a thousand topics would otherwise wait for them one by one.
+	var (
+		errs  []error
+		ready = make(map[string]Topic)
+		mu    sync.Mutex
+		g     errgroup.Group
+	)
+	g.SetLimit(prepareAtOnce)
 	for _, p := range plan.Topics {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			break
 		}
-		t, err := s.apply(p)
-		if err != nil {
-			errs = append(errs, err)
-			s.cfg.Log.Error("target topic not ready; not mirroring it until it is", zap.String("topic", p.Source), zap.Error(err))
-			continue
-		}
-		ready[p.Source] = t
+		g.Go(func() error {
+			t, err := s.apply(p)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				errs = append(errs, err)
+				s.cfg.Log.Error("target topic not ready; not mirroring it until it is", zap.String("topic", p.Source), zap.Error(err))
+				return nil
+			}
+			ready[p.Source] = t
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	added := 0

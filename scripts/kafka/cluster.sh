@@ -54,7 +54,7 @@ start_node() {
   local name="$1" idx="$2" dir="$state_root/$1/node-$2"
   local prefix; prefix="$(node_cmd)"
   # shellcheck disable=SC2086
-  $prefix env KAFKA_HEAP_OPTS= nohup "$(java_for)" -Xms192m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  $prefix env KAFKA_HEAP_OPTS= nohup "$(java_for)" -Xms192m -Xmx"${KAFKA_NODE_HEAP:-512m}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -Dorg.slf4j.simpleLogger.showDateTime=true \
     -Dorg.slf4j.simpleLogger.log.kafka.server.KafkaRaftServer=info \
     -Dlog4j2.level=WARN -Djava.awt.headless=true \

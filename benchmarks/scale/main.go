@@ -1,0 +1,441 @@
+// Command scale measures kmirror at scale in one process, on real Kafka brokers (KRaft, one node
+// per cluster, started with scripts/kafka/cluster.sh), and writes the figures with the command
+// that produced them to benchmarks/results/scale-<date>.md.
+//
+//	go run ./benchmarks/scale [--topics 1000 --partitions 10 --rate 5000]   # make bench-scale
+//	go run ./benchmarks/scale --mode pause                                   # the scale-out pause
+//
+// Mode "scale" (the default) mirrors topics × partitions with one kmirror process:
+//   - flowing: a record is written to every source partition before kmirror starts; the time to
+//     all flowing is from kmirror's start until every target partition holds at least one record
+//     (target log end offsets, listed every second), target topics created by kmirror included;
+//   - memory: VmRSS and VmHWM from /proc/<pid>/status;
+//   - CPU: CPU-seconds (utime+stime from /proc/<pid>/stat) over wall time, idle (no record for the
+//     window) and at a steady rate spread over all partitions;
+//   - the /metrics scrape: bytes and time, the median of three;
+//   - a CPU profile (/debug/pprof, telemetry.pprof on) of the idle and the steady process.
+//
+// Mode "pause" measures how long partitions stop when a member joins, leaves or restarts
+// (scale-out and rolling restarts), with and without consumer.group_instance_id: a target
+// consumer notes every record's arrival, and the figure is the longest gap between two records of
+// a partition in the window after each event, under a steady load.
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+type options struct {
+	mode       string
+	topics     int
+	partitions int
+	rate       int
+	idle       time.Duration
+	steady     time.Duration
+	bin        string
+	out        string
+	keep       bool
+	heap       string
+	pauseRate  int
+	window     time.Duration
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.mode, "mode", "scale", "scale (partitions in one process) or pause (rebalance pauses)")
+	flag.IntVar(&o.topics, "topics", 1000, "source topics (scale mode)")
+	flag.IntVar(&o.partitions, "partitions", 10, "partitions per topic")
+	flag.IntVar(&o.rate, "rate", 5000, "records per second, spread over every partition, for the steady window")
+	flag.DurationVar(&o.idle, "idle", 60*time.Second, "the idle window (no records)")
+	flag.DurationVar(&o.steady, "steady", 60*time.Second, "the steady-rate window")
+	flag.StringVar(&o.bin, "bin", "bin/kmirror", "the kmirror binary")
+	flag.StringVar(&o.out, "out", "", "the results file (default benchmarks/results/scale-<date>.md or pause-<date>.md)")
+	flag.BoolVar(&o.keep, "keep", false, "leave the clusters up")
+	flag.StringVar(&o.heap, "broker-heap", "2g", "each broker's maximum heap")
+	flag.IntVar(&o.pauseRate, "pause-rate", 1200, "records per second over the partitions, in pause mode")
+	flag.DurationVar(&o.window, "window", 40*time.Second, "the window after each event in which gaps are measured (pause mode)")
+	flag.Parse()
+	if o.out == "" {
+		o.out = fmt.Sprintf("benchmarks/results/%s-%s.md", o.mode, time.Now().UTC().Format("2006-01-02T1504"))
+		if o.mode == "scale" {
+			o.out = fmt.Sprintf("benchmarks/results/scale-%s.md", time.Now().UTC().Format("2006-01-02T1504"))
+		}
+	}
+	var err error
+	switch o.mode {
+	case "scale":
+		err = runScale(o)
+	case "pause":
+		err = runPause(o)
+	default:
+		err = fmt.Errorf("--mode %q: want scale or pause", o.mode)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", err)
+		os.Exit(1)
+	}
+}
+
+// clusters are the two single-node clusters, under their own names, ports and state directory
+// so that they never meet the e2e suite's or the comparison's.
+type clusters struct {
+	script string
+	env    []string
+	src    []string
+	dst    []string
+	pids   map[string]int
+	keep   bool
+}
+
+func upClusters(heap string, keep bool) (*clusters, error) {
+	// Every partition holds open files and mmapped indexes in the broker; kmirror holds a
+	// connection per broker and client. Children inherit the raised limit.
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return nil, fmt.Errorf("read the open files limit: %w", err)
+	}
+	lim.Cur = lim.Max
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return nil, fmt.Errorf("raise the open files limit to %d: %w", lim.Cur, err)
+	}
+	fmt.Fprintf(os.Stderr, "open files limit %d (each broker keeps a file open per partition's segment)\n", lim.Cur)
+	c := &clusters{
+		script: "scripts/kafka/cluster.sh", keep: keep, pids: map[string]int{},
+		env: append(os.Environ(), "KMIRROR_KAFKA_STATE=/tmp/kmirror-scale", "KAFKA_NODE_HEAP="+heap, "KAFKA_START_TIMEOUT=300"),
+	}
+	for _, cl := range []struct{ name, base string }{{"scale-src", "41000"}, {"scale-dst", "42000"}} {
+		_, _ = c.run(nil, "down", cl.name)
+		if _, err := c.run([]string{"KAFKA_PORT_BASE=" + cl.base}, "up", cl.name); err != nil {
+			c.down()
+			return nil, err
+		}
+		bs, err := c.run(nil, "bootstrap", cl.name)
+		if err != nil {
+			c.down()
+			return nil, err
+		}
+		pid, _ := os.ReadFile(filepath.Join("/tmp/kmirror-scale", cl.name, "node-1", "pid"))
+		c.pids[cl.name], _ = strconv.Atoi(strings.TrimSpace(string(pid)))
+		if cl.name == "scale-src" {
+			c.src = strings.Split(strings.TrimSpace(bs), ",")
+		} else {
+			c.dst = strings.Split(strings.TrimSpace(bs), ",")
+		}
+	}
+	return c, nil
+}
+
+func (c *clusters) run(env []string, args ...string) (string, error) {
+	cmd := exec.Command(c.script, args...)
+	cmd.Env = append(append([]string{}, c.env...), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w\n%s", c.script, strings.Join(args, " "), err, out)
+	}
+	return string(out), nil
+}
+
+func (c *clusters) down() {
+	if c.keep {
+		return
+	}
+	_, _ = c.run(nil, "down", "scale-dst")
+	_, _ = c.run(nil, "down", "scale-src")
+}
+
+// createTopics creates names with partitions each on the cluster at bootstrap, in batches.
+func createTopics(ctx context.Context, adm *kadm.Client, names []string, partitions int) error {
+	for i := 0; i < len(names); i += 100 {
+		batch := names[i:min(i+100, len(names))]
+		res, err := adm.CreateTopics(ctx, int32(partitions), 1, nil, batch...)
+		if err != nil {
+			return fmt.Errorf("create topics %s…: %w", batch[0], err)
+		}
+		for _, r := range res.Sorted() {
+			if r.Err != nil && !strings.Contains(r.Err.Error(), "TOPIC_ALREADY_EXISTS") {
+				return fmt.Errorf("create topic %s: %w", r.Topic, r.Err)
+			}
+		}
+	}
+	return nil
+}
+
+func topicNames(prefix string, n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s.t%04d", prefix, i)
+	}
+	return names
+}
+
+// kmirrorProc is a running kmirror process.
+type kmirrorProc struct {
+	cmd     *exec.Cmd
+	started time.Time
+	done    chan struct{}
+	log     string
+	metrics string // host:port of /metrics
+}
+
+func startKmirror(bin, cfg, logPath, metrics string) (*kmirrorProc, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, "run", "--config", cfg)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	k := &kmirrorProc{cmd: cmd, done: make(chan struct{}), log: logPath, metrics: metrics}
+	k.started = time.Now()
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", bin, err)
+	}
+	go func() { _ = cmd.Wait(); logf.Close(); close(k.done) }()
+	for i := 0; i < 500; i++ { // a SIGTERM before the signal handler is installed would kill outright
+		if b, _ := os.ReadFile(logPath); bytes.Contains(b, []byte("starting kmirror")) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return k, nil
+}
+
+// stop sends SIGTERM and waits; it returns how long the stop took.
+func (k *kmirrorProc) stop() (time.Duration, error) {
+	t := time.Now()
+	_ = k.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-k.done:
+	case <-time.After(2 * time.Minute):
+		_ = k.cmd.Process.Kill()
+		<-k.done
+		return time.Since(t), fmt.Errorf("kmirror did not stop within 2m of SIGTERM (see %s)", k.log)
+	}
+	if code := k.cmd.ProcessState.ExitCode(); code != 0 {
+		return time.Since(t), fmt.Errorf("kmirror exited with status %d (see %s)", code, k.log)
+	}
+	return time.Since(t), nil
+}
+
+func (k *kmirrorProc) alive() error {
+	select {
+	case <-k.done:
+		return fmt.Errorf("kmirror exited early with status %d (see %s)", k.cmd.ProcessState.ExitCode(), k.log)
+	default:
+		return nil
+	}
+}
+
+// cpuSeconds is utime+stime of pid from /proc/<pid>/stat (clock ticks of 1/100 s).
+func cpuSeconds(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:]) // fields from 3 on
+	ut, _ := strconv.ParseFloat(f[11], 64)
+	st, _ := strconv.ParseFloat(f[12], 64)
+	return (ut + st) / 100
+}
+
+// memory returns VmRSS and VmHWM of pid in bytes.
+func memory(pid int) (rss, hwm int64) {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = v << 10
+		case "VmHWM:":
+			hwm = v << 10
+		}
+	}
+	return rss, hwm
+}
+
+// cpuUse measures pids' CPU share of one core over d.
+func cpuUse(d time.Duration, pids ...int) []float64 {
+	before := make([]float64, len(pids))
+	for i, p := range pids {
+		before[i] = cpuSeconds(p)
+	}
+	t := time.Now()
+	time.Sleep(d)
+	wall := time.Since(t).Seconds()
+	out := make([]float64, len(pids))
+	for i, p := range pids {
+		out[i] = (cpuSeconds(p) - before[i]) / wall
+	}
+	return out
+}
+
+// scrape fetches /metrics three times and returns the median size and time.
+func scrape(addr string) (int, time.Duration, string, error) {
+	type res struct {
+		n int
+		d time.Duration
+	}
+	var rs []res
+	var body []byte
+	for range 3 {
+		t := time.Now()
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			return 0, 0, "", fmt.Errorf("scrape %s: %w", addr, err)
+		}
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return 0, 0, "", err
+		}
+		rs = append(rs, res{len(body), time.Since(t)})
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].d < rs[j].d })
+	return rs[1].n, rs[1].d, seriesByFamily(body), nil
+}
+
+// seriesByFamily names the families with the most series in a scrape.
+func seriesByFamily(body []byte) string {
+	count := map[string]int{}
+	for _, l := range strings.Split(string(body), "\n") {
+		if l == "" || l[0] == '#' {
+			continue
+		}
+		name := l
+		if i := strings.IndexAny(l, "{ "); i > 0 {
+			name = l[:i]
+		}
+		count[name]++
+	}
+	type fc struct {
+		name string
+		n    int
+	}
+	var fs []fc
+	total := 0
+	for n, c := range count {
+		fs = append(fs, fc{n, c})
+		total += c
+	}
+	sort.Slice(fs, func(i, j int) bool { return fs[i].n > fs[j].n })
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d series; largest: ", total)
+	for i := 0; i < len(fs) && i < 6; i++ {
+		fmt.Fprintf(&b, "%s %d, ", fs[i].name, fs[i].n)
+	}
+	return strings.TrimSuffix(b.String(), ", ")
+}
+
+// profile takes a CPU profile of d from kmirror's /debug/pprof and returns pprof's top lines.
+func profile(addr, path string, d time.Duration, heap bool) string {
+	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds()))
+	if heap {
+		url = "http://" + addr + "/debug/pprof/heap"
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		return "profile: " + err.Error()
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		return "profile: " + err.Error()
+	}
+	args := []string{"tool", "pprof", "-top", "-nodecount=14"}
+	if heap {
+		args = append(args, "-sample_index=inuse_space")
+	}
+	out, err := exec.Command("go", append(args, path)...).CombinedOutput()
+	if err != nil {
+		return "pprof: " + err.Error() + "\n" + string(out)
+	}
+	return string(out)
+}
+
+// endOffsets sums the log end offsets of topics and counts the partitions with at least one
+// record; topics not there yet count nothing.
+func endOffsets(ctx context.Context, adm *kadm.Client, topics []string) (sum int64, nonEmpty int) {
+	for i := 0; i < len(topics); i += 200 {
+		ends, err := adm.ListEndOffsets(ctx, topics[i:min(i+200, len(topics))]...)
+		if err != nil {
+			continue
+		}
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Err == nil && o.Offset > 0 {
+				sum += o.Offset
+				nonEmpty++
+			}
+		})
+	}
+	return sum, nonEmpty
+}
+
+// emptyPartitions lists the partitions of topics without a record (or not listed).
+func emptyPartitions(ctx context.Context, adm *kadm.Client, topics []string) []kadm.ListedOffset {
+	var out []kadm.ListedOffset
+	for i := 0; i < len(topics); i += 200 {
+		ends, err := adm.ListEndOffsets(ctx, topics[i:min(i+200, len(topics))]...)
+		if err != nil {
+			continue
+		}
+		ends.Each(func(o kadm.ListedOffset) {
+			if o.Err != nil || o.Offset == 0 {
+				out = append(out, o)
+			}
+		})
+	}
+	return out
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.0f MiB", float64(b)/(1<<20)) }
+
+// pace writes rate records per second, spread round-robin over every partition of topics, until
+// ctx ends, and returns how many it wrote.
+func pace(ctx context.Context, cl *kgo.Client, topics []string, partitions, rate int) int64 {
+	tick := 10 * time.Millisecond
+	per := max(rate/100, 1)
+	value := bytes.Repeat([]byte("v"), 100)
+	var n int64
+	i := 0
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			_ = cl.Flush(context.Background())
+			return n
+		case <-t.C:
+		}
+		for range per {
+			tp := i % (len(topics) * partitions)
+			r := &kgo.Record{Topic: topics[tp/partitions], Partition: int32(tp % partitions), Value: value}
+			cl.Produce(ctx, r, nil)
+			n++
+			i++
+		}
+	}
+}
+
+func commandLine() string {
+	return "go run ./benchmarks/scale " + strings.Join(os.Args[1:], " ")
+}

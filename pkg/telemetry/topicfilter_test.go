@@ -1,0 +1,44 @@
+package telemetry
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	gometrics "github.com/rcrowley/go-metrics"
+)
+
+func TestWithoutTopicMetricsKeepsBrokerAndAggregateFamiliesOnly(t *testing.T) {
+	r := WithoutTopicMetrics(gometrics.NewRegistry())
+	// The calls sarama makes (metrics.go: getOrRegisterTopicMeter, getOrRegisterHistogram).
+	gometrics.GetOrRegisterMeter("record-send-rate-for-topic-orders", r).Mark(5)
+	r.GetOrRegister("batch-size-for-topic-orders", func() gometrics.Histogram {
+		return gometrics.NewHistogram(gometrics.NewExpDecaySample(1028, 0.015))
+	}).(gometrics.Histogram).Update(100)
+	gometrics.GetOrRegisterMeter("record-send-rate", r).Mark(5)
+	gometrics.GetOrRegisterMeter("request-rate-for-broker-1", r).Mark(2)
+
+	var names []string
+	r.Each(func(name string, _ any) { names = append(names, name) })
+	if len(names) != 2 || strings.Contains(strings.Join(names, " "), "for-topic") {
+		t.Fatalf("registered %v, want only record-send-rate and request-rate-for-broker-1", names)
+	}
+
+	c := NewSaramaCollector()
+	c.Add("producer-0", r)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		if strings.HasPrefix(f.GetName(), "kmirror_sarama_topic_") {
+			t.Errorf("exported %s, want no per-topic sarama family", f.GetName())
+		}
+	}
+	if n := testutil.CollectAndCount(c, "kmirror_sarama_record_send_total"); n != 1 {
+		t.Errorf("kmirror_sarama_record_send_total has %d series, want 1", n)
+	}
+}

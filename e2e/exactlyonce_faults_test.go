@@ -163,47 +163,6 @@ func TestExactlyOnceSiteCut(t *testing.T) {
 	}
 }
 
-// startSites puts europe and us in network namespaces of their own joined by a veth pair, as
-// TestSiteCut does (20 ms netem delay each way where the kernel has it), starts a cluster in
-// each and returns the command prefixes for both namespaces and the clusters.
-func startSites(t *testing.T) (inEurope, inUS []string, europe, us *cluster) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("site cut: needs root to create network namespaces (ip netns); skipped")
-	}
-	if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), nsEurope) || strings.Contains(string(out), nsUS) {
-		// Another run's, or an interrupted run's: not ours to delete.
-		t.Fatalf("site cut: network namespace %s or %s exists already (another run, or left by an interrupted one: ip netns del them)\n%s",
-			nsEurope, nsUS, out)
-	}
-	if err := exec.Command("ip", "netns", "add", nsEurope).Run(); err != nil {
-		t.Skipf("site cut: this machine does not allow network namespaces (ip netns add: %v); skipped", err)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", nsEurope).Run() })
-	mustRun(t, "ip", "netns", "add", nsUS)
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", nsUS).Run() })
-	mustRun(t, "ip", "link", "add", "kmeu0", "netns", nsEurope, "type", "veth", "peer", "name", "kmus0", "netns", nsUS)
-	for _, c := range [][]string{
-		{nsEurope, "ip", "addr", "add", addrEurope + "/24", "dev", "kmeu0"},
-		{nsUS, "ip", "addr", "add", addrUS + "/24", "dev", "kmus0"},
-		{nsEurope, "ip", "link", "set", "kmeu0", "up"},
-		{nsUS, "ip", "link", "set", "kmus0", "up"},
-		{nsEurope, "ip", "link", "set", "lo", "up"},
-		{nsUS, "ip", "link", "set", "lo", "up"},
-	} {
-		mustRun(t, append([]string{"ip", "netns", "exec"}, c...)...)
-	}
-	if out, err := exec.Command("ip", "netns", "exec", nsEurope, "tc", "qdisc", "add", "dev", "kmeu0", "root", "netem", "delay", "20ms").CombinedOutput(); err != nil {
-		t.Logf("site cut: no netem qdisc in this kernel (%s); running without added delay", strings.TrimSpace(string(out)))
-	} else {
-		mustRun(t, "ip", "netns", "exec", nsUS, "tc", "qdisc", "add", "dev", "kmus0", "root", "netem", "delay", "20ms")
-		t.Log("site cut: 20 ms netem delay each way (40 ms round trip)")
-	}
-	europe = startCluster(t, "europe", "--netns", nsEurope, "--addr", addrEurope)
-	us = startCluster(t, "us", "--netns", nsUS, "--addr", addrUS)
-	return []string{"ip", "netns", "exec", nsEurope}, []string{"ip", "netns", "exec", nsUS}, europe, us
-}
-
 // siteEOS runs TestExactlyOnceSiteHelper inside the target site's namespace (which reaches both
 // clusters) and returns its RESULT line.
 func siteEOS(t *testing.T, action, src, dst, topic string) string {

@@ -187,6 +187,13 @@ log:
 %s`, strings.Join(src.bootstrap, ", "), strings.Join(dst.bootstrap, ", "), include, extra)
 }
 
+// keepTargetConfigs turns topics.sync_existing_configs off in a baseConfig: a test whose target
+// topic is stricter than its source on purpose keeps it so (with the default, kmirror would set
+// the target's synced configs to the source's).
+func keepTargetConfigs(cfg string) string {
+	return strings.Replace(cfg, "  refresh_interval: 2s\n", "  refresh_interval: 2s\n  sync_existing_configs: false\n", 1)
+}
+
 // startKmirror runs bin/kmirror with the configuration at cfgPath; prefix, when set, is put in
 // front of the command (ip netns exec ...).
 func startKmirror(t *testing.T, cfgPath string, prefix ...string) *kmirror {

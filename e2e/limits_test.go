@@ -207,8 +207,7 @@ func TestOversizeRecordStopsItsPartitionExactly(t *testing.T) {
 	}
 	// The target topic keeps its own, smaller max.message.bytes: with topics.sync_existing_configs
 	// (the default) kmirror would raise it to the source's 2 MiB and the record would fit.
-	cfg := strings.Replace(baseConfig(europe, us, `lim\.over`, ""), "  refresh_interval: 2s\n",
-		"  refresh_interval: 2s\n  sync_existing_configs: false\n", 1)
+	cfg := keepTargetConfigs(baseConfig(europe, us, `lim\.over`, ""))
 	k := startKmirror(t, writeConfig(t, cfg))
 	if exited := waitMirrored(t, k, us, map[string]int64{"lim.over": 150}, 2*time.Minute); exited != "" {
 		t.Fatalf("%s, before the oversize record was written\nkmirror errors:\n%s", exited, k.errors())

@@ -335,7 +335,7 @@ func TestRefusedRecordPolicies(t *testing.T) {
 	t.Run("fail", func(t *testing.T) {
 		const topic = "ref.fail"
 		setup(t, topic)
-		k := startKmirror(t, writeConfig(t, baseConfig(europe, us, `ref\.fail`, "producer:\n  refused_policy: fail\n")))
+		k := startKmirror(t, writeConfig(t, keepTargetConfigs(baseConfig(europe, us, `ref\.fail`, "producer:\n  refused_policy: fail\n"))))
 		select {
 		case <-k.done:
 		case <-time.After(2 * time.Minute):
@@ -360,7 +360,7 @@ func TestRefusedRecordPolicies(t *testing.T) {
 	t.Run("skip", func(t *testing.T) {
 		const topic = "ref.skip"
 		refused := setup(t, topic)
-		cfg := strings.Replace(baseConfig(europe, us, `ref\.skip`, "producer:\n  refused_policy: skip\n"),
+		cfg := strings.Replace(keepTargetConfigs(baseConfig(europe, us, `ref\.skip`, "producer:\n  refused_policy: skip\n")),
 			`listen: ""`, `listen: "127.0.0.1:19465"`, 1)
 		k := startKmirror(t, writeConfig(t, cfg))
 		waitFor(t, "the other records on the target", 2*time.Minute, func() bool { return us.count(t, topic) >= 39 })
@@ -378,7 +378,7 @@ func TestRefusedRecordPolicies(t *testing.T) {
 	t.Run("dead_letter", func(t *testing.T) {
 		const topic = "ref.dlq"
 		refused := setup(t, topic)
-		k := startKmirror(t, writeConfig(t, baseConfig(europe, us, `ref\.dlq`, "producer:\n  refused_policy: dead_letter\n")))
+		k := startKmirror(t, writeConfig(t, keepTargetConfigs(baseConfig(europe, us, `ref\.dlq`, "producer:\n  refused_policy: dead_letter\n"))))
 		waitFor(t, "the other records on the target", 2*time.Minute, func() bool { return us.count(t, topic) >= 39 })
 		dl := deadLetters(t, topic, 1)
 		k.stop()
@@ -414,7 +414,7 @@ func TestRefusedRecordPolicies(t *testing.T) {
 				refused[verify.Of(r)] = true
 			}
 		}
-		k := startKmirror(t, writeConfig(t, baseConfig(europe, us, `ref\.keyless`, "producer:\n  refused_policy: dead_letter\n")))
+		k := startKmirror(t, writeConfig(t, keepTargetConfigs(baseConfig(europe, us, `ref\.keyless`, "producer:\n  refused_policy: dead_letter\n"))))
 		waitFor(t, "the keyed records on the target", 2*time.Minute, func() bool { return us.count(t, topic) >= 24 })
 		dl := deadLetters(t, topic, 6)
 		k.stop()

@@ -12,7 +12,7 @@ command -v java >/dev/null || { echo "e2e: a Java 17+ runtime is needed to run K
 scripts/kafka/fetch.sh 4.3.1 >/dev/null || exit 1
 scripts/kafka/fetch.sh 3.9.2 >/dev/null || exit 1
 [ -x bin/kmirror ] || make build || exit 1
-go test -tags e2e -count=1 -timeout 30m -v ./e2e/... "$@" >"$log" 2>&1
+go test -tags e2e -count=1 -timeout 75m -v ./e2e/... "$@" >"$log" 2>&1
 status=$?
 grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok )|_test\.go:[0-9]+: (figures|killed|stopped|froze|restarted|grew|gave up|kmirror exited|kafka [0-9]|group stable|site cut|promtool)' "$log"
 if [ $status -ne 0 ]; then

@@ -342,13 +342,20 @@ func TestActiveActivePrefix(t *testing.T) {
 		return []int64{europe.count(t, "orders"), europe.count(t, "us.orders"), us.count(t, "orders"), us.count(t, "europe.orders")}
 	}, []int64{int64(neu), int64(nus), int64(nus), int64(neu)}, nil)
 
-	// Each site also holds its own flow's heartbeat topic and, prefixed, the other's copy of its
-	// own (heartbeats are on by default): never a nested one.
-	for c, want := range map[*cluster][]string{
-		europe: {"kmirror.heartbeats.europe", "orders", "us.kmirror.heartbeats.us", "us.orders"},
-		us:     {"europe.kmirror.heartbeats.europe", "europe.orders", "kmirror.heartbeats.us", "orders"},
-	} {
-		if got := userTopicNames(t, c); !slices.Equal(got, want) {
+	// Heartbeat topics (on by default) are TestActiveActiveHeartbeats' concern: here they are
+	// left out of the business topics, and only checked never to nest.
+	nested := regexp.MustCompile(`^(europe|us)\.(europe|us)\.`)
+	for c, want := range map[*cluster][]string{europe: {"orders", "us.orders"}, us: {"europe.orders", "orders"}} {
+		var got []string
+		for _, n := range userTopicNames(t, c) {
+			if nested.MatchString(n) {
+				t.Fatalf("%s holds the nested copy %s", c.name, n)
+			}
+			if !strings.Contains(n, "kmirror.heartbeats.") {
+				got = append(got, n)
+			}
+		}
+		if !slices.Equal(got, want) {
 			t.Fatalf("%s holds topics %v, want %v (no nested copy)", c.name, got, want)
 		}
 	}

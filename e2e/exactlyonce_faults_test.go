@@ -252,28 +252,10 @@ const aclUser = "User:kmirror"
 // SASL_SSL listener's address.
 func authorizingUS(t *testing.T, serverPEM string) (*cluster, string) {
 	t.Helper()
-	extra := filepath.Join(t.TempDir(), "authorizer.properties")
-	props := fmt.Sprintf(`listeners=PLAINTEXT://@ADDR@:@PLAIN_PORT@,CONTROLLER://@ADDR@:@CONTROLLER_PORT@,SECURE://@ADDR@:@SECURE_PORT@
-advertised.listeners=PLAINTEXT://@ADDR@:@PLAIN_PORT@,SECURE://@ADDR@:@SECURE_PORT@
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SECURE:SASL_SSL
-sasl.enabled.mechanisms=SCRAM-SHA-512
-listener.name.secure.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
-listener.name.secure.ssl.keystore.type=PEM
-listener.name.secure.ssl.keystore.location=%s
-authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+	return secureUS(t, serverPEM, `authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 super.users=User:ANONYMOUS
 allow.everyone.if.no.acl.found=false
-`, serverPEM)
-	if err := os.WriteFile(extra, []byte(props), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	us := startCluster(t, "us", "--extra-config", extra, "--scram", "SCRAM-SHA-512=[name=kmirror,password="+scramPassword+"]")
-	host, port, ok := strings.Cut(us.bootstrap[0], ":")
-	n, err := strconv.Atoi(port)
-	if !ok || err != nil {
-		t.Fatalf("us bootstrap %q: no port", us.bootstrap[0])
-	}
-	return us, fmt.Sprintf("%s:%d", host, n+2) // cluster.sh: the SECURE port is the PLAINTEXT port + 2
+`)
 }
 
 // grant creates ACLs allowing aclUser ops on the resources b names (pattern literal unless b

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,10 +39,11 @@ func testCA(t *testing.T, dir string, expired bool) (caFile, serverPEM string) {
 }
 
 // secureUS starts the us cluster with an extra SASL_SSL listener (SCRAM-SHA-512, the given broker
-// certificate) and a SCRAM user kmirror, and returns that listener's address.
-func secureUS(t *testing.T, serverPEM string) (*cluster, string) {
+// certificate) and a SCRAM user kmirror, and returns that listener's address. extra lines, when
+// given, are added to every broker's properties (an authorizer, say).
+func secureUS(t *testing.T, serverPEM string, extra ...string) (*cluster, string) {
 	t.Helper()
-	extra := filepath.Join(t.TempDir(), "secure.properties")
+	file := filepath.Join(t.TempDir(), "secure.properties")
 	props := fmt.Sprintf(`listeners=PLAINTEXT://@ADDR@:@PLAIN_PORT@,CONTROLLER://@ADDR@:@CONTROLLER_PORT@,SECURE://@ADDR@:@SECURE_PORT@
 advertised.listeners=PLAINTEXT://@ADDR@:@PLAIN_PORT@,SECURE://@ADDR@:@SECURE_PORT@
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SECURE:SASL_SSL
@@ -49,12 +51,17 @@ sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.secure.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.secure.ssl.keystore.type=PEM
 listener.name.secure.ssl.keystore.location=%s
-`, serverPEM)
-	if err := os.WriteFile(extra, []byte(props), 0o600); err != nil {
+`, serverPEM) + strings.Join(extra, "")
+	if err := os.WriteFile(file, []byte(props), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	us := startCluster(t, "us", "--extra-config", extra, "--scram", "SCRAM-SHA-512=[name=kmirror,password="+scramPassword+"]")
-	return us, "127.0.0.1:29014"
+	us := startCluster(t, "us", "--extra-config", file, "--scram", "SCRAM-SHA-512=[name=kmirror,password="+scramPassword+"]")
+	host, port, ok := strings.Cut(us.bootstrap[0], ":")
+	n, err := strconv.Atoi(port)
+	if !ok || err != nil {
+		t.Fatalf("us bootstrap %q: no port", us.bootstrap[0])
+	}
+	return us, fmt.Sprintf("%s:%d", host, n+2) // cluster.sh: the SECURE port is the PLAINTEXT port + 2
 }
 
 func secureConfig(europe *cluster, secureAddr, caFile, pwFile string) string {

@@ -123,56 +123,6 @@ func TestExactlyOnceMembersSplittingAndLeavingWriteNothingTwice(t *testing.T) {
 	}
 }
 
-// TestExactlyOnceRefusedRecords: the refused-record policies inside transactions. fail commits
-// what came before the refused record and stops naming it; skip moves the position past it in a
-// transaction and mirrors the rest once.
-func TestExactlyOnceRefusedRecords(t *testing.T) {
-	for _, policy := range []string{config.RefusedFail, config.RefusedSkip} {
-		t.Run(policy, func(t *testing.T) {
-			p := newPair(t)
-			small := "10000"
-			createTopic(t, p.europe, "blobs", 1, nil)
-			createTopic(t, p.us, "blobs", 1, map[string]*string{"max.message.bytes": &small})
-			recs := numbered("blobs", 1, 0, 5)
-			recs[2].Value = []byte(strings.Repeat("x", 50_000))
-			produce(t, p.europe, recs...)
-			cfg := p.config("blobs")
-			cfg.Producer.RefusedPolicy = policy
-			cfg = withExactlyOnce(t, cfg)
-			m := start(t, cfg)
-			if policy == config.RefusedFail {
-				var err error
-				select {
-				case err = <-m.done:
-					m.done = nil
-				case <-time.After(30 * time.Second):
-					t.Fatal("mirror did not stop on an oversized record")
-				}
-				for _, want := range []string{"blobs/0", "offset 2", "max.message.bytes 10000"} {
-					if err == nil || !strings.Contains(err.Error(), want) {
-						t.Fatalf("Run = %v, want it to mention %q", err, want)
-					}
-				}
-				if got := positionsSum(t, p, "blobs"); got != 2 {
-					t.Fatalf("position on the target %d, want 2: the records before the refused one, committed", got)
-				}
-				if _, tgt, _, dups, _ := compare(t, p, map[string]string{"blobs": "blobs"}).Totals(); tgt != 2 || dups != 0 {
-					t.Fatalf("target holds %d records (%d duplicates), want the 2 before the refused one", tgt, dups)
-				}
-				return
-			}
-			waitFor(t, "the position passes the skipped record", 30*time.Second, func() bool { return positionsSum(t, p, "blobs") == 5 })
-			if err := m.stop(t); err != nil {
-				t.Fatal(err)
-			}
-			rep := compare(t, p, map[string]string{"blobs": "blobs"})
-			if _, tgt, lost, dups, _ := rep.Totals(); tgt != 4 || lost != 1 || dups != 0 {
-				t.Fatalf("skip policy: target %d records, lost %d, duplicates %d; want 4, exactly the skipped one, none", tgt, lost, dups)
-			}
-		})
-	}
-}
-
 // TestExactlyOnceTransactionsAreTracedAndCounted: every committed transaction gets a
 // kmirror.commit span naming its transactional id and record count, and the transaction
 // metrics add up to the records mirrored.

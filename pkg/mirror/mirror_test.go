@@ -368,48 +368,67 @@ func TestTargetTopicCreatedWithSourceConfigsAndPrefixPolicy(t *testing.T) {
 // mirror stops with an error naming topic, partition, offset, size and limit; under skip it is
 // counted and the rest of the partition is mirrored.
 func TestOversizedRecordPolicies(t *testing.T) {
-	for _, policy := range []string{config.RefusedFail, config.RefusedSkip} {
-		t.Run(policy, func(t *testing.T) {
-			p := newPair(t)
-			small := "10000"
-			createTopic(t, p.europe, "blobs", 1, nil)
-			createTopic(t, p.us, "blobs", 1, map[string]*string{"max.message.bytes": &small})
-			recs := numbered("blobs", 1, 0, 5)
-			recs[2].Value = []byte(strings.Repeat("x", 50_000))
-			produce(t, p.europe, recs...)
+	for _, mode := range []string{config.AtLeastOnce, config.ExactlyOnce} {
+		for _, policy := range []string{config.RefusedFail, config.RefusedSkip} {
+			t.Run(mode+"/"+policy, func(t *testing.T) { oversizedRecordPolicy(t, mode, policy) })
+		}
+	}
+}
 
-			cfg := p.config("blobs")
-			cfg.Producer.RefusedPolicy = policy
-			m := start(t, cfg)
-			if policy == config.RefusedFail {
-				var err error
-				select {
-				case err = <-m.done:
-					m.done = nil
-				case <-time.After(30 * time.Second):
-					t.Fatal("mirror did not stop on an oversized record")
-				}
-				for _, want := range []string{"blobs/0", "offset 2", "max.message.bytes 10000"} {
-					if err == nil || !strings.Contains(err.Error(), want) {
-						t.Fatalf("Run = %v, want it to mention %q", err, want)
-					}
-				}
-				if got := committed(t, p.europe, "kmirror", "blobs")[0]; got > 2 {
-					t.Fatalf("committed %d, past the oversized record at offset 2", got)
-				}
-				return
+// oversizedRecordPolicy: a record larger than its target topic allows, under policy and the
+// delivery mode. fail stops naming the record, with the position (the source group's, or in
+// exactly_once the one stored on the target) never past it; skip mirrors the rest, the position
+// passing the skipped record (in exactly_once inside a transaction).
+func oversizedRecordPolicy(t *testing.T, mode, policy string) {
+	p := newPair(t)
+	small := "10000"
+	createTopic(t, p.europe, "blobs", 1, nil)
+	createTopic(t, p.us, "blobs", 1, map[string]*string{"max.message.bytes": &small})
+	recs := numbered("blobs", 1, 0, 5)
+	recs[2].Value = []byte(strings.Repeat("x", 50_000))
+	produce(t, p.europe, recs...)
+
+	cfg := p.config("blobs")
+	cfg.Producer.RefusedPolicy = policy
+	position := func() int64 { return committed(t, p.europe, "kmirror", "blobs")[0] }
+	if mode == config.ExactlyOnce {
+		cfg = withExactlyOnce(t, cfg)
+		position = func() int64 { return positionsSum(t, p, "blobs") }
+	}
+	m := start(t, cfg)
+	if policy == config.RefusedFail {
+		var err error
+		select {
+		case err = <-m.done:
+			m.done = nil
+		case <-time.After(30 * time.Second):
+			t.Fatal("mirror did not stop on an oversized record")
+		}
+		for _, want := range []string{"blobs/0", "offset 2", "max.message.bytes 10000"} {
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Run = %v, want it to mention %q", err, want)
 			}
-			waitFor(t, "the rest mirrored", 30*time.Second, func() bool { return endOffsets(t, p.us, "blobs") == 4 })
-			waitFor(t, "offsets committed past the skipped record", 10*time.Second, func() bool {
-				return committed(t, p.europe, "kmirror", "blobs")[0] == 5
-			})
-			if err := m.stop(t); err != nil {
-				t.Fatal(err)
+		}
+		if got := position(); got > 2 {
+			t.Fatalf("position %d, past the oversized record at offset 2", got)
+		}
+		if mode == config.ExactlyOnce {
+			// The records before it were committed in their transaction, once.
+			if got := position(); got != 2 {
+				t.Fatalf("position on the target %d, want 2", got)
 			}
-			rep := compare(t, p, map[string]string{"blobs": "blobs"})
-			if _, tgt, lost, _, _ := rep.Totals(); tgt != 4 || lost != 1 {
-				t.Fatalf("skip policy: target %d records, lost %d; want 4 and exactly the skipped one", tgt, lost)
+			if _, tgt, _, dups, _ := compare(t, p, map[string]string{"blobs": "blobs"}).Totals(); tgt != 2 || dups != 0 {
+				t.Fatalf("target holds %d records (%d duplicates), want the 2 before the refused one", tgt, dups)
 			}
-		})
+		}
+		return
+	}
+	waitFor(t, "the position passes the skipped record", 30*time.Second, func() bool { return position() == 5 })
+	if err := m.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	rep := compare(t, p, map[string]string{"blobs": "blobs"})
+	if _, tgt, lost, dups, _ := rep.Totals(); tgt != 4 || lost != 1 || dups != 0 {
+		t.Fatalf("skip policy: target %d records, lost %d, duplicates %d; want 4, exactly the skipped one, none", tgt, lost, dups)
 	}
 }

@@ -57,7 +57,7 @@ type Limits struct {
 }
 
 // Txn is one slot's transactional producer and its open transaction. Send, Skip, Commit and
-// Rebound are called by one goroutine at a time (the worker the slot is routed to); a Txn is
+// Rebound are called by one goroutine at a time (the sender of the worker the slot is routed to); a Txn is
 // never shared by two workers.
 type Txn struct {
 	slot     int

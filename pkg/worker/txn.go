@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -24,90 +25,127 @@ import (
 // partition in flight (idempotence) and transactions one after another on that producer; a
 // record that must travel alone, or needs a producer with another batch bound, first commits
 // what is open, then reopens the slot's producer with the bound it needs.
+//
+// A commit (flush, AddOffsetsToTxn, EndTxn) waits for the target, so each slot the worker
+// carries has a sender of its own: the worker routes records from its inbox to the senders in
+// inbox order, and a slot's commit stalls that slot only. A partition belongs to one slot, so it
+// still has one goroutine and one queue, in inbox order.
 
-// sendTxn is the send loop of exactly-once delivery. While records keep coming it takes them
-// without blocking and commits a transaction when it is full or old (the clock is the coarse
-// shared one); when the inbox is empty it waits until a record arrives or the first open
-// transaction is due by age.
+// slotQueue is the records routed to one slot's sender and not yet taken by it: enough to cover
+// a commit at the slot's share of the worker's rate. The records count in their partitions'
+// in-flight bound (ring.partition_in_flight) like those in the inbox.
+const slotQueue = 1024
+
+// sendTxn is the send loop of exactly-once delivery: it routes every record to its slot's
+// sender, starting one the first time a slot has a record. When ctx ends it stops the senders
+// and waits for them; the records they still queue are dropped (not acknowledged: read again).
 func (w *Worker) sendTxn(ctx context.Context) {
-	open := make(map[*delivery.Txn]bool)
-	for n := 0; ; n++ {
-		r, ok := w.cfg.Inbox.TryPop()
-		if !ok {
-			wait, cancel := ctx, context.CancelFunc(func() {})
-			if d := earliest(open); !d.IsZero() {
-				wait, cancel = context.WithDeadline(ctx, d)
+	senders := make(map[int]chan *record.Record)
+	var wg sync.WaitGroup
+	defer func() {
+		for _, in := range senders {
+			close(in)
+		}
+		wg.Wait()
+	}()
+	for {
+		r, err := w.cfg.Inbox.Pop(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
 			}
-			var err error
-			r, err = w.cfg.Inbox.Pop(wait)
-			cancel()
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				w.commitDue(ctx, open, time.Now())
+			continue
+		}
+		slot := w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition())
+		in := senders[slot]
+		if in == nil {
+			in = make(chan *record.Record, slotQueue)
+			senders[slot] = in
+			wg.Go(func() { w.sendSlot(ctx, slot, in) })
+		}
+		select {
+		case in <- r:
+		case <-ctx.Done():
+			w.drop(r)
+			return
+		}
+	}
+}
+
+// sendSlot writes the records of one slot in its transactions. While records keep coming it
+// takes them without blocking and commits a transaction when it is full or old (the clock is the
+// coarse shared one); when none waits it sleeps until one arrives or the open transaction is due
+// by age. It returns once in is closed, dropping what it still holds after ctx ended.
+func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan *record.Record) {
+	var cur *delivery.Txn // the slot's producer of the records last sent (it changes with the session)
+	age := time.NewTimer(time.Hour)
+	age.Stop()
+	defer age.Stop()
+	for {
+		var r *record.Record
+		ok := true
+		select {
+		case r, ok = <-in:
+		default:
+			var due <-chan time.Time
+			if cur != nil && cur.Open() {
+				age.Reset(time.Until(cur.Deadline()))
+				due = age.C
+			}
+			select {
+			case r, ok = <-in:
+			case <-due:
+				w.commitTxn(ctx, cur)
 				continue
+			case <-ctx.Done():
+				r, ok = <-in
 			}
+			age.Stop()
 		}
-		t := w.dispatchTxn(ctx, r, open)
-		now := w.cfg.Clock.now()
-		if t != nil && open[t] && t.Due(now) {
-			w.commitTxn(ctx, t, open)
+		if !ok {
+			return
 		}
-		if n%64 == 0 && len(open) > 1 {
-			w.commitDue(ctx, open, now) // the other slots' transactions age too
+		if ctx.Err() != nil {
+			w.drop(r)
+			continue
 		}
-	}
-}
-
-// earliest returns when the first of the open transactions is due by age.
-func earliest(open map[*delivery.Txn]bool) time.Time {
-	var d time.Time
-	for t := range open {
-		if td := t.Deadline(); d.IsZero() || td.Before(d) {
-			d = td
+		t := w.cfg.Txns.Txn(slot)
+		if cur != nil && t != cur && cur.Open() {
+			w.commitTxn(ctx, cur) // a new session's producer: what the last one holds goes first
 		}
-	}
-	return d
-}
-
-// commitDue commits the open transactions that are due.
-func (w *Worker) commitDue(ctx context.Context, open map[*delivery.Txn]bool, now time.Time) {
-	for t := range open {
-		if t.Due(now) {
-			w.commitTxn(ctx, t, open)
+		cur = t
+		if w.dispatchTxn(ctx, r, t) && t.Open() && t.Due(w.cfg.Clock.now()) {
+			w.commitTxn(ctx, t)
 		}
 	}
 }
 
-// dispatchTxn checks r and writes it in its slot's transaction, which it returns (nil when r
-// was dropped or failed before one was found).
-func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, open map[*delivery.Txn]bool) *delivery.Txn {
+// dispatchTxn checks r and writes it in t, the transaction of its slot; false when r was
+// dropped or failed before t was found.
+func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, t *delivery.Txn) bool {
 	if w.aborted.Load() || r.Track.Stopped() {
 		w.drop(r)
-		return nil
+		return false
 	}
-	slot := w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition())
-	t := w.cfg.Txns.Txn(slot)
 	if t == nil {
-		w.fail(r, fmt.Errorf("this member holds no transactional producer for the record's slot %d (a claim outside the session's slots)", slot))
-		return nil
+		w.fail(r, fmt.Errorf("this member holds no transactional producer for the record's slot %d (a claim outside the session's slots)",
+			w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition())))
+		return false
 	}
 	if r.FromTarget {
 		// Not copied, but its position moves in the transaction like a refused record's skip:
 		// the positions on the target pass it only if the transaction commits.
 		if err := t.Skip(r); err != nil {
 			w.fail(r, err)
-			return t
+			return true
 		}
-		open[t] = true
 		w.fromTarget(r)
-		return t
+		return true
 	}
 	solo, refusal := w.check(r)
 	if refusal != nil {
-		w.refusedTxn(ctx, r, refusal, t, open)
-		return t
+		w.refusedTxn(ctx, r, refusal, t)
+		return true
 	}
 	bound := soloBound
 	if !solo {
@@ -118,13 +156,13 @@ func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, open map[*de
 		bound = batchBound(limit, w.cfg.Compressed)
 	}
 	if bound != t.Bound() {
-		if !w.commitTxn(ctx, t, open) {
+		if !w.commitTxn(ctx, t) {
 			w.drop(r)
-			return t
+			return true
 		}
 		if err := t.Rebound(bound); err != nil {
 			w.fail(r, err)
-			return t
+			return true
 		}
 	}
 	if !r.Handed {
@@ -137,37 +175,34 @@ func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, open map[*de
 	if err := t.Send(ctx, r); err != nil {
 		if ctx.Err() != nil {
 			w.drop(r)
-			return t
+			return true
 		}
 		w.fail(r, err)
-		return t
+		return true
 	}
-	open[t] = true
 	if solo {
-		w.commitTxn(ctx, t, open) // alone: the broker's verdict concerns it alone
+		w.commitTxn(ctx, t) // alone: the broker's verdict concerns it alone
 	}
-	return t
+	return true
 }
 
 // refusedTxn applies the refused-record policy inside a transaction: skip moves the position
 // past r in the open transaction; fail commits what came before r, then stops.
-func (w *Worker) refusedTxn(ctx context.Context, r *record.Record, err error, t *delivery.Txn, open map[*delivery.Txn]bool) {
+func (w *Worker) refusedTxn(ctx context.Context, r *record.Record, err error, t *delivery.Txn) {
 	if w.cfg.Policy == config.RefusedSkip {
 		if serr := t.Skip(r); serr != nil {
 			w.fail(r, serr)
 			return
 		}
-		open[t] = true
 		w.refused(ctx, r, err) // counts, logs once and acknowledges r (the tracker waits for the records before it)
 		return
 	}
-	w.commitTxn(ctx, t, open)
+	w.commitTxn(ctx, t)
 	w.refused(ctx, r, err)
 }
 
 // commitTxn commits t's open transaction and reports its records' fate; false when it failed.
-func (w *Worker) commitTxn(ctx context.Context, t *delivery.Txn, open map[*delivery.Txn]bool) bool {
-	delete(open, t)
+func (w *Worker) commitTxn(ctx context.Context, t *delivery.Txn) bool {
 	if !t.Open() {
 		return true
 	}

@@ -1,7 +1,10 @@
-// Command compare measures kmirror against Apache MirrorMaker 2 and against the clusters' own
-// ceiling (Kafka's producer and consumer performance tools, and franz-go, a client built for
-// throughput), on the same real KRaft clusters in the same run, alternating the contenders
-// (A B A B) and reporting medians and ratios.
+// Command compare measures kmirror against Apache MirrorMaker 2, against a bare franz-go mirror
+// (benchmarks/baremirror: franz-go's consumer feeding its producer, nothing else, the reference
+// for what a Go client reaches on the machine) and against the clusters' own ceiling (Kafka's
+// producer and consumer performance tools, and franz-go, a client built for throughput), on the
+// same real KRaft clusters in the same run, alternating the contenders (A B A B) and reporting
+// medians and ratios. Every mirror runs as a process of its own (the bare mirror is built into
+// the run's work directory first), so that its peak RSS and CPU are read from /proc alike.
 //
 // It starts the clusters with scripts/kafka/cluster.sh, preloads the source with the workload,
 // and gives each mirror run a freshly started target cluster. Results are printed and written as
@@ -112,6 +115,9 @@ func run(ctx context.Context, o options) error {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
+	}
+	if err := h.buildPrograms(ctx, cs); err != nil {
+		return err
 	}
 	if err := h.start(ctx); err != nil {
 		return err

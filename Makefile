@@ -50,7 +50,7 @@ kafka-down:
 	./scripts/kafka/cluster.sh down us
 	./scripts/kafka/cluster.sh down europe
 
-## bench: kmirror vs MirrorMaker 2 vs the cluster's ceiling, on real brokers.
+## bench: kmirror vs MirrorMaker 2 vs a bare franz-go mirror vs the cluster's ceiling, on real brokers.
 bench: build
 	./benchmarks/run.sh
 

@@ -22,9 +22,11 @@ func chart(path string, runs map[string][]point) error {
 	p.X.Label.Text = "seconds since the mirror started"
 	p.Y.Label.Text = "records on the target"
 	p.Add(plotter.NewGrid())
-	// Blue for kmirror, red for MirrorMaker 2; exactly-once dashed, in a lighter shade.
+	// Blue for kmirror, red for MirrorMaker 2; exactly-once dashed, in a lighter shade; the bare
+	// mirror, a reference, dotted grey.
 	colors := map[string]color.Color{
 		"kmirror":          color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
+		"bare":             color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff},
 		"kmirror-eos":      color.RGBA{R: 0x6b, G: 0xae, B: 0xd6, A: 0xff},
 		"mirrormaker2":     color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
 		"mirrormaker2-eos": color.RGBA{R: 0xff, G: 0x98, B: 0x96, A: 0xff},
@@ -45,8 +47,11 @@ func chart(path string, runs map[string][]point) error {
 		}
 		line.Color = colors[name]
 		line.Width = vg.Points(2)
-		if c.exactlyOnce {
+		switch {
+		case c.exactlyOnce:
 			line.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
+		case c.program == "baremirror":
+			line.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
 		}
 		p.Add(line)
 		p.Legend.Add(c.label, line)

@@ -10,6 +10,7 @@ func TestChartWritesAPNG(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.png")
 	runs := map[string][]point{
 		"kmirror":      {{0, 0}, {1, 100}, {2, 500}, {3, 1000}},
+		"bare":         {{0, 0}, {1, 150}, {2, 600}, {2.8, 1000}},
 		"mirrormaker2": {{0, 0}, {5, 100}, {10, 600}, {15, 1000}},
 	}
 	if err := chart(path, runs); err != nil {

@@ -13,7 +13,7 @@ import (
 type contender struct {
 	name  string // for --only and --contenders, log and profile file names
 	label string // in the report
-	// program is "kmirror" or "mirrormaker2": how the contender is started.
+	// program is "kmirror", "baremirror" or "mirrormaker2": how the contender is started.
 	program string
 	// exactlyOnce contenders write transactions: the harness reads their target with
 	// read_committed, and a record counts (and has arrived, for latency) once its transaction
@@ -24,6 +24,10 @@ type contender struct {
 // contenders are all the contenders, in the order each round runs them.
 var contenders = []contender{
 	{name: "kmirror", label: "kmirror", program: "kmirror"},
+	// bare is the reference for a Go mirror on this machine (benchmarks/baremirror): franz-go's
+	// consumer feeding its producer and nothing else. It runs right after kmirror, so that
+	// the two are measured as close together as the rounds allow.
+	{name: "bare", label: "bare mirror (franz-go)", program: "baremirror"},
 	{name: "kmirror-eos", label: "kmirror exactly-once", program: "kmirror", exactlyOnce: true},
 	{name: "mirrormaker2", label: "MirrorMaker 2", program: "mirrormaker2"},
 	{name: "mirrormaker2-eos", label: "MirrorMaker 2 exactly-once", program: "mirrormaker2", exactlyOnce: true},
@@ -98,6 +102,13 @@ log: {level: warn}
 		}
 		cmd = exec.Command(filepath.Join(h.o.root, "bin", "kmirror"), args...)
 		cmd.Env = append(os.Environ(), h.o.kmirrorEnv...)
+		return cmd, topicName, nil
+	case "baremirror":
+		cmd = exec.Command(h.bareMirror, "--source", strings.Join(h.source, ","), "--target", strings.Join(h.target, ","),
+			"--topic", topicName, "--group", fmt.Sprintf("bench-%s-%d", c.name, round))
+		// kmirror's default collector target (runtime.gc_percent: 200), so that neither Go
+		// mirror is measured with a GC setting the other lacks.
+		cmd.Env = append(os.Environ(), "GOGC=200")
 		return cmd, topicName, nil
 	case "mirrormaker2":
 		cfg := filepath.Join(h.work, c.name+".properties")

@@ -35,6 +35,8 @@ type harness struct {
 	logDir string
 	// sourceLast is the seq header of the last preloaded record of each source partition.
 	sourceLast map[int32]string
+	// bareMirror is the benchmarks/baremirror binary buildPrograms built, in work.
+	bareMirror string
 }
 
 func newHarness(o options) (*harness, error) {
@@ -63,6 +65,26 @@ func (h *harness) cluster(args ...string) (string, error) {
 		return "", fmt.Errorf("cluster.sh %v: %w\n%s", args, err, out)
 	}
 	return strings.TrimSpace(string(out)), nil
+}
+
+// buildPrograms builds the Go contenders of cs that are not kmirror (bin/kmirror is make build's)
+// into the work directory, once per run, so that each runs as a process of its own whose memory
+// and CPU are measured as kmirror's are.
+func (h *harness) buildPrograms(ctx context.Context, cs []contender) error {
+	for _, c := range cs {
+		if c.program != "baremirror" || h.bareMirror != "" {
+			continue
+		}
+		bin := filepath.Join(h.work, "baremirror")
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./benchmarks/baremirror")
+		cmd.Dir = h.o.root
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build builds kmirror
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("build benchmarks/baremirror: %w\n%s", err, out)
+		}
+		h.bareMirror = bin
+	}
+	return nil
 }
 
 func (h *harness) start(ctx context.Context) error {

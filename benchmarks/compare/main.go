@@ -1,7 +1,10 @@
-// Command compare measures kmirror against Apache MirrorMaker 2 and against the clusters' own
-// ceiling (Kafka's producer and consumer performance tools, and franz-go, a client built for
-// throughput), on the same real KRaft clusters in the same run, alternating the contenders
-// (A B A B) and reporting medians and ratios.
+// Command compare measures kmirror against Apache MirrorMaker 2, against a bare franz-go mirror
+// (benchmarks/baremirror: franz-go's consumer feeding its producer, nothing else, the reference
+// for what a Go client reaches on the machine) and against the clusters' own ceiling (Kafka's
+// producer and consumer performance tools, and franz-go, a client built for throughput), on the
+// same real KRaft clusters in the same run, alternating the contenders (A B A B) and reporting
+// medians and ratios. Every mirror runs as a process of its own (the bare mirror is built into
+// the run's work directory first), so that its peak RSS and CPU are read from /proc alike.
 //
 // It starts the clusters with scripts/kafka/cluster.sh, preloads the source with the workload,
 // and gives each mirror run a freshly started target cluster. Results are printed and written as
@@ -28,7 +31,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 2, "rounds of A B alternation")
 	flag.StringVar(&o.version, "kafka-version", "4.3.1", "Kafka version of the clusters and MirrorMaker 2")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit for one mirror run")
-	flag.StringVar(&o.out, "out", "benchmarks/results", "directory for the Markdown report")
+	flag.StringVar(&o.out, "out", "benchmarks/results", "directory for the Markdown report (relative to --root unless absolute)")
 	flag.IntVar(&o.ceilingProducers, "ceiling-producers", 1, "parallel producer perf tool instances for the ceiling (on 2 cores, 8 JVMs reach less than 1)")
 	flag.StringVar(&o.sourceCompression, "source-compression", "none", "compression of the preloaded source records: none, gzip, snappy, lz4 or zstd")
 	flag.StringVar(&o.pacedRates, "paced-rates", "10000,25%,50%", "steady-state latency runs: records/s, or a share of kmirror's median catch-up rate (\"\" skips them)")
@@ -103,15 +106,22 @@ func run(ctx context.Context, o options) error {
 	}
 	defer h.close()
 	stamp := time.Now().UTC().Format("2006-01-02T1504")
-	h.profileDir = filepath.Join(o.root, o.out, stamp+"-profiles")
-	if o.only != "" {
-		h.profileDir = filepath.Join(o.root, o.out, "tmp", stamp+"-profiles") // git-ignored
+	out := o.out
+	if !filepath.IsAbs(out) {
+		out = filepath.Join(o.root, out)
 	}
-	h.logDir = filepath.Join(o.root, o.out, "tmp", stamp+"-logs") // git-ignored
+	h.profileDir = filepath.Join(out, stamp+"-profiles")
+	if o.only != "" {
+		h.profileDir = filepath.Join(out, "tmp", stamp+"-profiles") // git-ignored
+	}
+	h.logDir = filepath.Join(out, "tmp", stamp+"-logs") // git-ignored
 	for _, d := range []string{h.profileDir, h.logDir} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
+	}
+	if err := h.buildPrograms(ctx, cs); err != nil {
+		return err
 	}
 	if err := h.start(ctx); err != nil {
 		return err
@@ -179,10 +189,10 @@ func run(ctx context.Context, o options) error {
 	}
 	report := h.report(cs, results, medianCeilings(ceilRounds)) + latencyReport(o, lats)
 	fmt.Println(report)
-	if err := os.MkdirAll(filepath.Join(o.root, o.out), 0o755); err != nil {
+	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
-	png := filepath.Join(o.root, o.out, stamp+".png")
+	png := filepath.Join(out, stamp+".png")
 	firstRuns := map[string][]point{}
 	for name, rs := range results {
 		firstRuns[name] = rs[0].series
@@ -192,7 +202,7 @@ func run(ctx context.Context, o options) error {
 	}
 	report += fmt.Sprintf("\n![records on the target over time, round 1](%s)\n\nCPU, heap and allocation profiles of kmirror (at-least-once: `kmirror-*`, exactly-once: `kmirror-eos-*`) in its first catch-up run and in each paced run: `%s/` (`go tool pprof -top bin/kmirror FILE`).\n",
 		filepath.Base(png), filepath.Base(h.profileDir))
-	path := filepath.Join(o.root, o.out, stamp+".md")
+	path := filepath.Join(out, stamp+".md")
 	if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
 		return err
 	}

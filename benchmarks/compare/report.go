@@ -12,6 +12,11 @@ import (
 // kmirror at-least-once's catch-up throughput (exactly-once costs no more than 20%).
 const eosCostFloor = 0.8
 
+// bareMirrorFloor is the target against the bare mirror (benchmarks/baremirror): kmirror keeps at
+// least this share of the catch-up throughput of franz-go's consumer feeding franz-go's producer
+// with nothing in between, on loopback, where the clusters cost the mirror next to nothing.
+const bareMirrorFloor = 0.9
+
 func (h *harness) report(cs []contender, results map[string][]result, c ceilings) string {
 	o := h.o
 	var b strings.Builder
@@ -32,6 +37,13 @@ func (h *harness) report(cs []contender, results map[string][]result, c ceilings
 		"Before an exactly-once run the harness commits one transaction of its own on the fresh target, so that the broker has created its transaction state topic (the first transactional producer of a cluster waits about 10 s for that: a cost of the cluster, paid once, not of catching up). " +
 		"The exactly-once contenders' target is read with read_committed: progress is the last stable offsets, a run is complete when the last committed record of every partition is the source's last, " +
 		"and after the timed part the whole target topic is read back with read_committed and counted.\n\n")
+	for _, c := range cs {
+		if c.program == "baremirror" {
+			b.WriteString("Bare mirror: `benchmarks/baremirror`, the reference for what a Go client reaches here: franz-go's group consumer hands each fetched record as it is to franz-go's producer " +
+				"(the same partition number, key, value, headers and timestamp; the producer settings above, a 64 MiB producer buffer, franz-go's fetch defaults, GOGC=200 as kmirror's default `runtime.gc_percent`), " +
+				"with offsets autocommitted as polled: no ordering or loss guarantee beyond the client's, no offset tracking, no metrics.\n\n")
+		}
+	}
 	mb := float64(o.records*o.valueBytes) / 1e6
 	mbs := func(rps float64) float64 { return rps * float64(o.valueBytes) / 1e6 }
 	rps := func(name string) float64 {
@@ -77,6 +89,7 @@ func (h *harness) report(cs []contender, results map[string][]result, c ceilings
 		fmt.Fprintf(&b, "| catch-up throughput ≥ 80%% of the ceiling (%.0f records/s: the slower of the best producer and the best consumer) | %.0f%% from start, %.0f%% from the first record | %s |\n",
 			c.ceiling(), 100*kr/c.ceiling(), 100*ks/c.ceiling(), verdict(kr/c.ceiling() >= 0.8))
 	}
+	b.WriteString(bareMirrorRows(kr, rps("bare"), ks, steady("bare")))
 	krss, mrss := rss("kmirror"), rss("mirrormaker2")
 	if krss > 0 && mrss > 0 {
 		fmt.Fprintf(&b, "| peak RSS ≤ 1/10 of MirrorMaker 2's | %.3f (%.0f vs %.0f MiB) | %s |\n", krss/mrss, krss/(1<<20), mrss/(1<<20), verdict(krss/mrss <= 0.1))
@@ -89,6 +102,14 @@ func (h *harness) report(cs []contender, results map[string][]result, c ceilings
 		"A ceiling is one client doing one side alone; a mirror does both sides at once on the same two cores as both brokers, so 100% is out of reach by construction. " +
 		"The machines are noisy: compare ratios within one report, not absolute numbers across reports.\n")
 	return b.String()
+}
+
+// bareMirrorRows are the targets-table rows comparing kmirror with the bare mirror, from start
+// (against bareMirrorFloor) and from the first record on the target (no target); empty when
+// either was not measured.
+func bareMirrorRows(kmirror, bare, kmirrorSteady, bareSteady float64) string {
+	return ratioRow("kmirror / bare mirror (franz-go) ≥ 0.9 on loopback", kmirror, bare, bareMirrorFloor, "records/s") +
+		ratioRow("kmirror / bare mirror from the first record on the target (no target)", kmirrorSteady, bareSteady, 0, "records/s")
 }
 
 func verdict(ok bool) string {

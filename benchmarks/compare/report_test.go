@@ -27,10 +27,31 @@ func TestExactlyOnceCostRow(t *testing.T) {
 	}
 }
 
+func TestBareMirrorRows(t *testing.T) {
+	rows := bareMirrorRows(190_000, 200_000, 210_000, 200_000)
+	want := "| kmirror / bare mirror (franz-go) ≥ 0.9 on loopback | 0.95× (190000 vs 200000 records/s) | met |\n" +
+		"| kmirror / bare mirror from the first record on the target (no target) | 1.05× (210000 vs 200000 records/s) |  |\n"
+	if rows != want {
+		t.Fatalf("rows = %q, want %q", rows, want)
+	}
+	if rows := bareMirrorRows(170_000, 200_000, 180_000, 200_000); !strings.Contains(rows, "0.85× (170000 vs 200000 records/s) | **missed** |") {
+		t.Fatalf("rows = %q, want 0.85× missed", rows)
+	}
+	if rows := bareMirrorRows(180_000, 200_000, 0, 0); !strings.HasSuffix(rows, "| met |\n") {
+		t.Fatalf("exactly 0.9 should meet the target, and no steady rate gives no second row: %q", rows)
+	}
+	if rows := bareMirrorRows(190_000, 0, 210_000, 0); rows != "" {
+		t.Fatalf("without a bare mirror run: %q", rows)
+	}
+}
+
 func TestSelectContenders(t *testing.T) {
 	all, err := selectContenders(contenderNames(), "")
-	if err != nil || len(all) != 4 {
-		t.Fatalf("the default = %v, %v; want all four", all, err)
+	if err != nil || len(all) != 5 {
+		t.Fatalf("the default = %v, %v; want all five", all, err)
+	}
+	if all[1].name != "bare" || all[1].program != "baremirror" || all[1].exactlyOnce {
+		t.Fatalf("second contender = %+v, want the bare mirror right after kmirror", all[1])
 	}
 	cs, err := selectContenders("mirrormaker2-eos, kmirror", "")
 	if err != nil || len(cs) != 2 || cs[0].name != "kmirror" || cs[1].name != "mirrormaker2-eos" || !cs[1].exactlyOnce || cs[1].program != "mirrormaker2" {

@@ -178,11 +178,13 @@ type Delivery struct {
 }
 
 // Transaction sizes the transactions of exactly_once delivery: one is committed when it holds
-// MaxRecords records or MaxBytes bytes, or MaxAge after it began, whichever comes first.
+// MaxRecords records or MaxBytes bytes, or MaxAge after it began, whichever comes first; while
+// more records wait for its slot (catching up), BacklogMaxAge after it began instead of MaxAge.
 type Transaction struct {
-	MaxRecords int           `mapstructure:"max_records"`
-	MaxBytes   int64         `mapstructure:"max_bytes"`
-	MaxAge     time.Duration `mapstructure:"max_age"`
+	MaxRecords    int           `mapstructure:"max_records"`
+	MaxBytes      int64         `mapstructure:"max_bytes"`
+	MaxAge        time.Duration `mapstructure:"max_age"`
+	BacklogMaxAge time.Duration `mapstructure:"backlog_max_age"`
 }
 
 // TransactionalPrefix returns the prefix of the slots' transactional ids.

@@ -69,7 +69,7 @@ func Default() Config {
 		Commit: Commit{Interval: 5 * time.Second},
 		Delivery: Delivery{
 			Mode: AtLeastOnce, Slots: 16,
-			Transaction: Transaction{MaxRecords: 10000, MaxBytes: 8 << 20, MaxAge: 100 * time.Millisecond},
+			Transaction: Transaction{MaxRecords: 10000, MaxBytes: 8 << 20, MaxAge: 100 * time.Millisecond, BacklogMaxAge: 500 * time.Millisecond},
 		},
 		OffsetMap:  OffsetMap{Enabled: true, FlushInterval: time.Second},
 		Groups:     Groups{Include: []string{}, Exclude: []string{}, SyncInterval: 10 * time.Second},

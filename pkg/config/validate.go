@@ -138,6 +138,10 @@ func (c *Config) Validate() error {
 			bad("delivery.transaction.max_age", "%s: keep it well under producer.delivery_timeout (%s), which bounds how long a record may wait for its commit",
 				c.Delivery.Transaction.MaxAge, c.Producer.DeliveryTimeout)
 		}
+		if t := c.Delivery.Transaction; t.BacklogMaxAge > c.Producer.DeliveryTimeout/2 {
+			bad("delivery.transaction.backlog_max_age", "%s: keep it well under producer.delivery_timeout (%s), which bounds how long a record may wait for its commit",
+				t.BacklogMaxAge, c.Producer.DeliveryTimeout)
+		}
 	}
 	atLeast(bad, "offset_map.flush_interval", c.OffsetMap.FlushInterval, 100*time.Millisecond)
 	atLeast(bad, "groups.sync_interval", c.Groups.SyncInterval, time.Second)

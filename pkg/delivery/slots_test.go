@@ -23,6 +23,12 @@ import (
 // member is one kmirror member's slots on the target.
 func member(t *testing.T, target *embedded.Cluster) (*delivery.Slots, sarama.Client) {
 	t.Helper()
+	return memberWith(t, target, delivery.Limits{Records: 1000, Bytes: 1 << 20, Age: time.Hour})
+}
+
+// memberWith is member with transactions sized by limits.
+func memberWith(t *testing.T, target *embedded.Cluster, limits delivery.Limits) (*delivery.Slots, sarama.Client) {
+	t.Helper()
 	base := func() *sarama.Config {
 		c := sarama.NewConfig()
 		c.Version = sarama.V3_6_0_0
@@ -45,7 +51,7 @@ func member(t *testing.T, target *embedded.Cluster) (*delivery.Slots, sarama.Cli
 	}
 	s, err := delivery.New(delivery.Config{
 		Slots: 1, Prefix: "kmirror", Group: "kmirror-positions", Open: open, Bound: 1 << 20,
-		Limits: delivery.Limits{Records: 1000, Bytes: 1 << 20, Age: time.Hour}, Target: client,
+		Limits: limits, Target: client,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -163,5 +169,58 @@ func TestAFencedMemberCommitsNothing(t *testing.T) {
 	}
 	if n := committedRecords(t, target); n != 60 {
 		t.Fatalf("read_committed sees %d records, want B's 60", n)
+	}
+}
+
+// TestABackloggedTransactionStaysOpenLonger: a transaction is due at Age, or at Backlog while
+// records wait for its slot, and at its record count whatever its age.
+func TestABackloggedTransactionStaysOpenLonger(t *testing.T) {
+	target, err := embedded.Start("us", 1, kfake.SeedTopics(1, "orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	s, _ := memberWith(t, target, delivery.Limits{Records: 3, Bytes: 1 << 20, Age: 100 * time.Millisecond, Backlog: time.Second})
+	ctx := context.Background()
+	if err := s.Begin(ctx, map[string][]int32{"orders": {0}}); err != nil {
+		t.Fatal(err)
+	}
+	tx := s.Txn(0)
+	recs := records(offsets.NewPartition("orders", 0, 0, 1024), 0, 3)
+	for _, r := range recs[:2] {
+		if err := tx.Send(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	began := tx.Deadline(false).Add(-100 * time.Millisecond)
+	if d := tx.Deadline(true).Sub(began); d != time.Second {
+		t.Errorf("backlogged deadline %s after it began, want 1s", d)
+	}
+	for _, c := range []struct {
+		after      time.Duration
+		backlogged bool
+		due        bool
+	}{
+		{50 * time.Millisecond, false, false},
+		{100 * time.Millisecond, false, true},
+		{100 * time.Millisecond, true, false},
+		{999 * time.Millisecond, true, false},
+		{time.Second, true, true},
+	} {
+		if got := tx.Due(began.Add(c.after), c.backlogged); got != c.due {
+			t.Errorf("%s after it began, backlogged %v: due %v, want %v", c.after, c.backlogged, got, c.due)
+		}
+	}
+	if err := tx.Send(ctx, recs[2]); err != nil {
+		t.Fatal(err)
+	}
+	if !tx.Due(began, true) {
+		t.Error("a transaction holding max_records records is not due at once while backlogged")
+	}
+	if _, err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if tx.Due(began.Add(time.Hour), false) {
+		t.Error("no transaction is open, yet one is due")
 	}
 }

@@ -49,11 +49,15 @@ func (NopObserver) Committed(time.Duration, int) {}
 func (NopObserver) Aborted(error)                {}
 
 // Limits size a slot's transactions: one is due for commit once it holds Records records or
-// Bytes bytes, or Age after it began.
+// Bytes bytes, or Age after it began. While more records wait for the slot (a backlog: catching
+// up), committing at Age would only add commits: none of the waiting records becomes readable
+// sooner for it, and the backlog drains more slowly. So a backlogged transaction stays open
+// until Backlog after it began (within Records and Bytes); Backlog below Age is Age.
 type Limits struct {
 	Records int
 	Bytes   int64
 	Age     time.Duration
+	Backlog time.Duration
 }
 
 // Txn is one slot's transactional producer and its open transaction. Send, Skip, Commit and
@@ -103,16 +107,27 @@ func (t *Txn) Bound() int { return t.bound }
 // Open reports whether a transaction is open.
 func (t *Txn) Open() bool { return !t.began.IsZero() }
 
-// Due reports whether the open transaction should be committed now.
-func (t *Txn) Due(now time.Time) bool {
-	return !t.began.IsZero() &&
-		(len(t.pending) >= t.limits.Records || t.bytes >= t.limits.Bytes || now.Sub(t.began) >= t.limits.Age)
+// Due reports whether the open transaction should be committed now; backlogged says that more
+// records wait for the slot (see Limits).
+func (t *Txn) Due(now time.Time, backlogged bool) bool {
+	if t.began.IsZero() {
+		return false
+	}
+	if len(t.pending) >= t.limits.Records || t.bytes >= t.limits.Bytes {
+		return true
+	}
+	age := now.Sub(t.began)
+	return age >= t.limits.Age && (!backlogged || age >= t.limits.Backlog)
 }
 
-// Deadline returns when the open transaction is due by age (zero when none is open).
-func (t *Txn) Deadline() time.Time {
+// Deadline returns when the open transaction is due by age, backlogged or not (see Limits; zero
+// when none is open).
+func (t *Txn) Deadline(backlogged bool) time.Time {
 	if t.began.IsZero() {
 		return time.Time{}
+	}
+	if backlogged {
+		return t.began.Add(max(t.limits.Age, t.limits.Backlog))
 	}
 	return t.began.Add(t.limits.Age)
 }

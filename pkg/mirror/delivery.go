@@ -77,6 +77,7 @@ func (m *Mirror) openExactlyOnce(ctx context.Context) (*exactlyOnce, error) {
 		Bound: worker.BatchBound(m.cfg.Producer.MaxMessageBytes, m.cfg.Producer.Compression != "none"),
 		Limits: delivery.Limits{
 			Records: d.Transaction.MaxRecords, Bytes: d.Transaction.MaxBytes, Age: d.Transaction.MaxAge,
+			Backlog: d.Transaction.BacklogMaxAge,
 		},
 		Target:   client,
 		Metadata: func(topic string) string { return eo.metadata(topic) },

@@ -51,6 +51,9 @@ type Record struct {
 	// (Provenance): it came from there and is not copied back; the worker counts it and moves
 	// its partition's position past it.
 	FromTarget bool
+	// Behind is set when its source partition held later records than it when it was read (the
+	// partition's high watermark was past it): the mirror is catching up on that partition.
+	Behind bool
 	// Span is the record's trace span when it is sampled, nil otherwise.
 	Span trace.Span
 	// Fetched, Enqueued and Sent are when kmirror received the record, when it entered its

@@ -439,6 +439,7 @@ feed:
 			}
 			r := h.cfg.Records.From(m, t.Target, track, t.MaxMessageBytes)
 			r.Accept, r.Copies = accept, copies
+			r.Behind = m.Offset+1 < claim.HighWaterMarkOffset()
 			if h.cfg.Provenance != nil {
 				h.cfg.Provenance.Apply(r, m)
 			}

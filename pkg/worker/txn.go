@@ -74,10 +74,12 @@ func (w *Worker) sendTxn(ctx context.Context) {
 
 // sendSlot writes the records of one slot in its transactions. While records keep coming it
 // takes them without blocking and commits a transaction when it is full or old (the clock is the
-// coarse shared one); when none waits it sleeps until one arrives or the open transaction is due
-// by age. It returns once in is closed, dropping what it still holds after ctx ended.
+// coarse shared one; older while records wait for the slot — in its queue, or on the source
+// behind the record just sent: delivery.Limits); when none waits it sleeps until one arrives or
+// the open transaction is due by age. It returns once in is closed, dropping what it still holds after ctx ended.
 func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan *record.Record) {
 	var cur *delivery.Txn // the slot's producer of the records last sent (it changes with the session)
+	behind := false       // the record last sent had later ones on the source
 	age := time.NewTimer(time.Hour)
 	age.Stop()
 	defer age.Stop()
@@ -89,7 +91,7 @@ func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan *record.Recor
 		default:
 			var due <-chan time.Time
 			if cur != nil && cur.Open() {
-				age.Reset(time.Until(cur.Deadline()))
+				age.Reset(time.Until(cur.Deadline(behind)))
 				due = age.C
 			}
 			select {
@@ -113,8 +115,8 @@ func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan *record.Recor
 		if cur != nil && t != cur && cur.Open() {
 			w.commitTxn(ctx, cur) // a new session's producer: what the last one holds goes first
 		}
-		cur = t
-		if w.dispatchTxn(ctx, r, t) && t.Open() && t.Due(w.cfg.Clock.now()) {
+		cur, behind = t, r.Behind
+		if w.dispatchTxn(ctx, r, t) && t.Open() && t.Due(w.cfg.Clock.now(), behind || len(in) > 0) {
 			w.commitTxn(ctx, t)
 		}
 	}

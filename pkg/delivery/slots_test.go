@@ -224,3 +224,20 @@ func TestABackloggedTransactionStaysOpenLonger(t *testing.T) {
 		t.Error("no transaction is open, yet one is due")
 	}
 }
+
+func TestRetryBackoffStartsShortAndStaysBounded(t *testing.T) {
+	var total time.Duration
+	for i := range 51 {
+		d := delivery.RetryBackoff(i, 50)
+		if i == 0 && d != 5*time.Millisecond {
+			t.Errorf("first retry after %s, want 5ms", d)
+		}
+		if d > time.Second {
+			t.Errorf("retry %d after %s, want at most 1s", i, d)
+		}
+		total += d
+	}
+	if total < 30*time.Second || total > time.Minute {
+		t.Errorf("51 retries span %s, want 30s to 1m", total)
+	}
+}

@@ -360,3 +360,13 @@ func (t *Txn) Close() []*record.Record {
 	})
 	return left
 }
+
+// RetryBackoff is the pause before transactional request retry number retries (0-based), for
+// sarama's Producer.Transaction.Retry.BackoffFunc. The coordinator answers
+// CONCURRENT_TRANSACTIONS to the next transaction's first AddPartitionsToTxn while the markers
+// of the one just committed are still being written, which takes milliseconds: a fixed 100 ms
+// (sarama's default; 20 ms for that first retry) would idle the slot for longer than that at
+// every transaction. It starts at 5 ms and doubles to a second: 50 retries span about 45 s.
+func RetryBackoff(retries, _ int) time.Duration {
+	return min(5*time.Millisecond<<min(retries, 8), time.Second)
+}

@@ -62,6 +62,7 @@ func (m *Mirror) openExactlyOnce(ctx context.Context) (*exactlyOnce, error) {
 			pc.Producer.Transaction.Timeout = m.cfg.Producer.DeliveryTimeout + 30*time.Second
 			pc.Producer.Transaction.Retry.Max = 50
 			pc.Producer.Transaction.Retry.Backoff = 100 * time.Millisecond
+			pc.Producer.Transaction.Retry.BackoffFunc = delivery.RetryBackoff
 			if m.opts.SaramaClients != nil {
 				m.opts.SaramaClients(name, pc)
 			}

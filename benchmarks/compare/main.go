@@ -146,7 +146,12 @@ func run(ctx context.Context, o options) error {
 			ceilRounds = append(ceilRounds, c)
 		}
 		for _, c := range cs {
-			res, err := h.mirrorRun(ctx, c, r)
+			profile := "-" // kmirror's first run is profiled
+			if r == 0 {
+				profile = ""
+			}
+			res, err := h.mirrorRun(ctx, c, catchUpRun{load: h.main, at: h.direct(), id: r,
+				logName: fmt.Sprintf("%s-%d.log", c.name, r), profile: profile, timeout: o.timeout})
 			if err != nil {
 				return fmt.Errorf("%s round %d: %w", c.name, r+1, err)
 			}
@@ -169,7 +174,9 @@ func run(ctx context.Context, o options) error {
 			continue
 		}
 		for _, c := range cs {
-			l, err := h.latencyRun(ctx, c, rate, o.pacedFor)
+			l, err := h.latencyRun(ctx, c, pacedRun{at: h.direct(), rate: rate, d: o.pacedFor,
+				topic: fmt.Sprintf("paced-%s-%d", c.name, rate), id: h.nextID(),
+				logName: fmt.Sprintf("%s-latency-%d.log", c.name, rate), profile: fmt.Sprintf("-paced-%d", rate)})
 			if err != nil {
 				return fmt.Errorf("%s latency at %d records/s: %w", c.name, rate, err)
 			}

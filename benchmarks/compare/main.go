@@ -38,6 +38,14 @@ func main() {
 	flag.DurationVar(&o.pacedFor, "paced-for", 20*time.Second, "length of each latency run")
 	flag.StringVar(&o.only, "only", "", "run only this contender ("+contenderNames()+") and no ceiling, write no report: for tuning")
 	flag.StringVar(&o.contenders, "contenders", contenderNames(), "the contenders to measure, comma-separated")
+	flag.StringVar(&o.wan.rtts, "rtts", "0,20,80", "round-trip times (ms) of the WAN section, through a latency proxy (\"\" skips the section)")
+	flag.StringVar(&o.wan.placements, "placements", "near-target,near-source", "where the mirror runs in the WAN section: near-target (the source is remote: remote consume), near-source (the target is remote: remote produce)")
+	flag.StringVar(&o.wan.contenders, "wan-contenders", "kmirror,mirrormaker2", "the contenders of the WAN section, comma-separated")
+	flag.IntVar(&o.wan.records, "wan-records", 1_000_000, "records preloaded into the WAN section's own source topic")
+	flag.IntVar(&o.wan.rounds, "wan-rounds", 1, "rounds of the WAN section (medians when more than 1)")
+	flag.DurationVar(&o.wan.timeout, "wan-timeout", 5*time.Minute, "limit for one WAN catch-up run; a run past it is reported as not finished, with its rate so far")
+	flag.IntVar(&o.wan.pacedRate, "wan-paced-rate", 10_000, "records/s of the WAN section's latency runs (0 skips them)")
+	flag.DurationVar(&o.wan.pacedFor, "wan-paced-for", 15*time.Second, "length of each WAN latency run")
 	flag.StringVar(&o.javaLogLevel, "java-log-level", "", "log4j2 level of the Java tools and MirrorMaker 2 (e.g. INFO, to see its transactions in benchmarks/results/tmp/*-logs/); empty: their default")
 	flag.Func("kmirror-set", "a kmirror setting for the runs, key=value (repeatable)", func(v string) error {
 		o.kmirrorSet = append(o.kmirrorSet, v)
@@ -73,6 +81,7 @@ type options struct {
 	pacedFor                        time.Duration
 	kmirrorSet                      []string
 	kmirrorEnv                      []string
+	wan                             wanOptions
 }
 
 // result is one timed run of one contender.
@@ -100,11 +109,19 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	plan, err := o.wan.plan()
+	if err != nil {
+		return err
+	}
+	if o.only != "" {
+		plan = wanPlan{} // a tuning run: the contender alone
+	}
 	h, err := newHarness(o)
 	if err != nil {
 		return err
 	}
 	defer h.close()
+	h.remote = plan.enabled()
 	stamp := time.Now().UTC().Format("2006-01-02T1504")
 	out := o.out
 	if !filepath.IsAbs(out) {
@@ -194,11 +211,16 @@ func run(ctx context.Context, o options) error {
 	if o.only != "" {
 		return nil // a tuning run: no report
 	}
-	report := h.report(cs, results, medianCeilings(ceilRounds)) + latencyReport(o, lats)
-	fmt.Println(report)
+	var wanRuns []wanCell
+	if plan.enabled() {
+		if wanRuns, err = h.runWAN(ctx, plan); err != nil {
+			return fmt.Errorf("WAN section: %w", err)
+		}
+	}
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return err
 	}
+	report := h.report(cs, results, medianCeilings(ceilRounds)) + latencyReport(o, lats)
 	png := filepath.Join(out, stamp+".png")
 	firstRuns := map[string][]point{}
 	for name, rs := range results {
@@ -207,8 +229,16 @@ func run(ctx context.Context, o options) error {
 	if err := chart(png, firstRuns); err != nil {
 		return err
 	}
-	report += fmt.Sprintf("\n![records on the target over time, round 1](%s)\n\nCPU, heap and allocation profiles of kmirror (at-least-once: `kmirror-*`, exactly-once: `kmirror-eos-*`) in its first catch-up run and in each paced run: `%s/` (`go tool pprof -top bin/kmirror FILE`).\n",
+	report += fmt.Sprintf("\n![records on the target over time, round 1](%s)\n\nCPU, heap and allocation profiles of kmirror (at-least-once: `kmirror-*`, exactly-once: `kmirror-eos-*`) in its first catch-up run, in each paced run and in the WAN section's first round (`*-wan-PATH.pprof`, `*-paced-wan-PATH.pprof`): `%s/` (`go tool pprof -top bin/kmirror FILE`).\n",
 		filepath.Base(png), filepath.Base(h.profileDir))
+	if plan.enabled() {
+		wanPNG := filepath.Join(out, stamp+"-wan.png")
+		if err := wanChart(wanPNG, plan, wanRuns); err != nil {
+			return err
+		}
+		report += wanReport(o, plan, wanRuns, filepath.Base(wanPNG))
+	}
+	fmt.Println(report)
 	path := filepath.Join(out, stamp+".md")
 	if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
 		return err

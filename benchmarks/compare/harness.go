@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -301,8 +302,13 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, run catchUpRun) (r
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
+	// The profiles are taken while the mirror runs: it is killed only after they are saved.
+	copying, done := make(chan struct{}), make(chan struct{})
+	var profiling sync.WaitGroup
+	defer profiling.Wait()
+	defer close(done)
 	if c.program == "kmirror" && run.profile != "-" && h.profileDir != "" {
-		go h.captureProfiles(c.name, run.profile)
+		profiling.Go(func() { h.captureProfiles(c.name, run.profile, copying, done) })
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(h.target...), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
@@ -327,6 +333,7 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, run catchUpRun) (r
 		series = append(series, point{seconds: at.Sub(start).Seconds(), records: n})
 		if n > 0 && first.IsZero() {
 			first = at
+			close(copying)
 		}
 		if h.complete(ctx, c, run.load, targetTopic, n, ends) {
 			end = at // the listing that showed every record, not the check after it
@@ -343,8 +350,12 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, run catchUpRun) (r
 	if rss := peakRSS(pid); rss > peak {
 		peak = rss
 	}
+	if c.program == "kmirror" && run.profile != "-" && h.profileDir != "" {
+		h.saveMetrics(c.name, run.profile)
+	}
 	r := result{name: c.name, total: end.Sub(start), peakRSS: peak, cpu: cpu, series: series, committed: -1}
 	copied := min(n, records)
+	r.copied = copied
 	r.recordsPerSec = float64(copied) / r.total.Seconds()
 	if !first.IsZero() && end.After(first) {
 		r.steady = end.Sub(first)
@@ -396,21 +407,30 @@ func cpuTime(pid int, ticks float64) time.Duration {
 
 func numCPU() int { return runtime.NumCPU() }
 
-// captureProfiles saves a 2-second CPU profile, a heap profile and the allocations of the running
-// kmirror contender name from its /debug/pprof endpoint, for `go tool pprof`, with suffix in the
-// file names.
-func (h *harness) captureProfiles(name, suffix string) {
-	time.Sleep(1500 * time.Millisecond) // past start-up, into the copy
+// captureProfiles saves a 2-second CPU profile, a heap profile, the allocations and the
+// goroutines of the running kmirror contender name from its /debug/pprof endpoint, for `go tool
+// pprof`, with suffix in the file names, starting a second after copying (closed when the first
+// record reached the target): across a WAN the start-up takes several round trips. It gives up
+// when done closes first.
+func (h *harness) captureProfiles(name, suffix string, copying, done <-chan struct{}) {
+	select {
+	case <-copying:
+	case <-done:
+		return
+	}
+	time.Sleep(time.Second) // into the copy
 	h.saveProfiles(name, suffix, 2*time.Second)
 }
 
-// saveProfiles saves the CPU profile over d, the heap and the allocations of the running kmirror
-// contender name (kmirror or kmirror-eos, the file names' prefix), with suffix in the file names.
+// saveProfiles saves the CPU profile over d, the heap, the allocations and the goroutines (where
+// each waits, grouped) of the running kmirror contender name (kmirror or kmirror-eos, the file
+// names' prefix), with suffix in the file names.
 func (h *harness) saveProfiles(name, suffix string, d time.Duration) {
 	for _, p := range []struct{ url, file string }{
 		{fmt.Sprintf("http://127.0.0.1:19464/debug/pprof/profile?seconds=%d", int(d.Seconds())), name + "-cpu" + suffix + ".pprof"},
 		{"http://127.0.0.1:19464/debug/pprof/heap", name + "-heap" + suffix + ".pprof"},
 		{"http://127.0.0.1:19464/debug/pprof/allocs", name + "-allocs" + suffix + ".pprof"},
+		{"http://127.0.0.1:19464/debug/pprof/goroutine?debug=1", name + "-goroutines" + suffix + ".txt"},
 	} {
 		resp, err := http.Get(p.url)
 		if err != nil {
@@ -421,6 +441,19 @@ func (h *harness) saveProfiles(name, suffix string, d time.Duration) {
 		resp.Body.Close()
 		_ = os.WriteFile(filepath.Join(h.profileDir, p.file), b, 0o644)
 	}
+}
+
+// saveMetrics saves what the running kmirror contender name exports on /metrics (sarama's
+// request latencies, sizes and rates per broker among them), with suffix in the file name.
+func (h *harness) saveMetrics(name, suffix string) {
+	resp, err := http.Get("http://127.0.0.1:19464/metrics")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "metrics:", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	_ = os.WriteFile(filepath.Join(h.profileDir, name+"-metrics"+suffix+".txt"), b, 0o644)
 }
 
 // cpuShares is the CPU each process of a run used over a stretch of wall time, as a share of one

@@ -85,7 +85,7 @@ func wanFixture(t *testing.T) (wanPlan, []wanCell) {
 		for i := range cells {
 			if cells[i].path.String() == path {
 				run := cells[i].runs[name]
-				run.results = append(run.results, result{steadyPerSec: steady, recordsPerSec: fromStart})
+				run.results = append(run.results, result{steadyPerSec: steady, recordsPerSec: fromStart, copied: 1000, cpu: 2 * time.Second})
 				return run
 			}
 		}
@@ -111,12 +111,12 @@ func TestWANReportTable(t *testing.T) {
 	p, cells := wanFixture(t)
 	r := wanReport(options{valueBytes: 1000}, p, cells, "x-wan.png")
 	for _, want := range []string{
-		"| loopback (no proxy) | – | kmirror | 200000 | 200.0 | 150000 |  | 4.00× | 20.0 ms (p50 9.0) |",
-		"| loopback (no proxy) | – | MirrorMaker 2 | 50000 | 50.0 | 30000 |  |  | fell behind |",
-		"| near the target (remote consume) | 80 ms | kmirror | 170000 | 170.0 | 100000 | 85% | 4.25× | 95.5 ms (p50 50.0) |",
+		"| loopback (no proxy) | – | kmirror | 200000 | 200.0 | 150000 |  | 4.00× | 2000.0 | 20.0 ms (p50 9.0) |",
+		"| loopback (no proxy) | – | MirrorMaker 2 | 50000 | 50.0 | 30000 |  |  | 2000.0 | fell behind |",
+		"| near the target (remote consume) | 80 ms | kmirror | 170000 | 170.0 | 100000 | 85% | 4.25× | 2000.0 | 95.5 ms (p50 50.0) |",
 		// A pipe in an error would break the table.
-		"| near the target (remote consume) | 80 ms | MirrorMaker 2 | 40000 | 40.0 | 20000 | 80% |  | not measured: mirrored nothing / within 3 minutes |",
-		"| near the source (remote produce) | 80 ms | kmirror | 100000 | 100.0 | 80000 | 50% | 5.00× (MirrorMaker 2 did not finish: its rate so far) |  |",
+		"| near the target (remote consume) | 80 ms | MirrorMaker 2 | 40000 | 40.0 | 20000 | 80% |  | 2000.0 | not measured: mirrored nothing / within 3 minutes |",
+		"| near the source (remote produce) | 80 ms | kmirror | 100000 | 100.0 | 80000 | 50% | 5.00× (MirrorMaker 2 did not finish: its rate so far) | 2000.0 |  |",
 		"| near the source (remote produce) | 80 ms | MirrorMaker 2 | did not finish in 1m0s in 1 of 1 runs: 20000 so far |",
 		"| loopback (no proxy) | 500000 | 250000 |",
 		"| near the target (remote consume), 0 ms | 400000 (80% of loopback) | – |",

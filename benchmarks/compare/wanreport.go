@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"image/color"
+	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +30,19 @@ func (r *wanContenderRun) steadyRate() float64 {
 		return 0
 	}
 	return median(r.results, func(r result) float64 { return r.steadyPerSec })
+}
+
+// cpuPerGB is the contender's CPU-seconds per GB copied on a path (median over the rounds).
+func (r *wanContenderRun) cpuPerGB(valueBytes int) float64 {
+	if r == nil {
+		return 0
+	}
+	return median(r.results, func(r result) float64 {
+		if r.copied == 0 {
+			return 0
+		}
+		return r.cpu.Seconds() / (float64(r.copied) * float64(valueBytes) / 1e9)
+	})
 }
 
 func (r *wanContenderRun) startRate() float64 {
@@ -65,6 +80,17 @@ func share(num, den float64) string {
 	return fmt.Sprintf("%.0f%%", 100*num/den)
 }
 
+// wanHeader opens a report that holds the WAN section alone (--wan-only).
+func wanHeader(o options) string {
+	host, _ := os.Hostname()
+	return fmt.Sprintf("# kmirror vs MirrorMaker 2 across a WAN — %s\n\n"+
+		"Machine: %s, %d CPUs, %s. Kafka %s, one KRaft node per cluster on loopback, both clusters, the mirrors, the latency proxies and the harness on the same machine. "+
+		"Workload: %d-byte random values (incompressible), keys, 2 headers, %d partitions, preloaded with compression %s. "+
+		"All mirrors: acks=all, idempotent, linger 5 ms, 1 MiB batches, no compression; MirrorMaker 2 (connect-mirror %s) in dedicated mode with tasks.max = %d. kmirror: default settings%s.\n",
+		time.Now().UTC().Format(time.RFC3339), host, numCPU(), runtime.Version(), o.version, o.valueBytes, o.partitions, o.sourceCompression,
+		o.version, o.partitions, kmirrorSettings(o))
+}
+
 // wanReport is the WAN section of the Markdown report; chart names its chart's file.
 func wanReport(o options, p wanPlan, cells []wanCell, chart string) string {
 	var b strings.Builder
@@ -82,6 +108,7 @@ func wanReport(o options, p wanPlan, cells []wanCell, chart string) string {
 		"RTTs %s ms; RTT 0 goes through the proxy too, so its own cost is in that row, and loopback is the same mirror without a proxy. "+
 		"Each run copies its own preloaded topic of %d records (same workload) into a fresh target, contenders alternating (%s), %d round(s), medians; the time limit of a run is %s, and a run past it is reported as not finished with its rate so far. "+
 		"Throughput here is records/s from the first record on the target, the copy itself: start-up and the group join cost a few round trips that a long catch-up pays once (records/s from start are beside it). "+
+		"CPU s per GB is the mirror's own CPU per GB copied: on two cores shared with both brokers a mirror is CPU-bound on loopback, and one that spends less CPU per record behind the proxy (fuller fetches and batches) can copy faster there than on loopback. "+
 		"The proxy models delay, not a real path's TCP window: it reads from each connection as fast as the other side allows (up to 1,024 chunks held per connection and direction), so a window-limited path would be slower than this.",
 		strings.Join(rtts, ", "), p.records, strings.Join(labels, ", "), p.rounds, p.timeout)
 	if p.pacedRate > 0 {
@@ -90,7 +117,7 @@ func wanReport(o options, p wanPlan, cells []wanCell, chart string) string {
 	b.WriteString("\n\n")
 
 	loop := loopbackOf(cells)
-	b.WriteString("| placement | RTT | contender | records/s (from first record) | MB/s | records/s (from start) | share of its loopback | kmirror / MirrorMaker 2 | p99 latency |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| placement | RTT | contender | records/s (from first record) | MB/s | records/s (from start) | share of its loopback | kmirror / MirrorMaker 2 | CPU s per GB | p99 latency |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	mbs := func(rps float64) float64 { return rps * float64(o.valueBytes) / 1e6 }
 	for _, cell := range cells {
 		where, rtt := "loopback (no proxy)", "–"
@@ -120,8 +147,8 @@ func wanReport(o options, p wanPlan, cells []wanCell, chart string) string {
 					}
 				}
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f | %.0f | %s | %s | %s |\n", where, rtt, c.label, rateText, mbs(rate), run.startRate(),
-				shareText, ratio, latencyCell(run))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f | %.0f | %s | %s | %.1f | %s |\n", where, rtt, c.label, rateText, mbs(rate), run.startRate(),
+				shareText, ratio, run.cpuPerGB(o.valueBytes), latencyCell(run))
 		}
 	}
 

@@ -143,7 +143,7 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	if err := h.buildPrograms(ctx, cs); err != nil {
+	if err := h.buildPrograms(ctx, append(append([]contender(nil), cs...), plan.contenders...)); err != nil {
 		return err
 	}
 	if err := h.start(ctx); err != nil {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"image/color"
 	"os"
 	"runtime"
 	"strconv"
@@ -251,12 +250,6 @@ func wanChart(path string, p wanPlan, cells []wanCell) error {
 	pl.X.Label.Text = "round-trip time between the mirror and the remote cluster (ms)"
 	pl.Y.Label.Text = "records/s"
 	pl.Add(plotter.NewGrid())
-	colors := map[string]color.Color{
-		"kmirror":          color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
-		"kmirror-eos":      color.RGBA{R: 0x6b, G: 0xae, B: 0xd6, A: 0xff},
-		"mirrormaker2":     color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
-		"mirrormaker2-eos": color.RGBA{R: 0xff, G: 0x98, B: 0x96, A: 0xff},
-	}
 	maxRTT, maxRate := 1.0, 1.0
 	var rttTicks []plot.Tick
 	for _, r := range p.rtts {
@@ -287,7 +280,7 @@ func wanChart(path string, p wanPlan, cells []wanCell) error {
 			if err != nil {
 				return fmt.Errorf("WAN chart %s %s: %w", c.name, place.name, err)
 			}
-			line.Color, points.Color = colors[c.name], colors[c.name]
+			line.Color, points.Color = colorOf(c.name), colorOf(c.name)
 			line.Width = vg.Points(2)
 			if i > 0 {
 				line.Dashes = []vg.Length{vg.Points(6), vg.Points(3)}
@@ -303,7 +296,7 @@ func wanChart(path string, p wanPlan, cells []wanCell) error {
 			if err != nil {
 				return fmt.Errorf("WAN chart %s loopback: %w", c.name, err)
 			}
-			level.Color = colors[c.name]
+			level.Color = colorOf(c.name)
 			level.Width = vg.Points(1)
 			level.Dashes = []vg.Length{vg.Points(1), vg.Points(3)}
 			pl.Add(level)

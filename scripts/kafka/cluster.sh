@@ -32,7 +32,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 state_root="${KMIRROR_KAFKA_STATE:-/tmp/kmirror-kafka}"
 
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 port_base() {
   if [ -n "${KAFKA_PORT_BASE:-}" ]; then echo "$KAFKA_PORT_BASE"; return; fi

@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X github.com/kmirror/kmirror/pkg/version.Version=$(VERSION)
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 
-.PHONY: all build demo test lint e2e kafka-fetch kafka-up kafka-down bench bench-micro bench-scale deploy-check image install fuzz clean
+.PHONY: all build demo test lint e2e kafka-fetch kafka-up kafka-down bench bench-wan bench-micro bench-scale deploy-check image install fuzz clean
 
 all: lint test build
 
@@ -50,9 +50,15 @@ kafka-down:
 	./scripts/kafka/cluster.sh down us
 	./scripts/kafka/cluster.sh down europe
 
-## bench: kmirror vs MirrorMaker 2 vs a bare franz-go mirror vs the cluster's ceiling, on real brokers.
+## bench: kmirror vs MirrorMaker 2 vs a bare franz-go mirror vs the cluster's ceiling, on real
+## brokers; then kmirror and MirrorMaker 2 across a WAN (a latency proxy at 0, 20, 80 ms RTT, the
+## mirror near the target and near the source).
 bench: build
 	./benchmarks/run.sh
+
+## bench-wan: the WAN section alone. BENCH_ARGS passes flags (go run ./benchmarks/compare -h).
+bench-wan: build
+	./benchmarks/run.sh --wan-only $(BENCH_ARGS)
 
 ## bench-micro: the Go micro-benchmarks, each beside its reference (benchstat medians).
 bench-micro:

@@ -59,16 +59,25 @@ func (h *harness) measureCeilings(ctx context.Context, round int) (ceilings, err
 	if c.perfProducer, err = h.producerCeiling(ctx); err != nil {
 		return c, err
 	}
-	if c.nativeProducer, err = h.nativeProducerCeiling(ctx); err != nil {
+	if c.nativeProducer, err = h.nativeProducerCeiling(ctx, h.target, "ceiling-native", h.o.records); err != nil {
 		return c, err
 	}
 	if c.perfConsumer, err = h.consumerCeiling(ctx, round); err != nil {
 		return c, err
 	}
-	if c.nativeConsumer, err = h.nativeConsumerCeiling(ctx); err != nil {
+	if c.nativeConsumer, err = h.nativeConsumerCeiling(ctx, h.source, topic, h.o.records); err != nil {
 		return c, err
 	}
 	return c, nil
+}
+
+func (h *harness) createSourceTopic(ctx context.Context, name string, configs map[string]*string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.source...))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	return h.createTopic(ctx, kadm.NewClient(cl), "source", name, configs)
 }
 
 func (h *harness) createTargetTopic(ctx context.Context, name string, configs map[string]*string) error {
@@ -143,16 +152,16 @@ func (h *harness) producerCeiling(ctx context.Context) (float64, error) {
 	return total, firstErr
 }
 
-// nativeProducerCeiling writes the workload's own records (keys, headers, values) into the target
-// with franz-go, a client built for throughput, with the mirrors' producer settings: acks=all,
+// nativeProducerCeiling writes n of the workload's own records (keys, headers, values) into a new
+// target topic t with franz-go, a client built for throughput, bootstrapping from brokers (the
+// target's own listeners, or a latency proxy's), with the mirrors' producer settings: acks=all,
 // idempotent, linger 5 ms, 1 MiB batches, no compression. It times from the first record handed
 // to the client to the acknowledgement of the last.
-func (h *harness) nativeProducerCeiling(ctx context.Context) (float64, error) {
-	const t = "ceiling-native"
+func (h *harness) nativeProducerCeiling(ctx context.Context, brokers []string, t string, n int) (float64, error) {
 	if err := h.createTargetTopic(ctx, t, nil); err != nil {
 		return 0, err
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.target...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20),
 		kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.MaxBufferedRecords(100_000))
 	if err != nil {
@@ -163,16 +172,17 @@ func (h *harness) nativeProducerCeiling(ctx context.Context) (float64, error) {
 		return 0, fmt.Errorf("native producer: %w", err)
 	}
 	start := time.Now()
-	if err := h.produceAll(ctx, cl, t); err != nil {
+	if err := h.produceAll(ctx, cl, t, n); err != nil {
 		return 0, fmt.Errorf("native producer: %w", err)
 	}
-	return float64(h.o.records) / time.Since(start).Seconds(), nil
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
-// produceAll writes the workload into topic t with cl and waits for every acknowledgement.
-func (h *harness) produceAll(ctx context.Context, cl *kgo.Client, t string) error {
+// produceAll writes the first n records of the workload into topic t with cl and waits for every
+// acknowledgement.
+func (h *harness) produceAll(ctx context.Context, cl *kgo.Client, t string, n int) error {
 	var firstErr error
-	for i := 0; i < h.o.records; i++ {
+	for i := 0; i < n; i++ {
 		cl.Produce(ctx, h.load.record(t, i), func(_ *kgo.Record, err error) {
 			if err != nil && firstErr == nil {
 				firstErr = err // callbacks run one at a time
@@ -203,10 +213,11 @@ func (h *harness) consumerCeiling(_ context.Context, round int) (float64, error)
 	return strconv.ParseFloat(strings.TrimSpace(f[9]), 64) // fetch msgs/s: excludes the group join
 }
 
-// nativeConsumerCeiling reads the preloaded source topic from the start with franz-go (direct
-// partition consumption, no group) and times from the first record to the last.
-func (h *harness) nativeConsumerCeiling(ctx context.Context) (float64, error) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.source...), kgo.ConsumeTopics(topic),
+// nativeConsumerCeiling reads the source topic t, preloaded with records, from the start with
+// franz-go (direct partition consumption, no group), bootstrapping from brokers (the source's own
+// listeners, or a latency proxy's), and times from the first record to the last.
+func (h *harness) nativeConsumerCeiling(ctx context.Context, brokers []string, t string, records int) (float64, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(t),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		return 0, err
@@ -216,10 +227,10 @@ func (h *harness) nativeConsumerCeiling(ctx context.Context) (float64, error) {
 	defer cancel()
 	var n int
 	var first time.Time
-	for n < h.o.records {
+	for n < records {
 		fs := cl.PollFetches(cctx)
 		if err := cctx.Err(); err != nil {
-			return 0, fmt.Errorf("native consumer: read %d of %d records: %w", n, h.o.records, err)
+			return 0, fmt.Errorf("native consumer: read %d of %d records: %w", n, records, err)
 		}
 		if first.IsZero() && fs.NumRecords() > 0 {
 			first = time.Now()

@@ -15,6 +15,22 @@ type point struct {
 	records int64
 }
 
+// colorOf is a contender's colour in the charts: blue for kmirror, red for MirrorMaker 2,
+// exactly-once in a lighter shade, grey for the bare mirror.
+func colorOf(name string) color.Color {
+	switch name {
+	case "kmirror":
+		return color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff}
+	case "kmirror-eos":
+		return color.RGBA{R: 0x6b, G: 0xae, B: 0xd6, A: 0xff}
+	case "mirrormaker2":
+		return color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
+	case "mirrormaker2-eos":
+		return color.RGBA{R: 0xff, G: 0x98, B: 0x96, A: 0xff}
+	}
+	return color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff}
+}
+
 // chart draws the records on the target over time for one run of each contender (by name).
 func chart(path string, runs map[string][]point) error {
 	p := plot.New()
@@ -22,15 +38,7 @@ func chart(path string, runs map[string][]point) error {
 	p.X.Label.Text = "seconds since the mirror started"
 	p.Y.Label.Text = "records on the target"
 	p.Add(plotter.NewGrid())
-	// Blue for kmirror, red for MirrorMaker 2; exactly-once dashed, in a lighter shade; the bare
-	// mirror, a reference, dotted grey.
-	colors := map[string]color.Color{
-		"kmirror":          color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 0xff},
-		"bare":             color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff},
-		"kmirror-eos":      color.RGBA{R: 0x6b, G: 0xae, B: 0xd6, A: 0xff},
-		"mirrormaker2":     color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff},
-		"mirrormaker2-eos": color.RGBA{R: 0xff, G: 0x98, B: 0x96, A: 0xff},
-	}
+	// Exactly-once dashed; the bare mirror, a reference, dotted.
 	for _, c := range contenders {
 		name := c.name
 		pts := runs[name]
@@ -45,7 +53,7 @@ func chart(path string, runs map[string][]point) error {
 		if err != nil {
 			return fmt.Errorf("chart %s: %w", name, err)
 		}
-		line.Color = colors[name]
+		line.Color = colorOf(name)
 		line.Width = vg.Points(2)
 		switch {
 		case c.exactlyOnce:

@@ -73,11 +73,12 @@ func selectContenders(list, only string) ([]contender, error) {
 	return out, nil
 }
 
-// mirrorCommand returns the command that runs contender c on topicName, and the topic's name on
-// the target. Each contender and round has groups of its own on the source: a killed run's member
-// stays in its group until its session times out, and kmirror's two modes assign partitions with
-// different protocols.
-func (h *harness) mirrorCommand(c contender, topicName string, round int) (cmd *exec.Cmd, targetTopic string, err error) {
+// mirrorCommand returns the command that runs contender c on topicName with the clusters at at,
+// and the topic's name on the target. Each contender and run (id) has groups of its own on the
+// source: a killed run's member stays in its group until its session times out, kmirror's two
+// modes assign partitions with different protocols, and a group that copied a topic before would
+// start at its end.
+func (h *harness) mirrorCommand(c contender, at endpoints, topicName string, id int) (cmd *exec.Cmd, targetTopic string, err error) {
 	switch c.program {
 	case "kmirror":
 		delivery := ""
@@ -92,7 +93,7 @@ consumer: {group_id: bench-%s-%d}
 producer: {batch_bytes: 1048576, linger: 5ms, compression: none}
 telemetry: {listen: "127.0.0.1:19464", pprof: true}
 log: {level: warn}
-%s`, strings.Join(h.source, ","), strings.Join(h.target, ","), topicName, c.name, round, delivery)
+%s`, strings.Join(at.source, ","), strings.Join(at.target, ","), topicName, c.name, id, delivery)
 		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 			return nil, "", err
 		}
@@ -104,8 +105,8 @@ log: {level: warn}
 		cmd.Env = append(os.Environ(), h.o.kmirrorEnv...)
 		return cmd, topicName, nil
 	case "baremirror":
-		cmd = exec.Command(h.bareMirror, "--source", strings.Join(h.source, ","), "--target", strings.Join(h.target, ","),
-			"--topic", topicName, "--group", fmt.Sprintf("bench-%s-%d", c.name, round))
+		cmd = exec.Command(h.bareMirror, "--source", strings.Join(at.source, ","), "--target", strings.Join(at.target, ","),
+			"--topic", topicName, "--group", fmt.Sprintf("bench-%s-%d", c.name, id))
 		// kmirror's default collector target (runtime.gc_percent: 200), so that neither Go
 		// mirror is measured with a GC setting the other lacks.
 		cmd.Env = append(os.Environ(), "GOGC=200")
@@ -135,7 +136,7 @@ us.producer.linger.ms = 5
 us.producer.batch.size = 1048576
 us.producer.compression.type = none
 us.producer.enable.idempotence = true
-`, strings.Join(h.source, ","), strings.Join(h.target, ","), topicName, h.o.partitions, c.name, round)
+`, strings.Join(at.source, ","), strings.Join(at.target, ","), topicName, h.o.partitions, c.name, id)
 		if c.exactlyOnce {
 			body += mm2ExactlyOnce
 		}

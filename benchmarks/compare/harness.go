@@ -12,10 +12,13 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kmirror/kmirror/benchmarks/wan"
 )
 
 const topic = "bench"
@@ -25,7 +28,7 @@ type harness struct {
 	script   string
 	lib      string
 	work     string
-	source   []string
+	source   []string // the clusters' own listeners, which local clients use
 	target   []string
 	clkTicks float64
 	load     workload
@@ -33,11 +36,40 @@ type harness struct {
 	profileDir string
 	// logDir receives the mirrors' logs (git-ignored).
 	logDir string
-	// sourceLast is the seq header of the last preloaded record of each source partition.
-	sourceLast map[int32]string
 	// bareMirror is the benchmarks/baremirror binary buildPrograms built, in work.
 	bareMirror string
+	// main is the preloaded topic of the catch-up runs.
+	main preloaded
+	// remote starts both clusters with a listener for clients behind the WAN, and links holds
+	// the latency proxies in front of them, by cluster name (the WAN section's runs).
+	remote bool
+	links  map[string]*wan.Link
+	// ids numbers the runs that need source groups of their own beyond the rounds.
+	ids int
 }
+
+// nextID is a run id no other run of this harness has had.
+func (h *harness) nextID() int {
+	h.ids++
+	return 1000 + h.ids
+}
+
+// preloaded is a topic the harness wrote into the source before the runs.
+type preloaded struct {
+	topic   string
+	records int
+	// last is the seq header of the last record of each partition.
+	last map[int32]string
+}
+
+// endpoints are the bootstrap servers a mirror is given: the clusters' own listeners, or a
+// latency proxy's in front of the cluster behind the WAN.
+type endpoints struct {
+	source, target []string
+}
+
+// direct is both clusters without a proxy: the loopback runs.
+func (h *harness) direct() endpoints { return endpoints{source: h.source, target: h.target} }
 
 func newHarness(o options) (*harness, error) {
 	root, err := filepath.Abs(o.root)
@@ -54,6 +86,9 @@ func newHarness(o options) (*harness, error) {
 }
 
 func (h *harness) close() {
+	for _, l := range h.links {
+		l.Close()
+	}
 	_ = exec.Command(h.script, "down", "us").Run()
 	_ = exec.Command(h.script, "down", "europe").Run()
 	_ = os.RemoveAll(h.work)
@@ -95,7 +130,7 @@ func (h *harness) start(ctx context.Context) error {
 	h.lib = strings.TrimSpace(string(out))
 	for _, name := range []string{"europe", "us"} {
 		_, _ = h.cluster("down", name)
-		if _, err := h.cluster("up", name, "--version", h.o.version); err != nil {
+		if _, err := h.cluster(h.upArgs(name)...); err != nil {
 			return err
 		}
 	}
@@ -109,6 +144,44 @@ func (h *harness) start(ctx context.Context) error {
 		return err
 	}
 	h.target = strings.Split(b, ",")
+	if h.remote {
+		return h.openLinks()
+	}
+	return nil
+}
+
+func (h *harness) upArgs(name string) []string {
+	args := []string{"up", name, "--version", h.o.version}
+	if h.remote {
+		args = append(args, "--remote-listener")
+	}
+	return args
+}
+
+// openLinks starts a latency proxy in front of each broker's remote listener, at RTT 0 until a
+// WAN run sets one. The target's proxies outlive its restarts: each connection dials the broker
+// when it is accepted.
+func (h *harness) openLinks() error {
+	h.links = map[string]*wan.Link{}
+	for _, name := range []string{"europe", "us"} {
+		out, err := h.cluster("remote", name)
+		if err != nil {
+			return err
+		}
+		var routes []wan.Route
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) != 2 {
+				return fmt.Errorf("cluster.sh remote %s: unexpected line %q", name, line)
+			}
+			routes = append(routes, wan.Route{Listen: f[0], Upstream: f[1]})
+		}
+		l, err := wan.Open(routes)
+		if err != nil {
+			return fmt.Errorf("latency proxies for %s: %w", name, err)
+		}
+		h.links[name] = l
+	}
 	return nil
 }
 
@@ -117,12 +190,11 @@ func (h *harness) restartTarget() error {
 	if _, err := h.cluster("down", "us"); err != nil {
 		return err
 	}
-	_, err := h.cluster("up", "us", "--version", h.o.version)
+	_, err := h.cluster(h.upArgs("us")...)
 	return err
 }
 
-// preload writes the workload into the source topic (and creates the paced topic the latency
-// runs use), compressed as --source-compression says.
+// preload writes the workload into the source topic, compressed as --source-compression says.
 func (h *harness) preload(ctx context.Context) error {
 	codec, err := compressionCodec(h.o.sourceCompression)
 	if err != nil {
@@ -135,19 +207,36 @@ func (h *harness) preload(ctx context.Context) error {
 		return err
 	}
 	defer cl.Close()
-	appendTime := "LogAppendTime" // the latency runs read the source broker's append time
-	for t, configs := range map[string]map[string]*string{
-		topic:      nil,
-		pacedTopic: {"message.timestamp.type": &appendTime},
-	} {
-		if err := h.createTopic(ctx, kadm.NewClient(cl), "source", t, configs); err != nil {
-			return err
-		}
-	}
-	if err := h.produceAll(ctx, cl, topic); err != nil {
+	if err := h.createTopic(ctx, kadm.NewClient(cl), "source", topic, nil); err != nil {
 		return err
 	}
-	return h.readSourceTails(ctx, kadm.NewClient(cl))
+	if err := h.produceAll(ctx, cl, topic, h.o.records); err != nil {
+		return err
+	}
+	h.main, err = h.readSourceTails(ctx, kadm.NewClient(cl), topic, h.o.records)
+	return err
+}
+
+// preloadTopic writes n records of the workload into a new source topic t, for the WAN runs.
+func (h *harness) preloadTopic(ctx context.Context, t string, n int) (preloaded, error) {
+	codec, err := compressionCodec(h.o.sourceCompression)
+	if err != nil {
+		return preloaded{}, err
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(h.source...), kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
+		kgo.ProducerLinger(10*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20), kgo.MaxBufferedRecords(100_000),
+		kgo.ProducerBatchCompression(codec))
+	if err != nil {
+		return preloaded{}, err
+	}
+	defer cl.Close()
+	if err := h.createTopic(ctx, kadm.NewClient(cl), "source", t, nil); err != nil {
+		return preloaded{}, err
+	}
+	if err := h.produceAll(ctx, cl, t, n); err != nil {
+		return preloaded{}, fmt.Errorf("preload %q: %w", t, err)
+	}
+	return h.readSourceTails(ctx, kadm.NewClient(cl), t, n)
 }
 
 func (h *harness) java(args ...string) *exec.Cmd {
@@ -158,8 +247,37 @@ func (h *harness) java(args ...string) *exec.Cmd {
 	return exec.Command("java", append(jvm, args...)...)
 }
 
-// mirrorRun mirrors the preloaded topic into a fresh target with contender c and times it.
-func (h *harness) mirrorRun(ctx context.Context, c contender, round int) (result, error) {
+// catchUpRun is one timed catch-up run: which preloaded topic, where the mirror finds the
+// clusters, and what it is called.
+type catchUpRun struct {
+	load preloaded
+	at   endpoints
+	// id gives the run a source group of its own (a group that copied the topic before would
+	// start at its end).
+	id      int
+	logName string // file name under the log directory
+	// profile, when set, names the profiles taken of a kmirror contender during the run (the
+	// suffix of their file names; "-" for none).
+	profile string
+	timeout time.Duration
+}
+
+// unfinishedError is a catch-up run that hit its time limit: the result beside it holds the
+// rates measured over the records that did arrive.
+type unfinishedError struct {
+	copied, of int64
+	after      time.Duration
+	log        string
+}
+
+func (e *unfinishedError) Error() string {
+	return fmt.Sprintf("target holds %d of %d after %s (log %s)", e.copied, e.of, e.after, e.log)
+}
+
+// mirrorRun mirrors a preloaded topic into a fresh target with contender c and times it. When
+// the run's time limit passes first, the result holds what was measured until then and the
+// error is an *unfinishedError.
+func (h *harness) mirrorRun(ctx context.Context, c contender, run catchUpRun) (result, error) {
 	if err := h.restartTarget(); err != nil {
 		return result{}, err
 	}
@@ -168,11 +286,11 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, round int) (result
 			return result{}, err
 		}
 	}
-	cmd, targetTopic, err := h.mirrorCommand(c, topic, round)
+	cmd, targetTopic, err := h.mirrorCommand(c, run.at, run.load.topic, run.id)
 	if err != nil {
 		return result{}, err
 	}
-	logf, err := os.Create(filepath.Join(h.logDir, fmt.Sprintf("%s-%d.log", c.name, round)))
+	logf, err := os.Create(filepath.Join(h.logDir, run.logName))
 	if err != nil {
 		return result{}, err
 	}
@@ -184,8 +302,13 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, round int) (result
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
 
-	if c.program == "kmirror" && round == 0 && h.profileDir != "" {
-		go h.captureProfiles(c.name)
+	// The profiles are taken while the mirror runs: it is killed only after they are saved.
+	copying, done := make(chan struct{}), make(chan struct{})
+	var profiling sync.WaitGroup
+	defer profiling.Wait()
+	defer close(done)
+	if c.program == "kmirror" && run.profile != "-" && h.profileDir != "" {
+		profiling.Go(func() { h.captureProfiles(c.name, run.profile, copying, done) })
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(h.target...), kgo.MetadataMinAge(100*time.Millisecond))
 	if err != nil {
@@ -194,26 +317,32 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, round int) (result
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
 	var first, end time.Time
-	var peak int64
+	var peak, n int64
 	var series []point
+	var unfinished error
 	pid := cmd.Process.Pid
-	deadline := start.Add(h.o.timeout)
+	deadline := start.Add(run.timeout)
+	records := int64(run.load.records)
 	for {
 		if rss := peakRSS(pid); rss > peak {
 			peak = rss
 		}
-		n, ends := targetCount(ctx, adm, c, targetTopic)
+		var ends map[int32]int64
+		n, ends = targetCount(ctx, adm, c, targetTopic)
 		at := time.Now()
 		series = append(series, point{seconds: at.Sub(start).Seconds(), records: n})
 		if n > 0 && first.IsZero() {
 			first = at
+			close(copying)
 		}
-		if h.complete(ctx, c, targetTopic, n, ends) {
+		if h.complete(ctx, c, run.load, targetTopic, n, ends) {
 			end = at // the listing that showed every record, not the check after it
 			break
 		}
-		if time.Now().After(deadline) {
-			return result{}, fmt.Errorf("target holds %d of %d after %s (log %s)", n, h.o.records, h.o.timeout, logf.Name())
+		if at.After(deadline) {
+			end = at
+			unfinished = &unfinishedError{copied: n, of: records, after: run.timeout, log: logf.Name()}
+			break
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -221,10 +350,21 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, round int) (result
 	if rss := peakRSS(pid); rss > peak {
 		peak = rss
 	}
-	r := result{name: c.name, total: end.Sub(start), steady: end.Sub(first), peakRSS: peak, cpu: cpu, series: series, committed: -1}
-	r.recordsPerSec = float64(h.o.records) / r.total.Seconds()
-	r.steadyPerSec = float64(h.o.records) / r.steady.Seconds()
+	if c.program == "kmirror" && run.profile != "-" && h.profileDir != "" {
+		h.saveMetrics(c.name, run.profile)
+	}
+	r := result{name: c.name, total: end.Sub(start), peakRSS: peak, cpu: cpu, series: series, committed: -1}
+	copied := min(n, records)
+	r.copied = copied
+	r.recordsPerSec = float64(copied) / r.total.Seconds()
+	if !first.IsZero() && end.After(first) {
+		r.steady = end.Sub(first)
+		r.steadyPerSec = float64(copied) / r.steady.Seconds()
+	}
 	r.mbPerSec = r.recordsPerSec * float64(h.o.valueBytes) / 1e6
+	if unfinished != nil {
+		return r, unfinished
+	}
 	if c.exactlyOnce { // untimed: the mirror is stopped first
 		_ = cmd.Process.Kill()
 		if r.committed, r.txnIDs, err = h.verifyCommitted(ctx, adm, targetTopic); err != nil {
@@ -267,20 +407,30 @@ func cpuTime(pid int, ticks float64) time.Duration {
 
 func numCPU() int { return runtime.NumCPU() }
 
-// captureProfiles saves a 2-second CPU profile, a heap profile and the allocations of the running
-// kmirror contender name from its /debug/pprof endpoint, for `go tool pprof`.
-func (h *harness) captureProfiles(name string) {
-	time.Sleep(1500 * time.Millisecond) // past start-up, into the copy
-	h.saveProfiles(name, "", 2*time.Second)
+// captureProfiles saves a 2-second CPU profile, a heap profile, the allocations and the
+// goroutines of the running kmirror contender name from its /debug/pprof endpoint, for `go tool
+// pprof`, with suffix in the file names, starting a second after copying (closed when the first
+// record reached the target): across a WAN the start-up takes several round trips. It gives up
+// when done closes first.
+func (h *harness) captureProfiles(name, suffix string, copying, done <-chan struct{}) {
+	select {
+	case <-copying:
+	case <-done:
+		return
+	}
+	time.Sleep(time.Second) // into the copy
+	h.saveProfiles(name, suffix, 2*time.Second)
 }
 
-// saveProfiles saves the CPU profile over d, the heap and the allocations of the running kmirror
-// contender name (kmirror or kmirror-eos, the file names' prefix), with suffix in the file names.
+// saveProfiles saves the CPU profile over d, the heap, the allocations and the goroutines (where
+// each waits, grouped) of the running kmirror contender name (kmirror or kmirror-eos, the file
+// names' prefix), with suffix in the file names.
 func (h *harness) saveProfiles(name, suffix string, d time.Duration) {
 	for _, p := range []struct{ url, file string }{
 		{fmt.Sprintf("http://127.0.0.1:19464/debug/pprof/profile?seconds=%d", int(d.Seconds())), name + "-cpu" + suffix + ".pprof"},
 		{"http://127.0.0.1:19464/debug/pprof/heap", name + "-heap" + suffix + ".pprof"},
 		{"http://127.0.0.1:19464/debug/pprof/allocs", name + "-allocs" + suffix + ".pprof"},
+		{"http://127.0.0.1:19464/debug/pprof/goroutine?debug=1", name + "-goroutines" + suffix + ".txt"},
 	} {
 		resp, err := http.Get(p.url)
 		if err != nil {
@@ -291,6 +441,19 @@ func (h *harness) saveProfiles(name, suffix string, d time.Duration) {
 		resp.Body.Close()
 		_ = os.WriteFile(filepath.Join(h.profileDir, p.file), b, 0o644)
 	}
+}
+
+// saveMetrics saves what the running kmirror contender name exports on /metrics (sarama's
+// request latencies, sizes and rates per broker among them), with suffix in the file name.
+func (h *harness) saveMetrics(name, suffix string) {
+	resp, err := http.Get("http://127.0.0.1:19464/metrics")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "metrics:", err)
+		return
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	_ = os.WriteFile(filepath.Join(h.profileDir, name+"-metrics"+suffix+".txt"), b, 0o644)
 }
 
 // cpuShares is the CPU each process of a run used over a stretch of wall time, as a share of one

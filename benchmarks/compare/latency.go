@@ -17,7 +17,6 @@ import (
 )
 
 const (
-	pacedTopic = "paced"
 	// createdHeader carries a paced record's create time on the source, in Unix nanoseconds
 	// (8 bytes, big-endian): the record's own timestamp is replaced on the target by the
 	// broker's append time.
@@ -104,16 +103,31 @@ func (p pacedRate) String() string {
 	return strconv.FormatFloat(p.percent, 'f', -1, 64) + "% of kmirror's catch-up"
 }
 
-// latencyRun starts the contender on a fresh target whose copy of the paced topic stamps records
-// with the broker's append time (message.timestamp.type=LogAppendTime; neither mirror changes
-// that config of an existing topic), produces a paced stream on the source and measures each
-// record's latency, leaving out the warm-up.
+// pacedRun is one latency run: the rate and for how long, where the mirror finds the clusters,
+// and the names of its topic, log and profiles.
+type pacedRun struct {
+	at   endpoints
+	rate int
+	d    time.Duration
+	// topic is a source topic of the run's own, created empty: a mirror that keeps no position
+	// on the source (MirrorMaker 2 keeps its own on the target, which each run starts afresh)
+	// would otherwise first copy every record earlier runs paced, and measure that backlog.
+	topic   string
+	id      int    // the run's source groups
+	logName string // file name under the log directory
+	profile string // suffix of the names of kmirror's profiles
+}
+
+// latencyRun starts the contender on a fresh target whose copy of the run's paced topic stamps
+// records with the broker's append time (message.timestamp.type=LogAppendTime; neither mirror
+// changes that config of an existing topic), produces a paced stream on the source and measures
+// each record's latency, leaving out the warm-up.
 //
 // An exactly-once contender's target is read with read_committed, control records kept: each
 // copy is held until the commit marker of its producer in its partition arrives, whose append
 // time is when the copy became readable.
-func (h *harness) latencyRun(ctx context.Context, c contender, rate int, d time.Duration) (latency, error) {
-	name := c.name
+func (h *harness) latencyRun(ctx context.Context, c contender, run pacedRun) (latency, error) {
+	name, rate, d, pacedTopic := c.name, run.rate, run.d, run.topic
 	if err := h.restartTarget(); err != nil {
 		return latency{}, err
 	}
@@ -122,15 +136,20 @@ func (h *harness) latencyRun(ctx context.Context, c contender, rate int, d time.
 			return latency{}, err
 		}
 	}
-	cmd, targetTopic, err := h.mirrorCommand(c, pacedTopic, 99)
+	cmd, targetTopic, err := h.mirrorCommand(c, run.at, pacedTopic, run.id)
 	if err != nil {
 		return latency{}, err
 	}
+	// Both topics stamp the broker's append time: the source's gives each record's source
+	// append time, the target's when its copy arrived.
 	appendTime := "LogAppendTime"
+	if err := h.createSourceTopic(ctx, pacedTopic, map[string]*string{"message.timestamp.type": &appendTime}); err != nil {
+		return latency{}, err
+	}
 	if err := h.createTargetTopic(ctx, targetTopic, map[string]*string{"message.timestamp.type": &appendTime}); err != nil {
 		return latency{}, err
 	}
-	logf, err := os.Create(filepath.Join(h.logDir, fmt.Sprintf("%s-latency-%d.log", name, rate)))
+	logf, err := os.Create(filepath.Join(h.logDir, run.logName))
 	if err != nil {
 		return latency{}, err
 	}
@@ -168,8 +187,8 @@ func (h *harness) latencyRun(ctx context.Context, c contender, rate int, d time.
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	// The source's paced topic is LogAppendTime too (preload made it so): a second consumer
-	// notes each record's source append time by its create time, which is unique.
+	// A second consumer notes each record's source append time by its create time, which is
+	// unique.
 	// Both read broker append times, so when they read does not matter: they fetch lazily (a
 	// fetch waits for 1 MiB or half a second) to take as little as they can of the brokers'
 	// and the machine's CPU away from what is measured.
@@ -245,7 +264,7 @@ func (h *harness) latencyRun(ctx context.Context, c contender, rate int, d time.
 		if cpuFrom.at.IsZero() && time.Since(start) >= warmUp {
 			cpuFrom = h.readCPU(cmd.Process.Pid)
 			if c.program == "kmirror" {
-				go h.saveProfiles(c.name, fmt.Sprintf("-paced-%d", rate), 5*time.Second)
+				go h.saveProfiles(c.name, run.profile, 5*time.Second)
 			}
 		}
 		next = next.Add(interval)

@@ -38,6 +38,15 @@ func main() {
 	flag.DurationVar(&o.pacedFor, "paced-for", 20*time.Second, "length of each latency run")
 	flag.StringVar(&o.only, "only", "", "run only this contender ("+contenderNames()+") and no ceiling, write no report: for tuning")
 	flag.StringVar(&o.contenders, "contenders", contenderNames(), "the contenders to measure, comma-separated")
+	flag.StringVar(&o.wan.rtts, "rtts", "0,20,80", "round-trip times (ms) of the WAN section, through a latency proxy (\"\" skips the section)")
+	flag.StringVar(&o.wan.placements, "placements", "near-target,near-source", "where the mirror runs in the WAN section: near-target (the source is remote: remote consume), near-source (the target is remote: remote produce)")
+	flag.StringVar(&o.wan.contenders, "wan-contenders", "kmirror,mirrormaker2", "the contenders of the WAN section, comma-separated")
+	flag.BoolVar(&o.wanOnly, "wan-only", false, "run the WAN section alone: no loopback catch-up rounds, ceilings or latency runs before it")
+	flag.IntVar(&o.wan.records, "wan-records", 1_000_000, "records preloaded into the WAN section's own source topic")
+	flag.IntVar(&o.wan.rounds, "wan-rounds", 1, "rounds of the WAN section (medians when more than 1)")
+	flag.DurationVar(&o.wan.timeout, "wan-timeout", 5*time.Minute, "limit for one WAN catch-up run; a run past it is reported as not finished, with its rate so far")
+	flag.IntVar(&o.wan.pacedRate, "wan-paced-rate", 10_000, "records/s of the WAN section's latency runs (0 skips them)")
+	flag.DurationVar(&o.wan.pacedFor, "wan-paced-for", 15*time.Second, "length of each WAN latency run")
 	flag.StringVar(&o.javaLogLevel, "java-log-level", "", "log4j2 level of the Java tools and MirrorMaker 2 (e.g. INFO, to see its transactions in benchmarks/results/tmp/*-logs/); empty: their default")
 	flag.Func("kmirror-set", "a kmirror setting for the runs, key=value (repeatable)", func(v string) error {
 		o.kmirrorSet = append(o.kmirrorSet, v)
@@ -73,6 +82,8 @@ type options struct {
 	pacedFor                        time.Duration
 	kmirrorSet                      []string
 	kmirrorEnv                      []string
+	wan                             wanOptions
+	wanOnly                         bool
 }
 
 // result is one timed run of one contender.
@@ -84,6 +95,7 @@ type result struct {
 	recordsPerSec float64
 	steadyPerSec  float64
 	mbPerSec      float64
+	copied        int64   // records on the target at the end (all of them, unless the run hit its limit)
 	series        []point // target count over time, for the chart
 	// committed is what a read_committed consumer read back from the target after an
 	// exactly-once run (-1: not read); txnIDs the transactional ids on the target then.
@@ -100,11 +112,22 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	plan, err := o.wan.plan()
+	if err != nil {
+		return err
+	}
+	switch {
+	case o.only != "":
+		plan = wanPlan{} // a tuning run: the contender alone
+	case o.wanOnly && !plan.enabled():
+		return fmt.Errorf("--wan-only: the WAN section is off (--rtts or --placements is empty)")
+	}
 	h, err := newHarness(o)
 	if err != nil {
 		return err
 	}
 	defer h.close()
+	h.remote = plan.enabled()
 	stamp := time.Now().UTC().Format("2006-01-02T1504")
 	out := o.out
 	if !filepath.IsAbs(out) {
@@ -120,16 +143,57 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 	}
-	if err := h.buildPrograms(ctx, cs); err != nil {
+	if err := h.buildPrograms(ctx, append(append([]contender(nil), cs...), plan.contenders...)); err != nil {
 		return err
 	}
 	if err := h.start(ctx); err != nil {
 		return err
 	}
+	var report string
+	if o.wanOnly {
+		report = wanHeader(o)
+	} else {
+		if report, err = h.runMain(ctx, cs, rates, stamp, out); err != nil {
+			return err
+		}
+		if o.only != "" {
+			return nil // a tuning run: no report
+		}
+	}
+	if plan.enabled() {
+		cells, err := h.runWAN(ctx, plan)
+		if err != nil {
+			return fmt.Errorf("WAN section: %w", err)
+		}
+		if err := os.MkdirAll(out, 0o755); err != nil {
+			return err
+		}
+		wanPNG := filepath.Join(out, stamp+"-wan.png")
+		if err := wanChart(wanPNG, plan, cells); err != nil {
+			return err
+		}
+		report += wanReport(o, plan, cells, filepath.Base(wanPNG))
+		report += fmt.Sprintf("\nkmirror's CPU, heap and allocation profiles in the WAN section's first round (`kmirror-*-wan-PATH.pprof`) and its paced runs (`kmirror-*-paced-wan-PATH.pprof`): `%s/`.\n",
+			filepath.Base(h.profileDir))
+	}
+	fmt.Println(report)
+	path := filepath.Join(out, stamp+".md")
+	if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
+		return err
+	}
+	fmt.Println("report written to", path)
+	return nil
+}
+
+// runMain runs the catch-up rounds (ceilings, then each contender) and the latency runs on
+// loopback, and returns their part of the report with its chart written under out ("" for a
+// tuning run, --only).
+func (h *harness) runMain(ctx context.Context, cs []contender, rates []pacedRate, stamp, out string) (string, error) {
+	o := h.o
 	fmt.Printf("preloading %d records of %d random bytes (keys, 2 headers) into %d partitions, compression %s\n",
 		o.records, o.valueBytes, o.partitions, o.sourceCompression)
 	if err := h.preload(ctx); err != nil {
-		return err
+		return "", err
 	}
 	// Each round measures the ceilings too, so they get medians like the mirrors: on a noisy
 	// machine one ceiling sample moved by a quarter between runs.
@@ -139,16 +203,21 @@ func run(ctx context.Context, o options) error {
 		if o.only == "" {
 			c, err := h.measureCeilings(ctx, r)
 			if err != nil {
-				return fmt.Errorf("ceiling round %d: %w", r+1, err)
+				return "", fmt.Errorf("ceiling round %d: %w", r+1, err)
 			}
 			fmt.Printf("round %d ceiling: into the target %.0f records/s (%d producer perf tools) and %.0f (franz-go); from the source %.0f (consumer perf tool) and %.0f (franz-go)\n",
 				r+1, c.perfProducer, o.ceilingProducers, c.nativeProducer, c.perfConsumer, c.nativeConsumer)
 			ceilRounds = append(ceilRounds, c)
 		}
 		for _, c := range cs {
-			res, err := h.mirrorRun(ctx, c, r)
+			profile := "-" // kmirror's first run is profiled
+			if r == 0 {
+				profile = ""
+			}
+			res, err := h.mirrorRun(ctx, c, catchUpRun{load: h.main, at: h.direct(), id: r,
+				logName: fmt.Sprintf("%s-%d.log", c.name, r), profile: profile, timeout: o.timeout})
 			if err != nil {
-				return fmt.Errorf("%s round %d: %w", c.name, r+1, err)
+				return "", fmt.Errorf("%s round %d: %w", c.name, r+1, err)
 			}
 			readBack := ""
 			if res.committed >= 0 {
@@ -169,9 +238,11 @@ func run(ctx context.Context, o options) error {
 			continue
 		}
 		for _, c := range cs {
-			l, err := h.latencyRun(ctx, c, rate, o.pacedFor)
+			l, err := h.latencyRun(ctx, c, pacedRun{at: h.direct(), rate: rate, d: o.pacedFor,
+				topic: fmt.Sprintf("paced-%s-%d", c.name, rate), id: h.nextID(),
+				logName: fmt.Sprintf("%s-latency-%d.log", c.name, rate), profile: fmt.Sprintf("-paced-%d", rate)})
 			if err != nil {
-				return fmt.Errorf("%s latency at %d records/s: %w", c.name, rate, err)
+				return "", fmt.Errorf("%s latency at %d records/s: %w", c.name, rate, err)
 			}
 			lats = append(lats, l)
 			if l.behind {
@@ -185,29 +256,23 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	if o.only != "" {
-		return nil // a tuning run: no report
+		return "", nil
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return "", err
 	}
 	report := h.report(cs, results, medianCeilings(ceilRounds)) + latencyReport(o, lats)
-	fmt.Println(report)
-	if err := os.MkdirAll(out, 0o755); err != nil {
-		return err
-	}
 	png := filepath.Join(out, stamp+".png")
 	firstRuns := map[string][]point{}
 	for name, rs := range results {
 		firstRuns[name] = rs[0].series
 	}
 	if err := chart(png, firstRuns); err != nil {
-		return err
+		return "", err
 	}
 	report += fmt.Sprintf("\n![records on the target over time, round 1](%s)\n\nCPU, heap and allocation profiles of kmirror (at-least-once: `kmirror-*`, exactly-once: `kmirror-eos-*`) in its first catch-up run and in each paced run: `%s/` (`go tool pprof -top bin/kmirror FILE`).\n",
 		filepath.Base(png), filepath.Base(h.profileDir))
-	path := filepath.Join(out, stamp+".md")
-	if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
-		return err
-	}
-	fmt.Println("report written to", path)
-	return nil
+	return report, nil
 }
 
 func median(rs []result, f func(result) float64) float64 {

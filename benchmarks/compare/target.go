@@ -44,8 +44,8 @@ func targetCount(ctx context.Context, adm *kadm.Client, c contender, t string) (
 // the committed offsets add up to at least that (markers only add), and the last committed
 // record of every partition is the last record of the same source partition (both mirrors keep
 // partitions and order, and an exactly-once mirror writes no duplicate, so then all are there).
-func (h *harness) complete(ctx context.Context, c contender, t string, n int64, ends map[int32]int64) bool {
-	if n < int64(h.o.records) {
+func (h *harness) complete(ctx context.Context, c contender, load preloaded, t string, n int64, ends map[int32]int64) bool {
+	if n < int64(load.records) {
 		return false
 	}
 	if !c.exactlyOnce {
@@ -58,10 +58,10 @@ func (h *harness) complete(ctx context.Context, c contender, t string, n int64, 
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_, last, err := readRange(cctx, h.target, t, from, ends, true)
-	if err != nil || len(last) != len(h.sourceLast) {
+	if err != nil || len(last) != len(load.last) {
 		return false
 	}
-	for p, seq := range h.sourceLast {
+	for p, seq := range load.last {
 		if last[p] != seq {
 			return false
 		}
@@ -129,12 +129,12 @@ func seqOf(r *kgo.Record) string {
 	return ""
 }
 
-// readSourceTails notes the seq of the last record of each partition of the preloaded topic,
-// for the completion check of the exactly-once contenders.
-func (h *harness) readSourceTails(ctx context.Context, adm *kadm.Client) error {
-	ends, err := adm.ListEndOffsets(ctx, topic)
+// readSourceTails notes the seq of the last record of each partition of the source topic t,
+// preloaded with n records, for the completion check of the exactly-once contenders.
+func (h *harness) readSourceTails(ctx context.Context, adm *kadm.Client, t string, n int) (preloaded, error) {
+	ends, err := adm.ListEndOffsets(ctx, t)
 	if err != nil {
-		return err
+		return preloaded{}, err
 	}
 	from, to := map[int32]int64{}, map[int32]int64{}
 	ends.Each(func(o kadm.ListedOffset) {
@@ -144,8 +144,11 @@ func (h *harness) readSourceTails(ctx context.Context, adm *kadm.Client) error {
 	})
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	_, h.sourceLast, err = readRange(cctx, h.source, topic, from, to, false)
-	return err
+	_, last, err := readRange(cctx, h.source, t, from, to, false)
+	if err != nil {
+		return preloaded{}, fmt.Errorf("read the tails of %q: %w", t, err)
+	}
+	return preloaded{topic: t, records: n, last: last}, nil
 }
 
 // verifyCommitted reads the whole target topic with read_committed, after the timed part of an

@@ -4,6 +4,7 @@
 #
 #   scripts/kafka/cluster.sh up NAME [--nodes 1|3] [--version V] [--addr IP] [--netns NS]
 #                                    [--extra-config FILE] [--scram 'SCRAM-SHA-512=[name=u,password=p]']
+#                                    [--remote-listener]
 #   scripts/kafka/cluster.sh down NAME
 #   scripts/kafka/cluster.sh status NAME
 #   scripts/kafka/cluster.sh bootstrap NAME          # prints host:port,host:port,...
@@ -12,6 +13,7 @@
 #   scripts/kafka/cluster.sh start-node NAME IDX     # bring it back with its data
 #   scripts/kafka/cluster.sh logs NAME [IDX]
 #   scripts/kafka/cluster.sh create-topic NAME TOPIC [PARTITIONS]   # replicated on every node
+#   scripts/kafka/cluster.sh remote NAME             # per node: PROXY_ADDR UPSTREAM_ADDR
 #
 # Every node is a combined broker+controller (a 3-node cluster keeps a controller quorum and
 # broker replicas when one node is lost). Ports come from the name: europe uses 19012/19013 for
@@ -19,11 +21,18 @@
 # 39012... unless KAFKA_PORT_BASE is set. Nodes listen on --addr (127.0.0.1 by default), inside
 # network namespace --netns when given. State (data, logs, pids) lives under
 # ${KMIRROR_KAFKA_STATE:-/tmp/kmirror-kafka}/NAME and is removed by down.
+#
+# --remote-listener gives every node a second client listener, REMOTE, on port +5 (19015 for
+# europe's node 1), that advertises port +6 (19016): the address where a latency proxy
+# (benchmarks/wan) listens and forwards to +5, so that clients which bootstrap through the proxy
+# are given the proxy's addresses in metadata and stay behind it. PLAINTEXT is unchanged for local
+# clients. `remote NAME` prints each node's proxy address and the REMOTE listener it forwards to.
+# Not with an --extra-config that sets listeners itself.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 state_root="${KMIRROR_KAFKA_STATE:-/tmp/kmirror-kafka}"
 
-usage() { sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 port_base() {
   if [ -n "${KAFKA_PORT_BASE:-}" ]; then echo "$KAFKA_PORT_BASE"; return; fi
@@ -87,7 +96,7 @@ wait_ready() { # name idx...
 
 cmd_up() {
   local name="$1"; shift
-  local nodes=1 version="${KAFKA_VERSION:-4.3.1}" addr=127.0.0.1 netns="" extra="" scram=""
+  local nodes=1 version="${KAFKA_VERSION:-4.3.1}" addr=127.0.0.1 netns="" extra="" scram="" remote=0
   while [ $# -gt 0 ]; do
     case "$1" in
       --nodes) nodes="$2"; shift 2 ;;
@@ -96,6 +105,7 @@ cmd_up() {
       --netns) netns="$2"; shift 2 ;;
       --extra-config) extra="$2"; shift 2 ;;  # appended to every node's server.properties
       --scram) scram="$2"; shift 2 ;;         # a SCRAM user created when the storage is formatted
+      --remote-listener) remote=1; shift ;;
       *) usage ;;
     esac
   done
@@ -115,6 +125,7 @@ LIB=$lib
 BASE=$base
 ADDR=$addr
 NETNS=$netns
+REMOTE=$remote
 ENV
   load_meta "$name"
   local voters="" i
@@ -128,15 +139,23 @@ ENV
   for i in $(seq 1 "$nodes"); do
     local nd="$dir/node-$i"
     mkdir -p "$nd/data"
+    local listeners="PLAINTEXT://$addr:$((base + 10 * i + 2)),CONTROLLER://$addr:$((base + 10 * i + 3))"
+    local advertised="PLAINTEXT://$addr:$((base + 10 * i + 2))"
+    local protocols="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+    if [ "$remote" = 1 ]; then
+      listeners="$listeners,REMOTE://$addr:$((base + 10 * i + 5))"
+      advertised="$advertised,REMOTE://$addr:$((base + 10 * i + 6))"
+      protocols="$protocols,REMOTE:PLAINTEXT"
+    fi
     cat >"$nd/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=$i
 controller.quorum.voters=$voters
-listeners=PLAINTEXT://$addr:$((base + 10 * i + 2)),CONTROLLER://$addr:$((base + 10 * i + 3))
-advertised.listeners=PLAINTEXT://$addr:$((base + 10 * i + 2))
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$nd/data
 num.partitions=1
 default.replication.factor=$rf
@@ -175,6 +194,16 @@ cmd_bootstrap() {
   local out="" i
   for i in $(seq 1 "$NODES"); do out="${out:+$out,}$ADDR:$((BASE + 10 * i + 2))"; done
   echo "$out"
+}
+
+cmd_remote() {
+  load_meta "$1"
+  if [ "${REMOTE:-0}" != 1 ]; then
+    echo "cluster $1 has no remote listener (up ... --remote-listener)" >&2
+    exit 1
+  fi
+  local i
+  for i in $(seq 1 "$NODES"); do echo "$ADDR:$((BASE + 10 * i + 6)) $ADDR:$((BASE + 10 * i + 5))"; done
 }
 
 stop_pid() {
@@ -220,6 +249,7 @@ case "$action" in
   down) cmd_down "$name" ;;
   status) cmd_status "$name" ;;
   bootstrap) cmd_bootstrap "$name" ;;
+  remote) cmd_remote "$name" ;;
   stop-node)
     load_meta "$name"
     if [ "${2:-}" = "--graceful" ]; then

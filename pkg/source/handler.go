@@ -168,7 +168,8 @@ type claimState struct {
 	start  int64
 	marked int64
 	hwm    func() int64
-	// progress is the committed position last seen by the watcher, since when (watch.go).
+	// progress is the committed position last seen by the watcher; since is when it last moved,
+	// or when the partition last had nothing to mirror and nothing in flight (watch.go).
 	progress int64
 	since    time.Time
 	// logEnd is the partition's log end offset as last listed (read_uncommitted: records behind

@@ -68,7 +68,12 @@ func (h *Handler) watch(ctx context.Context, now time.Time) {
 				zap.Duration("stalled_for", now.Sub(st.stalledSince).Round(time.Second)))
 			st.stalledSince = time.Time{}
 		}
-		h.cfg.Observer.Backlog(tp.topic, tp.partition, b)
+		// An unchanged backlog is not reported again: at idle that is every partition, and
+		// thousands of them would each set four gauges a second for nothing.
+		if !st.reported || b != st.lastBacklog {
+			h.cfg.Observer.Backlog(tp.topic, tp.partition, b)
+			st.reported, st.lastBacklog = true, b
+		}
 		h.expire(tp, st, committed, inFlight, now)
 	}
 	slices.Sort(stalled)

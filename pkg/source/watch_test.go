@@ -63,3 +63,45 @@ func TestIdlePartitionsNextRecordIsNotOverdue(t *testing.T) {
 		t.Errorf("the record unacknowledged for 121s (delivery_timeout 2m): the partition did not fail")
 	}
 }
+
+// countingObserver counts the backlog reports.
+type countingObserver struct {
+	NopObserver
+	reports int
+	last    Backlog
+}
+
+func (o *countingObserver) Backlog(_ string, _ int32, b Backlog) { o.reports, o.last = o.reports+1, b }
+
+// TestUnchangedBacklogIsReportedOnce: a caught-up partition's backlog is reported at the first
+// watcher round and not again until it changes.
+func TestUnchangedBacklogIsReportedOnce(t *testing.T) {
+	obs := &countingObserver{}
+	h, err := New(Config{
+		Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](16, 1<<20)}, Topics: noTopics{},
+		NewCommitter: func(_ sarama.ConsumerGroupSession, _ func(string) string) offsets.Committer { return nil },
+		Observer:     obs,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	track := offsets.NewPartition("orders", 0, 5, 16)
+	end := int64(5)
+	st := &claimState{track: track, start: 5, marked: 5, hwm: func() int64 { return end }, caughtUp: time.Now()}
+	st.logEnd.Store(-1)
+	st.quietFrom.Store(-1)
+	h.parts[topicPartition{"orders", 0}] = st
+
+	t0 := time.Now()
+	for i := range 10 {
+		h.watch(context.Background(), t0.Add(time.Duration(i)*time.Second))
+	}
+	if obs.reports != 1 {
+		t.Fatalf("10 rounds of a caught-up partition: %d reports, want 1", obs.reports)
+	}
+	end = 8 // three records arrive on the source
+	h.watch(context.Background(), t0.Add(10*time.Second))
+	if obs.reports != 2 || obs.last.Records != 3 {
+		t.Fatalf("after 3 records: %d reports, last %+v; want 2, 3 records", obs.reports, obs.last)
+	}
+}

@@ -54,6 +54,8 @@ type options struct {
 	heap       string
 	pauseRate  int
 	window     time.Duration
+	set        []string // kmirror settings, key=value, passed as --set
+	env        []string // environment variables for kmirror, NAME=value
 }
 
 func main() {
@@ -70,6 +72,20 @@ func main() {
 	flag.StringVar(&o.heap, "broker-heap", "2g", "each broker's maximum heap")
 	flag.IntVar(&o.pauseRate, "pause-rate", 1200, "records per second over the partitions, in pause mode")
 	flag.DurationVar(&o.window, "window", 40*time.Second, "the window after each event in which gaps are measured (pause mode)")
+	flag.Func("kmirror-set", "a kmirror setting, key=value, given to every kmirror process as --set (repeatable)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("%q: want key=value", v)
+		}
+		o.set = append(o.set, v)
+		return nil
+	})
+	flag.Func("kmirror-env", "an environment variable for every kmirror process, e.g. GOMEMLIMIT=900MiB (repeatable)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("%q: want NAME=value", v)
+		}
+		o.env = append(o.env, v)
+		return nil
+	})
 	flag.Parse()
 	if o.out == "" {
 		o.out = fmt.Sprintf("benchmarks/results/%s-%s.md", o.mode, time.Now().UTC().Format("2006-01-02T1504"))
@@ -193,12 +209,17 @@ type kmirrorProc struct {
 	metrics string // host:port of /metrics
 }
 
-func startKmirror(bin, cfg, logPath, metrics string) (*kmirrorProc, error) {
+func startKmirror(bin, cfg, logPath, metrics string, set, env []string) (*kmirrorProc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "run", "--config", cfg)
+	args := []string{"run", "--config", cfg}
+	for _, kv := range set {
+		args = append(args, "--set", kv)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	k := &kmirrorProc{cmd: cmd, done: make(chan struct{}), log: logPath, metrics: metrics}
 	k.started = time.Now()
@@ -289,8 +310,8 @@ func cpuUse(d time.Duration, pids ...int) []float64 {
 	return out
 }
 
-// scrape fetches /metrics three times and returns the median size and time.
-func scrape(addr string) (int, time.Duration, string, error) {
+// scrape fetches /metrics three times and returns the median size and time, and the last body.
+func scrape(addr string) (int, time.Duration, []byte, error) {
 	type res struct {
 		n int
 		d time.Duration
@@ -301,17 +322,38 @@ func scrape(addr string) (int, time.Duration, string, error) {
 		t := time.Now()
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
-			return 0, 0, "", fmt.Errorf("scrape %s: %w", addr, err)
+			return 0, 0, nil, fmt.Errorf("scrape %s: %w", addr, err)
 		}
 		body, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			return 0, 0, "", err
+			return 0, 0, nil, err
 		}
 		rs = append(rs, res{len(body), time.Since(t)})
 	}
 	sort.Slice(rs, func(i, j int) bool { return rs[i].d < rs[j].d })
-	return rs[1].n, rs[1].d, seriesByFamily(body), nil
+	return rs[1].n, rs[1].d, body, nil
+}
+
+// sample sums the samples of family name in a scrape whose label set contains every one of
+// labels (each written as in the exposition format, e.g. `client="consumer"`).
+func sample(body []byte, name string, labels ...string) float64 {
+	var sum float64
+	for _, l := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(l, name)
+		if !ok || rest == "" || (rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		match := true
+		for _, lb := range labels {
+			match = match && strings.Contains(rest, lb)
+		}
+		if i := strings.LastIndexByte(rest, ' '); match && i >= 0 {
+			v, _ := strconv.ParseFloat(rest[i+1:], 64)
+			sum += v
+		}
+	}
+	return sum
 }
 
 // seriesByFamily names the families with the most series in a scrape.
@@ -346,11 +388,16 @@ func seriesByFamily(body []byte) string {
 	return strings.TrimSuffix(b.String(), ", ")
 }
 
-// profile takes a CPU profile of d from kmirror's /debug/pprof and returns pprof's top lines.
-func profile(addr, path string, d time.Duration, heap bool) string {
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds()))
-	if heap {
-		url = "http://" + addr + "/debug/pprof/heap"
+// profile takes a profile of kind "cpu" (over d), "heap" or "goroutine" from kmirror's
+// /debug/pprof, keeps it at path and returns pprof's top lines.
+func profile(addr, path, kind string, d time.Duration) string {
+	url := fmt.Sprintf("http://%s/debug/pprof/%s", addr, kind)
+	args := []string{"tool", "pprof", "-top", "-nodecount=14"}
+	switch kind {
+	case "cpu":
+		url = fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds()))
+	case "heap":
+		args = append(args, "-sample_index=inuse_space")
 	}
 	resp, err := http.Get(url)
 	if err != nil {
@@ -360,10 +407,6 @@ func profile(addr, path string, d time.Duration, heap bool) string {
 	resp.Body.Close()
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		return "profile: " + err.Error()
-	}
-	args := []string{"tool", "pprof", "-top", "-nodecount=14"}
-	if heap {
-		args = append(args, "-sample_index=inuse_space")
 	}
 	out, err := exec.Command("go", append(args, path)...).CombinedOutput()
 	if err != nil {

@@ -33,13 +33,22 @@ func (a *arrivals) follow(ctx context.Context, cl *kgo.Client) {
 	}
 }
 
-// gaps returns, for the window [from, from+w], the longest gap between two records of any
-// partition that overlaps it, the median of the partitions' longest gaps, and how many partitions
-// had a gap over a second.
-func (a *arrivals) gaps(from time.Time, w time.Duration) (longest, median time.Duration, overSecond, partitions int) {
+// pauses is what the gaps of the partitions' records show in one window.
+type pauses struct {
+	longest, median time.Duration // the longest gap of any partition; the median of the partitions' longest
+	overSecond      int           // partitions with a gap over a second
+	open            int           // partitions with no record in the last second of the window
+	partitions      int
+}
+
+// gaps returns, for the window [from, from+w], each partition's longest gap between two records
+// that overlaps it. A partition whose last record came before the window's end counts the time
+// from it to the end as a gap too (the pause is still going on: a lower bound).
+func (a *arrivals) gaps(from time.Time, w time.Duration) pauses {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	to := from.Add(w)
+	var p pauses
 	var per []time.Duration
 	for _, ts := range a.at {
 		var g time.Duration
@@ -49,16 +58,23 @@ func (a *arrivals) gaps(from time.Time, w time.Duration) (longest, median time.D
 			}
 			g = max(g, ts[i].Sub(ts[i-1]))
 		}
+		if last := ts[len(ts)-1]; last.Before(to) {
+			g = max(g, to.Sub(last))
+			if to.Sub(last) > time.Second {
+				p.open++
+			}
+		}
 		per = append(per, g)
 		if g > time.Second {
-			overSecond++
+			p.overSecond++
 		}
 	}
 	if len(per) == 0 {
-		return 0, 0, 0, 0
+		return p
 	}
 	sort.Slice(per, func(i, j int) bool { return per[i] < per[j] })
-	return per[len(per)-1], per[len(per)/2], overSecond, len(per)
+	p.longest, p.median, p.partitions = per[len(per)-1], per[len(per)/2], len(per)
+	return p
 }
 
 func (a *arrivals) count() int {
@@ -105,8 +121,8 @@ func runPause(o options) error {
 		"Kafka 4.3.1 (one KRaft node per cluster), consumer defaults (session_timeout 45s, sticky assignment: sarama's rebalance is eager). "+
 		"A franz-go consumer on the target notes each record's arrival; a gap is the time between two records of one partition; "+
 		"the window is %s from the event.\n\n", parts, ntopics, o.pauseRate, time.Duration(float64(time.Second)*float64(parts)/float64(o.pauseRate)), o.window)
-	fmt.Fprintln(&rep, "| membership | event | longest gap, any partition | median of the partitions' longest gaps | partitions with a gap > 1 s |")
-	fmt.Fprintln(&rep, "|---|---|---|---|---|")
+	fmt.Fprintln(&rep, "| membership | event | longest gap, any partition | median of the partitions' longest gaps | partitions with a gap > 1 s | still stopped at the window's end |")
+	fmt.Fprintln(&rep, "|---|---|---|---|---|---|")
 
 	for _, static := range []bool{false, true} {
 		kind := "dynamic"
@@ -146,14 +162,16 @@ log: {format: json}
 		cfgA, logA := member("a")
 		cfgB, logB := member("b")
 		start := func(cfg, log string, n int) (*kmirrorProc, error) {
-			return startKmirror(o.bin, cfg, fmt.Sprintf("%s-%d.log", log, n), "")
+			return startKmirror(o.bin, cfg, fmt.Sprintf("%s-%d.log", log, n), "", o.set, o.env)
 		}
-		measure := func(event string, at time.Time) {
-			time.Sleep(time.Until(at.Add(o.window)))
-			l, m, over, n := arr.gaps(at, o.window)
-			say("%s %s: longest gap %s, median %s, %d of %d partitions over 1s", kind, event, l.Round(10*time.Millisecond), m.Round(10*time.Millisecond), over, n)
-			fmt.Fprintf(&rep, "| %s | %s | %s | %s | %d of %d |\n", kind, event, l.Round(10*time.Millisecond), m.Round(10*time.Millisecond), over, n)
+		measureFor := func(event string, at time.Time, w time.Duration) {
+			time.Sleep(time.Until(at.Add(w)))
+			p := arr.gaps(at, w)
+			l, m := p.longest.Round(10*time.Millisecond), p.median.Round(10*time.Millisecond)
+			say("%s %s: longest gap %s, median %s, %d of %d partitions over 1s, %d still stopped", kind, event, l, m, p.overSecond, p.partitions, p.open)
+			fmt.Fprintf(&rep, "| %s | %s | %s | %s | %d of %d | %d |\n", kind, event, l, m, p.overSecond, p.partitions, p.open)
 		}
+		measure := func(event string, at time.Time) { measureFor(event, at, o.window) }
 		a, err := start(cfgA, logA, 1)
 		if err != nil {
 			return err
@@ -197,7 +215,8 @@ log: {format: json}
 			if _, err := b.stop(); err != nil {
 				return err
 			}
-			measure("the second member stops for good (no LeaveGroup: its partitions wait for session_timeout)", t)
+			// Its partitions wait for the session timeout (45 s) and the rebalance after it.
+			measureFor("the second member stops for good (no LeaveGroup: its partitions wait for session_timeout)", t, max(o.window, 75*time.Second))
 		} else if _, err := b.stop(); err != nil {
 			return err
 		}

@@ -294,20 +294,36 @@ func memory(pid int) (rss, hwm int64) {
 	return rss, hwm
 }
 
-// cpuUse measures pids' CPU share of one core over d.
-func cpuUse(d time.Duration, pids ...int) []float64 {
+// cpuUse measures pids' CPU share of one core over d: the whole window's share for each pid, and
+// the first pid's share in each 10 s slice of it, sorted (a collection or a refresh lands in one
+// slice; the median says what the process does between them).
+func cpuUse(d time.Duration, pids ...int) (window, slices []float64) {
 	before := make([]float64, len(pids))
 	for i, p := range pids {
 		before[i] = cpuSeconds(p)
 	}
 	t := time.Now()
-	time.Sleep(d)
-	wall := time.Since(t).Seconds()
-	out := make([]float64, len(pids))
-	for i, p := range pids {
-		out[i] = (cpuSeconds(p) - before[i]) / wall
+	for left := d; left > 0; left -= 10 * time.Second {
+		st, sc := time.Now(), cpuSeconds(pids[0])
+		time.Sleep(min(left, 10*time.Second))
+		slices = append(slices, (cpuSeconds(pids[0])-sc)/time.Since(st).Seconds())
 	}
-	return out
+	wall := time.Since(t).Seconds()
+	window = make([]float64, len(pids))
+	for i, p := range pids {
+		window[i] = (cpuSeconds(p) - before[i]) / wall
+	}
+	sort.Float64s(slices)
+	return window, slices
+}
+
+// share describes a CPU share with its slices: "14.5% of a core (10 s slices: median 13.9%, 12.0–19.1%)".
+func share(window float64, slices []float64) string {
+	if len(slices) < 2 {
+		return fmt.Sprintf("%.1f%% of a core", 100*window)
+	}
+	return fmt.Sprintf("%.1f%% of a core (%d slices of 10 s: median %.1f%%, %.1f–%.1f%%)", 100*window, len(slices),
+		100*slices[len(slices)/2], 100*slices[0], 100*slices[len(slices)-1])
 }
 
 // scrape fetches /metrics three times and returns the median size and time, and the last body.

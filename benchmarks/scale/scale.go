@@ -156,7 +156,7 @@ log: {format: json}
 	idleStart := time.Now()
 	profiled := make(chan string, 1)
 	go func() { profiled <- profile(scaleMetrics, filepath.Join(profiles, "idle-cpu.pprof"), "cpu", o.idle) }()
-	idle := cpuUse(o.idle, pid, cl.pids["scale-src"], cl.pids["scale-dst"])
+	idle, idleSlices := cpuUse(o.idle, pid, cl.pids["scale-src"], cl.pids["scale-dst"])
 	idleProfile := <-profiled
 	rssIdle, _ := memory(pid)
 	n, d, idleBody, err := scrape(scaleMetrics)
@@ -175,7 +175,7 @@ log: {format: json}
 	idleMem := memstats(idleBody)
 	row("resident memory after the idle window (VmRSS)", mib(rssIdle), "< 1 GiB")
 	row("… of which the Go runtime (from /metrics)", idleMem, "")
-	row(fmt.Sprintf("CPU idle, %s without a record (CPU-seconds / wall)", o.idle), fmt.Sprintf("%.1f%% of a core", 100*idle[0]), "< 5%")
+	row(fmt.Sprintf("CPU idle, %s without a record (CPU-seconds / wall)", o.idle), share(idle[0], idleSlices), "< 5%")
 	row("… the source and target brokers meanwhile", fmt.Sprintf("%.0f%%, %.0f%% of a core", 100*idle[1], 100*idle[2]), "")
 	row("… fetch requests to the source meanwhile (sarama's request meter)", fmt.Sprintf("%.1f/s", fetches), "")
 	row("/metrics scrape, idle", fmt.Sprintf("%.2f MiB in %s", float64(n)/(1<<20), d.Round(time.Millisecond)), "< 5 MiB")
@@ -198,7 +198,7 @@ log: {format: json}
 	go func() {
 		profiled <- profile(scaleMetrics, filepath.Join(profiles, "steady-cpu.pprof"), "cpu", o.steady-10*time.Second)
 	}()
-	steady := cpuUse(o.steady-10*time.Second, pid, cl.pids["scale-src"], cl.pids["scale-dst"])
+	steady, steadySlices := cpuUse(o.steady-10*time.Second, pid, cl.pids["scale-src"], cl.pids["scale-dst"])
 	steadyProfile := <-profiled
 	rssSteady, _ := memory(pid)
 	sn, sd, steadyBody, err := scrape(scaleMetrics)
@@ -226,7 +226,7 @@ log: {format: json}
 	_, hwmEnd := memory(pid)
 	heapTop := profile(scaleMetrics, filepath.Join(profiles, "end-heap.pprof"), "heap", 0)
 	row(fmt.Sprintf("CPU at a steady %.0f records/s (100-byte values) over all partitions", rate),
-		fmt.Sprintf("%.0f%% of a core", 100*steady[0]), "")
+		share(steady[0], steadySlices), "")
 	row("… the source and target brokers meanwhile", fmt.Sprintf("%.0f%%, %.0f%% of a core", 100*steady[1], 100*steady[2]), "")
 	row("… fetch requests to the source meanwhile", fmt.Sprintf("%.1f/s", steadyFetches), "")
 	row("resident memory at that rate (VmRSS); peak over the run (VmHWM)", fmt.Sprintf("%s; %s", mib(rssSteady), mib(hwmEnd)), "< 1 GiB")

@@ -36,6 +36,7 @@ func (a *arrivals) follow(ctx context.Context, cl *kgo.Client) {
 // pauses is what the gaps of the partitions' records show in one window.
 type pauses struct {
 	longest, median time.Duration // the longest gap of any partition; the median of the partitions' longest
+	quartile        time.Duration // the first quartile of the partitions' longest gaps
 	overSecond      int           // partitions with a gap over a second
 	open            int           // partitions with no record in the last second of the window
 	partitions      int
@@ -73,7 +74,7 @@ func (a *arrivals) gaps(from time.Time, w time.Duration) pauses {
 		return p
 	}
 	sort.Slice(per, func(i, j int) bool { return per[i] < per[j] })
-	p.longest, p.median, p.partitions = per[len(per)-1], per[len(per)/2], len(per)
+	p.longest, p.median, p.quartile, p.partitions = per[len(per)-1], per[len(per)/2], per[len(per)/4], len(per)
 	return p
 }
 
@@ -105,14 +106,7 @@ func runPause(o options) error {
 	if ntopics == 1000 { // the scale default: 12 × 10 = 120 partitions here
 		ntopics = 12
 	}
-	topics := topicNames("pause", ntopics)
 	parts := ntopics * o.partitions
-	if err := createTopics(ctx, kadm.NewClient(srcCl), topics, o.partitions); err != nil {
-		return err
-	}
-	pctx, stopPace := context.WithCancel(ctx)
-	defer stopPace()
-	go pace(pctx, srcCl, topics, o.partitions, o.pauseRate)
 
 	var rep strings.Builder
 	fmt.Fprintf(&rep, "# kmirror: how long partitions stop when a member joins, leaves or restarts — %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
@@ -120,20 +114,31 @@ func runPause(o options) error {
 	fmt.Fprintf(&rep, "%d partitions (%d topics), %d records/s spread over them (one every %s per partition), two kmirror members, "+
 		"Kafka 4.3.1 (one KRaft node per cluster), consumer defaults (session_timeout 45s, sticky assignment: sarama's rebalance is eager). "+
 		"A franz-go consumer on the target notes each record's arrival; a gap is the time between two records of one partition; "+
-		"the window is %s from the event.\n\n", parts, ntopics, o.pauseRate, time.Duration(float64(time.Second)*float64(parts)/float64(o.pauseRate)), o.window)
-	fmt.Fprintln(&rep, "| membership | event | longest gap, any partition | median of the partitions' longest gaps | partitions with a gap > 1 s | still stopped at the window's end |")
-	fmt.Fprintln(&rep, "|---|---|---|---|---|---|")
+		"the window is %s from the event. Each membership mirrors topics of its own, written from its start (kmirror starts at their beginning). "+
+		"The quartile column says what the partitions that were not moved saw.\n\n", parts, ntopics, o.pauseRate, time.Duration(float64(time.Second)*float64(parts)/float64(o.pauseRate)), o.window)
+	fmt.Fprintln(&rep, "| membership | event | longest gap, any partition | median of the partitions' longest gaps | first quartile of them | partitions with a gap > 1 s | still stopped at the window's end |")
+	fmt.Fprintln(&rep, "|---|---|---|---|---|---|---|")
 
 	for _, static := range []bool{false, true} {
 		kind := "dynamic"
 		if static {
 			kind = "static (group_instance_id)"
 		}
-		group := "kmirror-pause-dynamic"
+		short := "dynamic"
 		if static {
-			group = "kmirror-pause-static"
+			short = "static"
 		}
-		dst, err := kgo.NewClient(kgo.SeedBrokers(cl.dst...), kgo.ConsumeRegex(), kgo.ConsumeTopics(`pause\..*`),
+		group := "kmirror-pause-" + short
+		// Topics of this membership's own: the other's copies on the target must not be caught up
+		// inside this one's windows.
+		topics := topicNames("pause-"+short, ntopics)
+		if err := createTopics(ctx, kadm.NewClient(srcCl), topics, o.partitions); err != nil {
+			return err
+		}
+		pctx, stopPace := context.WithCancel(ctx)
+		defer stopPace()
+		go pace(pctx, srcCl, topics, o.partitions, o.pauseRate)
+		dst, err := kgo.NewClient(kgo.SeedBrokers(cl.dst...), kgo.ConsumeRegex(), kgo.ConsumeTopics(`pause-`+short+`\..*`),
 			kgo.MetadataMinAge(time.Second), kgo.FetchMaxWait(50*time.Millisecond),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()))
 		if err != nil {
@@ -151,11 +156,11 @@ func runPause(o options) error {
 			}
 			body := fmt.Sprintf(`source: {alias: src, bootstrap: [%s]}
 target: {alias: dst, bootstrap: [%s]}
-topics: {include: ["pause\\..*"], replication_factor: 1}
+topics: {include: ["pause-%s\\..*"], replication_factor: 1}
 consumer: {group_id: %s, group_instance_id: %q}
 telemetry: {listen: ""}
 log: {format: json}
-`, strings.Join(cl.src, ", "), strings.Join(cl.dst, ", "), group, id)
+`, strings.Join(cl.src, ", "), strings.Join(cl.dst, ", "), short, group, id)
 			_ = os.WriteFile(cfg, []byte(body), 0o644)
 			return cfg, filepath.Join(work, group+"-"+name)
 		}
@@ -167,9 +172,10 @@ log: {format: json}
 		measureFor := func(event string, at time.Time, w time.Duration) {
 			time.Sleep(time.Until(at.Add(w)))
 			p := arr.gaps(at, w)
-			l, m := p.longest.Round(10*time.Millisecond), p.median.Round(10*time.Millisecond)
-			say("%s %s: longest gap %s, median %s, %d of %d partitions over 1s, %d still stopped", kind, event, l, m, p.overSecond, p.partitions, p.open)
-			fmt.Fprintf(&rep, "| %s | %s | %s | %s | %d of %d | %d |\n", kind, event, l, m, p.overSecond, p.partitions, p.open)
+			l, m, q := p.longest.Round(10*time.Millisecond), p.median.Round(10*time.Millisecond), p.quartile.Round(10*time.Millisecond)
+			say("%s %s: longest gap %s, median %s, first quartile %s, %d of %d partitions over 1s, %d still stopped",
+				kind, event, l, m, q, p.overSecond, p.partitions, p.open)
+			fmt.Fprintf(&rep, "| %s | %s | %s | %s | %s | %d of %d | %d |\n", kind, event, l, m, q, p.overSecond, p.partitions, p.open)
 		}
 		measure := func(event string, at time.Time) { measureFor(event, at, o.window) }
 		a, err := start(cfgA, logA, 1)
@@ -223,6 +229,7 @@ log: {format: json}
 		if _, err := a.stop(); err != nil {
 			return err
 		}
+		stopPace()
 		stopFollow()
 		dst.Close()
 	}

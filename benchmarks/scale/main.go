@@ -54,6 +54,8 @@ type options struct {
 	heap       string
 	pauseRate  int
 	window     time.Duration
+	set        []string // kmirror settings, key=value, passed as --set
+	env        []string // environment variables for kmirror, NAME=value
 }
 
 func main() {
@@ -70,6 +72,20 @@ func main() {
 	flag.StringVar(&o.heap, "broker-heap", "2g", "each broker's maximum heap")
 	flag.IntVar(&o.pauseRate, "pause-rate", 1200, "records per second over the partitions, in pause mode")
 	flag.DurationVar(&o.window, "window", 40*time.Second, "the window after each event in which gaps are measured (pause mode)")
+	flag.Func("kmirror-set", "a kmirror setting, key=value, given to every kmirror process as --set (repeatable)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("%q: want key=value", v)
+		}
+		o.set = append(o.set, v)
+		return nil
+	})
+	flag.Func("kmirror-env", "an environment variable for every kmirror process, e.g. GOMEMLIMIT=900MiB (repeatable)", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return fmt.Errorf("%q: want NAME=value", v)
+		}
+		o.env = append(o.env, v)
+		return nil
+	})
 	flag.Parse()
 	if o.out == "" {
 		o.out = fmt.Sprintf("benchmarks/results/%s-%s.md", o.mode, time.Now().UTC().Format("2006-01-02T1504"))
@@ -193,12 +209,17 @@ type kmirrorProc struct {
 	metrics string // host:port of /metrics
 }
 
-func startKmirror(bin, cfg, logPath, metrics string) (*kmirrorProc, error) {
+func startKmirror(bin, cfg, logPath, metrics string, set, env []string) (*kmirrorProc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(bin, "run", "--config", cfg)
+	args := []string{"run", "--config", cfg}
+	for _, kv := range set {
+		args = append(args, "--set", kv)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	k := &kmirrorProc{cmd: cmd, done: make(chan struct{}), log: logPath, metrics: metrics}
 	k.started = time.Now()
@@ -273,24 +294,40 @@ func memory(pid int) (rss, hwm int64) {
 	return rss, hwm
 }
 
-// cpuUse measures pids' CPU share of one core over d.
-func cpuUse(d time.Duration, pids ...int) []float64 {
+// cpuUse measures pids' CPU share of one core over d: the whole window's share for each pid, and
+// the first pid's share in each 10 s slice of it, sorted (a collection or a refresh lands in one
+// slice; the median says what the process does between them).
+func cpuUse(d time.Duration, pids ...int) (window, slices []float64) {
 	before := make([]float64, len(pids))
 	for i, p := range pids {
 		before[i] = cpuSeconds(p)
 	}
 	t := time.Now()
-	time.Sleep(d)
-	wall := time.Since(t).Seconds()
-	out := make([]float64, len(pids))
-	for i, p := range pids {
-		out[i] = (cpuSeconds(p) - before[i]) / wall
+	for left := d; left > 0; left -= 10 * time.Second {
+		st, sc := time.Now(), cpuSeconds(pids[0])
+		time.Sleep(min(left, 10*time.Second))
+		slices = append(slices, (cpuSeconds(pids[0])-sc)/time.Since(st).Seconds())
 	}
-	return out
+	wall := time.Since(t).Seconds()
+	window = make([]float64, len(pids))
+	for i, p := range pids {
+		window[i] = (cpuSeconds(p) - before[i]) / wall
+	}
+	sort.Float64s(slices)
+	return window, slices
 }
 
-// scrape fetches /metrics three times and returns the median size and time.
-func scrape(addr string) (int, time.Duration, string, error) {
+// share describes a CPU share with its slices: "14.5% of a core (10 s slices: median 13.9%, 12.0–19.1%)".
+func share(window float64, slices []float64) string {
+	if len(slices) < 2 {
+		return fmt.Sprintf("%.1f%% of a core", 100*window)
+	}
+	return fmt.Sprintf("%.1f%% of a core (%d slices of 10 s: median %.1f%%, %.1f–%.1f%%)", 100*window, len(slices),
+		100*slices[len(slices)/2], 100*slices[0], 100*slices[len(slices)-1])
+}
+
+// scrape fetches /metrics three times and returns the median size and time, and the last body.
+func scrape(addr string) (int, time.Duration, []byte, error) {
 	type res struct {
 		n int
 		d time.Duration
@@ -301,17 +338,38 @@ func scrape(addr string) (int, time.Duration, string, error) {
 		t := time.Now()
 		resp, err := http.Get("http://" + addr + "/metrics")
 		if err != nil {
-			return 0, 0, "", fmt.Errorf("scrape %s: %w", addr, err)
+			return 0, 0, nil, fmt.Errorf("scrape %s: %w", addr, err)
 		}
 		body, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil {
-			return 0, 0, "", err
+			return 0, 0, nil, err
 		}
 		rs = append(rs, res{len(body), time.Since(t)})
 	}
 	sort.Slice(rs, func(i, j int) bool { return rs[i].d < rs[j].d })
-	return rs[1].n, rs[1].d, seriesByFamily(body), nil
+	return rs[1].n, rs[1].d, body, nil
+}
+
+// sample sums the samples of family name in a scrape whose label set contains every one of
+// labels (each written as in the exposition format, e.g. `client="consumer"`).
+func sample(body []byte, name string, labels ...string) float64 {
+	var sum float64
+	for _, l := range strings.Split(string(body), "\n") {
+		rest, ok := strings.CutPrefix(l, name)
+		if !ok || rest == "" || (rest[0] != '{' && rest[0] != ' ') {
+			continue
+		}
+		match := true
+		for _, lb := range labels {
+			match = match && strings.Contains(rest, lb)
+		}
+		if i := strings.LastIndexByte(rest, ' '); match && i >= 0 {
+			v, _ := strconv.ParseFloat(rest[i+1:], 64)
+			sum += v
+		}
+	}
+	return sum
 }
 
 // seriesByFamily names the families with the most series in a scrape.
@@ -346,11 +404,16 @@ func seriesByFamily(body []byte) string {
 	return strings.TrimSuffix(b.String(), ", ")
 }
 
-// profile takes a CPU profile of d from kmirror's /debug/pprof and returns pprof's top lines.
-func profile(addr, path string, d time.Duration, heap bool) string {
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds()))
-	if heap {
-		url = "http://" + addr + "/debug/pprof/heap"
+// profile takes a profile of kind "cpu" (over d), "heap" or "goroutine" from kmirror's
+// /debug/pprof, keeps it at path and returns pprof's top lines.
+func profile(addr, path, kind string, d time.Duration) string {
+	url := fmt.Sprintf("http://%s/debug/pprof/%s", addr, kind)
+	args := []string{"tool", "pprof", "-top", "-nodecount=14"}
+	switch kind {
+	case "cpu":
+		url = fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds()))
+	case "heap":
+		args = append(args, "-sample_index=inuse_space")
 	}
 	resp, err := http.Get(url)
 	if err != nil {
@@ -360,10 +423,6 @@ func profile(addr, path string, d time.Duration, heap bool) string {
 	resp.Body.Close()
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		return "profile: " + err.Error()
-	}
-	args := []string{"tool", "pprof", "-top", "-nodecount=14"}
-	if heap {
-		args = append(args, "-sample_index=inuse_space")
 	}
 	out, err := exec.Command("go", append(args, path)...).CombinedOutput()
 	if err != nil {

@@ -33,13 +33,23 @@ func (a *arrivals) follow(ctx context.Context, cl *kgo.Client) {
 	}
 }
 
-// gaps returns, for the window [from, from+w], the longest gap between two records of any
-// partition that overlaps it, the median of the partitions' longest gaps, and how many partitions
-// had a gap over a second.
-func (a *arrivals) gaps(from time.Time, w time.Duration) (longest, median time.Duration, overSecond, partitions int) {
+// pauses is what the gaps of the partitions' records show in one window.
+type pauses struct {
+	longest, median time.Duration // the longest gap of any partition; the median of the partitions' longest
+	quartile        time.Duration // the first quartile of the partitions' longest gaps
+	overSecond      int           // partitions with a gap over a second
+	open            int           // partitions with no record in the last second of the window
+	partitions      int
+}
+
+// gaps returns, for the window [from, from+w], each partition's longest gap between two records
+// that overlaps it. A partition whose last record came before the window's end counts the time
+// from it to the end as a gap too (the pause is still going on: a lower bound).
+func (a *arrivals) gaps(from time.Time, w time.Duration) pauses {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	to := from.Add(w)
+	var p pauses
 	var per []time.Duration
 	for _, ts := range a.at {
 		var g time.Duration
@@ -49,16 +59,23 @@ func (a *arrivals) gaps(from time.Time, w time.Duration) (longest, median time.D
 			}
 			g = max(g, ts[i].Sub(ts[i-1]))
 		}
+		if last := ts[len(ts)-1]; last.Before(to) {
+			g = max(g, to.Sub(last))
+			if to.Sub(last) > time.Second {
+				p.open++
+			}
+		}
 		per = append(per, g)
 		if g > time.Second {
-			overSecond++
+			p.overSecond++
 		}
 	}
 	if len(per) == 0 {
-		return 0, 0, 0, 0
+		return p
 	}
 	sort.Slice(per, func(i, j int) bool { return per[i] < per[j] })
-	return per[len(per)-1], per[len(per)/2], overSecond, len(per)
+	p.longest, p.median, p.quartile, p.partitions = per[len(per)-1], per[len(per)/2], per[len(per)/4], len(per)
+	return p
 }
 
 func (a *arrivals) count() int {
@@ -89,14 +106,7 @@ func runPause(o options) error {
 	if ntopics == 1000 { // the scale default: 12 × 10 = 120 partitions here
 		ntopics = 12
 	}
-	topics := topicNames("pause", ntopics)
 	parts := ntopics * o.partitions
-	if err := createTopics(ctx, kadm.NewClient(srcCl), topics, o.partitions); err != nil {
-		return err
-	}
-	pctx, stopPace := context.WithCancel(ctx)
-	defer stopPace()
-	go pace(pctx, srcCl, topics, o.partitions, o.pauseRate)
 
 	var rep strings.Builder
 	fmt.Fprintf(&rep, "# kmirror: how long partitions stop when a member joins, leaves or restarts — %s\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
@@ -104,20 +114,31 @@ func runPause(o options) error {
 	fmt.Fprintf(&rep, "%d partitions (%d topics), %d records/s spread over them (one every %s per partition), two kmirror members, "+
 		"Kafka 4.3.1 (one KRaft node per cluster), consumer defaults (session_timeout 45s, sticky assignment: sarama's rebalance is eager). "+
 		"A franz-go consumer on the target notes each record's arrival; a gap is the time between two records of one partition; "+
-		"the window is %s from the event.\n\n", parts, ntopics, o.pauseRate, time.Duration(float64(time.Second)*float64(parts)/float64(o.pauseRate)), o.window)
-	fmt.Fprintln(&rep, "| membership | event | longest gap, any partition | median of the partitions' longest gaps | partitions with a gap > 1 s |")
-	fmt.Fprintln(&rep, "|---|---|---|---|---|")
+		"the window is %s from the event. Each membership mirrors topics of its own, written from its start (kmirror starts at their beginning). "+
+		"The quartile column says what the partitions that were not moved saw.\n\n", parts, ntopics, o.pauseRate, time.Duration(float64(time.Second)*float64(parts)/float64(o.pauseRate)), o.window)
+	fmt.Fprintln(&rep, "| membership | event | longest gap, any partition | median of the partitions' longest gaps | first quartile of them | partitions with a gap > 1 s | still stopped at the window's end |")
+	fmt.Fprintln(&rep, "|---|---|---|---|---|---|---|")
 
 	for _, static := range []bool{false, true} {
 		kind := "dynamic"
 		if static {
 			kind = "static (group_instance_id)"
 		}
-		group := "kmirror-pause-dynamic"
+		short := "dynamic"
 		if static {
-			group = "kmirror-pause-static"
+			short = "static"
 		}
-		dst, err := kgo.NewClient(kgo.SeedBrokers(cl.dst...), kgo.ConsumeRegex(), kgo.ConsumeTopics(`pause\..*`),
+		group := "kmirror-pause-" + short
+		// Topics of this membership's own: the other's copies on the target must not be caught up
+		// inside this one's windows.
+		topics := topicNames("pause-"+short, ntopics)
+		if err := createTopics(ctx, kadm.NewClient(srcCl), topics, o.partitions); err != nil {
+			return err
+		}
+		pctx, stopPace := context.WithCancel(ctx)
+		defer stopPace()
+		go pace(pctx, srcCl, topics, o.partitions, o.pauseRate)
+		dst, err := kgo.NewClient(kgo.SeedBrokers(cl.dst...), kgo.ConsumeRegex(), kgo.ConsumeTopics(`pause-`+short+`\..*`),
 			kgo.MetadataMinAge(time.Second), kgo.FetchMaxWait(50*time.Millisecond),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()))
 		if err != nil {
@@ -135,25 +156,28 @@ func runPause(o options) error {
 			}
 			body := fmt.Sprintf(`source: {alias: src, bootstrap: [%s]}
 target: {alias: dst, bootstrap: [%s]}
-topics: {include: ["pause\\..*"], replication_factor: 1}
+topics: {include: ["pause-%s\\..*"], replication_factor: 1}
 consumer: {group_id: %s, group_instance_id: %q}
 telemetry: {listen: ""}
 log: {format: json}
-`, strings.Join(cl.src, ", "), strings.Join(cl.dst, ", "), group, id)
+`, strings.Join(cl.src, ", "), strings.Join(cl.dst, ", "), short, group, id)
 			_ = os.WriteFile(cfg, []byte(body), 0o644)
 			return cfg, filepath.Join(work, group+"-"+name)
 		}
 		cfgA, logA := member("a")
 		cfgB, logB := member("b")
 		start := func(cfg, log string, n int) (*kmirrorProc, error) {
-			return startKmirror(o.bin, cfg, fmt.Sprintf("%s-%d.log", log, n), "")
+			return startKmirror(o.bin, cfg, fmt.Sprintf("%s-%d.log", log, n), "", o.set, o.env)
 		}
-		measure := func(event string, at time.Time) {
-			time.Sleep(time.Until(at.Add(o.window)))
-			l, m, over, n := arr.gaps(at, o.window)
-			say("%s %s: longest gap %s, median %s, %d of %d partitions over 1s", kind, event, l.Round(10*time.Millisecond), m.Round(10*time.Millisecond), over, n)
-			fmt.Fprintf(&rep, "| %s | %s | %s | %s | %d of %d |\n", kind, event, l.Round(10*time.Millisecond), m.Round(10*time.Millisecond), over, n)
+		measureFor := func(event string, at time.Time, w time.Duration) {
+			time.Sleep(time.Until(at.Add(w)))
+			p := arr.gaps(at, w)
+			l, m, q := p.longest.Round(10*time.Millisecond), p.median.Round(10*time.Millisecond), p.quartile.Round(10*time.Millisecond)
+			say("%s %s: longest gap %s, median %s, first quartile %s, %d of %d partitions over 1s, %d still stopped",
+				kind, event, l, m, q, p.overSecond, p.partitions, p.open)
+			fmt.Fprintf(&rep, "| %s | %s | %s | %s | %s | %d of %d | %d |\n", kind, event, l, m, q, p.overSecond, p.partitions, p.open)
 		}
+		measure := func(event string, at time.Time) { measureFor(event, at, o.window) }
 		a, err := start(cfgA, logA, 1)
 		if err != nil {
 			return err
@@ -197,13 +221,15 @@ log: {format: json}
 			if _, err := b.stop(); err != nil {
 				return err
 			}
-			measure("the second member stops for good (no LeaveGroup: its partitions wait for session_timeout)", t)
+			// Its partitions wait for the session timeout (45 s) and the rebalance after it.
+			measureFor("the second member stops for good (no LeaveGroup: its partitions wait for session_timeout)", t, max(o.window, 75*time.Second))
 		} else if _, err := b.stop(); err != nil {
 			return err
 		}
 		if _, err := a.stop(); err != nil {
 			return err
 		}
+		stopPace()
 		stopFollow()
 		dst.Close()
 	}

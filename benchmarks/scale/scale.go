@@ -92,7 +92,11 @@ log: {format: json}
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		return err
 	}
-	k, err := startKmirror(o.bin, cfg, filepath.Join(work, "kmirror.log"), scaleMetrics)
+	profiles := strings.TrimSuffix(o.out, ".md") + "-profiles"
+	if err := os.MkdirAll(profiles, 0o755); err != nil {
+		return err
+	}
+	k, err := startKmirror(o.bin, cfg, filepath.Join(work, "kmirror.log"), scaleMetrics, o.set, o.env)
 	if err != nil {
 		return err
 	}
@@ -133,7 +137,7 @@ log: {format: json}
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&rep, "Command: `%s` (make bench-scale).\n\n", commandLine())
 	fmt.Fprintf(&rep, "Machine: %d CPUs, %s; Kafka 4.3.1, one KRaft node per cluster (heap %s), source and target on this machine. "+
-		"kmirror with its defaults but for the topics, replication factor 1, and /metrics with pprof on.\n\n", runtime.NumCPU(), runtime.Version(), o.heap)
+		"kmirror with %s but for the topics, replication factor 1, and /metrics with pprof on%s.\n\n", runtime.NumCPU(), runtime.Version(), o.heap, settings(o.set), environment(o.env))
 	fmt.Fprintln(&rep, "| measure | figure | target |")
 	fmt.Fprintln(&rep, "|---|---|---|")
 	row("time from start to all partitions flowing (each target partition has its record; kmirror creates the target topics)",
@@ -143,37 +147,70 @@ log: {format: json}
 	// Idle: wait for the commits and the first watcher rounds to settle, then measure.
 	time.Sleep(15 * time.Second)
 	say("idle: measuring CPU for %s", o.idle)
-	idle := cpuUse(o.idle, pid, cl.pids["scale-src"], cl.pids["scale-dst"])
-	rssIdle, hwmIdle := memory(pid)
-	n, d, families, err := scrape(scaleMetrics)
+	_, _, before, err := scrape(scaleMetrics)
 	if err != nil {
 		return err
 	}
-	say("idle CPU %.1f%% of a core (brokers %.0f%%, %.0f%%); RSS %s; scrape %d bytes in %s", 100*idle[0], 100*idle[1], 100*idle[2], mib(rssIdle), n, d)
-	idleProfile := profile(scaleMetrics, filepath.Join(work, "idle.pprof"), 20*time.Second, false)
-	row("resident memory, idle (VmRSS)", mib(rssIdle), "< 1 GiB")
-	row(fmt.Sprintf("CPU idle, %s without a record (CPU-seconds / wall)", o.idle), fmt.Sprintf("%.1f%% of a core", 100*idle[0]), "< 5%")
+	// The CPU profile covers the measured window itself, so that what it shows adds up to the
+	// figure (and a collection or a metadata refresh inside the window is in both).
+	idleStart := time.Now()
+	profiled := make(chan string, 1)
+	go func() { profiled <- profile(scaleMetrics, filepath.Join(profiles, "idle-cpu.pprof"), "cpu", o.idle) }()
+	idle, idleSlices := cpuUse(o.idle, pid, cl.pids["scale-src"], cl.pids["scale-dst"])
+	idleProfile := <-profiled
+	rssIdle, _ := memory(pid)
+	n, d, idleBody, err := scrape(scaleMetrics)
+	if err != nil {
+		return err
+	}
+	// Fetch requests (API key 1) the consumer group's client sent, per second, from sarama's
+	// request meter.
+	fetches := (sample(idleBody, "kmirror_sarama_protocol_requests_total", `api_key="1"`, `client="consumer"`) -
+		sample(before, "kmirror_sarama_protocol_requests_total", `api_key="1"`, `client="consumer"`)) / time.Since(idleStart).Seconds()
+	say("idle CPU %.1f%% of a core (brokers %.0f%%, %.0f%%), %.1f fetches/s; RSS %s; scrape %d bytes in %s",
+		100*idle[0], 100*idle[1], 100*idle[2], fetches, mib(rssIdle), n, d)
+	_ = os.WriteFile(filepath.Join(work, "idle-metrics.txt"), idleBody, 0o644)
+	idleHeap := profile(scaleMetrics, filepath.Join(profiles, "idle-heap.pprof"), "heap", 0)
+	goroutines := profile(scaleMetrics, filepath.Join(profiles, "idle-goroutine.pprof"), "goroutine", 0)
+	idleMem := memstats(idleBody)
+	row("resident memory after the idle window (VmRSS)", mib(rssIdle), "< 1 GiB")
+	row("… of which the Go runtime (from /metrics)", idleMem, "")
+	row(fmt.Sprintf("CPU idle, %s without a record (CPU-seconds / wall)", o.idle), share(idle[0], idleSlices), "< 5%")
 	row("… the source and target brokers meanwhile", fmt.Sprintf("%.0f%%, %.0f%% of a core", 100*idle[1], 100*idle[2]), "")
+	row("… fetch requests to the source meanwhile (sarama's request meter)", fmt.Sprintf("%.1f/s", fetches), "")
 	row("/metrics scrape, idle", fmt.Sprintf("%.2f MiB in %s", float64(n)/(1<<20), d.Round(time.Millisecond)), "< 5 MiB")
-	scrapeFamilies := families
+	scrapeFamilies := seriesByFamily(idleBody)
 
 	// Steady rate.
 	say("steady: %d records/s over %d partitions for %s", o.rate, parts, o.steady)
 	pctx, stopPace := context.WithCancel(ctx)
 	written := make(chan int64, 1)
 	srcBefore, _ := endOffsets(ctx, srcAdm, topics)
+	paceStart := time.Now()
 	go func() { written <- pace(pctx, srcCl, topics, o.partitions, o.rate) }()
 	time.Sleep(10 * time.Second)
-	steady := cpuUse(o.steady-10*time.Second, pid, cl.pids["scale-src"], cl.pids["scale-dst"])
-	rssSteady, _ := memory(pid)
-	sn, sd, _, err := scrape(scaleMetrics)
+	_, _, steadyBefore, err := scrape(scaleMetrics)
 	if err != nil {
 		stopPace()
 		return err
 	}
-	steadyProfile := profile(scaleMetrics, filepath.Join(work, "steady.pprof"), 15*time.Second, false)
+	steadyStart := time.Now()
+	go func() {
+		profiled <- profile(scaleMetrics, filepath.Join(profiles, "steady-cpu.pprof"), "cpu", o.steady-10*time.Second)
+	}()
+	steady, steadySlices := cpuUse(o.steady-10*time.Second, pid, cl.pids["scale-src"], cl.pids["scale-dst"])
+	steadyProfile := <-profiled
+	rssSteady, _ := memory(pid)
+	sn, sd, steadyBody, err := scrape(scaleMetrics)
+	if err != nil {
+		stopPace()
+		return err
+	}
+	steadyFetches := (sample(steadyBody, "kmirror_sarama_protocol_requests_total", `api_key="1"`, `client="consumer"`) -
+		sample(steadyBefore, "kmirror_sarama_protocol_requests_total", `api_key="1"`, `client="consumer"`)) / time.Since(steadyStart).Seconds()
 	stopPace()
 	w := <-written
+	paced := time.Since(paceStart)
 	srcSum, _ := endOffsets(ctx, srcAdm, topics)
 	var dstSum int64
 	caught := time.Now()
@@ -183,14 +220,15 @@ log: {format: json}
 		}
 		time.Sleep(time.Second)
 	}
-	rate := float64(w) / (o.steady + 15*time.Second).Seconds()
+	rate := float64(w) / paced.Seconds()
 	say("steady CPU %.1f%% (brokers %.0f%%, %.0f%%), RSS %s, scrape %d bytes in %s; wrote %d (%.0f/s), source %d target %d",
 		100*steady[0], 100*steady[1], 100*steady[2], mib(rssSteady), sn, sd, w, rate, srcSum-srcBefore, dstSum)
 	_, hwmEnd := memory(pid)
-	heapTop := profile(scaleMetrics, filepath.Join(work, "heap.pprof"), 0, true)
+	heapTop := profile(scaleMetrics, filepath.Join(profiles, "end-heap.pprof"), "heap", 0)
 	row(fmt.Sprintf("CPU at a steady %.0f records/s (100-byte values) over all partitions", rate),
-		fmt.Sprintf("%.0f%% of a core", 100*steady[0]), "")
+		share(steady[0], steadySlices), "")
 	row("… the source and target brokers meanwhile", fmt.Sprintf("%.0f%%, %.0f%% of a core", 100*steady[1], 100*steady[2]), "")
+	row("… fetch requests to the source meanwhile", fmt.Sprintf("%.1f/s", steadyFetches), "")
 	row("resident memory at that rate (VmRSS); peak over the run (VmHWM)", fmt.Sprintf("%s; %s", mib(rssSteady), mib(hwmEnd)), "< 1 GiB")
 	row("/metrics scrape at that rate", fmt.Sprintf("%.2f MiB in %s", float64(sn)/(1<<20), sd.Round(time.Millisecond)), "< 5 MiB")
 	check := "every record on the target"
@@ -205,15 +243,42 @@ log: {format: json}
 	}
 	row("clean stop (SIGTERM to exit)", stopNote, "")
 	_ = hwm
-	_ = hwmIdle
 
 	fmt.Fprintf(&rep, "\nThe idle scrape: %s.\n", scrapeFamilies)
-	fmt.Fprintf(&rep, "\n## CPU profile, idle (20 s)\n\n```\n%s```\n", idleProfile)
-	fmt.Fprintf(&rep, "\n## CPU profile, steady rate (15 s)\n\n```\n%s```\n", steadyProfile)
+	fmt.Fprintf(&rep, "\nThe profiles are in `%s/` (`go tool pprof -top %s FILE`).\n", filepath.Base(profiles), o.bin)
+	fmt.Fprintf(&rep, "\n## CPU profile, idle (the measured %s)\n\n```\n%s```\n", o.idle, idleProfile)
+	fmt.Fprintf(&rep, "\n## Heap in use after the idle window\n\n```\n%s```\n", idleHeap)
+	fmt.Fprintf(&rep, "\n## Goroutines after the idle window\n\n```\n%s```\n", goroutines)
+	fmt.Fprintf(&rep, "\n## CPU profile, steady rate (the measured %s)\n\n```\n%s```\n", o.steady-10*time.Second, steadyProfile)
 	fmt.Fprintf(&rep, "\n## Heap in use at the end\n\n```\n%s```\n", heapTop)
 	if err := os.WriteFile(o.out, []byte(rep.String()), 0o644); err != nil {
 		return err
 	}
-	say("written to %s (kmirror's log and the profiles are in %s)", o.out, work)
+	say("written to %s, the profiles to %s (kmirror's log is in %s)", o.out, profiles, work)
 	return stopErr
+}
+
+// settings describes the kmirror settings a run changed.
+func settings(set []string) string {
+	if len(set) == 0 {
+		return "its defaults"
+	}
+	return "its defaults but `" + strings.Join(set, "`, `") + "`"
+}
+
+// memstats summarises the Go runtime's memory from a scrape: what it holds from the OS, the heap
+// in use and what it has released.
+func memstats(body []byte) string {
+	return fmt.Sprintf("heap in use %s (next GC at %s), stacks %s, runtime total from the OS %s, heap released %s, goroutines %.0f",
+		mib(int64(sample(body, "go_memstats_heap_inuse_bytes"))), mib(int64(sample(body, "go_memstats_next_gc_bytes"))),
+		mib(int64(sample(body, "go_memstats_stack_inuse_bytes"))), mib(int64(sample(body, "go_memstats_sys_bytes"))),
+		mib(int64(sample(body, "go_memstats_heap_released_bytes"))), sample(body, "go_goroutines"))
+}
+
+// environment describes the environment variables a run gave kmirror.
+func environment(env []string) string {
+	if len(env) == 0 {
+		return ""
+	}
+	return ", environment `" + strings.Join(env, "`, `") + "`"
 }

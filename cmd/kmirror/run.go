@@ -102,6 +102,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 	m, err := mirror.New(cfg, mirror.Options{
 		Log: log, Metrics: metrics, Tracing: tracing,
 		SaramaClients: func(name string, c *sarama.Config) {
+			c.MetricRegistry = telemetry.WithoutConsumerBatchSize(c.MetricRegistry)
 			if !cfg.Telemetry.SaramaTopicMetrics {
 				c.MetricRegistry = telemetry.WithoutTopicMetrics(c.MetricRegistry)
 			}

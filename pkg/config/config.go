@@ -116,11 +116,40 @@ type Consumer struct {
 	FetchMaxBytes       int32         `mapstructure:"fetch_max_bytes"`
 	FetchPartitionBytes int32         `mapstructure:"fetch_partition_bytes"`
 	FetchMinBytes       int32         `mapstructure:"fetch_min_bytes"`
-	FetchMaxWait        time.Duration `mapstructure:"fetch_max_wait"`
+	// FetchMaxWait is how long a broker may hold a fetch that has fewer than FetchMinBytes to
+	// return (fetch.max.wait.ms): what a record waits at most at a trickle, and how often an idle
+	// broker answers. It is the wait of a consumer of few partitions; FetchWaitPerPartition
+	// lengthens it for many.
+	FetchMaxWait time.Duration `mapstructure:"fetch_max_wait"`
+	// FetchWaitPerPartition lengthens the fetch wait of the consumer group to this much per source
+	// partition mirrored (counted once, at start), when that is longer than FetchMaxWait, up to
+	// MaxFetchWait; 0 keeps FetchMaxWait whatever the count. sarama has no incremental fetch
+	// sessions (KIP-227): every fetch names every partition the consumer reads from that broker,
+	// and the broker and kmirror both do work for each one, records or not. An idle fetch loop
+	// therefore costs in proportion to partitions / wait; waiting in proportion to the partitions
+	// keeps that cost flat as a deployment grows.
+	FetchWaitPerPartition time.Duration `mapstructure:"fetch_wait_per_partition"`
 	// SourceLossPolicy is what happens when records were deleted from the source (retention,
 	// DeleteRecords) before kmirror read them: "fail" stops the mirror, "continue" resumes at the
 	// log start. Either way the gap is logged and counted in kmirror_source_records_lost_total.
 	SourceLossPolicy string `mapstructure:"source_loss_policy"`
+}
+
+// MaxFetchWait bounds the fetch wait FetchWaitPerPartition makes (franz-go's default fetch wait).
+const MaxFetchWait = 5 * time.Second
+
+// FetchWait returns the fetch wait of a consumer of partitions source partitions: FetchMaxWait,
+// or partitions × FetchWaitPerPartition when that is longer, at most MaxFetchWait (or
+// FetchMaxWait, when it is longer still).
+func (c Consumer) FetchWait(partitions int) time.Duration {
+	if c.FetchWaitPerPartition <= 0 || partitions <= 0 {
+		return c.FetchMaxWait
+	}
+	scaled := MaxFetchWait
+	if int64(partitions) < int64(MaxFetchWait/c.FetchWaitPerPartition) {
+		scaled = time.Duration(partitions) * c.FetchWaitPerPartition
+	}
+	return max(c.FetchMaxWait, scaled)
 }
 
 // Ring configures the partition workers and their inboxes.

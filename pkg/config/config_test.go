@@ -1,6 +1,7 @@
 package config
 
 import (
+	"math"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -136,6 +137,8 @@ func TestLoadRejectsBadInputNamingTheKey(t *testing.T) {
 		{"zero fetch min", minimal + "consumer: {fetch_min_bytes: 0}\n", nil, []string{"consumer.fetch_min_bytes"}},
 		{"fetch min above max", minimal + "consumer: {fetch_min_bytes: 2000000, fetch_max_bytes: 1000000}\n", nil,
 			[]string{"consumer.fetch_min_bytes", "consumer.fetch_max_bytes"}},
+		{"negative fetch wait per partition", minimal + "consumer: {fetch_wait_per_partition: -1ms}\n", nil,
+			[]string{"consumer.fetch_wait_per_partition", "negative"}},
 		// A bare number is not a duration: YAML reads it as an integer, 5 nanoseconds.
 		{"duration without unit", minimal + "commit: {interval: 5}\n", nil, []string{"commit.interval", "has no unit", "5s"}},
 		{"duration without unit from --set", minimal, []string{"commit.interval=5"}, []string{"commit.interval", "has no unit"}},
@@ -340,6 +343,38 @@ func TestGroupInstanceIDRefusedNamesTheKey(t *testing.T) {
 		_, err := Load(writeConfig(t, minimal+yaml+"\n"), nil)
 		if err == nil || !strings.Contains(err.Error(), "consumer.group_instance_id") || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v, want consumer.group_instance_id named with %q", yaml, err, want)
+		}
+	}
+}
+
+// TestFetchWaitGrowsWithThePartitions: a consumer of few partitions waits fetch_max_wait; one of
+// many waits fetch_wait_per_partition for each, up to MaxFetchWait; 0 per partition, or a
+// fetch_max_wait longer than the scaled wait, keeps fetch_max_wait.
+func TestFetchWaitGrowsWithThePartitions(t *testing.T) {
+	def := Default().Consumer
+	fixed := def
+	fixed.FetchWaitPerPartition = 0
+	long := def
+	long.FetchMaxWait = 10 * time.Second
+	cases := []struct {
+		name       string
+		c          Consumer
+		partitions int
+		want       time.Duration
+	}{
+		{"no partitions yet", def, 0, 10 * time.Millisecond},
+		{"12 partitions", def, 12, 10 * time.Millisecond},
+		{"50 partitions: where the two meet", def, 50, 10 * time.Millisecond},
+		{"1,000 partitions", def, 1000, 200 * time.Millisecond},
+		{"10,000 partitions", def, 10_000, 2 * time.Second},
+		{"100,000 partitions: at most MaxFetchWait", def, 100_000, MaxFetchWait},
+		{"an absurd count does not overflow", def, math.MaxInt, MaxFetchWait},
+		{"0 per partition", fixed, 10_000, 10 * time.Millisecond},
+		{"fetch_max_wait above the bound", long, 100_000, 10 * time.Second},
+	}
+	for _, tc := range cases {
+		if got := tc.c.FetchWait(tc.partitions); got != tc.want {
+			t.Errorf("%s: FetchWait(%d) = %s, want %s", tc.name, tc.partitions, got, tc.want)
 		}
 	}
 }

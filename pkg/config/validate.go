@@ -116,6 +116,10 @@ func (c *Config) Validate() error {
 			c.Consumer.FetchMinBytes, c.Consumer.FetchMaxBytes)
 	}
 	atLeast(bad, "consumer.fetch_max_wait", c.Consumer.FetchMaxWait, time.Millisecond)
+	if c.Consumer.FetchWaitPerPartition < 0 {
+		bad("consumer.fetch_wait_per_partition", "%s is negative: use 0 (the wait stays consumer.fetch_max_wait) or a duration such as 200us",
+			c.Consumer.FetchWaitPerPartition)
+	}
 	oneOf(bad, "consumer.source_loss_policy", c.Consumer.SourceLossPolicy, LossFail, LossContinue)
 
 	oneOf(bad, "delivery.mode", c.Delivery.Mode, AtLeastOnce, ExactlyOnce)

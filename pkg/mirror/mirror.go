@@ -281,9 +281,23 @@ func (m *Mirror) Run(ctx context.Context) error {
 		return *e
 	}
 
+	// The first topic set, before the consumer group exists: its partition count sets the
+	// group's fetch wait (consumer.fetch_wait_per_partition).
+	first, err := m.refresh(runCtx, syncer)
+	if err != nil || runCtx.Err() != nil {
+		return stoppedBeforeStart(ctx, err)
+	}
+	partitions := 0
+	for _, name := range first {
+		if t, ok := syncer.Lookup(name); ok {
+			partitions += int(t.Partitions)
+		}
+	}
+
 	// A client of the source of its own reads where claims start and commits offsets (so that
 	// each commit's outcome is known); it closes after the consumer group's final commit.
 	gc := m.consumerConfig()
+	gc.Consumer.MaxWaitTime = m.cfg.Consumer.FetchWait(partitions)
 	m.staticMember(gc)
 	if eo != nil {
 		gc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{eo.strategy}
@@ -359,7 +373,8 @@ func (m *Mirror) Run(ctx context.Context) error {
 	m.connected.Store(true)
 	m.log.Info("connected to both clusters",
 		zap.Strings("source_bootstrap", m.source.Bootstrap()), zap.Strings("target_bootstrap", m.target.Bootstrap()),
-		zap.Int("workers", len(m.inboxes)), zap.String("group", m.cfg.Consumer.GroupID))
+		zap.Int("workers", len(m.inboxes)), zap.String("group", m.cfg.Consumer.GroupID),
+		zap.Int("source_partitions", partitions), zap.Duration("fetch_wait", gc.Consumer.MaxWaitTime))
 
 	// Workers run on their own context, ended only after the consumer has drained.
 	workerCtx, stopWorkers := context.WithCancel(context.Background())
@@ -370,7 +385,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 
 	consumed := make(chan error, 1)
-	go func() { consumed <- m.consume(runCtx, group, handler, syncer) }()
+	go func() { consumed <- m.consume(runCtx, group, handler, syncer, first) }()
 	var consumeErr error
 	select {
 	case consumeErr = <-consumed:
@@ -498,8 +513,9 @@ func (d deadLetterWriter) Write(ctx context.Context, r *record.Record, reason er
 }
 
 // consume runs consumer-group sessions over the current topic set until ctx ends, restarting the
-// session whenever the periodic refresh finds topics added or removed.
-func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *source.Handler, syncer *topics.Syncer) error {
+// session whenever the periodic refresh finds topics added or removed. The first session's
+// topics are first, refreshed by the caller.
+func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *source.Handler, syncer *topics.Syncer, first []string) error {
 	var g errgroup.Group
 	g.Go(func() error {
 		errLog := rate.Sometimes{First: 1, Interval: 30 * time.Second}
@@ -526,10 +542,13 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 	defer func() { _ = g.Wait() }()
 
 	var current []string
-	for {
-		names, err := m.refresh(ctx, syncer)
-		if err != nil {
-			return err
+	for round := 0; ; round++ {
+		names := first
+		var err error
+		if round > 0 {
+			if names, err = m.refresh(ctx, syncer); err != nil {
+				return err
+			}
 		}
 		// The flow's heartbeat topic alone keeps the session going, but does not make it ready.
 		if slices.ContainsFunc(names, m.isBusinessTopic) {

@@ -45,7 +45,8 @@ type Observer interface {
 	// Assigned and Revoked bracket the claim of one partition.
 	Assigned(topic string, partition int32)
 	Revoked(topic string, partition int32)
-	// Backlog reports, once a second, what a partition has not yet mirrored.
+	// Backlog reports what a partition has not yet mirrored: at the watcher's first round of its
+	// claim, then at each round (once a second) in which it changed.
 	Backlog(topic string, partition int32, b Backlog)
 	// Committed reports one commit of the session's offsets and how long it took.
 	Committed(d time.Duration)
@@ -168,7 +169,8 @@ type claimState struct {
 	start  int64
 	marked int64
 	hwm    func() int64
-	// progress is the committed position last seen by the watcher, since when (watch.go).
+	// progress is the committed position last seen by the watcher; since is when it last moved,
+	// or when the partition last had nothing to mirror and nothing in flight (watch.go).
 	progress int64
 	since    time.Time
 	// logEnd is the partition's log end offset as last listed (read_uncommitted: records behind
@@ -180,6 +182,9 @@ type claimState struct {
 	caughtUp time.Time
 	// stalledSince is when the partition was found stalled (zero when it is not).
 	stalledSince time.Time
+	// lastBacklog is the backlog last reported to the Observer, once reported is set.
+	lastBacklog Backlog
+	reported    bool
 	// quiet is the offset of the next record the source holds for a reader of committed records,
 	// as probed when the mirrored position was quietFrom (-1: never probed): the offsets between
 	// are transaction markers or aborted records, nothing to mirror (quiet.go).

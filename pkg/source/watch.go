@@ -34,6 +34,10 @@ type Backlog struct {
 //     nothing past an open transaction, so the fetch's own high watermark can lag far behind);
 //   - the stall: a backlog with no acknowledged progress for StallAfter is logged once and makes
 //     the mirror not ready, naming the partitions, until progress resumes.
+//
+// Both clocks run from the last acknowledged progress or from the last time the partition had
+// nothing to mirror and nothing in flight, whichever is later: a partition that was idle for an
+// hour and just fetched its next record has been waiting for a second, not for an hour.
 func (h *Handler) watch(ctx context.Context, now time.Time) {
 	if now.Sub(h.listed) >= listEvery {
 		h.listed = now
@@ -44,10 +48,10 @@ func (h *Handler) watch(ctx context.Context, now time.Time) {
 	var stalled []string
 	for tp, st := range h.parts {
 		committed, inFlight := st.track.Committed(), st.track.InFlight()
-		if committed != st.progress || st.since.IsZero() {
+		b := h.backlog(st, committed, inFlight, now)
+		if committed != st.progress || st.since.IsZero() || (b.Records == 0 && inFlight == 0) {
 			st.progress, st.since = committed, now
 		}
-		b := h.backlog(st, committed, inFlight, now)
 		switch {
 		case b.Records > 0 && now.Sub(st.since) >= h.cfg.StallAfter && h.cfg.StallAfter > 0:
 			b.Stalled = true
@@ -64,7 +68,12 @@ func (h *Handler) watch(ctx context.Context, now time.Time) {
 				zap.Duration("stalled_for", now.Sub(st.stalledSince).Round(time.Second)))
 			st.stalledSince = time.Time{}
 		}
-		h.cfg.Observer.Backlog(tp.topic, tp.partition, b)
+		// An unchanged backlog is not reported again: at idle that is every partition, and
+		// thousands of them would each set four gauges a second for nothing.
+		if !st.reported || b != st.lastBacklog {
+			h.cfg.Observer.Backlog(tp.topic, tp.partition, b)
+			st.reported, st.lastBacklog = true, b
+		}
 		h.expire(tp, st, committed, inFlight, now)
 	}
 	slices.Sort(stalled)

@@ -42,3 +42,23 @@ func TestWithoutTopicMetricsKeepsBrokerAndAggregateFamiliesOnly(t *testing.T) {
 		t.Errorf("kmirror_sarama_record_send_total has %d series, want 1", n)
 	}
 }
+
+func TestWithoutConsumerBatchSizeKeepsTheOtherConsumerMetrics(t *testing.T) {
+	r := WithoutTopicMetrics(WithoutConsumerBatchSize(gometrics.NewRegistry()))
+	// As sarama's parseResponse asks for it, once per partition of each fetch response.
+	h := r.GetOrRegister("consumer-batch-size", func() gometrics.Histogram {
+		return gometrics.NewHistogram(gometrics.NewExpDecaySample(1028, 0.015))
+	}).(gometrics.Histogram)
+	h.Update(0)
+	if _, ok := h.(gometrics.NilHistogram); !ok {
+		t.Errorf("consumer-batch-size is a %T, want a no-op histogram", h)
+	}
+	gometrics.GetOrRegisterMeter("consumer-fetch-rate", r).Mark(1)
+	gometrics.GetOrRegisterMeter("consumer-fetch-rate-for-topic-orders", r).Mark(1)
+
+	var names []string
+	r.Each(func(name string, _ any) { names = append(names, name) })
+	if len(names) != 1 || names[0] != "consumer-fetch-rate" {
+		t.Fatalf("registered %v, want only consumer-fetch-rate", names)
+	}
+}

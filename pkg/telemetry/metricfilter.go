@@ -19,16 +19,33 @@ func WithoutTopicMetrics(r gometrics.Registry) gometrics.Registry {
 	if r == nil {
 		return nil
 	}
-	return topicFilter{r}
+	return filter{r, func(name string) bool { return strings.Contains(name, "-for-topic-") }}
 }
 
-type topicFilter struct{ gometrics.Registry }
+// WithoutConsumerBatchSize wraps a sarama client's go-metrics registry so that sarama's
+// consumer-batch-size histogram (records per partition per fetch response) is never made.
+//
+// Why: sarama looks it up in the registry and updates its sample once for every partition of
+// every fetch response, records or not, under two locks. At 10,000 partitions that is 10,000
+// times per fetch, nearly all with 0, and a tenth of an idle kmirror's CPU there
+// (benchmarks/results/scale-2026-12-01.md); what it says is in kmirror_records_mirrored_total and
+// sarama's fetch request rate (kmirror_sarama_protocol_requests_total{api_key="1"}).
+func WithoutConsumerBatchSize(r gometrics.Registry) gometrics.Registry {
+	if r == nil {
+		return nil
+	}
+	return filter{r, func(name string) bool { return name == "consumer-batch-size" }}
+}
 
-func perTopic(name string) bool { return strings.Contains(name, "-for-topic-") }
+// filter is a registry in which the metrics named by drop are no-ops that are never registered.
+type filter struct {
+	gometrics.Registry
+	drop func(name string) bool
+}
 
-// GetOrRegister returns a no-op metric of the kind asked for when name is per topic.
-func (f topicFilter) GetOrRegister(name string, i any) any {
-	if !perTopic(name) {
+// GetOrRegister returns a no-op metric of the kind asked for when name is dropped.
+func (f filter) GetOrRegister(name string, i any) any {
+	if !f.drop(name) {
 		return f.Registry.GetOrRegister(name, i)
 	}
 	switch i.(type) {
@@ -46,9 +63,9 @@ func (f topicFilter) GetOrRegister(name string, i any) any {
 	return f.Registry.GetOrRegister(name, i) // a kind sarama does not use today: kept
 }
 
-// Register drops per-topic metrics.
-func (f topicFilter) Register(name string, i any) error {
-	if perTopic(name) {
+// Register leaves dropped metrics out.
+func (f filter) Register(name string, i any) error {
+	if f.drop(name) {
 		return nil
 	}
 	return f.Registry.Register(name, i)

@@ -176,6 +176,7 @@ log: {format: json}
 			say("%s %s: longest gap %s, median %s, first quartile %s, %d of %d partitions over 1s, %d still stopped",
 				kind, event, l, m, q, p.overSecond, p.partitions, p.open)
 			fmt.Fprintf(&rep, "| %s | %s | %s | %s | %s | %d of %d | %d |\n", kind, event, l, m, q, p.overSecond, p.partitions, p.open)
+			_ = os.WriteFile(o.out, []byte(rep.String()), 0o644) // what is measured so far, should the run be cut short
 		}
 		measure := func(event string, at time.Time) { measureFor(event, at, o.window) }
 		a, err := start(cfgA, logA, 1)

@@ -137,7 +137,7 @@ log: {format: json}
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(&rep, "Command: `%s` (make bench-scale).\n\n", commandLine())
 	fmt.Fprintf(&rep, "Machine: %d CPUs, %s; Kafka 4.3.1, one KRaft node per cluster (heap %s), source and target on this machine. "+
-		"kmirror with %s but for the topics, replication factor 1, and /metrics with pprof on%s.\n\n", runtime.NumCPU(), runtime.Version(), o.heap, settings(o.set), environment(o.env))
+		"kmirror with its defaults but for the topics, replication factor 1, and /metrics with pprof on%s%s.\n\n", runtime.NumCPU(), runtime.Version(), o.heap, settings(o.set), environment(o.env))
 	fmt.Fprintln(&rep, "| measure | figure | target |")
 	fmt.Fprintln(&rep, "|---|---|---|")
 	row("time from start to all partitions flowing (each target partition has its record; kmirror creates the target topics)",
@@ -261,9 +261,9 @@ log: {format: json}
 // settings describes the kmirror settings a run changed.
 func settings(set []string) string {
 	if len(set) == 0 {
-		return "its defaults"
+		return ""
 	}
-	return "its defaults but `" + strings.Join(set, "`, `") + "`"
+	return "; set: `" + strings.Join(set, "`, `") + "`"
 }
 
 // memstats summarises the Go runtime's memory from a scrape: what it holds from the OS, the heap
@@ -280,5 +280,5 @@ func environment(env []string) string {
 	if len(env) == 0 {
 		return ""
 	}
-	return ", environment `" + strings.Join(env, "`, `") + "`"
+	return "; environment: `" + strings.Join(env, "`, `") + "`"
 }

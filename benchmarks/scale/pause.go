@@ -139,7 +139,9 @@ func runPause(o options) error {
 		defer stopPace()
 		go pace(pctx, srcCl, topics, o.partitions, o.pauseRate)
 		dst, err := kgo.NewClient(kgo.SeedBrokers(cl.dst...), kgo.ConsumeRegex(), kgo.ConsumeTopics(`pause-`+short+`\..*`),
-			kgo.MetadataMinAge(time.Second), kgo.FetchMaxWait(50*time.Millisecond),
+			// kmirror creates the target topics after this client starts: a regex consumer finds
+			// new topics at its metadata refresh (every 5 min by default).
+			kgo.MetadataMinAge(time.Second), kgo.MetadataMaxAge(2*time.Second), kgo.FetchMaxWait(50*time.Millisecond),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()))
 		if err != nil {
 			return err

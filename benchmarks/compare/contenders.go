@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 )
 
@@ -47,25 +48,9 @@ func selectContenders(list, only string) ([]contender, error) {
 	if only != "" {
 		list = only
 	}
-	want := map[string]bool{}
-	for _, n := range strings.Split(list, ",") {
-		if n = strings.TrimSpace(n); n == "" {
-			continue
-		}
-		found := false
-		for _, c := range contenders {
-			found = found || c.name == n
-		}
-		if !found {
-			return nil, fmt.Errorf("contender %q: want one of %s", n, contenderNames())
-		}
-		want[n] = true
-	}
-	var out []contender
-	for _, c := range contenders {
-		if want[c.name] {
-			out = append(out, c)
-		}
+	out, unknown := pick(list, contenders, func(c contender) string { return c.name })
+	if unknown != "" {
+		return nil, fmt.Errorf("contender %q: want one of %s", unknown, contenderNames())
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no contender selected: want some of %s", contenderNames())
@@ -165,3 +150,24 @@ dedicated.mode.enable.internal.rest = true
 listeners = http://127.0.0.1:18083
 europe.consumer.isolation.level = read_committed
 `
+
+// pick returns the items of all that the comma-separated list names, in the order of all, or
+// the first name in list that no item has.
+func pick[T any](list string, all []T, name func(T) string) (picked []T, unknown string) {
+	want := map[string]bool{}
+	for _, n := range strings.Split(list, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		if !slices.ContainsFunc(all, func(it T) bool { return name(it) == n }) {
+			return nil, n
+		}
+		want[n] = true
+	}
+	for _, it := range all {
+		if want[name(it)] {
+			picked = append(picked, it)
+		}
+	}
+	return picked, ""
+}

@@ -74,25 +74,11 @@ func (w wanOptions) plan() (wanPlan, error) {
 		}
 		p.rtts = append(p.rtts, rtt)
 	}
-	want := map[string]bool{}
-	for _, f := range strings.Split(w.placements, ",") {
-		if f = strings.TrimSpace(f); f == "" {
-			continue
-		}
-		found := false
-		for _, pl := range placements {
-			found = found || pl.name == f
-		}
-		if !found {
-			return wanPlan{}, fmt.Errorf("--placements %q: want near-target or near-source", f)
-		}
-		want[f] = true
+	picked, unknown := pick(w.placements, placements, func(pl placement) string { return pl.name })
+	if unknown != "" {
+		return wanPlan{}, fmt.Errorf("--placements %q: want near-target or near-source", unknown)
 	}
-	for _, pl := range placements {
-		if want[pl.name] {
-			p.placements = append(p.placements, pl)
-		}
-	}
+	p.placements = picked
 	if !p.enabled() {
 		return wanPlan{}, nil
 	}

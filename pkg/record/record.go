@@ -52,7 +52,8 @@ type Record struct {
 	// its partition's position past it.
 	FromTarget bool
 	// Behind is set when its source partition held later records than it when it was read (the
-	// partition's high watermark was past it): the mirror is catching up on that partition.
+	// partition's high watermark was past it and the transaction marker that may follow it): the
+	// mirror is catching up on that partition.
 	Behind bool
 	// Span is the record's trace span when it is sampled, nil otherwise.
 	Span trace.Span

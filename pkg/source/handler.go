@@ -444,7 +444,7 @@ feed:
 			}
 			r := h.cfg.Records.From(m, t.Target, track, t.MaxMessageBytes)
 			r.Accept, r.Copies = accept, copies
-			r.Behind = m.Offset+1 < claim.HighWaterMarkOffset()
+			r.Behind = behind(m.Offset, claim.HighWaterMarkOffset())
 			if h.cfg.Provenance != nil {
 				h.cfg.Provenance.Apply(r, m)
 			}
@@ -566,3 +566,10 @@ func (h *Handler) startSpan(r *record.Record, m *sarama.ConsumerMessage) {
 		tr.Inject(ctx, &r.Msg.Headers)
 	}
 }
+
+// behind reports whether a partition whose high watermark is hwm holds records after the one at
+// offset. The offset just after it may be a transaction's marker (the high watermark counts it,
+// a read_committed reader never sees it), so only a gap of two or more counts: the last record of
+// every source transaction would otherwise look like a backlog, and exactly-once would keep its
+// transaction open for delivery.transaction.backlog_max_age instead of max_age at every one.
+func behind(offset, hwm int64) bool { return offset+2 < hwm }

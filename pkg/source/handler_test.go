@@ -75,3 +75,21 @@ func TestTracedRecordKeepsItsHeadersUnlessPropagationIsAskedFor(t *testing.T) {
 		}
 	}
 }
+
+// TestBehindIgnoresATrailingMarker: the record before a transaction's commit marker is the last
+// one a read_committed reader gets, so it is not behind; two offsets or more later it is.
+func TestBehindIgnoresATrailingMarker(t *testing.T) {
+	for _, c := range []struct {
+		offset, hwm int64
+		want        bool
+	}{
+		{9, 10, false}, // the last record
+		{9, 11, false}, // the last record, then its transaction's marker
+		{9, 12, true},
+		{0, 1000, true},
+	} {
+		if got := behind(c.offset, c.hwm); got != c.want {
+			t.Errorf("offset %d, high watermark %d: behind %v, want %v", c.offset, c.hwm, got, c.want)
+		}
+	}
+}

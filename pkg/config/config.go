@@ -129,6 +129,14 @@ type Consumer struct {
 	// therefore costs in proportion to partitions / wait; waiting in proportion to the partitions
 	// keeps that cost flat as a deployment grows.
 	FetchWaitPerPartition time.Duration `mapstructure:"fetch_wait_per_partition"`
+	// DistantRTT is the round trip to the source (measured at start) from which the source counts
+	// as distant: each partition's fetch then asks for at least the largest max.message.bytes of
+	// the mirrored topics instead of FetchPartitionBytes. A broker answers a partition whose
+	// first batch is larger than the partition's fetch size with that batch alone, and only for
+	// the first such partition of the response: with batches larger than FetchPartitionBytes (a
+	// producer's 1 MiB batches) every response carries one batch, and across a WAN the mirror
+	// reads one batch per round trip. 0 never enlarges the fetches.
+	DistantRTT time.Duration `mapstructure:"distant_rtt"`
 	// SourceLossPolicy is what happens when records were deleted from the source (retention,
 	// DeleteRecords) before kmirror read them: "fail" stops the mirror, "continue" resumes at the
 	// log start. Either way the gap is logged and counted in kmirror_source_records_lost_total.
@@ -150,6 +158,18 @@ func (c Consumer) FetchWait(partitions int) time.Duration {
 		scaled = time.Duration(partitions) * c.FetchWaitPerPartition
 	}
 	return max(c.FetchMaxWait, scaled)
+}
+
+// FetchPartition returns the fetch size of each partition (sarama's Consumer.Fetch.Default) for a
+// source rtt away whose mirrored topics accept batches of up to largestBatch bytes:
+// FetchPartitionBytes, raised to largestBatch (at most FetchMaxBytes) when the source is at least
+// DistantRTT away.
+func (c Consumer) FetchPartition(rtt time.Duration, largestBatch int) int32 {
+	size := c.FetchPartitionBytes
+	if c.DistantRTT <= 0 || rtt < c.DistantRTT || int64(largestBatch) <= int64(size) {
+		return size
+	}
+	return int32(min(int64(largestBatch), int64(c.FetchMaxBytes)))
 }
 
 // Ring configures the partition workers and their inboxes.

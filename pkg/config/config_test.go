@@ -137,6 +137,8 @@ func TestLoadRejectsBadInputNamingTheKey(t *testing.T) {
 		{"zero fetch min", minimal + "consumer: {fetch_min_bytes: 0}\n", nil, []string{"consumer.fetch_min_bytes"}},
 		{"fetch min above max", minimal + "consumer: {fetch_min_bytes: 2000000, fetch_max_bytes: 1000000}\n", nil,
 			[]string{"consumer.fetch_min_bytes", "consumer.fetch_max_bytes"}},
+		{"negative distant round trip", minimal + "consumer: {distant_rtt: -1ms}\n", nil,
+			[]string{"consumer.distant_rtt", "negative"}},
 		{"negative fetch wait per partition", minimal + "consumer: {fetch_wait_per_partition: -1ms}\n", nil,
 			[]string{"consumer.fetch_wait_per_partition", "negative"}},
 		// A bare number is not a duration: YAML reads it as an integer, 5 nanoseconds.
@@ -375,6 +377,36 @@ func TestFetchWaitGrowsWithThePartitions(t *testing.T) {
 	for _, tc := range cases {
 		if got := tc.c.FetchWait(tc.partitions); got != tc.want {
 			t.Errorf("%s: FetchWait(%d) = %s, want %s", tc.name, tc.partitions, got, tc.want)
+		}
+	}
+}
+
+// TestFetchPartitionGrowsForADistantSource: a near source is fetched with fetch_partition_bytes;
+// one at least distant_rtt away with the largest batch its topics accept, within fetch_max_bytes;
+// distant_rtt 0 never enlarges the fetches.
+func TestFetchPartitionGrowsForADistantSource(t *testing.T) {
+	def := Default().Consumer
+	off := def
+	off.DistantRTT = 0
+	const mib = 1 << 20
+	cases := []struct {
+		name  string
+		c     Consumer
+		rtt   time.Duration
+		batch int
+		want  int32
+	}{
+		{"loopback", def, 200 * time.Microsecond, mib + 12, 256 << 10},
+		{"just under distant_rtt", def, 9 * time.Millisecond, mib + 12, 256 << 10},
+		{"at distant_rtt", def, 10 * time.Millisecond, mib + 12, mib + 12},
+		{"transatlantic", def, 80 * time.Millisecond, mib + 12, mib + 12},
+		{"topics with small batches keep the configured size", def, 80 * time.Millisecond, 64 << 10, 256 << 10},
+		{"at most fetch_max_bytes", def, 80 * time.Millisecond, 200 * mib, 50 * mib},
+		{"distant_rtt 0", off, 80 * time.Millisecond, mib + 12, 256 << 10},
+	}
+	for _, tc := range cases {
+		if got := tc.c.FetchPartition(tc.rtt, tc.batch); got != tc.want {
+			t.Errorf("%s: FetchPartition(%s, %d) = %d, want %d", tc.name, tc.rtt, tc.batch, got, tc.want)
 		}
 	}
 }

@@ -49,6 +49,7 @@ func Default() Config {
 			FetchMinBytes:         64 << 10,
 			FetchMaxWait:          10 * time.Millisecond,
 			FetchWaitPerPartition: 200 * time.Microsecond,
+			DistantRTT:            10 * time.Millisecond,
 			SourceLossPolicy:      LossFail,
 		},
 		Ring: Ring{

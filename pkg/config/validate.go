@@ -116,6 +116,10 @@ func (c *Config) Validate() error {
 			c.Consumer.FetchMinBytes, c.Consumer.FetchMaxBytes)
 	}
 	atLeast(bad, "consumer.fetch_max_wait", c.Consumer.FetchMaxWait, time.Millisecond)
+	if c.Consumer.DistantRTT < 0 {
+		bad("consumer.distant_rtt", "%s is negative: use 0 (fetches keep consumer.fetch_partition_bytes) or a duration such as 10ms",
+			c.Consumer.DistantRTT)
+	}
 	if c.Consumer.FetchWaitPerPartition < 0 {
 		bad("consumer.fetch_wait_per_partition", "%s is negative: use 0 (the wait stays consumer.fetch_max_wait) or a duration such as 200us",
 			c.Consumer.FetchWaitPerPartition)

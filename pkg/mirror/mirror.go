@@ -363,6 +363,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		defer stopping.do("stop the group offset sync", func() error { stop(nil); <-syncDone; return gs.consumer.Close() })
 	}
 
+	gc.Consumer.Fetch.Default = m.fetchPartition(srcClient, syncer, first)
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("consumer", gc)
 	}
@@ -374,7 +375,8 @@ func (m *Mirror) Run(ctx context.Context) error {
 	m.log.Info("connected to both clusters",
 		zap.Strings("source_bootstrap", m.source.Bootstrap()), zap.Strings("target_bootstrap", m.target.Bootstrap()),
 		zap.Int("workers", len(m.inboxes)), zap.String("group", m.cfg.Consumer.GroupID),
-		zap.Int("source_partitions", partitions), zap.Duration("fetch_wait", gc.Consumer.MaxWaitTime))
+		zap.Int("source_partitions", partitions), zap.Duration("fetch_wait", gc.Consumer.MaxWaitTime),
+		zap.Int32("fetch_partition_bytes", gc.Consumer.Fetch.Default))
 
 	// Workers run on their own context, ended only after the consumer has drained.
 	workerCtx, stopWorkers := context.WithCancel(context.Background())
@@ -689,6 +691,35 @@ func (m *Mirror) consumerConfig() *sarama.Config {
 	c.Consumer.Fetch.Min = cc.FetchMinBytes
 	c.Consumer.MaxWaitTime = cc.FetchMaxWait
 	return c
+}
+
+// fetchPartition is the consumer group's fetch size per partition (consumer.distant_rtt): the
+// configured one, or the largest batch the mirrored topics accept when the source is distant. A
+// round trip that cannot be measured keeps the configured size.
+func (m *Mirror) fetchPartition(src sarama.Client, syncer *topics.Syncer, mirrored []string) int32 {
+	cc := m.cfg.Consumer
+	if cc.DistantRTT <= 0 {
+		return cc.FetchPartitionBytes
+	}
+	rtt, err := cluster.RoundTrip(src, 3)
+	if err != nil {
+		m.log.Warn("cannot measure the round trip to the source; fetching with consumer.fetch_partition_bytes",
+			zap.Error(err))
+		return cc.FetchPartitionBytes
+	}
+	largest := 0
+	for _, name := range mirrored {
+		if t, ok := syncer.Lookup(name); ok {
+			largest = max(largest, t.MaxMessageBytes)
+		}
+	}
+	size := cc.FetchPartition(rtt, largest)
+	if size != cc.FetchPartitionBytes {
+		m.log.Info("the source is distant: each partition's fetch asks for the largest batch its topics accept",
+			zap.Duration("source_rtt", rtt), zap.Duration("distant_rtt", cc.DistantRTT),
+			zap.Int32("fetch_partition_bytes", size), zap.Int32("configured", cc.FetchPartitionBytes))
+	}
+	return size
 }
 
 // stoppedBeforeStart turns a connection error into nil when the caller asked the mirror to stop

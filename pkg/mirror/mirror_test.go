@@ -2,12 +2,16 @@ package mirror
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/kmirror/kmirror/pkg/config"
 )
@@ -430,5 +434,59 @@ func oversizedRecordPolicy(t *testing.T, mode, policy string) {
 	rep := compare(t, p, map[string]string{"blobs": "blobs"})
 	if _, tgt, lost, dups, _ := rep.Totals(); tgt != 4 || lost != 1 || dups != 0 {
 		t.Fatalf("skip policy: target %d records, lost %d, duplicates %d; want 4, exactly the skipped one, none", tgt, lost, dups)
+	}
+}
+
+// TestADistantSourceIsFetchedWithWholeBatches: with the source counted as distant
+// (consumer.distant_rtt below any round trip) the consumer group fetches each partition with
+// the largest max.message.bytes of the mirrored topics, and mirrors as before; a near source
+// (kfake on loopback, the default distant_rtt) keeps consumer.fetch_partition_bytes.
+func TestADistantSourceIsFetchedWithWholeBatches(t *testing.T) {
+	const large = 3 << 20
+	for _, tc := range []struct {
+		name    string
+		distant time.Duration
+		want    int32
+	}{
+		{"near", config.Default().Consumer.DistantRTT, config.Default().Consumer.FetchPartitionBytes},
+		{"distant", time.Nanosecond, large},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPair(t)
+			size := fmt.Sprint(large)
+			createTopic(t, p.europe, "orders", 3, map[string]*string{"max.message.bytes": &size})
+			createTopic(t, p.europe, "small", 1, nil)
+			produce(t, p.europe, numbered("orders", 3, 0, 300)...)
+			cfg := p.config("orders", "small")
+			cfg.Consumer.DistantRTT = tc.distant
+			var mu sync.Mutex
+			var fetch int32
+			m, err := New(cfg, Options{Log: zaptest.NewLogger(t), SaramaClients: func(name string, c *sarama.Config) {
+				if name == "consumer" {
+					mu.Lock()
+					fetch = c.Consumer.Fetch.Default
+					mu.Unlock()
+				}
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- m.Run(ctx) }()
+			waitFor(t, "orders mirrored", 30*time.Second, func() bool { return endOffsets(t, p.us, "orders") == 300 })
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if fetch != tc.want {
+				t.Errorf("the consumer group fetches %d bytes per partition, want %d", fetch, tc.want)
+			}
+			if rep := compare(t, p, map[string]string{"orders": "orders"}); !rep.Exact() {
+				t.Fatalf("mirrored: %s", rep)
+			}
+		})
 	}
 }

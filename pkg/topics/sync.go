@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/cenkalti/backoff/v5"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 )
@@ -529,16 +530,18 @@ func acceptanceConfigs() []string {
 
 // describeTarget reads what decides acceptance on a target topic.
 func (s *Syncer) describeTarget(target string) (acceptance, error) {
-	var values map[string]string
-	var err error
-	// A topic just created may not have reached the broker that answers yet.
-	for attempt := 0; attempt < 20; attempt++ {
-		values, err = describeValues(s.target, target, acceptanceConfigs())
-		if !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-			break
+	// A topic just created may not have reached the broker that answers yet: in KRaft it
+	// usually has within tens of milliseconds, so the first retries come soon (a fixed 250 ms
+	// pause made up most of the time a first start with 1,000 topics spent creating them).
+	wait := backoff.NewExponentialBackOff()
+	wait.InitialInterval, wait.MaxInterval = 10*time.Millisecond, 250*time.Millisecond
+	values, err := backoff.Retry(context.Background(), func() (map[string]string, error) {
+		values, err := describeValues(s.target, target, acceptanceConfigs())
+		if err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+			return nil, backoff.Permanent(err)
 		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return values, err
+	}, backoff.WithBackOff(wait), backoff.WithMaxElapsedTime(5*time.Second))
 	if err != nil {
 		return acceptance{}, fmt.Errorf("describe target topic %q configs: %w", target, err)
 	}

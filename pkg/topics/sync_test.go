@@ -33,6 +33,10 @@ type fakeAdmin struct {
 	// unknown are configs the cluster does not know (an older Kafka): creating a topic with
 	// one fails with INVALID_CONFIG.
 	unknown []string
+	// lagging is how many describes of a topic created here answer UNKNOWN_TOPIC_OR_PARTITION
+	// first, as a broker that has not applied the topic's metadata yet does.
+	lagging  int
+	laggedBy map[string]int
 }
 
 func newFakeAdmin() *fakeAdmin {
@@ -137,6 +141,13 @@ func (f *fakeAdmin) DescribeConfig(r sarama.ConfigResource) ([]sarama.ConfigEntr
 	defer f.mu.Unlock()
 	f.describes++
 	eff, ok := f.effective[r.Name]
+	if _, created := f.created[r.Name]; created && f.laggedBy[r.Name] < f.lagging {
+		if f.laggedBy == nil {
+			f.laggedBy = map[string]int{}
+		}
+		f.laggedBy[r.Name]++
+		ok = false
+	}
 	if !ok {
 		return nil, sarama.ErrUnknownTopicOrPartition
 	}
@@ -312,5 +323,29 @@ func TestTargetBefore36GetsTheSingleBound(t *testing.T) {
 	ce := tgt.created["old"].ConfigEntries
 	if d := ce["message.timestamp.difference.max.ms"]; d == nil || *d != "7200000" || len(ce) != 1 {
 		t.Fatalf("created with %v, want only message.timestamp.difference.max.ms=7200000", ce)
+	}
+}
+
+// TestAJustCreatedTopicIsReadSoonAfterTheBrokerKnowsIt: a topic whose describe answers
+// UNKNOWN_TOPIC_OR_PARTITION three times after its creation is read on the fourth try, with
+// pauses that start short (10 ms, growing): not a quarter of a second per try.
+func TestAJustCreatedTopicIsReadSoonAfterTheBrokerKnowsIt(t *testing.T) {
+	src, tgt := newFakeAdmin(), newFakeAdmin()
+	src.add("orders", 3, nil, nil)
+	tgt.lagging = 3
+	s := newTestSyncer(t, src, tgt, zap.NewNop(), nil)
+	start := time.Now()
+	if _, err := s.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	if topic, ok := s.Lookup("orders"); !ok || topic.MaxMessageBytes != 1048588 {
+		t.Fatalf("orders after the refresh: %+v, %v; want ready with the target's max.message.bytes", topic, ok)
+	}
+	if tgt.describes != 4 {
+		t.Errorf("%d describes, want 4 (3 unknown, then the answer)", tgt.describes)
+	}
+	if took > 500*time.Millisecond {
+		t.Errorf("the refresh took %s for 3 retries: the pauses do not start short", took)
 	}
 }

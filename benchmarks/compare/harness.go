@@ -407,7 +407,8 @@ func cpuTime(pid int, ticks float64) time.Duration {
 
 func numCPU() int { return runtime.NumCPU() }
 
-// captureProfiles saves a 2-second CPU profile, a heap profile, the allocations and the
+// captureProfiles saves a 5-second CPU profile (a catch-up on loopback lasts 10-25 s here; the
+// 2 s it was showed too few samples to rank sarama's encoding against the channel hand-offs), a heap profile, the allocations and the
 // goroutines of the running kmirror contender name from its /debug/pprof endpoint, for `go tool
 // pprof`, with suffix in the file names, starting a second after copying (closed when the first
 // record reached the target): across a WAN the start-up takes several round trips. It gives up
@@ -419,7 +420,7 @@ func (h *harness) captureProfiles(name, suffix string, copying, done <-chan stru
 		return
 	}
 	time.Sleep(time.Second) // into the copy
-	h.saveProfiles(name, suffix, 2*time.Second)
+	h.saveProfiles(name, suffix, 5*time.Second)
 }
 
 // saveProfiles saves the CPU profile over d, the heap, the allocations and the goroutines (where

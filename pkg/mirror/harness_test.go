@@ -123,7 +123,13 @@ type running struct {
 
 func start(t *testing.T, cfg *config.Config) *running {
 	t.Helper()
-	m, err := New(cfg, Options{Log: zaptest.NewLogger(t).Named(cfg.Consumer.GroupID)})
+	return startWith(t, cfg, Options{Log: zaptest.NewLogger(t).Named(cfg.Consumer.GroupID)})
+}
+
+// startWith is start with the mirror's options.
+func startWith(t *testing.T, cfg *config.Config, opts Options) *running {
+	t.Helper()
+	m, err := New(cfg, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -461,22 +461,15 @@ func TestADistantSourceIsFetchedWithWholeBatches(t *testing.T) {
 			cfg.Consumer.DistantRTT = tc.distant
 			var mu sync.Mutex
 			var fetch int32
-			m, err := New(cfg, Options{Log: zaptest.NewLogger(t), SaramaClients: func(name string, c *sarama.Config) {
+			r := startWith(t, cfg, Options{Log: zaptest.NewLogger(t), SaramaClients: func(name string, c *sarama.Config) {
 				if name == "consumer" {
 					mu.Lock()
 					fetch = c.Consumer.Fetch.Default
 					mu.Unlock()
 				}
 			}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan error, 1)
-			go func() { done <- m.Run(ctx) }()
 			waitFor(t, "orders mirrored", 30*time.Second, func() bool { return endOffsets(t, p.us, "orders") == 300 })
-			cancel()
-			if err := <-done; err != nil {
+			if err := r.stop(t); err != nil {
 				t.Fatal(err)
 			}
 			mu.Lock()

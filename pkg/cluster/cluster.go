@@ -1,5 +1,6 @@
 // Package cluster turns the configuration of one Kafka cluster into sarama client settings
-// (protocol version, timeouts, TLS, SASL) and opens clients and admins for it.
+// (protocol version, timeouts, TLS, SASL), opens clients and admins for it, and measures the
+// round trip to it (RoundTrip).
 //
 // It must never log or return secrets: errors name files and keys, never their contents.
 package cluster

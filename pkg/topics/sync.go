@@ -533,7 +533,7 @@ func (s *Syncer) describeTarget(target string) (acceptance, error) {
 	// A topic just created may not have reached the broker that answers yet: in KRaft it
 	// usually has within tens of milliseconds, so the first retries come soon. (At 1,000 new
 	// topics this did not shorten the start measurably, 39 s either way: the one CreateTopics
-	// request per topic is what costs; benchmarks/results/scale-2026-12-01.md.)
+	// request per topic is what costs; benchmarks/results/scale-stall-2026-12-02.md.)
 	wait := backoff.NewExponentialBackOff()
 	wait.InitialInterval, wait.MaxInterval = 10*time.Millisecond, 250*time.Millisecond
 	values, err := backoff.Retry(context.Background(), func() (map[string]string, error) {

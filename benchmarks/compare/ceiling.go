@@ -72,21 +72,21 @@ func (h *harness) measureCeilings(ctx context.Context, round int) (ceilings, err
 }
 
 func (h *harness) createSourceTopic(ctx context.Context, name string, configs map[string]*string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.source...))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	return h.createTopic(ctx, kadm.NewClient(cl), "source", name, configs)
+	return h.createTopicAt(ctx, h.source, "source", name, configs)
 }
 
 func (h *harness) createTargetTopic(ctx context.Context, name string, configs map[string]*string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(h.target...))
+	return h.createTopicAt(ctx, h.target, "target", name, configs)
+}
+
+// createTopicAt is createTopic on a client of its own to the cluster at addrs.
+func (h *harness) createTopicAt(ctx context.Context, addrs []string, side, name string, configs map[string]*string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	return h.createTopic(ctx, kadm.NewClient(cl), "target", name, configs)
+	return h.createTopic(ctx, kadm.NewClient(cl), side, name, configs)
 }
 
 // createTopic creates topic name with the workload's partition count, one replica and configs on

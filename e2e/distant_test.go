@@ -23,13 +23,9 @@ func TestDistantSourceCrashLosesNothing(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cluster.sh remote europe: %v", err)
 	}
-	var routes []wan.Route
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		f := strings.Fields(line)
-		if len(f) != 2 {
-			t.Fatalf("cluster.sh remote europe: unexpected line %q", line)
-		}
-		routes = append(routes, wan.Route{Listen: f[0], Upstream: f[1]})
+	routes, err := wan.ParseRoutes(string(out))
+	if err != nil {
+		t.Fatalf("cluster.sh remote europe: %v", err)
 	}
 	link, err := wan.Open(routes)
 	if err != nil {

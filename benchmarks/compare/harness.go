@@ -168,13 +168,9 @@ func (h *harness) openLinks() error {
 		if err != nil {
 			return err
 		}
-		var routes []wan.Route
-		for _, line := range strings.Split(out, "\n") {
-			f := strings.Fields(line)
-			if len(f) != 2 {
-				return fmt.Errorf("cluster.sh remote %s: unexpected line %q", name, line)
-			}
-			routes = append(routes, wan.Route{Listen: f[0], Upstream: f[1]})
+		routes, err := wan.ParseRoutes(out)
+		if err != nil {
+			return fmt.Errorf("cluster.sh remote %s: %w", name, err)
 		}
 		l, err := wan.Open(routes)
 		if err != nil {

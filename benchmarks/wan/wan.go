@@ -32,6 +32,20 @@ type Route struct {
 	Listen, Upstream string
 }
 
+// ParseRoutes reads the routes `scripts/kafka/cluster.sh remote NAME` prints: one line per broker,
+// the proxy's address and the broker's remote listener.
+func ParseRoutes(out string) ([]Route, error) {
+	var routes []Route
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			return nil, fmt.Errorf("wan: route line %q: want PROXY_ADDR UPSTREAM_ADDR", line)
+		}
+		routes = append(routes, Route{Listen: f[0], Upstream: f[1]})
+	}
+	return routes, nil
+}
+
 // Link is the proxies of one remote cluster, all at the same round-trip time.
 type Link struct {
 	mu      sync.Mutex

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -170,5 +171,21 @@ func TestHalvesAddUpToTheRoundTrip(t *testing.T) {
 func TestOpenWantsARoute(t *testing.T) {
 	if _, err := Open(nil); err == nil {
 		t.Fatal("Open(nil) succeeded")
+	}
+}
+
+// TestParseRoutesReadsClusterShRemote: one route per line of `cluster.sh remote`, and a line
+// that is not two addresses is an error naming it.
+func TestParseRoutesReadsClusterShRemote(t *testing.T) {
+	got, err := ParseRoutes("127.0.0.1:19016 127.0.0.1:19015\n127.0.0.1:19026 127.0.0.1:19025\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Route{{"127.0.0.1:19016", "127.0.0.1:19015"}, {"127.0.0.1:19026", "127.0.0.1:19025"}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Fatalf("ParseRoutes = %v, want %v", got, want)
+	}
+	if _, err := ParseRoutes("cluster europe has no remote listener"); err == nil || !strings.Contains(err.Error(), "no remote listener") {
+		t.Fatalf("a bad line: err = %v, want one naming the line", err)
 	}
 }

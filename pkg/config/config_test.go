@@ -242,6 +242,31 @@ func TestUnknownSettingInTheEnvironmentIsAnError(t *testing.T) {
 	}
 }
 
+// TestMisspeltVariableOfEverySectionIsAnError: a misspelt KMIRROR_<SECTION>_… variable is refused
+// for every section of the Config type, each named with its suggestion; the sections are read from
+// the type, so that a section added later is covered without a list to keep.
+func TestMisspeltVariableOfEverySectionIsAnError(t *testing.T) {
+	typ := reflect.TypeOf(Config{})
+	for i := range typ.NumField() {
+		sec := typ.Field(i).Tag.Get("mapstructure")
+		t.Run(sec, func(t *testing.T) {
+			var key string // the section's first setting, misspelt by a doubled last letter
+			walkLeaves(sec, reflect.ValueOf(Default()).Field(i), func(k string, _ any) {
+				if key == "" {
+					key = k
+				}
+			})
+			good := envName(key)
+			bad := good + good[len(good)-1:]
+			t.Setenv(bad, "1")
+			_, err := Load(writeConfig(t, minimal), nil)
+			if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "did you mean "+good) {
+				t.Fatalf("%s=1: err = %v, want it refused, naming %s", bad, err, good)
+			}
+		})
+	}
+}
+
 func TestKafkaWordsForInitialOffset(t *testing.T) {
 	for word, want := range map[string]string{"earliest": "oldest", "latest": "newest", "Oldest": "oldest"} {
 		cfg, err := Load(writeConfig(t, minimal+"consumer: {initial_offset: "+word+"}\n"), nil)

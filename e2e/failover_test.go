@@ -206,7 +206,7 @@ func kmirrorCLI(t *testing.T, args ...string) ([]byte, int) {
 	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(t), "bin", "kmirror"), args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
+	err := runOwned(t, cmd)
 	var exit *exec.ExitError
 	if err != nil && !errors.As(err, &exit) {
 		t.Fatalf("kmirror %s: %v\n%s", strings.Join(args, " "), err, stderr.String())

@@ -43,7 +43,15 @@ func startCluster(t *testing.T, name string, args ...string) *cluster {
 	t.Helper()
 	root := repoRoot(t)
 	script := filepath.Join(root, "scripts", "kafka", "cluster.sh")
-	_ = clusterCmd(script, name, "down", name).Run() // leftovers of an interrupted run
+	// Leftovers of a run whose test binary died without its cleanup: its children, then its
+	// cluster of this name (the script's nodes die with the binary that started them, but one
+	// from before that rule may still run).
+	if killed, err := killLeftovers(); err != nil {
+		t.Logf("kill the children of an earlier run: %v", err)
+	} else if len(killed) > 0 {
+		t.Logf("killed the process groups %v an earlier run left behind", killed)
+	}
+	_ = clusterCmd(script, name, "down", name).Run()
 	out, err := clusterCmd(script, name, append([]string{"up", name}, args...)...).CombinedOutput()
 	for try := 0; err != nil && bytes.Contains(out, []byte("Address already in use")) && try < 8; try++ {
 		// The suite's ports lie in the kernel's ephemeral range: a client connection can hold
@@ -74,9 +82,11 @@ func startCluster(t *testing.T, name string, args ...string) *cluster {
 // clusterCmd runs scripts/kafka/cluster.sh for the named cluster. When KMIRROR_E2E_PORT_BASE is
 // set, the clusters take their ports from it (europe at the base, us 100 above, any other name
 // 200 above), so that two runs of the suite on one machine do not collide; KMIRROR_KAFKA_STATE
-// (read by cluster.sh) separates their state directories.
+// (read by cluster.sh) separates their state directories. KAFKA_OWNER_PID makes the script kill
+// the nodes it starts when this test binary ends, however it ends.
 func clusterCmd(script, name string, args ...string) *exec.Cmd {
 	cmd := exec.Command(script, args...)
+	cmd.Env = append(os.Environ(), fmt.Sprintf("KAFKA_OWNER_PID=%d", os.Getpid()))
 	if b := os.Getenv("KMIRROR_E2E_PORT_BASE"); b != "" {
 		var base int
 		if _, err := fmt.Sscan(b, &base); err == nil {
@@ -87,7 +97,7 @@ func clusterCmd(script, name string, args ...string) *exec.Cmd {
 			default:
 				base += 200
 			}
-			cmd.Env = append(os.Environ(), fmt.Sprintf("KAFKA_PORT_BASE=%d", base))
+			cmd.Env = append(cmd.Env, fmt.Sprintf("KAFKA_PORT_BASE=%d", base))
 		}
 	}
 	return cmd
@@ -210,7 +220,7 @@ func startKmirror(t *testing.T, cfgPath string, prefix ...string) *kmirror {
 	args := append(append([]string{}, prefix...), bin, "run", "--config", cfgPath)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	if err := startOwned(t, cmd); err != nil {
 		t.Fatal(err)
 	}
 	k := &kmirror{t: t, cmd: cmd, logPath: logPath, done: make(chan struct{})}
@@ -362,7 +372,7 @@ func kcatProduce(t *testing.T, brokers []string, topic string, partition int, li
 	cmd.Stdin = strings.NewReader(strings.Join(lines, "\n") + "\n")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
+	if err := runOwned(t, cmd); err != nil {
 		t.Fatalf("kcat %v: %v\n%s", args, err, out.String())
 	}
 }

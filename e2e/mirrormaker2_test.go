@@ -71,7 +71,7 @@ status.storage.replication.factor = 1
 	cmd := exec.Command("java", "-Xms256m", "-Xmx1g", "-cp", strings.TrimSpace(string(lib))+"/*",
 		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "org.apache.kafka.connect.mirror.MirrorMaker", cfg)
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	if err := startOwned(t, cmd); err != nil {
 		t.Fatalf("start MirrorMaker 2: %v", err)
 	}
 	m := &mirrorMaker2{cmd: cmd, logPath: logPath, done: make(chan struct{})}

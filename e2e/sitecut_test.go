@@ -47,7 +47,7 @@ func TestSiteCut(t *testing.T) {
 			}
 			cmd := exec.Command(inEurope[0], append(inEurope[1:], "kcat", "-P", "-b", europe.bootstrap[0], "-t", "sitecut", "-p", strconv.Itoa(p), "-K", "\t", "-z", "lz4")...)
 			cmd.Stdin = strings.NewReader(strings.Join(part, "\n") + "\n")
-			if out, err := cmd.CombinedOutput(); err != nil {
+			if out, err := combinedOwned(t, cmd); err != nil {
 				t.Fatalf("kcat in %s: %v\n%s", nsEurope, err, out)
 			}
 		}
@@ -91,7 +91,7 @@ func siteHelper(t *testing.T, ns, action, src, dst, topic string) string {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", ns, os.Args[0], "-test.run=^TestSiteHelper$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "E2E_SITE_ACTION="+action, "E2E_SITE_SRC="+src, "E2E_SITE_DST="+dst, "E2E_SITE_TOPIC="+topic)
-	out, err := cmd.CombinedOutput()
+	out, err := combinedOwned(t, cmd)
 	if err != nil {
 		t.Fatalf("site helper %s in %s: %v\n%s", action, ns, err, out)
 	}

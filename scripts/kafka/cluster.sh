@@ -28,11 +28,16 @@
 # are given the proxy's addresses in metadata and stay behind it. PLAINTEXT is unchanged for local
 # clients. `remote NAME` prints each node's proxy address and the REMOTE listener it forwards to.
 # Not with an --extra-config that sets listeners itself.
+#
+# Nodes run detached from this script, until down. With KAFKA_OWNER_PID set (the e2e suite sets
+# it to its test binary's pid), each node started also dies within a second of that process,
+# however it ends: a test binary that times out runs no cleanup, and its brokers must not outlive
+# it.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 state_root="${KMIRROR_KAFKA_STATE:-/tmp/kmirror-kafka}"
 
-usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 port_base() {
   if [ -n "${KAFKA_PORT_BASE:-}" ]; then echo "$KAFKA_PORT_BASE"; return; fi
@@ -68,7 +73,25 @@ start_node() {
     -Dorg.slf4j.simpleLogger.log.kafka.server.KafkaRaftServer=info \
     -Dlog4j2.level=WARN -Djava.awt.headless=true \
     -cp "$LIB/*" kafka.Kafka "$dir/server.properties" >"$dir/kafka.log" 2>&1 &
-  echo $! >"$dir/pid"
+  local pid=$!
+  echo "$pid" >"$dir/pid"
+  if [ -n "${KAFKA_OWNER_PID:-}" ]; then
+    watch_owner "$KAFKA_OWNER_PID" "$pid" "$dir/pid" </dev/null >/dev/null 2>&1 &
+  fi
+}
+
+# watch_owner OWNER NODE PIDFILE kills the node when the owner process ends, and ends itself when
+# the node does. The node is killed only while PIDFILE still names it (down and stop-node remove
+# it): a pid that came round again belongs to someone else.
+watch_owner() {
+  local owner="$1" node="$2" pidfile="$3"
+  while kill -0 "$node" 2>/dev/null; do
+    if ! kill -0 "$owner" 2>/dev/null; then
+      if [ "$(cat "$pidfile" 2>/dev/null)" = "$node" ]; then kill -9 "$node" 2>/dev/null || true; fi
+      return 0
+    fi
+    sleep 1
+  done
 }
 
 wait_ready() { # name idx...

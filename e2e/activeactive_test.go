@@ -561,3 +561,73 @@ func sumOffsets(m map[int32]int64) int64 {
 	}
 	return n
 }
+
+// TestRunRefusesAnIdentityPairThatLoops: us→europe runs with the identity policy and no
+// provenance header; `kmirror run` of europe→us with the same settings exits 1 before it creates
+// or copies anything, naming the flow it would loop with and the fix, and neither cluster's
+// orders grows (5 records written on each side, us's 5 copied to europe: 10 there, 5 on us). Such
+// a pair once made 13,473 records of 10 within 30 s.
+func TestRunRefusesAnIdentityPairThatLoops(t *testing.T) {
+	europe := startCluster(t, "europe")
+	us := startCluster(t, "us")
+	europe.createTopic(t, "orders", 1, 1, nil)
+	us.createTopic(t, "orders", 1, 1, nil)
+	for _, c := range []*cluster{europe, us} {
+		var lines []string
+		for i := range 5 {
+			lines = append(lines, fmt.Sprintf("%s-%d", c.name, i))
+		}
+		kcatProduce(t, c.bootstrap, "orders", 0, lines)
+	}
+	reverse := startKmirror(t, writeConfig(t, aaConfig("us", us.bootstrap, "europe", europe.bootstrap, "kmirror-us2eu", "", "orders", "")))
+	waitFor(t, "us→europe to copy us's 5 records and write its offset map", 2*time.Minute, func() bool {
+		return europe.count(t, "orders") == 10 && europe.count(t, config.OffsetMapPrefix+"us") > 0
+	})
+	usTopics := topicNames(t, us)
+
+	forward := startKmirror(t, writeConfig(t, aaConfig("europe", europe.bootstrap, "us", us.bootstrap, "kmirror-eu2us", "", "orders", "")))
+	select {
+	case <-forward.done:
+	case <-time.After(time.Minute):
+		t.Fatalf("figures: europe→us runs beside us→europe, identity without the header: after 1m orders holds %d records on europe, %d on us (written 5 + 5)",
+			europe.count(t, "orders"), us.count(t, "orders"))
+	}
+	_, how := forward.exited()
+	if forward.cmd.ProcessState.ExitCode() == 0 {
+		t.Fatalf("%s: want a non-zero status", how)
+	}
+	for _, want := range []string{"a kmirror copies us→europe right now", config.OffsetMapPrefix + "us",
+		"fix: set topics.provenance_header: true on both flows", "topics.replication_policy: prefix on both"} {
+		if !strings.Contains(forward.log(), want) {
+			t.Fatalf("%s; its log does not say %q:\n%s", how, want, forward.errors())
+		}
+	}
+	t.Logf("kmirror run refused: %s", forward.errors())
+
+	time.Sleep(5 * time.Second) // what a flow that started after all would copy meanwhile
+	eu, un := europe.count(t, "orders"), us.count(t, "orders")
+	if eu != 10 || un != 5 {
+		t.Fatalf("figures: orders holds %d records on europe and %d on us after the refusal, want 10 and 5", eu, un)
+	}
+	if got := topicNames(t, us); !slices.Equal(got, usTopics) {
+		t.Fatalf("us holds topics %v after the refusal, had %v", got, usTopics)
+	}
+	if slices.Contains(topicNames(t, europe), "kmirror.heartbeats.europe") {
+		t.Fatal("the refused flow created its heartbeat topic on europe")
+	}
+	reverse.stop()
+	t.Logf("figures: %s; orders holds %d records on europe and %d on us 5s after (written 5 + 5, us→europe copied 5), nothing created on us",
+		how, eu, un)
+}
+
+// topicNames lists all of c's topics, kmirror's offset maps included, sorted.
+func topicNames(t *testing.T, c *cluster) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	td, err := c.admin(t).ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return td.Names()
+}

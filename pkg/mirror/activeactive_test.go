@@ -386,6 +386,52 @@ func TestIdentityWithoutProvenanceLoopsAndValidateSaysSo(t *testing.T) {
 	}
 }
 
+// TestRunRefusesAFlowThatLoopsWithTheReverseFlow: with us→europe running (identity, no
+// provenance header), Run of europe→us with the same settings returns the error validate
+// --connect reports (the reverse flow named, and the fix) before it copies or creates anything.
+func TestRunRefusesAFlowThatLoopsWithTheReverseFlow(t *testing.T) {
+	p := newPair(t)
+	createTopic(t, p.europe, "orders", 1, nil)
+	createTopic(t, p.us, "orders", 1, nil)
+	eu2usCfg, us2euCfg := p.twoWay(config.PolicyIdentity, false, "orders")
+	produce(t, p.europe, numbered("orders", 1, 0, 5)...)
+	produce(t, p.us, numbered("orders", 1, 100, 5)...)
+	start(t, us2euCfg)
+	waitFor(t, "us→europe to copy its 5 records and write its offset map", 30*time.Second, func() bool {
+		return endOffsets(t, p.europe, "orders") == 10 && endOffsets(t, p.europe, config.OffsetMapPrefix+"us") > 0
+	})
+	topicsOf := func(c *embedded.Cluster) []string { // the offset maps too
+		td, err := admin(t, c).ListTopics(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return td.Names()
+	}
+	beforeEU, beforeUS := topicsOf(p.europe), topicsOf(p.us)
+
+	r := start(t, eu2usCfg)
+	var err error
+	select {
+	case err = <-r.done:
+		r.done = nil
+	case <-time.After(30 * time.Second):
+		t.Fatalf("europe→us runs beside us→europe, identity without the header: europe holds %d, us %d records of orders",
+			endOffsets(t, p.europe, "orders"), endOffsets(t, p.us, "orders"))
+	}
+	for _, want := range []string{"a kmirror copies us→europe right now", "__kmirror.offset-map.us", "topics.provenance_header: true on both flows"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("Run = %v, want it to say %q", err, want)
+		}
+	}
+	time.Sleep(2 * time.Second) // what a flow that started after all would copy meanwhile
+	if eu, us := endOffsets(t, p.europe, "orders"), endOffsets(t, p.us, "orders"); eu != 10 || us != 5 {
+		t.Fatalf("orders holds %d records on europe and %d on us after the refusal, want 10 and 5", eu, us)
+	}
+	if eu, us := topicsOf(p.europe), topicsOf(p.us); !slices.Equal(eu, beforeEU) || !slices.Equal(us, beforeUS) {
+		t.Fatalf("topics after the refusal: europe %v (was %v), us %v (was %v)", eu, beforeEU, us, beforeUS)
+	}
+}
+
 // TestClusterMirroredIntoItselfUnderTwoNamesIsRefused: validation cannot see that two bootstrap
 // lists reach one cluster; the cluster IDs can. The mirror refuses to start, whatever the policy,
 // and validate --connect fails the same way.

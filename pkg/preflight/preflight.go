@@ -269,8 +269,13 @@ func checkSource(s *session, cfg *config.Config) {
 	}
 	s.add("describe topics", err, fmt.Sprintf("%d topics visible, %d match topics.include", len(all), len(matched)),
 		"grant Describe on the topics to mirror (and DescribeConfigs)")
-	if err == nil && cfg.Topics.ReplicationPolicy == config.PolicyIdentity && !cfg.Topics.ProvenanceHeader {
-		checkReverse(s, cfg, all)
+	if err == nil && MayLoop(cfg) {
+		s.doing(MirrorBackCheck)
+		c := MirrorBack(cfg, all, func(topic string, partition int32, ms int64) (at int64, err error) {
+			err = s.attempt(func() (err error) { at, err = s.client.GetOffset(topic, partition, ms); return })
+			return at, err
+		})
+		s.add(c.Name, c.Err, c.Detail, c.Fix)
 	}
 	if len(matched) > 0 {
 		t := matched[0]
@@ -347,37 +352,59 @@ const (
 	reverseRecentText = "the last 10 minutes"
 )
 
-// checkReverse looks for a mirror running the other way, target→source, with the identity
-// policy and no provenance header: every record would then be copied back and forth forever.
+// MirrorBackCheck names the check MirrorBack makes.
+const MirrorBackCheck = "no mirror back (identity)"
+
+// MayLoop reports whether cfg copies records back to where they were written if a mirror runs
+// the other way: the identity policy without the provenance header. Only then is MirrorBack
+// needed.
+func MayLoop(cfg *config.Config) bool {
+	return cfg.Topics.ReplicationPolicy == config.PolicyIdentity && !cfg.Topics.ProvenanceHeader
+}
+
+// LoopError is MirrorBack's verdict that a kmirror copies target→source right now: with this
+// flow beside it, every record would go round between the two clusters forever.
+type LoopError struct {
+	Source, Target string // the aliases of this flow's source and target
+	Map            string // the reverse flow's offset-map topic on this flow's source
+}
+
+func (e *LoopError) Error() string {
+	return fmt.Sprintf("a kmirror copies %s→%s right now (its offset map %s on the source was written in %s): with "+
+		"replication_policy identity and no provenance header, this flow would copy its copies back, and every record would "+
+		"go round between the two clusters forever", e.Target, e.Source, e.Map, reverseRecentText)
+}
+
+// MirrorBack looks for a mirror running the other way, target→source, beside a flow that MayLoop.
 // Such a mirror keeps its offset map on its target, this flow's source, under the default name
-// "__kmirror.offset-map.<target alias>"; a map written within reverseRecent says it runs. What
-// this cannot see: a reverse mirror with offset_map.enabled false or another offset_map.topic,
-// one idle for longer than reverseRecent, or another tool (MirrorMaker 2) mirroring back.
-func checkReverse(s *session, cfg *config.Config, all map[string]sarama.TopicDetail) {
-	const name = "no mirror back (identity)"
+// "__kmirror.offset-map.<target alias>"; a map written within reverseRecent says it runs, and the
+// check fails with a *LoopError. sourceTopics are the source's topics; offsetAt returns the first
+// offset of a partition written at or after a time in Unix milliseconds, -1 if none (sarama's
+// Client.GetOffset). What this cannot see: a reverse mirror with offset_map.enabled false or
+// another offset_map.topic, one idle for longer than reverseRecent, or another tool (MirrorMaker
+// 2) mirroring back. validate --connect reports the check; run refuses to start on a *LoopError.
+func MirrorBack(cfg *config.Config, sourceTopics map[string]sarama.TopicDetail, offsetAt func(topic string, partition int32, ms int64) (int64, error)) Check {
+	c := Check{Cluster: "source", Name: MirrorBackCheck}
 	reverse := config.OffsetMapPrefix + cfg.Target.Alias
-	if _, ok := all[reverse]; !ok {
-		s.add(name, nil, fmt.Sprintf("no %s on the source: no kmirror copies %s→%s", reverse, cfg.Target.Alias, cfg.Source.Alias), "")
-		return
+	if _, ok := sourceTopics[reverse]; !ok {
+		c.Detail = fmt.Sprintf("no %s on the source: no kmirror copies %s→%s", reverse, cfg.Target.Alias, cfg.Source.Alias)
+		return c
 	}
-	s.doing(name)
-	since := time.Now().Add(-reverseRecent)
-	var at int64
-	err := s.attempt(func() (err error) { at, err = s.client.GetOffset(reverse, 0, since.UnixMilli()); return })
+	at, err := offsetAt(reverse, 0, time.Now().Add(-reverseRecent).UnixMilli())
 	if err != nil {
-		s.add(name, err, "", fmt.Sprintf("grant Describe on topic %q, or check that no kmirror copies %s→%s", reverse, cfg.Target.Alias, cfg.Source.Alias))
-		return
+		c.Err, c.Retry = err, passing(err)
+		c.Fix = fmt.Sprintf("grant Describe on topic %q, or check that no kmirror copies %s→%s", reverse, cfg.Target.Alias, cfg.Source.Alias)
+		return c
 	}
 	if at < 0 {
-		s.add(name, nil, fmt.Sprintf("%s is on the source, not written in %s: a kmirror copied %s→%s before (a failback?); "+
-			"if it runs again beside this one, both need topics.provenance_header: true", reverse, reverseRecentText, cfg.Target.Alias, cfg.Source.Alias), "")
-		return
+		c.Detail = fmt.Sprintf("%s is on the source, not written in %s: a kmirror copied %s→%s before (a failback?); "+
+			"if it runs again beside this one, both need topics.provenance_header: true", reverse, reverseRecentText, cfg.Target.Alias, cfg.Source.Alias)
+		return c
 	}
-	s.add(name, fmt.Errorf("a kmirror copies %s→%s right now (its offset map %s on the source was written in %s): with "+
-		"replication_policy identity and no provenance header, this flow would copy its copies back, and every record would "+
-		"go round between the two clusters forever", cfg.Target.Alias, cfg.Source.Alias, reverse, reverseRecentText), "",
-		"set topics.provenance_header: true on both flows (each then leaves out what came from the other), or "+
-			"topics.replication_policy: prefix on both; or stop the other flow first")
+	c.Err = &LoopError{Source: cfg.Source.Alias, Target: cfg.Target.Alias, Map: reverse}
+	c.Fix = "set topics.provenance_header: true on both flows (each then leaves out what came from the other), or " +
+		"topics.replication_policy: prefix on both; or stop the other flow first"
+	return c
 }
 
 // complete marks the session's checks as all answered.

@@ -342,22 +342,45 @@ func TestActiveActivePrefix(t *testing.T) {
 		return []int64{europe.count(t, "orders"), europe.count(t, "us.orders"), us.count(t, "orders"), us.count(t, "europe.orders")}
 	}, []int64{int64(neu), int64(nus), int64(nus), int64(neu)}, nil)
 
-	// Heartbeat topics (on by default) are TestActiveActiveHeartbeats' concern: here they are
-	// left out of the business topics, and only checked never to nest.
+	// Each site also holds its own flow's heartbeat topic and, prefixed, the other's copy of its
+	// own (heartbeats are on by default): never a nested one, and never the other's heartbeat
+	// topic unprefixed (written there by no flow of this pair: a kmirror left over from another
+	// run once did).
 	nested := regexp.MustCompile(`^(europe|us)\.(europe|us)\.`)
-	for c, want := range map[*cluster][]string{europe: {"orders", "us.orders"}, us: {"europe.orders", "orders"}} {
-		var got []string
-		for _, n := range userTopicNames(t, c) {
+	for c, want := range map[*cluster][]string{
+		europe: {"kmirror.heartbeats.europe", "orders", "us.kmirror.heartbeats.us", "us.orders"},
+		us:     {"europe.kmirror.heartbeats.europe", "europe.orders", "kmirror.heartbeats.us", "orders"},
+	} {
+		got := userTopicNames(t, c)
+		for _, n := range got {
 			if nested.MatchString(n) {
 				t.Fatalf("%s holds the nested copy %s", c.name, n)
-			}
-			if !strings.Contains(n, "kmirror.heartbeats.") {
-				got = append(got, n)
 			}
 		}
 		if !slices.Equal(got, want) {
 			t.Fatalf("%s holds topics %v, want %v (no nested copy)", c.name, got, want)
 		}
+	}
+	// The prefixed copies hold the heartbeats written at home, in order, each once.
+	for _, h := range []struct {
+		home, away *cluster
+		from, to   string
+	}{{europe, us, "europe", "us"}, {us, europe, "us", "europe"}} {
+		waitFor(t, "the heartbeats of "+h.from+" copied to "+h.to, time.Minute, func() bool {
+			own, copies := h.home.count(t, "kmirror.heartbeats."+h.from), h.away.count(t, h.from+".kmirror.heartbeats."+h.from)
+			return copies > 0 && copies >= own-3
+		})
+		copies := heartbeatsOf(t, h.away, h.from+".kmirror.heartbeats."+h.from) // first: the flow still runs
+		own := heartbeatsOf(t, h.home, "kmirror.heartbeats."+h.from)
+		if len(copies) > len(own) {
+			t.Fatalf("%s holds %d copies of %s's %d heartbeats", h.to, len(copies), h.from, len(own))
+		}
+		for i := range copies {
+			if copies[i] != own[i] || string(copies[i].Key()) != h.from+"->"+h.to {
+				t.Fatalf("copy %d of %s's heartbeats on %s is %+v, the original %+v (key %s->%s)", i, h.from, h.to, copies[i], own[i], h.from, h.to)
+			}
+		}
+		t.Logf("%s→%s: %d of %d heartbeats copied as %s.kmirror.heartbeats.%s, in order", h.from, h.to, len(copies), len(own), h.from, h.from)
 	}
 	for _, f := range []*aaFlow{eu2us, us2eu} {
 		if n := f.metric(t, "kmirror_cycle_topics_skipped_total"); n != 1 {

@@ -414,11 +414,7 @@ func TestRefusedRecordPolicies(t *testing.T) {
 				refused[verify.Of(r)] = true
 			}
 		}
-		// A group of its own: the earlier subtests' members of "kmirror" share the heartbeat
-		// topic's subscription with this one, and their last session must not hold it up.
-		cfg := strings.Replace(keepTargetConfigs(baseConfig(europe, us, `ref\.keyless`, "producer:\n  refused_policy: dead_letter\n")),
-			"consumer:\n", "consumer:\n  group_id: kmirror-keyless\n", 1)
-		k := startKmirror(t, writeConfig(t, cfg))
+		k := startKmirror(t, writeConfig(t, keepTargetConfigs(baseConfig(europe, us, `ref\.keyless`, "producer:\n  refused_policy: dead_letter\n"))))
 		waitFor(t, "the keyed records on the target", 2*time.Minute, func() bool { return us.count(t, topic) >= 24 })
 		dl := deadLetters(t, topic, 6)
 		k.stop()

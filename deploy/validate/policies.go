@@ -128,6 +128,9 @@ func checkKmirrorPod(o Object, d *appsv1.Deployment, objs []Object, t Target) []
 			continue
 		}
 		problems = append(problems, checkGoMemLimit(o, i, c)...)
+		if c.Image != KmirrorImage {
+			problems = append(problems, fmt.Sprintf("%s: spec.template.spec.containers[%d](%s).image: %q, want %s (every flow runs the release's image; override it with an images: entry in your overlay)", o, i, c.Name, c.Image, KmirrorImage))
+		}
 	}
 	for i, v := range pod.Volumes {
 		if v.Secret == nil {

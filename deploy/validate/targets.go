@@ -4,6 +4,10 @@ package main
 // beside the clone, which is not to be copied into the repository.
 const SharedCRDs = "../shared/strimzi-crds"
 
+// KmirrorImage is the image every kmirror container runs: the tag a release build pushes
+// (`make image` tags the binary's version, git describe: v0.2.0), the same for every flow.
+const KmirrorImage = "quay.io/kmirror/kmirror:v0.2.0"
+
 // Namespace is where every namespaced object of the deployment lives.
 const Namespace = "kafka-mirror"
 

@@ -136,6 +136,9 @@ func TestBrokenManifestsAreRefused(t *testing.T) {
 			delete(spec, "serviceAccountName")
 			delete(spec, "automountServiceAccountToken")
 		}, []string{"Deployment/kmirror-reverse", "serviceAccountName", "automountServiceAccountToken: want false"}},
+		{"reverse flow on another kmirror image", openshift, "Deployment", "kmirror-reverse", func(m map[string]any) {
+			container(m)["image"] = "quay.io/kmirror/kmirror:0.1.0"
+		}, []string{"Deployment/kmirror-reverse", "containers[0](kmirror).image", "quay.io/kmirror/kmirror:v0.2.0"}},
 		{"kmirror pods no NetworkPolicy selects", twoEurope, "NetworkPolicy", "kmirror", func(m map[string]any) {
 			get(m, "spec", "podSelector").(map[string]any)["matchLabels"] = map[string]any{"app.kubernetes.io/name": "kmirror-old"}
 		}, []string{"Deployment/kmirror-reverse", "no NetworkPolicy of the rendering selects its pods"}},

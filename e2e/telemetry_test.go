@@ -25,7 +25,8 @@ func TestMetricsEndpointPassesPromtool(t *testing.T) {
 	europe.createTopic(t, "metrics", 3, 1, nil)
 	kcatProduce(t, europe.bootstrap, "metrics", 0, []string{"a\t1", "b\t2", "c\t3"}, "-K", "\t")
 
-	cfg := strings.Replace(baseConfig(europe, us, "metrics", ""), `listen: ""`, `listen: "127.0.0.1:19464"`, 1)
+	// sarama's bridged metrics are off by default; this test checks they pass the linter too.
+	cfg := strings.Replace(baseConfig(europe, us, "metrics", ""), `listen: ""`, "listen: \"127.0.0.1:19464\"\n  sarama_metrics: true", 1)
 	k := startKmirror(t, writeConfig(t, cfg))
 	get := func(path string) (int, string) {
 		resp, err := http.Get("http://127.0.0.1:19464" + path)

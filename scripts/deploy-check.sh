@@ -33,7 +33,7 @@ echo "== kubernetes manifests (Strimzi CRDs from $crds)"
 
 echo "== Prometheus alerting rules (deploy/prometheus)"
 if command -v promtool >/dev/null; then
-  (cd "$root/deploy/prometheus" && promtool check rules kmirror-rules.yaml && promtool test rules kmirror-rules.test.yaml)
+  (cd "$root/deploy/prometheus" && promtool check rules kmirror-rules.yaml && promtool test rules kmirror-rules.test.yaml keda-query.test.yaml)
 else
   echo "promtool not installed (Debian: apt-get install prometheus); rules not checked" >&2
 fi

@@ -86,7 +86,7 @@ func runScale(o options) error {
 	body := fmt.Sprintf(`source: {alias: src, bootstrap: [%s]}
 target: {alias: dst, bootstrap: [%s]}
 topics: {include: ["scale\\..*"], replication_factor: 1}
-telemetry: {listen: %q, pprof: true}
+telemetry: {listen: %q, pprof: true, sarama_metrics: true}
 log: {format: json}
 `, strings.Join(cl.src, ", "), strings.Join(cl.dst, ", "), scaleMetrics)
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {

@@ -72,7 +72,9 @@ func run(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("register metrics: %w", err)
 	}
 	saramaMetrics := telemetry.NewSaramaCollector()
-	reg.MustRegister(saramaMetrics)
+	if cfg.Telemetry.SaramaMetrics {
+		reg.MustRegister(saramaMetrics)
+	}
 
 	host, _ := os.Hostname()
 	tracing, err := telemetry.NewTracing(ctx, telemetry.TracingConfig{
@@ -102,6 +104,10 @@ func run(ctx context.Context, cfg *config.Config) error {
 	m, err := mirror.New(cfg, mirror.Options{
 		Log: log, Metrics: metrics, Tracing: tracing,
 		SaramaClients: func(name string, c *sarama.Config) {
+			if !cfg.Telemetry.SaramaMetrics {
+				c.MetricRegistry = telemetry.WithoutAny(c.MetricRegistry)
+				return
+			}
 			c.MetricRegistry = telemetry.WithoutConsumerBatchSize(c.MetricRegistry)
 			if !cfg.Telemetry.SaramaTopicMetrics {
 				c.MetricRegistry = telemetry.WithoutTopicMetrics(c.MetricRegistry)

@@ -11,16 +11,16 @@ import (
 
 // CheckTarget renders a kustomize directory and returns every problem found, and the number of
 // objects checked.
-func CheckTarget(dir string, t Target, schemas Schemas) ([]string, int, error) {
+func CheckTarget(dir string, t Target, schemas Schemas, compat Compat) ([]string, int, error) {
 	objs, err := Render(dir)
 	if err != nil {
 		return nil, 0, err
 	}
-	return CheckObjects(objs, t, schemas), len(objs), nil
+	return CheckObjects(objs, t, schemas, compat), len(objs), nil
 }
 
 // CheckObjects validates rendered objects one by one, then the policies that span them.
-func CheckObjects(objs []Object, t Target, schemas Schemas) []string {
+func CheckObjects(objs []Object, t Target, schemas Schemas, compat Compat) []string {
 	var problems []string
 	for _, o := range objs {
 		problems = append(problems, checkNamespace(o)...)
@@ -28,6 +28,7 @@ func CheckObjects(objs []Object, t Target, schemas Schemas) []string {
 		case schemas.Has(o.APIVersion, o.Kind):
 			problems = append(problems, schemas.Validate(o)...)
 			problems = append(problems, checkStrimziCluster(o, objs)...)
+			problems = append(problems, checkKafkaVersion(o, compat)...)
 		case o.APIVersion == "monitoring.coreos.com/v1" && o.Kind == "ServiceMonitor":
 			problems = append(problems, checkServiceMonitor(o)...)
 		case o.APIVersion == "monitoring.coreos.com/v1" && o.Kind == "PodMonitor":
@@ -43,6 +44,7 @@ func CheckObjects(objs []Object, t Target, schemas Schemas) []string {
 		default:
 			v, errs := decodeBuiltin(o)
 			problems = append(problems, errs...)
+			problems = append(problems, checkPDB(o)...)
 			if v == nil && errs == nil {
 				problems = append(problems, fmt.Sprintf("%s: kind not known to the validator (add its schema)", o))
 			}
@@ -50,9 +52,10 @@ func CheckObjects(objs []Object, t Target, schemas Schemas) []string {
 				problems = append(problems, checkRestrictedV2(o, &d.Spec.Template.Spec)...)
 				problems = append(problems, checkImagesPinned(o, &d.Spec.Template.Spec)...)
 				problems = append(problems, checkNotAutoscaledAndPinned(o, d, objs)...)
-				if d.Name == "kmirror" {
+				if d.Spec.Template.Labels["app.kubernetes.io/name"] == "kmirror" {
 					problems = append(problems, checkKmirrorProbes(o, &d.Spec.Template.Spec)...)
-					problems = append(problems, checkSite(o, "spec.template.spec.affinity", get(o.Body, "spec", "template", "spec", "affinity"), Sites["kmirror"], t)...)
+					problems = append(problems, checkSite(o, "spec.template.spec.affinity", get(o.Body, "spec", "template", "spec", "affinity"), Sites[d.Name], t)...)
+					problems = append(problems, checkKmirrorPod(o, d, objs, t)...)
 				}
 			}
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 var (
@@ -54,6 +55,11 @@ func checkScaledObject(o Object, objs []Object) []string {
 		}
 		md := asMap(tm["metadata"])
 		problems = append(problems, unknownKeys(o, tp+".metadata", md, prometheusKeys)...)
+		// Scaling out on the backlog while a cluster is unreachable adds replicas that cannot
+		// help, and a rebalance each; kmirror_ready says whether the flow can move.
+		if q, _ := md["query"].(string); strings.Contains(q, "kmirror_unmirrored_records") && !strings.Contains(q, "kmirror_ready") {
+			problems = append(problems, fmt.Sprintf("%s: %s.metadata.query: scales on the backlog whatever kmirror_ready says; hold the replica count while kmirror is not ready (the target unreachable)", o, tp))
+		}
 		for _, k := range []string{"serverAddress", "query", "threshold"} {
 			if s, _ := md[k].(string); s == "" {
 				problems = append(problems, fmt.Sprintf("%s: %s.metadata.%s: missing (a string)", o, tp, k))

@@ -30,9 +30,14 @@ func main() {
 		fmt.Fprintln(os.Stderr, "validate:", err)
 		os.Exit(1)
 	}
+	compat, err := LoadCompat(*root)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "validate:", err)
+		os.Exit(1)
+	}
 	failed := false
 	for _, target := range Targets {
-		problems, n, err := CheckTarget(filepath.Join(*root, target.Path), target, schemas)
+		problems, n, err := CheckTarget(filepath.Join(*root, target.Path), target, schemas, compat)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", target.Path, err)
 			failed = true

@@ -23,6 +23,15 @@ func schemas(t *testing.T) Schemas {
 	return s
 }
 
+func compat(t *testing.T) Compat {
+	t.Helper()
+	c, err := LoadCompat(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func render(t *testing.T, target Target) []Object {
 	t.Helper()
 	objs, err := Render(filepath.Join("..", "..", target.Path))
@@ -35,7 +44,7 @@ func render(t *testing.T, target Target) []Object {
 func TestEveryTargetIsValid(t *testing.T) {
 	s := schemas(t)
 	for _, target := range Targets {
-		if problems := CheckObjects(render(t, target), target, s); len(problems) > 0 {
+		if problems := CheckObjects(render(t, target), target, s, compat(t)); len(problems) > 0 {
 			t.Errorf("%s:\n%s", target.Path, strings.Join(problems, "\n"))
 		}
 	}
@@ -75,6 +84,9 @@ const (
 	openshift = "deploy/kubernetes/overlays/openshift-stretched"
 	odf       = "deploy/kubernetes/overlays/openshift-odf-stretch"
 	kind      = "deploy/kubernetes/overlays/kind"
+	demo      = "deploy/kubernetes/overlays/openshift-stretched-demo"
+	twoUS     = "deploy/kubernetes/overlays/openshift-two-sites/us"
+	twoEurope = "deploy/kubernetes/overlays/openshift-two-sites/europe"
 )
 
 // TestBrokenManifestsAreRefused breaks one field at a time in a rendered overlay and expects the
@@ -95,6 +107,55 @@ func TestBrokenManifestsAreRefused(t *testing.T) {
 		mutate  func(m map[string]any)
 		want    []string
 	}{
+		{"Kafka version the Strimzi release does not run", openshift, "Kafka", "europe-cluster", func(m map[string]any) {
+			get(m, "spec", "kafka").(map[string]any)["version"] = "4.1.1"
+			get(m, "spec", "kafka").(map[string]any)["metadataVersion"] = "4.1-IV1"
+		}, []string{"Kafka/europe-cluster", "spec.kafka.version: 4.1.1 is not supported by Strimzi 1.2.0", "4.3.1", "strimzi-kafka-versions.yaml"}},
+		{"metadata version newer than the Kafka version", twoUS, "Kafka", "us-cluster", func(m map[string]any) {
+			get(m, "spec", "kafka").(map[string]any)["version"] = "4.2.1"
+		}, []string{"Kafka/us-cluster", "spec.kafka.metadataVersion: 4.3-IV0 is newer than Kafka 4.2.1's"}},
+		{"PDB that stalls a drain while a cluster is down", openshift, "PodDisruptionBudget", "kmirror", func(m map[string]any) {
+			delete(get(m, "spec").(map[string]any), "unhealthyPodEvictionPolicy")
+		}, []string{"PodDisruptionBudget/kmirror", "spec.unhealthyPodEvictionPolicy", "AlwaysAllow"}},
+		{"GOMEMLIMIT at the whole memory limit", openshift, "Deployment", "kmirror", func(m map[string]any) {
+			for _, e := range container(m)["env"].([]any) {
+				if e.(map[string]any)["name"] == "GOMEMLIMIT" {
+					e.(map[string]any)["value"] = "1GiB"
+				}
+			}
+		}, []string{"Deployment/kmirror", "env[GOMEMLIMIT]", "100% of limits.memory", "85-95%"}},
+		{"GOMEMLIMIT as a Kubernetes quantity", twoUS, "Deployment", "kmirror", func(m map[string]any) {
+			for _, e := range container(m)["env"].([]any) {
+				if e.(map[string]any)["name"] == "GOMEMLIMIT" {
+					e.(map[string]any)["value"] = "900Mi"
+				}
+			}
+		}, []string{"Deployment/kmirror", "env[GOMEMLIMIT]", "900Mi"}},
+		{"kmirror on the default ServiceAccount with a token", openshift, "Deployment", "kmirror-reverse", func(m map[string]any) {
+			spec := get(m, "spec", "template", "spec").(map[string]any)
+			delete(spec, "serviceAccountName")
+			delete(spec, "automountServiceAccountToken")
+		}, []string{"Deployment/kmirror-reverse", "serviceAccountName", "automountServiceAccountToken: want false"}},
+		{"reverse flow on another kmirror image", openshift, "Deployment", "kmirror-reverse", func(m map[string]any) {
+			container(m)["image"] = "quay.io/kmirror/kmirror:0.1.0"
+		}, []string{"Deployment/kmirror-reverse", "containers[0](kmirror).image", "quay.io/kmirror/kmirror:v0.2.0"}},
+		{"kmirror pods no NetworkPolicy selects", twoEurope, "NetworkPolicy", "kmirror", func(m map[string]any) {
+			get(m, "spec", "podSelector").(map[string]any)["matchLabels"] = map[string]any{"app.kubernetes.io/name": "kmirror-old"}
+		}, []string{"Deployment/kmirror-reverse", "no NetworkPolicy of the rendering selects its pods"}},
+		{"Secret nobody makes nor copies", twoUS, "Deployment", "kmirror", func(m map[string]any) {
+			get(m, "spec", "template", "spec", "volumes").([]any)[1].(map[string]any)["secret"].(map[string]any)["secretName"] = "europe-ca"
+		}, []string{"Deployment/kmirror", "volumes[1](europe-ca).secret.secretName", `"europe-ca"`, "copied from the other site"}},
+		{"reverse flow pinned to the wrong site", openshift, "Deployment", "kmirror-reverse", func(m map[string]any) {
+			terms := get(m, "spec", "template", "spec", "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms").([]any)
+			terms[0].(map[string]any)["matchExpressions"].([]any)[0].(map[string]any)["values"] = []any{"us"}
+		}, []string{"Deployment/kmirror-reverse", "topology.kubernetes.io/region In [europe]"}},
+		{"KEDA scaling on the backlog while the target is unreachable", openshift, "ScaledObject", "kmirror", func(m map[string]any) {
+			get(m, "spec", "triggers").([]any)[0].(map[string]any)["metadata"].(map[string]any)["query"] = `sum(kmirror_unmirrored_records{namespace="kafka-mirror"})`
+		}, []string{"ScaledObject/kmirror", "spec.triggers[0].metadata.query", "kmirror_ready"}},
+		{"two-site Kafka without its external listener's TLS", twoEurope, "Kafka", "europe-cluster", func(m map[string]any) {
+			l := get(m, "spec", "kafka", "listeners").([]any)
+			delete(l[len(l)-1].(map[string]any), "tls")
+		}, []string{"Kafka/europe-cluster", "spec.kafka.listeners[3].tls", "Required"}},
 		{"misspelled Kafka field", openshift, "Kafka", "europe-cluster", func(m map[string]any) {
 			k := get(m, "spec", "kafka").(map[string]any)
 			k["listners"] = k["listeners"]
@@ -138,10 +199,10 @@ func TestBrokenManifestsAreRefused(t *testing.T) {
 		{"writable root filesystem", openshift, "Deployment", "kmirror", func(m map[string]any) {
 			container(m)["securityContext"].(map[string]any)["readOnlyRootFilesystem"] = false
 		}, []string{"Deployment/kmirror", "readOnlyRootFilesystem", "restricted-v2"}},
-		{"pinned UID", openshift, "Deployment", "jaeger", func(m map[string]any) {
+		{"pinned UID", demo, "Deployment", "jaeger", func(m map[string]any) {
 			get(m, "spec", "template", "spec", "securityContext").(map[string]any)["runAsUser"] = 1000
 		}, []string{"Deployment/jaeger", "runAsUser"}},
-		{"image on latest", openshift, "Deployment", "demo-producer", func(m map[string]any) {
+		{"image on latest", demo, "Deployment", "demo-producer", func(m map[string]any) {
 			container(m)["image"] = "docker.io/apache/kafka:latest"
 		}, []string{"Deployment/demo-producer", "container kafka", "apache/kafka:latest", "pin"}},
 		{"image without a tag", kind, "Deployment", "kmirror", func(m map[string]any) {
@@ -159,13 +220,13 @@ func TestBrokenManifestsAreRefused(t *testing.T) {
 		{"object outside the namespace", openshift, "ScaledObject", "kmirror", func(m map[string]any) {
 			delete(get(m, "metadata").(map[string]any), "namespace")
 		}, []string{"ScaledObject/kmirror", "metadata.namespace", "kafka-mirror"}},
-		{"KafkaTopic with a partition count that is not a number", openshift, "KafkaTopic", "orders", func(m map[string]any) {
+		{"KafkaTopic with a partition count that is not a number", demo, "KafkaTopic", "orders", func(m map[string]any) {
 			get(m, "spec").(map[string]any)["partitions"] = "twelve"
 		}, []string{"KafkaTopic/orders", "spec.partitions"}},
-		{"KafkaTopic of a cluster that does not exist", openshift, "KafkaTopic", "orders", func(m map[string]any) {
+		{"KafkaTopic of a cluster that does not exist", demo, "KafkaTopic", "orders", func(m map[string]any) {
 			get(m, "metadata", "labels").(map[string]any)["strimzi.io/cluster"] = "eu-cluster"
 		}, []string{"KafkaTopic/orders", "strimzi.io/cluster", "eu-cluster"}},
-		{"demo producer ACL on an unknown resource type", openshift, "KafkaUser", "demo-producer", func(m map[string]any) {
+		{"demo producer ACL on an unknown resource type", demo, "KafkaUser", "demo-producer", func(m map[string]any) {
 			acls := get(m, "spec", "authorization", "acls").([]any)
 			acls[0].(map[string]any)["resource"].(map[string]any)["type"] = "topics"
 		}, []string{"KafkaUser/demo-producer", "spec.authorization.acls[0].resource"}},
@@ -230,7 +291,7 @@ func TestBrokenManifestsAreRefused(t *testing.T) {
 			if !found {
 				t.Fatalf("no %s/%s in the rendering", tc.kind, tc.objName)
 			}
-			problems := strings.Join(CheckObjects(objs, target, s), "\n")
+			problems := strings.Join(CheckObjects(objs, target, s, compat(t)), "\n")
 			if problems == "" {
 				t.Fatal("the broken manifest was accepted")
 			}
@@ -241,4 +302,68 @@ func TestBrokenManifestsAreRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestEveryOverlayIsATarget: an overlay (any directory under deploy/kubernetes/overlays with a
+// kustomization.yaml) that is not in Targets would never be rendered nor validated.
+func TestEveryOverlayIsATarget(t *testing.T) {
+	root := filepath.Join("..", "..")
+	err := filepath.WalkDir(filepath.Join(root, "deploy", "kubernetes", "overlays"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "kustomization.yaml" {
+			return err
+		}
+		rel, _ := filepath.Rel(root, filepath.Dir(path))
+		if isComponent(t, path) {
+			return nil // a component local to an overlay, rendered with it
+		}
+		if _, ok := TargetByPath(filepath.ToSlash(rel)); !ok {
+			t.Errorf("%s is not in Targets (targets.go): it is never rendered nor validated", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func isComponent(t *testing.T, path string) bool {
+	var k struct{ Kind string }
+	if err := yaml.Unmarshal(mustRead(t, path), &k); err != nil {
+		t.Fatal(err)
+	}
+	return k.Kind == "Component"
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestKEDAQueryIsTheTestedOne keeps the ScaledObject's query equal to the one
+// deploy/prometheus/keda-query.test.yaml tests with promtool.
+func TestKEDAQueryIsTheTestedOne(t *testing.T) {
+	var file struct {
+		Tests []struct {
+			PromqlExprTest []struct{ Expr string } `json:"promql_expr_test"`
+		}
+	}
+	if err := yaml.Unmarshal(mustRead(t, filepath.Join("..", "prometheus", "keda-query.test.yaml")), &file); err != nil {
+		t.Fatal(err)
+	}
+	tested := file.Tests[0].PromqlExprTest[0].Expr
+	target, _ := TargetByPath(openshift)
+	for _, o := range render(t, target) {
+		if o.Kind == "ScaledObject" && o.Name == "kmirror" {
+			q := get(o.Body, "spec", "triggers").([]any)[0].(map[string]any)["metadata"].(map[string]any)["query"]
+			if q != tested {
+				t.Fatalf("the ScaledObject's query differs from the tested one:\n%v\n---\n%s", q, tested)
+			}
+			return
+		}
+	}
+	t.Fatal("no ScaledObject kmirror")
 }

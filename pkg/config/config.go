@@ -313,8 +313,13 @@ type Telemetry struct {
 	Listen string `mapstructure:"listen"`
 	// Pprof serves /debug/pprof on the same address.
 	Pprof bool `mapstructure:"pprof"`
-	// SaramaTopicMetrics exports sarama's per-topic metrics (kmirror_sarama_topic_*). Off by
-	// default: they cost memory, CPU and scrape size with every topic mirrored.
+	// SaramaMetrics exports sarama's own client metrics, bridged from go-metrics
+	// (kmirror_sarama_*{client}). Off by default: they are two thirds of a scrape (per client,
+	// per broker, per API key), and off, sarama does not make them at all.
+	SaramaMetrics bool `mapstructure:"sarama_metrics"`
+	// SaramaTopicMetrics also exports sarama's per-topic metrics (kmirror_sarama_topic_*); it
+	// needs SaramaMetrics. Off by default: they cost memory, CPU and scrape size with every topic
+	// mirrored.
 	SaramaTopicMetrics bool `mapstructure:"sarama_topic_metrics"`
 	// StallAfter is how long a partition with records to mirror may go without an
 	// acknowledgement before it is reported stalled (metric, log line, /readyz).

@@ -133,6 +133,8 @@ func TestLoadRejectsBadInputNamingTheKey(t *testing.T) {
 		{"internal heartbeat topic", minimal + "heartbeats: {topic: __heartbeats}\n", nil, []string{"heartbeats.topic", "never mirrors"}},
 		{"bad heartbeat topic", minimal + "heartbeats: {topic: \"heart beats\"}\n", nil, []string{"heartbeats.topic", "' '"}},
 		{"heartbeat interval too short", minimal + "heartbeats: {interval: 1ms}\n", nil, []string{"heartbeats.interval", "too short"}},
+		{"sarama topic metrics without sarama metrics", minimal + "telemetry: {sarama_topic_metrics: true}\n", nil,
+			[]string{"telemetry.sarama_topic_metrics", "telemetry.sarama_metrics: true"}},
 		{"gc percent too low", minimal + "runtime: {gc_percent: 0}\n", nil, []string{"runtime.gc_percent", "10 to 10000"}},
 		{"zero fetch min", minimal + "consumer: {fetch_min_bytes: 0}\n", nil, []string{"consumer.fetch_min_bytes"}},
 		{"fetch min above max", minimal + "consumer: {fetch_min_bytes: 2000000, fetch_max_bytes: 1000000}\n", nil,

@@ -220,6 +220,9 @@ func (c *Config) Validate() error {
 		}
 	}
 	atLeast(bad, "telemetry.stall_after", c.Telemetry.StallAfter, time.Second)
+	if c.Telemetry.SaramaTopicMetrics && !c.Telemetry.SaramaMetrics {
+		bad("telemetry.sarama_topic_metrics", "true needs telemetry.sarama_metrics: true (sarama's metrics are not exported at all without it)")
+	}
 	if c.Telemetry.Tracing.Endpoint != "" {
 		oneOf(bad, "telemetry.tracing.protocol", c.Telemetry.Tracing.Protocol, "grpc", "http")
 	}

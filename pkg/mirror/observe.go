@@ -99,7 +99,11 @@ func (o *observer) endSpans(r *record.Record, at time.Time, err error) {
 	r.Span.End(trace.WithTimestamp(at))
 }
 
-func (o *observer) Assigned(string, int32) { o.metrics.AssignedPartitions.Inc() }
+// Assigned also makes the topic's counters, so that each is exported at 0 before it first counts.
+func (o *observer) Assigned(topic string, _ int32) {
+	o.metrics.Topic(topic)
+	o.metrics.AssignedPartitions.Inc()
+}
 
 func (o *observer) Revoked(topic string, partition int32) {
 	o.metrics.AssignedPartitions.Dec()
@@ -119,7 +123,7 @@ func (o *observer) GroupError(error) { o.metrics.ConsumerErrors.Inc() }
 func (o *observer) CommitFailed(error) { o.metrics.CommitErrors.Inc() }
 
 func (o *observer) SourceLost(topic string, n int64) {
-	o.metrics.SourceRecordsLost.WithLabelValues(topic).Add(float64(n))
+	o.metrics.Topic(topic).Lost.Add(float64(n))
 }
 
 func (o *observer) workerGauges(m *Mirror) error {

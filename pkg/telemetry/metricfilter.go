@@ -37,6 +37,20 @@ func WithoutConsumerBatchSize(r gometrics.Registry) gometrics.Registry {
 	return filter{r, func(name string) bool { return name == "consumer-batch-size" }}
 }
 
+// WithoutAny wraps a sarama client's go-metrics registry so that sarama makes none of its metrics:
+// every one is a no-op, nothing is registered, sampled or ticked.
+//
+// Why: bridged, sarama's metrics are most of a scrape (per client, per broker, per API key: 816
+// of 1,223 lines of a small deployment) and cost sarama's goroutines a lock and a sample per
+// request, while the kmirror_ families carry what an operator acts on. telemetry.sarama_metrics
+// turns them back on for a client-level investigation.
+func WithoutAny(r gometrics.Registry) gometrics.Registry {
+	if r == nil {
+		return nil
+	}
+	return filter{r, func(string) bool { return true }}
+}
+
 // filter is a registry in which the metrics named by drop are no-ops that are never registered.
 type filter struct {
 	gometrics.Registry

@@ -62,3 +62,28 @@ func TestWithoutConsumerBatchSizeKeepsTheOtherConsumerMetrics(t *testing.T) {
 		t.Fatalf("registered %v, want only consumer-fetch-rate", names)
 	}
 }
+
+// TestWithoutAnyMakesNoSaramaMetric: with telemetry.sarama_metrics off, every metric sarama asks
+// for is a no-op and nothing is registered (so nothing is sampled, ticked or exported).
+func TestWithoutAnyMakesNoSaramaMetric(t *testing.T) {
+	r := WithoutAny(gometrics.NewRegistry())
+	m := gometrics.GetOrRegisterMeter("request-rate-for-broker-1", r)
+	m.Mark(2)
+	if _, ok := m.(gometrics.NilMeter); !ok {
+		t.Errorf("request-rate-for-broker-1 is a %T, want a no-op meter", m)
+	}
+	r.GetOrRegister("request-latency-in-ms", func() gometrics.Histogram {
+		return gometrics.NewHistogram(gometrics.NewExpDecaySample(1028, 0.015))
+	}).(gometrics.Histogram).Update(3)
+	gometrics.GetOrRegisterCounter("requests-in-flight", r).Inc(1)
+	var names []string
+	r.Each(func(name string, _ any) { names = append(names, name) })
+	if len(names) != 0 {
+		t.Fatalf("registered %v, want nothing", names)
+	}
+	c := NewSaramaCollector()
+	c.Add("consumer", r)
+	if n := testutil.CollectAndCount(c); n != 0 {
+		t.Fatalf("the bridge exports %d series of a WithoutAny registry, want 0", n)
+	}
+}

@@ -71,6 +71,8 @@ type Metrics struct {
 	// SourceRecordsLost (kmirror_source_records_lost_total{topic}) counts source offsets deleted
 	// (retention, DeleteRecords) before kmirror read them: records that were never mirrored.
 	// Offsets, strictly: a transaction marker or a compacted-away record in the gap counts too.
+	// Prefer Topic(topic).Lost, which is exported at 0 from the topic's first use; the vector
+	// is exported for tests and reads.
 	SourceRecordsLost *prometheus.CounterVec
 	// TopicsDiscovered (kmirror_topics_discovered_total) counts source topics that matched the
 	// include/exclude rules and started to be mirrored.
@@ -160,6 +162,9 @@ type TopicMetrics struct {
 	// because their provenance header names the target cluster (topics.provenance_header): they
 	// came from there. Their offsets are committed as done.
 	FromTarget prometheus.Counter
+	// Lost (kmirror_source_records_lost_total{topic}) counts source offsets deleted before
+	// kmirror read them.
+	Lost prometheus.Counter
 }
 
 // ErrorKind classifies a produce error for kmirror_produce_errors_total.
@@ -392,7 +397,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 }
 
 // Topic returns the curried counters of a source topic, creating them the first time the topic is
-// seen. After that it takes no lock and allocates nothing; callers may also keep the result (per
+// seen: every one is exported from then on, at 0 until it counts, so that increase() and the
+// alerts built on it see the first record counted (a series born at N shows no increase). Call
+// it when the topic is first assigned, before anything is counted. After that it takes no lock and allocates nothing; callers may also keep the result (per
 // claim, per partition) and skip even the map lookup.
 func (m *Metrics) Topic(topic string) *TopicMetrics {
 	if t, ok := (*m.topics.Load())[topic]; ok {
@@ -409,6 +416,7 @@ func (m *Metrics) Topic(topic string) *TopicMetrics {
 		Bytes:      m.bytesMirrored.WithLabelValues(topic),
 		Skipped:    m.recordsSkipped.WithLabelValues(topic),
 		FromTarget: m.fromTarget.WithLabelValues(topic),
+		Lost:       m.SourceRecordsLost.WithLabelValues(topic),
 	}
 	next := make(map[string]*TopicMetrics, len(old)+1)
 	for k, v := range old {

@@ -18,7 +18,9 @@ import (
 	"github.com/kmirror/kmirror/pkg/heartbeat"
 )
 
-// flowConfig is one direction of an active-active pair: identity naming, default heartbeats.
+// flowConfig is one direction of an active-active pair: identity naming with the provenance header
+// (an identity pair needs it: run refuses a second flow that would copy the first one's copies
+// back), default heartbeats.
 func flowConfig(srcName string, src *cluster, dstName string, dst *cluster, include, listen string) string {
 	return fmt.Sprintf(`
 source:
@@ -31,6 +33,7 @@ target:
 topics:
   include: [%q]
   refresh_interval: 2s
+  provenance_header: true
 consumer:
   group_id: kmirror-%s
   session_timeout: 10s

@@ -208,7 +208,9 @@ func (m *mapper) note(setting, value string, kind NoteKind, text string) {
 	m.res.Notes = append(m.res.Notes, Note{Setting: setting, Value: value, Kind: kind, Text: text})
 }
 
-func (m *mapper) fail(format string, args ...any) { m.err = append(m.err, fmt.Sprintf(format, args...)) }
+func (m *mapper) fail(format string, args ...any) {
+	m.err = append(m.err, fmt.Sprintf(format, args...))
+}
 
 func secret(key string) bool {
 	return strings.Contains(key, "password") || strings.HasSuffix(key, "jaas.config")

@@ -259,8 +259,10 @@ func (m *mapper) topics() {
 	if !ok {
 		rf, k = mm2ReplicationFac, "replication.factor (MirrorMaker 2's default)"
 	}
-	if n, err := strconv.Atoi(rf); err != nil || n < 1 {
-		m.fail("%s = %q: want a number of replicas", k, rf)
+	if n, err := strconv.Atoi(rf); err != nil || n < -1 || n == 0 {
+		m.fail("%s = %q: want a number of replicas", m.from(k), rf)
+	} else if n == -1 {
+		m.note(k, rf, Approximated, "kmirror has no \"broker default\": topics.replication_factor stays 3, capped at the target's broker count")
 	} else {
 		m.set("topics.replication_factor", n, m.from(k))
 	}

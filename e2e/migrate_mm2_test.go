@@ -194,4 +194,3 @@ func equalPositions(a, b map[int32]int64) bool {
 	}
 	return true
 }
-

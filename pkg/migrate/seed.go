@@ -152,6 +152,9 @@ func (p *Plan) readGroup(src sarama.Client) error {
 		p.State, p.Members = desc[0].State, len(desc[0].Members)
 	}
 	resp, err := admin.ListConsumerGroupOffsets(p.Group, nil)
+	if errors.Is(err, sarama.ErrGroupIDNotFound) {
+		return nil // a group never used: nothing committed (Kafka answers with none, some brokers with this)
+	}
 	if err != nil {
 		return fmt.Errorf("read the committed offsets of group %q on the source: %w", p.Group, err)
 	}

@@ -6,9 +6,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +103,50 @@ func TestMigrateFromMirrorMaker2(t *testing.T) {
 	if _, err := os.Stat(cfgPath); err == nil {
 		t.Fatalf("--dry-run wrote %s", cfgPath)
 	}
+	plan := tableRows(out, "orders")
+	if len(plan) != 3 {
+		t.Fatalf("migrate mm2 --dry-run printed no plan for orders' 3 partitions:\n%s", out)
+	}
+	// The same positions through the flags for Connect-based deployments, and from a Strimzi
+	// resource of the same flow (its offsetStorageTopic naming the dedicated mode's topic).
+	strimzi := filepath.Join(dir, "kafkamirrormaker2.yaml")
+	if err := os.WriteFile(strimzi, []byte(fmt.Sprintf(`apiVersion: kafka.strimzi.io/v1
+kind: KafkaMirrorMaker2
+metadata:
+  name: europe-to-us
+spec:
+  replicas: 1
+  target:
+    alias: us
+    bootstrapServers: %s
+    groupId: europe-to-us
+    configStorageTopic: mm2-configs.europe.internal
+    offsetStorageTopic: mm2-offsets.europe.internal
+    statusStorageTopic: mm2-status.europe.internal
+  mirrors:
+    - source:
+        alias: europe
+        bootstrapServers: %s
+      sourceConnector:
+        tasksMax: 2
+        config:
+          replication.factor: 1
+      topicsPattern: orders
+`, strings.Join(us.bootstrap, ","), strings.Join(europe.bootstrap, ","))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"migrate", "mm2", mm.config, "--out", cfgPath, "--offsets-topic", offsetsTopic, "--connector", "MirrorSourceConnector", "--dry-run"},
+		{"migrate", "mm2", strimzi, "--out", cfgPath, "--dry-run"},
+	} {
+		out, stderr, code := runKmirrorCmd(t, args...)
+		if code != 0 {
+			t.Fatalf("kmirror %v: exit %d\n%s\n%s", args, code, out, stderr)
+		}
+		if got := tableRows(out, "orders"); !slices.Equal(got, plan) {
+			t.Fatalf("kmirror %v planned\n%s\nwant\n%s", args, strings.Join(got, "\n"), strings.Join(plan, "\n"))
+		}
+	}
 	if pos := committedPositions(t, europe, group); len(pos) != 0 {
 		t.Fatalf("--dry-run committed offsets for %s: %v", group, pos)
 	}
@@ -181,6 +227,19 @@ func TestMigrateFromMirrorMaker2(t *testing.T) {
 	if int64(s.Duplicates) > bound {
 		t.Fatalf("%d duplicates: more than the %d records MirrorMaker 2 copied past its committed positions", s.Duplicates, bound)
 	}
+}
+
+// tableRows returns the rows of a migrate mm2 plan for topic: topic, partition, target topic,
+// MirrorMaker 2's last copied offset and the position seeded (the source's end, which follows the
+// load, is left out).
+func tableRows(out, topic string) []string {
+	var rows []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) >= 5 && f[0] == topic {
+			rows = append(rows, strings.Join(f[:5], " "))
+		}
+	}
+	return rows
 }
 
 func equalPositions(a, b map[int32]int64) bool {

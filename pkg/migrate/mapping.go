@@ -311,6 +311,10 @@ func (m *mapper) topics() {
 	if !ok {
 		acls, k = "true", "sync.topic.acls.enabled (MirrorMaker 2's default)"
 	}
+	if m.boolean(k, acls) {
+		m.note(k, acls, Approximated, "kmirror copies the LITERAL ALLOW ACLs for READ and DESCRIBE of the mirrored topics (ALL as READ); "+
+			"MirrorMaker 2 also copied DENY ACLs and other operations (all but ALLOW WRITE)")
+	}
 	m.set("topics.sync_acls", m.boolean(k, acls), m.from(k))
 }
 

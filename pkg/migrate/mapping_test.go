@@ -203,6 +203,7 @@ b.ssl.truststore.password = changeit
 				"b->a.enabled = true: not this flow",
 				"b->a.topics = .*: not this flow",
 				"consumer.isolation.level = read_uncommitted (MirrorMaker 2's default): approximated",
+				"sync.topic.acls.enabled (MirrorMaker 2's default) = true: approximated",
 			},
 		},
 		{

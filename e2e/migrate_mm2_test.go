@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -16,6 +17,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kmirror/kmirror/pkg/verify"
 )
 
 // runKmirrorCmd runs bin/kmirror with args and returns its stdout, stderr and exit code.
@@ -68,13 +72,14 @@ func TestMigrateFromMirrorMaker2(t *testing.T) {
 
 	mm := startMirrorMaker2(t, europe, us, "orders", "no-group-here")
 	offsetsTopic := "mm2-offsets.europe.internal"
-	// MirrorMaker 2 records its positions at each offset flush; kill it once it has recorded some
-	// and copied on past them.
+	// MirrorMaker 2 records its positions at each offset flush (each task on its own clock: the
+	// heartbeat connector's may come first); kill it once its MirrorSourceConnector has recorded a
+	// position for every partition of orders, and copied on past them.
 	waitFor(t, "MirrorMaker 2 to record positions in "+offsetsTopic, 3*time.Minute, func() bool {
 		if mm.exited() {
 			t.Fatalf("MirrorMaker 2 exited; log %s", mm.logPath)
 		}
-		return us.count(t, offsetsTopic) > 0 && us.count(t, "europe.orders") > 20000
+		return us.count(t, offsetsTopic) > 0 && len(mm2Recorded(t, us, offsetsTopic, "orders")) == 3
 	})
 	time.Sleep(5 * time.Second)
 	mm.kill()
@@ -227,6 +232,34 @@ spec:
 	if int64(s.Duplicates) > bound {
 		t.Fatalf("%d duplicates: more than the %d records MirrorMaker 2 copied past its committed positions", s.Duplicates, bound)
 	}
+}
+
+// mm2Recorded reads MirrorMaker 2's offsets topic on c with franz-go and returns the partitions
+// of the source topic its MirrorSourceConnector has recorded a position for.
+func mm2Recorded(t *testing.T, c *cluster, offsetsTopic, topic string) map[int32]bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := map[int32]bool{}
+	err := verify.ReadRecords(ctx, c.bootstrap, offsetsTopic, func(r *kgo.Record) {
+		var key []json.RawMessage
+		var part struct {
+			Cluster, Topic string
+			Partition      int32
+		}
+		var connector string
+		if json.Unmarshal(r.Key, &key) != nil || len(key) != 2 || json.Unmarshal(key[0], &connector) != nil ||
+			json.Unmarshal(key[1], &part) != nil || r.Value == nil {
+			return
+		}
+		if connector == "MirrorSourceConnector" && part.Cluster == "europe" && part.Topic == topic {
+			out[part.Partition] = true
+		}
+	}, nil)
+	if err != nil {
+		t.Logf("read %s: %v", offsetsTopic, err)
+	}
+	return out
 }
 
 // tableRows returns the rows of a migrate mm2 plan for topic: topic, partition, target topic,

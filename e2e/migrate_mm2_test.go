@@ -212,6 +212,17 @@ spec:
 	}
 	f.Close()
 	k := startKmirror(t, cfgPath)
+	// Once kmirror copies, it is a member of the group: seeding is refused even with --force.
+	waitFor(t, "kmirror to copy", 2*time.Minute, func() bool {
+		if done, how := k.exited(); done {
+			t.Fatalf("%s\n%s", how, k.errors())
+		}
+		return us.count(t, "europe.orders") > copied
+	})
+	out, stderr, code = runKmirrorCmd(t, "migrate", "mm2", mm.config, "--out", cfgPath+".again", "--force")
+	if code == 0 || !strings.Contains(stderr, "member(s) on the source") {
+		t.Fatalf("migrate mm2 --force with kmirror running was not refused: exit %d\n%s\n%s", code, out, stderr)
+	}
 	produced := load.wait(t)
 	want := copied + int64(produced) - seededTotal
 	waitFor(t, "kmirror to copy the rest", 5*time.Minute, func() bool {

@@ -3,7 +3,7 @@
 // maps every setting it can onto kmirror's configuration and says, one note per setting, what has
 // no equivalent or was approximated (Map); and it reads where MirrorMaker 2 stopped — the source
 // offsets its MirrorSourceConnector stored in the Kafka Connect offsets topic — and commits them
-// as the starting positions of kmirror's consumer group on the source (ReadPositions, PlanSeed,
+// as the starting positions of kmirror's consumer group on the source (ReadOffsetsTopic, PlanSeed,
 // Seed), so that kmirror continues where MirrorMaker 2 stopped instead of copying everything again
 // or leaving a gap.
 //

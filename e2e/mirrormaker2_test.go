@@ -19,6 +19,7 @@ import (
 type mirrorMaker2 struct {
 	cmd     *exec.Cmd
 	logPath string
+	config  string // its mm2.properties
 	done    chan struct{}
 }
 
@@ -74,7 +75,7 @@ status.storage.replication.factor = 1
 	if err := startOwned(t, cmd); err != nil {
 		t.Fatalf("start MirrorMaker 2: %v", err)
 	}
-	m := &mirrorMaker2{cmd: cmd, logPath: logPath, done: make(chan struct{})}
+	m := &mirrorMaker2{cmd: cmd, logPath: logPath, config: cfg, done: make(chan struct{})}
 	go func() { _ = cmd.Wait(); logf.Close(); close(m.done) }()
 	t.Cleanup(func() {
 		m.kill()

@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 t="${FUZZTIME:-20s}"
 go test -run='^$' -fuzz='^FuzzLoad$' -fuzztime="$t" ./pkg/config
 go test -run='^$' -fuzz='^FuzzRecordFrom$' -fuzztime="$t" ./pkg/record
+go test -run='^$' -fuzz='^FuzzParseAndMap$' -fuzztime="$t" ./pkg/migrate

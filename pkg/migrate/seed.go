@@ -1,0 +1,275 @@
+package migrate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/offsets"
+	"github.com/kmirror/kmirror/pkg/source"
+	"github.com/kmirror/kmirror/pkg/topics"
+)
+
+// Row is one source partition of a seed plan.
+type Row struct {
+	Topic       string
+	Partition   int32
+	TargetTopic string
+	// Copied is MirrorMaker 2's last copied offset, -1 if it recorded none.
+	Copied int64
+	// Seed is the offset committed for kmirror's group, -1 when the partition is not seeded.
+	Seed int64
+	// Start and End are the source partition's log start and end offsets.
+	Start, End int64
+	// Note says what kmirror will do differently from continuing at Seed, if anything.
+	Note string
+}
+
+// Plan is what Seed commits: kmirror's group and, per source partition of the topics MirrorMaker 2
+// copied, the position taken from it.
+type Plan struct {
+	Group string
+	Rows  []Row
+	// Skipped says, per topic MirrorMaker 2 copied that kmirror will not seed, why.
+	Skipped []string
+	// Committed holds the offsets the group already has on the source (any topic), and Members
+	// its members: Seed refuses a group with either (the former unless forced).
+	Committed map[source.TopicPartition]int64
+	Members   int
+	State     string
+}
+
+// PlanSeed decides the position of each source partition from MirrorMaker 2's positions and the
+// kmirror configuration cfg (its topic filter, naming and group), reading the source through src.
+// It refuses (an error, nothing planned) a position beyond its partition's end: the invariant is
+// never to seed a position beyond what MirrorMaker 2 copied, and such a position cannot be one.
+func PlanSeed(ctx context.Context, src sarama.Client, cfg *config.Config, positions []Position) (*Plan, error) {
+	if cfg.Delivery.Mode != config.AtLeastOnce {
+		return nil, fmt.Errorf("delivery.mode is %s: migrate seeds the source group of at_least_once only; seed with at_least_once, "+
+			"start kmirror, and switch later", cfg.Delivery.Mode)
+	}
+	filter, err := topics.NewFilter(cfg.Topics.Include, cfg.Topics.Exclude)
+	if err != nil {
+		return nil, err
+	}
+	namer, err := topics.NewNamer(cfg.Topics.ReplicationPolicy, cfg.Source.Alias)
+	if err != nil {
+		return nil, err
+	}
+	if err := src.RefreshMetadata(); err != nil {
+		return nil, fmt.Errorf("read the source's topics: %w", err)
+	}
+	existing, err := src.Topics()
+	if err != nil {
+		return nil, fmt.Errorf("read the source's topics: %w", err)
+	}
+	onSource := map[string]bool{}
+	for _, t := range existing {
+		onSource[t] = true
+	}
+	plan := &Plan{Group: cfg.Consumer.GroupID, Committed: map[source.TopicPartition]int64{}}
+	byTopic := map[string]map[int32]Position{}
+	for _, p := range positions {
+		switch {
+		case !onSource[p.Topic]:
+			plan.Skipped = append(plan.Skipped, fmt.Sprintf("%s/%d: MirrorMaker 2 copied it up to offset %d, but the topic is no longer on the source", p.Topic, p.Partition, p.Copied))
+		case !filter.Match(p.Topic):
+			plan.Skipped = append(plan.Skipped, fmt.Sprintf("%s/%d: MirrorMaker 2 copied it, but topics.include/exclude do not mirror it", p.Topic, p.Partition))
+		default:
+			if byTopic[p.Topic] == nil {
+				byTopic[p.Topic] = map[int32]Position{}
+			}
+			byTopic[p.Topic][p.Partition] = p
+		}
+	}
+	claims := map[string][]int32{}
+	for t := range byTopic {
+		parts, err := src.Partitions(t)
+		if err != nil {
+			return nil, fmt.Errorf("read the partitions of source topic %q: %w", t, err)
+		}
+		claims[t] = parts
+	}
+	cl := source.ClientCluster{Client: src}
+	bounds, err := cl.Bounds(claims)
+	if err != nil {
+		return nil, fmt.Errorf("read the source's offsets: %w", err)
+	}
+	var beyond []string
+	for t, parts := range claims {
+		for _, p := range parts {
+			b := bounds[source.TopicPartition{Topic: t, Partition: p}]
+			row := Row{Topic: t, Partition: p, TargetTopic: namer(t), Copied: -1, Seed: -1, Start: b.Start, End: b.End}
+			pos, ok := byTopic[t][p]
+			switch {
+			case !ok:
+				row.Note = "no MirrorMaker 2 position: not seeded, kmirror starts at consumer.initial_offset (" + cfg.Consumer.InitialOffset + ")"
+			case pos.Next > b.End:
+				beyond = append(beyond, fmt.Sprintf("%s/%d: MirrorMaker 2 copied up to offset %d, the source partition ends at %d", t, p, pos.Copied, b.End))
+			default:
+				row.Copied, row.Seed = pos.Copied, pos.Next
+				if pos.Next < b.Start {
+					row.Note = fmt.Sprintf("offsets %d-%d were deleted from the source before MirrorMaker 2 copied them: kmirror's consumer.source_loss_policy (%s) decides",
+						pos.Next, b.Start-1, cfg.Consumer.SourceLossPolicy)
+				}
+			}
+			plan.Rows = append(plan.Rows, row)
+		}
+	}
+	if len(beyond) > 0 {
+		sort.Strings(beyond)
+		return nil, fmt.Errorf("refusing to seed: MirrorMaker 2's positions lie beyond the source's end for %s (the topic was recreated since, "+
+			"or the offsets topic belongs to another source cluster); nothing was seeded", strings.Join(beyond, "; "))
+	}
+	sort.Slice(plan.Rows, func(i, j int) bool {
+		if plan.Rows[i].Topic != plan.Rows[j].Topic {
+			return plan.Rows[i].Topic < plan.Rows[j].Topic
+		}
+		return plan.Rows[i].Partition < plan.Rows[j].Partition
+	})
+	sort.Strings(plan.Skipped)
+	return plan, plan.readGroup(src)
+}
+
+// readGroup reads the group's committed offsets (all topics), members and state on the source.
+func (p *Plan) readGroup(src sarama.Client) error {
+	admin, err := sarama.NewClusterAdminFromClient(src)
+	if err != nil {
+		return fmt.Errorf("open an admin client of the source: %w", err)
+	}
+	// Not closed: closing it would close src, which the caller owns.
+	desc, err := admin.DescribeConsumerGroups([]string{p.Group})
+	if err != nil {
+		return fmt.Errorf("describe group %q on the source: %w", p.Group, err)
+	}
+	if len(desc) == 1 {
+		p.State, p.Members = desc[0].State, len(desc[0].Members)
+	}
+	resp, err := admin.ListConsumerGroupOffsets(p.Group, nil)
+	if errors.Is(err, sarama.ErrGroupIDNotFound) {
+		return nil // a group never used: nothing committed (Kafka answers with none, some brokers with this)
+	}
+	if err != nil {
+		return fmt.Errorf("read the committed offsets of group %q on the source: %w", p.Group, err)
+	}
+	for t, parts := range resp.Blocks {
+		for part, b := range parts {
+			if b != nil && b.Offset >= 0 && errors.Is(b.Err, sarama.ErrNoError) {
+				p.Committed[source.TopicPartition{Topic: t, Partition: part}] = b.Offset
+			}
+		}
+	}
+	return nil
+}
+
+// commitAttempts bounds the retries of a commit that meets a moving coordinator.
+const commitAttempts = 5
+
+// Seed commits the plan's positions for its group on the source, as an admin commit (no member,
+// generation -1), then reads them back. It refuses a group with members (kmirror, or anything
+// else, running in it) and, unless force, a group that already has committed offsets.
+func Seed(ctx context.Context, src sarama.Client, plan *Plan, force bool) error {
+	if plan.Members > 0 {
+		return fmt.Errorf("group %q has %d member(s) on the source (state %s): stop every kmirror of the group before seeding it", plan.Group, plan.Members, plan.State)
+	}
+	if len(plan.Committed) > 0 && !force {
+		return fmt.Errorf("group %q already has committed offsets on the source for %d partition(s) (%s): kmirror has run with it; "+
+			"nothing was seeded (--force overwrites them with MirrorMaker 2's positions)", plan.Group, len(plan.Committed), firstCommitted(plan.Committed))
+	}
+	claims := map[string][]int32{}
+	build := func() *sarama.OffsetCommitRequest {
+		req := sarama.NewOffsetCommitRequest(src.Config(), plan.Group)
+		req.ConsumerGroupGeneration = sarama.GroupGenerationUndefined
+		req.ConsumerID = ""
+		for _, r := range plan.Rows {
+			if r.Seed >= 0 {
+				req.AddBlockWithLeaderEpoch(r.Topic, r.Partition, r.Seed, -1, sarama.ReceiveTime,
+					fmt.Sprintf("seeded by kmirror migrate mm2: MirrorMaker 2 copied up to offset %d", r.Copied))
+			}
+		}
+		return req
+	}
+	for _, r := range plan.Rows {
+		if r.Seed >= 0 {
+			claims[r.Topic] = append(claims[r.Topic], r.Partition)
+		}
+	}
+	if len(claims) == 0 {
+		return fmt.Errorf("no partition to seed: MirrorMaker 2 recorded no position for the topics kmirror mirrors")
+	}
+	coord := offsets.ClientCoordinator{Client: src, Group: plan.Group}
+	for attempt := 1; ; attempt++ {
+		resp, err := coord.CommitOffset(build())
+		if err == nil {
+			err = commitErrors(resp)
+		}
+		if err == nil {
+			break
+		}
+		if attempt == commitAttempts {
+			return fmt.Errorf("commit the seeded offsets of group %q: %w", plan.Group, err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("commit the seeded offsets of group %q: %w", plan.Group, context.Cause(ctx))
+		case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
+		}
+	}
+	got, err := source.ClientCluster{Client: src}.Committed(plan.Group, claims)
+	if err != nil {
+		return fmt.Errorf("read back the seeded offsets: %w", err)
+	}
+	for _, r := range plan.Rows {
+		if r.Seed < 0 {
+			continue
+		}
+		if c := got[source.TopicPartition{Topic: r.Topic, Partition: r.Partition}]; c.Offset != r.Seed {
+			return fmt.Errorf("read back group %q: %s/%d holds %d, not the seeded %d", plan.Group, r.Topic, r.Partition, c.Offset, r.Seed)
+		}
+	}
+	return nil
+}
+
+func commitErrors(resp *sarama.OffsetCommitResponse) error {
+	var bad []string
+	for t, parts := range resp.Errors {
+		for p, kerr := range parts {
+			if !errors.Is(kerr, sarama.ErrNoError) {
+				bad = append(bad, fmt.Sprintf("%s/%d: %v", t, p, kerr))
+			}
+		}
+	}
+	if len(bad) > 0 {
+		sort.Strings(bad)
+		return errors.New(strings.Join(bad, ", "))
+	}
+	return nil
+}
+
+func firstCommitted(c map[source.TopicPartition]int64) string {
+	keys := make([]source.TopicPartition, 0, len(c))
+	for k := range c {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].Topic != keys[j].Topic {
+			return keys[i].Topic < keys[j].Topic
+		}
+		return keys[i].Partition < keys[j].Partition
+	})
+	var out []string
+	for i, k := range keys {
+		if i == 3 {
+			out = append(out, fmt.Sprintf("and %d more", len(keys)-3))
+			break
+		}
+		out = append(out, fmt.Sprintf("%s/%d at %d", k.Topic, k.Partition, c[k]))
+	}
+	return strings.Join(out, ", ")
+}

@@ -147,6 +147,8 @@ func (s syncMetrics) Round(at time.Time, _ int, untranslatable int) {
 
 func (s syncMetrics) Failed(string, error) {}
 
+func (s syncMetrics) CommittedByOthers(string) { s.m.GroupSyncCommittedByOthers.Inc() }
+
 // GroupTools are the group offset sync as the offsets and failover commands use it: both
 // clusters, the offset map read from the target, and a syncer over every partition.
 type GroupTools struct {

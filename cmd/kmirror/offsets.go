@@ -141,7 +141,7 @@ func newFailoverCommand() *cobra.Command {
 			"everything before the groups' positions — then commits the translated offsets to the same groups\n" +
 			"on the target and prints, per partition, the source position, the target position, the records\n" +
 			"not yet mirrored and what was done. A group with members on the target is not touched, nor one\n" +
-			"whose offsets another client committed since kmirror wrote them (unless --force); a target\n" +
+			"whose offsets another client moves (read again a second later; unless --force); a target\n" +
 			"group ahead of the translation is not moved back unless --force. It exits 0 when every partition\n" +
 			"of every group is at its translated position on the target, 1 otherwise.",
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -29,9 +29,11 @@ func (s *Syncer) Apply(ctx context.Context, r Report) (Report, error) {
 	}
 	r.Partitions = slices.Clone(r.Partitions)
 	if slices.ContainsFunc(r.Partitions, exact) {
+		others := r.CommittedByOthers // seen by the plan: reading the same offsets again does not clear it
 		if err := s.readTarget(ctx, &r); err != nil {
 			return r, fmt.Errorf("apply group %q: %w", r.Group, err)
 		}
+		r.CommittedByOthers = r.CommittedByOthers || others
 	}
 	var todo []int
 	for i := range r.Partitions {

@@ -25,10 +25,15 @@ func writtenByKmirror(metadata string) bool { return strings.HasPrefix(metadata,
 //
 // It lives as long as the Syncer: after a restart nothing is remembered, so the first round
 // may move such a client's offsets once more before it is seen again.
+//
+// It also remembers the last offset it read there from another client's commit: one that moves
+// between two reads is another client's at work even where kmirror never wrote (the failover
+// command watches such a group for one poll before committing).
 type written struct {
-	mu      sync.Mutex
-	offsets map[string]map[partitionKey]int64 // group → target partition → offset
-	others  map[string]bool                   // groups found committed by another client, until they are not
+	mu       sync.Mutex
+	offsets  map[string]map[partitionKey]int64 // group → target partition → offset kmirror wrote
+	observed map[string]map[partitionKey]int64 // group → target partition → another client's offset last read
+	others   map[string]bool                   // groups found committed by another client, until they are not
 }
 
 type partitionKey struct {
@@ -37,7 +42,8 @@ type partitionKey struct {
 }
 
 func newWritten() *written {
-	return &written{offsets: make(map[string]map[partitionKey]int64), others: make(map[string]bool)}
+	return &written{offsets: make(map[string]map[partitionKey]int64), observed: make(map[string]map[partitionKey]int64),
+		others: make(map[string]bool)}
 }
 
 // seen takes a committed offset read on the target with its metadata and reports whether
@@ -48,10 +54,16 @@ func (w *written) seen(group, topic string, partition int32, offset int64, metad
 	k := partitionKey{topic, partition}
 	if writtenByKmirror(metadata) {
 		w.set(group, k, offset)
+		delete(w.observed[group], k)
 		return false
 	}
-	last, ok := w.offsets[group][k]
-	return ok && last != offset
+	last, wrote := w.offsets[group][k]
+	prev, watched := w.observed[group][k]
+	if w.observed[group] == nil {
+		w.observed[group] = make(map[partitionKey]int64)
+	}
+	w.observed[group][k] = offset
+	return (wrote && last != offset) || (watched && prev != offset)
 }
 
 // wrote records an offset kmirror committed.

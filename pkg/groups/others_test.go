@@ -113,3 +113,49 @@ func TestTargetGroupCommittedByAnotherClientIsLeftAlone(t *testing.T) {
 		t.Errorf("forced: %+v, %v; want app-a committed at 1010", r, err)
 	}
 }
+
+// TestFailoverReportsATargetGroupAnotherClientCommits: the failover command, a process that has
+// never written the group, watches a target group whose offsets carry another client's commit
+// for one poll before it commits: a reader committing meanwhile is reported, not overwritten.
+func TestFailoverReportsATargetGroupAnotherClientCommits(t *testing.T) {
+	p := newPair(t, sarama.V3_6_0_0)
+	commit(t, p.europe, "app-a", offsets{"orders/0": 10})
+	commit(t, p.us, "app-a", offsets{"europe.orders/0": 500})
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { // the reader on the target, committing as it reads
+		defer close(done)
+		for at := int64(501); ; at++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			commit(t, p.us, "app-a", offsets{"europe.orders/0": at})
+		}
+	}()
+	s := p.syncer(p.config(plus1000(nil)))
+	reps, err := s.Failover(context.Background(), []string{"app-a"}, "", 2*time.Second, 200*time.Millisecond, nil)
+	close(stop)
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(reps) != 1 || !reps[0].CommittedByOthers || reps[0].Partitions[0].Action != groups.ActionCommittedByOthers {
+		t.Fatalf("failover reported %+v, want app-a committed by another client", reps)
+	}
+	if got := committed(t, p.us, "app-a")["europe.orders/0"]; got == 1010 {
+		t.Errorf("failover moved the reader's offset to %d", got)
+	}
+
+	// A target group whose old offsets nobody moves (a failback: the applications' last commits
+	// there) is failed over.
+	commit(t, p.us, "app-b", offsets{"europe.orders/0": 3})
+	commit(t, p.europe, "app-b", offsets{"orders/0": 20})
+	if reps, err = s.Failover(context.Background(), []string{"app-b"}, "", 2*time.Second, 200*time.Millisecond, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(reps) != 1 || reps[0].Committed() != 1 || committed(t, p.us, "app-b")["europe.orders/0"] != 1020 {
+		t.Fatalf("failover of a group with stale offsets on the target: %+v, want committed at 1020", reps)
+	}
+}

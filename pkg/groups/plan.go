@@ -62,6 +62,10 @@ type Report struct {
 	// ActionCommittedByOthers). Nothing is committed for the group, unless Config.Force.
 	CommittedByOthers bool              `json:"target_committed_by_others"`
 	Partitions        []PartitionReport `json:"partitions"`
+
+	// foreign: a partition's committed offset on the target was written by another client than
+	// kmirror (when it was last read).
+	foreign bool
 }
 
 // Committed counts the partitions Apply committed.
@@ -173,7 +177,7 @@ func (s *Syncer) readTarget(ctx context.Context, r *Report) error {
 	if err != nil && !errors.Is(err, sarama.ErrGroupIDNotFound) {
 		return fmt.Errorf("read committed offsets of target group %q: %w", r.Group, err)
 	}
-	r.CommittedByOthers = false
+	r.CommittedByOthers, r.foreign = false, false
 	for i := range r.Partitions {
 		p := &r.Partitions[i]
 		p.TargetCommitted = -1
@@ -190,6 +194,7 @@ func (s *Syncer) readTarget(ctx context.Context, r *Report) error {
 			if s.written.seen(r.Group, p.TargetTopic, p.Partition, b.Offset, b.Metadata) {
 				r.CommittedByOthers = true
 			}
+			r.foreign = r.foreign || !writtenByKmirror(b.Metadata)
 		}
 	}
 	return nil

@@ -28,11 +28,13 @@ func writtenByKmirror(metadata string) bool { return strings.HasPrefix(metadata,
 //
 // It also remembers the last offset it read there from another client's commit: one that moves
 // between two reads is another client's at work even where kmirror never wrote (the failover
-// command watches such a group for one poll before committing).
+// command watches such a group for one poll before committing). A partition once seen moved by
+// another client stays so until kmirror's own commit is read or written there.
 type written struct {
 	mu       sync.Mutex
 	offsets  map[string]map[partitionKey]int64 // group → target partition → offset kmirror wrote
 	observed map[string]map[partitionKey]int64 // group → target partition → another client's offset last read
+	moved    map[string]map[partitionKey]bool  // group → target partition → seen moved by another client
 	others   map[string]bool                   // groups found committed by another client, until they are not
 }
 
@@ -43,7 +45,7 @@ type partitionKey struct {
 
 func newWritten() *written {
 	return &written{offsets: make(map[string]map[partitionKey]int64), observed: make(map[string]map[partitionKey]int64),
-		others: make(map[string]bool)}
+		moved: make(map[string]map[partitionKey]bool), others: make(map[string]bool)}
 }
 
 // seen takes a committed offset read on the target with its metadata and reports whether
@@ -54,16 +56,18 @@ func (w *written) seen(group, topic string, partition int32, offset int64, metad
 	k := partitionKey{topic, partition}
 	if writtenByKmirror(metadata) {
 		w.set(group, k, offset)
-		delete(w.observed[group], k)
 		return false
 	}
 	last, wrote := w.offsets[group][k]
 	prev, watched := w.observed[group][k]
 	if w.observed[group] == nil {
-		w.observed[group] = make(map[partitionKey]int64)
+		w.observed[group], w.moved[group] = make(map[partitionKey]int64), make(map[partitionKey]bool)
 	}
 	w.observed[group][k] = offset
-	return (wrote && last != offset) || (watched && prev != offset)
+	if (wrote && last != offset) || (watched && prev != offset) {
+		w.moved[group][k] = true
+	}
+	return w.moved[group][k]
 }
 
 // wrote records an offset kmirror committed.
@@ -73,11 +77,14 @@ func (w *written) wrote(group, topic string, partition int32, offset int64) {
 	w.set(group, partitionKey{topic, partition}, offset)
 }
 
+// set records kmirror's own offset at k: what another client did before no longer counts.
 func (w *written) set(group string, k partitionKey, offset int64) {
 	if w.offsets[group] == nil {
 		w.offsets[group] = make(map[partitionKey]int64)
 	}
 	w.offsets[group][k] = offset
+	delete(w.observed[group], k)
+	delete(w.moved[group], k)
 }
 
 // found records whether group is committed by another client now, and reports whether that is

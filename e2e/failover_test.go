@@ -178,10 +178,12 @@ func (s *failoverScenario) figures(t *testing.T, group string, target func(strin
 // groupReport is a report of `kmirror offsets translate --json`, one of `kmirror failover
 // --json`'s, and the body of GET /offsets/translate: read here from the JSON alone.
 type groupReport struct {
-	Group        string            `json:"group"`
-	TargetState  string            `json:"target_state"`
-	TargetActive bool              `json:"target_active"`
-	Partitions   []reportPartition `json:"partitions"`
+	Group        string `json:"group"`
+	TargetState  string `json:"target_state"`
+	TargetActive bool   `json:"target_active"`
+	// CommittedByOthers: another client commits the group's offsets on the target.
+	CommittedByOthers bool              `json:"target_committed_by_others"`
+	Partitions        []reportPartition `json:"partitions"`
 }
 
 type reportPartition struct {

@@ -140,7 +140,8 @@ func newFailoverCommand() *cobra.Command {
 			"(at most --wait) until every partition of the groups translates exactly — the mirror has copied\n" +
 			"everything before the groups' positions — then commits the translated offsets to the same groups\n" +
 			"on the target and prints, per partition, the source position, the target position, the records\n" +
-			"not yet mirrored and what was done. A group with members on the target is not touched; a target\n" +
+			"not yet mirrored and what was done. A group with members on the target is not touched, nor one\n" +
+			"whose offsets another client moves (read again a second later; unless --force); a target\n" +
 			"group ahead of the translation is not moved back unless --force. It exits 0 when every partition\n" +
 			"of every group is at its translated position on the target, 1 otherwise.",
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -187,7 +188,7 @@ func newFailoverCommand() *cobra.Command {
 	flags.register(cmd)
 	cmd.Flags().StringArrayVar(&names, "group", nil, "a consumer group to move (repeatable)")
 	cmd.Flags().DurationVar(&wait, "wait", 0, "wait at most this long for the mirror to reach the groups' positions")
-	cmd.Flags().BoolVar(&force, "force", false, "also move target groups that are ahead of the translation back to it")
+	cmd.Flags().BoolVar(&force, "force", false, "also move target groups that are ahead of the translation back to it, and groups another client commits to")
 	return cmd
 }
 
@@ -202,6 +203,9 @@ func printReport(w io.Writer, r groups.Report, applied bool) {
 	state := r.TargetState
 	if r.Active {
 		state += ", active: its members own its offsets"
+	}
+	if r.CommittedByOthers {
+		state += ", committed by another client: its offsets changed since kmirror last wrote them, nothing is committed without --force"
 	}
 	fmt.Fprintf(w, "group %s (on the target: %s)\n", r.Group, state)
 	if len(r.Partitions) == 0 {

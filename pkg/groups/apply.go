@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -28,9 +29,11 @@ func (s *Syncer) Apply(ctx context.Context, r Report) (Report, error) {
 	}
 	r.Partitions = slices.Clone(r.Partitions)
 	if slices.ContainsFunc(r.Partitions, exact) {
+		others := r.CommittedByOthers // seen by the plan: reading the same offsets again does not clear it
 		if err := s.readTarget(ctx, &r); err != nil {
 			return r, fmt.Errorf("apply group %q: %w", r.Group, err)
 		}
+		r.CommittedByOthers = r.CommittedByOthers || others
 	}
 	var todo []int
 	for i := range r.Partitions {
@@ -44,6 +47,8 @@ func (s *Syncer) Apply(ctx context.Context, r Report) (Report, error) {
 			p.Action = ActionTargetAhead
 		case r.Active:
 			p.Action = ActionGroupActive
+		case r.CommittedByOthers && !s.cfg.Force:
+			p.Action = ActionCommittedByOthers
 		default:
 			todo = append(todo, i)
 		}
@@ -65,6 +70,7 @@ func (s *Syncer) Apply(ctx context.Context, r Report) (Report, error) {
 		switch code := codes[i]; {
 		case code == sarama.ErrNoError:
 			p.Action, p.TargetCommitted = ActionCommitted, p.Target
+			s.written.wrote(r.Group, p.TargetTopic, p.Partition, p.Target)
 		case memberError(code):
 			// A consumer joined since the state was read: the coordinator accepts no admin
 			// commit while the group has members.
@@ -113,7 +119,7 @@ func (s *Syncer) commit(ctx context.Context, group string, parts []PartitionRepo
 			p := parts[i]
 			// Leader epoch -1: the source's epochs mean nothing on the target.
 			req.AddBlockWithLeaderEpoch(p.TargetTopic, p.Partition, p.Target, -1, sarama.ReceiveTime,
-				fmt.Sprintf("kmirror translated from source offset %d", p.Source))
+				commitMetadata+strconv.FormatInt(p.Source, 10))
 		}
 		return req
 	}

@@ -7,7 +7,9 @@
 //
 // It must never move a target group's committed offset backwards (unless Config.Force), never
 // commit anything for a group that has active members on the target (it reports the group
-// instead: the members own its offsets), never commit a position that is not an Exact
+// instead: the members own its offsets), nor for one whose offsets changed since kmirror last
+// wrote them (another client commits there without joining the group, as Flink and Spark do:
+// those offsets are that client's; unless Config.Force), never commit a position that is not an Exact
 // translation (a position not yet mirrored, or unknown to the map, is reported, never guessed),
 // and never sync kmirror's own consumer group.
 //
@@ -23,5 +25,6 @@
 //
 // Plan and Apply take any group but kmirror's own: Include and Exclude choose what Round (the
 // daemon) syncs, while a caller naming a group (the failover command) has chosen it already.
-// A Syncer holds no state between calls and is safe for concurrent use.
+// The only state a Syncer keeps between calls is what it last wrote to each target partition
+// (others.go), to see another client's commits; it is safe for concurrent use.
 package groups

@@ -580,3 +580,5 @@ func TestRefusedPartitionIsNamedAndTheOthersCommitted(t *testing.T) {
 		t.Error("observer was not told app-a failed")
 	}
 }
+
+func (o *recorder) CommittedByOthers(string) {}

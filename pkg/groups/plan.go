@@ -56,8 +56,16 @@ type Report struct {
 	TargetState string `json:"target_state"`
 	// Active says whether the target group has members (or is in a state only members cause):
 	// its offsets are theirs, and nothing is committed.
-	Active     bool              `json:"target_active"`
-	Partitions []PartitionReport `json:"partitions"`
+	Active bool `json:"target_active"`
+	// CommittedByOthers says that another client commits the target group's offsets without
+	// joining it: a partition's committed offset changed since kmirror last wrote it (see
+	// ActionCommittedByOthers). Nothing is committed for the group, unless Config.Force.
+	CommittedByOthers bool              `json:"target_committed_by_others"`
+	Partitions        []PartitionReport `json:"partitions"`
+
+	// foreign: a partition's committed offset on the target was written by another client than
+	// kmirror (when it was last read).
+	foreign bool
 }
 
 // Committed counts the partitions Apply committed.
@@ -169,6 +177,7 @@ func (s *Syncer) readTarget(ctx context.Context, r *Report) error {
 	if err != nil && !errors.Is(err, sarama.ErrGroupIDNotFound) {
 		return fmt.Errorf("read committed offsets of target group %q: %w", r.Group, err)
 	}
+	r.CommittedByOthers, r.foreign = false, false
 	for i := range r.Partitions {
 		p := &r.Partitions[i]
 		p.TargetCommitted = -1
@@ -182,6 +191,10 @@ func (s *Syncer) readTarget(ctx context.Context, r *Report) error {
 			return fmt.Errorf("read committed offset of target group %q on %s/%d: %w", r.Group, p.TargetTopic, p.Partition, b.Err)
 		case b.Offset >= 0:
 			p.TargetCommitted = b.Offset
+			if s.written.seen(r.Group, p.TargetTopic, p.Partition, b.Offset, b.Metadata) {
+				r.CommittedByOthers = true
+			}
+			r.foreign = r.foreign || !writtenByKmirror(b.Metadata)
 		}
 	}
 	return nil

@@ -47,6 +47,9 @@ func (s *Syncer) round(ctx context.Context) ([]outcome, error) {
 			untranslatable += o.report.Untranslatable()
 			o.report, o.err = s.Apply(ctx, o.report)
 		}
+		if o.report.Group != "" && s.written.found(g, o.report.CommittedByOthers) {
+			s.obs.CommittedByOthers(g)
+		}
 		if o.err != nil {
 			s.obs.Failed(g, o.err)
 		} else {

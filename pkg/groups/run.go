@@ -12,8 +12,9 @@ import (
 
 // Run runs a Round at once and then every interval until ctx ends (it then returns nil). It logs
 // what a person would act on, once: a group that fails (again when the error changes, and when it
-// recovers), a target group that has members, a group with positions the offset map cannot
-// translate; and one line whenever a group's target offsets advance.
+// recovers), a target group that has members, one whose offsets another client commits, a group
+// with positions the offset map cannot translate; and one line whenever a group's target offsets
+// advance.
 func (s *Syncer) Run(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 {
 		return fmt.Errorf("group offset sync interval %v: must be > 0", interval)
@@ -48,6 +49,7 @@ const (
 	problemFailed  = "failed/"
 	problemActive  = "active/"
 	problemUnknown = "unknown/"
+	problemOthers  = "others/"
 )
 
 // note records key's problem this round ("" for none) and says whether it is new (or changed)
@@ -84,7 +86,7 @@ func (l *problems) round(outs []outcome, err error) {
 	seen := make(map[string]bool)
 	for _, o := range outs {
 		g := zap.String("group", o.group)
-		for _, k := range []string{problemFailed, problemActive, problemUnknown} {
+		for _, k := range []string{problemFailed, problemActive, problemUnknown, problemOthers} {
 			seen[k+o.group] = true
 		}
 		switch appeared, cleared := l.note(problemFailed+o.group, msg(o.err)); {
@@ -106,6 +108,19 @@ func (l *problems) round(outs []outcome, err error) {
 			l.log.Warn("target group has members: its offsets are theirs and are not synced", g, zap.String("state", r.TargetState))
 		case cleared:
 			l.log.Info("target group has no members any more: its offsets are synced", g)
+		}
+		others := ""
+		if r.CommittedByOthers {
+			others = "others"
+		}
+		switch appeared, cleared := l.note(problemOthers+o.group, others); {
+		case appeared:
+			l.log.Warn("another client commits the target group's offsets: the group offset sync leaves it alone", g,
+				zap.String("state", r.TargetState),
+				zap.String("why", "its offsets changed since kmirror last wrote them, and the group has no member: "+
+					"a reader that assigns partitions itself and commits (Flink, Spark) owns them; `kmirror failover --force` moves them"))
+		case cleared:
+			l.log.Info("the target group's offsets are kmirror's again: they are synced", g)
 		}
 		var unknown []PartitionReport
 		for _, p := range r.Partitions {

@@ -30,6 +30,9 @@ type Observer interface {
 	Round(at time.Time, groups int, untranslatable int)
 	// Failed is called for each group a Round could not plan or apply.
 	Failed(group string, err error)
+	// CommittedByOthers is called when a Round finds that another client commits a target
+	// group's offsets (ActionCommittedByOthers), once until the group is found otherwise.
+	CommittedByOthers(group string)
 }
 
 // ErrOwnGroup is returned when asked to plan or apply kmirror's own consumer group.
@@ -72,6 +75,7 @@ type Syncer struct {
 	include, exclude []*regexp.Regexp
 	obs              Observer
 	log              *zap.Logger
+	written          *written
 }
 
 // New checks cfg and compiles its expressions; an error names the field or expression at fault.
@@ -88,7 +92,7 @@ func New(cfg Config) (*Syncer, error) {
 	case cfg.Translate == nil:
 		return nil, errors.New("groups: Config.Translate is required")
 	}
-	s := &Syncer{cfg: cfg, obs: cfg.Observer, log: cfg.Log}
+	s := &Syncer{cfg: cfg, obs: cfg.Observer, log: cfg.Log, written: newWritten()}
 	var err error
 	if s.include, err = compile("groups.include", cfg.Include); err != nil {
 		return nil, err
@@ -162,3 +166,4 @@ type nopObserver struct{}
 func (nopObserver) Synced(string, int)        {}
 func (nopObserver) Round(time.Time, int, int) {}
 func (nopObserver) Failed(string, error)      {}
+func (nopObserver) CommittedByOthers(string)  {}

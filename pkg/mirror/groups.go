@@ -15,7 +15,6 @@ import (
 	"github.com/kmirror/kmirror/pkg/offsetmap"
 	"github.com/kmirror/kmirror/pkg/source"
 	"github.com/kmirror/kmirror/pkg/telemetry"
-	"github.com/kmirror/kmirror/pkg/topics"
 )
 
 // probeWait bounds one read of the source that settles a position past the last record mirrored.
@@ -60,22 +59,14 @@ func (t *topicIDs) get(topic string) string {
 	return got[topic]
 }
 
-// mirroredTopics says whether a source topic is mirrored and its target's name.
+// mirroredTopics says whether a source topic is mirrored and its target's name: the topic
+// syncer's own decision (filter, heartbeat rule, cycles), not a copy of it.
 func mirroredTopics(cfg *config.Config) (func(string) (string, bool), error) {
-	filter, err := topics.NewFilter(cfg.Topics.Include, cfg.Topics.Exclude)
+	sc, err := syncerConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	name, err := topics.NewNamer(cfg.Topics.ReplicationPolicy, cfg.Source.Alias)
-	if err != nil {
-		return nil, err
-	}
-	return func(t string) (string, bool) {
-		if !filter.Match(t) {
-			return "", false
-		}
-		return name(t), true
-	}, nil
+	return sc.Mirrored, nil
 }
 
 // groupSync runs the group offset sync of this member's partitions and serves translations.
@@ -155,6 +146,8 @@ func (s syncMetrics) Round(at time.Time, _ int, untranslatable int) {
 }
 
 func (s syncMetrics) Failed(string, error) {}
+
+func (s syncMetrics) CommittedByOthers(string) { s.m.GroupSyncCommittedByOthers.Inc() }
 
 // GroupTools are the group offset sync as the offsets and failover commands use it: both
 // clusters, the offset map read from the target, and a syncer over every partition.

@@ -12,28 +12,39 @@ import (
 // newSyncer builds the topic syncer from the configuration: the daemon and `kmirror topics plan`
 // build it here alike, so the plan printed is the one the daemon applies.
 func newSyncer(cfg *config.Config, src, tgt topics.Admin, events topics.Events, log *zap.Logger) (*topics.Syncer, error) {
-	filter, err := topics.NewFilter(cfg.Topics.Include, cfg.Topics.Exclude)
+	sc, err := syncerConfig(cfg)
 	if err != nil {
 		return nil, err
+	}
+	sc.Events, sc.Log = events, log
+	return topics.NewSyncer(src, tgt, sc), nil
+}
+
+// syncerConfig is the topic syncer's configuration. Its Mirrored is the daemon's decision of which
+// source topics are mirrored: the group offset sync and the offsets and failover commands ask it
+// too (mirroredTopics), so they never wait for a topic the daemon leaves out.
+func syncerConfig(cfg *config.Config) (topics.SyncerConfig, error) {
+	filter, err := topics.NewFilter(cfg.Topics.Include, cfg.Topics.Exclude)
+	if err != nil {
+		return topics.SyncerConfig{}, err
 	}
 	if cfg.Heartbeats.Enabled {
 		filter.Decide(heartbeatRule(cfg))
 	}
 	namer, err := topics.NewNamer(cfg.Topics.ReplicationPolicy, cfg.Source.Alias)
 	if err != nil {
-		return nil, err
+		return topics.SyncerConfig{}, err
 	}
 	var cycles *topics.Cycles
 	if cfg.Topics.ReplicationPolicy == config.PolicyPrefix {
 		cycles = &topics.Cycles{Source: cfg.Source.Alias, Target: cfg.Target.Alias}
 	}
-	return topics.NewSyncer(src, tgt, topics.SyncerConfig{
+	return topics.SyncerConfig{
 		Filter: filter, Name: namer, Cycles: cycles, Create: cfg.Topics.Create,
 		ReplicationFactor: cfg.Topics.ReplicationFactor, SyncConfigs: cfg.Topics.SyncConfigs,
 		SyncExistingConfigs: cfg.Topics.SyncExistingConfigs, SyncACLs: cfg.Topics.SyncACLs,
 		DefaultMaxMessageBytes: cfg.Producer.MaxMessageBytes,
-		Events:                 events, Log: log,
-	}), nil
+	}, nil
 }
 
 // PlanTopics connects to both clusters and returns what the daemon would do on the target for

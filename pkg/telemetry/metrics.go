@@ -102,6 +102,10 @@ type Metrics struct {
 	// GroupsSynced (kmirror_groups_synced_total) counts commits of translated offsets to a
 	// consumer group on the target.
 	GroupsSynced prometheus.Counter
+	// GroupSyncCommittedByOthers (kmirror_group_sync_committed_by_others_total) counts target
+	// groups the group offset sync found committed by another client (a reader that commits
+	// without joining the group) and left alone: once per group each time it is found so.
+	GroupSyncCommittedByOthers prometheus.Counter
 	// GroupSyncLast (kmirror_group_sync_last_timestamp_seconds) is when the last round of group
 	// offset sync ended.
 	GroupSyncLast prometheus.Gauge
@@ -336,6 +340,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "kmirror_groups_synced_total",
 			Help: "Commits of translated offsets to consumer groups on the target.",
 		}),
+		GroupSyncCommittedByOthers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kmirror_group_sync_committed_by_others_total",
+			Help: "Target consumer groups found committed by another client (no member joined) and left alone by the group offset sync.",
+		}),
 		GroupSyncLast: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kmirror_group_sync_last_timestamp_seconds",
 			Help: "When the last round of consumer-group offset sync ended (Unix time).",
@@ -383,7 +391,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.TransactionCommitLatency, m.Transactions, m.TransactionRecords,
 		m.ConsumerErrors, m.SourceRecordsLost, m.TopicsDiscovered, m.CycleTopicsSkipped, m.TargetTopicsCreated, m.TargetPartitionsAdded,
 		m.TargetConfigsAltered, m.TargetACLsCreated,
-		m.OffsetMapChunks, m.OffsetMapWriteErrors, m.GroupsSynced, m.GroupSyncLast, m.GroupSyncUntranslatable,
+		m.OffsetMapChunks, m.OffsetMapWriteErrors, m.GroupsSynced, m.GroupSyncCommittedByOthers, m.GroupSyncLast, m.GroupSyncUntranslatable,
 		m.HeartbeatLatency, m.HeartbeatLast, m.HeartbeatsEmitted, m.HeartbeatErrors,
 		m.Ready, build,
 		collectors.NewGoCollector(),

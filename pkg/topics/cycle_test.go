@@ -176,3 +176,46 @@ func TestCycleRuleStopsNestingOfAClusterMirroredIntoItself(t *testing.T) {
 		t.Fatalf("the cluster ends with %v, want orders and one copy, europe.orders", one)
 	}
 }
+
+// TestMirroredIsPlansDecision: Mirrored says of every source topic what Plan does (the group
+// offset sync and the failover command ask it), names the target topic as Plan does, and,
+// unlike Plan, neither logs nor counts the cycles it is asked about.
+func TestMirroredIsPlansDecision(t *testing.T) {
+	src, tgt := newFakeAdmin(), newFakeAdmin()
+	all := []string{"orders", "us.orders", "asia.us.orders", "europe.orders", "orders.v2", "audit", "__consumer_offsets",
+		"kmirror.heartbeats.europe", "kmirror.heartbeats.us"}
+	for _, topic := range all {
+		src.add(topic, 1, nil, nil)
+	}
+	f, _ := NewFilter([]string{"orders.*", ".*\\.orders", "kmirror\\..*"}, []string{"audit"})
+	f.Decide(func(topic string) (bool, bool) { // the heartbeat rule's shape: the target's own never
+		return false, topic == "kmirror.heartbeats.us"
+	})
+	n, _ := NewNamer(config.PolicyPrefix, "europe")
+	counted := 0
+	cfg := SyncerConfig{Filter: f, Name: n, Cycles: &Cycles{Source: "europe", Target: "us"}, Create: true,
+		ReplicationFactor: 1, DefaultMaxMessageBytes: 1048588, Events: Events{CycleSkipped: func() { counted++ }}}
+	for _, topic := range all {
+		_, _ = cfg.Mirrored(topic)
+	}
+	if counted != 0 {
+		t.Errorf("Mirrored counted %d cycles, want 0 (Plan counts them)", counted)
+	}
+	plan, err := NewSyncer(src, tgt, cfg).Plan(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	planned := map[string]string{}
+	for _, p := range plan.Topics {
+		planned[p.Source] = p.Target
+	}
+	for _, topic := range all {
+		target, mirrored := cfg.Mirrored(topic)
+		if want, inPlan := planned[topic]; mirrored != inPlan || target != want {
+			t.Errorf("Mirrored(%q) = %q, %v; Plan: %q, %v", topic, target, mirrored, want, inPlan)
+		}
+	}
+	if want := []string{"kmirror.heartbeats.europe", "orders", "orders.v2"}; len(planned) != len(want) {
+		t.Errorf("planned %v, want %v", planned, want)
+	}
+}

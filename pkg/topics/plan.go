@@ -102,7 +102,7 @@ func (s *Syncer) Plan(ctx context.Context) (Plan, error) {
 		return brokers, nil
 	}
 	for _, name := range slices.Sorted(maps.Keys(srcTopics)) {
-		if !s.cfg.Filter.Match(name) || s.cycle(name) {
+		if !s.selected(name) {
 			continue
 		}
 		if err := ctx.Err(); err != nil {

@@ -175,15 +175,41 @@ func (s *Syncer) Refresh(ctx context.Context) ([]string, error) {
 	return names, errors.Join(errs...)
 }
 
-// cycle reports whether a selected topic is left out as a cycle, logging and counting it the
-// first time.
-func (s *Syncer) cycle(name string) bool {
-	if s.cfg.Cycles == nil {
-		return false
+// Mirrored is the daemon's decision about a source topic: whether it is mirrored and under what
+// name on the target. A topic is mirrored when it matches the filter (internal topics never do,
+// the filter's rules, such as the heartbeat rule, decide before include and exclude) and is not a
+// cycle. Plan selects with it, and so do Refresh and `kmirror topics plan`; the group offset sync,
+// `offsets translate` and `failover` ask it which committed offsets to translate, so that a group
+// reading a topic the daemon leaves out is not waited for as "not yet mirrored" for ever.
+func (c SyncerConfig) Mirrored(topic string) (target string, mirrored bool) {
+	if selected, _ := c.decide(topic); !selected {
+		return "", false
 	}
-	why := s.cfg.Cycles.Check(name)
+	return c.Name(topic), true
+}
+
+// decide says whether topic is mirrored; cycle is why the cycle rule left out a topic the filter
+// selects ("" otherwise).
+func (c SyncerConfig) decide(topic string) (selected bool, cycle string) {
+	if c.Filter == nil || !c.Filter.Match(topic) {
+		return false, ""
+	}
+	if c.Cycles != nil {
+		if why := c.Cycles.Check(topic); why != "" {
+			return false, why
+		}
+	}
+	return true, ""
+}
+
+// Mirrored is SyncerConfig.Mirrored of the syncer's configuration.
+func (s *Syncer) Mirrored(topic string) (target string, mirrored bool) { return s.cfg.Mirrored(topic) }
+
+// selected reports whether Plan takes the topic, logging and counting a cycle the first time.
+func (s *Syncer) selected(name string) bool {
+	ok, why := s.cfg.decide(name)
 	if why == "" {
-		return false
+		return ok
 	}
 	if s.once("cycle:" + name) {
 		s.cfg.Log.Warn("not mirroring a topic that would go round in a cycle (prefix replication policy): "+why+
@@ -194,7 +220,7 @@ func (s *Syncer) cycle(name string) bool {
 			s.cfg.Events.CycleSkipped()
 		}
 	}
-	return true
+	return false
 }
 
 // Lookup returns what is known of a source topic whose target is ready.

@@ -23,18 +23,6 @@ import (
 	"github.com/kmirror/kmirror/pkg/version"
 )
 
-type configFlags struct {
-	path string
-	set  []string
-}
-
-func (f *configFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&f.path, "config", "c", "", "YAML configuration file (see configs/kmirror.yaml)")
-	cmd.Flags().StringArrayVar(&f.set, "set", nil, "override a key, e.g. --set producer.compression=zstd (repeatable)")
-}
-
-func (f *configFlags) load() (*config.Config, error) { return config.Load(f.path, f.set) }
-
 func newRunCommand() *cobra.Command {
 	var flags configFlags
 	cmd := &cobra.Command{
@@ -150,7 +138,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 	})
 	if err := m.Run(ctx); err != nil {
 		log.Error("kmirror stopped with an error", zap.Error(err))
-		return exitError{code: 1}
+		return exitError{code: exitFailure}
 	}
 	return nil
 }

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -19,6 +21,7 @@ import (
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/groups"
 	"github.com/kmirror/kmirror/pkg/mirror"
+	"github.com/kmirror/kmirror/pkg/status"
 	"github.com/kmirror/kmirror/pkg/telemetry"
 	"github.com/kmirror/kmirror/pkg/version"
 )
@@ -27,13 +30,17 @@ func newRunCommand() *cobra.Command {
 	var flags configFlags
 	cmd := &cobra.Command{
 		Use:   "run",
-		Short: "Mirror until stopped (SIGTERM/SIGINT drain, commit and exit)",
+		Short: "Mirror until stopped (SIGTERM/SIGINT drain, commit and exit; SIGHUP reloads the configuration)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// SIGHUP is a reload from the start: its default action would end the process at once.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			cfg, err := flags.load()
 			if err != nil {
 				return err
 			}
-			return run(cmd.Context(), cfg)
+			return run(cmd.Context(), cfg, hup, flags.load)
 		},
 	}
 	flags.register(cmd)
@@ -44,10 +51,13 @@ func newRunCommand() *cobra.Command {
 // regardless: flushing traces (at most 5 s) and a little slack.
 const stopMargin = 10 * time.Second
 
-func run(ctx context.Context, cfg *config.Config) error {
-	log, err := telemetry.NewLogger(telemetry.LogConfig{Level: cfg.Log.Level, Format: cfg.Log.Format}, cfg.Source.Alias, cfg.Target.Alias)
+// run mirrors with cfg until ctx ends; each signal on hup reloads the configuration with load
+// (reload.go).
+func run(ctx context.Context, cfg *config.Config, hup <-chan os.Signal, load func() (*config.Config, error)) error {
+	level := zap.NewAtomicLevel()
+	log, err := telemetry.NewLogger(telemetry.LogConfig{Level: cfg.Log.Level, Format: cfg.Log.Format, Dynamic: &level}, cfg.Source.Alias, cfg.Target.Alias)
 	if err != nil {
-		return err
+		return configError{err}
 	}
 	defer func() { _ = log.Sync() }()
 	log.Info("starting kmirror", zap.String("version", version.Version),
@@ -106,7 +116,14 @@ func run(ctx context.Context, cfg *config.Config) error {
 	defer stopServer()
 	if cfg.Telemetry.Listen != "" {
 		srv, err := telemetry.NewServer(telemetry.ServerConfig{Listen: cfg.Telemetry.Listen, Pprof: cfg.Telemetry.Pprof, Started: m.Started,
-			Routes: map[string]http.Handler{"/offsets/translate": groups.TranslateHandler(m.Planner)}},
+			Routes: map[string]http.Handler{
+				"/offsets/translate": groups.TranslateHandler(m.Planner),
+				status.Path:          status.Handler(m.Status),
+			},
+			About: map[string]string{
+				"/offsets/translate": "?group=G[&topic=T]: where a source group resumes on the target (JSON)",
+				status.Path:          "per partition lag, RPO, stalls; heartbeat; group sync; errors (JSON; kmirror status prints it)",
+			}},
 			reg, m.Ready, log)
 		if err != nil {
 			return err
@@ -117,6 +134,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 			}
 		}()
 	}
+	go reloadOnSignal(ctx, hup, load, m, level, log)
 	go notifySystemd(ctx, log, m.Started, func() error {
 		err := m.Ready()
 		if err == nil {

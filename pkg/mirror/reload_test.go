@@ -185,3 +185,42 @@ func copyFile(t *testing.T, from, to string) {
 		t.Fatal(err)
 	}
 }
+
+// TestReloadOfGroupsIncludeStartsSyncingTheGroup: with no group selected the sync commits
+// nothing on the target; a reload that selects app syncs it (the translated positions, 103 and
+// 250: partition 0 of the target had 3 records first) and /status reports the sync.
+func TestReloadOfGroupsIncludeStartsSyncingTheGroup(t *testing.T) {
+	p := newPair(t)
+	createTopic(t, p.europe, "orders", 2, nil)
+	createTopic(t, p.us, "orders", 2, nil)
+	produce(t, p.us, &kgo.Record{Topic: "orders", Partition: 0, Value: []byte("a")}, &kgo.Record{Topic: "orders", Partition: 0, Value: []byte("b")},
+		&kgo.Record{Topic: "orders", Partition: 0, Value: []byte("c")})
+	produce(t, p.europe, numbered("orders", 2, 0, 1000)...)
+	commitOffsets(t, p.europe, "app", "orders", map[int32]int64{0: 100, 1: 250})
+	cfg := p.config("orders")
+	cfg.OffsetMap.FlushInterval = 200 * time.Millisecond
+	cfg.Groups.SyncInterval = time.Second
+	m := start(t, cfg).m
+	waitFor(t, "orders mirrored", 30*time.Second, func() bool { return endOffsets(t, p.us, "orders") == 1003 })
+	time.Sleep(2 * cfg.Groups.SyncInterval)
+	if got := committed(t, p.us, "app", "orders"); len(got) != 0 {
+		t.Fatalf("a group not selected was synced: %v", got)
+	}
+	if st := m.Status(); st.GroupSync != nil {
+		t.Fatalf("status reports a group sync with groups.include empty: %+v", st.GroupSync)
+	}
+
+	next := *cfg
+	next.Groups.Include = []string{"app"}
+	if changes, err := m.Reload(&next); err != nil || len(changes) != 1 || changes[0].Key != "groups.include" {
+		t.Fatalf("reload of groups.include: %v, %v", changes, err)
+	}
+	waitFor(t, "group app synced after the reload", 30*time.Second, func() bool {
+		got := committed(t, p.us, "app", "orders")
+		return got[0] == 103 && got[1] == 250
+	})
+	waitFor(t, "the sync on /status", 10*time.Second, func() bool {
+		st := m.Status()
+		return st.GroupSync != nil && !st.GroupSync.LastRound.IsZero() && st.GroupSync.Groups >= 1
+	})
+}

@@ -56,6 +56,7 @@ func TestSIGHUPReloadsAndStatusShowsThePartitions(t *testing.T) {
 	listen := ln.Addr().String()
 	ln.Close()
 	cfgPath := filepath.Join(t.TempDir(), "kmirror.yaml")
+	level := "info"
 	write := func(extra string) {
 		t.Helper()
 		if err := os.WriteFile(cfgPath, []byte(fmt.Sprintf(`
@@ -63,9 +64,9 @@ source: {bootstrap: [%q]}
 target: {bootstrap: [%q]}
 commit: {interval: 100ms}
 telemetry: {listen: %q}
-log: {format: json}
+log: {format: json, level: %s}
 %s
-`, europe.Addrs()[0], us.Addrs()[0], listen, extra)), 0o600); err != nil {
+`, europe.Addrs()[0], us.Addrs()[0], listen, level, extra)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -123,13 +124,21 @@ log: {format: json}
 		}
 	}
 
-	// SIGHUP with extra included: mirrored, the change logged by key.
+	// SIGHUP with extra included and the log level lowered: extra mirrored, the changes logged
+	// by key, debug lines from then on (none before).
+	if strings.Contains(logs.String(), `"level":"debug"`) {
+		t.Fatal("a debug line at log.level info")
+	}
+	level = "debug"
 	write("topics: {include: [audit, extra], refresh_interval: 1s}")
 	if err := daemon.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil("the reload logged", 30*time.Second, func() bool {
-		return strings.Contains(logs.String(), `"configuration reloaded"`) && strings.Contains(logs.String(), `"changed":["topics.include"]`)
+		return strings.Contains(logs.String(), `"configuration reloaded"`) && strings.Contains(logs.String(), `"changed":["log.level","topics.include"]`)
+	})
+	waitUntil("debug lines after log.level: debug was reloaded", 30*time.Second, func() bool {
+		return strings.Contains(logs.String(), `"level":"debug"`)
 	})
 	waitUntil("extra mirrored after the reload", time.Minute, func() bool {
 		n, _ := verify.EndOffsets(ctx, kadmFor(t, us.Addrs()), "extra")

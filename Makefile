@@ -79,12 +79,13 @@ deploy-check:
 image:
 	buildah bud -f Containerfile -t kmirror:$(VERSION) .
 
-## install: the binary, the systemd unit, and /etc/kmirror/kmirror.yaml unless one is there already.
+## install: the binary, the systemd units (kmirror.service, the kmirror@.service template), and /etc/kmirror/kmirror.yaml unless one is there already.
 ## The configuration is 0644: the unit's dynamic user must read it; secrets belong in
 ## /etc/kmirror/kmirror.env (0600, read by systemd) or in credentials (see deploy/README.md).
 install: build
 	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/kmirror
 	install -D -m 0644 deploy/systemd/kmirror.service $(DESTDIR)/etc/systemd/system/kmirror.service
+	install -D -m 0644 deploy/systemd/kmirror@.service $(DESTDIR)/etc/systemd/system/kmirror@.service
 	install -d -m 0755 $(DESTDIR)/etc/kmirror
 	@if [ -e $(DESTDIR)/etc/kmirror/kmirror.yaml ]; then \
 	  echo "kept the existing $(DESTDIR)/etc/kmirror/kmirror.yaml (the example is configs/kmirror.yaml)"; \

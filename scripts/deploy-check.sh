@@ -43,15 +43,19 @@ if command -v systemd-analyze >/dev/null; then
   # verify wants the binary named in ExecStart to exist: check a copy that points at one that does.
   tmp="$(mktemp -d)"
   trap 'rm -rf "$tmp"' EXIT
-  sed "s#^ExecStart=/usr/local/bin/kmirror#ExecStart=/bin/true#" "$root/deploy/systemd/kmirror.service" >"$tmp/kmirror.service"
-  out="$(SYSTEMD_LOG_LEVEL=warning systemd-analyze verify "$tmp/kmirror.service" 2>&1 || true)"
-  # Messages about the host (no running systemd, other units) are not the unit's fault.
-  problems="$(printf '%s\n' "$out" | grep -F "kmirror.service" || true)"
-  if [ -n "$problems" ]; then
-    echo "$problems" >&2
-    exit 1
-  fi
-  echo "systemd-analyze verify: no problems in kmirror.service"
+  # The template is checked as one instance of it.
+  for unit in kmirror.service kmirror@.service; do
+    copy="${unit/@./@check.}"
+    sed "s#^ExecStart=/usr/local/bin/kmirror#ExecStart=/bin/true#" "$root/deploy/systemd/$unit" >"$tmp/$copy"
+    out="$(SYSTEMD_LOG_LEVEL=warning systemd-analyze verify "$tmp/$copy" 2>&1 || true)"
+    # Messages about the host (no running systemd, other units) are not the unit's fault.
+    problems="$(printf '%s\n' "$out" | grep -F "$copy" || true)"
+    if [ -n "$problems" ]; then
+      echo "$problems" >&2
+      exit 1
+    fi
+    echo "systemd-analyze verify: no problems in $unit"
+  done
 else
   echo "systemd-analyze not installed; unit not verified"
 fi

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Checks that `make install` gives a service that works as deploy/README.md says: installs into a
-# scratch DESTDIR, then runs the installed unit's ExecStart binary and config file as an
+# scratch DESTDIR, verifies every installed unit (systemd-analyze verify, kmirror.service and the
+# kmirror@.service template), then
+# runs the installed unit's ExecStart binary and config file as an
 # unprivileged user (the unit runs as a DynamicUser: no root, no supplementary groups) and
 # requires that it can read its configuration (`kmirror validate` exits 0).
 #
@@ -34,6 +36,32 @@ dest="$tmp/root"
 make -s -C "$root" install DESTDIR="$dest" >/dev/null
 
 unit="$dest/etc/systemd/system/kmirror.service"
+
+# Every installed unit passes systemd-analyze verify without a warning (an unknown or misspelt
+# key is only a warning to systemd, and silently ignored at run time). The units name the
+# installed path of the binary; the copies checked name the scratch install's. A template is
+# checked as one instance of it.
+if command -v systemd-analyze >/dev/null; then
+  mkdir -p "$tmp/verify"
+  for u in "$dest"/etc/systemd/system/kmirror*.service; do
+    name="$(basename "$u")"
+    [ "$name" = "kmirror@.service" ] && name="kmirror@check.service"
+    sed "s|/usr/local/bin/kmirror|$dest/usr/local/bin/kmirror|g" "$u" >"$tmp/verify/$name"
+    if ! out="$(systemd-analyze verify "$tmp/verify/$name" 2>&1)" || [ -n "$out" ]; then
+      echo "$out" >&2
+      echo "systemd-check: systemd-analyze verify $(basename "$u") is not clean" >&2
+      exit 1
+    fi
+    echo "systemd-analyze verify $(basename "$u"): ok"
+  done
+  [ -e "$dest/etc/systemd/system/kmirror@.service" ] || { echo "systemd-check: make install did not install kmirror@.service" >&2; exit 1; }
+  grep -q '^RestartPreventExitStatus=78' "$unit" || { echo "systemd-check: kmirror.service restarts a configuration error (no RestartPreventExitStatus=78)" >&2; exit 1; }
+  if grep -q '^ProcSubset=pid' "$dest"/etc/systemd/system/kmirror*.service; then
+    echo "systemd-check: ProcSubset=pid hides /proc/stat (process_start_time_seconds)" >&2; exit 1
+  fi
+else
+  echo "systemd-analyze missing: units not verified" >&2
+fi
 exec_start="$(sed -n 's/^ExecStart=//p' "$unit")"
 read -r -a argv <<<"$exec_start"
 bin="${argv[0]}"

@@ -6,8 +6,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
@@ -22,19 +20,9 @@ func main() {
 	// action again, so a second one ends the process at once.
 	context.AfterFunc(ctx, stop)
 	if err := newRootCommand().ExecuteContext(ctx); err != nil {
-		var exit exitError
-		if errors.As(err, &exit) {
-			os.Exit(exit.code)
-		}
-		fmt.Fprintln(os.Stderr, "kmirror:", err)
-		os.Exit(1)
+		os.Exit(reportExit(err))
 	}
 }
-
-// exitError carries an exit code for an error already reported.
-type exitError struct{ code int }
-
-func (e exitError) Error() string { return fmt.Sprintf("exit %d", e.code) }
 
 func newRootCommand() *cobra.Command {
 	root := &cobra.Command{
@@ -45,6 +33,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCommand(), newValidateCommand(), newVerifyCommand(), newOffsetsCommand(), newFailoverCommand(), newTopicsCommand(), newHeartbeatsCommand(), newMigrateCommand(), newDemoCommand(), newVersionCommand())
+	root.AddCommand(newRunCommand(), newValidateCommand(), newVerifyCommand(), newOffsetsCommand(), newFailoverCommand(), newTopicsCommand(), newHeartbeatsCommand(), newStatusCommand(), newMigrateCommand(), newDemoCommand(), newVersionCommand())
 	return root
 }

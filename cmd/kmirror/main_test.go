@@ -163,15 +163,15 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// TestValidateNamesTheBadKey runs `kmirror validate` on a broken file and expects exit status 1
-// and the key's path in the message.
+// TestValidateNamesTheBadKey runs `kmirror validate` on a broken file and expects exit status 78
+// (a configuration error) and the key's path in the message.
 func TestValidateNamesTheBadKey(t *testing.T) {
 	bin := buildBinary(t)
 	p := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(p, []byte("source: {bootstrap: [a:1]}\ntarget: {bootstrap: [b:1]}\nproducer: {compression: brotli}\n"), 0o600)
 	out, err := exec.Command(bin, "validate", "--config", p).CombinedOutput()
-	if err == nil {
-		t.Fatalf("validate accepted a bad file:\n%s", out)
+	if code := exitCode(err); code != exitConfig {
+		t.Fatalf("validate of a bad file: exit %d, want %d:\n%s", code, exitConfig, out)
 	}
 	if !strings.Contains(string(out), "producer.compression") {
 		t.Fatalf("message does not name producer.compression:\n%s", out)

@@ -143,7 +143,8 @@ func newFailoverCommand() *cobra.Command {
 			"not yet mirrored and what was done. A group with members on the target is not touched, nor one\n" +
 			"whose offsets another client moves (read again a second later; unless --force); a target\n" +
 			"group ahead of the translation is not moved back unless --force. It exits 0 when every partition\n" +
-			"of every group is at its translated position on the target, 1 otherwise.",
+			"of every group is at its translated position on the target, 1 otherwise (a group with no\n" +
+			"committed offsets on the mirrored topics included: nothing of it was moved).",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if len(names) == 0 {
 				return fmt.Errorf("--group: name at least one consumer group")
@@ -175,6 +176,13 @@ func newFailoverCommand() *cobra.Command {
 			if ferr != nil {
 				return ferr
 			}
+			if empty := withoutOffsets(names, reps); len(empty) > 0 {
+				for _, g := range empty {
+					fmt.Fprintf(errOut, "kmirror: failover: group %q has no committed offsets on the mirrored topics of the source%s: "+
+						"nothing was moved (check the group id, --topic and topics.include)\n", g, onTopic(flags.topic))
+				}
+				return exitError{code: exitFailure}
+			}
 			for _, r := range reps {
 				for _, p := range r.Partitions {
 					if p.Action != groups.ActionCommitted && p.Action != groups.ActionUnchanged {
@@ -190,6 +198,31 @@ func newFailoverCommand() *cobra.Command {
 	cmd.Flags().DurationVar(&wait, "wait", 0, "wait at most this long for the mirror to reach the groups' positions")
 	cmd.Flags().BoolVar(&force, "force", false, "also move target groups that are ahead of the translation back to it, and groups another client commits to")
 	return cmd
+}
+
+// withoutOffsets returns the groups asked for whose report holds no partition: a failover that
+// moved nothing for them must not exit 0, as if they were on the target now.
+func withoutOffsets(asked []string, reps []groups.Report) []string {
+	found := make(map[string]bool, len(reps))
+	for _, r := range reps {
+		if len(r.Partitions) > 0 {
+			found[r.Group] = true
+		}
+	}
+	var empty []string
+	for _, g := range asked {
+		if !found[g] {
+			empty = append(empty, g)
+		}
+	}
+	return empty
+}
+
+func onTopic(topic string) string {
+	if topic == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (topic %s)", topic)
 }
 
 func writeJSON(w io.Writer, v any) error {

@@ -149,6 +149,21 @@ log: {format: json}
 		t.Fatalf("a position not mirrored was committed: %v", offs)
 	}
 
+	// A group with no committed offsets on the mirrored topics (here: only on a topic not
+	// mirrored) has nothing to move: failover names it and exits 1.
+	if _, err := clients[europe].CreateTopic(ctx, 1, 1, nil, "unmirrored"); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := kadm.Offsets{}
+	elsewhere.Add(kadm.Offset{Topic: "unmirrored", Partition: 0, At: 0, LeaderEpoch: -1})
+	if _, err := clients[europe].CommitOffsets(ctx, "elsewhere", elsewhere); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(bin, "failover", "--config", cfgPath, "--group", "elsewhere", "--wait", "1s").CombinedOutput()
+	if code := exitCode(err); code != 1 || !strings.Contains(string(out), `group "elsewhere" has no committed offsets`) {
+		t.Fatalf("failover of a group with no committed offsets: exit %d\n%s", code, out)
+	}
+
 	// The source site is lost: failover says so within --source-timeout, and reports what the
 	// target group holds (the last synced), exit 1, nothing changed.
 	europe.Close()

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -19,33 +21,26 @@ import (
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/groups"
 	"github.com/kmirror/kmirror/pkg/mirror"
+	"github.com/kmirror/kmirror/pkg/status"
 	"github.com/kmirror/kmirror/pkg/telemetry"
 	"github.com/kmirror/kmirror/pkg/version"
 )
-
-type configFlags struct {
-	path string
-	set  []string
-}
-
-func (f *configFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVarP(&f.path, "config", "c", "", "YAML configuration file (see configs/kmirror.yaml)")
-	cmd.Flags().StringArrayVar(&f.set, "set", nil, "override a key, e.g. --set producer.compression=zstd (repeatable)")
-}
-
-func (f *configFlags) load() (*config.Config, error) { return config.Load(f.path, f.set) }
 
 func newRunCommand() *cobra.Command {
 	var flags configFlags
 	cmd := &cobra.Command{
 		Use:   "run",
-		Short: "Mirror until stopped (SIGTERM/SIGINT drain, commit and exit)",
+		Short: "Mirror until stopped (SIGTERM/SIGINT drain, commit and exit; SIGHUP reloads the configuration)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			// SIGHUP is a reload from the start: its default action would end the process at once.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
 			cfg, err := flags.load()
 			if err != nil {
 				return err
 			}
-			return run(cmd.Context(), cfg)
+			return run(cmd.Context(), cfg, hup, flags.load)
 		},
 	}
 	flags.register(cmd)
@@ -56,10 +51,13 @@ func newRunCommand() *cobra.Command {
 // regardless: flushing traces (at most 5 s) and a little slack.
 const stopMargin = 10 * time.Second
 
-func run(ctx context.Context, cfg *config.Config) error {
-	log, err := telemetry.NewLogger(telemetry.LogConfig{Level: cfg.Log.Level, Format: cfg.Log.Format}, cfg.Source.Alias, cfg.Target.Alias)
+// run mirrors with cfg until ctx ends; each signal on hup reloads the configuration with load
+// (reload.go).
+func run(ctx context.Context, cfg *config.Config, hup <-chan os.Signal, load func() (*config.Config, error)) error {
+	level := zap.NewAtomicLevel()
+	log, err := telemetry.NewLogger(telemetry.LogConfig{Level: cfg.Log.Level, Format: cfg.Log.Format, Dynamic: &level}, cfg.Source.Alias, cfg.Target.Alias)
 	if err != nil {
-		return err
+		return configError{err}
 	}
 	defer func() { _ = log.Sync() }()
 	log.Info("starting kmirror", zap.String("version", version.Version),
@@ -124,7 +122,14 @@ func run(ctx context.Context, cfg *config.Config) error {
 	defer stopServer()
 	if cfg.Telemetry.Listen != "" {
 		srv, err := telemetry.NewServer(telemetry.ServerConfig{Listen: cfg.Telemetry.Listen, Pprof: cfg.Telemetry.Pprof, Started: m.Started,
-			Routes: map[string]http.Handler{"/offsets/translate": groups.TranslateHandler(m.Planner)}},
+			Routes: map[string]http.Handler{
+				"/offsets/translate": groups.TranslateHandler(m.Planner),
+				status.Path:          status.Handler(m.Status),
+			},
+			About: map[string]string{
+				"/offsets/translate": "?group=G[&topic=T]: where a source group resumes on the target (JSON)",
+				status.Path:          "per partition lag, RPO, stalls; heartbeat; group sync; errors (JSON; kmirror status prints it)",
+			}},
 			reg, m.Ready, log)
 		if err != nil {
 			return err
@@ -135,6 +140,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 			}
 		}()
 	}
+	go reloadOnSignal(ctx, hup, load, m, level, log)
 	go notifySystemd(ctx, log, m.Started, func() error {
 		err := m.Ready()
 		if err == nil {
@@ -156,7 +162,7 @@ func run(ctx context.Context, cfg *config.Config) error {
 	})
 	if err := m.Run(ctx); err != nil {
 		log.Error("kmirror stopped with an error", zap.Error(err))
-		return exitError{code: 1}
+		return exitError{code: exitFailure}
 	}
 	return nil
 }

@@ -7,8 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/kmirror/kmirror/pkg/cluster"
-	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/preflight"
 )
 
@@ -24,16 +22,8 @@ func newValidateCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// The files the settings name (CA, client certificate, password file) must be readable
-			// now, not first when run starts.
-			for _, c := range []struct {
-				key string
-				cfg config.Cluster
-			}{{"source", cfg.Source}, {"target", cfg.Target}} {
-				if _, err := cluster.New(c.key, c.cfg); err != nil {
-					return err
-				}
-			}
+			// load has checked that the files the settings name (CA, client certificate, password
+			// file) are readable now, not first when run starts.
 			out := cmd.OutOrStdout()
 			fmt.Fprintf(out, "configuration is valid: mirroring %v from %s %v to %s %v (policy %s, group %q, %d workers)\n",
 				cfg.Topics.Include, cfg.Source.Alias, cfg.Source.Bootstrap, cfg.Target.Alias, cfg.Target.Bootstrap,

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -20,12 +21,14 @@ import (
 	"github.com/kmirror/kmirror/pkg/config"
 )
 
-// Cluster is one configured Kafka cluster.
+// Cluster is one configured Kafka cluster. Its credentials (TLS files, SASL user and password)
+// can be reloaded while clients run (Reload): every connection opened afterwards uses the new
+// ones.
 type Cluster struct {
 	cfg     config.Cluster
 	key     string // "source" or "target", for messages
 	version sarama.KafkaVersion
-	tls     *tls.Config
+	creds   atomic.Pointer[credentials]
 }
 
 // New checks what can be checked without the network (version, TLS files, SASL secrets) and
@@ -36,16 +39,11 @@ func New(key string, cfg config.Cluster) (*Cluster, error) {
 		return nil, fmt.Errorf("%s.version %q: %w", key, cfg.Version, err)
 	}
 	c := &Cluster{cfg: cfg, key: key, version: v}
-	if cfg.TLS.Enabled {
-		if c.tls, err = tlsConfig(key, cfg.TLS); err != nil {
-			return nil, err
-		}
+	cr, err := loadCredentials(key, cfg)
+	if err != nil {
+		return nil, err
 	}
-	if cfg.SASL.Mechanism != "" {
-		if _, err := password(key, cfg.SASL); err != nil {
-			return nil, err
-		}
-	}
+	c.creds.Store(cr)
 	return c, nil
 }
 
@@ -74,25 +72,26 @@ func (c *Cluster) Config(clientSuffix string) *sarama.Config {
 	sc.Metadata.Retry.Max = 5
 	sc.Metadata.Retry.BackoffFunc = expBackoff
 	sc.MetricRegistry = metrics.NewRegistry()
-	if c.tls != nil {
-		sc.Net.TLS.Enable = true
-		sc.Net.TLS.Config = c.tls.Clone()
+	cr := c.creds.Load()
+	if cr.tls != nil {
+		// TLS is done by the dialer, with the settings current at each connection (Reload).
+		sc.Net.Proxy.Enable = true
+		sc.Net.Proxy.Dialer = newTLSDialer(c, sc.Net.DialTimeout, sc.Net.KeepAlive)
 	}
 	if m := c.cfg.SASL.Mechanism; m != "" {
-		pw, _ := password(c.key, c.cfg.SASL) // checked in New
 		sc.Net.SASL.Enable = true
 		sc.Net.SASL.Handshake = true
-		sc.Net.SASL.User = c.cfg.SASL.Username
-		sc.Net.SASL.Password = pw
+		sc.Net.SASL.User = cr.sasl.Username
+		sc.Net.SASL.Password = cr.pass
 		switch m {
 		case "PLAIN":
 			sc.Net.SASL.Mechanism = sarama.SASLTypePlaintext
 		case "SCRAM-SHA-256":
 			sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA256
-			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA256} }
+			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA256, creds: &c.creds} }
 		case "SCRAM-SHA-512":
 			sc.Net.SASL.Mechanism = sarama.SASLTypeSCRAMSHA512
-			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512} }
+			sc.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512, creds: &c.creds} }
 		}
 	}
 	return sc
@@ -150,13 +149,20 @@ func password(key string, s config.SASL) (string, error) {
 	return s.Password, nil
 }
 
-// scramClient adapts xdg-go/scram to sarama's SCRAMClient.
+// scramClient adapts xdg-go/scram to sarama's SCRAMClient. It authenticates with the cluster's
+// current user and password (creds), not the ones sarama's configuration was built with, so a
+// password reloaded reaches every connection opened afterwards.
 type scramClient struct {
-	hash scram.HashGeneratorFcn
-	conv *scram.ClientConversation
+	hash  scram.HashGeneratorFcn
+	creds *atomic.Pointer[credentials]
+	conv  *scram.ClientConversation
 }
 
 func (s *scramClient) Begin(user, pass, authzID string) error {
+	if s.creds != nil {
+		cr := s.creds.Load()
+		user, pass = cr.sasl.Username, cr.pass
+	}
 	c, err := s.hash.NewClient(user, pass, authzID)
 	if err != nil {
 		return fmt.Errorf("scram: %w", err)
@@ -189,10 +195,11 @@ func (c *Cluster) Hint() string {
 // TLS returns a copy of the cluster's TLS settings, or nil when TLS is off (for clients other
 // than sarama's, such as the verifier's).
 func (c *Cluster) TLS() *tls.Config {
-	if c.tls == nil {
+	cr := c.creds.Load()
+	if cr.tls == nil {
 		return nil
 	}
-	return c.tls.Clone()
+	return cr.tls.Clone()
 }
 
 // SASL returns the cluster's SASL mechanism (empty when none), user and password, for clients
@@ -201,8 +208,8 @@ func (c *Cluster) SASL() (mechanism, user, pass string) {
 	if c.cfg.SASL.Mechanism == "" {
 		return "", "", ""
 	}
-	pw, _ := password(c.key, c.cfg.SASL) // checked in New
-	return c.cfg.SASL.Mechanism, c.cfg.SASL.Username, pw
+	cr := c.creds.Load()
+	return c.cfg.SASL.Mechanism, cr.sasl.Username, cr.pass
 }
 
 // Broker is what ID needs of a client or an admin: a connected broker to ask.

@@ -30,8 +30,10 @@ func TestSecuritySettingsReachSarama(t *testing.T) {
 		t.Fatal(err)
 	}
 	sc := cl.Config("producer-0")
-	if !sc.Net.TLS.Enable || sc.Net.TLS.Config.MinVersion != tls.VersionTLS12 || sc.Net.TLS.Config.ServerName != "kafka.us.example" {
-		t.Fatalf("TLS settings not applied: %+v", sc.Net.TLS.Config)
+	// TLS is done by the cluster's dialer, with the settings current at each connection.
+	if tc := cl.TLS(); !sc.Net.Proxy.Enable || sc.Net.Proxy.Dialer == nil || sc.Net.TLS.Enable ||
+		tc == nil || tc.MinVersion != tls.VersionTLS12 || tc.ServerName != "kafka.us.example" {
+		t.Fatalf("TLS settings not applied: dialer %v, %+v", sc.Net.Proxy.Dialer, tc)
 	}
 	if !sc.Net.SASL.Enable || sc.Net.SASL.Mechanism != sarama.SASLTypeSCRAMSHA512 || sc.Net.SASL.User != "kmirror" {
 		t.Fatalf("SASL settings not applied: %+v", sc.Net.SASL)

@@ -14,7 +14,9 @@ import (
 	"github.com/kmirror/kmirror/pkg/groups"
 	"github.com/kmirror/kmirror/pkg/offsetmap"
 	"github.com/kmirror/kmirror/pkg/source"
+	"github.com/kmirror/kmirror/pkg/status"
 	"github.com/kmirror/kmirror/pkg/telemetry"
+	"github.com/kmirror/kmirror/pkg/topics"
 )
 
 // probeWait bounds one read of the source that settles a position past the last record mirrored.
@@ -60,9 +62,10 @@ func (t *topicIDs) get(topic string) string {
 }
 
 // mirroredTopics says whether a source topic is mirrored and its target's name: the topic
-// syncer's own decision (filter, heartbeat rule, cycles), not a copy of it.
-func mirroredTopics(cfg *config.Config) (func(string) (string, bool), error) {
-	sc, err := syncerConfig(cfg)
+// syncer's own decision (filter — the mirror's own, which a reload changes —, heartbeat rule,
+// cycles), not a copy of it.
+func mirroredTopics(cfg *config.Config, filter *topics.Filter) (func(string) (string, bool), error) {
+	sc, err := syncerConfig(cfg, filter)
 	if err != nil {
 		return nil, err
 	}
@@ -72,8 +75,12 @@ func mirroredTopics(cfg *config.Config) (func(string) (string, bool), error) {
 // groupSync runs the group offset sync of this member's partitions and serves translations.
 type groupSync struct {
 	translate *groups.Syncer // every partition, for /offsets/translate
-	sync      *groups.Syncer // this member's partitions; nil when groups.include is empty
 	consumer  sarama.Consumer
+	cfg       groups.Config // of sync, for a reload of groups.include and groups.exclude
+
+	mu      sync.Mutex
+	sync    *groups.Syncer // this member's partitions; nil when groups.include is empty
+	restart chan struct{}  // a reload replaced sync: run starts the new one
 }
 
 // newGroupSync wires the group offset sync: nil when the offset map is off.
@@ -81,7 +88,8 @@ func (m *Mirror) newGroupSync(srcAdmin, tgtAdmin sarama.ClusterAdmin, srcClient 
 	if omap == nil {
 		return nil, nil
 	}
-	mirrored, err := mirroredTopics(m.cfg)
+	live := m.live.Load() // groups.include and exclude as last reloaded
+	mirrored, err := mirroredTopics(m.cfg, m.filter)
 	if err != nil {
 		return nil, err
 	}
@@ -93,19 +101,18 @@ func (m *Mirror) newGroupSync(srcAdmin, tgtAdmin sarama.ClusterAdmin, srcClient 
 		&topicIDs{src: source.ClientCluster{Client: srcClient}})
 	gcfg := groups.Config{
 		Source: srcAdmin, Target: tgtAdmin, TargetClient: omap.client,
-		Include: m.cfg.Groups.Include, Exclude: m.cfg.Groups.Exclude, Own: m.cfg.Consumer.GroupID,
+		Include: live.Groups.Include, Exclude: live.Groups.Exclude, Own: m.cfg.Consumer.GroupID,
 		Topics: mirrored, Translate: tr, Log: m.log,
 	}
-	gs := &groupSync{consumer: consumer}
+	gs := &groupSync{consumer: consumer, restart: make(chan struct{}, 1)}
 	if gs.translate, err = groups.New(gcfg); err != nil {
 		_ = consumer.Close()
 		return nil, err
 	}
-	if len(m.cfg.Groups.Include) > 0 {
-		gcfg.Owned = h.Owns
-		if mt := m.opts.Metrics; mt != nil {
-			gcfg.Observer = syncMetrics{mt}
-		}
+	gcfg.Owned = h.Owns
+	gcfg.Observer = syncObserver{m.opts.Metrics, m.board}
+	gs.cfg = gcfg
+	if len(live.Groups.Include) > 0 {
 		if gs.sync, err = groups.New(gcfg); err != nil {
 			_ = consumer.Close()
 			return nil, err
@@ -114,11 +121,61 @@ func (m *Mirror) newGroupSync(srcAdmin, tgtAdmin sarama.ClusterAdmin, srcClient 
 	return gs, nil
 }
 
-// run syncs every groups.sync_interval until ctx ends.
+// run syncs every groups.sync_interval until ctx ends, starting over with the new selection
+// whenever a reload replaces it (setGroups).
 func (gs *groupSync) run(ctx context.Context, interval time.Duration) {
-	if gs.sync != nil {
-		_ = gs.sync.Run(ctx, interval)
+	for {
+		gs.mu.Lock()
+		s := gs.sync
+		gs.mu.Unlock()
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if s != nil {
+				_ = s.Run(runCtx, interval)
+			}
+		}()
+		select {
+		case <-ctx.Done():
+		case <-gs.restart:
+		}
+		cancel()
+		<-done
+		if ctx.Err() != nil {
+			return
+		}
 	}
+}
+
+// setGroups replaces groups.include and groups.exclude of the sync (empty include: none is
+// synced); on an error nothing changes. A round in progress is cut short: a round only moves
+// groups forward, so a cut one is finished by the next.
+func (gs *groupSync) setGroups(include, exclude []string) error {
+	var next *groups.Syncer
+	if len(include) > 0 {
+		cfg := gs.cfg
+		cfg.Include, cfg.Exclude = include, exclude
+		var err error
+		if next, err = groups.New(cfg); err != nil {
+			return err
+		}
+	}
+	gs.mu.Lock()
+	gs.sync = next
+	gs.mu.Unlock()
+	select {
+	case gs.restart <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// running reports whether groups are synced (groups.include is not empty).
+func (gs *groupSync) running() bool {
+	gs.mu.Lock()
+	defer gs.mu.Unlock()
+	return gs.sync != nil
 }
 
 // Planner returns what plans a group's translation while the mirror runs with the offset map
@@ -131,23 +188,34 @@ func (m *Mirror) Planner() groups.Planner {
 	return gs.translate.Plan
 }
 
-// syncMetrics reports the sync's rounds as metrics.
-type syncMetrics struct{ m *telemetry.Metrics }
+// syncObserver reports the sync's rounds as metrics (when m is set) and on the status board.
+type syncObserver struct {
+	m     *telemetry.Metrics
+	board *status.Board
+}
 
-func (s syncMetrics) Synced(_ string, partitions int) {
-	if partitions > 0 {
+func (s syncObserver) Synced(group string, partitions int) {
+	if partitions > 0 && s.m != nil {
 		s.m.GroupsSynced.Inc()
 	}
+	s.board.GroupSynced(group, partitions)
 }
 
-func (s syncMetrics) Round(at time.Time, _ int, untranslatable int) {
-	s.m.GroupSyncLast.Set(float64(at.UnixNano()) / 1e9)
-	s.m.GroupSyncUntranslatable.Set(float64(untranslatable))
+func (s syncObserver) Round(at time.Time, groups int, untranslatable int) {
+	if s.m != nil {
+		s.m.GroupSyncLast.Set(float64(at.UnixNano()) / 1e9)
+		s.m.GroupSyncUntranslatable.Set(float64(untranslatable))
+	}
+	s.board.GroupRound(at, groups, untranslatable)
 }
 
-func (s syncMetrics) Failed(string, error) {}
+func (s syncObserver) Failed(group string, err error) { s.board.GroupFailed(group, err) }
 
-func (s syncMetrics) CommittedByOthers(string) { s.m.GroupSyncCommittedByOthers.Inc() }
+func (s syncObserver) CommittedByOthers(string) {
+	if s.m != nil {
+		s.m.GroupSyncCommittedByOthers.Inc()
+	}
+}
 
 // GroupTools are the group offset sync as the offsets and failover commands use it: both
 // clusters, the offset map read from the target, and a syncer over every partition.
@@ -242,7 +310,7 @@ func OpenGroupTools(ctx context.Context, cfg *config.Config, log *zap.Logger, fo
 		return nil, fmt.Errorf("read source %s: %w", m.source.Alias(), err)
 	}
 	t.closers = append(t.closers, consumer.Close)
-	mirrored, err := mirroredTopics(cfg)
+	mirrored, err := mirroredTopics(cfg, m.filter)
 	if err != nil {
 		return nil, err
 	}

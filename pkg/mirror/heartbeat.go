@@ -86,6 +86,9 @@ func (o *observer) heartbeatAcked(r *record.Record, at time.Time) {
 	}
 	o.metrics.HeartbeatLatency.Set(at.Sub(r.Msg.Timestamp).Seconds())
 	o.metrics.HeartbeatLast.Set(float64(r.Msg.Timestamp.UnixMilli()) / 1000)
+	if o.board != nil {
+		o.board.Heartbeat(r.Msg.Timestamp, at)
+	}
 }
 
 // isBusinessTopic reports whether a mirrored topic is other than the flow's own heartbeat topic.

@@ -32,6 +32,7 @@ import (
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
 	"github.com/kmirror/kmirror/pkg/source"
+	"github.com/kmirror/kmirror/pkg/status"
 	"github.com/kmirror/kmirror/pkg/telemetry"
 	"github.com/kmirror/kmirror/pkg/topics"
 	"github.com/kmirror/kmirror/pkg/worker"
@@ -67,11 +68,17 @@ type Mirror struct {
 	workers atomic.Pointer[[]*worker.Worker]
 	groups  atomic.Pointer[groupSync]
 
+	filter  *topics.Filter                // topics.include and exclude, replaced by Reload
+	board   *status.Board                 // what /status reports (status.go)
+	live    atomic.Pointer[config.Config] // the configuration as last reloaded (reload.go)
+	started time.Time
+
 	running   atomic.Bool
 	noTopics  atomic.Pointer[error] // set while no source topic matches topics.include
 	fatalOnce sync.Once
 	fatalErr  atomic.Pointer[error]
 	connected atomic.Bool
+	reached   [2]atomic.Bool // source, target: an admin client has connected (status.go)
 	stopFatal context.CancelCauseFunc
 }
 
@@ -89,7 +96,11 @@ func New(cfg *config.Config, opts Options) (*Mirror, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Mirror{cfg: cfg, opts: opts, log: opts.Log, source: src, target: tgt}
+	m := &Mirror{cfg: cfg, opts: opts, log: opts.Log, source: src, target: tgt, board: status.NewBoard()}
+	m.live.Store(cfg)
+	if m.filter, err = newFilter(cfg); err != nil {
+		return nil, err
+	}
 	for range cfg.Ring.Workers {
 		m.inboxes = append(m.inboxes, ring.NewQueue[*record.Record](cfg.Ring.InboxRecords, cfg.Ring.InboxBytes))
 	}
@@ -97,14 +108,16 @@ func New(cfg *config.Config, opts Options) (*Mirror, error) {
 	if opts.Tracing == nil {
 		opts.Tracing = &telemetry.Tracing{}
 	}
-	if opts.Metrics == nil && opts.Tracing.Enabled {
-		// The observer also ends the records' spans; it needs metrics to write to, even unread.
+	if opts.Metrics == nil {
+		// The observer also ends the records' spans and feeds the status board; it needs metrics
+		// to write to, even unread.
 		if opts.Metrics, err = telemetry.NewMetrics(prometheus.NewRegistry()); err != nil {
 			return nil, err
 		}
 	}
 	if opts.Metrics != nil {
 		o := newObserver(opts.Metrics, opts.Tracing, len(m.inboxes))
+		o.board = m.board
 		if cfg.Heartbeats.Enabled {
 			o.heartbeatTopic = cfg.HeartbeatTopic()
 		}
@@ -144,7 +157,7 @@ func (m *Mirror) Ready() error {
 		return fmt.Errorf("failed: %w", *e)
 	}
 	if !m.connected.Load() {
-		return errors.New("not connected to both clusters yet")
+		return m.notConnected()
 	}
 	if e := m.noTopics.Load(); e != nil {
 		return *e
@@ -178,16 +191,20 @@ func (m *Mirror) fatal(err error) {
 // within the shutdown timeout. It returns nil after an orderly stop and the fatal error
 // otherwise.
 func (m *Mirror) Run(ctx context.Context) error {
+	m.started = time.Now()
 	m.running.Store(true)
 	defer m.running.Store(false)
 	runCtx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	m.stopFatal = stop
 
+	m.reached[0].Store(false)
+	m.reached[1].Store(false)
 	srcAdmin, err := connectAdmin(runCtx, m.log, "source", m.source, m.opts.SaramaClients)
 	if err != nil {
 		return stoppedBeforeStart(ctx, err)
 	}
+	m.reached[0].Store(true)
 	stopping := &stopper{log: m.log, total: m.cfg.Shutdown.Timeout}
 	var tgtAdmin sarama.ClusterAdmin
 	closeAdmins := sync.OnceFunc(func() {
@@ -201,6 +218,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if err != nil {
 		return stoppedBeforeStart(ctx, err)
 	}
+	m.reached[1].Store(true)
 
 	if err := m.distinctClusters(srcAdmin, tgtAdmin); err != nil {
 		return err
@@ -208,7 +226,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if err := m.noMirrorBack(srcAdmin); err != nil {
 		return err
 	}
-	syncer, err := newSyncer(m.cfg, srcAdmin, tgtAdmin, m.topicEvents, m.log)
+	syncer, err := newSyncer(m.cfg, m.filter, srcAdmin, tgtAdmin, m.topicEvents, m.log)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/source"
+	"github.com/kmirror/kmirror/pkg/status"
 	"github.com/kmirror/kmirror/pkg/telemetry"
 	"github.com/kmirror/kmirror/pkg/worker"
 )
@@ -24,6 +25,8 @@ type observer struct {
 	inFlight []atomic.Int64
 	// heartbeatTopic is the flow's heartbeat topic on the source ("" without heartbeats).
 	heartbeatTopic string
+	// board, when set, is told what /status reports.
+	board *status.Board
 }
 
 func newObserver(m *telemetry.Metrics, t *telemetry.Tracing, workers int) *observer {
@@ -100,27 +103,46 @@ func (o *observer) endSpans(r *record.Record, at time.Time, err error) {
 }
 
 // Assigned also makes the topic's counters, so that each is exported at 0 before it first counts.
-func (o *observer) Assigned(topic string, _ int32) {
+func (o *observer) Assigned(topic string, partition int32) {
 	o.metrics.Topic(topic)
 	o.metrics.AssignedPartitions.Inc()
+	if o.board != nil {
+		o.board.Assigned(topic, partition)
+	}
 }
 
 func (o *observer) Revoked(topic string, partition int32) {
 	o.metrics.AssignedPartitions.Dec()
 	o.metrics.ForgetPartition(topic, partition)
+	if o.board != nil {
+		o.board.Revoked(topic, partition)
+	}
 }
 
 func (o *observer) Backlog(topic string, partition int32, b source.Backlog) {
 	o.metrics.SetBacklog(topic, partition, b.Records, b.Bytes, b.Age.Seconds(), b.Stalled)
+	if o.board != nil {
+		o.board.Backlog(topic, partition, b.Records, b.Bytes, b.Age, b.Stalled)
+	}
 }
 
 func (o *observer) Committed(d time.Duration) { o.metrics.CommitLatency.Observe(d.Seconds()) }
 
 func (o *observer) SessionStarted() { o.metrics.Rebalances.Inc() }
 
-func (o *observer) GroupError(error) { o.metrics.ConsumerErrors.Inc() }
+func (o *observer) GroupError(err error) {
+	o.metrics.ConsumerErrors.Inc()
+	if o.board != nil {
+		o.board.Error("source consumer group", err)
+	}
+}
 
-func (o *observer) CommitFailed(error) { o.metrics.CommitErrors.Inc() }
+func (o *observer) CommitFailed(err error) {
+	o.metrics.CommitErrors.Inc()
+	if o.board != nil {
+		o.board.Error("commit of source offsets", err)
+	}
+}
 
 func (o *observer) SourceLost(topic string, n int64) {
 	o.metrics.Topic(topic).Lost.Add(float64(n))

@@ -9,10 +9,23 @@ import (
 	"github.com/kmirror/kmirror/pkg/topics"
 )
 
-// newSyncer builds the topic syncer from the configuration: the daemon and `kmirror topics plan`
-// build it here alike, so the plan printed is the one the daemon applies.
-func newSyncer(cfg *config.Config, src, tgt topics.Admin, events topics.Events, log *zap.Logger) (*topics.Syncer, error) {
-	sc, err := syncerConfig(cfg)
+// newFilter builds the topic filter from the configuration: topics.include and exclude (a reload
+// replaces them: Filter.Set) and the flow's heartbeat topic.
+func newFilter(cfg *config.Config) (*topics.Filter, error) {
+	filter, err := topics.NewFilter(cfg.Topics.Include, cfg.Topics.Exclude)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Heartbeats.Enabled {
+		filter.Decide(heartbeatRule(cfg))
+	}
+	return filter, nil
+}
+
+// newSyncer builds the topic syncer from the configuration and filter: the daemon and `kmirror
+// topics plan` build it here alike, so the plan printed is the one the daemon applies.
+func newSyncer(cfg *config.Config, filter *topics.Filter, src, tgt topics.Admin, events topics.Events, log *zap.Logger) (*topics.Syncer, error) {
+	sc, err := syncerConfig(cfg, filter)
 	if err != nil {
 		return nil, err
 	}
@@ -20,17 +33,11 @@ func newSyncer(cfg *config.Config, src, tgt topics.Admin, events topics.Events, 
 	return topics.NewSyncer(src, tgt, sc), nil
 }
 
-// syncerConfig is the topic syncer's configuration. Its Mirrored is the daemon's decision of which
-// source topics are mirrored: the group offset sync and the offsets and failover commands ask it
-// too (mirroredTopics), so they never wait for a topic the daemon leaves out.
-func syncerConfig(cfg *config.Config) (topics.SyncerConfig, error) {
-	filter, err := topics.NewFilter(cfg.Topics.Include, cfg.Topics.Exclude)
-	if err != nil {
-		return topics.SyncerConfig{}, err
-	}
-	if cfg.Heartbeats.Enabled {
-		filter.Decide(heartbeatRule(cfg))
-	}
+// syncerConfig is the topic syncer's configuration over filter (the mirror's own, which a reload
+// changes). Its Mirrored is the daemon's decision of which source topics are mirrored: the group
+// offset sync and the offsets and failover commands ask it too (mirroredTopics), so they never
+// wait for a topic the daemon leaves out.
+func syncerConfig(cfg *config.Config, filter *topics.Filter) (topics.SyncerConfig, error) {
 	namer, err := topics.NewNamer(cfg.Topics.ReplicationPolicy, cfg.Source.Alias)
 	if err != nil {
 		return topics.SyncerConfig{}, err
@@ -64,7 +71,7 @@ func PlanTopics(ctx context.Context, cfg *config.Config, log *zap.Logger) (topic
 		return topics.Plan{}, err
 	}
 	defer func() { _ = tgtAdmin.Close() }()
-	syncer, err := newSyncer(cfg, srcAdmin, tgtAdmin, topics.Events{}, log)
+	syncer, err := newSyncer(cfg, m.filter, srcAdmin, tgtAdmin, topics.Events{}, log)
 	if err != nil {
 		return topics.Plan{}, err
 	}

@@ -13,6 +13,9 @@ type LogConfig struct {
 	Level string
 	// Format is "console" for people or "json" for machines.
 	Format string
+	// Dynamic, when set, is given the logger's level, through which it can be changed while the
+	// logger runs (a configuration reload of log.level).
+	Dynamic *zap.AtomicLevel
 }
 
 // NewLogger builds the process logger. Every line carries the source and target cluster aliases,
@@ -36,6 +39,9 @@ func NewLogger(cfg LogConfig, sourceAlias, targetAlias string) (*zap.Logger, err
 		return nil, fmt.Errorf("log.format %q: want console or json", cfg.Format)
 	}
 	zc.Level = zap.NewAtomicLevelAt(level)
+	if cfg.Dynamic != nil {
+		*cfg.Dynamic = zc.Level
+	}
 	zc.Sampling = nil
 	logger, err := zc.Build()
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,6 +27,8 @@ type ServerConfig struct {
 	Started func() error
 	// Routes are further handlers by path (the mirror's /offsets/translate).
 	Routes map[string]http.Handler
+	// About describes Routes by path, one line each, for the index at /.
+	About map[string]string
 }
 
 // shutdownGrace bounds how long Run waits for scrapes in progress once ctx ends.
@@ -38,6 +41,7 @@ const shutdownGrace = 5 * time.Second
 //	/startupz       200 once the process has started its work (not waiting for the clusters),
 //	                else 503: what a startup probe should ask
 //	/readyz         200 when the readiness check returns nil, else 503 and the reason
+//	/               an index of these endpoints (text)
 //	...             ServerConfig.Routes
 //	/debug/pprof/*  only with ServerConfig.Pprof
 type Server struct {
@@ -113,6 +117,7 @@ func (s *Server) Handler() http.Handler {
 	for path, h := range s.cfg.Routes {
 		mux.Handle(path, h)
 	}
+	mux.HandleFunc("/{$}", s.index)
 	if s.cfg.Pprof {
 		// pprof.Index also serves the named profiles (heap, goroutine, allocs, block, mutex…).
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -122,6 +127,33 @@ func (s *Server) Handler() http.Handler {
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	return mux
+}
+
+// index lists the endpoints, so a person who opens the address in a browser or with curl finds
+// the rest.
+func (s *Server) index(w http.ResponseWriter, _ *http.Request) {
+	about := map[string]string{
+		"/metrics":  "Prometheus metrics (text or OpenMetrics)",
+		"/healthz":  "200 while the process runs",
+		"/startupz": "200 once kmirror has started its work, whether or not the clusters answer",
+		"/readyz":   "200 when mirroring; else 503 and what is missing",
+	}
+	for path := range s.cfg.Routes {
+		about[path] = s.cfg.About[path]
+	}
+	if s.cfg.Pprof {
+		about["/debug/pprof/"] = "Go profiles (telemetry.pprof)"
+	}
+	paths := make([]string, 0, len(about))
+	for p := range about {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = fmt.Fprintln(w, "kmirror telemetry endpoint")
+	for _, p := range paths {
+		_, _ = fmt.Fprintf(w, "  %-20s %s\n", p, about[p])
+	}
 }
 
 // Run serves until ctx ends, then shuts down gracefully: it stops accepting, lets requests in

@@ -261,3 +261,26 @@ func TestStartupzSaysStartedIndependentlyOfReadiness(t *testing.T) {
 		t.Fatalf("/readyz = %d with the clusters unreachable, want 503", code)
 	}
 }
+
+// TestIndexListsTheEndpoints: / lists every endpoint, the extra routes with what they serve;
+// any other unknown path is 404.
+func TestIndexListsTheEndpoints(t *testing.T) {
+	s, err := NewServer(ServerConfig{Listen: "127.0.0.1:0",
+		Routes: map[string]http.Handler{"/status": http.NotFoundHandler()},
+		About:  map[string]string{"/status": "per partition lag"}}, prometheus.NewRegistry(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	for _, want := range []string{"/metrics", "/healthz", "/startupz", "/readyz", "/status", "per partition lag"} {
+		if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), want) {
+			t.Fatalf("GET /: %d, want %q listed:\n%s", rec.Code, want, rec.Body.String())
+		}
+	}
+	rec = httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/nope", nil))
+	if rec.Code != http.StatusNotFound {
+		t.Fatalf("GET /nope: %d, want 404", rec.Code)
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync/atomic"
 
 	"github.com/kmirror/kmirror/pkg/config"
 )
@@ -27,11 +28,16 @@ import (
 // and kmirror's own (which all start with __kmirror).
 const InternalPrefix = "__"
 
-// Filter selects source topics by anchored include and exclude regular expressions.
+// Filter selects source topics by anchored include and exclude regular expressions. The
+// expressions can be replaced while the filter is in use (Set: a configuration reload); a Match
+// sees either the old set or the new, never a mix.
 type Filter struct {
-	include []*regexp.Regexp
-	exclude []*regexp.Regexp
-	rules   []Rule
+	patterns atomic.Pointer[patterns]
+	rules    []Rule
+}
+
+type patterns struct {
+	include, exclude []*regexp.Regexp
 }
 
 // Rule decides about a topic before include and exclude do, when decided is true: a flow's own
@@ -46,21 +52,32 @@ func (f *Filter) Decide(r Rule) { f.rules = append(f.rules, r) }
 // NewFilter compiles the include and exclude expressions; each must match a whole topic name.
 func NewFilter(include, exclude []string) (*Filter, error) {
 	f := &Filter{}
+	if err := f.Set(include, exclude); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// Set replaces the include and exclude expressions; on an error the filter is unchanged. The
+// rules stay.
+func (f *Filter) Set(include, exclude []string) error {
+	p := &patterns{}
 	for i, re := range include {
 		r, err := regexp.Compile("^(?:" + re + ")$")
 		if err != nil {
-			return nil, fmt.Errorf("topics.include[%d] %q: %w", i, re, err)
+			return fmt.Errorf("topics.include[%d] %q: %w", i, re, err)
 		}
-		f.include = append(f.include, r)
+		p.include = append(p.include, r)
 	}
 	for i, re := range exclude {
 		r, err := regexp.Compile("^(?:" + re + ")$")
 		if err != nil {
-			return nil, fmt.Errorf("topics.exclude[%d] %q: %w", i, re, err)
+			return fmt.Errorf("topics.exclude[%d] %q: %w", i, re, err)
 		}
-		f.exclude = append(f.exclude, r)
+		p.exclude = append(p.exclude, r)
 	}
-	return f, nil
+	f.patterns.Store(p)
+	return nil
 }
 
 // Match reports whether topic is mirrored.
@@ -73,12 +90,13 @@ func (f *Filter) Match(topic string) bool {
 			return mirrored
 		}
 	}
-	for _, r := range f.exclude {
+	p := f.patterns.Load()
+	for _, r := range p.exclude {
 		if r.MatchString(topic) {
 			return false
 		}
 	}
-	for _, r := range f.include {
+	for _, r := range p.include {
 		if r.MatchString(topic) {
 			return true
 		}

@@ -93,8 +93,8 @@ type Txn struct {
 	p      Producer
 	abortP atomic.Pointer[producerRef] // p, for Abort, which must not wait for t.mu
 	bound  int
-	done  chan struct{} // closed once p's reader goroutines have returned
-	err   atomic.Pointer[error]
+	done   chan struct{} // closed once p's reader goroutines have returned
+	err    atomic.Pointer[error]
 
 	mu      sync.Mutex
 	closed  bool

@@ -81,15 +81,17 @@ func (m *Mirror) openExactlyOnce(ctx context.Context) (*exactlyOnce, error) {
 	}
 	eo.slots, err = delivery.New(delivery.Config{
 		Slots: d.Slots, Prefix: prefix, Group: d.Positions(m.cfg.Consumer.GroupID, m.cfg.Source.Alias), Open: open,
-		Legacy:  d.LegacyPositions(m.cfg.Consumer.GroupID),
-		Recover: func(claims map[string][]int32) (map[source.TopicPartition]source.Committed, error) { return eo.recover(claims) },
+		Legacy: d.LegacyPositions(m.cfg.Consumer.GroupID),
+		Recover: func(claims map[string][]int32) (map[source.TopicPartition]source.Committed, error) {
+			return eo.recover(claims)
+		},
 		Recovered: func(from string, n int) {
 			if m.opts.Metrics != nil {
 				m.opts.Metrics.PositionsRecovered.WithLabelValues(from).Add(float64(n))
 			}
 		},
 		Refresh: d.PositionsRefresh,
-		Bound: worker.BatchBound(m.cfg.Producer.MaxMessageBytes, m.cfg.Producer.Compression != "none"),
+		Bound:   worker.BatchBound(m.cfg.Producer.MaxMessageBytes, m.cfg.Producer.Compression != "none"),
 		Limits: delivery.Limits{
 			Records: d.Transaction.MaxRecords, Bytes: d.Transaction.MaxBytes, Age: d.Transaction.MaxAge,
 			Backlog: d.Transaction.BacklogMaxAge,

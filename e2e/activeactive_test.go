@@ -516,7 +516,7 @@ func testIdentityPair(t *testing.T, mode string) {
 		for _, side := range []struct {
 			src, dst *cluster
 			group    string
-		}{{europe, us, "kmirror-eu2us-positions"}, {us, europe, "kmirror-us2eu-positions"}} {
+		}{{europe, us, "kmirror-eu2us-europe-positions"}, {us, europe, "kmirror-us2eu-us-positions"}} {
 			want := map[int32]int64{}
 			for p, rs := range readRecords(t, side.src, "orders") {
 				want[p] = rs[len(rs)-1].Offset + 1

@@ -323,7 +323,7 @@ func verdictLines(out, check string) string {
 // group (and Read on the mirrored topic, which TxnOffsetCommit needs), validate passes, and a
 // short exactly-once run over that listener copies 5000 records exactly once, read_committed.
 func TestExactlyOnceNeedsTransactionalACLs(t *testing.T) {
-	const topic, prefix = "eosacl", "kmirror" // the prefix: consumer.group_id, the default
+	const topic, prefix = "eosacl", "kmirror-europe" // the prefix: <consumer.group_id>-<source.alias>, the default
 	dir := t.TempDir()
 	caFile, serverPEM := testCA(t, dir, false)
 	europe := startCluster(t, "europe")

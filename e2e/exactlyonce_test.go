@@ -30,8 +30,8 @@ import (
 const (
 	// eosSettings is what the exactly-once tests add to baseConfig.
 	eosSettings = "delivery:\n  mode: exactly_once\n"
-	// positionsGroup is the target group holding the source positions: <consumer.group_id>-positions.
-	positionsGroup = "kmirror-positions"
+	// positionsGroup is the target group holding the source positions: <consumer.group_id>-<source.alias>-positions.
+	positionsGroup = "kmirror-europe-positions"
 	// endless is more records than any scenario writes: stopLoad ends the load.
 	endless = 10_000_000
 )

@@ -218,12 +218,22 @@ type Delivery struct {
 	// for the life of a mirror: every member must use the same value.
 	Slots int `mapstructure:"slots"`
 	// TransactionalIDPrefix names the slots' transactional ids ("<prefix>-<slot>"); empty uses
-	// consumer.group_id.
+	// "<consumer.group_id>-<source.alias>". The ids live on the target: the source alias keeps
+	// two mirrors from different sources into one target (each with the default group id)
+	// from fencing each other.
 	TransactionalIDPrefix string `mapstructure:"transactional_id_prefix"`
 	// PositionsGroup is the group on the target whose committed offsets hold the source
-	// positions, written in each transaction; empty uses "<consumer.group_id>-positions".
-	PositionsGroup string      `mapstructure:"positions_group"`
-	Transaction    Transaction `mapstructure:"transaction"`
+	// positions, written in each transaction; empty uses
+	// "<consumer.group_id>-<source.alias>-positions" (and reads the name used before the
+	// alias was part of it, "<consumer.group_id>-positions", for partitions without a
+	// position, so that an upgrade resumes where the old version stopped).
+	PositionsGroup string `mapstructure:"positions_group"`
+	// PositionsRefresh is how often the positions of partitions that had no transaction in
+	// that time are committed again (the positions group has no members, so the target
+	// expires its offsets offsets.retention.minutes, 7 days by default, after their last
+	// commit). Keep it well under offsets.retention.minutes.
+	PositionsRefresh time.Duration `mapstructure:"positions_refresh"`
+	Transaction      Transaction   `mapstructure:"transaction"`
 }
 
 // Transaction sizes the transactions of exactly_once delivery: one is committed when it holds
@@ -236,18 +246,29 @@ type Transaction struct {
 	BacklogMaxAge time.Duration `mapstructure:"backlog_max_age"`
 }
 
-// TransactionalPrefix returns the prefix of the slots' transactional ids.
-func (d Delivery) TransactionalPrefix(groupID string) string {
+// TransactionalPrefix returns the prefix of the slots' transactional ids of the mirror of
+// consumer group groupID from the source named sourceAlias.
+func (d Delivery) TransactionalPrefix(groupID, sourceAlias string) string {
 	if d.TransactionalIDPrefix != "" {
 		return d.TransactionalIDPrefix
 	}
-	return groupID
+	return groupID + "-" + sourceAlias
 }
 
 // Positions returns the target group that holds the source positions in exactly_once.
-func (d Delivery) Positions(groupID string) string {
+func (d Delivery) Positions(groupID, sourceAlias string) string {
 	if d.PositionsGroup != "" {
 		return d.PositionsGroup
+	}
+	return groupID + "-" + sourceAlias + "-positions"
+}
+
+// LegacyPositions returns the positions group's name before the source alias was part of it
+// (read when the group of Positions holds no position of a partition), or "" when
+// positions_group is set.
+func (d Delivery) LegacyPositions(groupID string) string {
+	if d.PositionsGroup != "" {
+		return ""
 	}
 	return groupID + "-positions"
 }

@@ -70,7 +70,7 @@ func Default() Config {
 		},
 		Commit: Commit{Interval: 5 * time.Second},
 		Delivery: Delivery{
-			Mode: AtLeastOnce, Slots: 16,
+			Mode: AtLeastOnce, Slots: 16, PositionsRefresh: time.Hour,
 			Transaction: Transaction{MaxRecords: 10000, MaxBytes: 8 << 20, MaxAge: 100 * time.Millisecond, BacklogMaxAge: 500 * time.Millisecond},
 		},
 		OffsetMap:  OffsetMap{Enabled: true, FlushInterval: time.Second},

@@ -133,6 +133,11 @@ func (c *Config) Validate() error {
 	positive(bad, "delivery.transaction.max_records", int64(c.Delivery.Transaction.MaxRecords))
 	positive(bad, "delivery.transaction.max_bytes", c.Delivery.Transaction.MaxBytes)
 	atLeast(bad, "delivery.transaction.max_age", c.Delivery.Transaction.MaxAge, time.Millisecond)
+	atLeast(bad, "delivery.positions_refresh", c.Delivery.PositionsRefresh, time.Second)
+	if c.Delivery.PositionsRefresh > 24*time.Hour {
+		bad("delivery.positions_refresh", "%s: keep it well under the target's offsets.retention.minutes (7 days by default), "+
+			"after which an uncommitted position expires; use 24h or less", c.Delivery.PositionsRefresh)
+	}
 	if c.Delivery.Mode == ExactlyOnce {
 		if c.Producer.RefusedPolicy == RefusedDeadLetter {
 			bad("producer.refused_policy", "dead_letter is not available with delivery.mode exactly_once (the dead letter would be "+

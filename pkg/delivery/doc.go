@@ -25,9 +25,20 @@
 // fenced) is aborted; its records' partitions stop and the mirror exits non-zero, to resume
 // from the stored positions. Nothing committed is lost and nothing aborted is visible.
 //
+// A record kmirror does not write (Skip: come from the target, or refused and skipped) is held in
+// the transaction like a record sent, and reported done only once the transaction has
+// committed: its claim cannot drain, nor the next session close the slot's producer, while the
+// transaction that moves its position is open.
+//
 // # Positions
 //
 // A position is stored under the target topic's name and the partition number (kmirror keeps
 // partition numbers), with the source topic ID in the offset's metadata so that a re-created
 // source topic is recognised, exactly as the at-least-once mode stores it on the source.
+//
+// A partition with no position in Positions (the group's name before it carried the source
+// alias, a switch from at-least-once, or an offset the target expired) is looked up in the
+// former group, then in the source group (Config.Recover), logged and counted; every position
+// found is committed again in the slot's producer at once, and again whenever it has not been
+// for Config.Refresh (keep.go), so that the target never expires it.
 package delivery

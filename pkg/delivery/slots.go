@@ -27,6 +27,21 @@ type Config struct {
 	Prefix string
 	// Group is the target group that holds the source positions (delivery.positions_group).
 	Group string
+	// Legacy, when set, is the positions group's name in earlier versions, read for the
+	// partitions that have no position in Group (an upgrade resumes where the old version
+	// stopped).
+	Legacy string
+	// Recover, when set, returns the source group's committed offsets of claims: a partition
+	// with no position in Group nor Legacy resumes there (its positions expired, or the mirror
+	// ran at-least-once until now) rather than at consumer.initial_offset.
+	Recover func(claims map[string][]int32) (map[source.TopicPartition]source.Committed, error)
+	// Recovered is told, once per session and source, how many positions were not found in
+	// Group and where they came from: "legacy_positions_group", "source_group" or "none" (the
+	// partition starts at consumer.initial_offset).
+	Recovered func(from string, n int)
+	// Refresh is how often positions without a transaction in that time are committed again
+	// (delivery.positions_refresh; Keep).
+	Refresh time.Duration
 	// Open opens a slot's transactional producer.
 	Open Open
 	// Bound is the batch bound a slot's producer opens with; a worker rebounds it for the
@@ -67,6 +82,12 @@ func New(cfg Config) (*Slots, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
+	}
+	if cfg.Recovered == nil {
+		cfg.Recovered = func(string, int) {}
+	}
+	if cfg.Refresh <= 0 {
+		cfg.Refresh = time.Hour
 	}
 	s := &Slots{cfg: cfg}
 	empty := map[int]*Txn{}
@@ -170,14 +191,151 @@ func (s *Slots) AbortAll() {
 
 // Positions reads the stored source position of every partition of claims (source topics,
 // named target(topic) on the target) from the positions group, waiting while a transaction
-// holding one is still pending (RequireStable). A partition without one is -1.
+// holding one is still pending (RequireStable). A partition without one there is read from the
+// legacy group, then from the source group (Recover), logged and counted (Recovered); one
+// known nowhere is -1. Every position found is then committed again in the slot's producer
+// (Refresh): a recovered one is stored in the positions group from now on, and every one is
+// fresh for offsets.retention.minutes.
 func (s *Slots) Positions(ctx context.Context, claims map[string][]int32, target func(string) string) (map[source.TopicPartition]source.Committed, error) {
+	out, err := s.read(ctx, s.cfg.Group, claims, target)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.Legacy != "" && s.cfg.Legacy != s.cfg.Group {
+		if err := s.recover(out, "legacy_positions_group", func(missing map[string][]int32) (map[source.TopicPartition]source.Committed, error) {
+			got, err := s.read(ctx, s.cfg.Legacy, missing, target)
+			if errors.Is(err, sarama.ErrGroupAuthorizationFailed) {
+				// A deployment whose ACLs name only the current group never ran under the old
+				// name: nothing to recover there.
+				return nil, nil
+			}
+			return got, err
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if s.cfg.Recover != nil {
+		if err := s.recover(out, "source_group", s.cfg.Recover); err != nil {
+			return nil, err
+		}
+	}
+	if none := missing(out); len(none) > 0 {
+		n := count(none)
+		s.cfg.Recovered("none", n)
+		s.cfg.Log.Info("no position is known for these partitions (not in the positions group, its former name, nor the "+
+			"source group): they start at consumer.initial_offset", zap.Int("partitions", n), zap.Any("claims", none))
+	}
+	for tp, c := range out {
+		if c.Offset < 0 {
+			continue
+		}
+		if t := s.Txn(s.Of(tp.Topic, tp.Partition)); t != nil {
+			t.Keep(target(tp.Topic), tp.Partition, c.Offset, c.Metadata)
+		}
+	}
+	if err := s.refresh(ctx, 0); err != nil {
+		return nil, fmt.Errorf("store the positions of the claims in group %q on the target: %w", s.cfg.Group, err)
+	}
+	return out, nil
+}
+
+// recover fills the partitions of out without a position from read, logging and counting
+// them under from.
+func (s *Slots) recover(out map[source.TopicPartition]source.Committed, from string,
+	read func(map[string][]int32) (map[source.TopicPartition]source.Committed, error)) error {
+	want := missing(out)
+	if len(want) == 0 {
+		return nil
+	}
+	got, err := read(want)
+	if err != nil {
+		return fmt.Errorf("recover the positions missing from group %q (%s): %w", s.cfg.Group, from, err)
+	}
+	found := make(map[string][]int32)
+	for tp, c := range got {
+		if cur, ok := out[tp]; ok && cur.Offset < 0 && c.Offset >= 0 {
+			out[tp] = c
+			found[tp.Topic] = append(found[tp.Topic], tp.Partition)
+		}
+	}
+	if n := count(found); n > 0 {
+		s.cfg.Recovered(from, n)
+		s.cfg.Log.Warn("positions missing from the positions group on the target (expired, or never written there) were "+
+			"recovered; the partitions resume there", zap.String("from", from), zap.String("positions_group", s.cfg.Group),
+			zap.Int("partitions", n), zap.Any("claims", found))
+	}
+	return nil
+}
+
+// missing returns the partitions of out without a position.
+func missing(out map[source.TopicPartition]source.Committed) map[string][]int32 {
+	m := make(map[string][]int32)
+	for tp, c := range out {
+		if c.Offset < 0 {
+			m[tp.Topic] = append(m[tp.Topic], tp.Partition)
+		}
+	}
+	for _, parts := range m {
+		slices.Sort(parts)
+	}
+	return m
+}
+
+func count(m map[string][]int32) int {
+	n := 0
+	for _, parts := range m {
+		n += len(parts)
+	}
+	return n
+}
+
+// Keep commits the positions of the session's slots again every Refresh, until ctx ends (see
+// keep.go).
+func (s *Slots) Keep(ctx context.Context) {
+	tick := time.NewTicker(s.cfg.Refresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if err := s.refresh(ctx, s.cfg.Refresh); err != nil {
+			s.cfg.Log.Warn("committing the positions of idle partitions again failed; trying again at the next refresh",
+				zap.Duration("positions_refresh", s.cfg.Refresh), zap.Error(err))
+		}
+	}
+}
+
+// refresh commits again, in every producer of the session, the positions not committed for
+// stale.
+func (s *Slots) refresh(ctx context.Context, stale time.Duration) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	now := time.Now()
+	for _, t := range s.All() {
+		g.Go(func() error {
+			n, err := t.Refresh(gctx, now, stale)
+			if err != nil {
+				return fmt.Errorf("slot %d: %w", t.slot, err)
+			}
+			if n > 0 {
+				s.cfg.Log.Debug("committed positions again", zap.String("transactional_id", t.ID()), zap.Int("positions", n))
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// read reads the positions of claims from group, waiting while one is pending.
+func (s *Slots) read(ctx context.Context, group string, claims map[string][]int32, target func(string) string) (map[source.TopicPartition]source.Committed, error) {
 	byTarget := make(map[string][]int32, len(claims))
 	for topic, parts := range claims {
 		byTarget[target(topic)] = parts
 	}
 	for attempt := 0; ; attempt++ {
-		out, err := s.fetch(claims, byTarget, target)
+		out, err := s.fetch(group, claims, byTarget, target)
 		if err == nil {
 			return out, nil
 		}
@@ -192,8 +350,8 @@ func (s *Slots) Positions(ctx context.Context, claims map[string][]int32, target
 	}
 }
 
-func (s *Slots) fetch(claims, byTarget map[string][]int32, target func(string) string) (map[source.TopicPartition]source.Committed, error) {
-	client, group := s.cfg.Target, s.cfg.Group
+func (s *Slots) fetch(group string, claims, byTarget map[string][]int32, target func(string) string) (map[source.TopicPartition]source.Committed, error) {
+	client := s.cfg.Target
 	coord, err := client.Coordinator(group)
 	if err != nil {
 		return nil, fmt.Errorf("find the coordinator of positions group %q on the target: %w", group, err)

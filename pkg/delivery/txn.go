@@ -60,9 +60,26 @@ type Limits struct {
 	Backlog time.Duration
 }
 
+// Held is a record of an open transaction: written to the target, or, when Skipped says why,
+// not written but passed by its partition's position (a record that came from the target, or
+// one the refused-record policy skips). Either way the record is settled — acknowledged to its
+// tracker — only once the transaction has committed: a skip acknowledged before that would let
+// its claim drain, and the slot's producer be closed by the next session, under a transaction
+// that still holds its position.
+type Held struct {
+	Record  *record.Record
+	Skipped error
+}
+
+// ErrClosed is returned for a transaction of a producer that was closed (its slot's session
+// ended) before the transaction committed: it was never committed.
+var ErrClosed = errors.New("the slot's transactional producer was closed before the transaction committed")
+
 // Txn is one slot's transactional producer and its open transaction. Send, Skip, Commit and
-// Rebound are called by one goroutine at a time (the sender of the worker the slot is routed to); a Txn is
-// never shared by two workers.
+// Rebound are called by the sender of the worker the slot is routed to; a Txn is never shared by
+// two workers. Close comes from the session that ends (Slots.Begin, Slots.Close) and Refresh
+// from the positions' keeper, on other goroutines: mu orders them with the sender's calls, so
+// that none of them acts on a producer another has closed or on a transaction half updated.
 type Txn struct {
 	slot     int
 	id       string
@@ -73,17 +90,30 @@ type Txn struct {
 	tracer   trace.Tracer
 	obs      Observer
 
-	p     Producer
-	bound int
-	done  chan struct{} // closed once p's reader goroutines have returned
-	err   atomic.Pointer[error]
+	p      Producer
+	abortP atomic.Pointer[producerRef] // p, for Abort, which must not wait for t.mu
+	bound  int
+	done   chan struct{} // closed once p's reader goroutines have returned
+	err    atomic.Pointer[error]
 
+	mu      sync.Mutex
+	closed  bool
 	began   time.Time // zero while no transaction is open
-	pending []*record.Record
+	pending []Held
 	bytes   int64
 	next    map[string]map[int32]*sarama.PartitionOffsetMetadata // target topic → partition → position
+	// last is the position of every partition this producer has committed or was given
+	// (Keep), and when it was last committed: Refresh commits again the ones gone stale.
+	last map[string]map[int32]*kept
+}
 
-	closeOnce sync.Once
+// producerRef holds a Producer for an atomic.Pointer.
+type producerRef struct{ Producer }
+
+// kept is a partition's last committed position.
+type kept struct {
+	pos sarama.PartitionOffsetMetadata
+	at  time.Time
 }
 
 // newTxn opens slot's producer (fencing its previous holders).
@@ -105,11 +135,17 @@ func (t *Txn) ID() string { return t.id }
 func (t *Txn) Bound() int { return t.bound }
 
 // Open reports whether a transaction is open.
-func (t *Txn) Open() bool { return !t.began.IsZero() }
+func (t *Txn) Open() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return !t.began.IsZero()
+}
 
 // Due reports whether the open transaction should be committed now; backlogged says that more
 // records wait for the slot (see Limits).
 func (t *Txn) Due(now time.Time, backlogged bool) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.began.IsZero() {
 		return false
 	}
@@ -123,6 +159,8 @@ func (t *Txn) Due(now time.Time, backlogged bool) bool {
 // Deadline returns when the open transaction is due by age, backlogged or not (see Limits; zero
 // when none is open).
 func (t *Txn) Deadline(backlogged bool) time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.began.IsZero() {
 		return time.Time{}
 	}
@@ -138,6 +176,7 @@ func (t *Txn) start(bound int) error {
 		return fmt.Errorf("open the transactional producer %q: %w", t.id, err)
 	}
 	t.p, t.bound, t.done = p, bound, make(chan struct{})
+	t.abortP.Store(&producerRef{p})
 	t.err.Store(nil)
 	var both sync.WaitGroup
 	both.Add(2)
@@ -157,8 +196,11 @@ func (t *Txn) start(bound int) error {
 	return nil
 }
 
-// begin opens a transaction when none is.
+// begin opens a transaction when none is. t.mu is held.
 func (t *Txn) begin() error {
+	if t.closed {
+		return fmt.Errorf("begin a transaction of %q: %w", t.id, ErrClosed)
+	}
 	if !t.began.IsZero() {
 		return nil
 	}
@@ -191,6 +233,8 @@ func (t *Txn) advance(r *record.Record, topic string, partition int32) {
 // pending until Commit. It returns an error, and r is not part of the transaction, when no
 // transaction could be opened or ctx ended first.
 func (t *Txn) Send(ctx context.Context, r *record.Record) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if err := t.begin(); err != nil {
 		return err
 	}
@@ -200,18 +244,22 @@ func (t *Txn) Send(ctx context.Context, r *record.Record) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	t.pending = append(t.pending, r)
+	t.pending = append(t.pending, Held{Record: r})
 	t.bytes += r.Size
 	t.advance(r, topic, partition)
 	return nil
 }
 
-// Skip moves r's partition past r in the open transaction without writing r (a record the
-// refused-record policy skips): the position passes it only if the transaction commits.
-func (t *Txn) Skip(r *record.Record) error {
+// Skip moves r's partition past r in the open transaction without writing r (why says why it is
+// not written): the position passes it only if the transaction commits, and r is held — and
+// returned by Commit — like a record sent.
+func (t *Txn) Skip(r *record.Record, why error) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if err := t.begin(); err != nil {
 		return err
 	}
+	t.pending = append(t.pending, Held{Record: r, Skipped: why})
 	t.advance(r, r.Msg.Topic, r.Msg.Partition)
 	return nil
 }
@@ -220,16 +268,26 @@ func (t *Txn) Skip(r *record.Record) error {
 // transactional id: the slot now belongs to another member.
 var ErrFenced = errors.New("the slot's transactional id was taken over by another producer (fenced)")
 
-// Commit commits the open transaction: every record sent since it began, and the positions they
-// reach. It returns the records of the transaction, in the order they were sent, whether it
-// committed (err nil) or was aborted (err says why). Nothing is committed when no transaction is
-// open.
-func (t *Txn) Commit(ctx context.Context) ([]*record.Record, error) {
+// Commit commits the open transaction: every record sent or skipped since it began, and the
+// positions they reach. It returns the records of the transaction, in the order they were held,
+// whether it committed (err nil) or was aborted (err says why; ErrClosed when the producer was
+// closed under it). Nothing is committed when no transaction is open.
+func (t *Txn) Commit(ctx context.Context) ([]Held, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.commit(ctx)
+}
+
+// commit is Commit with t.mu held.
+func (t *Txn) commit(ctx context.Context) ([]Held, error) {
 	if t.began.IsZero() {
 		return nil, nil
 	}
 	recs, offsets := t.pending, t.offsets()
 	t.pending, t.bytes, t.next, t.began = nil, 0, nil, time.Time{}
+	if t.closed {
+		return recs, fmt.Errorf("commit a transaction of %q: %w", t.id, ErrClosed)
+	}
 	start := time.Now()
 	var span trace.Span
 	if t.tracer != nil {
@@ -258,6 +316,7 @@ func (t *Txn) Commit(ctx context.Context) ([]*record.Record, error) {
 		return recs, err
 	}
 	t.obs.Committed(time.Since(start), len(recs))
+	t.keep(offsets, start)
 	return recs, nil
 }
 
@@ -266,13 +325,14 @@ func (t *Txn) Commit(ctx context.Context) ([]*record.Record, error) {
 // what it holds for the whole delivery timeout before CommitTxn returned; closing the
 // connections fails it at once. It returns the function that ends the watch.
 func (t *Txn) abortWhenFatal() func() {
+	p := t.p
 	done := make(chan struct{})
 	go func() {
 		tick := time.NewTicker(20 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			if t.p.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
-				t.p.Abort()
+			if p.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
+				p.Abort()
 				return
 			}
 			select {
@@ -324,6 +384,11 @@ func (t *Txn) offsets() map[string][]*sarama.PartitionOffsetMetadata {
 // transactional id: initialising it again fences nobody but the producer replaced). No
 // transaction may be open.
 func (t *Txn) Rebound(bound int) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return fmt.Errorf("rebound the producer of %q: %w", t.id, ErrClosed)
+	}
 	if !t.began.IsZero() {
 		return fmt.Errorf("rebound the producer of %q: a transaction is open", t.id)
 	}
@@ -332,7 +397,7 @@ func (t *Txn) Rebound(bound int) error {
 }
 
 // shut closes the producer: an open transaction is aborted by closing the connections (the
-// coordinator aborts it when the id is next initialised, or at its timeout).
+// coordinator aborts it when the id is next initialised, or at its timeout). t.mu is held.
 func (t *Txn) shut() {
 	if !t.began.IsZero() {
 		t.p.Abort()
@@ -343,21 +408,31 @@ func (t *Txn) shut() {
 }
 
 // Knows reports whether the producer knows partition of topic (see Producer.Knows).
-func (t *Txn) Knows(topic string, partition int32) (bool, error) { return t.p.Knows(topic, partition) }
+func (t *Txn) Knows(topic string, partition int32) (bool, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false, fmt.Errorf("look up %s/%d for %q: %w", topic, partition, t.id, ErrClosed)
+	}
+	return t.p.Knows(topic, partition)
+}
 
 // Abort makes sure nothing more of the producer reaches the target: its connections are
-// closed, and the open transaction is never committed. It does not block.
-func (t *Txn) Abort() { t.p.Abort() }
+// closed, and the open transaction is never committed. It does not block (nor take t.mu: it
+// must reach a producer whose commit hangs).
+func (t *Txn) Abort() { t.abortP.Load().Abort() }
 
 // Close shuts the producer down. Records of a transaction still open are returned: they were
-// not committed.
-func (t *Txn) Close() []*record.Record {
-	var left []*record.Record
-	t.closeOnce.Do(func() {
-		left = t.pending
-		t.pending = nil
-		t.shut()
-	})
+// not committed, and a later Commit of them fails with ErrClosed.
+func (t *Txn) Close() []Held {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	left := t.pending
+	t.shut()
+	t.closed = true
 	return left
 }
 

@@ -246,7 +246,7 @@ func TestActiveActiveIdentityWithProvenanceCopiesEachRecordOnce(t *testing.T) {
 				for _, side := range []struct {
 					src, dst *embedded.Cluster
 					group    string
-				}{{p.europe, p.us, "eu2us-positions"}, {p.us, p.europe, "us2eu-positions"}} {
+				}{{p.europe, p.us, "eu2us-europe-positions"}, {p.us, p.europe, "us2eu-us-positions"}} {
 					want := map[int32]int64{}
 					for part, rs := range readTopic(t, side.src, "orders") {
 						want[part] = rs[len(rs)-1].Offset + 1

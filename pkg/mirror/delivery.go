@@ -25,6 +25,11 @@ type exactlyOnce struct {
 	client   sarama.Client
 	strategy *slots.Strategy
 	metadata func(string) string // set once the handler exists
+	// recover reads the source group's committed offsets (set once the source client exists).
+	recover func(map[string][]int32) (map[source.TopicPartition]source.Committed, error)
+	// stopKeep ends the goroutine that keeps the positions fresh; kept is closed once it has.
+	stopKeep context.CancelFunc
+	kept     chan struct{}
 }
 
 // openExactlyOnce opens what exactly-once delivery needs on the target; nil in at_least_once.
@@ -47,7 +52,8 @@ func (m *Mirror) openExactlyOnce(ctx context.Context) (*exactlyOnce, error) {
 	}
 	eo := &exactlyOnce{client: client, strategy: strategy}
 	eo.metadata = func(string) string { return "" }
-	prefix := d.TransactionalPrefix(m.cfg.Consumer.GroupID)
+	eo.recover = func(map[string][]int32) (map[source.TopicPartition]source.Committed, error) { return nil, nil }
+	prefix := d.TransactionalPrefix(m.cfg.Consumer.GroupID, m.cfg.Source.Alias)
 	open := func(id string, bound int) (delivery.Producer, error) {
 		name := fmt.Sprintf("txn-%s-%d", id, bound)
 		return worker.OpenProducer(m.target.Bootstrap(), func(bound int) (*sarama.Config, error) {
@@ -74,8 +80,18 @@ func (m *Mirror) openExactlyOnce(ctx context.Context) (*exactlyOnce, error) {
 		tracer = m.opts.Tracing.Tracer
 	}
 	eo.slots, err = delivery.New(delivery.Config{
-		Slots: d.Slots, Prefix: prefix, Group: d.Positions(m.cfg.Consumer.GroupID), Open: open,
-		Bound: worker.BatchBound(m.cfg.Producer.MaxMessageBytes, m.cfg.Producer.Compression != "none"),
+		Slots: d.Slots, Prefix: prefix, Group: d.Positions(m.cfg.Consumer.GroupID, m.cfg.Source.Alias), Open: open,
+		Legacy: d.LegacyPositions(m.cfg.Consumer.GroupID),
+		Recover: func(claims map[string][]int32) (map[source.TopicPartition]source.Committed, error) {
+			return eo.recover(claims)
+		},
+		Recovered: func(from string, n int) {
+			if m.opts.Metrics != nil {
+				m.opts.Metrics.PositionsRecovered.WithLabelValues(from).Add(float64(n))
+			}
+		},
+		Refresh: d.PositionsRefresh,
+		Bound:   worker.BatchBound(m.cfg.Producer.MaxMessageBytes, m.cfg.Producer.Compression != "none"),
 		Limits: delivery.Limits{
 			Records: d.Transaction.MaxRecords, Bytes: d.Transaction.MaxBytes, Age: d.Transaction.MaxAge,
 			Backlog: d.Transaction.BacklogMaxAge,
@@ -90,7 +106,20 @@ func (m *Mirror) openExactlyOnce(ctx context.Context) (*exactlyOnce, error) {
 		_ = client.Close()
 		return nil, err
 	}
+	keepCtx, stopKeep := context.WithCancel(ctx)
+	eo.stopKeep, eo.kept = stopKeep, make(chan struct{})
+	go func() { defer close(eo.kept); eo.slots.Keep(keepCtx) }()
 	return eo, nil
+}
+
+// attach gives the hooks what exists only once the handler does: the metadata stored with a
+// position, and the source group's committed offsets (where a position missing on the target
+// is recovered from).
+func (eo *exactlyOnce) attach(metadata func(string) string, src source.ClientCluster, group string) {
+	eo.metadata = metadata
+	eo.recover = func(claims map[string][]int32) (map[source.TopicPartition]source.Committed, error) {
+		return src.Committed(group, claims)
+	}
 }
 
 // route sends every partition of a slot to one worker, so one goroutine writes the slot's
@@ -115,6 +144,8 @@ func (eo *exactlyOnce) positionsHook(name topics.Namer) func(context.Context, ma
 
 // close shuts the producers and the client down, once the workers have stopped.
 func (eo *exactlyOnce) close() error {
+	eo.stopKeep()
+	<-eo.kept
 	eo.slots.Close()
 	return eo.client.Close()
 }

@@ -42,7 +42,7 @@ func TestExactlyOnceResumesFromThePositionsOnTheTarget(t *testing.T) {
 
 	positions := func() int64 {
 		var n int64
-		for _, o := range committed(t, p.us, "kmirror-positions", "orders") {
+		for _, o := range committed(t, p.us, "kmirror-europe-positions", "orders") {
 			n += o
 		}
 		return n
@@ -83,7 +83,7 @@ func TestExactlyOnceResumesFromThePositionsOnTheTarget(t *testing.T) {
 // positionsSum adds up the source positions stored on the target for topic.
 func positionsSum(t *testing.T, p *pair, topic string) int64 {
 	var n int64
-	for _, o := range committed(t, p.us, "kmirror-positions", topic) {
+	for _, o := range committed(t, p.us, "kmirror-europe-positions", topic) {
 		n += o
 	}
 	return n

@@ -363,7 +363,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 	m.handler.Store(handler)
 	if eo != nil {
-		eo.metadata = handler.Metadata
+		eo.attach(handler.Metadata, source.ClientCluster{Client: srcClient}, groupID)
 	}
 	gs, err := m.newGroupSync(srcAdmin, tgtAdmin, srcClient, omap, handler)
 	if err != nil {

@@ -73,7 +73,8 @@ func Run(ctx context.Context, cfg *config.Config) []Check {
 	for _, s := range results {
 		out = append(out, s.finish(ctx)...)
 	}
-	return append(out, distinct(&c, results[0], results[1])...)
+	out = append(out, distinct(&c, results[0], results[1])...)
+	return append(out, shared(&c, results[0], results[1])...)
 }
 
 // distinct compares the cluster IDs both sides reported: validation catches a cluster named
@@ -137,6 +138,10 @@ type session struct {
 	current string // the check under way
 	done    bool
 	id      string // the cluster ID the brokers report, once reached
+	// topicIDs (source: the matched topics' IDs) and positions (target: the topic ID stored
+	// with each topic's positions) are read in exactly_once, for shared.
+	topicIDs  map[string]string
+	positions map[string]string
 }
 
 func (s *session) add(name string, err error, detail, fix string) bool {
@@ -276,6 +281,14 @@ func checkSource(s *session, cfg *config.Config) {
 			return at, err
 		})
 		s.add(c.Name, c.Err, c.Detail, c.Fix)
+	}
+	if err == nil && cfg.Delivery.Mode == config.ExactlyOnce && len(matched) > 0 {
+		var ids map[string]string
+		if s.attempt(func() (err error) { ids, err = s.sourceTopicIDs(matched); return }) == nil {
+			s.mu.Lock()
+			s.topicIDs = ids
+			s.mu.Unlock()
+		}
 	}
 	if len(matched) > 0 {
 		t := matched[0]
@@ -516,7 +529,7 @@ func checkPositionTopics(s *session, cfg *config.Config) {
 // under the prefix, and the group that holds the source positions. The probe initialises an id
 // of its own ("<prefix>-validate"), never a slot's: that would fence a running member.
 func checkTransactions(s *session, cfg *config.Config) {
-	prefix := cfg.Delivery.TransactionalPrefix(cfg.Consumer.GroupID)
+	prefix := cfg.Delivery.TransactionalPrefix(cfg.Consumer.GroupID, cfg.Source.Alias)
 	id := prefix + "-validate"
 	s.doing("transactional write")
 	detail := ""
@@ -541,7 +554,7 @@ func checkTransactions(s *session, cfg *config.Config) {
 		"(a PREFIXED ACL), IdempotentWrite on the cluster, and Write on the target topics", prefix))
 	checkPositionTopics(s, cfg)
 
-	group := cfg.Delivery.Positions(cfg.Consumer.GroupID)
+	group := cfg.Delivery.Positions(cfg.Consumer.GroupID, cfg.Source.Alias)
 	s.doing("positions group")
 	detail = group
 	err = s.attempt(func() error {
@@ -549,8 +562,16 @@ func checkTransactions(s *session, cfg *config.Config) {
 		if err == nil {
 			err = resp.Err
 		}
+		if err == nil || errors.Is(err, sarama.ErrNoError) {
+			s.mu.Lock()
+			s.positions = storedPositions(resp)
+			s.mu.Unlock()
+		}
 		if errors.Is(err, sarama.ErrGroupIDNotFound) {
 			detail, err = group+": no positions yet", nil
+			s.mu.Lock()
+			s.positions = map[string]string{}
+			s.mu.Unlock()
 		}
 		if errors.Is(err, sarama.ErrNoError) {
 			err = nil

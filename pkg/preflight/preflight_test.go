@@ -95,7 +95,7 @@ func TestExactlyOnceChecksTransactionalIDsAndThePositionsGroup(t *testing.T) {
 	if !Print(&out, Run(context.Background(), &cfg)) {
 		t.Fatalf("checks failed on open clusters:\n%s", out.String())
 	}
-	for _, want := range []string{"transactional write", `transactional id "kmirror-validate" initialised`, "positions group", "kmirror-positions", "read target topics (positions)"} {
+	for _, want := range []string{"transactional write", `transactional id "kmirror-europe-validate" initialised`, "positions group", "kmirror-europe-positions", "positions group not shared", "read target topics (positions)"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, out.String())
 		}

@@ -65,6 +65,11 @@ type Metrics struct {
 	// TransactionRecords (kmirror_transaction_records_total) counts records in committed
 	// transactions.
 	TransactionRecords prometheus.Counter
+	// PositionsRecovered (kmirror_positions_recovered_total{from}) counts partitions claimed
+	// under exactly-once without a position in the positions group on the target, by where
+	// their position came from: legacy_positions_group, source_group, or none (they started at
+	// consumer.initial_offset).
+	PositionsRecovered *prometheus.CounterVec
 	// ConsumerErrors (kmirror_consumer_errors_total) counts errors the source consumer group
 	// reported on its error channel.
 	ConsumerErrors prometheus.Counter
@@ -296,6 +301,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "kmirror_transaction_records_total",
 			Help: "Records written in committed transactions (exactly-once delivery).",
 		}),
+		PositionsRecovered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kmirror_positions_recovered_total",
+			Help: "Partitions claimed under exactly-once without a position in the positions group, by where the position came from: legacy_positions_group, source_group, none.",
+		}, []string{"from"}),
 		ConsumerErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kmirror_consumer_errors_total",
 			Help: "Errors reported by the source consumer group.",
@@ -388,7 +397,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.recordsMirrored, m.bytesMirrored, m.recordsSkipped, m.fromTarget, m.ReplicationLatency, m.Unmirrored, m.UnmirroredBytes, m.RPO, m.Stalled,
 		m.ProduceErrors, m.Rebalances, m.AssignedPartitions, m.CommitLatency, m.CommitErrors,
-		m.TransactionCommitLatency, m.Transactions, m.TransactionRecords,
+		m.TransactionCommitLatency, m.Transactions, m.TransactionRecords, m.PositionsRecovered,
 		m.ConsumerErrors, m.SourceRecordsLost, m.TopicsDiscovered, m.CycleTopicsSkipped, m.TargetTopicsCreated, m.TargetPartitionsAdded,
 		m.TargetConfigsAltered, m.TargetACLsCreated,
 		m.OffsetMapChunks, m.OffsetMapWriteErrors, m.GroupsSynced, m.GroupSyncCommittedByOthers, m.GroupSyncLast, m.GroupSyncUntranslatable,

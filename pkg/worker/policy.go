@@ -82,8 +82,7 @@ func (w *Worker) refused(ctx context.Context, r *record.Record, err error) {
 		zap.Int64("size", r.Size), zap.Int("limit", r.Limit), zap.String("reason", reason), zap.Error(err)}
 	switch w.cfg.Policy {
 	case config.RefusedSkip:
-		w.once(refusalKey{topic, reason}, "skipped a record the target refuses (producer.refused_policy: skip); "+
-			"further ones of this topic for this reason are counted in kmirror_records_skipped_total, not logged", fields)
+		w.noteSkip(r, err)
 	case config.RefusedDeadLetter:
 		if derr := w.cfg.DeadLetter.Write(ctx, r, err); derr != nil {
 			w.fail(r, fmt.Errorf("%w; writing it to the dead-letter topic failed too: %w", err, derr))
@@ -98,6 +97,23 @@ func (w *Worker) refused(ctx context.Context, r *record.Record, err error) {
 		w.fail(r, fmt.Errorf("%w (or set producer.refused_policy to skip or dead_letter to go on without it)", err))
 		return
 	}
+	w.skipped(r, err)
+}
+
+// noteSkip logs, once per topic and reason, that a refused record is skipped
+// (producer.refused_policy: skip).
+func (w *Worker) noteSkip(r *record.Record, err error) {
+	topic, reason := r.Track.Topic(), ReasonOf(err)
+	w.once(refusalKey{topic, reason}, "skipped a record the target refuses (producer.refused_policy: skip); "+
+		"further ones of this topic for this reason are counted in kmirror_records_skipped_total, not logged",
+		[]zap.Field{zap.String("topic", topic), zap.Int32("partition", r.Track.Partition()), zap.Int64("offset", r.Offset),
+			zap.Int64("size", r.Size), zap.Int("limit", r.Limit), zap.String("reason", reason), zap.Error(err)})
+}
+
+// skipped settles a record not copied (err says why): it is counted and acknowledged in its
+// tracker, so that its partition's position moves past it (the records before it are still
+// waited for).
+func (w *Worker) skipped(r *record.Record, err error) {
 	w.cfg.Observer.Skipped(w.cfg.ID, r, err)
 	r.Track.Ack(r.Seq)
 	w.cfg.Records.Put(r)
@@ -120,10 +136,15 @@ var ErrFromTarget = errors.New("the record came from the target cluster (its " +
 type fromTargetKey struct{ topic string }
 
 // fromTarget lets go of a record that came from the target: it is counted, the first one of
-// each topic is logged, and it is acknowledged in its tracker, so that its partition's position
-// moves past it (the records before it are still waited for). Under exactly-once the caller has
-// first moved the position past it in the open transaction (Txn.Skip).
+// each topic is logged, and it is settled (skipped). Under exactly-once it is held in the open
+// transaction instead (Txn.Skip) and settled when that commits.
 func (w *Worker) fromTarget(r *record.Record) {
+	w.noteFromTarget(r)
+	w.skipped(r, ErrFromTarget)
+}
+
+// noteFromTarget logs the first record of each topic that came from the target.
+func (w *Worker) noteFromTarget(r *record.Record) {
 	topic := r.Track.Topic()
 	if _, seen := w.logged.LoadOrStore(fromTargetKey{topic}, true); !seen {
 		w.cfg.Log.Info("not copying records that came from the target cluster (topics.provenance_header: their "+
@@ -131,7 +152,4 @@ func (w *Worker) fromTarget(r *record.Record) {
 			"kmirror_records_from_target_skipped_total, not logged",
 			zap.String("topic", topic), zap.Int32("partition", r.Track.Partition()), zap.Int64("offset", r.Offset))
 	}
-	w.cfg.Observer.Skipped(w.cfg.ID, r, ErrFromTarget)
-	r.Track.Ack(r.Seq)
-	w.cfg.Records.Put(r)
 }

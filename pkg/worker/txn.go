@@ -136,12 +136,13 @@ func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, t *delivery.
 	}
 	if r.FromTarget {
 		// Not copied, but its position moves in the transaction like a refused record's skip:
-		// the positions on the target pass it only if the transaction commits.
-		if err := t.Skip(r); err != nil {
+		// the positions on the target pass it only if the transaction commits, and it is
+		// settled then (commitTxn), so that its claim does not drain under the open transaction.
+		if err := t.Skip(r, ErrFromTarget); err != nil {
 			w.fail(r, err)
 			return true
 		}
-		w.fromTarget(r)
+		w.noteFromTarget(r)
 		return true
 	}
 	solo, refusal := w.check(r)
@@ -189,14 +190,15 @@ func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, t *delivery.
 }
 
 // refusedTxn applies the refused-record policy inside a transaction: skip moves the position
-// past r in the open transaction; fail commits what came before r, then stops.
+// past r in the open transaction, which holds r until it commits; fail commits what came before
+// r, then stops.
 func (w *Worker) refusedTxn(ctx context.Context, r *record.Record, err error, t *delivery.Txn) {
 	if w.cfg.Policy == config.RefusedSkip {
-		if serr := t.Skip(r); serr != nil {
+		if serr := t.Skip(r, err); serr != nil {
 			w.fail(r, serr)
 			return
 		}
-		w.refused(ctx, r, err) // counts, logs once and acknowledges r (the tracker waits for the records before it)
+		w.noteSkip(r, err)
 		return
 	}
 	w.commitTxn(ctx, t)
@@ -214,7 +216,12 @@ func (w *Worker) commitTxn(ctx context.Context, t *delivery.Txn) bool {
 		return false
 	}
 	now := time.Now()
-	for _, r := range recs {
+	for _, h := range recs {
+		r := h.Record
+		if h.Skipped != nil {
+			w.skipped(r, h.Skipped)
+			continue
+		}
 		if r.Copies != nil {
 			r.Copies.Copied(r.Offset, r.Msg.Offset)
 		}
@@ -227,9 +234,10 @@ func (w *Worker) commitTxn(ctx context.Context, t *delivery.Txn) bool {
 
 // failTxn stops the partitions of an aborted transaction's records at their first record, and
 // the mirror with them.
-func (w *Worker) failTxn(recs []*record.Record, err error) {
+func (w *Worker) failTxn(recs []delivery.Held, err error) {
 	first := make(map[failKey]bool)
-	for _, r := range recs {
+	for _, h := range recs {
+		r := h.Record
 		k := failKey{r.Track.Topic(), r.Track.Partition()}
 		if first[k] {
 			r.Track.Fail(r.Seq, err)

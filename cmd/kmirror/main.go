@@ -45,6 +45,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCommand(), newValidateCommand(), newVerifyCommand(), newOffsetsCommand(), newFailoverCommand(), newTopicsCommand(), newHeartbeatsCommand(), newDemoCommand(), newVersionCommand())
+	root.AddCommand(newRunCommand(), newValidateCommand(), newVerifyCommand(), newOffsetsCommand(), newFailoverCommand(), newTopicsCommand(), newHeartbeatsCommand(), newDemoCommand(), newConfigCommand(), newVersionCommand())
 	return root
 }

@@ -173,15 +173,17 @@ func durationNeedsAUnit(from, to reflect.Type, data any) (any, error) {
 	return data, nil
 }
 
-// sections are the top-level keys: a KMIRROR_<SECTION>_… variable is meant as a setting.
-var sections = []string{"source", "target", "topics", "consumer", "ring", "producer", "commit", "delivery", "offset_map", "groups", "shutdown", "log", "telemetry", "runtime"}
-
 // checkEnv refuses a KMIRROR_<SECTION>_… environment variable that names no key (a typo would
 // otherwise be ignored silently). Other KMIRROR_ variables (the tooling's) are left alone.
 func checkEnv(environ []string, known map[string]bool) error {
 	names := make(map[string]string, len(known))
+	// The sections are the top-level keys, taken from the settings themselves (a hand-kept list
+	// missed heartbeats): a KMIRROR_<SECTION>_… variable is meant as a setting.
+	sections := make(map[string]bool)
 	for key := range known {
 		names[envName(key)] = key
+		section, _, _ := strings.Cut(key, ".")
+		sections[section] = true
 	}
 	var bad []string
 	for _, kv := range environ {
@@ -193,7 +195,7 @@ func checkEnv(environ []string, known map[string]bool) error {
 			continue
 		}
 		rest := strings.ToLower(strings.TrimPrefix(name, EnvPrefix+"_"))
-		for _, sec := range sections {
+		for sec := range sections {
 			if strings.HasPrefix(rest, sec+"_") {
 				hint := ""
 				if key := closest(strings.ToLower(name), envKeys(names)); key != "" {

@@ -103,29 +103,13 @@ func kafka(p string) string {
 }
 
 // escape keeps doc text literal in Markdown outside code spans: "<source.alias>" is not an
-// HTML tag, "kmirror_sarama_topic_*" no emphasis.
+// HTML tag, "kmirror_sarama_topic_*" and "__kmirror.offset-map" no emphasis.
 func escape(s string) string {
-	var b strings.Builder
-	inCode := false
-	for _, r := range s {
-		if r == '`' {
-			inCode = !inCode
-		}
-		if !inCode {
-			switch r {
-			case '<':
-				b.WriteString("&lt;")
-				continue
-			case '>':
-				b.WriteString("&gt;")
-				continue
-			case '*', '|':
-				b.WriteByte('\\')
-			}
-		}
-		b.WriteRune(r)
+	parts := strings.Split(s, "`")
+	for i := 0; i < len(parts); i += 2 { // the even parts are outside code spans
+		parts[i] = strings.NewReplacer("<", "&lt;", ">", "&gt;", "*", `\*`, "|", `\|`, "__", `\_\_`).Replace(parts[i])
 	}
-	return b.String()
+	return strings.Join(parts, "`")
 }
 
 func firstSentence(s string) string {

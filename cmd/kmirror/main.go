@@ -33,6 +33,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newRunCommand(), newValidateCommand(), newVerifyCommand(), newOffsetsCommand(), newFailoverCommand(), newTopicsCommand(), newHeartbeatsCommand(), newStatusCommand(), newMigrateCommand(), newDemoCommand(), newVersionCommand())
+	root.AddCommand(newRunCommand(), newValidateCommand(), newVerifyCommand(), newOffsetsCommand(), newFailoverCommand(), newTopicsCommand(), newHeartbeatsCommand(), newStatusCommand(), newMigrateCommand(), newDemoCommand(), newConfigCommand(), newVersionCommand())
 	return root
 }

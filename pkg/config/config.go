@@ -5,93 +5,188 @@
 // It must never hand out a Config that has not passed Validate.
 package config
 
+//go:generate go run ./gen
+
 import (
 	"time"
 )
 
-// Config is the whole of kmirror's configuration. configs/kmirror.yaml documents every key.
+// Config is the whole of kmirror's configuration. Each field's doc comment is its reference
+// text: docs/configuration.md and docs/kmirror.schema.json are generated from this type, its
+// struct tags (mapstructure: the YAML key; kafka: the Kafka property a setting maps to; enum:
+// the values validation accepts) and Default (go generate ./pkg/config).
 type Config struct {
-	Source     Cluster    `mapstructure:"source"`
-	Target     Cluster    `mapstructure:"target"`
-	Topics     Topics     `mapstructure:"topics"`
-	Consumer   Consumer   `mapstructure:"consumer"`
-	Ring       Ring       `mapstructure:"ring"`
-	Producer   Producer   `mapstructure:"producer"`
-	Commit     Commit     `mapstructure:"commit"`
-	Delivery   Delivery   `mapstructure:"delivery"`
-	OffsetMap  OffsetMap  `mapstructure:"offset_map"`
-	Groups     Groups     `mapstructure:"groups"`
+	// Source is the cluster records are read from.
+	Source Cluster `mapstructure:"source"`
+	// Target is the cluster records are written to.
+	Target Cluster `mapstructure:"target"`
+	// Topics says which topics are mirrored, and what they are called on the target.
+	Topics Topics `mapstructure:"topics"`
+	// Consumer configures the consumer group on the source.
+	Consumer Consumer `mapstructure:"consumer"`
+	// Ring configures the partition workers between the consumer and the producers.
+	Ring Ring `mapstructure:"ring"`
+	// Producer configures the idempotent producers that write to the target (acks=all, one
+	// request in flight per broker).
+	Producer Producer `mapstructure:"producer"`
+	// Commit configures offset commits on the source (at-least-once).
+	Commit Commit `mapstructure:"commit"`
+	// Delivery chooses between at-least-once and exactly-once delivery.
+	Delivery Delivery `mapstructure:"delivery"`
+	// OffsetMap is the exact offset map: from every acknowledgement kmirror knows where each
+	// source record was copied on the target. It keeps that as run-length chunks (a run of
+	// copies contiguous on the target, with the source offsets that hold no record: transaction
+	// markers, aborted and compacted records) in a compacted topic on the target, written by the
+	// member that owns the partition. Group offset sync, `kmirror offsets translate` and
+	// `kmirror failover` translate with it.
+	OffsetMap OffsetMap `mapstructure:"offset_map"`
+	// Groups configures consumer-group offset sync. Each sync_interval kmirror reads the
+	// committed offsets of the matching source groups, translates each exactly with the offset
+	// map, and commits them to the same group id on the target, for the partitions it owns: only
+	// when the group has no members on the target (an active group is reported, never
+	// overwritten) and only forwards (a target group ahead is left alone; `kmirror failover
+	// --force` moves it back). A position not yet mirrored is not committed. Metrics:
+	// kmirror_groups_synced_total, kmirror_group_sync_last_timestamp_seconds,
+	// kmirror_group_sync_untranslatable_partitions.
+	Groups Groups `mapstructure:"groups"`
+	// Heartbeats configures the records that prove the flow alive. Every interval kmirror
+	// writes a small record to its heartbeat topic on the source, "<topic>.<source.alias>" (created when missing: one partition, compacted), and
+	// mirrors it like any other topic (whatever topics.include says), so the target always holds
+	// a fresh record proving the flow alive, even while every business topic is idle. Key
+	// "<source>-><target>", value JSON {"origin","target","emitted","emitted_ms"}. A heartbeat
+	// topic that originated on the target is never mirrored (active-active flows do not loop).
+	// Metrics: kmirror_heartbeat_latency_seconds, kmirror_heartbeat_last_timestamp_seconds,
+	// kmirror_heartbeats_emitted_total, kmirror_heartbeat_errors_total. A heartbeat that cannot
+	// be written is counted and logged; the mirror goes on.
 	Heartbeats Heartbeats `mapstructure:"heartbeats"`
-	Shutdown   Shutdown   `mapstructure:"shutdown"`
-	Log        Log        `mapstructure:"log"`
-	Telemetry  Telemetry  `mapstructure:"telemetry"`
-	Runtime    Runtime    `mapstructure:"runtime"`
+	// Shutdown configures the graceful stop (SIGTERM or SIGINT).
+	Shutdown Shutdown `mapstructure:"shutdown"`
+	// Log configures logging.
+	Log Log `mapstructure:"log"`
+	// Telemetry configures the HTTP endpoint (metrics, health, profiling) and tracing.
+	Telemetry Telemetry `mapstructure:"telemetry"`
+	// Runtime tunes the Go runtime of the kmirror process.
+	Runtime Runtime `mapstructure:"runtime"`
 }
 
 // Cluster says how to reach one Kafka cluster.
 type Cluster struct {
-	// Alias names the cluster in logs, metrics and the prefix replication policy.
+	// Alias is the cluster's short name, used in logs, metrics, the offset map, the provenance
+	// header and the "prefix" replication policy. Letters, digits, '-' or '_'; source and target
+	// need different aliases.
 	Alias string `mapstructure:"alias"`
-	// Bootstrap lists host:port addresses of brokers to start from.
-	Bootstrap []string `mapstructure:"bootstrap"`
-	// Version is the Kafka protocol version spoken (sarama Config.Version).
+	// Bootstrap lists the brokers (host:port) to start from. Required.
+	Bootstrap []string `mapstructure:"bootstrap" kafka:"bootstrap.servers"`
+	// Version is the Kafka protocol version kmirror speaks (sarama Config.Version). 3.6.0 or
+	// newer is recommended; 2.8.0 is the oldest accepted.
 	Version string `mapstructure:"version"`
-	// ClientID is sent as client.id.
-	ClientID string `mapstructure:"client_id"`
-	// DialTimeout bounds connecting to a broker; ReadTimeout and WriteTimeout bound one request.
-	DialTimeout  time.Duration `mapstructure:"dial_timeout"`
-	ReadTimeout  time.Duration `mapstructure:"read_timeout"`
+	// ClientID is sent to the brokers as client.id.
+	ClientID string `mapstructure:"client_id" kafka:"client.id"`
+	// DialTimeout bounds connecting to a broker.
+	DialTimeout time.Duration `mapstructure:"dial_timeout" kafka:"socket.connection.setup.timeout.ms"`
+	// ReadTimeout bounds reading one response from a broker.
+	ReadTimeout time.Duration `mapstructure:"read_timeout"`
+	// WriteTimeout bounds writing one request to a broker.
 	WriteTimeout time.Duration `mapstructure:"write_timeout"`
-	// MetadataRefresh is how often cluster metadata is refreshed in the background.
-	MetadataRefresh time.Duration `mapstructure:"metadata_refresh"`
-	TLS             TLS           `mapstructure:"tls"`
-	SASL            SASL          `mapstructure:"sasl"`
+	// MetadataRefresh is how often cluster metadata (leaders, partitions) is refreshed in the
+	// background.
+	MetadataRefresh time.Duration `mapstructure:"metadata_refresh" kafka:"metadata.max.age.ms"`
+	// TLS configures encryption to the cluster.
+	TLS TLS `mapstructure:"tls"`
+	// SASL configures authentication to the cluster.
+	SASL SASL `mapstructure:"sasl"`
 }
 
 // TLS configures encryption (and optionally client authentication) to a cluster.
 type TLS struct {
-	Enabled bool `mapstructure:"enabled"`
-	// CAFile is a PEM bundle of the CAs trusted to sign broker certificates; empty uses the
+	// Enabled encrypts the connections to this cluster.
+	Enabled bool `mapstructure:"enabled" kafka:"security.protocol"`
+	// CAFile is a PEM bundle of the CAs trusted to sign the broker certificates; empty uses the
 	// system pool.
-	CAFile string `mapstructure:"ca_file"`
-	// CertFile and KeyFile are a PEM client certificate and key, for mutual TLS.
-	CertFile string `mapstructure:"cert_file"`
-	KeyFile  string `mapstructure:"key_file"`
-	// ServerName overrides the name checked in the broker certificates.
+	CAFile string `mapstructure:"ca_file" kafka:"ssl.truststore.location"`
+	// CertFile is a PEM client certificate, for mutual TLS (with KeyFile: both or neither).
+	CertFile string `mapstructure:"cert_file" kafka:"ssl.keystore.location"`
+	// KeyFile is the PEM key of CertFile, for mutual TLS (both or neither).
+	KeyFile string `mapstructure:"key_file" kafka:"ssl.keystore.location"`
+	// ServerName is the name checked in the broker certificates, when it differs from the
+	// bootstrap host.
 	ServerName string `mapstructure:"server_name"`
-	// InsecureSkipVerify disables certificate checks. For tests only.
+	// InsecureSkipVerify skips certificate verification. For tests only, never in production.
 	InsecureSkipVerify bool `mapstructure:"insecure_skip_verify"`
 }
 
 // SASL configures authentication to a cluster.
 type SASL struct {
 	// Mechanism is empty (no SASL), PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
-	Mechanism string `mapstructure:"mechanism"`
-	Username  string `mapstructure:"username"`
-	// Password is the secret inline (prefer PasswordFile or the environment).
-	Password string `mapstructure:"password"`
+	Mechanism string `mapstructure:"mechanism" kafka:"sasl.mechanism" enum:",PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"`
+	// Username is the SASL user name; required with a mechanism.
+	Username string `mapstructure:"username" kafka:"sasl.jaas.config"`
+	// Password is the secret inline; prefer PasswordFile or the KMIRROR_<SOURCE|TARGET>_SASL_PASSWORD
+	// environment variable.
+	Password string `mapstructure:"password" kafka:"sasl.jaas.config"`
 	// PasswordFile is a file holding the password (e.g. a mounted Kubernetes Secret).
 	PasswordFile string `mapstructure:"password_file"`
 }
 
 // Topics selects what is mirrored and how target topics are named and created.
 type Topics struct {
-	Include           []string      `mapstructure:"include"`
-	Exclude           []string      `mapstructure:"exclude"`
-	RefreshInterval   time.Duration `mapstructure:"refresh_interval"`
-	ReplicationPolicy string        `mapstructure:"replication_policy"`
-	Create            bool          `mapstructure:"create"`
-	ReplicationFactor int           `mapstructure:"replication_factor"`
-	SyncConfigs       []string      `mapstructure:"sync_configs"`
-	// SyncExistingConfigs keeps the sync_configs of existing target topics equal to the
-	// source's, every refresh_interval; when false they are copied only at creation.
-	SyncExistingConfigs bool `mapstructure:"sync_existing_configs"`
-	// SyncACLs copies the source topics' READ and DESCRIBE ACLs to the target topics.
-	SyncACLs bool `mapstructure:"sync_acls"`
-	// ProvenanceHeader, for active-active pairs, gives every copy a header OriginHeader naming the
-	// cluster its record was first written to (a record that has one keeps it; one without gets
-	// source.alias) and does not copy a record whose header names target.alias: it came from
-	// there. Both flows of a pair must set it. Off, records are copied byte for byte.
+	// Include lists regular expressions (Go RE2 syntax, anchored: the whole name must match). A
+	// topic is mirrored when it matches an include and no exclude. Names starting with "__"
+	// (Kafka's and kmirror's internal topics) are never mirrored.
+	Include []string `mapstructure:"include"`
+	// Exclude lists regular expressions of topics not mirrored even when they match an include.
+	Exclude []string `mapstructure:"exclude"`
+	// RefreshInterval is how often the source is listed again for new topics and new partitions.
+	RefreshInterval time.Duration `mapstructure:"refresh_interval"`
+	// ReplicationPolicy names target topics: "identity" (same name) or "prefix"
+	// ("<source.alias>.<topic>"). With prefix, a source topic whose name shows it came from the
+	// target (a remote prefix equal to target.alias anywhere in its chain of prefixes, as
+	// MirrorMaker 2 reads it: "us.orders", "asia.us.orders" when mirroring to us) or from the
+	// source itself ("europe.orders" on europe) is never mirrored: it is logged once and counted
+	// in kmirror_cycle_topics_skipped_total.
+	ReplicationPolicy string `mapstructure:"replication_policy" kafka:"replication.policy.class (MirrorMaker 2)" enum:"identity,prefix"`
+	// Create creates missing target topics with the source's partition count and grows the
+	// target's partition count when the source grows. When false, target topics must exist
+	// already.
+	Create bool `mapstructure:"create"`
+	// ReplicationFactor is the replication factor of topics kmirror creates; capped at the number
+	// of target brokers.
+	ReplicationFactor int `mapstructure:"replication_factor" kafka:"replication.factor"`
+	// SyncConfigs are the topic configs copied from the source when a target topic is created
+	// and, with SyncExistingConfigs, kept equal to the source's on existing target topics. A
+	// config the source topic leaves at its default is not copied (the target keeps its own
+	// default or override), and configs not listed here are never touched.
+	// message.timestamp.after.max.ms and message.timestamp.before.max.ms decide which timestamps
+	// a topic accepts: they are copied with the source topic's effective values (defaults
+	// included; a source's message.timestamp.difference.max.ms counts for both, as Kafka 3.6+
+	// reads it), so a topic kmirror creates accepts every record the source accepted (Kafka 4.x
+	// refuses a timestamp more than 1 hour ahead by default). Refused here:
+	// message.timestamp.type (a LogAppendTime target would overwrite every copy's timestamp),
+	// message.timestamp.difference.max.ms (Kafka 4 removed it; carried over as the two bounds),
+	// leader/follower.replication.throttled.replicas (they name the source's brokers) and
+	// unclean.leader.election.enable (the target's durability is its own). min.insync.replicas
+	// is capped at the target topic's replication factor.
+	SyncConfigs []string `mapstructure:"sync_configs"`
+	// SyncExistingConfigs, every RefreshInterval, sets the sync_configs of existing target topics
+	// (created by kmirror or not) to the source topic's values when they differ
+	// (IncrementalAlterConfigs, Kafka 2.3+; needs ALTER_CONFIGS on the target topics), logging
+	// one line per topic with each "key: old → new". When false, configs are copied only when
+	// kmirror creates a topic, existing target topics are never altered, and one that accepts
+	// less than its source is only warned about.
+	SyncExistingConfigs bool `mapstructure:"sync_existing_configs" kafka:"sync.topic.configs.enabled (MirrorMaker 2)"`
+	// SyncACLs, every RefreshInterval, copies the source topics' LITERAL ALLOW ACLs for READ and
+	// DESCRIBE (ALL becomes READ; WRITE and the rest are never copied) to the target topics,
+	// named by ReplicationPolicy. ACLs are only ever added on the target, never deleted. Needs
+	// DESCRIBE on the source cluster resource and DESCRIBE and ALTER on the target's.
+	SyncACLs bool `mapstructure:"sync_acls" kafka:"sync.topic.acls.enabled (MirrorMaker 2)"`
+	// ProvenanceHeader is for active-active pairs with the identity policy (two flows,
+	// europe→us and us→europe, writing into the same topic names): every copy gets a
+	// "kmirror.origin" header naming the cluster its record was first written to (a record that
+	// has the header keeps its value; one without gets source.alias), and a record whose header
+	// names target.alias is never copied (it came from there: counted in
+	// kmirror_records_from_target_skipped_total, its offset committed as done). Set it on both
+	// flows of the pair. Off (the default), every copy keeps exactly its source's headers; on,
+	// this header is the only change made to a record.
 	ProvenanceHeader bool `mapstructure:"provenance_header"`
 }
 
@@ -101,46 +196,85 @@ const OriginHeader = "kmirror.origin"
 
 // Consumer configures the source consumer group.
 type Consumer struct {
-	GroupID string `mapstructure:"group_id"`
-	// GroupInstanceID makes this process a static member of the group (group.instance.id,
-	// KIP-345; sarama's Consumer.Group.InstanceId): a restart within SessionTimeout gets its
-	// partitions back without a rebalance. ${NAME} is replaced by the environment variable NAME
-	// (${HOSTNAME}: a pod's name). Empty (the default): a dynamic member.
-	GroupInstanceID     string        `mapstructure:"group_instance_id"`
-	InitialOffset       string        `mapstructure:"initial_offset"`
-	IsolationLevel      string        `mapstructure:"isolation_level"`
-	RebalanceStrategy   string        `mapstructure:"rebalance_strategy"`
-	SessionTimeout      time.Duration `mapstructure:"session_timeout"`
-	HeartbeatInterval   time.Duration `mapstructure:"heartbeat_interval"`
-	RebalanceTimeout    time.Duration `mapstructure:"rebalance_timeout"`
-	FetchMaxBytes       int32         `mapstructure:"fetch_max_bytes"`
-	FetchPartitionBytes int32         `mapstructure:"fetch_partition_bytes"`
-	FetchMinBytes       int32         `mapstructure:"fetch_min_bytes"`
+	// GroupID is the consumer group on the source cluster; every kmirror replica with the same
+	// group shares the partitions.
+	GroupID string `mapstructure:"group_id" kafka:"group.id"`
+	// GroupInstanceID makes this process a static member of the group (KIP-345; sarama's
+	// Consumer.Group.InstanceId), unique per replica: a replica that restarts within
+	// SessionTimeout gets its partitions back without a rebalance, and the other members never
+	// stop. ${NAME} is replaced by the environment variable NAME, e.g. ${HOSTNAME} (in
+	// Kubernetes, the pod's name: stable across a StatefulSet's restarts); a variable that is not
+	// set is an error. A static member that stops does not leave the group (Kafka's design): its
+	// partitions wait up to SessionTimeout for it, so a replica removed for good should be stopped
+	// with that wait in mind (or with the id unset). Empty (the default): a dynamic member, and
+	// every join or leave rebalances the group.
+	GroupInstanceID string `mapstructure:"group_instance_id" kafka:"group.instance.id"`
+	// InitialOffset is where a partition without a committed offset starts: "oldest" or
+	// "newest" (Kafka's "earliest" and "latest" are accepted too). The position is committed as
+	// soon as the partition is claimed, so a restart resumes there even if no record arrived in
+	// between.
+	InitialOffset string `mapstructure:"initial_offset" kafka:"auto.offset.reset" enum:"oldest,newest,earliest,latest"`
+	// IsolationLevel is "read_committed" (aborted transactional records are not mirrored) or
+	// "read_uncommitted".
+	IsolationLevel string `mapstructure:"isolation_level" kafka:"isolation.level" enum:"read_committed,read_uncommitted"`
+	// RebalanceStrategy is the partition assignment: "sticky", "range" or "roundrobin".
+	RebalanceStrategy string `mapstructure:"rebalance_strategy" kafka:"partition.assignment.strategy" enum:"sticky,range,roundrobin"`
+	// SessionTimeout is how long the group coordinator waits for a member's heartbeat before it
+	// removes the member and rebalances.
+	SessionTimeout time.Duration `mapstructure:"session_timeout" kafka:"session.timeout.ms"`
+	// HeartbeatInterval is the time between two heartbeats to the group coordinator; shorter
+	// than SessionTimeout (a third of it is usual).
+	HeartbeatInterval time.Duration `mapstructure:"heartbeat_interval" kafka:"heartbeat.interval.ms"`
+	// RebalanceTimeout is how long the group waits for members to rejoin in a rebalance (Kafka's
+	// max.poll.interval.ms plays this part for Java consumers, default 5m). A revoked partition
+	// is drained first: its records are acknowledged, or failed by producer.delivery_timeout,
+	// before the member rejoins, so that nothing is written after another member took the
+	// partition. It must exceed producer.delivery_timeout and shutdown.timeout by 15s or more.
+	RebalanceTimeout time.Duration `mapstructure:"rebalance_timeout" kafka:"max.poll.interval.ms"`
+	// FetchMaxBytes is the largest fetch response, all partitions together. A record batch
+	// larger than it is still fetched whole (the broker returns it alone), so no record is ever
+	// held back or skipped for its size.
+	FetchMaxBytes int32 `mapstructure:"fetch_max_bytes" kafka:"fetch.max.bytes"`
+	// FetchPartitionBytes is the usual fetch per partition. A record batch larger than it is
+	// still fetched whole. Smaller fetches keep memory low; the benchmarks found 256 KiB per
+	// partition as fast as 1 MiB with half the resident memory.
+	FetchPartitionBytes int32 `mapstructure:"fetch_partition_bytes" kafka:"max.partition.fetch.bytes"`
+	// FetchMinBytes is what a broker waits for before it answers a fetch (or FetchMaxWait). Under
+	// load fetches fill at once and nothing waits. Kafka's consumer defaults (1 byte, 500 ms)
+	// answer every fetch with whatever single record is there: at 10,000 records/s the benchmarks
+	// measured kmirror at 44% of a core and the source broker at 77% that way, against 18% and
+	// 68% with the defaults here, for about 4 ms more median latency at that rate.
+	FetchMinBytes int32 `mapstructure:"fetch_min_bytes" kafka:"fetch.min.bytes"`
 	// FetchMaxWait is how long a broker may hold a fetch that has fewer than FetchMinBytes to
-	// return (fetch.max.wait.ms): what a record waits at most at a trickle, and how often an idle
-	// broker answers. It is the wait of a consumer of few partitions; FetchWaitPerPartition
-	// lengthens it for many.
-	FetchMaxWait time.Duration `mapstructure:"fetch_max_wait"`
+	// return: what a record waits at most at a trickle, and how often an idle broker answers. It
+	// is the wait of a consumer of few partitions; FetchWaitPerPartition lengthens it for many.
+	FetchMaxWait time.Duration `mapstructure:"fetch_max_wait" kafka:"fetch.max.wait.ms"`
 	// FetchWaitPerPartition lengthens the fetch wait of the consumer group to this much per source
 	// partition mirrored (counted once, at start), when that is longer than FetchMaxWait, up to
-	// MaxFetchWait; 0 keeps FetchMaxWait whatever the count. sarama has no incremental fetch
-	// sessions (KIP-227): every fetch names every partition the consumer reads from that broker,
-	// and the broker and kmirror both do work for each one, records or not. An idle fetch loop
-	// therefore costs in proportion to partitions / wait; waiting in proportion to the partitions
-	// keeps that cost flat as a deployment grows.
+	// 5s; 0 keeps FetchMaxWait whatever the count. sarama has no incremental fetch sessions
+	// (KIP-227): every fetch names every partition read from that broker, and the broker and
+	// kmirror both do work for each, records or not. At 10,000 partitions one fetch cost kmirror
+	// ~80 ms and the source broker ~190 ms of CPU, so a 10 ms wait kept an idle kmirror at 45% of
+	// a core and the source broker at a whole one (benchmarks/results/scale-2026-12-01.md).
+	// Scaled, an idle fetch loop costs about the same share of a core at any size: 10 ms up to 50
+	// partitions, 200 ms at 1,000, 2 s at 10,000. Only a trickle notices: a record there waits up
+	// to that long, and any rate that fills FetchMinBytes sooner is answered sooner.
 	FetchWaitPerPartition time.Duration `mapstructure:"fetch_wait_per_partition"`
 	// DistantRTT is the round trip to the source (measured at start) from which the source counts
 	// as distant: each partition's fetch then asks for at least the largest max.message.bytes of
 	// the mirrored topics instead of FetchPartitionBytes. A broker answers a partition whose
 	// first batch is larger than the partition's fetch size with that batch alone, and only for
-	// the first such partition of the response: with batches larger than FetchPartitionBytes (a
-	// producer's 1 MiB batches) every response carries one batch, and across a WAN the mirror
-	// reads one batch per round trip. 0 never enlarges the fetches.
+	// the first such partition of the response: with 256 KiB and a producer's 1 MiB batches every
+	// response carries one batch, and across a transatlantic link that is one batch per 80 ms
+	// round trip (benchmarks/results/wan-2026-12-01.md: 20% of the loopback throughput). 0 never
+	// enlarges the fetches.
 	DistantRTT time.Duration `mapstructure:"distant_rtt"`
 	// SourceLossPolicy is what happens when records were deleted from the source (retention,
-	// DeleteRecords) before kmirror read them: "fail" stops the mirror, "continue" resumes at the
-	// log start. Either way the gap is logged and counted in kmirror_source_records_lost_total.
-	SourceLossPolicy string `mapstructure:"source_loss_policy"`
+	// DeleteRecords) before kmirror read them (it was stopped too long, or fell too far behind):
+	// the gap is logged once with topic, partition and the lost offsets, and counted in
+	// kmirror_source_records_lost_total; then "fail" stops kmirror (exit 1, /readyz says why) or
+	// "continue" resumes at the log start.
+	SourceLossPolicy string `mapstructure:"source_loss_policy" enum:"fail,continue"`
 }
 
 // MaxFetchWait bounds the fetch wait FetchWaitPerPartition makes (franz-go's default fetch wait).
@@ -174,75 +308,121 @@ func (c Consumer) FetchPartition(rtt time.Duration, largestBatch int) int32 {
 
 // Ring configures the partition workers and their inboxes.
 type Ring struct {
-	Workers           int   `mapstructure:"workers"`
-	InboxRecords      int   `mapstructure:"inbox_records"`
-	InboxBytes        int64 `mapstructure:"inbox_bytes"`
-	PartitionInFlight int   `mapstructure:"partition_in_flight"`
+	// Workers is the number of partition workers, each with its own inbox and its own idempotent
+	// producer. A source partition always goes to the same worker, so its order is kept. A
+	// worker's producer has one request in flight and one batch per partition beside it, so
+	// across a WAN to the target (kmirror near the source) a partition with a full batch holds
+	// its worker's others for a round trip: there, give it as many workers as the busiest topics
+	// have partitions (one run with 12 for 12 partitions, and 1 MiB fetches, kept 81% of the
+	// loopback rate at 80 ms where the defaults kept 50%; on loopback 16 gained nothing).
+	Workers int `mapstructure:"workers"`
+	// InboxRecords is the capacity of each worker's inbox in records (rounded up to a power of
+	// two). A full inbox blocks the partitions feeding it (backpressure).
+	InboxRecords int `mapstructure:"inbox_records"`
+	// InboxBytes is the capacity of each worker's inbox in bytes (key + value + headers).
+	InboxBytes int64 `mapstructure:"inbox_bytes"`
+	// PartitionInFlight is how many records of one partition may be in flight (fetched but not
+	// yet acknowledged by the target) at once; rounded up to a power of two.
+	PartitionInFlight int `mapstructure:"partition_in_flight"`
 }
 
 // Producer configures the idempotent producers writing to the target.
 type Producer struct {
-	BatchBytes      int           `mapstructure:"batch_bytes"`
-	BatchRecords    int           `mapstructure:"batch_records"`
-	Linger          time.Duration `mapstructure:"linger"`
-	Compression     string        `mapstructure:"compression"`
-	MaxMessageBytes int           `mapstructure:"max_message_bytes"`
+	// BatchBytes flushes a batch at this many bytes (or BatchRecords, or Linger, whichever comes
+	// first).
+	BatchBytes int `mapstructure:"batch_bytes" kafka:"batch.size"`
+	// BatchRecords flushes a batch at this many records (or BatchBytes, or Linger).
+	BatchRecords int `mapstructure:"batch_records"`
+	// Linger flushes a batch this long after its first record (or at BatchBytes or BatchRecords).
+	Linger time.Duration `mapstructure:"linger" kafka:"linger.ms"`
+	// Compression is none, gzip, snappy, lz4 or zstd.
+	Compression string `mapstructure:"compression" kafka:"compression.type" enum:"none,gzip,snappy,lz4,zstd"`
+	// MaxMessageBytes is the max.message.bytes assumed for a target topic that does not report
+	// one. Otherwise each target topic's own max.message.bytes bounds the batches sent to it (one
+	// producer per limit).
+	MaxMessageBytes int `mapstructure:"max_message_bytes"`
 	// DeliveryTimeout bounds how long a record may wait for the target's acknowledgement,
-	// retries included, before its partition stops (Kafka's delivery.timeout.ms).
-	DeliveryTimeout time.Duration `mapstructure:"delivery_timeout"`
-	// RetryBackoff is the first pause between two attempts; it doubles up to a second.
-	RetryBackoff time.Duration `mapstructure:"retry_backoff"`
-	// RefusedPolicy is what happens to a record the target refuses for what it is: RefusedFail,
-	// RefusedSkip or RefusedDeadLetter.
-	RefusedPolicy string `mapstructure:"refused_policy"`
+	// retries included, before its partition stops and kmirror exits non-zero (same default as
+	// Kafka's). Long enough to ride out a broker failure: a hard-killed leader keeps its
+	// partitions until the controller notices (broker.session.timeout.ms) and a single-node
+	// target may restart.
+	DeliveryTimeout time.Duration `mapstructure:"delivery_timeout" kafka:"delivery.timeout.ms"`
+	// RetryBackoff is the first pause between two attempts; it doubles up to 1s.
+	RetryBackoff time.Duration `mapstructure:"retry_backoff" kafka:"retry.backoff.ms"`
+	// RefusedPolicy is what happens to a record the target topic refuses for what it is (larger
+	// than its max.message.bytes, a timestamp outside message.timestamp.after/before.max.ms, no
+	// key in a compacted topic). kmirror checks each record before sending it, and names the
+	// exact record. "fail": stop there and exit non-zero (nothing after it in its partition is
+	// sent); "skip": count it in kmirror_records_skipped_total, log the first of each topic and
+	// reason, go on; "dead_letter": write it with the reason to DeadLetterTopic on the target, go
+	// on (not with delivery.mode exactly_once).
+	RefusedPolicy string `mapstructure:"refused_policy" enum:"fail,skip,dead_letter"`
 	// DeadLetterTopic is the target topic refused records go to under refused_policy
-	// dead_letter; empty means "__kmirror.dead-letter.<source alias>".
-	DeadLetterTopic string `mapstructure:"dead_letter_topic"`
+	// dead_letter; created by kmirror when missing (cleanup.policy delete). Key, value and
+	// headers are kept byte for byte; headers kmirror.dlq.source.topic, .partition, .offset,
+	// .timestamp (ms) and kmirror.dlq.reason are added. Empty uses
+	// "__kmirror.dead-letter.<source.alias>" (names starting with "__" are never mirrored).
+	DeadLetterTopic string `mapstructure:"dead_letter_topic" kafka:"errors.deadletterqueue.topic.name (Kafka Connect)"`
 }
 
 // Commit configures source offset commits.
 type Commit struct {
-	Interval time.Duration `mapstructure:"interval"`
+	// Interval is how often acknowledged offsets are committed on the source.
+	Interval time.Duration `mapstructure:"interval" kafka:"auto.commit.interval.ms"`
 }
 
-// OffsetMap configures the exact source → target offset map kept on the target.
 // Delivery chooses between at-least-once and exactly-once delivery.
 type Delivery struct {
-	// Mode is at_least_once (source offsets committed on the source once the target has
-	// acknowledged every record before them: a crash repeats records) or exactly_once (records
-	// written in transactions on the target, each holding the source positions it reaches, so a
-	// read_committed consumer of the target sees every source record once).
-	Mode string `mapstructure:"mode"`
-	// Slots is the number of slots the source partitions are hashed into in exactly_once: one
+	// Mode is at_least_once or exactly_once. at_least_once: source offsets are committed on the
+	// source once the target has acknowledged every record before them; a crash or a lost member
+	// repeats records, it never skips one. exactly_once: records are written to the target in
+	// transactions, and each transaction also commits the source positions it reaches to
+	// PositionsGroup on the target (atomically with the records); a member resumes a partition
+	// from there. Zombies are fenced by stable transactional ids, one per slot. Consumers of the
+	// target must read with isolation.level=read_committed. Needs Kafka 2.5+ on the target and,
+	// with ACLs, WRITE and DESCRIBE on the transactional ids (a PREFIXED ACL), READ on the
+	// positions group, and READ on the target topics (the positions are committed under their
+	// names).
+	Mode string `mapstructure:"mode" kafka:"exactly.once.support (MirrorMaker 2)" enum:"at_least_once,exactly_once"`
+	// Slots is, in exactly_once, the number of slots the source partitions are hashed into: one
 	// transactional producer (and id) on the target per slot, assigned whole to one member. Fixed
-	// for the life of a mirror: every member must use the same value.
+	// for the life of a mirror (every member must use the same value); a few per expected member.
 	Slots int `mapstructure:"slots"`
-	// TransactionalIDPrefix names the slots' transactional ids ("<prefix>-<slot>"); empty uses
-	// "<consumer.group_id>-<source.alias>". The ids live on the target: the source alias keeps
-	// two mirrors from different sources into one target (each with the default group id)
-	// from fencing each other.
-	TransactionalIDPrefix string `mapstructure:"transactional_id_prefix"`
-	// PositionsGroup is the group on the target whose committed offsets hold the source
-	// positions, written in each transaction; empty uses
-	// "<consumer.group_id>-<source.alias>-positions" (and reads the name used before the
-	// alias was part of it, "<consumer.group_id>-positions", for partitions without a
-	// position, so that an upgrade resumes where the old version stopped).
+	// TransactionalIDPrefix names the slots' transactional ids in exactly_once ("<prefix>-<slot>");
+	// empty uses "<consumer.group_id>-<source.alias>". The ids live on the target: the source
+	// alias keeps two mirrors from different sources into one target (each with the default
+	// group id) from fencing each other.
+	TransactionalIDPrefix string `mapstructure:"transactional_id_prefix" kafka:"transactional.id"`
+	// PositionsGroup is, in exactly_once, the group on the target whose committed offsets hold
+	// the source positions, written in each transaction; empty uses
+	// "<consumer.group_id>-<source.alias>-positions" (and reads the name used before the alias
+	// was part of it, "<consumer.group_id>-positions", for partitions without a position, so
+	// that an upgrade resumes where the old version stopped).
 	PositionsGroup string `mapstructure:"positions_group"`
-	// PositionsRefresh is how often the positions of partitions that had no transaction in
-	// that time are committed again (the positions group has no members, so the target
-	// expires its offsets offsets.retention.minutes, 7 days by default, after their last
+	// PositionsRefresh is, in exactly_once, how often the positions of partitions that had no
+	// transaction in that time are committed again (the positions group has no members, so the
+	// target expires its offsets offsets.retention.minutes, 7 days by default, after their last
 	// commit). Keep it well under offsets.retention.minutes.
-	PositionsRefresh time.Duration `mapstructure:"positions_refresh"`
-	Transaction      Transaction   `mapstructure:"transaction"`
+	PositionsRefresh time.Duration `mapstructure:"positions_refresh" kafka:"offsets.retention.minutes (broker)"`
+	// Transaction sizes the transactions of exactly_once.
+	Transaction Transaction `mapstructure:"transaction"`
 }
 
 // Transaction sizes the transactions of exactly_once delivery: one is committed when it holds
 // MaxRecords records or MaxBytes bytes, or MaxAge after it began, whichever comes first; while
 // more records wait for its slot (catching up), BacklogMaxAge after it began instead of MaxAge.
+// Larger transactions cost fewer commits; MaxAge bounds the latency a transaction adds.
 type Transaction struct {
-	MaxRecords    int           `mapstructure:"max_records"`
-	MaxBytes      int64         `mapstructure:"max_bytes"`
-	MaxAge        time.Duration `mapstructure:"max_age"`
+	// MaxRecords commits a transaction once it holds this many records.
+	MaxRecords int `mapstructure:"max_records"`
+	// MaxBytes commits a transaction once it holds this many bytes.
+	MaxBytes int64 `mapstructure:"max_bytes"`
+	// MaxAge commits a transaction this long after it began; keep it well under
+	// producer.delivery_timeout.
+	MaxAge time.Duration `mapstructure:"max_age"`
+	// BacklogMaxAge replaces MaxAge while more records wait for the slot (catching up a
+	// backlog): an earlier commit would make none of the waiting records readable sooner, and
+	// fewer commits drain the backlog faster. Below MaxAge it is MaxAge (no stretching).
 	BacklogMaxAge time.Duration `mapstructure:"backlog_max_age"`
 }
 
@@ -273,25 +453,29 @@ func (d Delivery) LegacyPositions(groupID string) string {
 	return groupID + "-positions"
 }
 
+// OffsetMap configures the exact source → target offset map kept on the target.
 type OffsetMap struct {
 	// Enabled records, from every acknowledgement, where each source record was copied, in a
 	// compacted topic on the target; group offset sync and failover translate with it.
 	Enabled bool `mapstructure:"enabled"`
-	// Topic is the map topic on the target; empty means "__kmirror.offset-map.<source alias>".
-	Topic string `mapstructure:"topic"`
-	// FlushInterval is how often the map's new entries are written.
+	// Topic is the map topic on the target (compacted, one partition, created by kmirror). Empty
+	// uses "__kmirror.offset-map.<source.alias>"; a name of your own must start with "__".
+	Topic string `mapstructure:"topic" kafka:"offset-syncs.topic.location (MirrorMaker 2)"`
+	// FlushInterval is how often the map's new entries are written (and, at the latest, how far
+	// a translation lags).
 	FlushInterval time.Duration `mapstructure:"flush_interval"`
 }
 
 // Groups configures consumer-group offset sync: the source groups' committed offsets, translated
 // exactly, committed to the same groups on the target while they have no members there.
 type Groups struct {
-	// Include and Exclude are regular expressions over group ids (each must match the whole id);
-	// empty Include syncs no group. kmirror's own group is never synced.
-	Include []string `mapstructure:"include"`
-	Exclude []string `mapstructure:"exclude"`
+	// Include lists regular expressions over group ids (each must match the whole id); empty
+	// syncs no group. kmirror's own group (consumer.group_id) is never synced.
+	Include []string `mapstructure:"include" kafka:"groups (MirrorMaker 2)"`
+	// Exclude lists regular expressions of group ids not synced even when they match an include.
+	Exclude []string `mapstructure:"exclude" kafka:"groups.exclude (MirrorMaker 2)"`
 	// SyncInterval is how often the groups are synced.
-	SyncInterval time.Duration `mapstructure:"sync_interval"`
+	SyncInterval time.Duration `mapstructure:"sync_interval" kafka:"sync.group.offsets.interval.seconds (MirrorMaker 2)"`
 }
 
 // Heartbeats configures the heartbeat records kmirror writes to its own topic on the source and
@@ -299,11 +483,12 @@ type Groups struct {
 // even while every business topic is idle.
 type Heartbeats struct {
 	// Enabled writes a heartbeat every Interval.
-	Enabled bool `mapstructure:"enabled"`
-	// Topic starts the heartbeat topics' names: on the source "<topic>.<source alias>".
+	Enabled bool `mapstructure:"enabled" kafka:"emit.heartbeats.enabled (MirrorMaker 2)"`
+	// Topic starts the heartbeat topics' names: on the source "<topic>.<source.alias>". Never
+	// starting with "__": heartbeats are mirrored.
 	Topic string `mapstructure:"topic"`
 	// Interval is the time between two heartbeats.
-	Interval time.Duration `mapstructure:"interval"`
+	Interval time.Duration `mapstructure:"interval" kafka:"emit.heartbeats.interval.seconds (MirrorMaker 2)"`
 }
 
 // HeartbeatTopic returns the flow's heartbeat topic on the source: "<heartbeats.topic>.<source
@@ -312,56 +497,77 @@ func (c *Config) HeartbeatTopic() string { return c.Heartbeats.Topic + "." + c.S
 
 // Shutdown configures the graceful stop.
 type Shutdown struct {
+	// Timeout is how long a graceful stop (SIGTERM/SIGINT) may take to drain in-flight records
+	// and commit.
 	Timeout time.Duration `mapstructure:"timeout"`
 }
 
 // Runtime tunes the Go runtime of the kmirror process.
 type Runtime struct {
-	// GCPercent is GOGC: how far the heap may grow past the live data before the next
-	// collection. The GOGC environment variable, when set, wins.
+	// GCPercent is GOGC: how far the heap may grow past the live data before the next garbage
+	// collection. kmirror's live data is small (records in flight, bounded by the ring), so Go's
+	// default of 100 collects very often: the benchmarks measured 200 at +24% catch-up throughput
+	// and -15% CPU for about 1.5x the resident memory (125-187 MiB peak in those runs). The GOGC
+	// environment variable, when set, wins; set GOMEMLIMIT too where memory is capped. With
+	// thousands of partitions the live memory is not small (500-600 MiB at 10,000: sarama keeps
+	// goroutines and buffers for every partition) and 200 lets the process hold up to about three
+	// times its live heap (1.0-1.5 GiB there); GOMEMLIMIT=900MiB kept it at 817-874 MiB for more
+	// collector work (benchmarks/results/scale-2026-12-01.md).
 	GCPercent int `mapstructure:"gc_percent"`
 }
 
 // Log configures logging.
 type Log struct {
-	Level  string `mapstructure:"level"`
-	Format string `mapstructure:"format"`
+	// Level is debug, info, warn or error.
+	Level string `mapstructure:"level" enum:"debug,info,warn,error"`
+	// Format is console (for people) or json (for machines).
+	Format string `mapstructure:"format" enum:"console,json"`
 }
 
 // Telemetry configures the HTTP endpoint (metrics, health, profiling) and tracing.
 type Telemetry struct {
-	// Listen is the address of /metrics, /healthz and /readyz; empty disables the endpoint.
+	// Listen is the address (host:port or :port) of /metrics (Prometheus), /healthz and /readyz;
+	// empty disables the endpoint.
 	Listen string `mapstructure:"listen"`
 	// Pprof serves /debug/pprof on the same address.
 	Pprof bool `mapstructure:"pprof"`
 	// SaramaMetrics exports sarama's own client metrics, bridged from go-metrics
-	// (kmirror_sarama_*{client}). Off by default: they are two thirds of a scrape (per client,
-	// per broker, per API key), and off, sarama does not make them at all.
+	// (kmirror_sarama_*{client}, per broker as kmirror_sarama_broker_*). Off by default: they
+	// are two thirds of a scrape (per client, per broker, per API key), and off, sarama does not
+	// make them at all.
 	SaramaMetrics bool `mapstructure:"sarama_metrics"`
-	// SaramaTopicMetrics also exports sarama's per-topic metrics (kmirror_sarama_topic_*); it
-	// needs SaramaMetrics. Off by default: they cost memory, CPU and scrape size with every topic
-	// mirrored.
+	// SaramaTopicMetrics also exports sarama's per-topic client metrics (kmirror_sarama_topic_*:
+	// send rate, batch size, records per request and compression ratio for each topic and each
+	// producer); it needs SaramaMetrics. Off, sarama does not even make them: with a thousand
+	// topics they are tens of thousands of series per scrape, megabytes of samples, and CPU when
+	// nothing moves.
 	SaramaTopicMetrics bool `mapstructure:"sarama_topic_metrics"`
 	// StallAfter is how long a partition with records to mirror may go without an
-	// acknowledgement before it is reported stalled (metric, log line, /readyz).
+	// acknowledgement from the target before it is stalled: kmirror_partition_stalled is 1, one
+	// line is logged, and /readyz answers 503 naming it, until records move again (a hung or
+	// frozen target, a fetch that no longer advances).
 	StallAfter time.Duration `mapstructure:"stall_after"`
-	Tracing    Tracing       `mapstructure:"tracing"`
+	// Tracing configures OpenTelemetry traces.
+	Tracing Tracing `mapstructure:"tracing"`
 }
 
 // Tracing configures OpenTelemetry traces exported over OTLP (to Jaeger, for instance).
 type Tracing struct {
-	// Endpoint is the OTLP collector (host:port); empty disables tracing.
+	// Endpoint is the OTLP collector (host:port), e.g. jaeger-collector:4317 (grpc) or
+	// jaeger-collector:4318 (http); empty disables tracing. Headers for a collector that wants
+	// them (an authorisation token) come from the standard OTEL_EXPORTER_OTLP_HEADERS variable.
 	Endpoint string `mapstructure:"endpoint"`
 	// Protocol is grpc or http.
-	Protocol string `mapstructure:"protocol"`
+	Protocol string `mapstructure:"protocol" enum:"grpc,http"`
 	// Insecure sends OTLP without TLS.
 	Insecure bool `mapstructure:"insecure"`
-	// SampleRatio is the share of new traces recorded; records that carry a sampled trace
-	// context are always followed.
+	// SampleRatio is the share of new traces recorded (0 to 1); records that arrive with a
+	// sampled W3C traceparent header are always followed.
 	SampleRatio float64 `mapstructure:"sample_ratio"`
 	// PropagateToTarget rewrites a traced record's traceparent/tracestate headers on its copy
-	// so that consumers of the target continue kmirror's span. Off (the default), every copy
-	// keeps exactly the source's headers.
+	// (one of each, lower-case keys, replacing the source's) with kmirror's span context, so
+	// that consumers of the target continue kmirror's span. Off (the default), every copy keeps
+	// exactly the source's headers, byte for byte, even when the record is traced.
 	PropagateToTarget bool `mapstructure:"propagate_to_target"`
 }
 

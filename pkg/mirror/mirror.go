@@ -72,6 +72,14 @@ type Mirror struct {
 	fatalErr  atomic.Pointer[error]
 	connected atomic.Bool
 	stopFatal context.CancelCauseFunc
+	session   atomic.Pointer[context.CancelFunc] // ends the current consumer-group session
+}
+
+// endSession ends the current consumer-group session; the next one starts at once.
+func (m *Mirror) endSession() {
+	if end := m.session.Load(); end != nil {
+		(*end)()
+	}
 }
 
 // New checks the configuration's cluster settings and returns a Mirror; nothing connects until
@@ -367,7 +375,14 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("consumer", gc)
 	}
-	group, err := sarama.NewConsumerGroup(m.source.Bootstrap(), m.cfg.Consumer.GroupID, gc)
+	// The group's client checks the topic IDs before a partition consumer fetches again after a
+	// refresh: a topic re-created under its name ends the session (pkg/source/incarnation.go).
+	groupClient, err := openClient(runCtx, m.source.Bootstrap(), gc)
+	if err != nil {
+		return stoppedBeforeStart(ctx, fmt.Errorf("connect consumer group client to source %s: %w", m.source.Alias(), err))
+	}
+	defer stopping.do("close the source consumer group client", groupClient.Close)
+	group, err := sarama.NewConsumerGroupFromClient(m.cfg.Consumer.GroupID, source.GuardIncarnations(groupClient, handler, m.endSession))
 	if err != nil {
 		return fmt.Errorf("join consumer group %q on source %s: %w", m.cfg.Consumer.GroupID, m.source.Alias(), err)
 	}
@@ -579,6 +594,7 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 		}
 
 		sessCtx, endSession := context.WithCancel(ctx)
+		m.session.Store(&endSession)
 		watchDone := make(chan struct{})
 		go func() {
 			defer close(watchDone)

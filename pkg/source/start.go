@@ -3,6 +3,7 @@ package source
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
@@ -300,6 +301,11 @@ func (h *Handler) position(sess sarama.ConsumerGroupSession, claims map[string][
 	bounds, err := src.Bounds(claims)
 	if err != nil {
 		return fmt.Errorf("decide where claims start: %w", err)
+	}
+	// The IDs must be those of the incarnation whose bounds were listed: a topic re-created in
+	// between (or absent at the first read) would apply one incarnation's offsets to another.
+	if again, err := src.TopicIDs(topics); err != nil || !maps.Equal(again, ids) {
+		return fmt.Errorf("decide where claims start: the source topics' IDs changed while reading them (a topic deleted or created again): %v → %v (%v)", ids, again, err)
 	}
 	h.mu.Lock()
 	c := h.committer

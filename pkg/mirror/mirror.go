@@ -623,9 +623,16 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 	}
 }
 
-// refresh syncs the topics, retrying with backoff while the clusters cannot be listed.
+// refreshRetryMax bounds the wait between two listings while a cluster cannot be listed: the
+// copy resumes within it once the cluster is back (a longer backoff added up to 16 s after a 30 s
+// outage). A listing is two small requests, cheap to repeat.
+const refreshRetryMax = 2 * time.Second
+
+// refresh syncs the topics, retrying while the clusters cannot be listed (logged once, then
+// every 30 s).
 func (m *Mirror) refresh(ctx context.Context, syncer *topics.Syncer) ([]string, error) {
-	backoff := time.Second
+	backoff := 250 * time.Millisecond
+	warn := rate.Sometimes{First: 1, Interval: 30 * time.Second}
 	for {
 		names, err := syncer.Refresh(ctx)
 		if err == nil || len(names) > 0 {
@@ -634,13 +641,13 @@ func (m *Mirror) refresh(ctx context.Context, syncer *topics.Syncer) ([]string, 
 		if ctx.Err() != nil {
 			return nil, nil
 		}
-		m.log.Warn("sync topics; retrying", zap.Error(err), zap.Duration("in", backoff))
+		warn.Do(func() { m.log.Warn("sync topics; retrying", zap.Error(err), zap.Duration("every", refreshRetryMax)) })
 		select {
 		case <-ctx.Done():
 			return nil, nil
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		backoff = min(2*backoff, refreshRetryMax)
 	}
 }
 

@@ -71,6 +71,10 @@ func (c *Cluster) Config(clientSuffix string) *sarama.Config {
 	sc.Net.ReadTimeout = c.cfg.ReadTimeout
 	sc.Net.WriteTimeout = c.cfg.WriteTimeout
 	sc.Metadata.RefreshFrequency = c.cfg.MetadataRefresh
+	// kmirror creates every topic it writes to itself (topic sync, its internal topics): a
+	// metadata request must never create one, least of all on a cluster swapped behind the
+	// configured addresses (identity checks in pkg/mirror).
+	sc.Metadata.AllowAutoTopicCreation = false
 	sc.Metadata.Retry.Max = 5
 	sc.Metadata.Retry.BackoffFunc = expBackoff
 	sc.MetricRegistry = metrics.NewRegistry()
@@ -229,4 +233,42 @@ func ID(b Broker, version sarama.KafkaVersion) (string, error) {
 		return "", nil
 	}
 	return *resp.ClusterID, nil
+}
+
+// SwappedError says that the brokers at a cluster's addresses now report another cluster ID
+// than when kmirror connected: another Kafka cluster answers there (replaced, rebuilt from
+// scratch, or the addresses re-pointed).
+type SwappedError struct {
+	Key, Alias  string // "source" or "target", and the configured alias
+	Bootstrap   []string
+	Want, Found string // the cluster ID seen at start, and the one reported now
+}
+
+func (e *SwappedError) Error() string {
+	doing := "write into"
+	if e.Key == "source" {
+		doing = "read from"
+	}
+	return fmt.Sprintf("%s cluster %q (bootstrap %v) is no longer the cluster kmirror started with: expected cluster ID %s, found %s; "+
+		"another Kafka cluster answers at these addresses (replaced, rebuilt or re-pointed) and kmirror will not %s it. "+
+		"Point %s.bootstrap back at the cluster with ID %s, or, if the new cluster is the one to use, check its topics and "+
+		"the consumer group's offsets and restart kmirror",
+		e.Key, e.Alias, e.Bootstrap, e.Want, e.Found, doing, e.Key, e.Want)
+}
+
+// CheckID asks the cluster for its ID and returns a *SwappedError when it is not want; other
+// errors mean the ID could not be read. An empty want (the cluster reported none at start), or
+// a cluster reporting none now, is not checked.
+func (c *Cluster) CheckID(b Broker, want string) error {
+	if want == "" {
+		return nil
+	}
+	id, err := ID(b, c.version)
+	if err != nil {
+		return fmt.Errorf("check the %s cluster ID: %w", c.key, err)
+	}
+	if id != "" && id != want {
+		return &SwappedError{Key: c.key, Alias: c.cfg.Alias, Bootstrap: c.cfg.Bootstrap, Want: want, Found: id}
+	}
+	return nil
 }

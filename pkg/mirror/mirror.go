@@ -73,6 +73,7 @@ type Mirror struct {
 	connected atomic.Bool
 	stopFatal context.CancelCauseFunc
 	session   atomic.Pointer[context.CancelFunc] // ends the current consumer-group session
+	identity  *identity                          // set before anything else starts (identity.go)
 }
 
 // endSession ends the current consumer-group session; the next one starts at once.
@@ -393,6 +394,10 @@ func (m *Mirror) Run(ctx context.Context) error {
 		zap.Int("source_partitions", partitions), zap.Duration("fetch_wait", gc.Consumer.MaxWaitTime),
 		zap.Int32("fetch_partition_bytes", gc.Consumer.Fetch.Default))
 
+	identityDone := make(chan struct{})
+	go func() { defer close(identityDone); m.watchIdentity(runCtx) }()
+	defer func() { stop(nil); <-identityDone }()
+
 	// Workers run on their own context, ended only after the consumer has drained.
 	workerCtx, stopWorkers := context.WithCancel(context.Background())
 	defer stopWorkers()
@@ -468,6 +473,7 @@ func (m *Mirror) distinctClusters(src, tgt sarama.ClusterAdmin) error {
 		m.log.Warn("could not compare the cluster IDs of source and target; going on", zap.Error(err))
 		return nil
 	}
+	m.identity = &identity{srcAdmin: src, tgtAdmin: tgt, srcID: srcID, tgtID: tgtID}
 	if srcID != "" && srcID == tgtID {
 		return fmt.Errorf("source (alias %s, bootstrap %v) and target (alias %s, bootstrap %v) are the same Kafka cluster "+
 			"(cluster ID %s): kmirror would read its own copies back forever (%s); point target.bootstrap at another cluster",
@@ -634,9 +640,17 @@ func (m *Mirror) refresh(ctx context.Context, syncer *topics.Syncer) ([]string, 
 	backoff := 250 * time.Millisecond
 	warn := rate.Sometimes{First: 1, Interval: 30 * time.Second}
 	for {
-		names, err := syncer.Refresh(ctx)
-		if err == nil || len(names) > 0 {
-			return names, nil
+		err := m.sameClusters()
+		if err == nil {
+			var names []string
+			names, err = syncer.Refresh(ctx)
+			if err == nil || len(names) > 0 {
+				return names, nil
+			}
+		}
+		if swapped := (*cluster.SwappedError)(nil); errors.As(err, &swapped) {
+			m.fatal(err)
+			return nil, err
 		}
 		if ctx.Err() != nil {
 			return nil, nil
@@ -662,6 +676,9 @@ func (m *Mirror) watchTopics(ctx context.Context, syncer *topics.Syncer, current
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if err := m.sameClusters(); err != nil {
+				continue // a swapped cluster stops the mirror (watchIdentity); nothing is synced into it
+			}
 			names, err := syncer.Refresh(ctx)
 			if err != nil {
 				m.log.Warn("refresh topics", zap.Error(err))

@@ -75,3 +75,42 @@ func TestRefreshOfARecreatedTopicFailsAndEndsTheSession(t *testing.T) {
 		t.Fatal("a topic the check cannot see yet must not be fetched")
 	}
 }
+
+// changingCluster is a source whose topic is re-created between the first and the second
+// reading of its ID; the committed offset is the old incarnation's, inside the new one's log.
+type changingCluster struct {
+	reads int
+}
+
+func (c *changingCluster) TopicIDs([]string) (map[string]string, error) {
+	c.reads++
+	if c.reads == 1 {
+		return map[string]string{}, nil // deleted, not yet created again
+	}
+	return map[string]string{"orders": "new"}, nil
+}
+
+func (c *changingCluster) Committed(string, map[string][]int32) (map[TopicPartition]Committed, error) {
+	return map[TopicPartition]Committed{{"orders", 0}: {Offset: 1500, Metadata: commitMetadata("old")}}, nil
+}
+
+func (c *changingCluster) Bounds(map[string][]int32) (map[TopicPartition]Bounds, error) {
+	return map[TopicPartition]Bounds{{"orders", 0}: {Start: 0, End: 2000}}, nil
+}
+
+// TestClaimsAreNotDecidedAcrossARecreation: a topic re-created while Setup reads where its
+// claims start must not have the old incarnation's offset (1500) applied to the new one; the
+// session fails and the next one decides again.
+func TestClaimsAreNotDecidedAcrossARecreation(t *testing.T) {
+	src := &changingCluster{}
+	h, err := New(Config{Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](2, 1<<20)},
+		Topics: noTopics{}, Source: src,
+		NewCommitter: func(sarama.ConsumerGroupSession, func(string) string) offsets.Committer { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sess sarama.ConsumerGroupSession // never reached: nothing may be positioned
+	if err := h.position(sess, map[string][]int32{"orders": {0}}); err == nil || src.reads != 2 {
+		t.Fatalf("position across a re-creation: err %v after %d ID reads; want an error", err, src.reads)
+	}
+}

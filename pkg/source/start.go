@@ -304,8 +304,13 @@ func (h *Handler) position(sess sarama.ConsumerGroupSession, claims map[string][
 	}
 	// The IDs must be those of the incarnation whose bounds were listed: a topic re-created in
 	// between (or absent at the first read) would apply one incarnation's offsets to another.
-	if again, err := src.TopicIDs(topics); err != nil || !maps.Equal(again, ids) {
-		return fmt.Errorf("decide where claims start: the source topics' IDs changed while reading them (a topic deleted or created again): %v → %v (%v)", ids, again, err)
+	again, err := src.TopicIDs(topics)
+	if err != nil {
+		return fmt.Errorf("decide where claims start: %w", err)
+	}
+	if !maps.Equal(again, ids) {
+		return fmt.Errorf("decide where claims start: the source topics' IDs changed while the claims were read "+
+			"(a topic deleted or created again): %v, then %v; the next session decides again", ids, again)
 	}
 	h.mu.Lock()
 	c := h.committer

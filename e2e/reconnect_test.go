@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"regexp"
 	"strings"
@@ -37,6 +38,7 @@ func TestSourceBackFromOutageResumesWithinSeconds(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("first new record on the target %s after the source broker was ready", resumed.Round(100*time.Millisecond))
+	t.Logf("kmirror from the broker's return to the first new record:\n%s", logBetween(r.k.log(), ready.Add(-time.Second), ready.Add(resumed+time.Second)))
 	r.finish(ready, 3*time.Minute, fmt.Sprintf("source down 30s, resumed %s after it was ready", resumed.Round(100*time.Millisecond)))
 	if resumed == 0 || resumed > 5*time.Second {
 		t.Errorf("the copy resumed %s after the source was ready (0: never); want under 5s", resumed.Round(100*time.Millisecond))
@@ -107,4 +109,21 @@ func (c *cluster) clusterID(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return md.Cluster
+}
+
+// logBetween returns the time and message of kmirror's JSON log lines stamped between from and to.
+func logBetween(log string, from, to time.Time) string {
+	var out []string
+	for _, l := range strings.Split(log, "\n") {
+		var e struct {
+			TS    time.Time `json:"ts"`
+			Msg   string    `json:"msg"`
+			Error string    `json:"error"`
+		}
+		if json.Unmarshal([]byte(l), &e) != nil || e.TS.Before(from) || e.TS.After(to) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s %s %s", e.TS.Format("15:04:05.000"), e.Msg, e.Error))
+	}
+	return strings.Join(out, "\n")
 }

@@ -102,11 +102,13 @@ func (c *Cluster) Config(clientSuffix string) *sarama.Config {
 	return sc
 }
 
-// expBackoff waits 250ms, 500ms, 1s, 2s … up to 10s between metadata retries, so an unreachable
-// cluster is retried without hammering it.
+// expBackoff waits 250ms, 500ms, then 1s between metadata retries: an unreachable cluster is
+// asked once a second (a refused connection costs it nothing), and a cluster that comes back is
+// seen within a second of its return (with up to 4 s between the last retries, the consumer
+// group rejoined up to 4 s after a source broker was ready again).
 func expBackoff(retries, _ int) time.Duration {
 	d := 250 * time.Millisecond << min(retries, 6)
-	return min(d, 10*time.Second)
+	return min(d, time.Second)
 }
 
 func tlsConfig(key string, t config.TLS) (*tls.Config, error) {

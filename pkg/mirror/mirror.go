@@ -632,7 +632,7 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 // refreshRetryMax bounds the wait between two listings while a cluster cannot be listed: the
 // copy resumes within it once the cluster is back (a longer backoff added up to 16 s after a 30 s
 // outage). A listing is two small requests, cheap to repeat.
-const refreshRetryMax = 2 * time.Second
+const refreshRetryMax = time.Second
 
 // refresh syncs the topics, retrying while the clusters cannot be listed (logged once, then
 // every 30 s).

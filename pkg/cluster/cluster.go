@@ -69,6 +69,10 @@ func (c *Cluster) Config(clientSuffix string) *sarama.Config {
 	sc.Net.ReadTimeout = c.cfg.ReadTimeout
 	sc.Net.WriteTimeout = c.cfg.WriteTimeout
 	sc.Metadata.RefreshFrequency = c.cfg.MetadataRefresh
+	// kmirror creates every topic it writes to itself (topic sync, its internal topics): a
+	// metadata request must never create one, least of all on a cluster swapped behind the
+	// configured addresses (identity checks in pkg/mirror).
+	sc.Metadata.AllowAutoTopicCreation = false
 	sc.Metadata.Retry.Max = 5
 	sc.Metadata.Retry.BackoffFunc = expBackoff
 	sc.MetricRegistry = metrics.NewRegistry()
@@ -97,11 +101,13 @@ func (c *Cluster) Config(clientSuffix string) *sarama.Config {
 	return sc
 }
 
-// expBackoff waits 250ms, 500ms, 1s, 2s … up to 10s between metadata retries, so an unreachable
-// cluster is retried without hammering it.
+// expBackoff waits 250ms, 500ms, then 1s between metadata retries: an unreachable cluster is
+// asked once a second (a refused connection costs it nothing), and a cluster that comes back is
+// seen within a second of its return (with up to 4 s between the last retries, the consumer
+// group rejoined up to 4 s after a source broker was ready again).
 func expBackoff(retries, _ int) time.Duration {
 	d := 250 * time.Millisecond << min(retries, 6)
-	return min(d, 10*time.Second)
+	return min(d, time.Second)
 }
 
 func tlsConfig(key string, t config.TLS) (*tls.Config, error) {
@@ -236,4 +242,42 @@ func ID(b Broker, version sarama.KafkaVersion) (string, error) {
 		return "", nil
 	}
 	return *resp.ClusterID, nil
+}
+
+// SwappedError says that the brokers at a cluster's addresses now report another cluster ID
+// than when kmirror connected: another Kafka cluster answers there (replaced, rebuilt from
+// scratch, or the addresses re-pointed).
+type SwappedError struct {
+	Key, Alias  string // "source" or "target", and the configured alias
+	Bootstrap   []string
+	Want, Found string // the cluster ID seen at start, and the one reported now
+}
+
+func (e *SwappedError) Error() string {
+	doing := "write into"
+	if e.Key == "source" {
+		doing = "read from"
+	}
+	return fmt.Sprintf("%s cluster %q (bootstrap %v) is no longer the cluster kmirror started with: expected cluster ID %s, found %s; "+
+		"another Kafka cluster answers at these addresses (replaced, rebuilt or re-pointed) and kmirror will not %s it. "+
+		"Point %s.bootstrap back at the cluster with ID %s, or, if the new cluster is the one to use, check its topics and "+
+		"the consumer group's offsets and restart kmirror",
+		e.Key, e.Alias, e.Bootstrap, e.Want, e.Found, doing, e.Key, e.Want)
+}
+
+// CheckID asks the cluster for its ID and returns a *SwappedError when it is not want; other
+// errors mean the ID could not be read. An empty want (the cluster reported none at start), or
+// a cluster reporting none now, is not checked.
+func (c *Cluster) CheckID(b Broker, want string) error {
+	if want == "" {
+		return nil
+	}
+	id, err := ID(b, c.version)
+	if err != nil {
+		return fmt.Errorf("check the %s cluster ID: %w", c.key, err)
+	}
+	if id != "" && id != want {
+		return &SwappedError{Key: c.key, Alias: c.cfg.Alias, Bootstrap: c.cfg.Bootstrap, Want: want, Found: id}
+	}
+	return nil
 }

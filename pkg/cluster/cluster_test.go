@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"crypto/tls"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,5 +88,52 @@ func TestBadSecurityFilesAreNamedNotPrinted(t *testing.T) {
 				t.Fatalf("the error prints a file's contents: %v", err)
 			}
 		})
+	}
+}
+
+// oneBroker is a Broker that is always the given one.
+type oneBroker struct{ b *sarama.Broker }
+
+func (o oneBroker) Controller() (*sarama.Broker, error) { return o.b, nil }
+
+// TestCheckIDNamesTheSwappedCluster: a cluster that reports another ID than the one kmirror
+// started with is a *SwappedError naming the configuration key, the alias, both IDs and the fix;
+// the ID it started with passes, and no ID known at start checks nothing.
+func TestCheckIDNamesTheSwappedCluster(t *testing.T) {
+	found := "W1eWTB7AQrizwGKRaxsydg"
+	mb := sarama.NewMockBroker(t, 1)
+	defer mb.Close()
+	mb.SetHandlerByMap(map[string]sarama.MockResponse{
+		"MetadataRequest": sarama.NewMockWrapper(&sarama.MetadataResponse{Version: 11, ClusterID: &found}),
+	})
+	c, err := New("target", base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Config("x").Metadata.AllowAutoTopicCreation {
+		t.Fatal("a metadata request of kmirror's must never create a topic")
+	}
+	b := sarama.NewBroker(mb.Addr())
+	conf := c.Config("identity")
+	conf.ApiVersionsRequest = false // the mock answers Metadata only
+	if err := b.Open(conf); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := c.CheckID(oneBroker{b}, found); err != nil {
+		t.Fatalf("same cluster: %v", err)
+	}
+	if err := c.CheckID(oneBroker{b}, ""); err != nil {
+		t.Fatalf("no ID at start: %v", err)
+	}
+	err = c.CheckID(oneBroker{b}, "rOwtinS1TI6DJf8xOAREwg")
+	var swapped *SwappedError
+	if !errors.As(err, &swapped) || swapped.Want != "rOwtinS1TI6DJf8xOAREwg" || swapped.Found != found {
+		t.Fatalf("swapped cluster: %v", err)
+	}
+	for _, want := range []string{`target cluster "us"`, "expected cluster ID rOwtinS1TI6DJf8xOAREwg, found " + found, "target.bootstrap"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
 	}
 }

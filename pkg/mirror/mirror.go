@@ -80,6 +80,15 @@ type Mirror struct {
 	connected atomic.Bool
 	reached   [2]atomic.Bool // source, target: an admin client has connected (status.go)
 	stopFatal context.CancelCauseFunc
+	session   atomic.Pointer[context.CancelFunc] // ends the current consumer-group session
+	identity  *identity                          // set before anything else starts (identity.go)
+}
+
+// endSession ends the current consumer-group session; the next one starts at once.
+func (m *Mirror) endSession() {
+	if end := m.session.Load(); end != nil {
+		(*end)()
+	}
 }
 
 // New checks the configuration's cluster settings and returns a Mirror; nothing connects until
@@ -389,7 +398,14 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("consumer", gc)
 	}
-	group, err := sarama.NewConsumerGroup(m.source.Bootstrap(), m.cfg.Consumer.GroupID, gc)
+	// The group's client checks the topic IDs before a partition consumer fetches again after a
+	// refresh: a topic re-created under its name ends the session (pkg/source/incarnation.go).
+	groupClient, err := openClient(runCtx, m.source.Bootstrap(), gc)
+	if err != nil {
+		return stoppedBeforeStart(ctx, fmt.Errorf("connect consumer group client to source %s: %w", m.source.Alias(), err))
+	}
+	defer stopping.do("close the source consumer group client", groupClient.Close)
+	group, err := sarama.NewConsumerGroupFromClient(m.cfg.Consumer.GroupID, source.GuardIncarnations(groupClient, handler, m.endSession))
 	if err != nil {
 		return fmt.Errorf("join consumer group %q on source %s: %w", m.cfg.Consumer.GroupID, m.source.Alias(), err)
 	}
@@ -399,6 +415,10 @@ func (m *Mirror) Run(ctx context.Context) error {
 		zap.Int("workers", len(m.inboxes)), zap.String("group", m.cfg.Consumer.GroupID),
 		zap.Int("source_partitions", partitions), zap.Duration("fetch_wait", gc.Consumer.MaxWaitTime),
 		zap.Int32("fetch_partition_bytes", gc.Consumer.Fetch.Default))
+
+	identityDone := make(chan struct{})
+	go func() { defer close(identityDone); m.watchIdentity(runCtx) }()
+	defer func() { stop(nil); <-identityDone }()
 
 	// Workers run on their own context, ended only after the consumer has drained.
 	workerCtx, stopWorkers := context.WithCancel(context.Background())
@@ -475,6 +495,7 @@ func (m *Mirror) distinctClusters(src, tgt sarama.ClusterAdmin) error {
 		m.log.Warn("could not compare the cluster IDs of source and target; going on", zap.Error(err))
 		return nil
 	}
+	m.identity = &identity{srcAdmin: src, tgtAdmin: tgt, srcID: srcID, tgtID: tgtID}
 	if srcID != "" && srcID == tgtID {
 		return fmt.Errorf("source (alias %s, bootstrap %v) and target (alias %s, bootstrap %v) are the same Kafka cluster "+
 			"(cluster ID %s): kmirror would read its own copies back forever (%s); point target.bootstrap at another cluster",
@@ -641,6 +662,7 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 		}
 
 		sessCtx, endSession := context.WithCancel(ctx)
+		m.session.Store(&endSession)
 		watchDone := make(chan struct{})
 		go func() {
 			defer close(watchDone)
@@ -669,24 +691,39 @@ func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *sou
 	}
 }
 
-// refresh syncs the topics, retrying with backoff while the clusters cannot be listed.
+// refreshRetryMax bounds the wait between two listings while a cluster cannot be listed: the
+// copy resumes within it once the cluster is back (a longer backoff added up to 16 s after a 30 s
+// outage). A listing is two small requests, cheap to repeat.
+const refreshRetryMax = time.Second
+
+// refresh syncs the topics, retrying while the clusters cannot be listed (logged once, then
+// every 30 s).
 func (m *Mirror) refresh(ctx context.Context, syncer *topics.Syncer) ([]string, error) {
-	backoff := time.Second
+	backoff := 250 * time.Millisecond
+	warn := rate.Sometimes{First: 1, Interval: 30 * time.Second}
 	for {
-		names, err := syncer.Refresh(ctx)
-		if err == nil || len(names) > 0 {
-			return names, nil
+		err := m.sameClusters()
+		if err == nil {
+			var names []string
+			names, err = syncer.Refresh(ctx)
+			if err == nil || len(names) > 0 {
+				return names, nil
+			}
+		}
+		if swapped := (*cluster.SwappedError)(nil); errors.As(err, &swapped) {
+			m.fatal(err)
+			return nil, err
 		}
 		if ctx.Err() != nil {
 			return nil, nil
 		}
-		m.log.Warn("sync topics; retrying", zap.Error(err), zap.Duration("in", backoff))
+		warn.Do(func() { m.log.Warn("sync topics; retrying", zap.Error(err), zap.Duration("every", refreshRetryMax)) })
 		select {
 		case <-ctx.Done():
 			return nil, nil
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		backoff = min(2*backoff, refreshRetryMax)
 	}
 }
 
@@ -701,6 +738,9 @@ func (m *Mirror) watchTopics(ctx context.Context, syncer *topics.Syncer, current
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if err := m.sameClusters(); err != nil {
+				continue // a swapped cluster stops the mirror (watchIdentity); nothing is synced into it
+			}
 			names, err := syncer.Refresh(ctx)
 			if err != nil {
 				m.log.Warn("refresh topics", zap.Error(err))

@@ -3,6 +3,7 @@ package source
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
@@ -300,6 +301,16 @@ func (h *Handler) position(sess sarama.ConsumerGroupSession, claims map[string][
 	bounds, err := src.Bounds(claims)
 	if err != nil {
 		return fmt.Errorf("decide where claims start: %w", err)
+	}
+	// The IDs must be those of the incarnation whose bounds were listed: a topic re-created in
+	// between (or absent at the first read) would apply one incarnation's offsets to another.
+	again, err := src.TopicIDs(topics)
+	if err != nil {
+		return fmt.Errorf("decide where claims start: %w", err)
+	}
+	if !maps.Equal(again, ids) {
+		return fmt.Errorf("decide where claims start: the source topics' IDs changed while the claims were read "+
+			"(a topic deleted or created again): %v, then %v; the next session decides again", ids, again)
 	}
 	h.mu.Lock()
 	c := h.committer

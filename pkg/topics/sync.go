@@ -103,14 +103,25 @@ type Syncer struct {
 	mu     sync.RWMutex
 	known  map[string]Topic // by source name; only topics whose target is ready
 	warned map[string]bool  // warnings already given, by kind and target topic
+	// unlisted holds, by source name, when a known topic was first missing from a listing of
+	// the source (see keepUnlisted); goneAfter is how long it is kept.
+	unlisted  map[string]time.Time
+	goneAfter time.Duration
 }
+
+// goneAfter is how long a known topic missing from the source's listings is still mirrored: a
+// broker that has just restarted answers before it has loaded the cluster's metadata, and lists
+// no topic or only some, for a few seconds. A topic really deleted is dropped this much later
+// (its partitions fail to fetch meanwhile).
+const goneAfter = 10 * time.Second
 
 // NewSyncer returns a syncer between two clusters' admins.
 func NewSyncer(source, target Admin, cfg SyncerConfig) *Syncer {
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
 	}
-	return &Syncer{source: source, target: target, cfg: cfg, known: make(map[string]Topic), warned: make(map[string]bool)}
+	return &Syncer{source: source, target: target, cfg: cfg, known: make(map[string]Topic), warned: make(map[string]bool),
+		unlisted: make(map[string]time.Time), goneAfter: goneAfter}
 }
 
 // prepareAtOnce is how many topics Refresh prepares on the target at the same time.
@@ -160,6 +171,7 @@ func (s *Syncer) Refresh(ctx context.Context) ([]string, error) {
 		return nil, err
 	}
 	s.mu.Lock()
+	s.keepUnlisted(plan, ready, time.Now())
 	added := 0
 	for name := range ready {
 		if _, ok := s.known[name]; !ok {
@@ -173,6 +185,33 @@ func (s *Syncer) Refresh(ctx context.Context) ([]string, error) {
 	}
 	names := slices.Sorted(maps.Keys(ready))
 	return names, errors.Join(errs...)
+}
+
+// keepUnlisted keeps in ready the known topics that the plan's listing lacks, until they have
+// been missing for goneAfter (a listing taken while a broker loads its metadata lacks topics
+// that exist: they must not end the session nor be dropped). s.mu is held.
+func (s *Syncer) keepUnlisted(plan Plan, ready map[string]Topic, now time.Time) {
+	listed := make(map[string]bool, len(plan.Topics))
+	for _, p := range plan.Topics {
+		listed[p.Source] = true
+		delete(s.unlisted, p.Source)
+	}
+	for name, t := range s.known {
+		if listed[name] {
+			continue
+		}
+		since, ok := s.unlisted[name]
+		if !ok {
+			since, s.unlisted[name] = now, now
+		}
+		if now.Sub(since) < s.goneAfter {
+			ready[name] = t
+			continue
+		}
+		delete(s.unlisted, name)
+		s.cfg.Log.Info("source topic no longer listed; not mirroring it any more",
+			zap.String("topic", name), zap.Duration("unlisted_for", now.Sub(since).Round(time.Second)))
+	}
 }
 
 // Mirrored is the daemon's decision about a source topic: whether it is mirrored and under what

@@ -349,3 +349,41 @@ func TestAJustCreatedTopicIsReadSoonAfterTheBrokerKnowsIt(t *testing.T) {
 		t.Errorf("the refresh took %s for 3 retries: the pauses do not start short", took)
 	}
 }
+
+// TestTopicMissingFromAListingIsKeptUntilGoneAfter: a broker that has just restarted lists no
+// topic while it loads its metadata; a topic known before stays mirrored (the session is not
+// ended, the topic not dropped) until it has been missing for goneAfter.
+func TestTopicMissingFromAListingIsKeptUntilGoneAfter(t *testing.T) {
+	src, tgt := newFakeAdmin(), newFakeAdmin()
+	src.add("orders", 2, nil, nil)
+	src.add("payments", 2, nil, nil)
+	s := newTestSyncer(t, src, tgt, zap.NewNop(), nil)
+	ctx := context.Background()
+	if names, err := s.Refresh(ctx); err != nil || !slices.Equal(names, []string{"orders", "payments"}) {
+		t.Fatalf("first refresh: %v, %v", names, err)
+	}
+	src.mu.Lock()
+	loading := src.topics
+	src.topics = map[string]sarama.TopicDetail{} // a broker still loading its metadata
+	src.mu.Unlock()
+	for i := range 2 {
+		names, err := s.Refresh(ctx)
+		if err != nil || !slices.Equal(names, []string{"orders", "payments"}) {
+			t.Fatalf("refresh %d while the listing is empty: %v, %v; want both topics kept", i, names, err)
+		}
+		if _, ok := s.Lookup("orders"); !ok {
+			t.Fatalf("orders no longer known")
+		}
+	}
+	src.mu.Lock()
+	src.topics = loading
+	delete(src.topics, "payments") // deleted for good
+	src.mu.Unlock()
+	if names, _ := s.Refresh(ctx); !slices.Equal(names, []string{"orders", "payments"}) {
+		t.Fatalf("within goneAfter: %v", names)
+	}
+	s.goneAfter = 0
+	if names, _ := s.Refresh(ctx); !slices.Equal(names, []string{"orders"}) {
+		t.Fatalf("after goneAfter: %v, want payments dropped", names)
+	}
+}

@@ -106,10 +106,15 @@ func testIdleFlowDeliversHeartbeats(t *testing.T, mode string) {
 	if len(hs) < 10 {
 		t.Fatalf("%d heartbeats on us", len(hs))
 	}
+	// A tick the emitter took late is followed by one on time (a ticker keeps its schedule), so
+	// one gap may be short; none is long, and on average they are an interval apart.
 	for i := 1; i < len(hs); i++ {
-		if gap := hs[i].Time().Sub(hs[i-1].Time()); gap < 100*time.Millisecond || gap > 2*time.Second {
+		if gap := hs[i].Time().Sub(hs[i-1].Time()); gap <= 0 || gap > 2*time.Second {
 			t.Errorf("heartbeats %d and %d are %s apart, want about 200ms", i-1, i, gap)
 		}
+	}
+	if mean := hs[len(hs)-1].Time().Sub(hs[0].Time()) / time.Duration(len(hs)-1); mean < 150*time.Millisecond || mean > time.Second {
+		t.Errorf("heartbeats are %s apart on average, want about 200ms", mean)
 	}
 	if latency <= 0 || latency > elapsed.Seconds() {
 		t.Errorf("kmirror_heartbeat_latency_seconds = %v, want in (0, %v]", latency, elapsed.Seconds())

@@ -20,12 +20,12 @@ func TestChunkEncodeDecodeRoundTrip(t *testing.T) {
 		chunk       Chunk
 		end, copies int64
 	}{
-		{"one copy", Chunk{Topic: "t", Partition: 0, From: 0, Target: 0, Steps: []Step{{0, 1}}}, 1, 1},
+		{"one copy", Chunk{Topic: "t", Partition: 0, From: 0, Target: 0, Steps: []Step{{Skip: 0, Copy: 1}}}, 1, 1},
 		{"no steps", Chunk{Topic: "t", Partition: 1, From: 7, Target: 9, Steps: []Step{}}, 7, 0},
 		{"topic ID and leading skip", Chunk{Topic: "orders", Partition: 3, TopicID: "AAAAAAAAAAAAAAAAAAAAAA==",
 			From: 100, Target: 5000, Steps: []Step{{Skip: 2, Copy: 10}}}, 112, 10},
 		{"markers between runs", Chunk{Topic: "a.b-c_d", Partition: 12, From: 40, Target: 41,
-			Steps: []Step{{0, 9}, {1, 9}, {1, 9}, {3, 1}}}, 73, 28},
+			Steps: []Step{{Skip: 0, Copy: 9}, {Skip: 1, Copy: 9}, {Skip: 1, Copy: 9}, {Skip: 3, Copy: 1}}}, 73, 28},
 		{"offsets past 2^32", Chunk{Topic: "big", Partition: math.MaxInt32, From: 1 << 40, Target: 1<<50 + 3,
 			Steps: []Step{{Skip: 1 << 33, Copy: 1 << 34}}}, 1<<40 + 1<<33 + 1<<34, 1 << 34},
 		{"many steps", Chunk{Topic: "m", Partition: 2, TopicID: "id", From: 0, Target: 0, Steps: many}, sumSteps(many), copiesOf(many)},
@@ -160,7 +160,8 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		{"nil value", key, nil},
 		{"empty value", key, []byte{}},
 		{"version 0", key, with(func(b []byte) []byte { b[0] = 0; return b })},
-		{"version 2", key, with(func(b []byte) []byte { b[0] = 2; return b })},
+		{"version 2 body of version 1", key, with(func(b []byte) []byte { b[0] = 2; return b })},
+		{"version 3", key, with(func(b []byte) []byte { b[0] = 3; return b })},
 		{"trailing byte", key, append(bytes.Clone(value), 0)},
 		{"trailing step", key, append(bytes.Clone(value), 1, 1)},
 		{"key target differs from value's", []byte("orders/3/70001"), value},
@@ -213,8 +214,8 @@ func TestDecodeRejectsEveryTruncation(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	seeds := []Chunk{
 		validChunk(),
-		{Topic: "t", Partition: 0, From: 0, Target: 0, Steps: []Step{{0, 1}}},
-		{Topic: "a.b-c_d", Partition: 9, TopicID: "xyz", From: 5, Target: 1 << 40, Steps: []Step{{3, 1}, {1, 1 << 20}}},
+		{Topic: "t", Partition: 0, From: 0, Target: 0, Steps: []Step{{Skip: 0, Copy: 1}}},
+		{Topic: "a.b-c_d", Partition: 9, TopicID: "xyz", From: 5, Target: 1 << 40, Steps: []Step{{Skip: 3, Copy: 1}, {Skip: 1, Copy: 1 << 20}}},
 		{Topic: "e", Partition: 1, From: -3, Target: 7, Steps: nil},
 	}
 	for _, c := range seeds {

@@ -234,7 +234,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if err != nil {
 		return stoppedBeforeStart(ctx, err)
 	}
-	var copies func(string, int32, string, int64) (record.Copies, func())
+	var copies func(string, int32, string, int64, *offsets.Partition) (record.Copies, func())
 	mapDone := make(chan struct{})
 	mapCtx, stopMap := context.WithCancel(context.Background())
 	defer stopMap()

@@ -95,8 +95,9 @@ func (m *Mirror) openOffsetMap(ctx context.Context, admin sarama.ClusterAdmin) (
 
 // copies is the source handler's hook: a recorder for each claim, flushed with the others and
 // once more when the claim has drained, so that the next owner of the partition finds it all.
-func (om *offsetMap) copies(topic string, partition int32, topicID string, start int64) (record.Copies, func()) {
+func (om *offsetMap) copies(topic string, partition int32, topicID string, start int64, track *offsets.Partition) (record.Copies, func()) {
 	rec := offsetmap.NewRecorder(topic, partition, topicID, start)
+	rec.Track(track) // a gap in the acknowledged offsets is "no record" only once it is settled
 	om.flusher.Add(rec)
 	return rec, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), claimFlushTimeout)

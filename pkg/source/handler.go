@@ -106,7 +106,7 @@ type Config struct {
 	// Copies, when set, returns what learns where each record of a claim of topic/partition
 	// (whose ID is topicID, and which starts reading at start) was copied on the target, and a
 	// function called once the claim has drained.
-	Copies func(topic string, partition int32, topicID string, start int64) (record.Copies, func())
+	Copies func(topic string, partition int32, topicID string, start int64, track *offsets.Partition) (record.Copies, func())
 	// NewCommitter returns the committer for a session; metadata gives the metadata string to
 	// commit with a topic's offsets (it carries the topic ID). Required.
 	NewCommitter func(sess sarama.ConsumerGroupSession, metadata func(topic string) string) offsets.Committer
@@ -424,7 +424,7 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	var copies record.Copies
 	if h.cfg.Copies != nil {
 		var done func()
-		copies, done = h.cfg.Copies(topic, part, h.topicID(topic), start)
+		copies, done = h.cfg.Copies(topic, part, h.topicID(topic), start, track)
 		defer done() // after the drain below: every acknowledgement has been recorded
 	}
 

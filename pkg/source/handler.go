@@ -146,7 +146,7 @@ type Handler struct {
 	mu         sync.Mutex
 	parts      map[topicPartition]*claimState
 	stopCommit context.CancelFunc
-	commitDone chan struct{}
+	commitDone <-chan struct{}
 	committer  offsets.Committer
 	joined     bool
 	givenUp    atomic.Int64
@@ -281,29 +281,51 @@ func (h *Handler) Setup(sess sarama.ConsumerGroupSession) error {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	done := h.background(ctx)
 	h.mu.Lock()
 	h.stopCommit, h.commitDone = cancel, done
 	h.joined = true
 	h.mu.Unlock()
+	return nil
+}
+
+// background runs the session's periodic commit and its watcher until ctx ends, each on a
+// goroutine of its own: a commit waits for the target (the offset map is written before it) and
+// for the source's coordinator, and the watcher's delivery deadlines, stall detection and
+// backlog metrics must go on meanwhile; the watcher's listings of the source must not delay a
+// commit either. The returned channel is closed once both have returned.
+func (h *Handler) background(ctx context.Context) <-chan struct{} {
+	var both sync.WaitGroup
+	both.Add(2)
 	go func() {
-		defer close(done)
+		defer both.Done()
 		t := time.NewTicker(h.cfg.CommitInterval)
 		defer t.Stop()
-		watch := time.NewTicker(time.Second)
-		defer watch.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 				h.periodicCommit(ctx)
+			}
+		}
+	}()
+	go func() {
+		defer both.Done()
+		watch := time.NewTicker(time.Second)
+		defer watch.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
 			case now := <-watch.C:
 				h.watch(ctx, now)
 			}
 		}
 	}()
-	return nil
+	done := make(chan struct{})
+	go func() { both.Wait(); close(done) }()
+	return done
 }
 
 // Cleanup runs at the end of a session, after every claim has drained: it stops the periodic

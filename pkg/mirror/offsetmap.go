@@ -84,7 +84,11 @@ func (m *Mirror) openOffsetMap(ctx context.Context, admin sarama.ClusterAdmin) (
 		om.close()
 		return nil, err
 	}
-	fc := offsetmap.FlusherConfig{Store: om.store, Interval: m.cfg.OffsetMap.FlushInterval, Index: om.index}
+	// A write of the map precedes each commit of source offsets: it gets at most one commit
+	// interval, so that a map partition whose leader does not answer delays a commit by that
+	// much at most (the commit then goes on; the map catches up at the next write).
+	fc := offsetmap.FlusherConfig{Store: om.store, Interval: m.cfg.OffsetMap.FlushInterval, Index: om.index,
+		WriteTimeout: m.cfg.Commit.Interval}
 	if mt := m.opts.Metrics; mt != nil {
 		fc.Written = func(n int) { mt.OffsetMapChunks.Add(float64(n)) }
 		fc.Failed = func(error) { mt.OffsetMapWriteErrors.Inc() }
@@ -132,14 +136,22 @@ func (om *offsetMap) run(ctx context.Context) {
 	<-done
 }
 
-// pruneEvery is how often the chunks of records the source no longer holds are deleted.
+// pruneEvery is how often the chunks no translation needs any more are deleted.
 const pruneEvery = 5 * time.Minute
 
-// prune deletes, every pruneEvery until ctx ends, the chunks of this member's partitions that
-// cover only records deleted from the source (retention), so that the map stays as long as the
-// source's retention.
-func (om *offsetMap) prune(ctx context.Context, claims func() map[string][]int32, src source.Cluster) {
-	t := time.NewTicker(pruneEvery)
+func (m *Mirror) pruneEvery() time.Duration {
+	if d := m.opts.OffsetMapPruneEvery; d > 0 {
+		return d
+	}
+	return pruneEvery
+}
+
+// prune deletes, every interval until ctx ends, the chunks of this member's partitions that no
+// translation needs (Index.Expired): those that cover only records deleted from the source
+// (retention), and those every offset of which later chunks cover (copies made again by a
+// restart), so that the map stays as long as the source's retention.
+func (om *offsetMap) prune(ctx context.Context, every time.Duration, claims func() map[string][]int32, src source.Cluster) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -160,7 +172,10 @@ func (om *offsetMap) prune(ctx context.Context, claims func() map[string][]int32
 		for tp, b := range bounds {
 			expired = append(expired, om.index.Expired(tp.Topic, tp.Partition, b.Start)...)
 		}
-		if err := om.store.Delete(expired); err != nil {
+		dctx, cancel := context.WithTimeout(ctx, offsetmap.DefaultWriteTimeout)
+		err = om.store.Delete(dctx, expired)
+		cancel()
+		if err != nil {
 			om.log.Warn("expired chunks of the offset map not deleted; trying again later", zap.Error(err))
 			continue
 		}
@@ -173,8 +188,18 @@ func (om *offsetMap) prune(ctx context.Context, claims func() map[string][]int32
 	}
 }
 
+// producerCloseWait bounds how long closing the map's producer waits for a write the target has
+// not answered before the clients are closed under it (which ends that write).
+const producerCloseWait = time.Second
+
 func (om *offsetMap) close() {
-	_ = om.producer.Close()
+	closed := make(chan struct{})
+	go func() { _ = om.producer.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(producerCloseWait):
+		om.log.Warn("closing the offset-map producer with a write the target did not answer; closing its connections")
+	}
 	_ = om.reader.Close()
 	_ = om.client.Close()
 }
@@ -190,6 +215,6 @@ type mapFirst struct {
 }
 
 func (c mapFirst) Commit(ctx context.Context) error {
-	_ = c.flusher.Flush() // logged and counted by the flusher
+	_ = c.flusher.Flush(ctx) // bounded by the flusher's WriteTimeout; logged and counted by the flusher
 	return c.Committer.Commit(ctx)
 }

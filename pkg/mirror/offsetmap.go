@@ -183,7 +183,7 @@ func (om *offsetMap) prune(ctx context.Context, every time.Duration, claims func
 			om.index.Delete(c.Topic, c.Partition, c.Target)
 		}
 		if len(expired) > 0 {
-			om.log.Info("deleted offset-map chunks of records the source no longer holds", zap.Int("chunks", len(expired)))
+			om.log.Info("deleted offset-map chunks no translation needs (records the source no longer holds, or copied again since)", zap.Int("chunks", len(expired)))
 		}
 	}
 }

@@ -1,13 +1,17 @@
 package mirror
 
 import (
+	"context"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/offsetmap"
 )
 
 // freezeMap makes the target take produce requests to the offset-map topic and never answer
@@ -85,5 +89,59 @@ func TestMirrorGoesOnAndStopsInTimeWhileTheMapPartitionIsFrozen(t *testing.T) {
 	}
 	if got := committedSum(); got != 200 {
 		t.Errorf("committed %d after the stop, want 200", got)
+	}
+}
+
+// TestPruneDeletesTheChunksOfRecordsTheSourceNoLongerHolds: three runs of the mirror leave three
+// chunks of orders/0 in the map; once the source's log start passes the first two (retention,
+// here DeleteRecords), the prune loop writes their tombstones, keeps the third, and positions
+// the source still holds still translate to their records' copies.
+func TestPruneDeletesTheChunksOfRecordsTheSourceNoLongerHolds(t *testing.T) {
+	p := newPair(t)
+	createTopic(t, p.europe, "orders", 1, nil)
+	cfg := p.config("orders")
+	opts := func() Options {
+		return Options{Log: zaptest.NewLogger(t), OffsetMapPruneEvery: 500 * time.Millisecond}
+	}
+	for run := range 3 {
+		produce(t, p.europe, numbered("orders", 1, 100*run, 100)...)
+		m := startWith(t, cfg, opts())
+		want := int64(100 * (run + 1))
+		waitFor(t, "a run's records mirrored and in the map", 30*time.Second, func() bool {
+			return endOffsets(t, p.us, "orders") == want && mapIndex(t, p.us, cfg.OffsetMapTopic()).Translate("orders", 0, want-1, "").Status == offsetmap.Exact
+		})
+		if err := m.stop(t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := mapIndex(t, p.us, cfg.OffsetMapTopic()).Chunks("orders", 0)
+	if len(before) != 3 {
+		t.Fatalf("after three runs the map holds %d chunks of orders/0, want 3: %v", len(before), before)
+	}
+
+	del := kadm.Offsets{}
+	del.Add(kadm.Offset{Topic: "orders", Partition: 0, At: 250})
+	if _, err := admin(t, p.europe).DeleteRecords(context.Background(), del); err != nil {
+		t.Fatal(err)
+	}
+	m := startWith(t, cfg, opts())
+	var after []*offsetmap.Chunk
+	waitFor(t, "the chunks below the source's log start deleted", 30*time.Second, func() bool {
+		after = mapIndex(t, p.us, cfg.OffsetMapTopic()).Chunks("orders", 0)
+		return len(after) == 1
+	})
+	if c := after[0]; c.From != before[2].From || c.Target != before[2].Target || c.End() != 300 {
+		t.Fatalf("kept %+v, want the third run's chunk %+v", c, before[2])
+	}
+	x := mapIndex(t, p.us, cfg.OffsetMapTopic())
+	dst := partitionsOf(t, p.us, "orders")[0]
+	for off := int64(250); off < 300; off++ {
+		tr := x.Translate("orders", 0, off, "")
+		if tr.Status != offsetmap.Exact || tr.Target != dst[off].Offset {
+			t.Fatalf("orders/0 at %d after the prune: %+v, want exact at %d", off, tr, dst[off].Offset)
+		}
+	}
+	if err := m.stop(t); err != nil {
+		t.Fatal(err)
 	}
 }

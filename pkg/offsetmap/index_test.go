@@ -479,3 +479,36 @@ func TestExpiredChunksAreThoseBelowTheLogStartButNeverTheLastWritten(t *testing.
 		t.Fatal("another topic's chunks were touched")
 	}
 }
+
+// TestExpiredChunksIncludeThoseLaterChunksCover: on a compacted source whose log start never
+// moves, a chunk every offset of which later chunks of the same incarnation cover (a restart
+// copied it all again) is expired; one partly covered, or covered only by another incarnation's
+// chunks, is kept; and translations are the same without the expired ones.
+func TestExpiredChunksIncludeThoseLaterChunksCover(t *testing.T) {
+	x := NewIndex()
+	a := &Chunk{Topic: "t", Partition: 0, TopicID: "id", From: 0, Target: 0, Steps: []Step{{Copy: 50}}}     // [0, 50)
+	b := &Chunk{Topic: "t", Partition: 0, TopicID: "id", From: 40, Target: 50, Steps: []Step{{Copy: 20}}}   // [40, 60), crashed
+	c := &Chunk{Topic: "t", Partition: 0, TopicID: "id", From: 30, Target: 70, Steps: []Step{{Copy: 40}}}   // [30, 70), covers b
+	d := &Chunk{Topic: "t", Partition: 0, TopicID: "old", From: 0, Target: 110, Steps: []Step{{Copy: 100}}} // another incarnation
+	e := &Chunk{Topic: "t", Partition: 0, TopicID: "id", From: 0, Target: 210, Steps: []Step{{Copy: 10}}}   // [0, 10), written last
+	for _, ch := range []*Chunk{a, b, c, d, e} {
+		x.Put(ch)
+	}
+	var before []Translation
+	for off := range int64(80) {
+		before = append(before, x.Translate("t", 0, off, "id"))
+	}
+	var got []int64
+	for _, ch := range x.Expired("t", 0, 0) {
+		got = append(got, ch.Target)
+		x.Delete(ch.Topic, ch.Partition, ch.Target)
+	}
+	if want := []int64{50}; !slices.Equal(got, want) {
+		t.Fatalf("expired %v, want %v (b, which c covers; a is covered from 10 to 50 only)", got, want)
+	}
+	for off := range int64(80) {
+		if tr := x.Translate("t", 0, off, "id"); tr != before[off] {
+			t.Fatalf("position %d: %+v after the prune, %+v before", off, tr, before[off])
+		}
+	}
+}

@@ -145,3 +145,41 @@ func TestPruneDeletesTheChunksOfRecordsTheSourceNoLongerHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestExactlyOnceMapIsAChunkPerClaimNotPerTransaction: under exactly-once every transaction's
+// commit marker takes a target offset; records written in bursts, each mirrored in transactions
+// of their own, still make one chunk for the claim, and every position translates to its
+// record's copy.
+func TestExactlyOnceMapIsAChunkPerClaimNotPerTransaction(t *testing.T) {
+	p := newPair(t)
+	createTopic(t, p.europe, "orders", 1, nil)
+	cfg := withExactlyOnce(t, p.config("orders"))
+	cfg.OffsetMap.FlushInterval = 200 * time.Millisecond
+	m := start(t, cfg)
+	const bursts, each = 20, 5
+	for i := range bursts {
+		produce(t, p.europe, numbered("orders", 1, i*each, each)...)
+		last := int64((i+1)*each - 1)
+		waitFor(t, "a burst mirrored and in the map", 30*time.Second, func() bool {
+			return mapIndex(t, p.us, cfg.OffsetMapTopic()).Translate("orders", 0, last, "").Status == offsetmap.Exact
+		})
+	}
+	if err := m.stop(t); err != nil {
+		t.Fatal(err)
+	}
+	dst := committedRecords(t, p.us, "orders")
+	if n := len(dst); n != bursts*each || dst[n-1].Offset < int64(bursts*each+bursts-2) {
+		t.Fatalf("target holds %d records up to offset %d: want %d in at least %d transactions", n, dst[n-1].Offset, bursts*each, bursts)
+	}
+	x := mapIndex(t, p.us, cfg.OffsetMapTopic())
+	cs := x.Chunks("orders", 0)
+	t.Logf("%d records in transactions up to target offset %d: %d chunk(s)", len(dst), dst[len(dst)-1].Offset, len(cs))
+	if len(cs) != 1 {
+		t.Errorf("the map holds %d chunks of orders/0 after one claim, want 1", len(cs))
+	}
+	for i, r := range dst {
+		if tr := x.Translate("orders", 0, int64(i), ""); tr.Status != offsetmap.Exact || tr.Target != r.Offset {
+			t.Fatalf("orders/0 at %d: %+v, want exact at %d", i, tr, r.Offset)
+		}
+	}
+}

@@ -81,6 +81,9 @@ type mirrorSim struct {
 
 	answers []simAnswer // every exact answer, checked again against the final log
 	stats   simStats
+
+	lowest    []int64 // lowestLastCopy by position, for a log of lowestFor copies
+	lowestFor int
 }
 
 type simAnswer struct{ c, target int64 }
@@ -172,17 +175,22 @@ func (m *mirrorSim) expect(c int64) (status Status, target, behind, mirrored int
 // lowestLastCopy is the lowest target offset among the last copies of the records at or after
 // c: reading from there skips none of the copies on the target, whatever later runs will do.
 func (m *mirrorSim) lowestLastCopy(c int64) int64 {
-	last := map[int64]int64{}
-	for i, cp := range m.log {
-		last[cp.src] = m.base + int64(i)
-	}
-	best := int64(-1)
-	for src, t := range last {
-		if src >= c && (best < 0 || t < best) {
-			best = t
+	if m.lowestFor != len(m.log) { // the suffix minimum of the last copies, once per state
+		last := make([]int64, m.src.end()+1)
+		for i := range last {
+			last[i] = -1
 		}
+		for i, cp := range m.log {
+			last[cp.src] = m.base + int64(i)
+		}
+		for i := len(last) - 2; i >= 0; i-- {
+			if next := last[i+1]; next >= 0 && (last[i] < 0 || next < last[i]) {
+				last[i] = next
+			}
+		}
+		m.lowest, m.lowestFor = last, len(m.log)
 	}
-	return best
+	return m.lowest[c]
 }
 
 func (m *mirrorSim) lastCopy(src int64) int64 {

@@ -8,15 +8,24 @@
 // every record from that position on was copied (the last copy, when a record was copied more than
 // once); otherwise the answer is "not yet mirrored" (with how far behind) or "unknown" (with why).
 //
-// The model. A Chunk is a run of copies that are contiguous on the target: it covers the source
-// offsets [From, End) and says, step by step, which of them are records (copied to consecutive
-// target offsets from Target on) and which hold no record (transaction markers, aborted records,
-// compacted records, records the refused-record policy skipped). One writer (the member that owns
-// the partition) appends to one open chunk; a discontinuity on the target (a restart re-copying
-// from the committed position, a resend) starts a new chunk. Because a run copies forward from
-// its start without a hole, and each new run starts at or below where the previous one's copies
-// end, the copies at and after the last copy of a record include every later record (proof sketch
-// in Index.Translate).
+// The model. A Chunk is a run of copies that are contiguous on the target but for the commit
+// markers of kmirror's own transactions: it covers the source offsets [From, End) and says, step
+// by step, which of them are records (copied to consecutive target offsets from Target on, a
+// marker's offset apart across a transaction boundary) and which hold no record (transaction
+// markers, aborted records, compacted records, records the refused-record policy skipped). One
+// writer (the member that owns the partition) appends to one open chunk; a discontinuity on the
+// target (a restart re-copying from the committed position, a resend) starts a new chunk. A chunk
+// never says an offset holds no record unless the partition's tracker said every record before
+// it was settled: offsets only not yet written stay outside every chunk. Because a run copies
+// forward from its start without a hole, and each new run starts at or below where the previous
+// one's copies end, the copies at and after the last copy of a record include every later record,
+// but for the resend window and a crashed run's re-copies, which taking the lowest of the last
+// copies covers (proof sketch in Index.Translate).
+//
+// The bound. A chunk holds up to MaxSteps distinct steps, a step that repeats the one before
+// counting once, so a partition costs a chunk per MaxSteps transactions of differing shape plus
+// one per claim; Index.Expired names the chunks no translation needs (below the source's log
+// start, or covered by later ones), which the mirror deletes.
 package offsetmap
 
 import (

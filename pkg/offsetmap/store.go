@@ -129,6 +129,9 @@ var errEarlierWrite = errors.New("an earlier write to the offset-map topic is st
 
 // send hands msgs to the producer and waits for the outcome until ctx ends.
 func (s *Store) send(ctx context.Context, msgs []*sarama.ProducerMessage) error {
+	if err := ctx.Err(); err != nil {
+		return err // never start a write that cannot be waited for
+	}
 	if s.stuck.Load() {
 		return errEarlierWrite
 	}

@@ -174,12 +174,22 @@ func (s *Store) read(ctx context.Context, x *Index, stopAtEnd bool, caughtUp fun
 	if err != nil {
 		return fmt.Errorf("read offset-map topic %q: %w", s.cfg.Topic, err)
 	}
-	defer consumer.Close()
 	pc, err := consumer.ConsumePartition(s.cfg.Topic, 0, sarama.OffsetOldest)
 	if err != nil {
+		_ = consumer.Close()
 		return fmt.Errorf("read offset-map topic %q: %w", s.cfg.Topic, err)
 	}
-	defer pc.Close()
+	defer func() {
+		closeAll := func() { _ = pc.Close(); _ = consumer.Close() }
+		if ctx.Err() != nil {
+			// A fetch from a map partition leader that does not answer holds the close until the
+			// client's read timeout: the stop does not wait for it. Closing the client, which the
+			// owner of Client does next, ends it.
+			go closeAll()
+			return
+		}
+		closeAll()
+	}()
 	at := int64(-1) // offset of the last record read
 	quiet := 0      // idle ticks since the last record
 	done := end == 0

@@ -48,6 +48,9 @@ type Options struct {
 	// SaramaClients, when set, is told of every sarama client's configuration as it is created
 	// (name, config), so its go-metrics registry can be exported.
 	SaramaClients func(name string, c *sarama.Config)
+	// OffsetMapPruneEvery is how often the offset map's expired chunks are deleted (5 minutes
+	// when zero); tests shorten it.
+	OffsetMapPruneEvery time.Duration
 }
 
 // Mirror copies the selected topics from the source cluster to the target cluster.
@@ -265,7 +268,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if err != nil {
 		return stoppedBeforeStart(ctx, err)
 	}
-	var copies func(string, int32, string, int64) (record.Copies, func())
+	var copies func(string, int32, string, int64, *offsets.Partition) (record.Copies, func())
 	mapDone := make(chan struct{})
 	mapCtx, stopMap := context.WithCancel(context.Background())
 	defer stopMap()
@@ -382,9 +385,9 @@ func (m *Mirror) Run(ctx context.Context) error {
 		pruneDone := make(chan struct{})
 		go func() {
 			defer close(pruneDone)
-			omap.prune(runCtx, handler.Claims, source.ClientCluster{Client: srcClient})
+			omap.prune(runCtx, m.pruneEvery(), handler.Claims, source.ClientCluster{Client: srcClient})
 		}()
-		defer func() { stop(nil); <-pruneDone }()
+		defer stopping.do("stop pruning the offset map", func() error { stop(nil); <-pruneDone; return nil })
 	}
 	if gs != nil {
 		m.groups.Store(gs)

@@ -84,7 +84,11 @@ func (m *Mirror) openOffsetMap(ctx context.Context, admin sarama.ClusterAdmin) (
 		om.close()
 		return nil, err
 	}
-	fc := offsetmap.FlusherConfig{Store: om.store, Interval: m.cfg.OffsetMap.FlushInterval, Index: om.index}
+	// A write of the map precedes each commit of source offsets: it gets at most one commit
+	// interval, so that a map partition whose leader does not answer delays a commit by that
+	// much at most (the commit then goes on; the map catches up at the next write).
+	fc := offsetmap.FlusherConfig{Store: om.store, Interval: m.cfg.OffsetMap.FlushInterval, Index: om.index,
+		WriteTimeout: m.cfg.Commit.Interval}
 	if mt := m.opts.Metrics; mt != nil {
 		fc.Written = func(n int) { mt.OffsetMapChunks.Add(float64(n)) }
 		fc.Failed = func(error) { mt.OffsetMapWriteErrors.Inc() }
@@ -95,8 +99,9 @@ func (m *Mirror) openOffsetMap(ctx context.Context, admin sarama.ClusterAdmin) (
 
 // copies is the source handler's hook: a recorder for each claim, flushed with the others and
 // once more when the claim has drained, so that the next owner of the partition finds it all.
-func (om *offsetMap) copies(topic string, partition int32, topicID string, start int64) (record.Copies, func()) {
+func (om *offsetMap) copies(topic string, partition int32, topicID string, start int64, track *offsets.Partition) (record.Copies, func()) {
 	rec := offsetmap.NewRecorder(topic, partition, topicID, start)
+	rec.Track(track) // a gap in the acknowledged offsets is "no record" only once it is settled
 	om.flusher.Add(rec)
 	return rec, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), claimFlushTimeout)
@@ -131,14 +136,22 @@ func (om *offsetMap) run(ctx context.Context) {
 	<-done
 }
 
-// pruneEvery is how often the chunks of records the source no longer holds are deleted.
+// pruneEvery is how often the chunks no translation needs any more are deleted.
 const pruneEvery = 5 * time.Minute
 
-// prune deletes, every pruneEvery until ctx ends, the chunks of this member's partitions that
-// cover only records deleted from the source (retention), so that the map stays as long as the
-// source's retention.
-func (om *offsetMap) prune(ctx context.Context, claims func() map[string][]int32, src source.Cluster) {
-	t := time.NewTicker(pruneEvery)
+func (m *Mirror) pruneEvery() time.Duration {
+	if d := m.opts.OffsetMapPruneEvery; d > 0 {
+		return d
+	}
+	return pruneEvery
+}
+
+// prune deletes, every interval until ctx ends, the chunks of this member's partitions that no
+// translation needs (Index.Expired): those that cover only records deleted from the source
+// (retention), and those every offset of which later chunks cover (copies made again by a
+// restart), so that the map stays as long as the source's retention.
+func (om *offsetMap) prune(ctx context.Context, every time.Duration, claims func() map[string][]int32, src source.Cluster) {
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
@@ -159,7 +172,10 @@ func (om *offsetMap) prune(ctx context.Context, claims func() map[string][]int32
 		for tp, b := range bounds {
 			expired = append(expired, om.index.Expired(tp.Topic, tp.Partition, b.Start)...)
 		}
-		if err := om.store.Delete(expired); err != nil {
+		dctx, cancel := context.WithTimeout(ctx, offsetmap.DefaultWriteTimeout)
+		err = om.store.Delete(dctx, expired)
+		cancel()
+		if err != nil {
 			om.log.Warn("expired chunks of the offset map not deleted; trying again later", zap.Error(err))
 			continue
 		}
@@ -167,13 +183,23 @@ func (om *offsetMap) prune(ctx context.Context, claims func() map[string][]int32
 			om.index.Delete(c.Topic, c.Partition, c.Target)
 		}
 		if len(expired) > 0 {
-			om.log.Info("deleted offset-map chunks of records the source no longer holds", zap.Int("chunks", len(expired)))
+			om.log.Info("deleted offset-map chunks no translation needs (records the source no longer holds, or copied again since)", zap.Int("chunks", len(expired)))
 		}
 	}
 }
 
+// producerCloseWait bounds how long closing the map's producer waits for a write the target has
+// not answered before the clients are closed under it (which ends that write).
+const producerCloseWait = time.Second
+
 func (om *offsetMap) close() {
-	_ = om.producer.Close()
+	closed := make(chan struct{})
+	go func() { _ = om.producer.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(producerCloseWait):
+		om.log.Warn("closing the offset-map producer with a write the target did not answer; closing its connections")
+	}
 	_ = om.reader.Close()
 	_ = om.client.Close()
 }
@@ -189,6 +215,6 @@ type mapFirst struct {
 }
 
 func (c mapFirst) Commit(ctx context.Context) error {
-	_ = c.flusher.Flush() // logged and counted by the flusher
+	_ = c.flusher.Flush(ctx) // bounded by the flusher's WriteTimeout; logged and counted by the flusher
 	return c.Committer.Commit(ctx)
 }

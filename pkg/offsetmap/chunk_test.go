@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -20,15 +21,19 @@ func TestChunkEncodeDecodeRoundTrip(t *testing.T) {
 		chunk       Chunk
 		end, copies int64
 	}{
-		{"one copy", Chunk{Topic: "t", Partition: 0, From: 0, Target: 0, Steps: []Step{{0, 1}}}, 1, 1},
+		{"one copy", Chunk{Topic: "t", Partition: 0, From: 0, Target: 0, Steps: []Step{{Skip: 0, Copy: 1}}}, 1, 1},
 		{"no steps", Chunk{Topic: "t", Partition: 1, From: 7, Target: 9, Steps: []Step{}}, 7, 0},
 		{"topic ID and leading skip", Chunk{Topic: "orders", Partition: 3, TopicID: "AAAAAAAAAAAAAAAAAAAAAA==",
 			From: 100, Target: 5000, Steps: []Step{{Skip: 2, Copy: 10}}}, 112, 10},
 		{"markers between runs", Chunk{Topic: "a.b-c_d", Partition: 12, From: 40, Target: 41,
-			Steps: []Step{{0, 9}, {1, 9}, {1, 9}, {3, 1}}}, 73, 28},
+			Steps: []Step{{Skip: 0, Copy: 9}, {Skip: 1, Copy: 9}, {Skip: 1, Copy: 9}, {Skip: 3, Copy: 1}}}, 73, 28},
 		{"offsets past 2^32", Chunk{Topic: "big", Partition: math.MaxInt32, From: 1 << 40, Target: 1<<50 + 3,
 			Steps: []Step{{Skip: 1 << 33, Copy: 1 << 34}}}, 1<<40 + 1<<33 + 1<<34, 1 << 34},
 		{"many steps", Chunk{Topic: "m", Partition: 2, TopicID: "id", From: 0, Target: 0, Steps: many}, sumSteps(many), copiesOf(many)},
+		// Version 2: a heartbeat a second, each in a transaction of its own (a marker after each
+		// copy on the target), then transactions of differing sizes.
+		{"transaction markers as gaps, repeated", Chunk{Topic: "kmirror.heartbeats.us", Partition: 0, TopicID: "id", From: 10, Target: 20,
+			Steps: []Step{{Copy: 1}, {Copy: 1, Gap: 1, Repeat: 86398}, {Copy: 7, Gap: 1}, {Skip: 1, Copy: 3, Gap: 1}}}, 10 + 1 + 86399 + 7 + 4, 1 + 86399 + 7 + 3},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -38,6 +43,11 @@ func TestChunkEncodeDecodeRoundTrip(t *testing.T) {
 			}
 			if got := c.Copies(); got != tc.copies {
 				t.Errorf("Copies() = %d, want %d", got, tc.copies)
+			}
+			if c.Steps != nil && !slices.ContainsFunc(c.Steps, func(s Step) bool { return s.Gap != 0 || s.Repeat != 0 }) {
+				if v := c.Encode()[0]; v != chunkVersion {
+					t.Errorf("a chunk without gaps or repeats is written as version %d, want %d (readable by older kmirror)", v, chunkVersion)
+				}
 			}
 			got, err := Decode(c.Key(), c.Encode())
 			if err != nil {
@@ -53,7 +63,7 @@ func TestChunkEncodeDecodeRoundTrip(t *testing.T) {
 func sumSteps(ss []Step) int64 {
 	var n int64
 	for _, s := range ss {
-		n += s.Skip + s.Copy
+		n += (s.Repeat + 1) * (s.Skip + s.Copy)
 	}
 	return n
 }
@@ -153,6 +163,7 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		}
 		return b
 	}
+	v2 := func(b []byte) []byte { b[0] = chunkVersionV2; return b }
 	cases := []struct {
 		name       string
 		key, value []byte
@@ -160,7 +171,8 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		{"nil value", key, nil},
 		{"empty value", key, []byte{}},
 		{"version 0", key, with(func(b []byte) []byte { b[0] = 0; return b })},
-		{"version 2", key, with(func(b []byte) []byte { b[0] = 2; return b })},
+		{"version 2 body of version 1", key, with(func(b []byte) []byte { b[0] = 2; return b })},
+		{"version 3", key, with(func(b []byte) []byte { b[0] = 3; return b })},
 		{"trailing byte", key, append(bytes.Clone(value), 0)},
 		{"trailing step", key, append(bytes.Clone(value), 1, 1)},
 		{"key target differs from value's", []byte("orders/3/70001"), value},
@@ -180,6 +192,10 @@ func TestDecodeRejectsMalformed(t *testing.T) {
 		{"overlong step count", key, append(header("", 1000, 70000), 0x81, 0x00, 0, 1)},
 		{"overlong topic ID length", key, append([]byte{chunkVersion, 0x80, 0x00}, header("", 1000, 70000, 0)[2:]...)},
 		{"overlong copy", key, append(header("", 1000, 70000, 1, 0), 0x81, 0x80, 0x00)},
+		{"version 2 without a gap or a repeat", key, v2(header("", 1000, 70000, 1, 0, 5, 0, 0))},
+		{"version 2 gap before the first copy", key, v2(header("", 1000, 70000, 1, 0, 5, 1, 0))},
+		{"version 2 repeats past 2^62 offsets", key, v2(header("", 1000, 70000, 1, 0, 5, 0, 1<<62))},
+		{"version 2 step cut short", key, v2(header("", 1000, 70000, 2, 0, 5, 0, 1, 0, 5, 1))},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -213,9 +229,10 @@ func TestDecodeRejectsEveryTruncation(t *testing.T) {
 func FuzzDecode(f *testing.F) {
 	seeds := []Chunk{
 		validChunk(),
-		{Topic: "t", Partition: 0, From: 0, Target: 0, Steps: []Step{{0, 1}}},
-		{Topic: "a.b-c_d", Partition: 9, TopicID: "xyz", From: 5, Target: 1 << 40, Steps: []Step{{3, 1}, {1, 1 << 20}}},
+		{Topic: "t", Partition: 0, From: 0, Target: 0, Steps: []Step{{Skip: 0, Copy: 1}}},
+		{Topic: "a.b-c_d", Partition: 9, TopicID: "xyz", From: 5, Target: 1 << 40, Steps: []Step{{Skip: 3, Copy: 1}, {Skip: 1, Copy: 1 << 20}}},
 		{Topic: "e", Partition: 1, From: -3, Target: 7, Steps: nil},
+		{Topic: "h", Partition: 0, From: 0, Target: 0, Steps: []Step{{Copy: 1}, {Copy: 1, Gap: 1, Repeat: 99}}},
 	}
 	for _, c := range seeds {
 		f.Add(c.Key(), c.Encode())
@@ -240,9 +257,9 @@ func FuzzDecode(f *testing.F) {
 		if got := c.Encode(); !bytes.Equal(got, value) {
 			t.Fatalf("value %x decoded to %+v, which encodes as %x", value, c, got)
 		}
-		for _, s := range c.Steps {
-			if s.Copy <= 0 || s.Skip < 0 {
-				t.Fatalf("decoded step %+v: Copy must be positive and Skip not negative", s)
+		for i, s := range c.Steps {
+			if s.Copy <= 0 || s.Skip < 0 || s.Gap < 0 || s.Repeat < 0 || i == 0 && s.Gap != 0 {
+				t.Fatalf("decoded step %+v: Copy must be positive, Skip, Gap and Repeat not negative, no Gap first", s)
 			}
 		}
 	})

@@ -48,9 +48,14 @@ type Translation struct {
 
 // Index holds chunks read from the map topic (or recorded in this process) and translates
 // positions. It is safe for concurrent use.
+//
+// Each partition's chunks are kept in target order (Put and Delete find a chunk by binary
+// search) with the highest source offset covered per topic ID, so that a translation visits only
+// the chunks written after the position's first copies: newest first, until those it visited
+// cover everything from the position to the end of the map.
 type Index struct {
 	mu     sync.RWMutex
-	chunks map[partitionKey][]*Chunk // sorted by Target
+	chunks map[partitionKey]*partChunks
 }
 
 type partitionKey struct {
@@ -58,21 +63,59 @@ type partitionKey struct {
 	partition int32
 }
 
+// partChunks is one partition's chunks.
+type partChunks struct {
+	cs  []*Chunk         // sorted by Target
+	end map[string]int64 // the highest End of the chunks of each topic ID
+}
+
+func (p *partChunks) find(target int64) (int, bool) {
+	return slices.BinarySearchFunc(p.cs, target, func(e *Chunk, t int64) int { return cmp.Compare(e.Target, t) })
+}
+
+// mirrored returns the source offset up to which chunks of topicID (any, when empty) reach.
+func (p *partChunks) mirrored(topicID string) int64 {
+	m := int64(-1)
+	for id, e := range p.end {
+		if topicID == "" || id == "" || id == topicID {
+			m = max(m, e)
+		}
+	}
+	return m
+}
+
+func (p *partChunks) reindex() {
+	clear(p.end)
+	for _, c := range p.cs {
+		p.end[c.TopicID] = max(p.end[c.TopicID], c.End())
+	}
+}
+
 // NewIndex returns an empty index.
-func NewIndex() *Index { return &Index{chunks: make(map[partitionKey][]*Chunk)} }
+func NewIndex() *Index { return &Index{chunks: make(map[partitionKey]*partChunks)} }
 
 // Put adds c, replacing the chunk with the same key (an earlier, shorter version of it).
 func (x *Index) Put(c *Chunk) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	k := partitionKey{c.Topic, c.Partition}
-	cs := x.chunks[k]
-	i, found := slices.BinarySearchFunc(cs, c.Target, func(e *Chunk, t int64) int { return cmp.Compare(e.Target, t) })
-	if found {
-		cs[i] = c
-		return
+	p := x.chunks[k]
+	if p == nil {
+		p = &partChunks{end: map[string]int64{}}
+		x.chunks[k] = p
 	}
-	x.chunks[k] = slices.Insert(cs, i, c)
+	i, found := p.find(c.Target)
+	if found {
+		old := p.cs[i]
+		p.cs[i] = c
+		if old.TopicID != c.TopicID || old.End() > c.End() {
+			p.reindex() // not a chunk that grew: what it reached may be reached by no other
+			return
+		}
+	} else {
+		p.cs = slices.Insert(p.cs, i, c)
+	}
+	p.end[c.TopicID] = max(p.end[c.TopicID], c.End())
 }
 
 // Delete removes the chunk with key (a tombstone in the map topic).
@@ -80,10 +123,17 @@ func (x *Index) Delete(topic string, partition int32, target int64) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	k := partitionKey{topic, partition}
-	cs := x.chunks[k]
-	i, found := slices.BinarySearchFunc(cs, target, func(e *Chunk, t int64) int { return cmp.Compare(e.Target, t) })
-	if found {
-		x.chunks[k] = slices.Delete(cs, i, i+1)
+	p := x.chunks[k]
+	if p == nil {
+		return
+	}
+	if i, found := p.find(target); found {
+		p.cs = slices.Delete(p.cs, i, i+1)
+		if len(p.cs) == 0 {
+			delete(x.chunks, k)
+			return
+		}
+		p.reindex()
 	}
 }
 
@@ -109,7 +159,10 @@ func (x *Index) Apply(key, value []byte) error {
 func (x *Index) Chunks(topic string, partition int32) []*Chunk {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	return slices.Clone(x.chunks[partitionKey{topic, partition}])
+	if p := x.chunks[partitionKey{topic, partition}]; p != nil {
+		return slices.Clone(p.cs)
+	}
+	return nil
 }
 
 // Len returns the number of chunks held.
@@ -117,26 +170,41 @@ func (x *Index) Len() int {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	n := 0
-	for _, cs := range x.chunks {
-		n += len(cs)
+	for _, p := range x.chunks {
+		n += len(p.cs)
 	}
 	return n
 }
 
-// Expired returns the chunks of topic/partition that cover only source offsets below logStart
-// (records the source no longer holds, so no position there can be read) but never the chunk
-// written last, which says where the copies end. Deleting them keeps the map as long as the
-// source's retention, whatever the number of runs and transactions.
+// Expired returns the chunks of topic/partition that no translation needs any more, never the
+// chunk written last (which says where the copies end):
+//   - those that cover only source offsets below logStart: records the source no longer holds,
+//     so no group position there can be read;
+//   - those whose every source offset is covered by chunks written after them (of the same
+//     topic ID): the copies a restart made again, which a translation always takes over them.
+//
+// Deleting them keeps the map as long as the source's retention whatever the number of runs and
+// transactions, and, for a compacted source whose log start never moves, as long as the copies
+// of distinct transactions (a chunk per MaxSteps of them; see Step), not of every restart.
 func (x *Index) Expired(topic string, partition int32, logStart int64) []*Chunk {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
-	cs := x.chunks[partitionKey{topic, partition}]
+	p := x.chunks[partitionKey{topic, partition}]
+	if p == nil {
+		return nil
+	}
 	var out []*Chunk
-	for i, c := range cs {
-		if i < len(cs)-1 && c.End() <= logStart {
+	later := map[string]spans{} // per topic ID: what the chunks after this one cover
+	for i := len(p.cs) - 1; i >= 0; i-- {
+		c := p.cs[i]
+		switch {
+		case i == len(p.cs)-1:
+		case c.End() <= logStart || later[c.TopicID].covers(c.From, c.End()):
 			out = append(out, c)
 		}
+		later[c.TopicID] = later[c.TopicID].add(c.From, c.End())
 	}
+	slices.Reverse(out)
 	return out
 }
 
@@ -151,58 +219,79 @@ func (x *Index) Partitions() map[string][]int32 {
 	return out
 }
 
+// spans is a set of source offsets: disjoint [from, to) ranges in ascending order.
+type spans []span
+
+// add returns s with [from, to) added.
+func (s spans) add(from, to int64) spans {
+	if from >= to {
+		return s
+	}
+	i := 0
+	for i < len(s) && s[i].to < from {
+		i++
+	}
+	j := i
+	for j < len(s) && s[j].from <= to {
+		from, to = min(from, s[j].from), max(to, s[j].to)
+		j++
+	}
+	return slices.Replace(s, i, j, span{from, to})
+}
+
+// covers reports whether s holds every offset of [from, to).
+func (s spans) covers(from, to int64) bool {
+	for _, r := range s {
+		if r.from <= from && to <= r.to {
+			return true
+		}
+	}
+	return from >= to
+}
+
 // Translate returns where a group whose committed source offset for topic/partition is off
 // resumes on the target. topicID, when not empty, ignores chunks of another incarnation of the
 // topic.
 //
-// Why the answer is exact. Let n be the first record at or after off (chunks covering off say
-// which it is: every offset between off and n was seen to hold no record). The answer is the
-// target offset of n's last copy, L. Nothing before off is read from L on, except copies made
-// again by a run that started below n and stopped before reaching it (a crash): those are
-// duplicates after the translated position, and a run that did reach n would have made a later
-// copy of n than L. Nothing at or after off is
-// skipped: a record r > n copied only before L would mean that the run that made L stopped
-// before r and no later run copied r; but each run starts at the committed position, which never
-// exceeds what the previous run copied, so a later run copies r (or r is not yet mirrored at all).
+// The answer is the lowest target offset among the last copies of the records at or after off
+// (a record's last copy is in the latest chunk, in target order, that covers its offset; a
+// record that chunk says is not one, compacted away since an earlier copy, has none): reading
+// from there skips no record at or after off, and it is the highest offset of which that holds.
+//
+// Why it re-reads nothing, in the usual case. Let n be the first record at or after off and L
+// its last copy. Each run copies forward from its start, and each run starts at the committed
+// position, which never exceeds what the previous run copied; so a record r > n has its last
+// copy after L (the run that made L copied r later, or stopped before r and a later run copied
+// r), and the answer is L. Nothing before off is read from L on, except copies made again by a
+// run that started below n and stopped before reaching it (a crash): duplicates after the
+// translated position. The resend window is the exception the minimum is there for: a later
+// batch that landed before an earlier one sent again has its last copies before the earlier
+// one's, and a group between them resumes at the later batch, reading the earlier one again.
+//
+// The chunks are visited newest first, each only for the offsets no later chunk covers, and the
+// visit stops once those reach from off to the end of the map: a group near the head of its
+// partition costs a chunk or two, one far behind a chunk per MaxSteps transactions it is behind.
 func (x *Index) Translate(topic string, partition int32, off int64, topicID string) Translation {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
 	tr := Translation{Topic: topic, Partition: partition, Source: off, Target: -1, Mirrored: -1}
-	var cs []*Chunk
-	for _, c := range x.chunks[partitionKey{topic, partition}] {
-		if topicID == "" || c.TopicID == "" || c.TopicID == topicID {
-			cs = append(cs, c)
-		}
+	match := func(c *Chunk) bool { return topicID == "" || c.TopicID == "" || c.TopicID == topicID }
+	p := x.chunks[partitionKey{topic, partition}]
+	if p != nil {
+		tr.Mirrored = p.mirrored(topicID)
 	}
-	if len(cs) == 0 {
+	if tr.Mirrored < 0 {
 		tr.Status, tr.Reason = NotYet, "nothing of this partition is in the offset map yet"
 		tr.Behind = -1
 		return tr
 	}
-	first := cs[0].From
-	for _, c := range cs {
-		tr.Mirrored = max(tr.Mirrored, c.End())
-		first = min(first, c.From)
-	}
-	// The first record at or after off, as the chunks that cover off know it.
-	n := int64(-1)
-	for _, c := range cs {
-		if _, s, ok := c.next(off); ok && (n < 0 || s < n) {
-			n = s
-		}
-	}
-	if n >= 0 {
-		for _, c := range cs { // n's last copy: chunks are in target order
-			if t, ok := c.copyOf(n); ok {
-				tr.Target = t
+	if off >= tr.Mirrored {
+		var last *Chunk // the copies written last
+		for i := len(p.cs) - 1; i >= 0 && last == nil; i-- {
+			if match(p.cs[i]) {
+				last = p.cs[i]
 			}
 		}
-		tr.Status = Exact
-		return tr
-	}
-	switch {
-	case off >= tr.Mirrored:
-		last := cs[len(cs)-1] // the copies written last
 		tr.Status, tr.Behind = NotYet, off-tr.Mirrored
 		tr.Reason = fmt.Sprintf("source offsets %d to %d are not mirrored yet", tr.Mirrored, off-1)
 		if end := last.End(); end < tr.Mirrored {
@@ -210,15 +299,61 @@ func (x *Index) Translate(topic string, partition int32, off int64, topicID stri
 			// target's end is a position only once it has caught up again.
 			tr.Behind = off - end
 			tr.Reason = fmt.Sprintf("the mirror is copying source offsets %d to %d again (a restart); it is at %d", last.From, tr.Mirrored-1, end)
-			break
+			return tr
 		}
-		tr.tail, tr.tailOK = last.Target+last.Copies(), true
-	case off < first:
-		tr.Status = Unknown
+		tr.tail, tr.tailOK = last.TargetEnd(), true
+		return tr
+	}
+	var later spans // what the chunks visited cover, from off on
+	covered := false
+	for i := len(p.cs) - 1; i >= 0 && !later.covers(off, tr.Mirrored); i-- {
+		c := p.cs[i]
+		lo, end := max(c.From, off), c.End()
+		if !match(c) || end <= lo {
+			continue
+		}
+		covered = covered || c.From <= off
+		// The first record of [lo, end) that no later chunk covers: within a chunk, copies are
+		// in source order, so it has the chunk's lowest last copy.
+		for a := lo; a < end; {
+			b := end
+			for _, r := range later {
+				if r.from <= a && a < r.to {
+					a = r.to
+				} else if r.from > a {
+					b = min(b, r.from)
+				}
+			}
+			if a >= b {
+				break
+			}
+			if t, s, ok := c.first(a); ok && s < b {
+				if tr.Target < 0 || t < tr.Target {
+					tr.Target = t
+				}
+				break
+			}
+			a = b
+		}
+		later = later.add(lo, end)
+	}
+	if covered {
+		tr.Status = Exact
+		return tr
+	}
+	tr.Target = -1
+	first := tr.Mirrored
+	for _, c := range p.cs {
+		if match(c) {
+			first = min(first, c.From)
+		}
+	}
+	tr.Status = Unknown
+	if off < first {
 		tr.Reason = fmt.Sprintf("the offset map begins at source offset %d: earlier records were mirrored before it existed, or never", first)
-	default:
-		tr.Status = Unknown
-		tr.Reason = fmt.Sprintf("the offset map has a hole at source offset %d (records deleted from the source before they were mirrored, or mirrored before the map existed)", off)
+	} else {
+		tr.Reason = fmt.Sprintf("the offset map has a hole at source offset %d (records deleted from the source before they were mirrored, "+
+			"mirrored before the map existed, or not written yet behind a later batch that landed first)", off)
 	}
 	return tr
 }

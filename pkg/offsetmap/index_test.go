@@ -42,18 +42,25 @@ func TestTranslateResumesWithNothingSkippedMatchingTheOracle(t *testing.T) {
 		{name: "restart after a transaction marker leaves it a hole", source: strings.Repeat("rrrr-", 6), runs: []runSpec{{0, 12}, {15, -1}},
 			wantUnknown: 1, wantNotYet: 2, wantChunks: 2},
 		// Run 1 re-copies 10..13 and crashes: until run 2 copies them again, groups at 14..19
-		// resume at run 0's copies and read run 1's 10..13 again (4 × 6). Run 3 re-copies 25..27
-		// and crashes: groups at 28 and 29 read them again (3 × 2).
+		// resume at run 0's copies and read run 1's 10..13 again (4 × 6), and groups at 11..13
+		// resume at run 0's copy of 14 (only there until run 2) and read 10..12 again (1+2+3).
+		// Run 3 re-copies 25..27 and crashes: groups at 28 and 29 read them again (3 × 2), and
+		// groups at 26 and 27 resume at run 2's copy of 28 and read 25 and 26 again (1+2).
 		{name: "restarts re-copy from earlier commits, some crashing", source: strings.Repeat("r", 30),
 			runs: []runSpec{{0, 20}, {10, 4}, {12, -1}, {25, 3}, {20, -1}}, flushEvery: 3,
-			wantNotYet: 1, wantChunks: 5, wantRereads: 30},
+			wantNotYet: 1, wantChunks: 5, wantRereads: 39},
 		{name: "a run that crashes before its first copy", source: strings.Repeat("rr-", 10),
 			runs: []runSpec{{0, 5}, {3, 0}, {2, -1}}, wantNotYet: 2, wantChunks: 2},
 		{name: "the map begins after the source's start", source: strings.Repeat("r", 20), runs: []runSpec{{5, -1}},
 			wantUnknown: 5, wantNotYet: 1, wantChunks: 1},
-		// 1300 records each after a marker: run 1's 1100 records need two chunks of MaxSteps.
-		{name: "chunks split at MaxSteps", source: strings.Repeat("r-", 1300), runs: []runSpec{{0, 700}, {400, -1}},
-			flushEvery: 64, wantNotYet: 2, wantChunks: 3},
+		// 1300 records after one marker or two, in turn (steps that do not repeat the one before):
+		// run 1's 1100 records need two chunks of MaxSteps.
+		{name: "chunks split at MaxSteps", source: strings.Repeat("r-r--", 650), runs: []runSpec{{0, 700}, {400, -1}},
+			flushEvery: 64, wantNotYet: 3, wantChunks: 3},
+		// The same source with one marker after each record: every step repeats the one before,
+		// so each run is one chunk of three steps.
+		{name: "repeating steps fold into one", source: strings.Repeat("r-", 1300), runs: []runSpec{{0, 700}, {400, -1}},
+			flushEvery: 64, wantNotYet: 2, wantChunks: 2},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,7 +107,7 @@ func TestTranslateRandomScenariosMatchTheOracle(t *testing.T) {
 		m.viaTopic = rng.IntN(2) == 0
 		// An earlier incarnation's copies, before this one's on the target: were they used,
 		// positions the map does not know would translate.
-		m.idx.Put(&Chunk{Topic: "t", Partition: 0, TopicID: "old", From: 0, Target: rng.Int64N(base - 50), Steps: []Step{{0, 50}}})
+		m.idx.Put(&Chunk{Topic: "t", Partition: 0, TopicID: "old", From: 0, Target: rng.Int64N(base - 50), Steps: []Step{{Skip: 0, Copy: 50}}})
 		start := int64(0)
 		if rng.IntN(4) == 0 {
 			start = rng.Int64N(src.end()/2 + 1) // the map began later
@@ -180,8 +187,8 @@ var errProbe = errors.New("source unreachable")
 
 func TestResolveSettlesAPositionPastTheMirroredRecords(t *testing.T) {
 	x := NewIndex()
-	x.Put(chunk(0, 100, Step{0, 5}, Step{2, 3})) // source [0, 10): 8 copies at 100..107
-	x.Put(chunk(3, 200, Step{0, 2}, Step{2, 3})) // 3 to 9 copied again, last: the log ends at 205
+	x.Put(chunk(0, 100, Step{Skip: 0, Copy: 5}, Step{Skip: 2, Copy: 3})) // source [0, 10): 8 copies at 100..107
+	x.Put(chunk(3, 200, Step{Skip: 0, Copy: 2}, Step{Skip: 2, Copy: 3})) // 3 to 9 copied again, last: the log ends at 205
 	cases := []struct {
 		name       string
 		prober     *fakeProber
@@ -228,8 +235,8 @@ func TestResolveSettlesAPositionPastTheMirroredRecords(t *testing.T) {
 // resumes (it would read the re-copies of records it had read), so the answer is not yet.
 func TestTailWaitsForARunThatCopiesAgain(t *testing.T) {
 	x := NewIndex()
-	x.Put(chunk(0, 100, Step{0, 10})) // source [0, 10) at 100..109
-	x.Put(chunk(6, 110, Step{0, 2}))  // a restart at 6 has copied 6 and 7 again
+	x.Put(chunk(0, 100, Step{Skip: 0, Copy: 10})) // source [0, 10) at 100..109
+	x.Put(chunk(6, 110, Step{Skip: 0, Copy: 2}))  // a restart at 6 has copied 6 and 7 again
 	tr := x.Translate("t", 0, 10, "id")
 	if tr.Status != NotYet || tr.Behind != 2 || tr.Mirrored != 10 {
 		t.Fatalf("Translate(10) while the restart re-copies = %+v; want not yet, 2 behind", tr)
@@ -237,7 +244,7 @@ func TestTailWaitsForARunThatCopiesAgain(t *testing.T) {
 	if res, _ := Resolve(context.Background(), tr, &fakeProber{empty: true}); res.Status != NotYet {
 		t.Fatalf("Resolve = %+v; want not yet until the restart has caught up", res)
 	}
-	x.Put(chunk(6, 110, Step{0, 4})) // it has: 6 to 9 at 110..113
+	x.Put(chunk(6, 110, Step{Skip: 0, Copy: 4})) // it has: 6 to 9 at 110..113
 	tr = x.Translate("t", 0, 10, "id")
 	if res, _ := Resolve(context.Background(), tr, &fakeProber{empty: true}); res.Status != Exact || res.Target != 114 {
 		t.Fatalf("Resolve = %+v; want exact at 114, after the re-copies", res)
@@ -246,7 +253,7 @@ func TestTailWaitsForARunThatCopiesAgain(t *testing.T) {
 
 func TestResolveLeavesOtherTranslationsAlone(t *testing.T) {
 	x := NewIndex()
-	x.Put(chunk(5, 100, Step{0, 5}))
+	x.Put(chunk(5, 100, Step{Skip: 0, Copy: 5}))
 	cases := []struct {
 		name      string
 		partition int32
@@ -274,7 +281,7 @@ func TestResolveLeavesOtherTranslationsAlone(t *testing.T) {
 
 func TestTranslateOutsideTheMap(t *testing.T) {
 	// Source [10, 15) at 100..104 and [20, 25) at 105..109: a hole at 15..19.
-	chunks := []*Chunk{chunk(10, 100, Step{0, 5}), chunk(20, 105, Step{0, 5})}
+	chunks := []*Chunk{chunk(10, 100, Step{Skip: 0, Copy: 5}), chunk(20, 105, Step{Skip: 0, Copy: 5})}
 	cases := []struct {
 		name         string
 		partition    int32
@@ -316,11 +323,11 @@ func TestTranslateOutsideTheMap(t *testing.T) {
 
 func TestTranslateIgnoresChunksOfAnotherTopicID(t *testing.T) {
 	x := NewIndex()
-	x.Put(&Chunk{Topic: "t", Partition: 0, TopicID: "old", From: 0, Target: 0, Steps: []Step{{0, 50}}})
-	x.Put(&Chunk{Topic: "t", Partition: 0, TopicID: "new", From: 0, Target: 50, Steps: []Step{{0, 10}}})
-	x.Put(&Chunk{Topic: "t", Partition: 0, TopicID: "", From: 10, Target: 60, Steps: []Step{{0, 5}}}) // ID not known
-	x.Put(&Chunk{Topic: "t", Partition: 1, TopicID: "new", From: 0, Target: 7, Steps: []Step{{0, 30}}})
-	x.Put(&Chunk{Topic: "u", Partition: 0, TopicID: "new", From: 0, Target: 9, Steps: []Step{{0, 30}}})
+	x.Put(&Chunk{Topic: "t", Partition: 0, TopicID: "old", From: 0, Target: 0, Steps: []Step{{Skip: 0, Copy: 50}}})
+	x.Put(&Chunk{Topic: "t", Partition: 0, TopicID: "new", From: 0, Target: 50, Steps: []Step{{Skip: 0, Copy: 10}}})
+	x.Put(&Chunk{Topic: "t", Partition: 0, TopicID: "", From: 10, Target: 60, Steps: []Step{{Skip: 0, Copy: 5}}}) // ID not known
+	x.Put(&Chunk{Topic: "t", Partition: 1, TopicID: "new", From: 0, Target: 7, Steps: []Step{{Skip: 0, Copy: 30}}})
+	x.Put(&Chunk{Topic: "u", Partition: 0, TopicID: "new", From: 0, Target: 9, Steps: []Step{{Skip: 0, Copy: 30}}})
 	cases := []struct {
 		name       string
 		topicID    string
@@ -334,8 +341,11 @@ func TestTranslateIgnoresChunksOfAnotherTopicID(t *testing.T) {
 		{"past the current incarnation, the older one's copies ignored", "new", 20, NotYet, -1, 5},
 		{"the older incarnation asked for", "old", 20, Exact, 20, 0},
 		{"the older incarnation asked for, where only it maps", "old", 5, Exact, 5, 0},
-		{"a chunk without an ID counts for the older incarnation too", "old", 12, Exact, 62, 0},
-		{"no ID given: every chunk, the last copy wins", "", 5, Exact, 55, 0},
+		// Records 15 to 49 have copies only in the older incarnation's chunk, before the ID-less
+		// one: the group resumes there and reads 10 to 14 again after them.
+		{"a chunk without an ID counts for the older incarnation too", "old", 12, Exact, 15, 0},
+		{"a chunk without an ID counts for the older incarnation too, past its copies", "old", 15, Exact, 15, 0},
+		{"no ID given: every chunk, the lowest of the last copies from the position on", "", 5, Exact, 15, 0},
 		{"no ID given: the older incarnation's copy where it is the only one", "", 20, Exact, 20, 0},
 		{"an ID no chunk has: only chunks without one", "other", 12, Exact, 62, 0},
 		{"an ID no chunk has, before the ID-less chunk", "other", 5, Unknown, -1, 0},
@@ -352,17 +362,17 @@ func TestTranslateIgnoresChunksOfAnotherTopicID(t *testing.T) {
 
 func TestPutReplacesTheChunkWithTheSameTarget(t *testing.T) {
 	x := NewIndex()
-	x.Put(chunk(20, 300, Step{0, 2}))
-	x.Put(chunk(0, 100, Step{0, 3}))
+	x.Put(chunk(20, 300, Step{Skip: 0, Copy: 2}))
+	x.Put(chunk(0, 100, Step{Skip: 0, Copy: 3}))
 	if tr := x.Translate("t", 0, 5, "id"); tr.Status != Unknown {
 		t.Fatalf("before the longer version: Translate(5) = %+v, want unknown (a hole)", tr)
 	}
-	longer := chunk(0, 100, Step{0, 3}, Step{1, 4}) // 0..2 at 100..102, 4..7 at 103..106
+	longer := chunk(0, 100, Step{Skip: 0, Copy: 3}, Step{Skip: 1, Copy: 4}) // 0..2 at 100..102, 4..7 at 103..106
 	x.Put(longer)
 	if n := x.Len(); n != 2 {
 		t.Fatalf("Len() = %d after replacing a chunk, want 2", n)
 	}
-	wantChunks(t, "Chunks", x.Chunks("t", 0), longer, chunk(20, 300, Step{0, 2}))
+	wantChunks(t, "Chunks", x.Chunks("t", 0), longer, chunk(20, 300, Step{Skip: 0, Copy: 2}))
 	for off, want := range map[int64]int64{2: 102, 3: 103, 5: 104, 7: 106} {
 		if tr := x.Translate("t", 0, off, "id"); tr.Status != Exact || tr.Target != want {
 			t.Errorf("Translate(%d) = %+v, want exact %d", off, tr, want)
@@ -371,7 +381,7 @@ func TestPutReplacesTheChunkWithTheSameTarget(t *testing.T) {
 }
 
 func TestDeleteAndTombstoneRemoveTheChunk(t *testing.T) {
-	a, b := chunk(0, 100, Step{0, 10}), chunk(5, 110, Step{0, 10}) // b re-copies 5..14
+	a, b := chunk(0, 100, Step{Skip: 0, Copy: 10}), chunk(5, 110, Step{Skip: 0, Copy: 10}) // b re-copies 5..14
 	cases := []struct {
 		name   string
 		remove func(x *Index) error
@@ -409,7 +419,7 @@ func TestDeleteAndTombstoneRemoveTheChunk(t *testing.T) {
 }
 
 func TestApplyRejectsMalformedRecordsAndKeepsTheIndex(t *testing.T) {
-	c := chunk(0, 100, Step{0, 10})
+	c := chunk(0, 100, Step{Skip: 0, Copy: 10})
 	value := c.Encode()
 	cases := []struct {
 		name       string
@@ -467,5 +477,38 @@ func TestExpiredChunksAreThoseBelowTheLogStartButNeverTheLastWritten(t *testing.
 	}
 	if len(x.Chunks("u", 0)) != 1 {
 		t.Fatal("another topic's chunks were touched")
+	}
+}
+
+// TestExpiredChunksIncludeThoseLaterChunksCover: on a compacted source whose log start never
+// moves, a chunk every offset of which later chunks of the same incarnation cover (a restart
+// copied it all again) is expired; one partly covered, or covered only by another incarnation's
+// chunks, is kept; and translations are the same without the expired ones.
+func TestExpiredChunksIncludeThoseLaterChunksCover(t *testing.T) {
+	x := NewIndex()
+	a := &Chunk{Topic: "t", Partition: 0, TopicID: "id", From: 0, Target: 0, Steps: []Step{{Copy: 50}}}     // [0, 50)
+	b := &Chunk{Topic: "t", Partition: 0, TopicID: "id", From: 40, Target: 50, Steps: []Step{{Copy: 20}}}   // [40, 60), crashed
+	c := &Chunk{Topic: "t", Partition: 0, TopicID: "id", From: 30, Target: 70, Steps: []Step{{Copy: 40}}}   // [30, 70), covers b
+	d := &Chunk{Topic: "t", Partition: 0, TopicID: "old", From: 0, Target: 110, Steps: []Step{{Copy: 100}}} // another incarnation
+	e := &Chunk{Topic: "t", Partition: 0, TopicID: "id", From: 0, Target: 210, Steps: []Step{{Copy: 10}}}   // [0, 10), written last
+	for _, ch := range []*Chunk{a, b, c, d, e} {
+		x.Put(ch)
+	}
+	var before []Translation
+	for off := range int64(80) {
+		before = append(before, x.Translate("t", 0, off, "id"))
+	}
+	var got []int64
+	for _, ch := range x.Expired("t", 0, 0) {
+		got = append(got, ch.Target)
+		x.Delete(ch.Topic, ch.Partition, ch.Target)
+	}
+	if want := []int64{50}; !slices.Equal(got, want) {
+		t.Fatalf("expired %v, want %v (b, which c covers; a is covered from 10 to 50 only)", got, want)
+	}
+	for off := range int64(80) {
+		if tr := x.Translate("t", 0, off, "id"); tr != before[off] {
+			t.Fatalf("position %d: %+v after the prune, %+v before", off, tr, before[off])
+		}
 	}
 }

@@ -81,6 +81,9 @@ type mirrorSim struct {
 
 	answers []simAnswer // every exact answer, checked again against the final log
 	stats   simStats
+
+	lowest    []int64 // lowestLastCopy by position, for a log of lowestFor copies
+	lowestFor int
 }
 
 type simAnswer struct{ c, target int64 }
@@ -155,7 +158,7 @@ func (m *mirrorSim) expect(c int64) (status Status, target, behind, mirrored int
 	}
 	switch {
 	case covered:
-		return Exact, m.lastCopy(m.src.nextRecord(c)), 0, mirrored
+		return Exact, m.lowestLastCopy(c), 0, mirrored
 	case mirrored < 0:
 		return NotYet, -1, -1, -1
 	case c >= mirrored && lastEnd < mirrored:
@@ -167,6 +170,27 @@ func (m *mirrorSim) expect(c int64) (status Status, target, behind, mirrored int
 	default: // before the first run that copied anything, or in a hole between runs' coverage
 		return Unknown, -1, 0, mirrored
 	}
+}
+
+// lowestLastCopy is the lowest target offset among the last copies of the records at or after
+// c: reading from there skips none of the copies on the target, whatever later runs will do.
+func (m *mirrorSim) lowestLastCopy(c int64) int64 {
+	if m.lowestFor != len(m.log) { // the suffix minimum of the last copies, once per state
+		last := make([]int64, m.src.end()+1)
+		for i := range last {
+			last[i] = -1
+		}
+		for i, cp := range m.log {
+			last[cp.src] = m.base + int64(i)
+		}
+		for i := len(last) - 2; i >= 0; i-- {
+			if next := last[i+1]; next >= 0 && (last[i] < 0 || next < last[i]) {
+				last[i] = next
+			}
+		}
+		m.lowest, m.lowestFor = last, len(m.log)
+	}
+	return m.lowest[c]
 }
 
 func (m *mirrorSim) lastCopy(src int64) int64 {
@@ -286,12 +310,14 @@ func (m *mirrorSim) checkChunksMatchLog() {
 		copies += c.Copies()
 		src, tgt := c.From, c.Target
 		for _, s := range c.Steps {
-			src += s.Skip
-			for range s.Copy {
-				if i := tgt - m.base; i < 0 || i >= int64(len(m.log)) || m.log[i].src != src {
-					m.t.Fatalf("chunk at target %d says %d holds a copy of %d%s", c.Target, tgt, src, m.describe())
+			for range s.Repeat + 1 {
+				src, tgt = src+s.Skip, tgt+s.Gap
+				for range s.Copy {
+					if i := tgt - m.base; i < 0 || i >= int64(len(m.log)) || m.log[i].src != src {
+						m.t.Fatalf("chunk at target %d says %d holds a copy of %d%s", c.Target, tgt, src, m.describe())
+					}
+					src, tgt = src+1, tgt+1
 				}
-				src, tgt = src+1, tgt+1
 			}
 		}
 	}

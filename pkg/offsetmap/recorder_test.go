@@ -56,25 +56,25 @@ func TestRecorderChunksFromAcks(t *testing.T) {
 		want []*Chunk
 	}{
 		{"contiguous acks collapse to one step", 10, acks(100, 10, 11, 12, 13, 14, 15),
-			[]*Chunk{chunk(10, 100, Step{0, 6})}},
+			[]*Chunk{chunk(10, 100, Step{Skip: 0, Copy: 6})}},
 		{"a transaction marker after each transaction becomes a skip step", 0, acks(7, 0, 1, 2, 4, 5, 6, 8),
-			[]*Chunk{chunk(0, 7, Step{0, 3}, Step{1, 3}, Step{1, 1})}},
+			[]*Chunk{chunk(0, 7, Step{Skip: 0, Copy: 3}, Step{Skip: 1, Copy: 3}, Step{Skip: 1, Copy: 1})}},
 		{"compacted gaps become skip steps of their length", 0, acks(0, 0, 3, 4, 10, 11, 12),
-			[]*Chunk{chunk(0, 0, Step{0, 1}, Step{2, 2}, Step{5, 3})}},
+			[]*Chunk{chunk(0, 0, Step{Skip: 0, Copy: 1}, Step{Skip: 2, Copy: 2}, Step{Skip: 5, Copy: 3})}},
 		{"offsets between the claim's start and its first record are skipped", 5, acks(50, 8, 9),
-			[]*Chunk{chunk(5, 50, Step{3, 2})}},
+			[]*Chunk{chunk(5, 50, Step{Skip: 3, Copy: 2})}},
 		{"a target discontinuity starts a chunk at the previous chunk's end", 0,
 			append(acks(50, 0, 1, 2), acks(60, 3, 4)...),
-			[]*Chunk{chunk(0, 50, Step{0, 3}), chunk(3, 60, Step{0, 2})}},
+			[]*Chunk{chunk(0, 50, Step{Skip: 0, Copy: 3}), chunk(3, 60, Step{Skip: 0, Copy: 2})}},
 		{"a target discontinuity across a source gap covers the gap as a skip", 0,
 			append(acks(50, 0, 1, 2), acks(60, 5, 6)...),
-			[]*Chunk{chunk(0, 50, Step{0, 3}), chunk(3, 60, Step{2, 2})}},
+			[]*Chunk{chunk(0, 50, Step{Skip: 0, Copy: 3}), chunk(3, 60, Step{Skip: 2, Copy: 2})}},
 		{"a re-copy starts a chunk at the record", 0,
 			append(acks(100, 0, 1, 2, 3, 4), acks(105, 2, 3, 4, 5)...),
-			[]*Chunk{chunk(0, 100, Step{0, 5}), chunk(2, 105, Step{0, 4})}},
+			[]*Chunk{chunk(0, 100, Step{Skip: 0, Copy: 5}), chunk(2, 105, Step{Skip: 0, Copy: 4})}},
 		{"a re-copy of the last record alone is a chunk of one", 0,
 			append(acks(100, 0, 1, 2), acks(200, 2)...),
-			[]*Chunk{chunk(0, 100, Step{0, 3}), chunk(2, 200, Step{0, 1})}},
+			[]*Chunk{chunk(0, 100, Step{Skip: 0, Copy: 3}), chunk(2, 200, Step{Skip: 0, Copy: 1})}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -98,9 +98,14 @@ func TestRecorderChunksFromAcks(t *testing.T) {
 
 func TestRecorderMaxStepsClosesChunkAndNextContinuesFromItsEnd(t *testing.T) {
 	r := NewRecorder("t", 0, "id", 0)
-	// Every other source offset is a marker, so each record after the first adds a step.
-	for i := range int64(MaxSteps + 3) {
-		r.Copied(2*i, 1000+i)
+	// One marker, then two, in turn after each record: each record after the first adds a step
+	// that does not repeat the one before.
+	srcOf := make([]int64, MaxSteps+3)
+	for i := 1; i < len(srcOf); i++ {
+		srcOf[i] = srcOf[i-1] + 2 + int64(i-1)%2
+	}
+	for i, src := range srcOf {
+		r.Copied(src, 1000+int64(i))
 	}
 	got := r.Pending()
 	if len(got) != 2 {
@@ -110,24 +115,24 @@ func TestRecorderMaxStepsClosesChunkAndNextContinuesFromItsEnd(t *testing.T) {
 	if len(full.Steps) != MaxSteps {
 		t.Errorf("the first chunk has %d steps, want MaxSteps = %d", len(full.Steps), MaxSteps)
 	}
-	if full.From != 0 || full.Target != 1000 || full.Copies() != MaxSteps || full.End() != 2*MaxSteps-1 {
+	if end := srcOf[MaxSteps-1] + 1; full.From != 0 || full.Target != 1000 || full.Copies() != MaxSteps || full.End() != end {
 		t.Errorf("first chunk: From %d Target %d Copies %d End %d; want 0, 1000, %d, %d",
-			full.From, full.Target, full.Copies(), full.End(), MaxSteps, 2*MaxSteps-1)
+			full.From, full.Target, full.Copies(), full.End(), MaxSteps, end)
 	}
-	want := chunk(full.End(), full.Target+full.Copies(), Step{1, 1}, Step{1, 1}, Step{1, 1})
+	want := chunk(full.End(), full.Target+full.Copies(), Step{Skip: 2, Copy: 1}, Step{Skip: 1, Copy: 1}, Step{Skip: 2, Copy: 1})
 	wantChunks(t, "the chunk after the full one", []*Chunk{next}, want)
 
 	x := NewIndex()
 	for _, c := range got {
 		x.Put(c)
 	}
-	for i := range int64(MaxSteps + 3) {
-		for _, off := range []int64{2*i - 1, 2 * i} { // the marker before the record, and the record
-			if off < 0 {
-				continue
-			}
-			if tr := x.Translate("t", 0, off, "id"); tr.Status != Exact || tr.Target != 1000+i {
+	for i, src := range srcOf {
+		for off := src; i > 0 && off > srcOf[i-1] || i == 0 && off >= 0; off-- { // the record and the markers before it
+			if tr := x.Translate("t", 0, off, "id"); tr.Status != Exact || tr.Target != 1000+int64(i) {
 				t.Fatalf("Translate(%d) = %s %d, want exact %d", off, tr.Status, tr.Target, 1000+i)
+			}
+			if i == 0 {
+				break
 			}
 		}
 	}
@@ -141,11 +146,11 @@ func TestRecorderPendingReturnsEachChangedChunkOnceInTargetOrder(t *testing.T) {
 	copyAll(r, acks(200, 3, 4))
 	copyAll(r, acks(300, 5, 6, 7))
 	wantChunks(t, "first Pending", r.Pending(),
-		chunk(0, 100, Step{0, 3}), chunk(3, 200, Step{0, 2}), chunk(5, 300, Step{0, 3}))
+		chunk(0, 100, Step{Skip: 0, Copy: 3}), chunk(3, 200, Step{Skip: 0, Copy: 2}), chunk(5, 300, Step{Skip: 0, Copy: 3}))
 	wantChunks(t, "Pending with nothing changed", r.Pending())
 
 	r.Copied(9, 303)
-	wantChunks(t, "Pending after the open chunk grew", r.Pending(), chunk(5, 300, Step{0, 3}, Step{1, 1}))
+	wantChunks(t, "Pending after the open chunk grew", r.Pending(), chunk(5, 300, Step{Skip: 0, Copy: 3}, Step{Skip: 1, Copy: 1}))
 	wantChunks(t, "Pending with nothing changed again", r.Pending())
 }
 
@@ -154,10 +159,10 @@ func TestRecorderPendingReturnsCopiesTheRecorderDoesNotChange(t *testing.T) {
 	copyAll(r, acks(0, 0, 1))
 	first := r.Pending()
 	copyAll(r, acks(2, 2, 4)) // grows the step Pending returned, then adds one
-	wantChunks(t, "the first Pending after more acks", first, chunk(0, 0, Step{0, 2}))
+	wantChunks(t, "the first Pending after more acks", first, chunk(0, 0, Step{Skip: 0, Copy: 2}))
 	first[0].Steps[0].Copy = 99
 	first[0].From = 99
-	wantChunks(t, "the second Pending", r.Pending(), chunk(0, 0, Step{0, 3}, Step{1, 1}))
+	wantChunks(t, "the second Pending", r.Pending(), chunk(0, 0, Step{Skip: 0, Copy: 3}, Step{Skip: 1, Copy: 1}))
 }
 
 func TestRecorderRetryHandsChunksBack(t *testing.T) {
@@ -170,16 +175,16 @@ func TestRecorderRetryHandsChunksBack(t *testing.T) {
 		want         []*Chunk
 	}{
 		{"the open chunk comes back as it was", acks(100, 0, 1, 2), nil, 1,
-			[]*Chunk{chunk(0, 100, Step{0, 3})}},
+			[]*Chunk{chunk(0, 100, Step{Skip: 0, Copy: 3})}},
 		{"the open chunk comes back in its latest state", acks(100, 0, 1, 2), acks(103, 3, 5), 1,
-			[]*Chunk{chunk(0, 100, Step{0, 4}, Step{1, 1})}},
+			[]*Chunk{chunk(0, 100, Step{Skip: 0, Copy: 4}, Step{Skip: 1, Copy: 1})}},
 		{"a chunk closed since comes back before the newer one", acks(100, 0, 1, 2), acks(200, 3, 4), 1,
-			[]*Chunk{chunk(0, 100, Step{0, 3}), chunk(3, 200, Step{0, 2})}},
+			[]*Chunk{chunk(0, 100, Step{Skip: 0, Copy: 3}), chunk(3, 200, Step{Skip: 0, Copy: 2})}},
 		{"a chunk that grew and closed since comes back once, in its latest state", acks(100, 0, 1),
 			append(acks(102, 2), acks(200, 3)...), 1,
-			[]*Chunk{chunk(0, 100, Step{0, 3}), chunk(3, 200, Step{0, 1})}},
+			[]*Chunk{chunk(0, 100, Step{Skip: 0, Copy: 3}), chunk(3, 200, Step{Skip: 0, Copy: 1})}},
 		{"chunks handed back twice come back once", append(acks(100, 0, 1), acks(200, 2)...), acks(201, 3), 2,
-			[]*Chunk{chunk(0, 100, Step{0, 2}), chunk(2, 200, Step{0, 2})}},
+			[]*Chunk{chunk(0, 100, Step{Skip: 0, Copy: 2}), chunk(2, 200, Step{Skip: 0, Copy: 2})}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

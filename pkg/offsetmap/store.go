@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -22,8 +23,17 @@ func DefaultTopic(sourceAlias string) string { return TopicPrefix + sourceAlias 
 // Store reads and writes the map topic on the target cluster. The topic is compacted and has one
 // partition: every chunk has a key of its own, rewritten as the chunk grows, so the topic holds
 // one record per chunk once compacted, and reading it back is one pass over a small log.
+//
+// Every write takes a context and returns by its deadline whatever the target does. sarama's
+// producer has no context, so a write runs on a goroutine of its own, which goes on after the
+// deadline until the producer gives up (its timeouts and retries) or is closed; until then the
+// next write waits for it (busy), so that a chunk's versions reach the topic in the order they
+// were written; once a write has outlived its deadline, the next ones give up at once until it
+// returns (the target is known not to answer: each would only wait its whole deadline).
 type Store struct {
-	cfg StoreConfig
+	cfg   StoreConfig
+	busy  chan struct{} // holds a token while a write is with the producer
+	stuck atomic.Bool   // the write with the producer outlived its deadline
 }
 
 // StoreConfig configures a Store.
@@ -47,7 +57,7 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 		cfg.Log = zap.NewNop()
 	}
 	cfg.Log = cfg.Log.With(zap.String("offset_map_topic", cfg.Topic))
-	return &Store{cfg: cfg}, nil
+	return &Store{cfg: cfg, busy: make(chan struct{}, 1)}, nil
 }
 
 // Topic returns the map topic's name.
@@ -84,8 +94,8 @@ func (s *Store) Ensure() error {
 	return nil
 }
 
-// Write writes chunks to the map topic, in one request.
-func (s *Store) Write(chunks []*Chunk) error {
+// Write writes chunks to the map topic, in one request, by ctx's deadline.
+func (s *Store) Write(ctx context.Context, chunks []*Chunk) error {
 	if len(chunks) == 0 {
 		return nil
 	}
@@ -93,14 +103,14 @@ func (s *Store) Write(chunks []*Chunk) error {
 	for i, c := range chunks {
 		msgs[i] = &sarama.ProducerMessage{Topic: s.cfg.Topic, Partition: 0, Key: sarama.ByteEncoder(c.Key()), Value: sarama.ByteEncoder(c.Encode())}
 	}
-	if err := s.cfg.Producer.SendMessages(msgs); err != nil {
+	if err := s.send(ctx, msgs); err != nil {
 		return fmt.Errorf("write %d chunks to offset-map topic %q: %w", len(chunks), s.cfg.Topic, err)
 	}
 	return nil
 }
 
-// Delete writes a tombstone for each chunk, in one request.
-func (s *Store) Delete(chunks []*Chunk) error {
+// Delete writes a tombstone for each chunk, in one request, by ctx's deadline.
+func (s *Store) Delete(ctx context.Context, chunks []*Chunk) error {
 	if len(chunks) == 0 {
 		return nil
 	}
@@ -108,10 +118,40 @@ func (s *Store) Delete(chunks []*Chunk) error {
 	for i, c := range chunks {
 		msgs[i] = &sarama.ProducerMessage{Topic: s.cfg.Topic, Partition: 0, Key: sarama.ByteEncoder(c.Key())}
 	}
-	if err := s.cfg.Producer.SendMessages(msgs); err != nil {
+	if err := s.send(ctx, msgs); err != nil {
 		return fmt.Errorf("delete %d expired chunks from offset-map topic %q: %w", len(chunks), s.cfg.Topic, err)
 	}
 	return nil
+}
+
+// errEarlierWrite is why a write did not start: the one before it is still with the producer.
+var errEarlierWrite = errors.New("an earlier write to the offset-map topic is still waiting for the target")
+
+// send hands msgs to the producer and waits for the outcome until ctx ends.
+func (s *Store) send(ctx context.Context, msgs []*sarama.ProducerMessage) error {
+	if err := ctx.Err(); err != nil {
+		return err // never start a write that cannot be waited for
+	}
+	if s.stuck.Load() {
+		return errEarlierWrite
+	}
+	select {
+	case s.busy <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("%w: %w", errEarlierWrite, ctx.Err())
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer func() { s.stuck.Store(false); <-s.busy }()
+		done <- s.cfg.Producer.SendMessages(msgs)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		s.stuck.Store(true)
+		return fmt.Errorf("no answer from the target in time (the write goes on; its outcome is not awaited): %w", ctx.Err())
+	}
 }
 
 // Load reads the map topic from its start to its end as of the call into x.
@@ -134,12 +174,22 @@ func (s *Store) read(ctx context.Context, x *Index, stopAtEnd bool, caughtUp fun
 	if err != nil {
 		return fmt.Errorf("read offset-map topic %q: %w", s.cfg.Topic, err)
 	}
-	defer consumer.Close()
 	pc, err := consumer.ConsumePartition(s.cfg.Topic, 0, sarama.OffsetOldest)
 	if err != nil {
+		_ = consumer.Close()
 		return fmt.Errorf("read offset-map topic %q: %w", s.cfg.Topic, err)
 	}
-	defer pc.Close()
+	defer func() {
+		closeAll := func() { _ = pc.Close(); _ = consumer.Close() }
+		if ctx.Err() != nil {
+			// A fetch from a map partition leader that does not answer holds the close until the
+			// client's read timeout: the stop does not wait for it. Closing the client, which the
+			// owner of Client does next, ends it.
+			go closeAll()
+			return
+		}
+		closeAll()
+	}()
 	at := int64(-1) // offset of the last record read
 	quiet := 0      // idle ticks since the last record
 	done := end == 0
@@ -187,21 +237,29 @@ func (s *Store) read(ctx context.Context, x *Index, stopAtEnd bool, caughtUp fun
 }
 
 // Flusher writes the chunks of the recorders it holds to the map topic every interval, and those
-// of a claim that ends at once, so that the next owner of the partition finds them.
+// of a claim that ends at once, so that the next owner of the partition finds them. Each write
+// returns within WriteTimeout (or its caller's deadline), so that neither a commit of source
+// offsets nor the end of a claim waits longer for a map partition whose leader does not answer.
 type Flusher struct {
 	cfg FlusherConfig
 	log *zap.Logger
 
 	mu        sync.Mutex
 	recorders map[*Recorder]struct{}
-	writeMu   sync.Mutex // one write at a time: a chunk's versions reach the topic in order
+	writeMu   sync.Mutex // one flush at a time: a chunk's versions reach the topic in order
 	errLog    rate.Sometimes
 }
+
+// DefaultWriteTimeout bounds a write of the map when FlusherConfig.WriteTimeout is not set.
+const DefaultWriteTimeout = 5 * time.Second
 
 // FlusherConfig configures a Flusher.
 type FlusherConfig struct {
 	Store    *Store
 	Interval time.Duration
+	// WriteTimeout bounds each write (DefaultWriteTimeout when zero). The mirror sets it to
+	// commit.interval: a commit waits at most that long for the map before it goes on.
+	WriteTimeout time.Duration
 	// Index, when set, gets every chunk written.
 	Index *Index
 	// Written, when set, is told how many chunks each successful write held; Failed of each
@@ -212,6 +270,9 @@ type FlusherConfig struct {
 
 // NewFlusher returns a flusher; Run starts its periodic writes.
 func NewFlusher(cfg FlusherConfig) *Flusher {
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
 	return &Flusher{cfg: cfg, log: cfg.Store.cfg.Log, recorders: make(map[*Recorder]struct{}),
 		errLog: rate.Sometimes{First: 1, Interval: time.Minute}}
 }
@@ -229,7 +290,7 @@ func (f *Flusher) Done(ctx context.Context, r *Recorder) error {
 	delete(f.recorders, r)
 	f.mu.Unlock()
 	for {
-		err := f.flush([]*Recorder{r})
+		err := f.flush(ctx, []*Recorder{r})
 		if err == nil {
 			return nil
 		}
@@ -241,25 +302,26 @@ func (f *Flusher) Done(ctx context.Context, r *Recorder) error {
 	}
 }
 
-// Run flushes every interval until ctx ends, then once more.
+// Run flushes every interval until ctx ends, then once more (within WriteTimeout).
 func (f *Flusher) Run(ctx context.Context) {
 	t := time.NewTicker(f.cfg.Interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			_ = f.flush(f.all())
+			_ = f.flush(context.Background(), f.all())
 			return
 		case <-t.C:
-			_ = f.flush(f.all())
+			_ = f.flush(ctx, f.all())
 		}
 	}
 }
 
-// Flush writes what every recorder holds now. The mirror calls it before each commit of source
-// offsets, so that a position committed on the source is in the map: a claim that starts there
-// later continues the map without a hole.
-func (f *Flusher) Flush() error { return f.flush(f.all()) }
+// Flush writes what every recorder holds now, by ctx's deadline or within WriteTimeout,
+// whichever comes first. The mirror calls it before each commit of source offsets, so that a
+// position committed on the source is in the map: a claim that starts there later continues the
+// map without a hole.
+func (f *Flusher) Flush(ctx context.Context) error { return f.flush(ctx, f.all()) }
 
 func (f *Flusher) all() []*Recorder {
 	f.mu.Lock()
@@ -272,7 +334,9 @@ func (f *Flusher) all() []*Recorder {
 }
 
 // flush writes the pending chunks of rs; on failure each recorder gets its chunks back.
-func (f *Flusher) flush(rs []*Recorder) error {
+func (f *Flusher) flush(ctx context.Context, rs []*Recorder) error {
+	ctx, cancel := context.WithTimeout(ctx, f.cfg.WriteTimeout)
+	defer cancel()
 	f.writeMu.Lock()
 	defer f.writeMu.Unlock()
 	var all []*Chunk
@@ -281,7 +345,7 @@ func (f *Flusher) flush(rs []*Recorder) error {
 		pending[i] = r.Pending()
 		all = append(all, pending[i]...)
 	}
-	err := f.cfg.Store.Write(all)
+	err := f.cfg.Store.Write(ctx, all)
 	if err != nil {
 		for i, r := range rs {
 			r.Retry(pending[i])

@@ -272,6 +272,29 @@ func (p *Partition) Stopped() bool { return p.failed.Load() != nil || p.fenced.L
 // acknowledged (or deliberately skipped).
 func (p *Partition) Settled(seq uint64) bool { return p.head.Load() >= seq }
 
+// SettledBefore reports whether every record registered before the one at offset has been
+// acknowledged (or deliberately skipped): the offset map asks it, from the acknowledgement of
+// the record at offset, before it takes the source offsets between that record and the one
+// acknowledged before it for offsets that hold no record. A false answer is always safe (the map
+// then starts a new chunk); a true one is given only when the oldest record not yet popped is
+// at or after offset, read while head stood still, so that its slot was not reused meanwhile.
+func (p *Partition) SettledBefore(offset int64) bool {
+	for {
+		h := p.head.Load()
+		if h == p.tail.Load() {
+			return true
+		}
+		pg := p.dir[(h>>pageShift)&p.dirMask].Load()
+		if pg == nil {
+			continue // popped and reclaimed meanwhile; look again
+		}
+		off := pg[h&pageMask].offset.Load()
+		if p.head.Load() == h {
+			return off >= offset
+		}
+	}
+}
+
 func (p *Partition) advance() {
 	// The page of the generation being popped is looked up once per generation: while head is in
 	// that generation the page cannot have been reclaimed. committed is raised once, to the last

@@ -251,3 +251,31 @@ func TestStoppedAfterFailOrFenceAndSettledFollowsTheHead(t *testing.T) {
 		t.Fatalf("Expire with nothing in flight failed %+v", f)
 	}
 }
+
+func TestSettledBeforeWaitsForEveryEarlierRecord(t *testing.T) {
+	p := NewPartition("t", 0, 0, 8)
+	seqs := map[int64]uint64{}
+	for _, off := range []int64{0, 1, 5, 6} { // 2 to 4 hold no record
+		s, err := p.Register(off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs[off] = s
+	}
+	if !p.SettledBefore(0) || p.SettledBefore(1) {
+		t.Fatal("before any ack: settled before 0 only")
+	}
+	p.Ack(seqs[5]) // a later record acknowledged first: 1 is still out
+	if p.SettledBefore(5) || p.SettledBefore(6) {
+		t.Fatal("record 1 is not acknowledged: nothing after it is settled before")
+	}
+	p.Ack(seqs[0])
+	p.Ack(seqs[1])
+	if !p.SettledBefore(5) || !p.SettledBefore(6) {
+		t.Fatal("0, 1 and 5 acknowledged: every record before 6 is settled")
+	}
+	p.Ack(seqs[6])
+	if !p.SettledBefore(100) {
+		t.Fatal("nothing in flight: settled before any offset")
+	}
+}

@@ -106,7 +106,7 @@ type Config struct {
 	// Copies, when set, returns what learns where each record of a claim of topic/partition
 	// (whose ID is topicID, and which starts reading at start) was copied on the target, and a
 	// function called once the claim has drained.
-	Copies func(topic string, partition int32, topicID string, start int64) (record.Copies, func())
+	Copies func(topic string, partition int32, topicID string, start int64, track *offsets.Partition) (record.Copies, func())
 	// NewCommitter returns the committer for a session; metadata gives the metadata string to
 	// commit with a topic's offsets (it carries the topic ID). Required.
 	NewCommitter func(sess sarama.ConsumerGroupSession, metadata func(topic string) string) offsets.Committer
@@ -146,7 +146,7 @@ type Handler struct {
 	mu         sync.Mutex
 	parts      map[topicPartition]*claimState
 	stopCommit context.CancelFunc
-	commitDone chan struct{}
+	commitDone <-chan struct{}
 	committer  offsets.Committer
 	joined     bool
 	givenUp    atomic.Int64
@@ -281,29 +281,51 @@ func (h *Handler) Setup(sess sarama.ConsumerGroupSession) error {
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
+	done := h.background(ctx)
 	h.mu.Lock()
 	h.stopCommit, h.commitDone = cancel, done
 	h.joined = true
 	h.mu.Unlock()
+	return nil
+}
+
+// background runs the session's periodic commit and its watcher until ctx ends, each on a
+// goroutine of its own: a commit waits for the target (the offset map is written before it) and
+// for the source's coordinator, and the watcher's delivery deadlines, stall detection and
+// backlog metrics must go on meanwhile; the watcher's listings of the source must not delay a
+// commit either. The returned channel is closed once both have returned.
+func (h *Handler) background(ctx context.Context) <-chan struct{} {
+	var both sync.WaitGroup
+	both.Add(2)
 	go func() {
-		defer close(done)
+		defer both.Done()
 		t := time.NewTicker(h.cfg.CommitInterval)
 		defer t.Stop()
-		watch := time.NewTicker(time.Second)
-		defer watch.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 				h.periodicCommit(ctx)
+			}
+		}
+	}()
+	go func() {
+		defer both.Done()
+		watch := time.NewTicker(time.Second)
+		defer watch.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
 			case now := <-watch.C:
 				h.watch(ctx, now)
 			}
 		}
 	}()
-	return nil
+	done := make(chan struct{})
+	go func() { both.Wait(); close(done) }()
+	return done
 }
 
 // Cleanup runs at the end of a session, after every claim has drained: it stops the periodic
@@ -424,7 +446,7 @@ func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Co
 	var copies record.Copies
 	if h.cfg.Copies != nil {
 		var done func()
-		copies, done = h.cfg.Copies(topic, part, h.topicID(topic), start)
+		copies, done = h.cfg.Copies(topic, part, h.topicID(topic), start, track)
 		defer done() // after the drain below: every acknowledgement has been recorded
 	}
 

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,4 +105,85 @@ func TestUnchangedBacklogIsReportedOnce(t *testing.T) {
 	if obs.reports != 2 || obs.last.Records != 3 {
 		t.Fatalf("after 3 records: %d reports, last %+v; want 2, 3 records", obs.reports, obs.last)
 	}
+}
+
+// blockingCommitter is a commit that does not return until released: the offset map's write
+// before each commit while the leader of the map topic's partition is frozen.
+type blockingCommitter struct {
+	offsets.Committer
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (c *blockingCommitter) Mark(string, int32, int64) {}
+func (c *blockingCommitter) Commit(context.Context) error {
+	select {
+	case c.entered <- struct{}{}:
+	default:
+	}
+	<-c.release
+	return nil
+}
+
+// TestWatcherTicksWhileACommitHangs: while a commit waits on the target, the watcher's rounds
+// go on (backlog reported, stalls detected), and the session's background stops once the commit
+// returns.
+func TestWatcherTicksWhileACommitHangs(t *testing.T) {
+	obs := &lockedObserver{}
+	bc := &blockingCommitter{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	h, err := New(Config{
+		Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](16, 1<<20)}, Topics: noTopics{},
+		NewCommitter:   func(_ sarama.ConsumerGroupSession, _ func(string) string) offsets.Committer { return bc },
+		CommitInterval: 10 * time.Millisecond, StallAfter: time.Second, Observer: obs,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	track := offsets.NewPartition("orders", 0, 0, 16)
+	if _, err := track.Register(0); err != nil { // in flight, never acknowledged
+		t.Fatal(err)
+	}
+	start := time.Now()
+	st := &claimState{track: track, start: 0, marked: 0, caughtUp: start,
+		hwm: func() int64 { return 1 + int64(time.Since(start)/time.Second) }} // a record a second
+	st.logEnd.Store(-1)
+	st.quietFrom.Store(-1)
+	h.parts[topicPartition{"orders", 0}] = st
+	h.committer, h.unsent = bc, true // something to commit
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := h.background(ctx)
+	<-bc.entered // the commit hangs from now on
+	hung := time.Now()
+	time.Sleep(3500 * time.Millisecond)
+	reports := obs.count()
+	stalled := h.StalledErr()
+	cancel()
+	close(bc.release)
+	<-done
+	if reports < 3 {
+		t.Errorf("%d backlog reports in the %s a commit hung, want one a second", reports, time.Since(hung).Round(time.Second))
+	}
+	if stalled == nil {
+		t.Errorf("a record unacknowledged for 3s (stall_after 1s) while a commit hung: not reported stalled")
+	}
+}
+
+// lockedObserver counts backlog reports from the watcher's goroutine.
+type lockedObserver struct {
+	NopObserver
+	mu      sync.Mutex
+	reports int
+}
+
+func (o *lockedObserver) Backlog(string, int32, Backlog) {
+	o.mu.Lock()
+	o.reports++
+	o.mu.Unlock()
+}
+
+func (o *lockedObserver) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.reports
 }

@@ -1,0 +1,111 @@
+package offsetmap
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// frozenProducer is the map topic's producer while the leader of its partition is frozen
+// (SIGSTOP): a write does not return until released.
+type frozenProducer struct {
+	sarama.SyncProducer
+	release chan struct{}
+	mu      sync.Mutex
+	written []*sarama.ProducerMessage
+}
+
+func (p *frozenProducer) SendMessages(msgs []*sarama.ProducerMessage) error {
+	<-p.release
+	p.mu.Lock()
+	p.written = append(p.written, msgs...)
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *frozenProducer) count() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.written)
+}
+
+// TestDoneReturnsByItsDeadlineWhenTheMapPartitionIsFrozen: the last write of a claim's map is
+// bounded by its context even when the target never answers, and what was not written is
+// written once the target answers again.
+func TestDoneReturnsByItsDeadlineWhenTheMapPartitionIsFrozen(t *testing.T) {
+	p := &frozenProducer{release: make(chan struct{})}
+	store, err := NewStore(StoreConfig{Topic: "__kmirror.offset-map.test", Producer: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := NewFlusher(FlusherConfig{Store: store, Interval: 50 * time.Millisecond})
+	r := NewRecorder("t", 0, "id", 0)
+	f.Add(r)
+	r.Copied(0, 0)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	done := make(chan error, 1)
+	go func() { done <- f.Done(ctx, r) }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatalf("Done returned nil with the target frozen")
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("Done took %s with a 300ms deadline", took)
+		}
+		t.Logf("Done returned after %s: %v", time.Since(start).Round(time.Millisecond), err)
+	case <-time.After(3 * time.Second):
+		close(p.release)
+		t.Fatalf("Done still waiting for the frozen target 3s after its 300ms deadline")
+	}
+	close(p.release)
+}
+
+// TestFlushIsBoundedByWriteTimeoutAndCatchesUp: a flush before a commit returns within
+// WriteTimeout while the map partition's leader is frozen, the next one at once (the first write
+// still holds the producer), and once the leader answers the chunk is written in its latest
+// version.
+func TestFlushIsBoundedByWriteTimeoutAndCatchesUp(t *testing.T) {
+	p := &frozenProducer{release: make(chan struct{})}
+	store, err := NewStore(StoreConfig{Topic: "__kmirror.offset-map.test", Producer: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := NewIndex()
+	f := NewFlusher(FlusherConfig{Store: store, Interval: time.Hour, WriteTimeout: 200 * time.Millisecond, Index: x})
+	r := NewRecorder("t", 0, "id", 0)
+	f.Add(r)
+	r.Copied(0, 0)
+	for i := range 2 {
+		start := time.Now()
+		if err := f.Flush(context.Background()); err == nil {
+			t.Fatalf("flush %d: nil with the target frozen", i)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Fatalf("flush %d took %s with WriteTimeout 200ms", i, took)
+		}
+		r.Copied(int64(i+1), int64(i+1))
+	}
+	close(p.release)
+	// The write that outlived its deadline returns now; until it has, flushes give up at once.
+	deadline := time.Now().Add(2 * time.Second)
+	for err := f.Flush(context.Background()); err != nil; err = f.Flush(context.Background()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("flush once the target answers: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cs := x.Chunks("t", 0)
+	if len(cs) != 1 || cs[0].Copies() != 3 {
+		t.Fatalf("after the target answered: %s, want one chunk of 3 copies", fmtChunks(cs))
+	}
+	if p.count() != 2 {
+		t.Fatalf("%d records reached the producer, want 2 (the write that timed out, then the latest version)", p.count())
+	}
+}

@@ -162,12 +162,13 @@ func describe(ctx context.Context, root string, snapshot bool) (build, error) {
 		return b, fmt.Errorf("HEAD %s is not at a v* tag (git describe --exact-match: %v); "+
 			"tag it (git tag -a v0.2.0) or build a snapshot with `make release-snapshot`", b.Commit[:12], tagErr)
 	}
-	b.Version, err = git(ctx, root, "describe", "--tags", "--match", "v[0-9]*", "--dirty", "HEAD")
+	b.Version, err = git(ctx, root, "describe", "--tags", "--match", "v[0-9]*", "HEAD")
 	if err != nil { // no v* tag anywhere in the history
 		b.Version = "dev"
-		if dirty {
-			b.Version = "dev-dirty"
-		}
+	}
+	// Untracked files count as dirty here, unlike git describe --dirty: they can change the build.
+	if dirty {
+		b.Version += "-dirty"
 	}
 	return b, nil
 }

@@ -1,12 +1,17 @@
 # kmirror — build, test and operate.
 GO        ?= go
 BIN       ?= bin/kmirror
-VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS   := -s -w -X github.com/kmirror/kmirror/pkg/version.Version=$(VERSION)
+# VERSION is the v* tag when the tree is exactly at one, git describe's v0.2.0-3-gabc1234[-dirty]
+# past one, "dev" before the first; the commit and build date are stamped beside it.
+VERSION   ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+DATE      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+VPKG      := github.com/kmirror/kmirror/pkg/version
+LDFLAGS   := -s -w -X $(VPKG).Version=$(VERSION) -X $(VPKG).Commit=$(COMMIT) -X $(VPKG).Date=$(DATE)
 PREFIX    ?= /usr/local
 DESTDIR   ?=
 
-.PHONY: all build demo test lint e2e kafka-fetch kafka-up kafka-down bench bench-wan bench-micro bench-scale deploy-check image install fuzz clean
+.PHONY: all build demo test lint e2e kafka-fetch kafka-up kafka-down bench bench-wan bench-micro bench-scale deploy-check image install fuzz clean release release-snapshot release-check release-tool
 
 all: lint test build
 
@@ -28,6 +33,8 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) mod tidy -diff
+	$(GO) -C build/release vet ./...
+	$(GO) -C build/release mod tidy -diff
 
 ## fuzz: a short run of every fuzz target.
 fuzz:
@@ -76,8 +83,39 @@ bench-scale: build
 deploy-check:
 	./scripts/deploy-check.sh
 
+## release: from a clean tree exactly at a v* tag, into dist/: static linux/amd64 and linux/arm64
+## binaries, a CycloneDX SBOM for each, the multi-arch OCI image (an OCI layout, dist/oci, and its
+## tarball) and SHA256SUMS. No container engine or registry needed; docs/releasing.md.
+## The tool (build/release, its own module so its dependencies stay out of kmirror's go.mod) wires
+## go-containerregistry (the library behind crane and ko) and cyclonedx-gomod. goreleaser was
+## weighed: its image steps need a Docker engine or ko pulling a base image from a registry, which
+## this builder cannot reach, and it is a far heavier build than the few files it would replace.
+## release-snapshot: the same from any tree (untagged, uncommitted): the version says which.
+## release-check: a snapshot, then verifies it (build/release/release_test.go, sha256sum -c).
+RELEASE_TOOL := $(CURDIR)/bin/kmirror-release
+DIST         ?= dist
+
+release-tool:
+	$(GO) -C build/release build -o $(RELEASE_TOOL) .
+
+release: release-tool
+	cd build/release && $(RELEASE_TOOL) -root $(CURDIR) -dist $(abspath $(DIST))
+
+release-snapshot: release-tool
+	cd build/release && $(RELEASE_TOOL) -snapshot -root $(CURDIR) -dist $(abspath $(DIST))
+
+release-check: release-snapshot
+	cd $(DIST) && sha256sum --strict -c SHA256SUMS
+	KMIRROR_DIST=$(abspath $(DIST)) $(GO) -C build/release test -count=1 -v .
+
+## image: for a networked builder with buildah, after `make release`: the same binaries on UBI
+## micro (pinned by digest in the Containerfile), both architectures, as one manifest list.
 image:
-	buildah bud -f Containerfile -t kmirror:$(VERSION) .
+	@if grep -q 'PIN-ME' Containerfile; then \
+	  echo "Containerfile: the ubi-micro digest is a placeholder; pin it first (docs/releasing.md)"; exit 1; fi
+	@test -e $(DIST)/kmirror-$(VERSION)-linux-amd64 || { echo "no $(DIST)/kmirror-$(VERSION)-linux-amd64: run make release first"; exit 1; }
+	buildah build -f Containerfile --platform linux/amd64,linux/arm64 --build-arg VERSION=$(VERSION) \
+	  --manifest kmirror:$(VERSION) .
 
 ## install: the binary, the systemd units (kmirror.service, the kmirror@.service template), and /etc/kmirror/kmirror.yaml unless one is there already.
 ## The configuration is 0644: the unit's dynamic user must read it; secrets belong in
@@ -94,4 +132,4 @@ install: build
 	fi
 
 clean:
-	rm -rf bin
+	rm -rf bin dist

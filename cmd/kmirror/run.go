@@ -207,9 +207,9 @@ func notifySystemd(ctx context.Context, log *zap.Logger, started, ready func() e
 func newVersionCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version, the commit and the build date",
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "kmirror", version.Version)
+			fmt.Fprintln(cmd.OutOrStdout(), version.String())
 		},
 	}
 }

@@ -99,7 +99,7 @@ func heartbeatsOf(t *testing.T, c *cluster, topic string) []heartbeat.Heartbeat 
 // TestActiveActiveHeartbeats runs both flows of an active-active pair, europe→us and us→europe,
 // as two kmirror processes with idle business topics for about 20 s: each target receives its
 // source's heartbeats about every second, the latency metric on /metrics is plausible, kcat on
-// the target prints the last heartbeat as the README says, and nothing loops: each cluster holds
+// the target prints the last heartbeat as docs/heartbeats.md says, and nothing loops: each cluster holds
 // its own heartbeats (each once) and the other's copies, and no other heartbeat topic.
 func TestActiveActiveHeartbeats(t *testing.T) {
 	europe := startCluster(t, "europe")
@@ -147,7 +147,7 @@ func TestActiveActiveHeartbeats(t *testing.T) {
 		}
 		figures = append(figures, fmt.Sprintf("%s→%s latency metric %.1f ms", f.from, f.to, latency*1000))
 	}
-	// What a person on us sees without kmirror (the README's one-liner).
+	// What a person on us sees without kmirror (the one-liner of docs/heartbeats.md).
 	out, err := exec.Command("kcat", "-C", "-b", strings.Join(us.bootstrap, ","), "-t", "kmirror.heartbeats.europe", "-o", "-1", "-e", "-q",
 		"-f", "%k %s\n").CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(out), `europe->us {"origin":"europe","target":"us","emitted":"`) {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -295,7 +296,15 @@ func TestGroupFailoverIsExact(t *testing.T) {
 
 	var rows []figureRow
 	kmirrorFigures := map[string]map[string]translationFigures{}
-	reports, code := failover(t, s.cfg, groups)
+	// failover exits 1 naming a group with no committed offsets (nothing moved): the groups that
+	// committed on europe must move and exit 0 on their own; the one that never committed is
+	// asked for apart, and must exit 1.
+	reports, code := failover(t, s.cfg, []string{groupCaughtUp, groupBehind})
+	never, neverCode := failover(t, s.cfg, []string{groupNever})
+	maps.Copy(reports, never)
+	if neverCode != 1 {
+		t.Errorf("kmirror failover of %s, which never committed on europe, exited with status %d, want 1", groupNever, neverCode)
+	}
 	for _, g := range groups {
 		r, ok := reports[g]
 		if !ok {

@@ -95,12 +95,17 @@ type Txn struct {
 	bound  int
 	done   chan struct{} // closed once p's reader goroutines have returned
 	err    atomic.Pointer[error]
+	// answered counts the records of p the target has answered (acknowledged or failed);
+	// answer is signalled at each. sent (under mu) counts the records handed to p.
+	answered atomic.Int64
+	answer   chan struct{}
 
 	mu      sync.Mutex
 	closed  bool
 	began   time.Time // zero while no transaction is open
 	pending []Held
 	bytes   int64
+	sent    int64
 	next    map[string]map[int32]*sarama.PartitionOffsetMetadata // target topic → partition → position
 	// last is the position of every partition this producer has committed or was given
 	// (Keep), and when it was last committed: Refresh commits again the ones gone stale.
@@ -178,11 +183,23 @@ func (t *Txn) start(bound int) error {
 	t.p, t.bound, t.done = p, bound, make(chan struct{})
 	t.abortP.Store(&producerRef{p})
 	t.err.Store(nil)
+	t.sent = 0
+	t.answered.Store(0)
+	answer := make(chan struct{}, 1)
+	t.answer = answer
+	answered := func() {
+		t.answered.Add(1)
+		select {
+		case answer <- struct{}{}:
+		default:
+		}
+	}
 	var both sync.WaitGroup
 	both.Add(2)
 	go func() {
 		defer both.Done()
 		for range p.Successes() { // the records stay pending until their transaction commits
+			answered()
 		}
 	}()
 	go func() {
@@ -190,6 +207,7 @@ func (t *Txn) start(bound int) error {
 		for pe := range p.Errors() {
 			err := fmt.Errorf("produce %s/%d: %w", pe.Msg.Topic, pe.Msg.Partition, pe.Err)
 			t.err.CompareAndSwap(nil, &err)
+			answered()
 		}
 	}()
 	go func() { both.Wait(); close(t.done) }()
@@ -246,6 +264,7 @@ func (t *Txn) Send(ctx context.Context, r *record.Record) error {
 	}
 	t.pending = append(t.pending, Held{Record: r})
 	t.bytes += r.Size
+	t.sent++
 	t.advance(r, topic, partition)
 	return nil
 }
@@ -275,11 +294,42 @@ var ErrFenced = errors.New("the slot's transactional id was taken over by anothe
 func (t *Txn) Commit(ctx context.Context) ([]Held, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.commit(ctx)
+	return t.commit(ctx, nil)
+}
+
+// CommitAfter is Commit with a step before the positions are committed: once the target has
+// acknowledged every record of the transaction (each record's Msg.Offset is then its offset on
+// the target), before is given the transaction's records; the transaction commits only if it
+// returns nil, and is aborted otherwise. The offset map is written there, so that no committed
+// position is ever ahead of the map (see pkg/offsetmap).
+func (t *Txn) CommitAfter(ctx context.Context, before func([]Held) error) ([]Held, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.commit(ctx, before)
+}
+
+// acknowledged waits until the target has answered every record handed to the producer, or
+// the producer has shut down. Like CommitTxn's own wait for them, it waits for the producer's
+// linger and its retries within the delivery timeout, and no longer: abortWhenFatal ends it when
+// the transaction cannot commit.
+func (t *Txn) acknowledged() error {
+	for t.answered.Load() < t.sent {
+		select {
+		case <-t.answer:
+		case <-t.done:
+			if t.answered.Load() < t.sent {
+				return fmt.Errorf("the producer of %q shut down before the target acknowledged the transaction's records", t.id)
+			}
+		}
+	}
+	if e := t.err.Load(); e != nil {
+		return errors.New("a record of the transaction came back failed")
+	}
+	return nil
 }
 
 // commit is Commit with t.mu held.
-func (t *Txn) commit(ctx context.Context) ([]Held, error) {
+func (t *Txn) commit(ctx context.Context, before func([]Held) error) ([]Held, error) {
 	if t.began.IsZero() {
 		return nil, nil
 	}
@@ -297,7 +347,15 @@ func (t *Txn) commit(ctx context.Context) ([]Held, error) {
 	}
 	stop := t.abortWhenFatal()
 	defer stop()
-	err := t.p.AddOffsetsToTxnWithGroupMetadata(offsets, t.group)
+	var err error
+	if before != nil {
+		if err = t.acknowledged(); err == nil {
+			err = before(recs)
+		}
+	}
+	if err == nil {
+		err = t.p.AddOffsetsToTxnWithGroupMetadata(offsets, t.group)
+	}
 	if err == nil {
 		err = t.p.CommitTxn()
 	}

@@ -46,6 +46,9 @@ type Recorder struct {
 	pending  []*Chunk // chunks changed since the last Pending, in target order
 	openSent bool     // the open chunk is in pending
 	copied   int64
+	// heldBefore: every record fetched before it is settled, or held ahead of the one at
+	// heldBefore-1 by the open transaction being recorded (Held).
+	heldBefore int64
 }
 
 // span is the source offsets [from, to).
@@ -127,7 +130,22 @@ func (r *Recorder) noRecords(from, to int64) bool {
 			return false
 		}
 	}
-	return r.track == nil || r.track.SettledBefore(to)
+	return r.track == nil || to <= r.heldBefore || r.track.SettledBefore(to)
+}
+
+// Held says that the record at src is held by the open transaction being recorded (copied, or
+// passed by its position), after every record of the partition fetched before it that the
+// transaction holds. Exactly-once records a transaction's copies before it commits, while its
+// records are not acknowledged yet: a gap between two records of the same transaction is then
+// known to hold no record (every record fetched in it would be held between them) once the
+// transaction's first record had every earlier one settled. Should the transaction abort, its
+// claim ends with it (the mirror stops), and with it this recorder.
+func (r *Recorder) Held(src int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.track == nil || src <= r.heldBefore || r.track.SettledBefore(src) {
+		r.heldBefore = max(r.heldBefore, src+1)
+	}
 }
 
 // coverFrom returns where a chunk whose first copy is the record at src starts covering: the end

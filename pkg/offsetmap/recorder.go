@@ -46,9 +46,11 @@ type Recorder struct {
 	pending  []*Chunk // chunks changed since the last Pending, in target order
 	openSent bool     // the open chunk is in pending
 	copied   int64
-	// heldBefore: every record fetched before it is settled, or held ahead of the one at
-	// heldBefore-1 by the open transaction being recorded (Held).
+	// heldBefore: every record fetched before it is settled, or held by the open transaction
+	// being recorded ahead of the record at heldBefore (Held); chain: the transaction's records
+	// held so far vouch so.
 	heldBefore int64
+	chain      bool
 }
 
 // span is the source offsets [from, to).
@@ -133,18 +135,22 @@ func (r *Recorder) noRecords(from, to int64) bool {
 	return r.track == nil || to <= r.heldBefore || r.track.SettledBefore(to)
 }
 
-// Held says that the record at src is held by the open transaction being recorded (copied, or
-// passed by its position), after every record of the partition fetched before it that the
-// transaction holds. Exactly-once records a transaction's copies before it commits, while its
-// records are not acknowledged yet: a gap between two records of the same transaction is then
-// known to hold no record (every record fetched in it would be held between them) once the
-// transaction's first record had every earlier one settled. Should the transaction abort, its
-// claim ends with it (the mirror stops), and with it this recorder.
-func (r *Recorder) Held(src int64) {
+// Held says that the record at src is held by the open transaction being recorded (to be
+// copied, or passed by its position), first when it is the transaction's first record of the
+// partition; it is called for each such record in order, before its Copied. Exactly-once records
+// a transaction's copies before it commits, while none of its records is acknowledged: a gap
+// between two records of one transaction still holds no record (every record fetched in it would
+// be held between them), provided every record fetched before the transaction's first one was
+// settled, which the tracker tells. Should the transaction abort, its claim ends with it (the
+// mirror stops), and with it this recorder.
+func (r *Recorder) Held(src int64, first bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.track == nil || src <= r.heldBefore || r.track.SettledBefore(src) {
-		r.heldBefore = max(r.heldBefore, src+1)
+	if first {
+		r.chain = r.track == nil || r.track.SettledBefore(src)
+	}
+	if r.chain {
+		r.heldBefore = max(r.heldBefore, src)
 	}
 }
 

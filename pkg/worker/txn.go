@@ -253,7 +253,9 @@ func (w *Worker) commitTxn(ctx context.Context, t *delivery.Txn) bool {
 }
 
 // heldCopies is a record.Copies told of the records a transaction holds (offsetmap.Recorder).
-type heldCopies interface{ Held(source int64) }
+type heldCopies interface {
+	Held(source int64, first bool)
+}
 
 // mapTxn records where the target put the copies of recs, a transaction acknowledged but not
 // committed, and writes them to the offset map (commitTxn says why).
@@ -265,15 +267,16 @@ func (w *Worker) mapTxn(ctx context.Context, recs []delivery.Held) error {
 		if r.Copies == nil {
 			continue
 		}
-		if h.Skipped == nil {
-			r.Copies.Copied(r.Offset, r.Msg.Offset)
-		}
-		if hc, ok := r.Copies.(heldCopies); ok {
-			hc.Held(r.Offset)
-		}
-		if !seen[r.Copies] {
+		first := !seen[r.Copies]
+		if first {
 			seen[r.Copies] = true
 			cs = append(cs, r.Copies)
+		}
+		if hc, ok := r.Copies.(heldCopies); ok {
+			hc.Held(r.Offset, first)
+		}
+		if h.Skipped == nil {
+			r.Copies.Copied(r.Offset, r.Msg.Offset)
 		}
 	}
 	if len(cs) == 0 {

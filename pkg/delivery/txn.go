@@ -99,6 +99,9 @@ type Txn struct {
 	// answer is signalled at each. sent (under mu) counts the records handed to p.
 	answered atomic.Int64
 	answer   chan struct{}
+	// aborted is set by Abort: the producer's connections are closed, so a commit would only
+	// retry its requests on them until the transactional retries run out.
+	aborted atomic.Bool
 
 	mu      sync.Mutex
 	closed  bool
@@ -308,14 +311,26 @@ func (t *Txn) CommitAfter(ctx context.Context, before func([]Held) error) ([]Hel
 	return t.commit(ctx, before)
 }
 
-// acknowledged waits until the target has answered every record handed to the producer, or
-// the producer has shut down. Like CommitTxn's own wait for them, it waits for the producer's
-// linger and its retries within the delivery timeout, and no longer: abortWhenFatal ends it when
-// the transaction cannot commit.
+// acknowledged waits until the target has answered every record handed to the producer, the
+// producer has shut down, or the transaction can no longer commit. The last matters: once the
+// producer is fenced (a zombie whose slot another member took) abortWhenFatal closes its
+// connections, and the records it still holds are retried until the delivery timeout; a
+// commit that waited for them would hold the slot, its claims' drain and the member's stop
+// that long, where AddOffsetsToTxn fails at once.
 func (t *Txn) acknowledged() error {
+	const cannotCommit = sarama.ProducerTxnFlagFatalError | sarama.ProducerTxnFlagAbortableError
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for t.answered.Load() < t.sent {
+		if t.aborted.Load() {
+			return errAborted
+		}
+		if st := t.p.TxnStatus(); st&cannotCommit != 0 {
+			return fmt.Errorf("the transaction of %q can no longer commit (producer state %s)", t.id, st)
+		}
 		select {
 		case <-t.answer:
+		case <-tick.C:
 		case <-t.done:
 			if t.answered.Load() < t.sent {
 				return fmt.Errorf("the producer of %q shut down before the target acknowledged the transaction's records", t.id)
@@ -352,6 +367,12 @@ func (t *Txn) commit(ctx context.Context, before func([]Held) error) ([]Held, er
 		if err = t.acknowledged(); err == nil {
 			err = before(recs)
 		}
+	}
+	if err == nil && t.aborted.Load() {
+		// Aborted while the records were written or mapped (the mirror stops): CommitTxn would
+		// retry AddOffsetsToTxn on closed connections for the whole transactional retry budget
+		// (some 45 s), holding the slot and the member's stop.
+		err = errAborted
 	}
 	if err == nil {
 		err = t.p.AddOffsetsToTxnWithGroupMetadata(offsets, t.group)
@@ -478,7 +499,13 @@ func (t *Txn) Knows(topic string, partition int32) (bool, error) {
 // Abort makes sure nothing more of the producer reaches the target: its connections are
 // closed, and the open transaction is never committed. It does not block (nor take t.mu: it
 // must reach a producer whose commit hangs).
-func (t *Txn) Abort() { t.abortP.Load().Abort() }
+func (t *Txn) Abort() {
+	t.aborted.Store(true)
+	t.abortP.Load().Abort()
+}
+
+// errAborted fails a commit after Abort.
+var errAborted = errors.New("the slot's producer was aborted before the transaction committed (the mirror is stopping)")
 
 // Close shuts the producer down. Records of a transaction still open are returned: they were
 // not committed, and a later Commit of them fails with ErrClosed.

@@ -4,10 +4,13 @@ package e2e
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kmirror/kmirror/pkg/offsetmap"
 )
 
 // The failover of consumer groups when kmirror runs exactly-once: the target topics then hold
@@ -83,6 +86,7 @@ func testExactlyOnceFailover(t *testing.T, kill bool) {
 		t.Logf("group %s on europe: %v", g, s.positions[g])
 	}
 	waitPositionsCaughtUp(t, us, s.source)
+	checkMapCoversEveryRecord(t, us, s.source, topics)
 	for _, topic := range topics {
 		end := us.count(t, topic)
 		t.Logf("%s: %d records on europe, target log end %d (with kmirror's markers and aborted copies)", topic, len(s.source[topic]), end)
@@ -103,7 +107,15 @@ func testExactlyOnceFailover(t *testing.T, kill bool) {
 			}
 		}
 	}
-	reports, code := failover(t, s.cfg, groups)
+	// failover exits 1 naming a group with no committed offsets (nothing moved): the groups
+	// that committed on europe must move and exit 0 on their own; the one that never committed
+	// is asked for apart, and must exit 1.
+	reports, code := failover(t, s.cfg, []string{groupCaughtUp, groupBehind})
+	never, neverCode := failover(t, s.cfg, []string{groupNever})
+	maps.Copy(reports, never)
+	if neverCode != 1 {
+		t.Errorf("kmirror failover of %s, which never committed on europe, exited with status %d, want 1", groupNever, neverCode)
+	}
 	for _, g := range groups {
 		r, ok := reports[g]
 		if !ok {
@@ -220,4 +232,37 @@ func orDefault(s, def string) string {
 		return def
 	}
 	return s
+}
+
+// checkMapCoversEveryRecord reads the offset-map topic on us (franz-go, read_committed) and
+// translates the offset of every record of topics on europe: once the positions have caught up,
+// each must translate exactly. A map written after the positions it covers leaves, after a kill
+// -9, a hole no restart fills (the restart resumes after it).
+func checkMapCoversEveryRecord(t *testing.T, us *cluster, source map[string]sourceIndex, topics []string) {
+	t.Helper()
+	x := offsetmap.NewIndex()
+	n := 0
+	for _, rs := range readRecords(t, us, offsetmap.DefaultTopic("europe")) {
+		for _, r := range rs {
+			if err := x.Apply(r.Key, r.Value); err != nil {
+				t.Fatalf("offset map record at %d: %v", r.Offset, err)
+			}
+			n++
+		}
+	}
+	for _, topic := range topics {
+		holes := map[int32][]int64{}
+		for _, r := range source[topic] {
+			if tr := x.Translate(topic, r.partition, r.offset, ""); tr.Status != offsetmap.Exact {
+				holes[r.partition] = append(holes[r.partition], r.offset)
+			}
+		}
+		missing := 0
+		for p, offs := range holes {
+			sort.Slice(offs, func(i, j int) bool { return offs[i] < offs[j] })
+			missing += len(offs)
+			t.Errorf("offset map: %s/%d: %d records not translated exactly, source offsets %d to %d", topic, p, len(offs), offs[0], offs[len(offs)-1])
+		}
+		t.Logf("offset map (%d records read): %s: %d of %d records translate exactly", n, topic, len(source[topic])-missing, len(source[topic]))
+	}
 }

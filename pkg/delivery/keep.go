@@ -87,7 +87,7 @@ func (t *Txn) Refresh(ctx context.Context, now time.Time, stale time.Duration) (
 	if open {
 		return len(due), nil // the sender commits it when it is due
 	}
-	if _, err := t.commit(ctx); err != nil {
+	if _, err := t.commit(ctx, nil); err != nil {
 		return 0, err
 	}
 	return len(due), nil

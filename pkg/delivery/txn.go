@@ -95,12 +95,20 @@ type Txn struct {
 	bound  int
 	done   chan struct{} // closed once p's reader goroutines have returned
 	err    atomic.Pointer[error]
+	// answered counts the records of p the target has answered (acknowledged or failed);
+	// answer is signalled at each. sent (under mu) counts the records handed to p.
+	answered atomic.Int64
+	answer   chan struct{}
+	// aborted is set by Abort: the producer's connections are closed, so a commit would only
+	// retry its requests on them until the transactional retries run out.
+	aborted atomic.Bool
 
 	mu      sync.Mutex
 	closed  bool
 	began   time.Time // zero while no transaction is open
 	pending []Held
 	bytes   int64
+	sent    int64
 	next    map[string]map[int32]*sarama.PartitionOffsetMetadata // target topic → partition → position
 	// last is the position of every partition this producer has committed or was given
 	// (Keep), and when it was last committed: Refresh commits again the ones gone stale.
@@ -178,11 +186,23 @@ func (t *Txn) start(bound int) error {
 	t.p, t.bound, t.done = p, bound, make(chan struct{})
 	t.abortP.Store(&producerRef{p})
 	t.err.Store(nil)
+	t.sent = 0
+	t.answered.Store(0)
+	answer := make(chan struct{}, 1)
+	t.answer = answer
+	answered := func() {
+		t.answered.Add(1)
+		select {
+		case answer <- struct{}{}:
+		default:
+		}
+	}
 	var both sync.WaitGroup
 	both.Add(2)
 	go func() {
 		defer both.Done()
 		for range p.Successes() { // the records stay pending until their transaction commits
+			answered()
 		}
 	}()
 	go func() {
@@ -190,6 +210,7 @@ func (t *Txn) start(bound int) error {
 		for pe := range p.Errors() {
 			err := fmt.Errorf("produce %s/%d: %w", pe.Msg.Topic, pe.Msg.Partition, pe.Err)
 			t.err.CompareAndSwap(nil, &err)
+			answered()
 		}
 	}()
 	go func() { both.Wait(); close(t.done) }()
@@ -246,6 +267,7 @@ func (t *Txn) Send(ctx context.Context, r *record.Record) error {
 	}
 	t.pending = append(t.pending, Held{Record: r})
 	t.bytes += r.Size
+	t.sent++
 	t.advance(r, topic, partition)
 	return nil
 }
@@ -275,11 +297,54 @@ var ErrFenced = errors.New("the slot's transactional id was taken over by anothe
 func (t *Txn) Commit(ctx context.Context) ([]Held, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.commit(ctx)
+	return t.commit(ctx, nil)
+}
+
+// CommitAfter is Commit with a step before the positions are committed: once the target has
+// acknowledged every record of the transaction (each record's Msg.Offset is then its offset on
+// the target), before is given the transaction's records; the transaction commits only if it
+// returns nil, and is aborted otherwise. The offset map is written there, so that no committed
+// position is ever ahead of the map (see pkg/offsetmap).
+func (t *Txn) CommitAfter(ctx context.Context, before func([]Held) error) ([]Held, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.commit(ctx, before)
+}
+
+// acknowledged waits until the target has answered every record handed to the producer, the
+// producer has shut down, or the transaction can no longer commit. The last matters: once the
+// producer is fenced (a zombie whose slot another member took) abortWhenFatal closes its
+// connections, and the records it still holds are retried until the delivery timeout; a
+// commit that waited for them would hold the slot, its claims' drain and the member's stop
+// that long, where AddOffsetsToTxn fails at once.
+func (t *Txn) acknowledged() error {
+	const cannotCommit = sarama.ProducerTxnFlagFatalError | sarama.ProducerTxnFlagAbortableError
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for t.answered.Load() < t.sent {
+		if t.aborted.Load() {
+			return errAborted
+		}
+		if st := t.p.TxnStatus(); st&cannotCommit != 0 {
+			return fmt.Errorf("the transaction of %q can no longer commit (producer state %s)", t.id, st)
+		}
+		select {
+		case <-t.answer:
+		case <-tick.C:
+		case <-t.done:
+			if t.answered.Load() < t.sent {
+				return fmt.Errorf("the producer of %q shut down before the target acknowledged the transaction's records", t.id)
+			}
+		}
+	}
+	if e := t.err.Load(); e != nil {
+		return errors.New("a record of the transaction came back failed")
+	}
+	return nil
 }
 
 // commit is Commit with t.mu held.
-func (t *Txn) commit(ctx context.Context) ([]Held, error) {
+func (t *Txn) commit(ctx context.Context, before func([]Held) error) ([]Held, error) {
 	if t.began.IsZero() {
 		return nil, nil
 	}
@@ -297,7 +362,21 @@ func (t *Txn) commit(ctx context.Context) ([]Held, error) {
 	}
 	stop := t.abortWhenFatal()
 	defer stop()
-	err := t.p.AddOffsetsToTxnWithGroupMetadata(offsets, t.group)
+	var err error
+	if before != nil {
+		if err = t.acknowledged(); err == nil {
+			err = before(recs)
+		}
+	}
+	if err == nil && t.aborted.Load() {
+		// Aborted while the records were written or mapped (the mirror stops): CommitTxn would
+		// retry AddOffsetsToTxn on closed connections for the whole transactional retry budget
+		// (some 45 s), holding the slot and the member's stop.
+		err = errAborted
+	}
+	if err == nil {
+		err = t.p.AddOffsetsToTxnWithGroupMetadata(offsets, t.group)
+	}
 	if err == nil {
 		err = t.p.CommitTxn()
 	}
@@ -420,7 +499,13 @@ func (t *Txn) Knows(topic string, partition int32) (bool, error) {
 // Abort makes sure nothing more of the producer reaches the target: its connections are
 // closed, and the open transaction is never committed. It does not block (nor take t.mu: it
 // must reach a producer whose commit hangs).
-func (t *Txn) Abort() { t.abortP.Load().Abort() }
+func (t *Txn) Abort() {
+	t.aborted.Store(true)
+	t.abortP.Load().Abort()
+}
+
+// errAborted fails a commit after Abort.
+var errAborted = errors.New("the slot's producer was aborted before the transaction committed (the mirror is stopping)")
 
 // Close shuts the producer down. Records of a transaction still open are returned: they were
 // not committed, and a later Commit of them fails with ErrClosed.

@@ -289,6 +289,12 @@ func (m *Mirror) Run(ctx context.Context) error {
 		txns, route = eo.slots, eo.route(len(m.inboxes))
 		defer stopping.do("close the transactional producers", eo.close)
 	}
+	// Under exactly-once the map is written before each transaction commits the positions it
+	// covers (worker.commitTxn); at-least-once writes it before each source commit (mapFirst).
+	var writeMap func(context.Context, []record.Copies) error
+	if omap != nil && txns != nil {
+		writeMap = omap.write
+	}
 	workers := make([]*worker.Worker, len(m.inboxes))
 	for i := range m.inboxes {
 		name := func(bound int) string { return fmt.Sprintf("producer-%d-%d", i, bound) }
@@ -302,7 +308,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		w, err := worker.New(worker.Config{
 			ID: i, Inbox: m.inboxes[i], Records: records, NewProducer: open,
 			Compressed: m.cfg.Producer.Compression != "none", Policy: m.cfg.Producer.RefusedPolicy, Clock: clock,
-			DeadLetter: dead, Txns: txns,
+			DeadLetter: dead, Txns: txns, WriteMap: writeMap,
 			Fatal: m.fatal, Observer: m.workerObserver, Log: m.log,
 		})
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
 
+	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/offsetmap"
 	"github.com/kmirror/kmirror/pkg/offsets"
 	"github.com/kmirror/kmirror/pkg/record"
@@ -87,8 +88,17 @@ func (m *Mirror) openOffsetMap(ctx context.Context, admin sarama.ClusterAdmin) (
 	// A write of the map precedes each commit of source offsets: it gets at most one commit
 	// interval, so that a map partition whose leader does not answer delays a commit by that
 	// much at most (the commit then goes on; the map catches up at the next write).
+	//
+	// Under exactly-once the map is written before each transaction commits, and a write that
+	// fails aborts the transaction (and stops the mirror): a write gets the map's default bound
+	// there, seconds, not a commit interval, which a first write (the producer's id, the topic's
+	// metadata) can outlast on a busy target.
+	writeTimeout := m.cfg.Commit.Interval
+	if m.cfg.Delivery.Mode == config.ExactlyOnce {
+		writeTimeout = max(writeTimeout, offsetmap.DefaultWriteTimeout)
+	}
 	fc := offsetmap.FlusherConfig{Store: om.store, Interval: m.cfg.OffsetMap.FlushInterval, Index: om.index,
-		WriteTimeout: m.cfg.Commit.Interval}
+		WriteTimeout: writeTimeout}
 	if mt := m.opts.Metrics; mt != nil {
 		fc.Written = func(n int) { mt.OffsetMapChunks.Add(float64(n)) }
 		fc.Failed = func(error) { mt.OffsetMapWriteErrors.Inc() }
@@ -111,6 +121,18 @@ func (om *offsetMap) copies(topic string, partition int32, topicID string, start
 				zap.String("topic", topic), zap.Int32("partition", partition), zap.Error(err))
 		}
 	}
+}
+
+// write is the exactly-once workers' WriteMap: it writes the recorders of the claims whose
+// records a transaction holds before the transaction commits their positions.
+func (om *offsetMap) write(ctx context.Context, cs []record.Copies) error {
+	rs := make([]*offsetmap.Recorder, 0, len(cs))
+	for _, c := range cs {
+		if r, ok := c.(*offsetmap.Recorder); ok {
+			rs = append(rs, r)
+		}
+	}
+	return om.flusher.Write(ctx, rs...)
 }
 
 // run follows the map topic into the index and flushes the claims' recorders until ctx ends.

@@ -22,6 +22,22 @@
 // but for the resend window and a crashed run's re-copies, which taking the lowest of the last
 // copies covers (proof sketch in Index.Translate).
 //
+// The order with the positions. The map must never end before a committed position: a run
+// resumes there, so copies committed but not mapped would stay unmapped for ever (a hole that
+// translates as "unknown" or "not yet mirrored"). At-least-once writes the map before each
+// commit of source offsets (a record is recorded before it is acknowledged). Exactly-once
+// commits the positions inside each transaction on the target, so its map is written before
+// the transaction commits: once the target has acknowledged the transaction's records, their
+// copies are recorded (Recorder.Held vouches for the gaps between records of one transaction,
+// not acknowledged yet) and written (Flusher.Write), and only then are the positions added and
+// EndTxn sent; a write that fails aborts the transaction. A kill between the write and EndTxn
+// leaves chunks that map the transaction's records to aborted copies: the run that resumes
+// copies them again, higher in the same partition with only aborted records and markers
+// between, and maps those copies before committing them; the newest chunk covering an offset
+// wins, so until then a position among them translates to an aborted copy, from which a
+// read_committed reader reads the copies made again (records before the position among them
+// twice: duplicates, never a loss).
+//
 // The bound. A chunk holds up to MaxSteps distinct steps, a step that repeats the one before
 // counting once, so a partition costs a chunk per MaxSteps transactions of differing shape plus
 // one per claim; Index.Expired names the chunks no translation needs (below the source's log

@@ -46,6 +46,11 @@ type Recorder struct {
 	pending  []*Chunk // chunks changed since the last Pending, in target order
 	openSent bool     // the open chunk is in pending
 	copied   int64
+	// heldBefore: every record fetched before it is settled, or held by the open transaction
+	// being recorded ahead of the record at heldBefore (Held); chain: the transaction's records
+	// held so far vouch so.
+	heldBefore int64
+	chain      bool
 }
 
 // span is the source offsets [from, to).
@@ -127,7 +132,26 @@ func (r *Recorder) noRecords(from, to int64) bool {
 			return false
 		}
 	}
-	return r.track == nil || r.track.SettledBefore(to)
+	return r.track == nil || to <= r.heldBefore || r.track.SettledBefore(to)
+}
+
+// Held says that the record at src is held by the open transaction being recorded (to be
+// copied, or passed by its position), first when it is the transaction's first record of the
+// partition; it is called for each such record in order, before its Copied. Exactly-once records
+// a transaction's copies before it commits, while none of its records is acknowledged: a gap
+// between two records of one transaction still holds no record (every record fetched in it would
+// be held between them), provided every record fetched before the transaction's first one was
+// settled, which the tracker tells. Should the transaction abort, its claim ends with it (the
+// mirror stops), and with it this recorder.
+func (r *Recorder) Held(src int64, first bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if first {
+		r.chain = r.track == nil || r.track.SettledBefore(src)
+	}
+	if r.chain {
+		r.heldBefore = max(r.heldBefore, src)
+	}
 }
 
 // coverFrom returns where a chunk whose first copy is the record at src starts covering: the end

@@ -279,3 +279,44 @@ func BenchmarkRecorderCopied(b *testing.B) {
 		})
 	}
 }
+
+// TestHeldGapsWithinATransactionAreNoRecords: exactly-once records a transaction's copies before
+// it commits, while none of its records is acknowledged. A source gap between two of its records
+// (a marker of the source's transactions) holds no record — every record fetched in it would be
+// held between them — so the transaction stays one chunk, as it would once acknowledged; a gap
+// before the transaction's first record whose earlier records are not settled is still no such
+// thing.
+func TestHeldGapsWithinATransactionAreNoRecords(t *testing.T) {
+	tr := &fakeTrack{registered: []int64{0, 1, 3, 4, 6}, done: map[int64]bool{}}
+	r := NewRecorder("t", 0, "", 0)
+	r.Track(tr)
+	// One transaction: source 0, 1, 3, 4 (2 a marker) copied to target 0..3.
+	for i, src := range []int64{0, 1, 3, 4} {
+		r.Held(src, i == 0)
+		r.Copied(src, int64(i))
+	}
+	if cs := r.Pending(); len(cs) != 1 || cs[0].End() != 5 {
+		t.Fatalf("one transaction with a marker inside: %+v, want one chunk covering [0, 5)", cs)
+	}
+	// Without Held the same gap is not known to hold no record (0..4 not acknowledged yet).
+	r2 := NewRecorder("t", 0, "", 0)
+	r2.Track(tr)
+	r2.Copied(0, 0)
+	r2.Copied(1, 1)
+	r2.Copied(3, 2)
+	if cs := r2.Pending(); len(cs) != 2 {
+		t.Fatalf("copies not held, a gap before unacknowledged records: %d chunks, want 2", len(cs))
+	}
+	// A transaction whose first record has an earlier fetched one unsettled (0, not in it)
+	// vouches for nothing.
+	tr3 := &fakeTrack{registered: []int64{0, 2, 4}, done: map[int64]bool{}}
+	r3 := NewRecorder("t", 0, "", 0)
+	r3.Track(tr3)
+	r3.Held(2, true)
+	r3.Copied(2, 0)
+	r3.Held(4, false)
+	r3.Copied(4, 1)
+	if cs := r3.Pending(); len(cs) != 2 || cs[0].From != 2 || cs[1].From != 4 {
+		t.Fatalf("a transaction behind an unsettled record: %d chunks, want 2, starting at 2 and 4", len(cs))
+	}
+}

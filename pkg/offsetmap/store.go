@@ -323,6 +323,12 @@ func (f *Flusher) Run(ctx context.Context) {
 // map without a hole.
 func (f *Flusher) Flush(ctx context.Context) error { return f.flush(ctx, f.all()) }
 
+// Write writes what rs hold now, in one write, by ctx's deadline or within WriteTimeout: when it
+// returns nil, every copy they recorded before the call is in the map topic (a write another
+// flush had taken is done, or handed back and written here). Exactly-once calls it before each
+// transaction commits.
+func (f *Flusher) Write(ctx context.Context, rs ...*Recorder) error { return f.flush(ctx, rs) }
+
 func (f *Flusher) all() []*Recorder {
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -206,11 +206,31 @@ func (w *Worker) refusedTxn(ctx context.Context, r *record.Record, err error, t 
 }
 
 // commitTxn commits t's open transaction and reports its records' fate; false when it failed.
+//
+// With an offset map (Config.WriteMap), the map is written before the positions: the
+// transaction commits the records and the positions they reach at once, so a map written after
+// it (by the flusher, an interval later) would lag the positions, and a crash in between would
+// leave a hole no restart fills (the next run resumes after it). So once the target has
+// acknowledged the transaction's records, their copies are recorded and written to the map, and
+// only then are the positions added and the transaction committed; a map that cannot be written
+// aborts it (the mirror stops and resumes from the positions the target holds). A transaction
+// that aborts after its map was written leaves chunks mapping its records to copies no
+// read_committed consumer reads; the run that resumes copies them again, higher in the same
+// partition, and maps those copies before it commits them: the newest chunk covering an offset
+// wins, so the aborted copies are translated to only until then (and a group resuming at one
+// reads the copies made again after it: duplicates, never a loss).
 func (w *Worker) commitTxn(ctx context.Context, t *delivery.Txn) bool {
 	if !t.Open() {
 		return true
 	}
-	recs, err := t.Commit(ctx)
+	var before func([]delivery.Held) error
+	if w.cfg.WriteMap != nil {
+		// Not cancelled with the worker: a commit under way when it stops completes as it
+		// would without a map (the write is bounded by the map's own timeout).
+		mctx := context.WithoutCancel(ctx)
+		before = func(recs []delivery.Held) error { return w.mapTxn(mctx, recs) }
+	}
+	recs, err := t.CommitAfter(ctx, before)
 	if err != nil {
 		w.failTxn(recs, err)
 		return false
@@ -222,7 +242,7 @@ func (w *Worker) commitTxn(ctx context.Context, t *delivery.Txn) bool {
 			w.skipped(r, h.Skipped)
 			continue
 		}
-		if r.Copies != nil {
+		if r.Copies != nil && before == nil {
 			r.Copies.Copied(r.Offset, r.Msg.Offset)
 		}
 		r.Track.Ack(r.Seq)
@@ -230,6 +250,42 @@ func (w *Worker) commitTxn(ctx context.Context, t *delivery.Txn) bool {
 		w.cfg.Records.Put(r)
 	}
 	return true
+}
+
+// heldCopies is a record.Copies told of the records a transaction holds (offsetmap.Recorder).
+type heldCopies interface {
+	Held(source int64, first bool)
+}
+
+// mapTxn records where the target put the copies of recs, a transaction acknowledged but not
+// committed, and writes them to the offset map (commitTxn says why).
+func (w *Worker) mapTxn(ctx context.Context, recs []delivery.Held) error {
+	var cs []record.Copies
+	seen := make(map[record.Copies]bool)
+	for _, h := range recs {
+		r := h.Record
+		if r.Copies == nil {
+			continue
+		}
+		first := !seen[r.Copies]
+		if first {
+			seen[r.Copies] = true
+			cs = append(cs, r.Copies)
+		}
+		if hc, ok := r.Copies.(heldCopies); ok {
+			hc.Held(r.Offset, first)
+		}
+		if h.Skipped == nil {
+			r.Copies.Copied(r.Offset, r.Msg.Offset)
+		}
+	}
+	if len(cs) == 0 {
+		return nil
+	}
+	if err := w.cfg.WriteMap(ctx, cs); err != nil {
+		return fmt.Errorf("write the offset map before committing the positions it covers: %w", err)
+	}
+	return nil
 }
 
 // failTxn stops the partitions of an aborted transaction's records at their first record, and

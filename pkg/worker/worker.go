@@ -97,6 +97,9 @@ type Config struct {
 	// Txns, when set, is exactly-once delivery: records go in transactions of their slot's
 	// producer (txn.go) instead of through the idempotent producers.
 	Txns *delivery.Slots
+	// WriteMap, when set with Txns, writes what the given records' Copies recorded to the offset
+	// map, durably, before the transaction holding those records commits (see commitTxn).
+	WriteMap func(ctx context.Context, copies []record.Copies) error
 }
 
 // Worker moves records from its inbox to the target.

@@ -427,7 +427,9 @@ func (m *Mirror) Run(ctx context.Context) error {
 
 	identityDone := make(chan struct{})
 	go func() { defer close(identityDone); m.watchIdentity(runCtx) }()
-	defer func() { stop(nil); <-identityDone }()
+	// The watcher may be inside an ID check that a frozen broker does not answer: waited for
+	// within the stop's deadline only.
+	defer func() { stop(nil); stopping.wait("the cluster ID check", identityDone) }()
 
 	// Workers run on their own context, ended only after the consumer has drained.
 	workerCtx, stopWorkers := context.WithCancel(context.Background())

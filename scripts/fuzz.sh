@@ -7,3 +7,5 @@ t="${FUZZTIME:-20s}"
 go test -run='^$' -fuzz='^FuzzLoad$' -fuzztime="$t" ./pkg/config
 go test -run='^$' -fuzz='^FuzzRecordFrom$' -fuzztime="$t" ./pkg/record
 go test -run='^$' -fuzz='^FuzzParseAndMap$' -fuzztime="$t" ./pkg/migrate
+go test -run='^$' -fuzz='^FuzzDecode$' -fuzztime="$t" ./pkg/offsetmap
+go test -run='^$' -fuzz='^FuzzDecodeUserData$' -fuzztime="$t" ./pkg/slots

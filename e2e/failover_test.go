@@ -220,6 +220,21 @@ func kmirrorCLI(t *testing.T, args ...string) ([]byte, int) {
 	return stdout.Bytes(), cmd.ProcessState.ExitCode()
 }
 
+// failoverScenarioGroups fails over the scenario's groups. failover exits 1 naming a group with
+// no committed offsets (nothing moved): the groups that committed on europe must move and exit 0
+// on their own (the status returned); the one that never committed is asked for apart and must
+// exit 1. The reports of all three are returned.
+func failoverScenarioGroups(t *testing.T, cfg string) (map[string]groupReport, int) {
+	t.Helper()
+	reports, code := failover(t, cfg, []string{groupCaughtUp, groupBehind})
+	never, neverCode := failover(t, cfg, []string{groupNever})
+	maps.Copy(reports, never)
+	if neverCode != 1 {
+		t.Errorf("kmirror failover of %s, which never committed on europe, exited with status %d, want 1", groupNever, neverCode)
+	}
+	return reports, code
+}
+
 // failover runs `kmirror failover --json` for groups with extra flags and returns the reports
 // by group and the exit status.
 func failover(t *testing.T, cfg string, groups []string, extra ...string) (map[string]groupReport, int) {
@@ -296,15 +311,7 @@ func TestGroupFailoverIsExact(t *testing.T) {
 
 	var rows []figureRow
 	kmirrorFigures := map[string]map[string]translationFigures{}
-	// failover exits 1 naming a group with no committed offsets (nothing moved): the groups that
-	// committed on europe must move and exit 0 on their own; the one that never committed is
-	// asked for apart, and must exit 1.
-	reports, code := failover(t, s.cfg, []string{groupCaughtUp, groupBehind})
-	never, neverCode := failover(t, s.cfg, []string{groupNever})
-	maps.Copy(reports, never)
-	if neverCode != 1 {
-		t.Errorf("kmirror failover of %s, which never committed on europe, exited with status %d, want 1", groupNever, neverCode)
-	}
+	reports, code := failoverScenarioGroups(t, s.cfg)
 	for _, g := range groups {
 		r, ok := reports[g]
 		if !ok {

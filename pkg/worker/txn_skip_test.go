@@ -7,11 +7,9 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/twmb/franz-go/pkg/kfake"
 
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/delivery"
-	"github.com/kmirror/kmirror/pkg/embedded"
 	"github.com/kmirror/kmirror/pkg/offsets"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
@@ -27,21 +25,7 @@ import (
 // position on the target past the skipped records, and the next session goes on without a
 // panic.
 func TestARebalanceWhileATransactionHoldsOnlySkipsCommitsItFirst(t *testing.T) {
-	target, err := embedded.Start("us", 1, kfake.SeedTopics(1, "dst"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	base := func() *sarama.Config {
-		c := sarama.NewConfig()
-		c.Version = sarama.V3_6_0_0
-		return c
-	}
-	client, err := sarama.NewClient(target.Addrs(), base())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	target, base, client := txnTarget(t, 1)
 	open := func(id string, bound int) (delivery.Producer, error) {
 		return OpenProducer(target.Addrs(), func(bound int) (*sarama.Config, error) {
 			pc, err := ProducerConfig(base(), config.Default().Producer, bound)

@@ -54,21 +54,7 @@ func (o *ackedBy) of(p int32) int {
 // behind it in the inbox, are committed and acknowledged meanwhile, and the first slot's once its
 // commit returns.
 func TestOneSlotsCommitDoesNotStallTheWorkersOtherSlots(t *testing.T) {
-	target, err := embedded.Start("us", 1, kfake.SeedTopics(16, "dst"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	base := func() *sarama.Config {
-		c := sarama.NewConfig()
-		c.Version = sarama.V3_6_0_0
-		return c
-	}
-	client, err := sarama.NewClient(target.Addrs(), base())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
+	target, base, client := txnTarget(t, 16)
 
 	const slotCount = 4
 	stalled, other := int32(-1), int32(-1)
@@ -148,4 +134,26 @@ func TestOneSlotsCommitDoesNotStallTheWorkersOtherSlots(t *testing.T) {
 	}
 	releaseCommit()
 	waitUntil("the first slot's record acknowledged once its commit returns", func() bool { return obs.of(stalled) == 1 })
+}
+
+// txnTarget starts a one-broker target with partitions of topic "dst" and returns it, the sarama
+// configuration the tests build producers from, and a client of it; all closed when t ends.
+func txnTarget(t *testing.T, partitions int32) (*embedded.Cluster, func() *sarama.Config, sarama.Client) {
+	t.Helper()
+	target, err := embedded.Start("us", 1, kfake.SeedTopics(partitions, "dst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(target.Close)
+	base := func() *sarama.Config {
+		c := sarama.NewConfig()
+		c.Version = sarama.V3_6_0_0
+		return c
+	}
+	client, err := sarama.NewClient(target.Addrs(), base())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = client.Close() })
+	return target, base, client
 }

@@ -14,7 +14,8 @@ import (
 type contender struct {
 	name  string // for --only and --contenders, log and profile file names
 	label string // in the report
-	// program is "kmirror", "baremirror" or "mirrormaker2": how the contender is started.
+	// program is "kmirror", "baremirror", "baresarama" or "mirrormaker2": how the contender is
+	// started (the two bare mirrors are the Go programs of the same names under benchmarks/).
 	program string
 	// exactlyOnce contenders write transactions: the harness reads their target with
 	// read_committed, and a record counts (and has arrived, for latency) once its transaction
@@ -29,6 +30,10 @@ var contenders = []contender{
 	// consumer feeding its producer and nothing else. It runs right after kmirror, so that
 	// the two are measured as close together as the rounds allow.
 	{name: "bare", label: "bare mirror (franz-go)", program: "baremirror"},
+	// baresarama is the same mirror on sarama's high-level clients (benchmarks/baresarama): its
+	// consumer group feeding its idempotent async producer, one request in flight per broker.
+	// It shows what the client library kmirror is built on reaches here without kmirror.
+	{name: "baresarama", label: "bare mirror (sarama)", program: "baresarama"},
 	{name: "kmirror-eos", label: "kmirror exactly-once", program: "kmirror", exactlyOnce: true},
 	{name: "mirrormaker2", label: "MirrorMaker 2", program: "mirrormaker2"},
 	{name: "mirrormaker2-eos", label: "MirrorMaker 2 exactly-once", program: "mirrormaker2", exactlyOnce: true},
@@ -76,9 +81,9 @@ target: {alias: us, bootstrap: [%s]}
 topics: {include: [%s], replication_factor: 1}
 consumer: {group_id: bench-%s-%d}
 producer: {batch_bytes: 1048576, linger: 5ms, compression: none}
-telemetry: {listen: "127.0.0.1:19464", pprof: true}
+telemetry: {listen: "%s", pprof: true}
 log: {level: warn}
-%s`, strings.Join(at.source, ","), strings.Join(at.target, ","), topicName, c.name, id, delivery)
+%s`, strings.Join(at.source, ","), strings.Join(at.target, ","), topicName, c.name, id, h.telemetryAddr(), delivery)
 		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 			return nil, "", err
 		}
@@ -89,11 +94,11 @@ log: {level: warn}
 		cmd = exec.Command(filepath.Join(h.o.root, "bin", "kmirror"), args...)
 		cmd.Env = append(os.Environ(), h.o.kmirrorEnv...)
 		return cmd, topicName, nil
-	case "baremirror":
-		cmd = exec.Command(h.bareMirror, "--source", strings.Join(at.source, ","), "--target", strings.Join(at.target, ","),
+	case "baremirror", "baresarama":
+		cmd = exec.Command(h.programs[c.program], "--source", strings.Join(at.source, ","), "--target", strings.Join(at.target, ","),
 			"--topic", topicName, "--group", fmt.Sprintf("bench-%s-%d", c.name, id))
-		// kmirror's default collector target (runtime.gc_percent: 200), so that neither Go
-		// mirror is measured with a GC setting the other lacks.
+		// kmirror's default collector target (runtime.gc_percent: 200), so that no Go mirror
+		// is measured with a GC setting the others lack.
 		cmd.Env = append(os.Environ(), "GOGC=200")
 		return cmd, topicName, nil
 	case "mirrormaker2":
@@ -123,7 +128,7 @@ us.producer.compression.type = none
 us.producer.enable.idempotence = true
 `, strings.Join(at.source, ","), strings.Join(at.target, ","), topicName, h.o.partitions, c.name, id)
 		if c.exactlyOnce {
-			body += mm2ExactlyOnce
+			body += mm2ExactlyOnce(h.mm2RESTAddr())
 		}
 		if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
 			return nil, "", err
@@ -144,12 +149,14 @@ us.producer.enable.idempotence = true
 //     exactly-once support (and no aborted source records are copied).
 //
 // Each source task then writes its records and source offsets in one transaction per poll
-// (transaction.boundary=poll, the default).
-const mm2ExactlyOnce = `us.exactly.once.source.support = enabled
+// (transaction.boundary=poll, the default). rest is the internal REST server's host:port.
+func mm2ExactlyOnce(rest string) string {
+	return `us.exactly.once.source.support = enabled
 dedicated.mode.enable.internal.rest = true
-listeners = http://127.0.0.1:18083
+listeners = http://` + rest + `
 europe.consumer.isolation.level = read_committed
 `
+}
 
 // pick returns the items of all that the comma-separated list names, in the order of all, or
 // the first name in list that no item has.

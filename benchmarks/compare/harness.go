@@ -36,8 +36,9 @@ type harness struct {
 	profileDir string
 	// logDir receives the mirrors' logs (git-ignored).
 	logDir string
-	// bareMirror is the benchmarks/baremirror binary buildPrograms built, in work.
-	bareMirror string
+	// programs are the Go contenders' binaries buildPrograms built into work, by program name
+	// (baremirror, baresarama).
+	programs map[string]string
 	// main is the preloaded topic of the catch-up runs.
 	main preloaded
 	// remote starts both clusters with a listener for clients behind the WAN, and links holds
@@ -82,20 +83,53 @@ func newHarness(o options) (*harness, error) {
 		return nil, err
 	}
 	return &harness{o: o, script: filepath.Join(root, "scripts", "kafka", "cluster.sh"), work: work, clkTicks: 100,
-		load: newWorkload(o.valueBytes)}, nil
+		load: newWorkload(o.valueBytes), programs: map[string]string{}}, nil
 }
 
 func (h *harness) close() {
 	for _, l := range h.links {
 		l.Close()
 	}
-	_ = exec.Command(h.script, "down", "us").Run()
-	_ = exec.Command(h.script, "down", "europe").Run()
+	_ = h.clusterCmd("down", "us").Run()
+	_ = h.clusterCmd("down", "europe").Run()
 	_ = os.RemoveAll(h.work)
 }
 
+// clusterCmd is scripts/kafka/cluster.sh ACTION NAME ... with the run's state directory
+// (--kafka-state) and, with --port-base, the cluster's ports: europe at the base, us 100 above,
+// as the e2e suite's KMIRROR_E2E_PORT_BASE lays them out. KAFKA_OWNER_PID makes every node
+// started die with this process, however it ends: a benchmark killed mid-run leaves no broker
+// on the ports behind it.
+func (h *harness) clusterCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(h.script, args...)
+	cmd.Env = append(os.Environ(), "KMIRROR_KAFKA_STATE="+h.o.kafkaState, fmt.Sprintf("KAFKA_OWNER_PID=%d", os.Getpid()))
+	if h.o.portBase > 0 && len(args) > 1 {
+		base := h.o.portBase
+		if args[1] != "europe" {
+			base += 100
+		}
+		cmd.Env = append(cmd.Env, fmt.Sprintf("KAFKA_PORT_BASE=%d", base))
+	}
+	return cmd
+}
+
+// telemetryAddr is where a kmirror contender serves /metrics and /debug/pprof: 19464, or 300
+// above --port-base.
+func (h *harness) telemetryAddr() string { return h.localAddr(19464, 300) }
+
+// mm2RESTAddr is the internal REST server of an exactly-once MirrorMaker 2: 18083, or 301 above
+// --port-base.
+func (h *harness) mm2RESTAddr() string { return h.localAddr(18083, 301) }
+
+func (h *harness) localAddr(fixed, offset int) string {
+	if h.o.portBase > 0 {
+		return fmt.Sprintf("127.0.0.1:%d", h.o.portBase+offset)
+	}
+	return fmt.Sprintf("127.0.0.1:%d", fixed)
+}
+
 func (h *harness) cluster(args ...string) (string, error) {
-	out, err := exec.Command(h.script, args...).CombinedOutput()
+	out, err := h.clusterCmd(args...).CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("cluster.sh %v: %w\n%s", args, err, out)
 	}
@@ -107,17 +141,17 @@ func (h *harness) cluster(args ...string) (string, error) {
 // and CPU are measured as kmirror's are.
 func (h *harness) buildPrograms(ctx context.Context, cs []contender) error {
 	for _, c := range cs {
-		if c.program != "baremirror" || h.bareMirror != "" {
+		if c.program != "baremirror" && c.program != "baresarama" || h.programs[c.program] != "" {
 			continue
 		}
-		bin := filepath.Join(h.work, "baremirror")
-		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./benchmarks/baremirror")
+		bin := filepath.Join(h.work, c.program)
+		cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./benchmarks/"+c.program)
 		cmd.Dir = h.o.root
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0") // as make build builds kmirror
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("build benchmarks/baremirror: %w\n%s", err, out)
+			return fmt.Errorf("build benchmarks/%s: %w\n%s", c.program, err, out)
 		}
-		h.bareMirror = bin
+		h.programs[c.program] = bin
 	}
 	return nil
 }
@@ -424,12 +458,12 @@ func (h *harness) captureProfiles(name, suffix string, copying, done <-chan stru
 // names' prefix), with suffix in the file names.
 func (h *harness) saveProfiles(name, suffix string, d time.Duration) {
 	for _, p := range []struct{ url, file string }{
-		{fmt.Sprintf("http://127.0.0.1:19464/debug/pprof/profile?seconds=%d", int(d.Seconds())), name + "-cpu" + suffix + ".pprof"},
-		{"http://127.0.0.1:19464/debug/pprof/heap", name + "-heap" + suffix + ".pprof"},
-		{"http://127.0.0.1:19464/debug/pprof/allocs", name + "-allocs" + suffix + ".pprof"},
-		{"http://127.0.0.1:19464/debug/pprof/goroutine?debug=1", name + "-goroutines" + suffix + ".txt"},
+		{fmt.Sprintf("/debug/pprof/profile?seconds=%d", int(d.Seconds())), name + "-cpu" + suffix + ".pprof"},
+		{"/debug/pprof/heap", name + "-heap" + suffix + ".pprof"},
+		{"/debug/pprof/allocs", name + "-allocs" + suffix + ".pprof"},
+		{"/debug/pprof/goroutine?debug=1", name + "-goroutines" + suffix + ".txt"},
 	} {
-		resp, err := http.Get(p.url)
+		resp, err := http.Get("http://" + h.telemetryAddr() + p.url)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "profile:", err)
 			continue
@@ -443,7 +477,7 @@ func (h *harness) saveProfiles(name, suffix string, d time.Duration) {
 // saveMetrics saves what the running kmirror contender name exports on /metrics (sarama's
 // request latencies, sizes and rates per broker among them), with suffix in the file name.
 func (h *harness) saveMetrics(name, suffix string) {
-	resp, err := http.Get("http://127.0.0.1:19464/metrics")
+	resp, err := http.Get("http://" + h.telemetryAddr() + "/metrics")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "metrics:", err)
 		return
@@ -494,11 +528,7 @@ func (c cpuClock) sharesSince(from cpuClock) cpuShares {
 
 // brokerPID is the process of node 1 of a cluster started by cluster.sh, or 0.
 func (h *harness) brokerPID(cluster string) int {
-	state := os.Getenv("KMIRROR_KAFKA_STATE")
-	if state == "" {
-		state = "/tmp/kmirror-kafka"
-	}
-	b, err := os.ReadFile(filepath.Join(state, cluster, "node-1", "pid"))
+	b, err := os.ReadFile(filepath.Join(h.o.kafkaState, cluster, "node-1", "pid"))
 	if err != nil {
 		return 0
 	}

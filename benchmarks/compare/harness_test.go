@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"compress/flate"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -97,5 +99,26 @@ func TestCeilingsAreMediansOfTheRounds(t *testing.T) {
 	}
 	if got := medianCeilings(rounds[:2]).nativeProducer; got != 250 {
 		t.Fatalf("median of two = %v, want their mean 250", got)
+	}
+}
+
+func TestPortBaseSeparatesTheClustersAndListeners(t *testing.T) {
+	h := &harness{o: options{portBase: 14000, kafkaState: "/tmp/kk-x"}, script: "cluster.sh"}
+	env := func(args ...string) []string { return h.clusterCmd(args...).Env }
+	for name, want := range map[string]string{"europe": "KAFKA_PORT_BASE=14000", "us": "KAFKA_PORT_BASE=14100"} {
+		e := env("up", name)
+		if !slices.Contains(e, want) || !slices.Contains(e, "KMIRROR_KAFKA_STATE=/tmp/kk-x") {
+			t.Errorf("cluster.sh up %s: env lacks %s or the state directory", name, want)
+		}
+	}
+	if h.telemetryAddr() != "127.0.0.1:14300" || h.mm2RESTAddr() != "127.0.0.1:14301" {
+		t.Errorf("listeners %s, %s; want 14300 and 14301", h.telemetryAddr(), h.mm2RESTAddr())
+	}
+	h.o.portBase = 0
+	if slices.ContainsFunc(env("up", "us"), func(s string) bool { return strings.HasPrefix(s, "KAFKA_PORT_BASE=") }) {
+		t.Error("without --port-base the script's own ports were overridden")
+	}
+	if h.telemetryAddr() != "127.0.0.1:19464" || h.mm2RESTAddr() != "127.0.0.1:18083" {
+		t.Errorf("fixed listeners %s, %s", h.telemetryAddr(), h.mm2RESTAddr())
 	}
 }

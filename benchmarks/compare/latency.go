@@ -45,6 +45,8 @@ type latency struct {
 	// behind is set when no measured record reached the target within the run and its 5 s
 	// tail: the mirror could not keep up with the paced rate.
 	behind bool
+	// of is the --paced-rates entry the rate came from (zero in the WAN section's runs).
+	of pacedRate
 }
 
 type quantiles struct{ p50, p99, p999 time.Duration }

@@ -40,13 +40,15 @@ func main() {
 	flag.StringVar(&o.contenders, "contenders", contenderNames(), "the contenders to measure, comma-separated")
 	flag.StringVar(&o.wan.rtts, "rtts", "0,20,80", "round-trip times (ms) of the WAN section, through a latency proxy (\"\" skips the section)")
 	flag.StringVar(&o.wan.placements, "placements", "near-target,near-source", "where the mirror runs in the WAN section: near-target (the source is remote: remote consume), near-source (the target is remote: remote produce)")
-	flag.StringVar(&o.wan.contenders, "wan-contenders", "kmirror,mirrormaker2", "the contenders of the WAN section, comma-separated")
+	flag.StringVar(&o.wan.contenders, "wan-contenders", "kmirror,bare,baresarama,mirrormaker2", "the contenders of the WAN section, comma-separated")
 	flag.BoolVar(&o.wanOnly, "wan-only", false, "run the WAN section alone: no loopback catch-up rounds, ceilings or latency runs before it")
 	flag.IntVar(&o.wan.records, "wan-records", 1_000_000, "records preloaded into the WAN section's own source topic")
 	flag.IntVar(&o.wan.rounds, "wan-rounds", 1, "rounds of the WAN section (medians when more than 1)")
 	flag.DurationVar(&o.wan.timeout, "wan-timeout", 5*time.Minute, "limit for one WAN catch-up run; a run past it is reported as not finished, with its rate so far")
 	flag.IntVar(&o.wan.pacedRate, "wan-paced-rate", 10_000, "records/s of the WAN section's latency runs (0 skips them)")
 	flag.DurationVar(&o.wan.pacedFor, "wan-paced-for", 15*time.Second, "length of each WAN latency run")
+	flag.IntVar(&o.portBase, "port-base", 0, "the clusters' ports: europe's node 1 at BASE+12, us's at BASE+112; kmirror's telemetry at BASE+300, MirrorMaker 2's REST server at BASE+301 (0: cluster.sh's 19012 and 29012, 19464, 18083), so that a run beside others' clusters does not collide")
+	flag.StringVar(&o.kafkaState, "kafka-state", envOr("KMIRROR_KAFKA_STATE", "/tmp/kmirror-kafka"), "the clusters' state directory (cluster.sh's KMIRROR_KAFKA_STATE)")
 	flag.StringVar(&o.javaLogLevel, "java-log-level", "", "log4j2 level of the Java tools and MirrorMaker 2 (e.g. INFO, to see its transactions in benchmarks/results/tmp/*-logs/); empty: their default")
 	flag.Func("kmirror-set", "a kmirror setting for the runs, key=value (repeatable)", func(v string) error {
 		o.kmirrorSet = append(o.kmirrorSet, v)
@@ -60,6 +62,10 @@ func main() {
 		return nil
 	})
 	flag.Parse()
+	if o.portBase < 0 || o.portBase > 65535-400 {
+		fmt.Fprintf(os.Stderr, "compare: --port-base %d: want 0 (the fixed ports) or a base up to %d\n", o.portBase, 65535-400)
+		os.Exit(2)
+	}
 	if err := run(context.Background(), o); err != nil {
 		fmt.Fprintln(os.Stderr, "compare:", err)
 		os.Exit(1)
@@ -84,6 +90,16 @@ type options struct {
 	kmirrorEnv                      []string
 	wan                             wanOptions
 	wanOnly                         bool
+	portBase                        int
+	kafkaState                      string
+}
+
+// envOr is the environment variable name, or def when it is unset or empty.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }
 
 // result is one timed run of one contender.
@@ -150,10 +166,11 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	var report string
+	figures := runFigures{valueBytes: o.valueBytes}
 	if o.wanOnly {
 		report = wanHeader(o)
 	} else {
-		if report, err = h.runMain(ctx, cs, rates, stamp, out); err != nil {
+		if report, err = h.runMain(ctx, cs, rates, stamp, out, &figures); err != nil {
 			return err
 		}
 		if o.only != "" {
@@ -175,7 +192,9 @@ func run(ctx context.Context, o options) error {
 		report += wanReport(o, plan, cells, filepath.Base(wanPNG))
 		report += fmt.Sprintf("\nkmirror's CPU, heap and allocation profiles in the WAN section's first round (`kmirror-*-wan-PATH.pprof`) and its paced runs (`kmirror-*-paced-wan-PATH.pprof`): `%s/`.\n",
 			filepath.Base(h.profileDir))
+		figures.wan, figures.cells = plan, cells
 	}
+	report += dataPathTargets(figures)
 	fmt.Println(report)
 	path := filepath.Join(out, stamp+".md")
 	if err := os.WriteFile(path, []byte(report), 0o644); err != nil {
@@ -187,8 +206,8 @@ func run(ctx context.Context, o options) error {
 
 // runMain runs the catch-up rounds (ceilings, then each contender) and the latency runs on
 // loopback, and returns their part of the report with its chart written under out ("" for a
-// tuning run, --only).
-func (h *harness) runMain(ctx context.Context, cs []contender, rates []pacedRate, stamp, out string) (string, error) {
+// tuning run, --only); fig receives what they measured.
+func (h *harness) runMain(ctx context.Context, cs []contender, rates []pacedRate, stamp, out string, fig *runFigures) (string, error) {
 	o := h.o
 	fmt.Printf("preloading %d records of %d random bytes (keys, 2 headers) into %d partitions, compression %s\n",
 		o.records, o.valueBytes, o.partitions, o.sourceCompression)
@@ -244,6 +263,7 @@ func (h *harness) runMain(ctx context.Context, cs []contender, rates []pacedRate
 			if err != nil {
 				return "", fmt.Errorf("%s latency at %d records/s: %w", c.name, rate, err)
 			}
+			l.of = pr
 			lats = append(lats, l)
 			if l.behind {
 				fmt.Printf("latency %-16s at %d records/s (%s): fell behind, no measured record arrived within the run; CPU mirror/source/target/harness %s\n",
@@ -255,6 +275,7 @@ func (h *harness) runMain(ctx context.Context, cs []contender, rates []pacedRate
 				l.max.Round(time.Millisecond), l.samples, l.mirror.p50, l.mirror.p99, l.sourceSide.p99.Round(time.Millisecond), l.cpu)
 		}
 	}
+	fig.catchUp, fig.lats = results, lats
 	if o.only != "" {
 		return "", nil
 	}

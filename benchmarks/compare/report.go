@@ -38,10 +38,15 @@ func (h *harness) report(cs []contender, results map[string][]result, c ceilings
 		"The exactly-once contenders' target is read with read_committed: progress is the last stable offsets, a run is complete when the last committed record of every partition is the source's last, " +
 		"and after the timed part the whole target topic is read back with read_committed and counted.\n\n")
 	for _, c := range cs {
-		if c.program == "baremirror" {
+		switch c.program {
+		case "baremirror":
 			b.WriteString("Bare mirror: `benchmarks/baremirror`, the reference for what a Go client reaches here: franz-go's group consumer hands each fetched record as it is to franz-go's producer " +
 				"(the same partition number, key, value, headers and timestamp; the producer settings above, a 64 MiB producer buffer, franz-go's fetch defaults, GOGC=200 as kmirror's default `runtime.gc_percent`), " +
 				"with offsets autocommitted as polled: no ordering or loss guarantee beyond the client's, no offset tracking, no metrics.\n\n")
+		case "baresarama":
+			b.WriteString("Bare sarama mirror: `benchmarks/baresarama`, what sarama's high-level clients reach here, the library kmirror is built on: sarama's consumer group hands each message to sarama's idempotent async producer " +
+				"(the same partition number, key, value, headers and timestamp; the producer settings above, which with idempotence mean `Net.MaxOpenRequests` = 1, one request in flight per broker; sarama's fetch defaults, protocol 3.6 as kmirror's default `cluster.version`, GOGC=200), " +
+				"with offsets autocommitted as handed over: no ordering or loss guarantee beyond the clients', no offset tracking, no metrics.\n\n")
 		}
 	}
 	mb := float64(o.records*o.valueBytes) / 1e6
@@ -90,6 +95,8 @@ func (h *harness) report(cs []contender, results map[string][]result, c ceilings
 			c.ceiling(), 100*kr/c.ceiling(), 100*ks/c.ceiling(), verdict(kr/c.ceiling() >= 0.8))
 	}
 	b.WriteString(bareMirrorRows(kr, rps("bare"), ks, steady("bare")))
+	b.WriteString(ratioRow("kmirror / bare mirror (sarama) on loopback (no target)", kr, rps("baresarama"), 0, "records/s"))
+	b.WriteString(ratioRow("kmirror / bare mirror (sarama) from the first record on the target (no target)", ks, steady("baresarama"), 0, "records/s"))
 	krss, mrss := rss("kmirror"), rss("mirrormaker2")
 	if krss > 0 && mrss > 0 {
 		fmt.Fprintf(&b, "| peak RSS ≤ 1/10 of MirrorMaker 2's | %.3f (%.0f vs %.0f MiB) | %s |\n", krss/mrss, krss/(1<<20), mrss/(1<<20), verdict(krss/mrss <= 0.1))

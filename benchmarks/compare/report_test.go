@@ -47,11 +47,14 @@ func TestBareMirrorRows(t *testing.T) {
 
 func TestSelectContenders(t *testing.T) {
 	all, err := selectContenders(contenderNames(), "")
-	if err != nil || len(all) != 5 {
-		t.Fatalf("the default = %v, %v; want all five", all, err)
+	if err != nil || len(all) != 6 {
+		t.Fatalf("the default = %v, %v; want all six", all, err)
 	}
 	if all[1].name != "bare" || all[1].program != "baremirror" || all[1].exactlyOnce {
 		t.Fatalf("second contender = %+v, want the bare mirror right after kmirror", all[1])
+	}
+	if all[2].name != "baresarama" || all[2].program != "baresarama" || all[2].exactlyOnce {
+		t.Fatalf("third contender = %+v, want the bare sarama mirror after the bare franz-go one", all[2])
 	}
 	cs, err := selectContenders("mirrormaker2-eos, kmirror", "")
 	if err != nil || len(cs) != 2 || cs[0].name != "kmirror" || cs[1].name != "mirrormaker2-eos" || !cs[1].exactlyOnce || cs[1].program != "mirrormaker2" {

@@ -36,7 +36,12 @@ func (r *wanContenderRun) cpuPerGB(valueBytes int) float64 {
 	if r == nil {
 		return 0
 	}
-	return median(r.results, func(r result) float64 {
+	return cpuPerGB(r.results, valueBytes)
+}
+
+// cpuPerGB is the median over rs of the mirror's CPU-seconds per GB of values copied.
+func cpuPerGB(rs []result, valueBytes int) float64 {
+	return median(rs, func(r result) float64 {
 		if r.copied == 0 {
 			return 0
 		}
@@ -116,7 +121,7 @@ func wanReport(o options, p wanPlan, cells []wanCell, chart string) string {
 	b.WriteString("\n\n")
 
 	loop := loopbackOf(cells)
-	b.WriteString("| placement | RTT | contender | records/s (from first record) | MB/s | records/s (from start) | share of its loopback | kmirror / MirrorMaker 2 | CPU s per GB | p99 latency |\n|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| placement | RTT | contender | records/s (from first record) | MB/s | records/s (from start) | share of its loopback | kmirror / bare mirror (franz-go) | kmirror / bare mirror (sarama) | kmirror / MirrorMaker 2 | CPU s per GB | p99 latency |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	mbs := func(rps float64) float64 { return rps * float64(o.valueBytes) / 1e6 }
 	for _, cell := range cells {
 		where, rtt := "loopback (no proxy)", "–"
@@ -137,17 +142,12 @@ func wanReport(o options, p wanPlan, cells []wanCell, chart string) string {
 			if cell.path.placement != nil && loop != nil {
 				shareText = share(rate, loop.runs[c.name].steadyRate())
 			}
-			ratio := ""
+			var vsBare, vsSarama, vsMM2 string
 			if c.name == "kmirror" {
-				if mm2 := cell.runs["mirrormaker2"]; mm2 != nil && rate > 0 && mm2.steadyRate() > 0 {
-					ratio = fmt.Sprintf("%.2f×", rate/mm2.steadyRate())
-					if mm2.unfinished > 0 {
-						ratio += " (MirrorMaker 2 did not finish: its rate so far)"
-					}
-				}
+				vsBare, vsSarama, vsMM2 = versus(cell, rate, "bare"), versus(cell, rate, "baresarama"), versus(cell, rate, "mirrormaker2")
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f | %.0f | %s | %s | %.1f | %s |\n", where, rtt, c.label, rateText, mbs(rate), run.startRate(),
-				shareText, ratio, run.cpuPerGB(o.valueBytes), latencyCell(run))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.1f | %.0f | %s | %s | %s | %s | %.1f | %s |\n", where, rtt, c.label, rateText, mbs(rate), run.startRate(),
+				shareText, vsBare, vsSarama, vsMM2, run.cpuPerGB(o.valueBytes), latencyCell(run))
 		}
 	}
 
@@ -170,6 +170,20 @@ func wanReport(o options, p wanPlan, cells []wanCell, chart string) string {
 		fmt.Fprintf(&b, "\n![catch-up throughput against the round-trip time, per placement and contender](%s)\n", chart)
 	}
 	return b.String()
+}
+
+// versus is rate (kmirror's on cell) against contender name's on the same cell, "" when either
+// was not measured; a contender that did not finish is compared by its rate so far, and said so.
+func versus(cell wanCell, rate float64, name string) string {
+	other := cell.runs[name]
+	if other == nil || rate <= 0 || other.steadyRate() <= 0 {
+		return ""
+	}
+	s := fmt.Sprintf("%.2f×", rate/other.steadyRate())
+	if other.unfinished > 0 {
+		s += fmt.Sprintf(" (%s did not finish: its rate so far)", labelOf(name))
+	}
+	return s
 }
 
 // rateWithShare is the median of v, with its share of the median of loop when loop was

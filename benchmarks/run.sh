@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# kmirror vs MirrorMaker 2 (each at-least-once and exactly-once) vs a bare franz-go mirror vs the
-# clusters' ceiling, on real KRaft brokers, then kmirror vs MirrorMaker 2 across a WAN (make bench;
-# make bench-wan: --wan-only). Flags go to benchmarks/compare: --records, --value-bytes,
+# kmirror vs MirrorMaker 2 (each at-least-once and exactly-once) vs bare franz-go and sarama
+# mirrors vs the clusters' ceiling, on real KRaft brokers, then the same mirrors across a WAN (make
+# bench; make bench-wan: --wan-only). Flags go to benchmarks/compare: --records, --value-bytes,
 # --partitions, --rounds, --kafka-version,
-# --contenders kmirror,bare,kmirror-eos,mirrormaker2,mirrormaker2-eos, --only NAME,
+# --contenders kmirror,bare,baresarama,kmirror-eos,mirrormaker2,mirrormaker2-eos, --only NAME,
 # --rtts 0,20,80, --placements near-target,near-source, --wan-contenders, --wan-records,
-# --wan-only (go run ./benchmarks/compare -h lists them all).
+# --wan-only, --port-base, --kafka-state (go run ./benchmarks/compare -h lists them all).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"

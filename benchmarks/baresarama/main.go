@@ -9,9 +9,10 @@
 // committed offsets); every message a claim delivers is handed to sarama's asynchronous producer
 // on the target, to the same partition number of a topic of the same name
 // (sarama.NewManualPartitioner): key, value, headers and timestamp are kept. The producer is
-// configured as the benchmark's other contenders: acks=all, idempotent, linger 5 ms
-// (Producer.Flush.Frequency), 1 MiB batches (Producer.Flush.Bytes, with Kafka's default
-// max.message.bytes as Producer.MaxMessageBytes, as kmirror sets them), no compression. Idempotence
+// configured as the benchmark's other contenders, in sarama's terms as kmirror sets them:
+// acks=all, idempotent, linger 5 ms (Producer.Flush.Frequency), 1 MiB (Producer.Flush.Bytes:
+// sarama sends a broker's request once that much is buffered for it, a partition's batch staying
+// under Producer.MaxMessageBytes, Kafka's default max.message.bytes), no compression. Idempotence
 // is what makes sarama require Net.MaxOpenRequests = 1: one produce request in flight per broker.
 // The consumer keeps sarama's fetch defaults (1 MiB per partition, at most 500 ms of wait) and
 // speaks Kafka 3.6's protocol, kmirror's default cluster.version. A full producer input blocks the

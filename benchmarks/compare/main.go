@@ -1,14 +1,18 @@
 // Command compare measures kmirror against Apache MirrorMaker 2, against a bare franz-go mirror
 // (benchmarks/baremirror: franz-go's consumer feeding its producer, nothing else, the reference
-// for what a Go client reaches on the machine) and against the clusters' own ceiling (Kafka's
-// producer and consumer performance tools, and franz-go, a client built for throughput), on the
-// same real KRaft clusters in the same run, alternating the contenders (A B A B) and reporting
-// medians and ratios. Every mirror runs as a process of its own (the bare mirror is built into
-// the run's work directory first), so that its peak RSS and CPU are read from /proc alike.
+// for what a Go client reaches on the machine), against a bare sarama mirror
+// (benchmarks/baresarama: sarama's consumer group feeding its idempotent async producer, what
+// sarama's high-level clients reach) and against the clusters' own ceiling (Kafka's producer and
+// consumer performance tools, and franz-go, a client built for throughput), on the same real
+// KRaft clusters in the same run, alternating the contenders (A B A B) and reporting medians and
+// ratios. Every mirror runs as a process of its own (the bare mirrors are built into the run's
+// work directory first), so that its peak RSS and CPU are read from /proc alike.
 //
-// It starts the clusters with scripts/kafka/cluster.sh, preloads the source with the workload,
-// and gives each mirror run a freshly started target cluster. Results are printed and written as
-// Markdown, with a chart and kmirror's profiles, under benchmarks/results/.
+// It starts the clusters with scripts/kafka/cluster.sh (on its fixed ports and state directory,
+// or those of --port-base and --kafka-state), preloads the source with the workload, and gives
+// each mirror run a freshly started target cluster. Results are printed and written as Markdown,
+// with a chart and kmirror's profiles, under benchmarks/results/ (--out), and judged against
+// the targets of the report and of issue 23's batch-level data path.
 package main
 
 import (

@@ -16,7 +16,8 @@ type point struct {
 }
 
 // colorOf is a contender's colour in the charts: blue for kmirror, red for MirrorMaker 2,
-// exactly-once in a lighter shade, grey for the bare mirror.
+// exactly-once in a lighter shade, green for the bare franz-go mirror, purple for the bare
+// sarama one, grey for any other.
 func colorOf(name string) color.Color {
 	switch name {
 	case "kmirror":
@@ -27,6 +28,10 @@ func colorOf(name string) color.Color {
 		return color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 0xff}
 	case "mirrormaker2-eos":
 		return color.RGBA{R: 0xff, G: 0x98, B: 0x96, A: 0xff}
+	case "bare":
+		return color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 0xff}
+	case "baresarama":
+		return color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 0xff}
 	}
 	return color.RGBA{R: 0x7f, G: 0x7f, B: 0x7f, A: 0xff}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"image/color"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,5 +23,16 @@ func TestChartWritesAPNG(t *testing.T) {
 	}
 	if os.Getenv("KMIRROR_KEEP_CHART") != "" {
 		os.WriteFile(os.Getenv("KMIRROR_KEEP_CHART"), b, 0o644)
+	}
+}
+
+func TestEachContenderHasAColourOfItsOwn(t *testing.T) {
+	seen := map[color.Color]string{}
+	for _, c := range contenders {
+		col := colorOf(c.name)
+		if other, ok := seen[col]; ok {
+			t.Errorf("%s and %s share a colour", c.name, other)
+		}
+		seen[col] = c.name
 	}
 }

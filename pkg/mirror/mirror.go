@@ -212,7 +212,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 
 	m.reached[0].Store(false)
 	m.reached[1].Store(false)
-	srcAdmin, err := connectAdmin(runCtx, m.log, "source", m.source, m.opts.SaramaClients)
+	srcAdmin, err := m.source.ConnectAdmin(runCtx, m.log, m.opts.SaramaClients)
 	if err != nil {
 		return stoppedBeforeStart(ctx, err)
 	}
@@ -226,7 +226,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		}
 	})
 	defer closeAdmins()
-	tgtAdmin, err = connectAdmin(runCtx, m.log, "target", m.target, m.opts.SaramaClients)
+	tgtAdmin, err = m.target.ConnectAdmin(runCtx, m.log, m.opts.SaramaClients)
 	if err != nil {
 		return stoppedBeforeStart(ctx, err)
 	}
@@ -347,7 +347,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("offsets", offsetsCfg)
 	}
-	srcClient, err := openClient(runCtx, m.source.Bootstrap(), offsetsCfg)
+	srcClient, err := m.source.OpenClient(runCtx, offsetsCfg)
 	if err != nil {
 		return stoppedBeforeStart(ctx, fmt.Errorf("connect offsets client to source %s: %w", m.source.Alias(), err))
 	}
@@ -409,7 +409,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 	// The group's client checks the topic IDs before a partition consumer fetches again after a
 	// refresh: a topic re-created under its name ends the session (pkg/source/incarnation.go).
-	groupClient, err := openClient(runCtx, m.source.Bootstrap(), gc)
+	groupClient, err := m.source.OpenClient(runCtx, gc)
 	if err != nil {
 		return stoppedBeforeStart(ctx, fmt.Errorf("connect consumer group client to source %s: %w", m.source.Alias(), err))
 	}
@@ -842,81 +842,4 @@ func stoppedBeforeStart(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
-}
-
-// openClient opens a client, giving up when ctx ends (see openAdmin).
-func openClient(ctx context.Context, addrs []string, cfg *sarama.Config) (sarama.Client, error) {
-	type result struct {
-		c   sarama.Client
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		c, err := sarama.NewClient(addrs, cfg)
-		done <- result{c, err}
-	}()
-	select {
-	case r := <-done:
-		return r.c, r.err
-	case <-ctx.Done():
-		go func() {
-			if r := <-done; r.c != nil {
-				_ = r.c.Close()
-			}
-		}()
-		return nil, context.Cause(ctx)
-	}
-}
-
-// openAdmin opens an admin client, giving up when ctx ends: sarama dials and retries metadata for
-// up to a minute against brokers that do not answer, and a stop must not wait for that (an admin
-// that connects after all is closed at once).
-func openAdmin(ctx context.Context, addrs []string, cfg *sarama.Config) (sarama.ClusterAdmin, error) {
-	type result struct {
-		a   sarama.ClusterAdmin
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		a, err := sarama.NewClusterAdmin(addrs, cfg)
-		done <- result{a, err}
-	}()
-	select {
-	case r := <-done:
-		return r.a, r.err
-	case <-ctx.Done():
-		go func() {
-			if r := <-done; r.a != nil {
-				_ = r.a.Close()
-			}
-		}()
-		return nil, context.Cause(ctx)
-	}
-}
-
-// connectAdmin opens an admin client, retrying with backoff while the cluster is unreachable,
-// until ctx ends.
-func connectAdmin(ctx context.Context, log *zap.Logger, role string, c *cluster.Cluster, seen func(string, *sarama.Config)) (sarama.ClusterAdmin, error) {
-	backoff := time.Second
-	for {
-		cfg := c.Config("admin")
-		if seen != nil {
-			seen(role+"-admin", cfg)
-		}
-		a, err := openAdmin(ctx, c.Bootstrap(), cfg)
-		if err == nil {
-			return a, nil
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("connect to %s cluster %s %v: %w", role, c.Alias(), c.Bootstrap(), context.Cause(ctx))
-		}
-		log.Warn("cannot reach cluster; retrying", zap.String("cluster", role), zap.String("alias", c.Alias()),
-			zap.Strings("bootstrap", c.Bootstrap()), zap.Error(err), zap.String("hint", c.Hint()), zap.Duration("in", backoff))
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("connect to %s cluster %s %v: %w", role, c.Alias(), c.Bootstrap(), context.Cause(ctx))
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
 }

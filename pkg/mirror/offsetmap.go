@@ -50,7 +50,7 @@ func (m *Mirror) openOffsetMap(ctx context.Context, admin sarama.ClusterAdmin) (
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("offset-map", cfg)
 	}
-	client, err := openClient(ctx, m.target.Bootstrap(), cfg)
+	client, err := m.target.OpenClient(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("offset map: connect to target %s: %w", m.target.Alias(), err)
 	}
@@ -67,7 +67,7 @@ func (m *Mirror) openOffsetMap(ctx context.Context, admin sarama.ClusterAdmin) (
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("offset-map-reader", rcfg)
 	}
-	reader, err := openClient(ctx, m.target.Bootstrap(), rcfg)
+	reader, err := m.target.OpenClient(ctx, rcfg)
 	if err != nil {
 		_ = producer.Close()
 		_ = client.Close()

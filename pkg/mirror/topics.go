@@ -61,12 +61,12 @@ func PlanTopics(ctx context.Context, cfg *config.Config, log *zap.Logger) (topic
 	if err != nil {
 		return topics.Plan{}, err
 	}
-	srcAdmin, err := connectAdmin(ctx, log, "source", m.source, nil)
+	srcAdmin, err := m.source.ConnectAdmin(ctx, log, nil)
 	if err != nil {
 		return topics.Plan{}, err
 	}
 	defer func() { _ = srcAdmin.Close() }()
-	tgtAdmin, err := connectAdmin(ctx, log, "target", m.target, nil)
+	tgtAdmin, err := m.target.ConnectAdmin(ctx, log, nil)
 	if err != nil {
 		return topics.Plan{}, err
 	}

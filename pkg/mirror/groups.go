@@ -281,7 +281,7 @@ func OpenGroupTools(ctx context.Context, cfg *config.Config, log *zap.Logger, fo
 		return t, nil
 	}
 	t.closers = append(t.closers, srcAdmin.Close)
-	srcClient, err := m.source.OpenClient(sctx, m.consumerConfig())
+	srcClient, err := m.source.OpenClient(sctx, source.ClientConfig(m.source.Config("consumer"), m.cfg.Consumer))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err

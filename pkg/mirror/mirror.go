@@ -336,13 +336,13 @@ func (m *Mirror) Run(ctx context.Context) error {
 
 	// A client of the source of its own reads where claims start and commits offsets (so that
 	// each commit's outcome is known); it closes after the consumer group's final commit.
-	gc := m.consumerConfig()
+	gc := source.ClientConfig(m.source.Config("consumer"), m.cfg.Consumer)
 	gc.Consumer.MaxWaitTime = m.cfg.Consumer.FetchWait(partitions)
 	m.staticMember(gc)
 	if eo != nil {
 		gc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{eo.strategy}
 	}
-	offsetsCfg := m.consumerConfig()
+	offsetsCfg := source.ClientConfig(m.source.Config("consumer"), m.cfg.Consumer)
 	offsetsCfg.ClientID = gc.ClientID + "-offsets"
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("offsets", offsetsCfg)
@@ -403,7 +403,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		defer stopping.do("stop the group offset sync", func() error { stop(nil); <-syncDone; return gs.consumer.Close() })
 	}
 
-	gc.Consumer.Fetch.Default = m.fetchPartition(srcClient, syncer, first)
+	gc.Consumer.Fetch.Default = source.FetchPartitionBytes(srcClient, m.cfg.Consumer, first, syncer.Lookup, m.log)
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("consumer", gc)
 	}
@@ -763,76 +763,6 @@ func (m *Mirror) watchTopics(ctx context.Context, syncer *topics.Syncer, current
 			}
 		}
 	}
-}
-
-func (m *Mirror) consumerConfig() *sarama.Config {
-	c := m.source.Config("consumer")
-	cc := m.cfg.Consumer
-	c.Consumer.Return.Errors = true
-	c.Consumer.Offsets.AutoCommit.Enable = false
-	// An offset out of range must never be moved silently: the handler decides where each claim
-	// starts (pkg/source/start.go) and an offset that falls out of range later ends the session.
-	c.Consumer.Group.ResetInvalidOffsets = false
-	if cc.InitialOffset == "newest" {
-		c.Consumer.Offsets.Initial = sarama.OffsetNewest
-	} else {
-		c.Consumer.Offsets.Initial = sarama.OffsetOldest
-	}
-	if cc.IsolationLevel == "read_uncommitted" {
-		c.Consumer.IsolationLevel = sarama.ReadUncommitted
-	} else {
-		c.Consumer.IsolationLevel = sarama.ReadCommitted
-	}
-	switch cc.RebalanceStrategy {
-	case "range":
-		c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
-	case "roundrobin":
-		c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRoundRobin()}
-	default:
-		c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategySticky()}
-	}
-	c.Consumer.Group.Session.Timeout = cc.SessionTimeout
-	c.Consumer.Group.Heartbeat.Interval = cc.HeartbeatInterval
-	c.Consumer.Group.Rebalance.Timeout = cc.RebalanceTimeout
-	c.Consumer.Fetch.Default = cc.FetchPartitionBytes
-	// Fetch.Max stays 0 (no limit): when one partition's fetch reaches a non-zero Fetch.Max and
-	// still holds only part of a record batch, sarama reports ErrMessageTooLarge and skips the
-	// offset; what is fetched past it would then be committed. The limit is the whole fetch's
-	// instead, which brokers exceed by one batch rather than hold a record back (KIP-74).
-	c.Consumer.Fetch.Max = 0
-	c.Consumer.Fetch.MaxBytes = cc.FetchMaxBytes
-	c.Consumer.Fetch.Min = cc.FetchMinBytes
-	c.Consumer.MaxWaitTime = cc.FetchMaxWait
-	return c
-}
-
-// fetchPartition is the consumer group's fetch size per partition (consumer.distant_rtt): the
-// configured one, or the largest batch the mirrored topics accept when the source is distant. A
-// round trip that cannot be measured keeps the configured size.
-func (m *Mirror) fetchPartition(src sarama.Client, syncer *topics.Syncer, mirrored []string) int32 {
-	cc := m.cfg.Consumer
-	if cc.DistantRTT <= 0 {
-		return cc.FetchPartitionBytes
-	}
-	rtt, err := cluster.RoundTrip(src, 3)
-	if err != nil {
-		m.log.Warn("cannot measure the round trip to the source; fetching with consumer.fetch_partition_bytes",
-			zap.Error(err))
-		return cc.FetchPartitionBytes
-	}
-	largest := 0
-	for _, name := range mirrored {
-		if t, ok := syncer.Lookup(name); ok {
-			largest = max(largest, t.MaxMessageBytes)
-		}
-	}
-	size := cc.FetchPartition(rtt, largest)
-	if size != cc.FetchPartitionBytes {
-		m.log.Info("the source is distant: each partition's fetch asks for the largest batch its topics accept",
-			zap.Duration("source_rtt", rtt), zap.Duration("distant_rtt", cc.DistantRTT),
-			zap.Int32("fetch_partition_bytes", size), zap.Int32("configured", cc.FetchPartitionBytes))
-	}
-	return size
 }
 
 // stoppedBeforeStart turns a connection error into nil when the caller asked the mirror to stop

@@ -235,7 +235,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if err := m.distinctClusters(srcAdmin, tgtAdmin); err != nil {
 		return err
 	}
-	if err := m.noMirrorBack(srcAdmin); err != nil {
+	if err := preflight.NoMirrorBack(m.cfg, srcAdmin, m.log); err != nil {
 		return err
 	}
 	syncer, err := newSyncer(m.cfg, m.filter, srcAdmin, tgtAdmin, m.topicEvents, m.log)
@@ -512,46 +512,6 @@ func (m *Mirror) distinctClusters(src, tgt sarama.ClusterAdmin) error {
 			"(cluster ID %s): kmirror would read its own copies back forever (%s); point target.bootstrap at another cluster",
 			m.cfg.Source.Alias, m.cfg.Source.Bootstrap, m.cfg.Target.Alias, m.cfg.Target.Bootstrap, srcID,
 			selfMirror(m.cfg.Topics.ReplicationPolicy))
-	}
-	return nil
-}
-
-// noMirrorBack refuses to start a flow that would loop with a kmirror running the other way
-// (the identity policy without the provenance header): the check validate --connect makes
-// (preflight.MirrorBack), made before anything is created or copied. A check that cannot be made
-// (no Describe on the reverse flow's offset map) is logged and let through, as validate reports
-// it rather than failing the flow.
-func (m *Mirror) noMirrorBack(src sarama.ClusterAdmin) error {
-	if !preflight.MayLoop(m.cfg) {
-		return nil
-	}
-	all, err := src.ListTopics()
-	if err != nil {
-		m.log.Warn("could not look for a kmirror copying the other way (list the source's topics); going on", zap.Error(err))
-		return nil
-	}
-	c := preflight.MirrorBack(m.cfg, all, func(topic string, partition int32, ms int64) (int64, error) {
-		res, err := src.ListOffsets(map[string]map[int32]int64{topic: {partition: ms}}, nil)
-		if err != nil {
-			return 0, err
-		}
-		r := res[topic][partition]
-		switch {
-		case r == nil:
-			return 0, fmt.Errorf("list offsets of %s/%d: no answer for the partition", topic, partition)
-		case r.Err != nil && !errors.Is(r.Err, sarama.ErrNoError):
-			return 0, fmt.Errorf("list offsets of %s/%d: %w", topic, partition, r.Err)
-		}
-		return r.Offset, nil
-	})
-	var loop *preflight.LoopError
-	switch {
-	case errors.As(c.Err, &loop):
-		return fmt.Errorf("%w; fix: %s", c.Err, c.Fix)
-	case c.Err != nil:
-		m.log.Warn("could not look for a kmirror copying the other way; going on", zap.Error(c.Err), zap.String("hint", c.Fix))
-	case c.Detail != "":
-		m.log.Info("looked for a kmirror copying the other way", zap.String("found", c.Detail))
 	}
 	return nil
 }

@@ -173,3 +173,10 @@ func (m *Mirror) watchTopics(ctx context.Context, syncer *topics.Syncer, current
 		}
 	}
 }
+
+// endSession ends the current consumer-group session; the next one starts at once.
+func (m *Mirror) endSession() {
+	if end := m.session.Load(); end != nil {
+		(*end)()
+	}
+}

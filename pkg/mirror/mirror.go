@@ -84,13 +84,6 @@ type Mirror struct {
 	identity  *identity                          // set before anything else starts (identity.go)
 }
 
-// endSession ends the current consumer-group session; the next one starts at once.
-func (m *Mirror) endSession() {
-	if end := m.session.Load(); end != nil {
-		(*end)()
-	}
-}
-
 // New checks the configuration's cluster settings and returns a Mirror; nothing connects until
 // Run.
 func New(cfg *config.Config, opts Options) (*Mirror, error) {
@@ -149,34 +142,6 @@ func New(cfg *config.Config, opts Options) (*Mirror, error) {
 
 // Inboxes exposes the workers' inboxes, for occupancy metrics.
 func (m *Mirror) Inboxes() []*ring.Queue[*record.Record] { return m.inboxes }
-
-// Started returns nil while Run is running: the mirror has started its work, whether or not the
-// clusters answer yet.
-func (m *Mirror) Started() error {
-	if !m.running.Load() {
-		return errors.New("the mirror is not running")
-	}
-	return nil
-}
-
-// Ready returns nil when the mirror is connected to both clusters, inside a consumer-group
-// session and has not failed; otherwise the reason.
-func (m *Mirror) Ready() error {
-	if e := m.fatalErr.Load(); e != nil {
-		return fmt.Errorf("failed: %w", *e)
-	}
-	if !m.connected.Load() {
-		return m.notConnected()
-	}
-	if e := m.noTopics.Load(); e != nil {
-		return *e
-	}
-	h := m.handler.Load()
-	if h == nil || !h.Joined() {
-		return errors.New("not in a source consumer-group session (joining or rebalancing)")
-	}
-	return h.StalledErr()
-}
 
 // fatal records the first unrecoverable error and starts the shutdown. Every worker is aborted
 // first: a record after the one that failed must not reach the target, and producers flushing

@@ -448,14 +448,6 @@ func (m *Mirror) Run(ctx context.Context) error {
 	return nil
 }
 
-// provenance returns the provenance of this flow when topics.provenance_header is on, else nil.
-func (m *Mirror) provenance() *record.Provenance {
-	if !m.cfg.Topics.ProvenanceHeader {
-		return nil
-	}
-	return record.NewProvenance(config.OriginHeader, m.cfg.Source.Alias, m.cfg.Target.Alias)
-}
-
 // stoppedBeforeStart turns a connection error into nil when the caller asked the mirror to stop
 // (nothing was fetched, so there is nothing to drain or commit).
 func stoppedBeforeStart(ctx context.Context, err error) error {

@@ -106,7 +106,6 @@ func New(cfg *config.Config, opts Options) (*Mirror, error) {
 	for range cfg.Ring.Workers {
 		m.inboxes = append(m.inboxes, ring.NewQueue[*record.Record](cfg.Ring.InboxRecords, cfg.Ring.InboxBytes))
 	}
-	m.workerObserver, m.sourceObserver = worker.NopObserver{}, source.NopObserver{}
 	if opts.Tracing == nil {
 		opts.Tracing = &telemetry.Tracing{}
 	}
@@ -117,24 +116,8 @@ func New(cfg *config.Config, opts Options) (*Mirror, error) {
 			return nil, err
 		}
 	}
-	if opts.Metrics != nil {
-		o := newObserver(opts.Metrics, opts.Tracing, len(m.inboxes))
-		o.board = m.board
-		if cfg.Heartbeats.Enabled {
-			o.heartbeatTopic = cfg.HeartbeatTopic()
-		}
-		if err := o.workerGauges(m); err != nil {
-			return nil, fmt.Errorf("register worker metrics: %w", err)
-		}
-		m.workerObserver, m.sourceObserver = o, o
-		m.topicEvents = topics.Events{
-			Discovered:      func(n int) { opts.Metrics.TopicsDiscovered.Add(float64(n)) },
-			TopicCreated:    opts.Metrics.TargetTopicsCreated.Inc,
-			PartitionsAdded: func(n int) { opts.Metrics.TargetPartitionsAdded.Add(float64(n)) },
-			ConfigsAltered:  func(n int) { opts.Metrics.TargetConfigsAltered.Add(float64(n)) },
-			ACLsCreated:     func(n int) { opts.Metrics.TargetACLsCreated.Add(float64(n)) },
-			CycleSkipped:    opts.Metrics.CycleTopicsSkipped.Inc,
-		}
+	if err := m.observe(opts.Metrics, opts.Tracing); err != nil {
+		return nil, err
 	}
 	m.opts = opts
 	return m, nil

@@ -155,27 +155,12 @@ func (m *Mirror) Run(ctx context.Context) error {
 	defer stop(nil)
 	m.stopFatal = stop
 
-	m.reached[0].Store(false)
-	m.reached[1].Store(false)
-	srcAdmin, err := m.source.ConnectAdmin(runCtx, m.log, m.opts.SaramaClients)
-	if err != nil {
-		return stoppedBeforeStart(ctx, err)
-	}
-	m.reached[0].Store(true)
 	stopping := &stopper{log: m.log, total: m.cfg.Shutdown.Timeout}
-	var tgtAdmin sarama.ClusterAdmin
-	closeAdmins := sync.OnceFunc(func() {
-		stopping.do("close the source admin client", srcAdmin.Close)
-		if tgtAdmin != nil {
-			stopping.do("close the target admin client", tgtAdmin.Close)
-		}
-	})
-	defer closeAdmins()
-	tgtAdmin, err = m.target.ConnectAdmin(runCtx, m.log, m.opts.SaramaClients)
+	srcAdmin, tgtAdmin, closeAdmins, err := m.connect(runCtx, stopping)
 	if err != nil {
 		return stoppedBeforeStart(ctx, err)
 	}
-	m.reached[1].Store(true)
+	defer closeAdmins()
 
 	if err := m.distinctClusters(srcAdmin, tgtAdmin); err != nil {
 		return err
@@ -429,13 +414,4 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 	m.log.Info("stopped cleanly")
 	return nil
-}
-
-// stoppedBeforeStart turns a connection error into nil when the caller asked the mirror to stop
-// (nothing was fetched, so there is nothing to drain or commit).
-func stoppedBeforeStart(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
 }

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -407,11 +406,5 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if consumeErr != nil && !errors.Is(consumeErr, context.Canceled) {
 		return consumeErr
 	}
-	if len(stopping.unclean) > 0 {
-		m.log.Warn("stopped, not cleanly: records not acknowledged were not committed and will be mirrored again",
-			zap.Strings("unfinished", stopping.unclean))
-		return fmt.Errorf("stop was not clean: %s", strings.Join(stopping.unclean, "; "))
-	}
-	m.log.Info("stopped cleanly")
-	return nil
+	return stopping.verdict()
 }

@@ -317,19 +317,14 @@ func (m *Mirror) Run(ctx context.Context) error {
 		return err
 	}
 	if omap != nil {
-		pruneDone := make(chan struct{})
-		go func() {
-			defer close(pruneDone)
-			omap.prune(runCtx, m.pruneEvery(), handler.Claims, source.ClientCluster{Client: srcClient})
-		}()
-		defer stopping.do("stop pruning the offset map", func() error { stop(nil); <-pruneDone; return nil })
+		pruned := spawn(func() { omap.prune(runCtx, m.pruneEvery(), handler.Claims, source.ClientCluster{Client: srcClient}) })
+		defer stopping.do("stop pruning the offset map", func() error { stop(nil); <-pruned; return nil })
 	}
 	if gs != nil {
 		m.groups.Store(gs)
 		defer m.groups.Store(nil)
-		syncDone := make(chan struct{})
-		go func() { defer close(syncDone); gs.run(runCtx, m.cfg.Groups.SyncInterval) }()
-		defer stopping.do("stop the group offset sync", func() error { stop(nil); <-syncDone; return gs.consumer.Close() })
+		synced := spawn(func() { gs.run(runCtx, m.cfg.Groups.SyncInterval) })
+		defer stopping.do("stop the group offset sync", func() error { stop(nil); <-synced; return gs.consumer.Close() })
 	}
 
 	gc.Consumer.Fetch.Default = source.FetchPartitionBytes(srcClient, m.cfg.Consumer, first, syncer.Lookup, m.log)
@@ -354,8 +349,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		zap.Int("source_partitions", partitions), zap.Duration("fetch_wait", gc.Consumer.MaxWaitTime),
 		zap.Int32("fetch_partition_bytes", gc.Consumer.Fetch.Default))
 
-	identityDone := make(chan struct{})
-	go func() { defer close(identityDone); m.watchIdentity(runCtx) }()
+	identityDone := spawn(func() { m.watchIdentity(runCtx) })
 	// The watcher may be inside an ID check that a frozen broker does not answer: waited for
 	// within the stop's deadline only.
 	defer func() { stop(nil); stopping.wait("the cluster ID check", identityDone) }()
@@ -390,9 +384,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	// lands after another member took it over.
 	m.log.Info("consumer stopped; closing producers")
 	stopWorkers()
-	workersDone := make(chan struct{})
-	go func() { _ = running.Wait(); close(workersDone) }()
-	stopping.wait("closing the producers", workersDone)
+	stopping.wait("closing the producers", spawn(func() { _ = running.Wait() }))
 	stopMap() // every acknowledgement is recorded: the last of the offset map is written now
 	stopping.wait("writing the offset map", mapDone)
 	stopping.do("leave the source consumer group", group.Close)

@@ -70,3 +70,14 @@ func (s *stopper) verdict() error {
 	s.log.Info("stopped cleanly")
 	return nil
 }
+
+// spawn runs fn on a goroutine of its own and returns a channel closed once fn has returned, for
+// its owner to wait on (stopper.wait) after ending it.
+func spawn(fn func()) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	return done
+}

@@ -17,6 +17,37 @@ import (
 	"github.com/kmirror/kmirror/pkg/topics"
 )
 
+// consumerConfigs returns the consumer group's sarama configuration for a first topic set of
+// partitions source partitions (they set its fetch wait: consumer.fetch_wait_per_partition), a
+// static member when consumer.group_instance_id is set (membership.go), with the slots strategy
+// under exactly-once; and that of the client beside it that reads where claims start and commits
+// offsets.
+func (m *Mirror) consumerConfigs(partitions int, eo *exactlyOnce) (group, commits *sarama.Config) {
+	group = source.ClientConfig(m.source.Config("consumer"), m.cfg.Consumer)
+	group.Consumer.MaxWaitTime = m.cfg.Consumer.FetchWait(partitions)
+	m.staticMember(group)
+	if eo != nil {
+		group.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{eo.strategy}
+	}
+	commits = source.ClientConfig(m.source.Config("consumer"), m.cfg.Consumer)
+	commits.ClientID = group.ClientID + "-offsets"
+	if m.opts.SaramaClients != nil {
+		m.opts.SaramaClients("offsets", commits)
+	}
+	return group, commits
+}
+
+// sourcePartitions counts the source partitions of the topics names, as syncer last saw them.
+func sourcePartitions(syncer *topics.Syncer, names []string) int {
+	n := 0
+	for _, name := range names {
+		if t, ok := syncer.Lookup(name); ok {
+			n += int(t.Partitions)
+		}
+	}
+	return n
+}
+
 // consume runs consumer-group sessions over the current topic set until ctx ends, restarting the
 // session whenever the periodic refresh finds topics added or removed. The first session's
 // topics are first, refreshed by the caller.

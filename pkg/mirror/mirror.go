@@ -256,26 +256,11 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if err != nil || runCtx.Err() != nil {
 		return stoppedBeforeStart(ctx, err)
 	}
-	partitions := 0
-	for _, name := range first {
-		if t, ok := syncer.Lookup(name); ok {
-			partitions += int(t.Partitions)
-		}
-	}
+	partitions := sourcePartitions(syncer, first)
 
 	// A client of the source of its own reads where claims start and commits offsets (so that
 	// each commit's outcome is known); it closes after the consumer group's final commit.
-	gc := source.ClientConfig(m.source.Config("consumer"), m.cfg.Consumer)
-	gc.Consumer.MaxWaitTime = m.cfg.Consumer.FetchWait(partitions)
-	m.staticMember(gc)
-	if eo != nil {
-		gc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{eo.strategy}
-	}
-	offsetsCfg := source.ClientConfig(m.source.Config("consumer"), m.cfg.Consumer)
-	offsetsCfg.ClientID = gc.ClientID + "-offsets"
-	if m.opts.SaramaClients != nil {
-		m.opts.SaramaClients("offsets", offsetsCfg)
-	}
+	gc, offsetsCfg := m.consumerConfigs(partitions, eo)
 	srcClient, err := m.source.OpenClient(runCtx, offsetsCfg)
 	if err != nil {
 		return stoppedBeforeStart(ctx, fmt.Errorf("connect offsets client to source %s: %w", m.source.Alias(), err))

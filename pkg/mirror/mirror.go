@@ -5,6 +5,13 @@
 // It must never stop the producers before the source has drained, nor commit before the target
 // has acknowledged: shutdown is stop fetching → drain inboxes → wait for acks → commit → close
 // producers → close the consumer.
+//
+// mirror.go holds that order (New, Run, fatal); each other file wires one part into it:
+// connect.go (the admin clients), identity.go (the clusters'
+// IDs), topics.go (filter and syncer), heartbeat.go, deadletter.go, offsetmap.go, delivery.go
+// (exactly-once), consume.go (the consumer group's configuration and sessions), membership.go
+// (static membership), groups.go (group offset sync), observe.go (metrics and traces),
+// status.go (/status and readiness), reload.go, and stop.go (the stop's deadline).
 package mirror
 
 import (
@@ -267,18 +274,11 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 	defer stopping.do("close the source offsets client", srcClient.Close)
 	groupID := m.cfg.Consumer.GroupID
-	coordinator := offsets.ClientCoordinator{Client: srcClient, Group: groupID}
 
 	handler, err := source.New(source.Config{
 		Inboxes: m.inboxes, Records: records, Topics: syncer, InFlight: m.cfg.Ring.PartitionInFlight,
-		NewCommitter: func(sess sarama.ConsumerGroupSession, metadata func(string) string) offsets.Committer {
-			c := offsets.NewGroupCommitter(sess, coordinator, groupID, offsetsCfg, metadata)
-			if omap != nil {
-				return mapFirst{c, omap.flusher}
-			}
-			return c
-		},
-		Source: source.ClientCluster{Client: srcClient}, Group: groupID,
+		NewCommitter: sourceCommitter(srcClient, groupID, offsetsCfg, omap),
+		Source:       source.ClientCluster{Client: srcClient}, Group: groupID,
 		InitialNewest: m.cfg.Consumer.InitialOffset == "newest", LossPolicy: m.cfg.Consumer.SourceLossPolicy,
 		CommitInterval: m.cfg.Commit.Interval,
 		DrainTimeout:   m.cfg.Shutdown.Timeout - closeReserve(m.cfg.Shutdown.Timeout),

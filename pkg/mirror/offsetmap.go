@@ -226,6 +226,20 @@ func (om *offsetMap) close() {
 	_ = om.client.Close()
 }
 
+// sourceCommitter is the handler's NewCommitter under at-least-once: it commits the source
+// group's offsets through src, a client of their own (so that each commit's outcome is known),
+// and writes the offset map om first when there is one (mapFirst).
+func sourceCommitter(src sarama.Client, group string, cfg *sarama.Config, om *offsetMap) func(sarama.ConsumerGroupSession, func(string) string) offsets.Committer {
+	coordinator := offsets.ClientCoordinator{Client: src, Group: group}
+	return func(sess sarama.ConsumerGroupSession, metadata func(string) string) offsets.Committer {
+		c := offsets.NewGroupCommitter(sess, coordinator, group, cfg, metadata)
+		if om != nil {
+			return mapFirst{c, om.flusher}
+		}
+		return c
+	}
+}
+
 // mapFirst writes the offset map before each commit of source offsets: everything marked was
 // recorded before it was acknowledged, so once written, the map covers every committed position
 // and a claim starting there continues it without a hole. A failed write does not hold the commit

@@ -46,7 +46,7 @@ func (m *Mirror) openExactlyOnce(ctx context.Context) (*exactlyOnce, error) {
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("positions", cfg)
 	}
-	client, err := openClient(ctx, m.target.Bootstrap(), cfg)
+	client, err := m.target.OpenClient(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("exactly-once: connect to target %s: %w", m.target.Alias(), err)
 	}

@@ -256,14 +256,14 @@ func OpenGroupTools(ctx context.Context, cfg *config.Config, log *zap.Logger, fo
 			t.Close()
 		}
 	}()
-	tgtAdmin, err := connectAdmin(ctx, log, "target", m.target, nil)
+	tgtAdmin, err := m.target.ConnectAdmin(ctx, log, nil)
 	if err != nil {
 		return nil, err
 	}
 	t.closers = append(t.closers, tgtAdmin.Close)
 	tcfg := m.target.Config("offsets")
 	tcfg.Consumer.Return.Errors = true
-	tgtClient, err := openClient(ctx, m.target.Bootstrap(), tcfg)
+	tgtClient, err := m.target.OpenClient(ctx, tcfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to target %s: %w", m.target.Alias(), err)
 	}
@@ -271,7 +271,7 @@ func OpenGroupTools(ctx context.Context, cfg *config.Config, log *zap.Logger, fo
 	t.tgtAdmin, t.tgtClient = tgtAdmin, tgtClient
 	sctx, cancel := context.WithTimeout(ctx, sourceTimeout)
 	defer cancel()
-	srcAdmin, err := connectAdmin(sctx, log, "source", m.source, nil)
+	srcAdmin, err := m.source.ConnectAdmin(sctx, log, nil)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err
@@ -281,7 +281,7 @@ func OpenGroupTools(ctx context.Context, cfg *config.Config, log *zap.Logger, fo
 		return t, nil
 	}
 	t.closers = append(t.closers, srcAdmin.Close)
-	srcClient, err := openClient(sctx, m.source.Bootstrap(), m.consumerConfig())
+	srcClient, err := m.source.OpenClient(sctx, source.ClientConfig(m.source.Config("consumer"), m.cfg.Consumer))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, err

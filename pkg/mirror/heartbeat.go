@@ -38,7 +38,7 @@ func (m *Mirror) startHeartbeats(ctx context.Context, admin sarama.ClusterAdmin)
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("heartbeat", cfg)
 	}
-	client, err := openClient(ctx, m.source.Bootstrap(), cfg)
+	client, err := m.source.OpenClient(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("heartbeats: connect to source %s: %w", m.source.Alias(), err)
 	}

@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -13,8 +14,32 @@ import (
 	"github.com/kmirror/kmirror/pkg/source"
 	"github.com/kmirror/kmirror/pkg/status"
 	"github.com/kmirror/kmirror/pkg/telemetry"
+	"github.com/kmirror/kmirror/pkg/topics"
 	"github.com/kmirror/kmirror/pkg/worker"
 )
+
+// observe makes the data path (workers, source handler) and the topic sync report to metrics,
+// and sampled records to tracing, with the status board told what /status reports.
+func (m *Mirror) observe(metrics *telemetry.Metrics, tracing *telemetry.Tracing) error {
+	o := newObserver(metrics, tracing, len(m.inboxes))
+	o.board = m.board
+	if m.cfg.Heartbeats.Enabled {
+		o.heartbeatTopic = m.cfg.HeartbeatTopic()
+	}
+	if err := o.workerGauges(m); err != nil {
+		return fmt.Errorf("register worker metrics: %w", err)
+	}
+	m.workerObserver, m.sourceObserver = o, o
+	m.topicEvents = topics.Events{
+		Discovered:      func(n int) { metrics.TopicsDiscovered.Add(float64(n)) },
+		TopicCreated:    metrics.TargetTopicsCreated.Inc,
+		PartitionsAdded: func(n int) { metrics.TargetPartitionsAdded.Add(float64(n)) },
+		ConfigsAltered:  func(n int) { metrics.TargetConfigsAltered.Add(float64(n)) },
+		ACLsCreated:     func(n int) { metrics.TargetACLsCreated.Add(float64(n)) },
+		CycleSkipped:    metrics.CycleTopicsSkipped.Inc,
+	}
+	return nil
+}
 
 // observer turns the data path's events into metrics and, for sampled records, into the spans of
 // each stage: consume (fetched → in the inbox), queue (in the inbox → sent), produce (sent →

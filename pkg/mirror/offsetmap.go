@@ -50,7 +50,7 @@ func (m *Mirror) openOffsetMap(ctx context.Context, admin sarama.ClusterAdmin) (
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("offset-map", cfg)
 	}
-	client, err := openClient(ctx, m.target.Bootstrap(), cfg)
+	client, err := m.target.OpenClient(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("offset map: connect to target %s: %w", m.target.Alias(), err)
 	}
@@ -67,7 +67,7 @@ func (m *Mirror) openOffsetMap(ctx context.Context, admin sarama.ClusterAdmin) (
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("offset-map-reader", rcfg)
 	}
-	reader, err := openClient(ctx, m.target.Bootstrap(), rcfg)
+	reader, err := m.target.OpenClient(ctx, rcfg)
 	if err != nil {
 		_ = producer.Close()
 		_ = client.Close()
@@ -224,6 +224,20 @@ func (om *offsetMap) close() {
 	}
 	_ = om.reader.Close()
 	_ = om.client.Close()
+}
+
+// sourceCommitter is the handler's NewCommitter under at-least-once: it commits the source
+// group's offsets through src, a client of their own (so that each commit's outcome is known),
+// and writes the offset map om first when there is one (mapFirst).
+func sourceCommitter(src sarama.Client, group string, cfg *sarama.Config, om *offsetMap) func(sarama.ConsumerGroupSession, func(string) string) offsets.Committer {
+	coordinator := offsets.ClientCoordinator{Client: src, Group: group}
+	return func(sess sarama.ConsumerGroupSession, metadata func(string) string) offsets.Committer {
+		c := offsets.NewGroupCommitter(sess, coordinator, group, cfg, metadata)
+		if om != nil {
+			return mapFirst{c, om.flusher}
+		}
+		return c
+	}
 }
 
 // mapFirst writes the offset map before each commit of source offsets: everything marked was

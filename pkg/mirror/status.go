@@ -54,3 +54,31 @@ func (m *Mirror) notConnected() error {
 	}
 	return fmt.Errorf("not connected to both clusters yet: %s", strings.Join(missing, "; "))
 }
+
+// Started returns nil while Run is running: the mirror has started its work, whether or not the
+// clusters answer yet.
+func (m *Mirror) Started() error {
+	if !m.running.Load() {
+		return errors.New("the mirror is not running")
+	}
+	return nil
+}
+
+// Ready returns nil when the mirror is connected to both clusters, inside a consumer-group
+// session and has not failed; otherwise the reason.
+func (m *Mirror) Ready() error {
+	if e := m.fatalErr.Load(); e != nil {
+		return fmt.Errorf("failed: %w", *e)
+	}
+	if !m.connected.Load() {
+		return m.notConnected()
+	}
+	if e := m.noTopics.Load(); e != nil {
+		return *e
+	}
+	h := m.handler.Load()
+	if h == nil || !h.Joined() {
+		return errors.New("not in a source consumer-group session (joining or rebalancing)")
+	}
+	return h.StalledErr()
+}

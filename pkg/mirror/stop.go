@@ -1,6 +1,8 @@
 package mirror
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -54,4 +56,28 @@ func (s *stopper) wait(what string, done <-chan struct{}) {
 func (s *stopper) fail(what string) {
 	s.unclean = append(s.unclean, what)
 	s.log.Warn(what)
+}
+
+// verdict is what a stop returns once every step is done: nil when each finished in time, an
+// error naming those that did not otherwise (what they left unacknowledged is not committed, and
+// is mirrored again by whoever reads the partitions next).
+func (s *stopper) verdict() error {
+	if len(s.unclean) > 0 {
+		s.log.Warn("stopped, not cleanly: records not acknowledged were not committed and will be mirrored again",
+			zap.Strings("unfinished", s.unclean))
+		return fmt.Errorf("stop was not clean: %s", strings.Join(s.unclean, "; "))
+	}
+	s.log.Info("stopped cleanly")
+	return nil
+}
+
+// spawn runs fn on a goroutine of its own and returns a channel closed once fn has returned, for
+// its owner to wait on (stopper.wait) after ending it.
+func spawn(fn func()) <-chan struct{} {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	return done
 }

@@ -6,6 +6,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/topics"
 )
 
@@ -61,12 +62,12 @@ func PlanTopics(ctx context.Context, cfg *config.Config, log *zap.Logger) (topic
 	if err != nil {
 		return topics.Plan{}, err
 	}
-	srcAdmin, err := connectAdmin(ctx, log, "source", m.source, nil)
+	srcAdmin, err := m.source.ConnectAdmin(ctx, log, nil)
 	if err != nil {
 		return topics.Plan{}, err
 	}
 	defer func() { _ = srcAdmin.Close() }()
-	tgtAdmin, err := connectAdmin(ctx, log, "target", m.target, nil)
+	tgtAdmin, err := m.target.ConnectAdmin(ctx, log, nil)
 	if err != nil {
 		return topics.Plan{}, err
 	}
@@ -76,4 +77,12 @@ func PlanTopics(ctx context.Context, cfg *config.Config, log *zap.Logger) (topic
 		return topics.Plan{}, err
 	}
 	return syncer.Plan(ctx)
+}
+
+// provenance returns the provenance of this flow when topics.provenance_header is on, else nil.
+func (m *Mirror) provenance() *record.Provenance {
+	if !m.cfg.Topics.ProvenanceHeader {
+		return nil
+	}
+	return record.NewProvenance(config.OriginHeader, m.cfg.Source.Alias, m.cfg.Target.Alias)
 }

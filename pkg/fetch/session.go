@@ -43,7 +43,10 @@ func (s *session) plan(want map[TopicPartition]sentPart, sessions bool) (full bo
 	}
 	for tp := range s.sent {
 		if _, ok := want[tp]; !ok {
-			return true, nil // the set shrank: only a new session can drop a partition
+			// The set shrank: only a new session can drop a partition. Epoch 0 with the old
+			// ID asks the broker to close that session and open another.
+			s.epoch = 0
+			return true, nil
 		}
 	}
 	for tp, w := range want {

@@ -27,7 +27,7 @@ type Config struct {
 	// MinBytes is what the broker waits for before answering (fetch.min.bytes; default 1).
 	MinBytes int32
 	// MaxWait is how long the broker may hold a fetch for MinBytes (fetch.max.wait.ms; default
-	// 500 ms). It also bounds how long Close waits for a fetch in flight.
+	// 500 ms).
 	MaxWait time.Duration
 	// ReadCommitted fetches with isolation.level=read_committed.
 	ReadCommitted bool
@@ -335,8 +335,9 @@ func (f *Fetcher) Loops() int {
 	return len(f.loops)
 }
 
-// Close stops every loop and the router and waits for them; a fetch in flight is waited for (at
-// most MaxWait plus the broker's answer). Nothing is delivered after Close returns.
+// Close stops every loop and the router and waits for them. A fetch in flight is waited for (at
+// most MaxWait and the answer's transfer: sarama cannot abort a request) and its answer dropped.
+// Nothing is delivered after Close returns.
 func (f *Fetcher) Close() {
 	f.mu.Lock()
 	f.closed = true

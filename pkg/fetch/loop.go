@@ -11,15 +11,17 @@ import (
 )
 
 // loop fetches, from one broker, the partitions routed to it: one request in flight at a time,
-// on a connection of its own (a fetch held by the broker for MaxWait must not delay the client's
-// metadata or commit requests queued behind it on a shared connection).
+// on a connection of its own.
 type loop struct {
 	f     *Fetcher
 	id    int32
 	wake  chan struct{}                 // capacity 1: something changed, build a request again
 	parts map[TopicPartition]*partState // guarded by f.mu
 	sess  session                       // owned by the loop's goroutine
-	conn  *sarama.Broker                // owned by the loop's goroutine
+	// conn is the loop's own connection, owned by its goroutine. sarama's Broker holds its lock
+	// for a whole request and answer, so a fetch the broker holds for MaxWait on a shared
+	// connection would hold every other request to that broker as long.
+	conn *sarama.Broker
 }
 
 func (l *loop) wakeUp() {

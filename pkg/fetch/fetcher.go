@@ -109,6 +109,7 @@ type partState struct {
 	full        bool
 	fullAt      uint64
 	retryAt     time.Time // not fetched before (after an error)
+	failures    int       // errors since the last delivery: the backoff doubles with each
 	maxBytes    int32     // this partition's limit: PartitionMaxBytes, raised for a large batch
 }
 
@@ -124,6 +125,15 @@ func (p *partState) fetchable(now time.Time) bool {
 		p.full = false
 	}
 	return true
+}
+
+// backoff is the wait after another error: base, doubled with each error since the last
+// delivery, at most 16 times base (a dead broker that metadata still names as leader is retried
+// a few times a second, not ten). f.mu held.
+func (p *partState) backoff(base time.Duration) time.Duration {
+	d := base << min(p.failures, 4)
+	p.failures++
+	return d
 }
 
 // Fetcher fetches the partitions added to it. Its methods are safe for concurrent use.

@@ -18,6 +18,9 @@ type loop struct {
 	wake  chan struct{}                 // capacity 1: something changed, build a request again
 	parts map[TopicPartition]*partState // guarded by f.mu
 	sess  session                       // owned by the loop's goroutine
+	// failing is set from a failed fetch to the next answer: the first failure is logged as a
+	// warning, the retries (every Backoff while metadata still names a dead broker) are not.
+	failing bool
 	// conn is the loop's own connection, owned by its goroutine. sarama's Broker holds its lock
 	// for a whole request and answer, so a fetch the broker holds for MaxWait on a shared
 	// connection would hold every other request to that broker as long.
@@ -48,6 +51,10 @@ func (l *loop) run() {
 		if err != nil {
 			l.failed(err)
 			continue
+		}
+		if l.failing {
+			l.failing = false
+			l.f.log.Info("fetch: broker answers again", zap.Int32("broker", l.id))
 		}
 		if resp.ErrorCode != 0 {
 			l.sessionError(sarama.KError(resp.ErrorCode))
@@ -172,10 +179,15 @@ func (l *loop) failed(err error) {
 	n := len(l.parts)
 	for _, p := range l.parts {
 		p.replica = -1 // a preferred replica that fails is given up for the leader (KIP-392)
-		f.unroute(p, true, f.cfg.Backoff)
+		f.unroute(p, true, p.backoff(f.cfg.Backoff))
 	}
 	f.mu.Unlock()
-	f.log.Warn("fetch: broker did not answer; its partitions look for their leader again",
+	log := f.log.Warn
+	if l.failing {
+		log = f.log.Debug
+	}
+	l.failing = true
+	log("fetch: broker did not answer; its partitions look for their leader again",
 		zap.Int32("broker", l.id), zap.Int("partitions", n), zap.Error(err))
 }
 
@@ -222,10 +234,12 @@ func (l *loop) answer(tp TopicPartition, block *sarama.FetchResponseBlock, w sen
 		f.mu.Lock()
 		if p.loop == l {
 			p.replica = -1
-			f.unroute(p, true, f.cfg.Backoff)
+			f.unroute(p, true, p.backoff(f.cfg.Backoff))
 		}
 		f.mu.Unlock()
-		f.log.Info("fetch: partition moves (leader change or broker error)", zap.String("topic", tp.Topic),
+		// Debug: a leader move is routine, and with many partitions one election would
+		// otherwise log a line per partition.
+		f.log.Debug("fetch: partition moves (leader change or broker error)", zap.String("topic", tp.Topic),
 			zap.Int32("partition", tp.Partition), zap.Int32("broker", l.id), zap.Error(block.Err))
 	default:
 		l.stop(p, w.offset, fmt.Errorf("fetch %s partition %d at offset %d from broker %d: %w",
@@ -317,6 +331,7 @@ func (l *loop) deliver(p *partState, block *sarama.FetchResponseBlock, w sentPar
 		full = p.sink.Deliver(b)
 		f.mu.Lock()
 		p.offset = next
+		p.failures = 0
 		p.maxBytes = f.cfg.PartitionMaxBytes
 		if full {
 			p.full, p.fullAt = true, r0

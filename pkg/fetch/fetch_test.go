@@ -3,16 +3,19 @@ package fetch
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kmirror/kmirror/pkg/embedded"
 )
@@ -278,4 +281,62 @@ func fetchGoroutines() (loops, routers int) {
 		}
 	}
 	return loops, routers
+}
+
+// TestCutBatchRaisesThePartitionLimit: an answer that holds only the start of a batch (a broker
+// cuts a batch larger than the partition's limit when it is not the first data of the response)
+// makes the next request ask for twice the limit for that partition, and once the batch arrived
+// the limit is back to PartitionMaxBytes.
+func TestCutBatchRaisesThePartitionLimit(t *testing.T) {
+	c := startCluster(t, 1)
+	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, kc, "cut", 1, nil)
+	produce(t, kc, &kgo.Record{Topic: "cut", Value: []byte("p0-0")})
+	k := c.Fake()
+	var (
+		mu     sync.Mutex
+		limits []int32 // partition limit of each request naming the partition
+		cut    bool
+	)
+	k.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		req := kreq.(*kmsg.FetchRequest)
+		mu.Lock()
+		defer mu.Unlock()
+		for _, rt := range req.Topics {
+			for _, rp := range rt.Partitions {
+				limits = append(limits, rp.PartitionMaxBytes)
+			}
+		}
+		if cut || len(req.Topics) == 0 {
+			return nil, nil, false
+		}
+		cut = true
+		// The first 17 bytes of a batch that claims 200,000: base offset, length, leader
+		// epoch, magic 2.
+		head := binary.BigEndian.AppendUint64(nil, 0)
+		head = binary.BigEndian.AppendUint32(head, 200_000)
+		head = binary.BigEndian.AppendUint32(head, 0)
+		head = append(head, 2, 0, 0, 0)
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic = "cut"
+		rp := kmsg.NewFetchResponseTopicPartition()
+		rp.HighWatermark, rp.LastStableOffset = 1, 1
+		rp.RecordBatches = head
+		rt.Partitions = append(rt.Partitions, rp)
+		resp.Topics = append(resp.Topics, rt)
+		return resp, nil, true
+	})
+	f := newFetcher(t, Config{Client: client(t, c), PartitionMaxBytes: 1000, MaxWait: 50 * time.Millisecond})
+	s := newCollector()
+	_ = f.Add("cut", 0, 0, s)
+	checkSequence(t, 0, s.waitRecords(t, 1, 5*time.Second), 1, 0)
+	produce(t, kc, &kgo.Record{Topic: "cut", Value: []byte("p0-1")})
+	checkSequence(t, 0, s.waitRecords(t, 2, 5*time.Second), 2, 0)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(limits) < 3 || limits[0] != 1000 || limits[1] != 2000 || limits[len(limits)-1] != 1000 {
+		t.Fatalf("partition limits asked for: %v; want 1000, then 2000 after the cut batch, then 1000 again", limits)
+	}
 }

@@ -44,6 +44,18 @@
 //     that names a preferred read replica (KIP-392) is followed; any error on the replica sends
 //     the partition back to the leader.
 //
+// Limits of sarama v1.61.1's protocol layer, accepted here:
+//
+//   - No forgotten partitions (above): every shrink of a loop's set costs one full fetch.
+//   - sarama sends lastFetchedEpoch -1 and has no OffsetForLeaderEpoch request, so a log
+//     truncated by an unclean leader election is seen only when the position lies past the new
+//     log end (OFFSET_OUT_OF_RANGE, reported as above), not when new records were already
+//     written over the truncated range (sarama's own consumer has the same blind spot).
+//   - sarama drops a record batch with no records (compaction keeps such batches for producer
+//     state) without telling where it ends; a partition whose position is at one that ends the
+//     log makes no progress until a record is written after it.
+//   - A fetch in flight cannot be aborted: Close waits for it (at most MaxWait and the answer).
+//
 // What it must never do: reset a position on its own, deliver a record twice or out of order,
 // deliver anything for a partition after Remove or Pause returned, or block one partition
 // behind another's full sink.

@@ -45,8 +45,9 @@ type Config struct {
 }
 
 // Sink receives one partition's batches. Its methods are called from the partition's fetch
-// loop, one call at a time, and must not block nor call back into the Fetcher for the same
-// partition (Remove and Pause wait for a delivery in progress).
+// loop, one call at a time. They must not block (the loop fetches the broker's other partitions
+// too), and must not call Remove or Pause (which wait for a delivery in progress, of this
+// partition or, through another loop, of another); Ready, Resume and Add may be called.
 type Sink interface {
 	// Deliver hands over b; the Fetcher never touches it again. Deliver must take every batch
 	// it is given. It returns full = true when the partition's inbox is full: the partition is

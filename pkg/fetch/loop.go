@@ -18,8 +18,9 @@ type loop struct {
 	wake  chan struct{}                 // capacity 1: something changed, build a request again
 	parts map[TopicPartition]*partState // guarded by f.mu
 	sess  session                       // owned by the loop's goroutine
-	// failing is set from a failed fetch to the next answer: the first failure is logged as a
-	// warning, the retries (every Backoff while metadata still names a dead broker) are not.
+	// failing is set from a failed or refused fetch to the next good answer: the first failure
+	// is logged as a warning, the retries (every Backoff while metadata still names a dead
+	// broker) are not.
 	failing bool
 	// conn is the loop's own connection, owned by its goroutine. sarama's Broker holds its lock
 	// for a whole request and answer, so a fetch the broker holds for MaxWait on a shared
@@ -52,13 +53,13 @@ func (l *loop) run() {
 			l.failed(err)
 			continue
 		}
-		if l.failing {
-			l.failing = false
-			l.f.log.Info("fetch: broker answers again", zap.Int32("broker", l.id))
-		}
 		if resp.ErrorCode != 0 {
 			l.sessionError(sarama.KError(resp.ErrorCode))
 			continue
+		}
+		if l.failing {
+			l.failing = false
+			l.f.log.Info("fetch: broker answers again", zap.Int32("broker", l.id))
 		}
 		l.sess.answered(full, want, named, resp.SessionID, sessions)
 		for topic, blocks := range resp.Blocks {
@@ -201,7 +202,12 @@ func (l *loop) sessionError(kerr sarama.KError) {
 		l.f.log.Debug("fetch: session lost; opening a new one", zap.Int32("broker", l.id), zap.Error(kerr))
 		return
 	}
-	l.f.log.Warn("fetch: broker refused the fetch; retrying with a new session", zap.Int32("broker", l.id), zap.Error(kerr))
+	log := l.f.log.Warn
+	if l.failing {
+		log = l.f.log.Debug
+	}
+	l.failing = true
+	log("fetch: broker refused the fetch; retrying with a new session", zap.Int32("broker", l.id), zap.Error(kerr))
 	sleep(l.f.ctx, l.f.cfg.Backoff)
 }
 

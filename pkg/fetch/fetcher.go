@@ -146,6 +146,7 @@ type Fetcher struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	route   chan struct{} // wakes the router (capacity 1)
+	stats   stats
 
 	mu     sync.Mutex
 	parts  map[TopicPartition]*partState

@@ -50,12 +50,21 @@ func (l *loop) run() {
 			return
 		}
 		if err != nil {
+			l.f.stats.brokerErrors.Add(1)
 			l.failed(err)
 			continue
 		}
 		if resp.ErrorCode != 0 {
+			l.f.stats.sessionErrors.Add(1)
 			l.sessionError(sarama.KError(resp.ErrorCode))
 			continue
+		}
+		l.f.stats.fetches.Add(1)
+		if full {
+			l.f.stats.fullFetches.Add(1)
+			l.f.stats.named.Add(int64(len(want)))
+		} else {
+			l.f.stats.named.Add(int64(len(named)))
 		}
 		if l.failing {
 			l.failing = false
@@ -334,6 +343,9 @@ func (l *loop) deliver(p *partState, block *sarama.FetchResponseBlock, w sentPar
 	if next > w.offset {
 		b.Topic, b.Partition, b.Next = p.tp.Topic, p.tp.Partition, next
 		r0 := p.ready.Load()
+		f.stats.batches.Add(1)
+		f.stats.records.Add(int64(len(b.Records)))
+		f.stats.bytes.Add(int64(b.Bytes))
 		full = p.sink.Deliver(b)
 		f.mu.Lock()
 		p.offset = next

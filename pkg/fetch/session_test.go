@@ -18,6 +18,7 @@ type seenFetch struct {
 	sessionID     int32
 	epoch         int32
 	named         []int32 // partitions named, sorted
+	leaderEpochs  []int32 // CurrentLeaderEpoch of each partition named (KIP-320)
 	errorInjected bool
 }
 
@@ -38,6 +39,7 @@ func watchFetches(c *kfake.Cluster) *fetchLog {
 		for _, t := range req.Topics {
 			for _, p := range t.Partitions {
 				s.named = append(s.named, p.Partition)
+				s.leaderEpochs = append(s.leaderEpochs, p.CurrentLeaderEpoch)
 			}
 		}
 		slices.Sort(s.named)
@@ -117,9 +119,18 @@ func TestIdleFetchesNameNoPartition(t *testing.T) {
 	if full != 1 || names > 20 {
 		t.Fatalf("%d requests: %d full, %d partitions named in incremental ones; want 1 full and no partition named twice", len(seen), full, names)
 	}
+	for _, e := range seen[0].leaderEpochs {
+		if e < 0 {
+			t.Fatalf("full fetch sent leader epochs %v, want the partitions' current epochs (KIP-320)", seen[0].leaderEpochs)
+		}
+	}
 	last := seen[len(seen)-1]
 	if len(last.named) != 0 || last.epoch < 2 {
 		t.Fatalf("idle fetch names %v (epoch %d), want none", last.named, last.epoch)
+	}
+
+	if st := f.Stats(); st.FullFetches != 1 || st.PartitionsNamed != 20 || st.Fetches < 11 {
+		t.Fatalf("stats %+v: want 1 full fetch, 20 partitions named in all, at least 11 fetches answered", st)
 	}
 
 	// Data on partition 7: the next fetches name it (its new position) and nothing else.

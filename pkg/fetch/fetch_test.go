@@ -340,3 +340,37 @@ func TestCutBatchRaisesThePartitionLimit(t *testing.T) {
 		t.Fatalf("partition limits asked for: %v; want 1000, then 2000 after the cut batch, then 1000 again", limits)
 	}
 }
+
+// TestContextEndStopsTheFetcher: when the context given to New ends, the loops and the router
+// return by themselves (Close then only waits), and Add refuses.
+func TestContextEndStopsTheFetcher(t *testing.T) {
+	c := startCluster(t, 1)
+	kc := kclient(t, c)
+	createTopic(t, kc, "ctx", 2, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	f, err := New(ctx, Config{Client: client(t, c), MaxWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	_ = f.Add("ctx", 0, 0, newCollector())
+	_ = f.Add("ctx", 1, 0, newCollector())
+	for f.Loops() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		loops, routers := fetchGoroutines()
+		if loops+routers == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d loops and %d routers still run 2 s after the context ended", loops, routers)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := f.Add("ctx", 0, 5, newCollector()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Add after the context ended: %v, want ErrClosed", err)
+	}
+}

@@ -261,7 +261,7 @@ func (f *Fetcher) Add(topic string, partition int32, offset int64, sink Sink) er
 
 // Remove stops fetching a partition and returns its position (the next offset it would have
 // fetched). When Remove returns, no delivery for the partition is in progress and none will
-// follow. It must not be called from the partition's own Sink.
+// follow. It must not be called from a Sink.
 func (f *Fetcher) Remove(topic string, partition int32) (offset int64, ok bool) {
 	p := f.get(topic, partition)
 	if p == nil {
@@ -291,7 +291,7 @@ func (f *Fetcher) drop(p *partState) {
 
 // Pause stops fetching a partition until Resume; its position is kept. When Pause returns, no
 // delivery for the partition is in progress and none will follow until Resume. It must not be
-// called from the partition's own Sink.
+// called from a Sink.
 func (f *Fetcher) Pause(topic string, partition int32) {
 	p := f.get(topic, partition)
 	if p == nil {

@@ -10,6 +10,8 @@
 #   tracing            benchmarks   BenchmarkTracingOverhead   off, 1% and 100% of records sampled
 #   offset map         benchmarks   BenchmarkOffsetMapOverhead off and on (the default)
 #   map recorder       pkg/offsetmap BenchmarkRecorderCopied   one acknowledgement recorded
+#   fetch              pkg/fetch    BenchmarkFetch     pkg/fetch against sarama's PartitionConsumer
+#                                                      and franz-go's consumer on kfake (records/s)
 #
 # The raw output and the tables are written to benchmarks/results/micro-<time>.txt.
 #   benchmarks/micro.sh [COUNT]
@@ -27,6 +29,7 @@ run -bench '^BenchmarkHandoff$' -benchtime 2000000x ./pkg/ring/
 run -bench '^BenchmarkConvert$' -benchtime 2000000x ./pkg/record/
 run -bench '^(BenchmarkRegisterAck|BenchmarkAckOutOfOrder)$' -benchtime 200000x ./pkg/offsets/
 run -bench '^BenchmarkRecorderCopied$' ./pkg/offsetmap/
+run -bench '^BenchmarkFetch$' -benchtime 3x ./pkg/fetch/
 run -bench '^(BenchmarkPipelineCatchUp|BenchmarkTracingOverhead|BenchmarkOffsetMapOverhead)$' -benchtime 200000x -timeout 30m ./benchmarks/
 
 {
@@ -53,6 +56,9 @@ run -bench '^(BenchmarkPipelineCatchUp|BenchmarkTracingOverhead|BenchmarkOffsetM
   echo
   echo "## offset map recorder"
   "${benchstat[@]}" -filter '.name:RecorderCopied' "$raw"
+  echo
+  echo "## fetch: pkg/fetch vs sarama's PartitionConsumer and franz-go (reference: sarama)"
+  "${benchstat[@]}" -filter '.name:Fetch' -col /impl@'(sarama kgo fetch)' "$raw"
   echo
   echo "## raw"
   cat "$raw"

@@ -1,0 +1,499 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+)
+
+// Config configures a Fetcher. Zero values take the default named on each field (Kafka's
+// consumer defaults).
+type Config struct {
+	// Client gives metadata (leaders, leader epochs, broker addresses) and the connection
+	// settings (Net, TLS, SASL, Version, RackID) the loops open their own connections with.
+	// Required. The Fetcher never closes it.
+	Client sarama.Client
+	// MaxBytes bounds one fetch response (fetch.max.bytes; default 50 MiB).
+	MaxBytes int32
+	// PartitionMaxBytes bounds one partition's data in a response (max.partition.fetch.bytes;
+	// default 1 MiB).
+	PartitionMaxBytes int32
+	// MinBytes is what the broker waits for before answering (fetch.min.bytes; default 1).
+	MinBytes int32
+	// MaxWait is how long the broker may hold a fetch for MinBytes (fetch.max.wait.ms; default
+	// 500 ms).
+	MaxWait time.Duration
+	// ReadCommitted fetches with isolation.level=read_committed.
+	ReadCommitted bool
+	// Rack is client.rack: with it, a leader's preferred read replica (KIP-392) is fetched from.
+	// Default: Client.Config().RackID.
+	Rack string
+	// Backoff is the wait before a partition is fetched again after an error, and between
+	// metadata refreshes (retry.backoff.ms; default 100 ms).
+	Backoff time.Duration
+	// ReplicaTTL is how long a preferred read replica is used before the leader is asked again
+	// (metadata.max.age.ms; default 5 min).
+	ReplicaTTL time.Duration
+	// Logger receives one line per event a person would act on; default: none.
+	Logger *zap.Logger
+}
+
+// Sink receives one partition's batches. Its methods are called from the partition's fetch
+// loop, one call at a time. They must not block (the loop fetches the broker's other partitions
+// too), and must not call Remove or Pause (which wait for a delivery in progress, of this
+// partition or, through another loop, of another); Ready, Resume and Add may be called.
+type Sink interface {
+	// Deliver hands over b; the Fetcher never touches it again. Deliver must take every batch
+	// it is given. It returns full = true when the partition's inbox is full: the partition is
+	// not fetched again until Fetcher.Ready is called for it (a Ready that races with Deliver
+	// counts), while every other partition keeps being fetched. Each full partition leaves its
+	// loop's fetch session, which costs one full fetch (see the package doc), so a sink should
+	// answer full with hysteresis: full at its bound, Ready once, say, half of it drained.
+	Deliver(b *Batch) (full bool)
+	// Stopped says that the partition is no longer fetched because of err (an *OutOfRangeError,
+	// or a refusal that retrying cannot fix, such as an authorization failure); the partition
+	// has been removed, and the owner may Add it again at an offset of its choosing.
+	Stopped(err error)
+}
+
+// TopicPartition names one source partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// OutOfRangeError says that the offset to fetch is not in the partition's log: records before the
+// log start were deleted (retention, DeleteRecords), or the log was truncated below it.
+type OutOfRangeError struct {
+	Topic     string
+	Partition int32
+	// Offset is the offset that was asked for; LogStart and LogEnd the log's bounds when the
+	// broker answered (-1 when they could not be read).
+	Offset, LogStart, LogEnd int64
+}
+
+func (e *OutOfRangeError) Error() string {
+	return fmt.Sprintf("fetch %s partition %d at offset %d: offset out of range (log start %d, log end %d)",
+		e.Topic, e.Partition, e.Offset, e.LogStart, e.LogEnd)
+}
+
+// Unwrap lets errors.Is(err, sarama.ErrOffsetOutOfRange) match.
+func (e *OutOfRangeError) Unwrap() error { return sarama.ErrOffsetOutOfRange }
+
+// ErrClosed is returned by Add after Close (or after the Fetcher's context ended).
+var ErrClosed = errors.New("fetcher closed")
+
+// partState is one fetched partition. Fields below mu are guarded by Fetcher.mu.
+type partState struct {
+	tp   TopicPartition
+	sink Sink
+
+	// dmu is held for the whole of a delivery (checks, Deliver, new position), and by Remove and
+	// Pause: once they return, no delivery is in progress and none can begin.
+	dmu sync.Mutex
+	// ready counts Fetcher.Ready calls; a partition that said full at count n is fetchable again
+	// once the count passes n.
+	ready atomic.Uint64
+
+	offset      int64 // next offset to fetch: moves only in deliver
+	leaderEpoch int32 // from metadata; -1 when unknown
+	loop        *loop // the loop fetching it; nil while the router looks for its leader
+	stale       bool  // the router refreshes metadata before routing it
+	replica     int32 // preferred read replica, -1 for none
+	replicaTill time.Time
+	paused      bool
+	removed     bool
+	full        bool
+	fullAt      uint64
+	retryAt     time.Time // not fetched before (after an error)
+	failures    int       // errors since the last delivery: the backoff doubles with each
+	maxBytes    int32     // this partition's limit: PartitionMaxBytes, raised for a large batch
+}
+
+// fetchable reports whether the partition may be named in a request now. f.mu held.
+func (p *partState) fetchable(now time.Time) bool {
+	if p.paused || p.removed || now.Before(p.retryAt) {
+		return false
+	}
+	if p.full {
+		if p.ready.Load() <= p.fullAt {
+			return false
+		}
+		p.full = false
+	}
+	return true
+}
+
+// backoff is the wait after another error: base, doubled with each error since the last
+// delivery, at most 16 times base (a dead broker that metadata still names as leader is retried
+// a few times a second, not ten). f.mu held.
+func (p *partState) backoff(base time.Duration) time.Duration {
+	d := base << min(p.failures, 4)
+	p.failures++
+	return d
+}
+
+// Fetcher fetches the partitions added to it. Its methods are safe for concurrent use.
+type Fetcher struct {
+	cfg     Config
+	log     *zap.Logger
+	version int16
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	route   chan struct{} // wakes the router (capacity 1)
+	stats   stats
+
+	mu     sync.Mutex
+	parts  map[TopicPartition]*partState
+	loops  map[int32]*loop
+	closed bool
+}
+
+// New starts a Fetcher (its router; loops start as brokers are needed). It stops when ctx ends or
+// Close is called.
+func New(ctx context.Context, cfg Config) (*Fetcher, error) {
+	if cfg.Client == nil {
+		return nil, errors.New("fetch: Config.Client is required")
+	}
+	sc := cfg.Client.Config()
+	version, err := requestVersion(sc.Version)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.MaxBytes == 0 {
+		cfg.MaxBytes = 50 << 20
+	}
+	if cfg.PartitionMaxBytes == 0 {
+		cfg.PartitionMaxBytes = 1 << 20
+	}
+	if cfg.MinBytes == 0 {
+		cfg.MinBytes = 1
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = 500 * time.Millisecond
+	}
+	if cfg.Backoff == 0 {
+		cfg.Backoff = 100 * time.Millisecond
+	}
+	if cfg.ReplicaTTL == 0 {
+		cfg.ReplicaTTL = 5 * time.Minute
+	}
+	if cfg.Rack == "" {
+		cfg.Rack = sc.RackID
+	}
+	switch {
+	case cfg.MaxBytes < 0 || cfg.PartitionMaxBytes < 0 || cfg.MinBytes < 0:
+		return nil, fmt.Errorf("fetch: MaxBytes (%d), PartitionMaxBytes (%d) and MinBytes (%d) must not be negative",
+			cfg.MaxBytes, cfg.PartitionMaxBytes, cfg.MinBytes)
+	case sc.Net.ReadTimeout > 0 && cfg.MaxWait >= sc.Net.ReadTimeout:
+		return nil, fmt.Errorf("fetch: MaxWait (%s) must be shorter than the client's Net.ReadTimeout (%s), or every idle fetch times out",
+			cfg.MaxWait, sc.Net.ReadTimeout)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	f := &Fetcher{
+		cfg: cfg, log: log, version: version, ctx: ctx, cancel: cancel,
+		route: make(chan struct{}, 1),
+		parts: make(map[TopicPartition]*partState),
+		loops: make(map[int32]*loop),
+	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		f.router()
+	}()
+	return f, nil
+}
+
+// requestVersion is the newest FetchRequest version both sarama v1.61.1 and the configured
+// protocol version speak. Record batches (and isolation levels) need 0.11; sessions 1.1 (v7);
+// leader epochs 2.1 (v9); rack 2.3 (v11).
+func requestVersion(v sarama.KafkaVersion) (int16, error) {
+	switch {
+	case v.IsAtLeast(sarama.V2_7_0_0):
+		return 12, nil
+	case v.IsAtLeast(sarama.V2_3_0_0):
+		return 11, nil
+	case v.IsAtLeast(sarama.V2_1_0_0):
+		return 10, nil
+	case v.IsAtLeast(sarama.V2_0_0_0):
+		return 8, nil
+	case v.IsAtLeast(sarama.V1_1_0_0):
+		return 7, nil
+	case v.IsAtLeast(sarama.V1_0_0_0):
+		return 6, nil
+	case v.IsAtLeast(sarama.V0_11_0_0):
+		return 5, nil
+	}
+	return 0, fmt.Errorf("fetch: Kafka protocol version %s is older than 0.11.0, the first with record batches and read_committed; set the cluster's version to 0.11.0 or later", v)
+}
+
+// Add starts fetching a partition at offset (an explicit offset: where to start is the owner's
+// decision). Adding a partition that is already there is an error.
+func (f *Fetcher) Add(topic string, partition int32, offset int64, sink Sink) error {
+	if sink == nil || offset < 0 {
+		return fmt.Errorf("fetch: add %s partition %d: a sink and an offset >= 0 are required (got offset %d)", topic, partition, offset)
+	}
+	tp := TopicPartition{topic, partition}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || f.ctx.Err() != nil {
+		return ErrClosed
+	}
+	if _, ok := f.parts[tp]; ok {
+		return fmt.Errorf("fetch: add %s partition %d: already fetched (Remove it first)", topic, partition)
+	}
+	f.parts[tp] = &partState{tp: tp, sink: sink, offset: offset, leaderEpoch: -1, replica: -1,
+		maxBytes: f.cfg.PartitionMaxBytes}
+	f.wakeRouter()
+	return nil
+}
+
+// Remove stops fetching a partition and returns its position (the next offset it would have
+// fetched). When Remove returns, no delivery for the partition is in progress and none will
+// follow. It must not be called from a Sink.
+func (f *Fetcher) Remove(topic string, partition int32) (offset int64, ok bool) {
+	p := f.get(topic, partition)
+	if p == nil {
+		return 0, false
+	}
+	p.dmu.Lock()
+	defer p.dmu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.parts[p.tp] != p {
+		return 0, false // stopped (Sink.Stopped) or removed meanwhile
+	}
+	f.drop(p)
+	return p.offset, true
+}
+
+// drop forgets p. f.mu held (and p.dmu, so that no delivery follows).
+func (f *Fetcher) drop(p *partState) {
+	p.removed = true
+	delete(f.parts, p.tp)
+	if l := p.loop; l != nil {
+		delete(l.parts, p.tp)
+		p.loop = nil
+		l.wakeUp()
+	}
+}
+
+// Pause stops fetching a partition until Resume; its position is kept. When Pause returns, no
+// delivery for the partition is in progress and none will follow until Resume. It must not be
+// called from a Sink.
+func (f *Fetcher) Pause(topic string, partition int32) {
+	p := f.get(topic, partition)
+	if p == nil {
+		return
+	}
+	p.dmu.Lock()
+	defer p.dmu.Unlock()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p.paused = true
+	if p.loop != nil {
+		p.loop.wakeUp()
+	}
+}
+
+// Resume fetches a paused partition again from its position.
+func (f *Fetcher) Resume(topic string, partition int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p := f.parts[TopicPartition{topic, partition}]; p != nil && p.paused {
+		p.paused = false
+		if p.loop != nil {
+			p.loop.wakeUp()
+		}
+	}
+}
+
+// Ready says that the partition's sink has room again after it answered full. It may be called
+// at any time, from any goroutine, as often as the sink likes.
+func (f *Fetcher) Ready(topic string, partition int32) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p := f.parts[TopicPartition{topic, partition}]; p != nil {
+		p.ready.Add(1)
+		if p.loop != nil {
+			p.loop.wakeUp()
+		}
+	}
+}
+
+// Position returns a partition's next offset to fetch.
+func (f *Fetcher) Position(topic string, partition int32) (int64, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if p := f.parts[TopicPartition{topic, partition}]; p != nil {
+		return p.offset, true
+	}
+	return 0, false
+}
+
+// Loops returns the number of fetch loops running (one per broker fetched from).
+func (f *Fetcher) Loops() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.loops)
+}
+
+// Close stops every loop and the router and waits for them. A fetch in flight is waited for (at
+// most MaxWait and the answer's transfer: sarama cannot abort a request) and its answer dropped.
+// Nothing is delivered after Close returns.
+func (f *Fetcher) Close() {
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	f.cancel()
+	f.wg.Wait()
+}
+
+func (f *Fetcher) get(topic string, part int32) *partState {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.parts[TopicPartition{topic, part}]
+}
+
+func (f *Fetcher) wakeRouter() {
+	select {
+	case f.route <- struct{}{}:
+	default:
+	}
+}
+
+// unroute takes p from its loop and gives it to the router (after backoff when the partition
+// failed). stale asks the router to refresh metadata first. f.mu held.
+func (f *Fetcher) unroute(p *partState, stale bool, backoff time.Duration) {
+	if l := p.loop; l != nil {
+		delete(l.parts, p.tp)
+		p.loop = nil
+	}
+	p.stale = p.stale || stale
+	if backoff > 0 {
+		p.retryAt = time.Now().Add(backoff)
+	}
+	f.wakeRouter()
+}
+
+// router finds the broker to fetch each unrouted partition from: the preferred read replica while
+// it is valid, else the leader from the client's metadata, refreshed first for partitions that
+// failed (at most once per Backoff). Partitions whose leader is not known yet are retried.
+func (f *Fetcher) router() {
+	var lastRefresh time.Time
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		select {
+		case <-f.ctx.Done():
+			return
+		case <-f.route:
+		case <-timer.C:
+		}
+		var stale []string
+		seen := map[string]bool{}
+		f.mu.Lock()
+		for _, p := range f.parts {
+			if p.loop == nil && p.stale && !seen[p.tp.Topic] {
+				seen[p.tp.Topic] = true
+				stale = append(stale, p.tp.Topic)
+			}
+		}
+		f.mu.Unlock()
+		if len(stale) > 0 {
+			if wait := f.cfg.Backoff - time.Since(lastRefresh); wait > 0 {
+				if !sleep(f.ctx, wait) {
+					return
+				}
+			}
+			lastRefresh = time.Now()
+			if err := f.cfg.Client.RefreshMetadata(stale...); err != nil {
+				f.log.Warn("fetch: metadata refresh failed; retrying", zap.Strings("topics", stale), zap.Error(err))
+			}
+		}
+		if pending := f.routeAll(); pending {
+			timer.Reset(f.cfg.Backoff)
+		}
+	}
+}
+
+// routeAll routes every partition without a loop; it reports whether some are left.
+func (f *Fetcher) routeAll() (pending bool) {
+	f.mu.Lock()
+	var todo []*partState
+	for _, p := range f.parts {
+		if p.loop == nil {
+			todo = append(todo, p)
+		}
+	}
+	f.mu.Unlock()
+	now := time.Now()
+	for _, p := range todo {
+		// Metadata is read without f.mu: the client may go to the network.
+		b, epoch, err := f.cfg.Client.LeaderAndEpoch(p.tp.Topic, p.tp.Partition)
+		f.mu.Lock()
+		if f.parts[p.tp] != p || p.loop != nil || f.closed {
+			f.mu.Unlock()
+			continue
+		}
+		if err != nil {
+			p.stale = true
+			pending = true
+			f.mu.Unlock()
+			f.log.Debug("fetch: no leader yet", zap.String("topic", p.tp.Topic), zap.Int32("partition", p.tp.Partition), zap.Error(err))
+			continue
+		}
+		id := b.ID()
+		if p.replica >= 0 && now.Before(p.replicaTill) {
+			id = p.replica
+		} else {
+			p.replica = -1
+		}
+		p.stale = false
+		p.leaderEpoch = epoch
+		l := f.loopFor(id)
+		p.loop = l
+		l.parts[p.tp] = p
+		l.wakeUp()
+		f.mu.Unlock()
+	}
+	return pending
+}
+
+// loopFor returns the loop of broker id, starting it if needed. f.mu held.
+func (f *Fetcher) loopFor(id int32) *loop {
+	if l := f.loops[id]; l != nil {
+		return l
+	}
+	l := &loop{f: f, id: id, wake: make(chan struct{}, 1), parts: make(map[TopicPartition]*partState)}
+	f.loops[id] = l
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		l.run()
+	}()
+	return l
+}
+
+// sleep waits d or until ctx ends; it reports whether ctx is still live.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

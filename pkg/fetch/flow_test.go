@@ -1,0 +1,268 @@
+package fetch
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TestFullSinkPausesOnlyItsPartition: a sink that answers full stops the fetching of its own
+// partition — nothing more is delivered to it however much is written — while the other
+// partition, on the same broker and loop, keeps receiving everything; Ready resumes it where it
+// stopped.
+func TestFullSinkPausesOnlyItsPartition(t *testing.T) {
+	c := startCluster(t, 1)
+	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, kc, "bp", 2, nil)
+	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 50 * time.Millisecond})
+	slow, fast := newCollector(), newCollector()
+	slow.full = func(*collector) bool { return true }
+	_ = f.Add("bp", 0, 0, slow)
+	_ = f.Add("bp", 1, 0, fast)
+	write := func(from, to int) {
+		for i := from; i < to; i += 10 {
+			var rs []*kgo.Record
+			for j := i; j < i+10; j++ {
+				rs = append(rs, &kgo.Record{Topic: "bp", Partition: 0, Value: []byte(fmt.Sprintf("p0-%d", j))},
+					&kgo.Record{Topic: "bp", Partition: 1, Value: []byte(fmt.Sprintf("p1-%d", j))})
+			}
+			produce(t, kc, rs...)
+		}
+	}
+	write(0, 10)
+	slow.waitRecords(t, 10, 5*time.Second)
+	fast.waitRecords(t, 10, 5*time.Second)
+	write(10, 200)
+	checkSequence(t, 1, fast.waitRecords(t, 200, 5*time.Second), 200, 0)
+	time.Sleep(300 * time.Millisecond) // several fetch rounds
+	if got, _, batches := slow.snapshot(); len(got) != 10 || batches != 1 {
+		t.Fatalf("the full partition received %d records in %d batches after saying full, want the 10 of its first batch", len(got), batches)
+	}
+	slow.mu.Lock()
+	slow.full = nil
+	slow.mu.Unlock()
+	f.Ready("bp", 0)
+	checkSequence(t, 0, slow.waitRecords(t, 200, 5*time.Second), 200, 0)
+}
+
+// TestReadCommittedDropsAbortedTransactions: under read_committed, the records of aborted
+// transactions and every control record are left out, committed and plain records arrive in
+// order, and the position reaches the log end (past the last marker) so the owner can commit
+// past them. Under read_uncommitted, aborted records arrive too, control records still never.
+func TestReadCommittedDropsAbortedTransactions(t *testing.T) {
+	c := startCluster(t, 1)
+	plain := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, plain, "tx", 1, nil)
+	txn := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.TransactionalID("fetch-test"))
+	ctx := context.Background()
+	in := func(commit bool, values ...string) {
+		if err := txn.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range values {
+			produce(t, txn, &kgo.Record{Topic: "tx", Value: []byte(v)})
+		}
+		if err := txn.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := func(values ...string) {
+		for _, v := range values {
+			produce(t, plain, &kgo.Record{Topic: "tx", Value: []byte(v)})
+		}
+	}
+	out("a0")
+	in(true, "c1", "c2")
+	in(false, "x1", "x2")
+	out("a3")
+	in(false, "x3")
+	in(true, "c4")
+	in(false, "x4") // the log ends with an abort marker
+	end := int64(1 + 3 + 3 + 1 + 2 + 2 + 2)
+
+	for _, tc := range []struct {
+		committed bool
+		want      []string
+	}{
+		{true, []string{"a0", "c1", "c2", "a3", "c4"}},
+		{false, []string{"a0", "c1", "c2", "x1", "x2", "a3", "x3", "c4", "x4"}},
+	} {
+		t.Run(fmt.Sprintf("read_committed=%v", tc.committed), func(t *testing.T) {
+			f := newFetcher(t, Config{Client: client(t, c), ReadCommitted: tc.committed, MaxWait: 50 * time.Millisecond})
+			s := newCollector()
+			_ = f.Add("tx", 0, 0, s)
+			s.waitNext(t, end, 5*time.Second)
+			got, next, _ := s.snapshot()
+			var values []string
+			for _, r := range got {
+				values = append(values, string(r.Value))
+			}
+			if fmt.Sprint(values) != fmt.Sprint(tc.want) || next != end {
+				t.Fatalf("got %v, position %d; want %v, position %d", values, next, tc.want, end)
+			}
+		})
+	}
+}
+
+// TestLeaderMovesLoseAndRepeatNothing: while records are written to 6 partitions, their leaders
+// move between 3 brokers again and again (new leader epochs, NOT_LEADER_OR_FOLLOWER and
+// FENCED_LEADER_EPOCH on the way); every record arrives once, in order.
+func TestLeaderMovesLoseAndRepeatNothing(t *testing.T) {
+	c := startCluster(t, 3)
+	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, kc, "moves", 6, nil)
+	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 50 * time.Millisecond, Backoff: 20 * time.Millisecond,
+		PartitionMaxBytes: 4 << 10})
+	sinks := make([]*collector, 6)
+	for p := range sinks {
+		sinks[p] = newCollector()
+		_ = f.Add("moves", int32(p), 0, sinks[p])
+	}
+	// Leaders move between every two writes of 50 records per partition, while the fetcher
+	// runs: 60 elections during the load.
+	const n = 3000
+	moves := 0
+	for i := 0; i < n; i += 50 {
+		var rs []*kgo.Record
+		for j := i; j < i+50; j++ {
+			for p := range int32(6) {
+				rs = append(rs, &kgo.Record{Topic: "moves", Partition: p, Value: []byte(fmt.Sprintf("p%d-%d", p, j))})
+			}
+		}
+		produce(t, kc, rs...)
+		c.Fake().ShufflePartitionLeaders()
+		moves++
+		time.Sleep(10 * time.Millisecond)
+	}
+	for p, s := range sinks {
+		checkSequence(t, int32(p), s.waitRecords(t, n, 20*time.Second), n, 0)
+	}
+	t.Logf("%d leader shuffles while %d records per partition were written and fetched; %d loops", moves, n, f.Loops())
+}
+
+// TestPreferredReadReplicaAndFallback: with a rack, a leader that names a preferred read replica
+// (KIP-392) is followed — the partition is then fetched from the replica — and an error on the
+// replica sends the partition back to the leader; the records arrive once each, in order.
+func TestPreferredReadReplicaAndFallback(t *testing.T) {
+	c := startCluster(t, 2)
+	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, kc, "near", 1, nil)
+	k := c.Fake()
+	leader := k.LeaderFor("near", 0)
+	replica := 1 - leader
+	k.SetFollowers("near", 0, []int32{replica})
+	log := watchFetches(k)
+	// kfake does not implement KIP-392: the leader's first answer to a request from rack r1
+	// names the replica; once failReplica is set, the replica answers NOT_LEADER_OR_FOLLOWER once.
+	var (
+		mu                     sync.Mutex
+		redirected, failed     bool
+		failReplica            atomic.Bool
+		replicaFetches, failAt int
+	)
+	k.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		k.KeepControl()
+		req := kreq.(*kmsg.FetchRequest)
+		node := k.CurrentNode()
+		mu.Lock()
+		defer mu.Unlock()
+		rp := kmsg.NewFetchResponseTopicPartition()
+		rp.Partition = 0
+		rp.HighWatermark, rp.LastStableOffset = -1, -1
+		switch {
+		case node == leader && !redirected && len(req.Topics) == 1 && req.Rack == "r1":
+			redirected = true
+			rp.PreferredReadReplica = replica
+		case node == replica && !failed && failReplica.Load():
+			failed = true
+			failAt = log.len()
+			rp.ErrorCode = 6 // NOT_LEADER_OR_FOLLOWER
+		default:
+			if node == replica {
+				replicaFetches++
+			}
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.FetchResponse)
+		rt := kmsg.NewFetchResponseTopic()
+		rt.Topic = "near"
+		rt.Partitions = append(rt.Partitions, rp)
+		resp.Topics = append(resp.Topics, rt)
+		return resp, nil, true
+	})
+	f := newFetcher(t, Config{Client: client(t, c, func(sc *sarama.Config) { sc.RackID = "r1" }),
+		MaxWait: 50 * time.Millisecond, Backoff: 20 * time.Millisecond})
+	s := newCollector()
+	_ = f.Add("near", 0, 0, s)
+	const n = 300
+	for i := 0; i < n; i += 10 {
+		var rs []*kgo.Record
+		for j := i; j < i+10; j++ {
+			rs = append(rs, &kgo.Record{Topic: "near", Value: []byte(fmt.Sprintf("p0-%d", j))})
+		}
+		produce(t, kc, rs...)
+		if i == 100 {
+			s.waitRecords(t, 100, 5*time.Second)
+			failReplica.Store(true)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	checkSequence(t, 0, s.waitRecords(t, n, 10*time.Second), n, 0)
+	mu.Lock()
+	defer mu.Unlock()
+	onLeaderAfter := 0
+	for _, sf := range log.since(failAt + 1) {
+		if sf.node == leader {
+			onLeaderAfter++
+		}
+	}
+	if !redirected || replicaFetches == 0 || !failed || onLeaderAfter == 0 {
+		t.Fatalf("redirected %v, %d fetches served by the replica, replica failed %v, %d fetches on the leader after",
+			redirected, replicaFetches, failed, onLeaderAfter)
+	}
+	t.Logf("%d fetches served by the replica, %d by the leader after the replica failed", replicaFetches, onLeaderAfter)
+}
+
+// TestPauseAndRemoveStopDeliveryAtOnce: a record that arrives in a fetch already in flight when
+// Pause (or Remove) returned is not delivered; after Resume it is, once.
+func TestPauseAndRemoveStopDeliveryAtOnce(t *testing.T) {
+	c := startCluster(t, 1)
+	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, kc, "pr", 1, nil)
+	log := watchFetches(c.Fake())
+	// A long MaxWait: the broker holds each idle fetch until data comes.
+	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 3 * time.Second})
+	s := newCollector()
+	_ = f.Add("pr", 0, 0, s)
+	inFlight := func() {
+		mark := log.len()
+		log.waitFetches(t, mark, 1) // a fetch the broker now holds
+		time.Sleep(50 * time.Millisecond)
+	}
+	inFlight()
+	f.Pause("pr", 0)
+	produce(t, kc, &kgo.Record{Topic: "pr", Value: []byte("p0-0")})
+	time.Sleep(300 * time.Millisecond)
+	if got, _, _ := s.snapshot(); len(got) != 0 {
+		t.Fatalf("%d records delivered after Pause returned", len(got))
+	}
+	f.Resume("pr", 0)
+	checkSequence(t, 0, s.waitRecords(t, 1, 5*time.Second), 1, 0)
+
+	inFlight()
+	if next, ok := f.Remove("pr", 0); !ok || next != 1 {
+		t.Fatalf("Remove: position %d %v, want 1", next, ok)
+	}
+	produce(t, kc, &kgo.Record{Topic: "pr", Value: []byte("p0-1")})
+	time.Sleep(300 * time.Millisecond)
+	if got, _, _ := s.snapshot(); len(got) != 1 {
+		t.Fatalf("%d records delivered, want only the one before Remove", len(got))
+	}
+}

@@ -1,0 +1,219 @@
+package fetch
+
+import (
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// seenFetch is one fetch request as the broker received it.
+type seenFetch struct {
+	node          int32
+	sessionID     int32
+	epoch         int32
+	named         []int32 // partitions named, sorted
+	leaderEpochs  []int32 // CurrentLeaderEpoch of each partition named (KIP-320)
+	errorInjected bool
+}
+
+// fetchLog records every fetch request a kfake cluster receives (and, when inject returns an
+// error code for a request, answers it with that code instead).
+type fetchLog struct {
+	mu     sync.Mutex
+	seen   []seenFetch
+	inject func(req *kmsg.FetchRequest, node int32) int16
+}
+
+func watchFetches(c *kfake.Cluster) *fetchLog {
+	l := &fetchLog{}
+	c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := kreq.(*kmsg.FetchRequest)
+		s := seenFetch{node: c.CurrentNode(), sessionID: req.SessionID, epoch: req.SessionEpoch}
+		for _, t := range req.Topics {
+			for _, p := range t.Partitions {
+				s.named = append(s.named, p.Partition)
+				s.leaderEpochs = append(s.leaderEpochs, p.CurrentLeaderEpoch)
+			}
+		}
+		slices.Sort(s.named)
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.inject != nil {
+			if code := l.inject(req, s.node); code != 0 {
+				s.errorInjected = true
+				l.seen = append(l.seen, s)
+				resp := req.ResponseKind().(*kmsg.FetchResponse)
+				resp.ErrorCode = code
+				return resp, nil, true
+			}
+		}
+		l.seen = append(l.seen, s)
+		return nil, nil, false
+	})
+	return l
+}
+
+func (l *fetchLog) since(i int) []seenFetch {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]seenFetch(nil), l.seen[min(i, len(l.seen)):]...)
+}
+
+func (l *fetchLog) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.seen)
+}
+
+// waitFetches waits until at least n more requests than mark were seen.
+func (l *fetchLog) waitFetches(t *testing.T, mark, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.len() < mark+n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d fetch requests seen, want %d", l.len()-mark, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestIdleFetchesNameNoPartition: with 20 partitions fetched and nothing written, one full fetch
+// opens the session and every later (incremental) fetch names no partition at all; a partition
+// that receives data is named in the next fetch only (its new position), pausing one partition
+// opens one new session naming the 19 others, and resuming it adds it back incrementally.
+func TestIdleFetchesNameNoPartition(t *testing.T) {
+	c := startCluster(t, 1)
+	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, kc, "idle", 20, nil)
+	log := watchFetches(c.Fake())
+	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 50 * time.Millisecond})
+	sinks := make([]*collector, 20)
+	for p := range sinks {
+		sinks[p] = newCollector()
+		if err := f.Add("idle", int32(p), 0, sinks[p]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	log.waitFetches(t, 0, 12)
+	seen := log.since(0)
+	full, names := 0, 0
+	for i, s := range seen {
+		if s.epoch == 0 {
+			full++
+			continue
+		}
+		if i == 0 || s.sessionID == 0 {
+			t.Fatalf("request %d: session %d epoch %d before any full fetch", i, s.sessionID, s.epoch)
+		}
+		names += len(s.named)
+	}
+	// The partitions are routed as the router finds them: the first full fetch may hold only
+	// some, and the rest join incrementally (naming each once).
+	if full != 1 || names > 20 {
+		t.Fatalf("%d requests: %d full, %d partitions named in incremental ones; want 1 full and no partition named twice", len(seen), full, names)
+	}
+	for _, e := range seen[0].leaderEpochs {
+		if e < 0 {
+			t.Fatalf("full fetch sent leader epochs %v, want the partitions' current epochs (KIP-320)", seen[0].leaderEpochs)
+		}
+	}
+	last := seen[len(seen)-1]
+	if len(last.named) != 0 || last.epoch < 2 {
+		t.Fatalf("idle fetch names %v (epoch %d), want none", last.named, last.epoch)
+	}
+
+	if st := f.Stats(); st.FullFetches != 1 || st.PartitionsNamed != 20 || st.Fetches < 11 {
+		t.Fatalf("stats %+v: want 1 full fetch, 20 partitions named in all, at least 11 fetches answered", st)
+	}
+
+	// Data on partition 7: the next fetches name it (its new position) and nothing else.
+	mark := log.len()
+	produce(t, kc, &kgo.Record{Topic: "idle", Partition: 7, Value: []byte("p7-0")})
+	checkSequence(t, 7, sinks[7].waitRecords(t, 1, 5*time.Second), 1, 0)
+	log.waitFetches(t, mark, 3)
+	for _, s := range log.since(mark) {
+		if s.epoch == 0 || (len(s.named) > 0 && !slices.Equal(s.named, []int32{7})) {
+			t.Fatalf("after data on partition 7: request epoch %d names %v", s.epoch, s.named)
+		}
+	}
+
+	// Pausing partition 3 shrinks the set: one new session without it.
+	f.Pause("idle", 3)
+	mark = log.len()
+	log.waitFetches(t, mark, 3)
+	after := log.since(mark)
+	if after[0].epoch != 0 || len(after[0].named) != 19 || slices.Contains(after[0].named, 3) {
+		t.Fatalf("after Pause: first request epoch %d names %v, want a full fetch of the 19 others", after[0].epoch, after[0].named)
+	}
+	for _, s := range after[1:] {
+		if s.epoch == 0 || len(s.named) != 0 {
+			t.Fatalf("after Pause: later request epoch %d names %v", s.epoch, s.named)
+		}
+	}
+	// Resuming adds it to the session incrementally.
+	f.Resume("idle", 3)
+	mark = log.len()
+	log.waitFetches(t, mark, 3)
+	after = log.since(mark)
+	if after[0].epoch == 0 || !slices.Equal(after[0].named, []int32{3}) {
+		t.Fatalf("after Resume: request epoch %d names %v, want partition 3 added incrementally", after[0].epoch, after[0].named)
+	}
+}
+
+// TestLostSessionOpensNewFullSession: FETCH_SESSION_ID_NOT_FOUND and INVALID_FETCH_SESSION_EPOCH
+// (a broker restarted, a session evicted) are answered by a new full session at once, and the
+// records written around them arrive once each, in order.
+func TestLostSessionOpensNewFullSession(t *testing.T) {
+	for _, code := range []int16{70, 71} {
+		t.Run(fmt.Sprint(code), func(t *testing.T) {
+			c := startCluster(t, 1)
+			kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+			createTopic(t, kc, "lost", 2, nil)
+			log := watchFetches(c.Fake())
+			f := newFetcher(t, Config{Client: client(t, c), MaxWait: 50 * time.Millisecond})
+			s0, s1 := newCollector(), newCollector()
+			_ = f.Add("lost", 0, 0, s0)
+			_ = f.Add("lost", 1, 0, s1)
+			const n = 400
+			injected := 0
+			for i := range n {
+				produce(t, kc, &kgo.Record{Topic: "lost", Partition: 0, Value: []byte(fmt.Sprintf("p0-%d", i))},
+					&kgo.Record{Topic: "lost", Partition: 1, Value: []byte(fmt.Sprintf("p1-%d", i))})
+				if i%100 == 50 {
+					log.mu.Lock()
+					log.inject = func(req *kmsg.FetchRequest, _ int32) int16 {
+						if req.SessionEpoch > 0 {
+							log.inject = nil
+							return code
+						}
+						return 0
+					}
+					log.mu.Unlock()
+					injected++
+				}
+			}
+			checkSequence(t, 0, s0.waitRecords(t, n, 10*time.Second), n, 0)
+			checkSequence(t, 1, s1.waitRecords(t, n, 10*time.Second), n, 0)
+			seen := log.since(0)
+			errs, recovered := 0, 0
+			for i, s := range seen {
+				if s.errorInjected {
+					errs++
+					if i+1 < len(seen) && seen[i+1].epoch == 0 && seen[i+1].sessionID == 0 && len(seen[i+1].named) == 2 {
+						recovered++
+					}
+				}
+			}
+			if errs == 0 || recovered != errs {
+				t.Fatalf("%d errors injected, %d followed at once by a new full session", errs, recovered)
+			}
+		})
+	}
+}

@@ -1,0 +1,33 @@
+package fetch
+
+import "sync/atomic"
+
+// Stats are counters since New, for the owner's metrics (the package registers none itself).
+type Stats struct {
+	// Fetches is the number of fetch requests answered; FullFetches those that named every
+	// partition (a new session, or no session); the rest were incremental.
+	Fetches, FullFetches int64
+	// PartitionsNamed is the number of partitions named, summed over all requests: with
+	// sessions it grows with the partitions that received data, not with the partitions held.
+	PartitionsNamed int64
+	// SessionErrors counts FETCH_SESSION_ID_NOT_FOUND, INVALID_FETCH_SESSION_EPOCH and other
+	// refusals of a whole fetch; BrokerErrors fetches that got no answer.
+	SessionErrors, BrokerErrors int64
+	// Batches, Records and Bytes are what was delivered (Bytes: keys, values and headers).
+	Batches, Records, Bytes int64
+}
+
+// stats is the live form of Stats.
+type stats struct {
+	fetches, fullFetches, named, sessionErrors, brokerErrors, batches, records, bytes atomic.Int64
+}
+
+// Stats returns the counters now.
+func (f *Fetcher) Stats() Stats {
+	s := &f.stats
+	return Stats{
+		Fetches: s.fetches.Load(), FullFetches: s.fullFetches.Load(), PartitionsNamed: s.named.Load(),
+		SessionErrors: s.sessionErrors.Load(), BrokerErrors: s.brokerErrors.Load(),
+		Batches: s.batches.Load(), Records: s.records.Load(), Bytes: s.bytes.Load(),
+	}
+}

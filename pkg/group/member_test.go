@@ -1,0 +1,300 @@
+package group
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kmirror/kmirror/pkg/offsets"
+)
+
+const partitions = 24
+
+// checkKeeps fails unless a member that owned before kept all of it except what it revoked, and
+// was never handed again something it kept.
+func checkKeeps(t *testing.T, l *ledger, name string, before, after Partitions, from int) {
+	t.Helper()
+	evs := l.eventsOf(name)[from:]
+	var revoked Partitions = Partitions{}
+	for _, e := range evs {
+		switch e.kind {
+		case "revoked":
+			revoked = union(revoked, e.parts)
+		case "assigned":
+			if again := diff(e.parts, diff(e.parts, before)); again.Len() > 0 {
+				t.Errorf("%s was assigned %v again, which it owned already: %v", name, again, evs)
+			}
+		case "lost":
+			t.Errorf("%s lost %v", name, e.parts)
+		}
+	}
+	if kept := diff(before, revoked); diff(kept, after).Len() > 0 {
+		t.Errorf("%s: kept %v but owns %v after", name, kept, after)
+	}
+	if moved := diff(before, after); !equal(moved, revoked) {
+		t.Errorf("%s revoked %v, want exactly what moved away %v (events %v)", name, revoked, moved, evs)
+	}
+}
+
+// TestJoiningMemberGetsOnlyWhatMovesAfterItsOwnerRevokedIt: a second member joins a group whose
+// first member owns all 24 partitions (8 slots). The first member is told to revoke exactly the
+// slots that move, once, and keeps the rest without a revoke; the second is handed them only
+// after the first returned from Revoked (the ledger fails at once otherwise). Whole slots,
+// balanced.
+func TestJoiningMemberGetsOnlyWhatMovesAfterItsOwnerRevokedIt(t *testing.T) {
+	c := startCluster(t, partitions)
+	l := newLedger(t)
+	a := startMember(t, c.Addrs(), "g-two", "a", l.handler("a"), memberOpts{})
+	first := waitSettled(t, l, []*running{a}, partitions)
+	if first["a"].Len() != partitions {
+		t.Fatalf("a alone owns %v", first)
+	}
+	from := len(l.eventsOf("a"))
+
+	b := startMember(t, c.Addrs(), "g-two", "b", l.handler("b"), memberOpts{})
+	second := waitSettled(t, l, []*running{a, b}, partitions)
+	checkWholeBalanced(t, second, 8)
+	checkKeeps(t, l, "a", first["a"], second["a"], from)
+	if n := l.count("a", "revoked"); n != 1 {
+		t.Errorf("a revoked %d times, want once: %s", n, describe(l, "a", "b"))
+	}
+	if n := l.count("b", "revoked") + l.count("b", "lost"); n != 0 {
+		t.Errorf("b gave something up: %s", describe(l, "b"))
+	}
+	if a.m.Generation().Protocol != CooperativeProtocol(a.m.cfg.Strategy) {
+		t.Errorf("protocol %q, want the cooperative one", a.m.Generation().Protocol)
+	}
+	t.Logf("events: %s", describe(l, "a", "b"))
+}
+
+// TestThreeMembersJoinAndOneLeaves: a third member joins two; the two revoke only what moves to
+// it. Then one leaves (Close: it revokes everything, then LeaveGroup): the other two are only
+// handed its partitions, never revoked anything.
+func TestThreeMembersJoinAndOneLeaves(t *testing.T) {
+	c := startCluster(t, partitions)
+	l := newLedger(t)
+	a := startMember(t, c.Addrs(), "g-three", "a", l.handler("a"), memberOpts{})
+	b := startMember(t, c.Addrs(), "g-three", "b", l.handler("b"), memberOpts{})
+	two := waitSettled(t, l, []*running{a, b}, partitions)
+	fromA, fromB := len(l.eventsOf("a")), len(l.eventsOf("b"))
+
+	cm := startMember(t, c.Addrs(), "g-three", "c", l.handler("c"), memberOpts{})
+	three := waitSettled(t, l, []*running{a, b, cm}, partitions)
+	checkWholeBalanced(t, three, 8)
+	checkKeeps(t, l, "a", two["a"], three["a"], fromA)
+	checkKeeps(t, l, "b", two["b"], three["b"], fromB)
+	if three["c"].Len() == 0 {
+		t.Fatalf("c owns nothing: %v", three)
+	}
+
+	fromA, fromC := len(l.eventsOf("a")), len(l.eventsOf("c"))
+	b.close(t)
+	left := waitSettled(t, l, []*running{a, cm}, partitions)
+	checkWholeBalanced(t, left, 8)
+	for name, from := range map[string]int{"a": fromA, "c": fromC} {
+		for _, e := range l.eventsOf(name)[from:] {
+			if e.kind != "assigned" {
+				t.Errorf("%s: %v after b left, want only assignments", name, e)
+			}
+		}
+	}
+	if got := l.eventsOf("b"); got[len(got)-1].kind != "revoked" || !equal(got[len(got)-1].parts, three["b"]) {
+		t.Errorf("b's last event %v, want a revoke of everything it owned (%v)", got[len(got)-1], three["b"])
+	}
+	t.Logf("events: %s", describe(l, "a", "b", "c"))
+}
+
+// TestStaticMemberRestartDoesNotRebalance: a static member stops (no LeaveGroup) and a new
+// process with its instance id starts within the session timeout: it gets the same partitions
+// in the same generation, and the other member is told nothing.
+func TestStaticMemberRestartDoesNotRebalance(t *testing.T) {
+	c := startCluster(t, partitions)
+	l := newLedger(t)
+	a := startMember(t, c.Addrs(), "g-static", "a", l.handler("a"), memberOpts{instance: "a"})
+	waitSettled(t, l, []*running{a}, partitions)
+	b := startMember(t, c.Addrs(), "g-static", "b", l.handler("b"), memberOpts{instance: "b"})
+	before := waitSettled(t, l, []*running{a, b}, partitions)
+	gen := a.m.Generation().ID
+	fromA := len(l.eventsOf("a"))
+
+	b.close(t) // static: revokes (drains) but does not leave
+	b2 := startMember(t, c.Addrs(), "g-static", "b2", l.handler("b2"), memberOpts{instance: "b"})
+	after := waitSettled(t, l, []*running{a, b2}, partitions)
+	if !equal(after["b2"], before["b"]) {
+		t.Errorf("restarted b owns %v, want b's %v", after["b2"], before["b"])
+	}
+	if g := b2.m.Generation().ID; g != gen {
+		t.Errorf("restarted b is in generation %d, want %d (no rebalance)", g, gen)
+	}
+	if g := a.m.Generation().ID; g != gen {
+		t.Errorf("a moved to generation %d from %d", g, gen)
+	}
+	if evs := l.eventsOf("a")[fromA:]; len(evs) != 0 {
+		t.Errorf("a was told %v during b's restart", evs)
+	}
+}
+
+// TestHeartbeatErrors: a heartbeat answered NOT_COORDINATOR (the coordinator moved) is retried
+// and costs nothing; UNKNOWN_MEMBER_ID means the member was removed: it is told Lost before it
+// joins again, then gets its partitions back.
+func TestHeartbeatErrors(t *testing.T) {
+	c := startCluster(t, partitions)
+	l := newLedger(t)
+	a := startMember(t, c.Addrs(), "g-hb", "a", l.handler("a"), memberOpts{})
+	waitSettled(t, l, []*running{a}, partitions)
+
+	answer := func(code int16, times int) chan struct{} {
+		done := make(chan struct{})
+		n := 0
+		c.Fake().ControlKey(kmsg.Heartbeat.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			n++
+			c.Fake().KeepControl()
+			if n == times {
+				c.Fake().DropControl() // a kept control stays kept until dropped
+				close(done)
+			}
+			resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+			resp.ErrorCode = code
+			return resp, nil, true
+		})
+		return done
+	}
+	select {
+	case <-answer(kerr.NotCoordinator.Code, 5):
+	case <-time.After(10 * time.Second):
+		t.Fatal("heartbeats not seen")
+	}
+	time.Sleep(500 * time.Millisecond)
+	if evs := l.eventsOf("a"); len(evs) != 1 {
+		t.Fatalf("after NOT_COORDINATOR heartbeats a was told %v, want nothing more", evs[1:])
+	}
+
+	gen := a.m.Generation().ID
+	<-answer(kerr.UnknownMemberID.Code, 1)
+	waitSettled(t, l, []*running{a}, partitions)
+	evs := l.eventsOf("a")
+	if len(evs) != 3 || evs[1].kind != "lost" || evs[1].parts.Len() != partitions || evs[2].kind != "assigned" {
+		t.Fatalf("after UNKNOWN_MEMBER_ID: %v, want lost(all) then assigned(all)", evs)
+	}
+	if g := a.m.Generation().ID; g <= gen {
+		t.Errorf("generation %d after rejoining, want > %d", g, gen)
+	}
+}
+
+// TestSessionLostWhenHeartbeatsFailForASessionTimeout: a coordinator that answers no heartbeat
+// for a session timeout has removed the member: the member tells Lost on its own, rather than
+// write on while another member may have been handed its partitions.
+func TestSessionLostWhenHeartbeatsFailForASessionTimeout(t *testing.T) {
+	c := startCluster(t, partitions)
+	l := newLedger(t)
+	a := startMember(t, c.Addrs(), "g-session", "a", l.handler("a"), memberOpts{})
+	waitSettled(t, l, []*running{a}, partitions)
+
+	start := time.Now()
+	var failing = true
+	c.Fake().ControlKey(kmsg.Heartbeat.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if !failing {
+			c.Fake().DropControl()
+			return nil, nil, false
+		}
+		c.Fake().KeepControl()
+		resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return resp, nil, true
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for l.count("a", "lost") == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no Lost 20s into failing heartbeats: %v", l.eventsOf("a"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if took := time.Since(start); took < 5500*time.Millisecond || took > 9*time.Second {
+		t.Errorf("Lost after %v, want after the 6s session timeout less one heartbeat interval (the last beat that got through), and soon after", took)
+	}
+	c.Fake().ControlKey(kmsg.Heartbeat.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
+		failing = false
+		return nil, nil, false
+	})
+}
+
+// TestJoinRetriesCoordinatorErrors: JoinGroup answered NOT_COORDINATOR, then
+// COORDINATOR_NOT_AVAILABLE, then its connection closed: the member retries with backoff and
+// joins.
+func TestJoinRetriesCoordinatorErrors(t *testing.T) {
+	c := startCluster(t, partitions)
+	l := newLedger(t)
+	for _, code := range []int16{kerr.NotCoordinator.Code, kerr.CoordinatorNotAvailable.Code, -1} {
+		c.Fake().ControlKey(kmsg.JoinGroup.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			if code < 0 {
+				return nil, errors.New("connection cut"), true
+			}
+			resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+			resp.ErrorCode = code
+			return resp, nil, true
+		})
+	}
+	a := startMember(t, c.Addrs(), "g-join", "a", l.handler("a"), memberOpts{})
+	waitSettled(t, l, []*running{a}, partitions)
+}
+
+// TestFencedInstanceIDIsFatal: a second process with the same instance id takes the member's
+// place; the first is told FENCED_INSTANCE_ID, loses its partitions and Run returns the error.
+func TestFencedInstanceIDIsFatal(t *testing.T) {
+	c := startCluster(t, partitions)
+	l := newLedger(t)
+	a := startMember(t, c.Addrs(), "g-fenced", "a", l.handler("a"), memberOpts{instance: "same"})
+	waitSettled(t, l, []*running{a}, partitions)
+	c.Fake().ControlKey(kmsg.Heartbeat.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+		resp.ErrorCode = kerr.FencedInstanceID.Code
+		return resp, nil, true
+	})
+	select {
+	case err := <-a.done:
+		a.done = nil
+		if !errors.Is(err, sarama.ErrFencedInstancedId) {
+			t.Fatalf("Run = %v, want FENCED_INSTANCE_ID", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after FENCED_INSTANCE_ID")
+	}
+	if evs := l.eventsOf("a"); evs[len(evs)-1].kind != "lost" {
+		t.Errorf("events %v, want lost last", evs)
+	}
+	_ = a.cl.Close()
+}
+
+// TestCommitAndFetchOwnedPartitions: commits carry the generation and the metadata string, and
+// read back; a partition the member does not own is refused (its new owner's position wins).
+func TestCommitAndFetchOwnedPartitions(t *testing.T) {
+	c := startCluster(t, 4)
+	l := newLedger(t)
+	a := startMember(t, c.Addrs(), "g-commit", "a", l.handler("a"), memberOpts{})
+	waitSettled(t, l, []*running{a}, 4)
+	ctx := context.Background()
+	err := a.m.Commit(ctx, []Offset{
+		{Topic: topic, Partition: 0, Offset: 42, Metadata: "id-1"},
+		{Topic: topic, Partition: 3, Offset: 7, Metadata: "id-1"},
+		{Topic: topic, Partition: 9, Offset: 1},
+	})
+	var ce *offsets.CommitError
+	if !errors.As(err, &ce) || len(ce.Partitions) != 1 || ce.Partitions[0].Partition != 9 || !errors.Is(ce.Partitions[0].Err, ErrNotOwned) {
+		t.Fatalf("Commit = %v, want only %s/9 refused as not owned", err, topic)
+	}
+	got, err := a.m.Fetch(ctx, Partitions{topic: {0, 1, 3}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]Committed{0: {42, "id-1"}, 1: {-1, ""}, 3: {7, "id-1"}}
+	for p, w := range want {
+		if g := got[topic][p]; g != w {
+			t.Errorf("partition %d: fetched %+v, want %+v", p, g, w)
+		}
+	}
+}

@@ -47,9 +47,16 @@ type ledger struct {
 	onRevoke func(member string, ps Partitions)
 }
 
+// newLedger returns a ledger whose members take drainTime to drain what they revoke, as a
+// member writing to a target does: a partition handed to another member before the drain ended
+// would have two writers, and the ledger sees it.
 func newLedger(t *testing.T) *ledger {
-	return &ledger{t: t, owner: make(map[tp]string), events: make(map[string][]event)}
+	l := &ledger{t: t, owner: make(map[tp]string), events: make(map[string][]event)}
+	l.onRevoke = func(string, Partitions) { time.Sleep(drainTime) }
+	return l
 }
+
+const drainTime = 300 * time.Millisecond
 
 func (l *ledger) handler(name string) *recorder { return &recorder{name: name, l: l} }
 

@@ -291,7 +291,7 @@ func (m *Member) join(ctx context.Context) (Generation, Partitions, error) {
 	memberID := prev.MemberID
 	var resp *sarama.JoinGroupResponse
 	for range 2 {
-		resp, err = m.joinGroup(b, memberID, topics, owned, prev.ID)
+		resp, err = m.joinGroup(b, memberID, topics, owned, prev.ID, prev.Protocol)
 		if errors.Is(err, sarama.ErrMemberIdRequired) {
 			memberID = resp.MemberId
 			m.setMemberID(memberID)

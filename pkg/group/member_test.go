@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kmirror/kmirror/pkg/offsets"
+	"github.com/kmirror/kmirror/pkg/slots"
 )
 
 const partitions = 24
@@ -297,4 +298,90 @@ func TestCommitAndFetchOwnedPartitions(t *testing.T) {
 			t.Errorf("partition %d: fetched %+v, want %+v", p, g, w)
 		}
 	}
+}
+
+// saramaMember is a member on sarama's ConsumerGroup with the eager slot strategy (what kmirror
+// runs today), reporting to the ledger: Setup assigns the session's claims, Cleanup revokes them.
+type saramaMember struct {
+	h      *recorder
+	gen    int32
+	claims Partitions
+}
+
+func (s *saramaMember) Setup(sess sarama.ConsumerGroupSession) error {
+	s.gen, s.claims = sess.GenerationID(), Partitions(sess.Claims()).Clone()
+	s.h.Assigned(context.Background(), Generation{ID: s.gen}, s.claims)
+	return nil
+}
+
+func (s *saramaMember) Cleanup(sarama.ConsumerGroupSession) error {
+	s.h.Revoked(context.Background(), Generation{ID: s.gen}, s.claims)
+	return nil
+}
+
+func (s *saramaMember) ConsumeClaim(sess sarama.ConsumerGroupSession, _ sarama.ConsumerGroupClaim) error {
+	<-sess.Context().Done()
+	return nil
+}
+
+// TestUpgradeFromEagerMembers: a member joins a group of sarama's eager slot members: the group
+// stays eager (the member gives everything up before each join, nobody owns a partition twice);
+// once the eager member left, the group turns cooperative and the member owns everything.
+func TestUpgradeFromEagerMembers(t *testing.T) {
+	c := startCluster(t, partitions)
+	l := newLedger(t)
+	strategy, err := slots.NewStrategy(slots.Config{Slots: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := clientConfig("old")
+	sc.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{strategy}
+	sc.Consumer.Group.Session.Timeout = 6 * time.Second
+	sc.Consumer.Group.Heartbeat.Interval = 200 * time.Millisecond
+	sc.Consumer.Group.Rebalance.Timeout = 10 * time.Second
+	old, err := sarama.NewConsumerGroup(c.Addrs(), "g-upgrade", sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	oldDone := make(chan struct{})
+	go func() {
+		defer close(oldDone)
+		for ctx.Err() == nil {
+			if err := old.Consume(ctx, []string{topic}, &saramaMember{h: l.handler("old")}); err != nil && ctx.Err() == nil {
+				t.Errorf("old member: %v", err)
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for l.owned()["old"].Len() != partitions {
+		if time.Now().After(deadline) {
+			t.Fatalf("old member owns %v", l.owned())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	a := startMember(t, c.Addrs(), "g-upgrade", "a", l.handler("a"), memberOpts{})
+	deadline = time.Now().Add(30 * time.Second)
+	for o := l.owned(); o["a"].Len() == 0 || o["a"].Len()+o["old"].Len() != partitions; o = l.owned() {
+		if time.Now().After(deadline) {
+			t.Fatalf("a did not get a share: %v", o)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if p := a.m.Generation().Protocol; p != strategy.Name() {
+		t.Errorf("with an eager member the group runs %q, want %q", p, strategy.Name())
+	}
+
+	cancel()
+	<-oldDone
+	if err := old.Close(); err != nil {
+		t.Errorf("close old member: %v", err)
+	}
+	waitSettled(t, l, []*running{a}, partitions)
+	if p := a.m.Generation().Protocol; p != CooperativeProtocol(strategy) {
+		t.Errorf("after the eager member left the group runs %q, want the cooperative one", p)
+	}
+	t.Logf("events: %s", describe(l, "old", "a"))
 }

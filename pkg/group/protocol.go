@@ -73,8 +73,9 @@ func (m *Member) instanceID() *string {
 	return &id
 }
 
-// joinGroup sends one JoinGroup offering the cooperative protocol first and the eager one second.
-func (m *Member) joinGroup(b *sarama.Broker, memberID string, topics []string, owned Partitions, gen int32) (*sarama.JoinGroupResponse, error) {
+// joinGroup sends one JoinGroup offering the cooperative protocol first and, until the member
+// has been in a cooperative generation, the eager one second.
+func (m *Member) joinGroup(b *sarama.Broker, memberID string, topics []string, owned Partitions, gen int32, prevProtocol string) (*sarama.JoinGroupResponse, error) {
 	req := sarama.NewJoinGroupRequest(m.version)
 	req.GroupId = m.cfg.Group
 	req.MemberId = memberID
@@ -84,7 +85,14 @@ func (m *Member) joinGroup(b *sarama.Broker, memberID string, topics []string, o
 	if req.Version >= 5 {
 		req.GroupInstanceId = m.instanceID()
 	}
-	for _, name := range []string{m.coop, m.eager} {
+	// The eager protocol is offered as a second choice only until the member has been in a
+	// cooperative generation: a group that went cooperative must never go back to eager, where
+	// a leader would hand out partitions this member still owns (see the package doc).
+	names := []string{m.coop}
+	if prevProtocol != m.coop {
+		names = append(names, m.eager)
+	}
+	for _, name := range names {
 		meta, err := subscription(m.cfg.Strategy, memberID, topics, owned, gen)
 		if err != nil {
 			return nil, err

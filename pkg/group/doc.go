@@ -42,18 +42,18 @@
 //
 // # Upgrades from the eager protocol
 //
-// Until it has been in a cooperative generation, a member offers two protocols: the cooperative
-// one (CooperativeProtocol) first and the eager slot strategy (slots.Strategy.Name, which
-// kmirror's sarama ConsumerGroup announces) second. The coordinator picks one every member
-// offers, so a group with an eager member in it runs eager: then the member revokes everything
-// before every join, as the eager protocol requires, and nothing is withheld. Once the last
-// eager member is gone, the group picks the cooperative protocol at its next rebalance (safe: in
-// that rebalance every member had given up everything), and from then on the member offers only
-// the cooperative one: a group never goes back from cooperative to eager, where a leader would
-// hand out partitions a member still owns. An eager member that joins a cooperative group is
-// refused (INCONSISTENT_GROUP_PROTOCOL), or, if it got in while every member still offered
-// both, the cooperative members are refused on their next join: Run returns that error after
-// Handler.Lost, and nobody owns a partition twice either way.
+// A member offers the cooperative protocol (CooperativeProtocol) first and, unless it owns
+// partitions in a cooperative generation, the eager slot strategy (slots.Strategy.Name, which
+// kmirror's sarama ConsumerGroup announces) second. The coordinator picks a protocol every
+// member offers, so a group with an eager member in it runs eager: then the member revokes
+// everything before every join, as the eager protocol requires, and nothing is withheld. Once
+// the last eager member is gone, the group picks the cooperative protocol at its next rebalance
+// (safe: in that rebalance every member had given up everything). A group never goes back from
+// cooperative to eager while a member owns something under the cooperative protocol, since that
+// member does not offer eager: an eager member joining then is refused
+// (INCONSISTENT_GROUP_PROTOCOL), or, if it got in first, the cooperative member is refused on
+// its next join and Run returns that error after Handler.Lost; nobody owns a partition twice
+// either way.
 //
 // # Limits
 //

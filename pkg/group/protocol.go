@@ -73,8 +73,8 @@ func (m *Member) instanceID() *string {
 	return &id
 }
 
-// joinGroup sends one JoinGroup offering the cooperative protocol first and, until the member
-// has been in a cooperative generation, the eager one second.
+// joinGroup sends one JoinGroup offering the cooperative protocol first and, unless the member
+// owns partitions in a cooperative generation, the eager one second.
 func (m *Member) joinGroup(b *sarama.Broker, memberID string, topics []string, owned Partitions, gen int32, prevProtocol string) (*sarama.JoinGroupResponse, error) {
 	req := sarama.NewJoinGroupRequest(m.version)
 	req.GroupId = m.cfg.Group
@@ -85,11 +85,11 @@ func (m *Member) joinGroup(b *sarama.Broker, memberID string, topics []string, o
 	if req.Version >= 5 {
 		req.GroupInstanceId = m.instanceID()
 	}
-	// The eager protocol is offered as a second choice only until the member has been in a
-	// cooperative generation: a group that went cooperative must never go back to eager, where
-	// a leader would hand out partitions this member still owns (see the package doc).
+	// The eager protocol is offered as a second choice only by a member that owns nothing or
+	// runs eager already: a member owning partitions in a cooperative generation must never let
+	// the group go eager, where a leader would hand out what it still owns (see the package doc).
 	names := []string{m.coop}
-	if prevProtocol != m.coop {
+	if owned.Len() == 0 || prevProtocol != m.coop {
 		names = append(names, m.eager)
 	}
 	for _, name := range names {

@@ -33,12 +33,71 @@ type groupLedger struct {
 	staying  time.Duration   // longest unowned time of a partition handed back to its previous owner
 	revoked  map[string]int
 	finalErr []error // commits made in Revoked that failed
+	// flows: the records each owner reads, per partition, and the longest time between two
+	// of them while one member owned the partition (reset per phase)
+	flows   map[int32]*flow
+	flowGap time.Duration
+	records int
+}
+
+// flow is one member's reading of one partition, from its assignment to its revoke.
+type flow struct {
+	member string
+	last   time.Time
+}
+
+// seen records a record of partition p read by member.
+func (l *groupLedger) seen(member string, p int32, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.records++
+	f := l.flows[p]
+	if f == nil || f.member != member {
+		l.flows[p] = &flow{member: member, last: at}
+		return
+	}
+	l.flowGap = max(l.flowGap, at.Sub(f.last))
+	f.last = at
 }
 
 type ledgerMember struct {
-	name string
-	l    *groupLedger
-	m    *group.Member
+	name     string
+	l        *groupLedger
+	m        *group.Member
+	consumer sarama.Consumer
+	readers  map[int32]*reader
+}
+
+// reader reads one owned partition from the newest offset on, as a fetch loop would.
+type reader struct {
+	pc   sarama.PartitionConsumer
+	done chan struct{}
+}
+
+func (h *ledgerMember) read(p int32) {
+	pc, err := h.consumer.ConsumePartition("members", p, sarama.OffsetNewest)
+	if err != nil {
+		h.l.t.Errorf("%s: consume partition %d: %v", h.name, p, err)
+		return
+	}
+	r := &reader{pc: pc, done: make(chan struct{})}
+	h.readers[p] = r
+	go func() {
+		defer close(r.done)
+		for range pc.Messages() {
+			h.l.seen(h.name, p, time.Now())
+		}
+	}()
+}
+
+func (h *ledgerMember) unread(ps []int32) {
+	for _, p := range ps {
+		if r, ok := h.readers[p]; ok {
+			r.pc.AsyncClose()
+			<-r.done
+			delete(h.readers, p)
+		}
+	}
 }
 
 func (h *ledgerMember) Assigned(_ context.Context, gen group.Generation, ps group.Partitions) {
@@ -61,11 +120,17 @@ func (h *ledgerMember) Assigned(_ context.Context, gen group.Generation, ps grou
 		l.owner[p] = h.name
 	}
 	l.events[h.name] = append(l.events[h.name], fmt.Sprintf("assigned@%d%v", gen.ID, ps["members"]))
+	l.mu.Unlock()
+	for _, p := range ps["members"] {
+		h.read(p)
+	}
+	l.mu.Lock()
 }
 
 // Revoked drains (a pause standing for the writes in flight) and commits the partitions' final
 // positions under the generation, as pkg/source will; the commit must succeed.
 func (h *ledgerMember) Revoked(ctx context.Context, gen group.Generation, ps group.Partitions) {
+	h.unread(ps["members"])
 	time.Sleep(200 * time.Millisecond)
 	var offs []group.Offset
 	for _, p := range ps["members"] {
@@ -91,6 +156,7 @@ func (h *ledgerMember) Revoked(ctx context.Context, gen group.Generation, ps gro
 }
 
 func (h *ledgerMember) Lost(_ context.Context, ps group.Partitions) {
+	h.unread(ps["members"])
 	l := h.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -128,7 +194,7 @@ func TestGroupCooperativeRebalances(t *testing.T) {
 	const partitions = 24
 	europe.createTopic(t, "members", partitions, 1, nil)
 	l := &groupLedger{t: t, owner: map[int32]string{}, unowned: map[int32]time.Time{}, lastOf: map[int32]string{},
-		events: map[string][]string{}, revoked: map[string]int{}}
+		events: map[string][]string{}, revoked: map[string]int{}, flows: map[int32]*flow{}}
 	strategy, err := slots.NewStrategy(slots.Config{Slots: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +215,11 @@ func TestGroupCooperativeRebalances(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		h := &ledgerMember{name: name, l: l}
+		consumer, err := sarama.NewConsumerFromClient(cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &ledgerMember{name: name, l: l, consumer: consumer, readers: map[int32]*reader{}}
 		h.m, err = group.New(group.Config{
 			Client: cl, Group: "e2e-cooperative", Topics: []string{"members"}, Strategy: strategy, Handler: h,
 			InstanceID: instance, SessionTimeout: 10 * time.Second, HeartbeatInterval: 500 * time.Millisecond,
@@ -173,6 +243,7 @@ func TestGroupCooperativeRebalances(t *testing.T) {
 		case <-time.After(60 * time.Second):
 			t.Fatalf("%s did not stop", r.h.name)
 		}
+		_ = r.h.consumer.Close()
 		_ = r.cl.Close()
 	}
 	all := map[string]*running{}
@@ -224,7 +295,8 @@ func TestGroupCooperativeRebalances(t *testing.T) {
 		gaps, staying := slices.Clone(l.gaps), l.staying
 		revoked := maps.Clone(l.revoked)
 		finals := slices.Clone(l.finalErr)
-		l.gaps = nil
+		flowGap, records := l.flowGap, l.records
+		l.gaps, l.flowGap, l.records = nil, 0, 0
 		l.mu.Unlock()
 		moved := 0
 		for name, ps := range before {
@@ -247,9 +319,20 @@ func TestGroupCooperativeRebalances(t *testing.T) {
 		if len(finals) > 0 {
 			t.Errorf("%s: commits in Revoked failed: %v", what, finals)
 		}
-		t.Logf("figures %s: staying partitions' longest unowned time 0 (never revoked), %d moved from running members, %d handed over, longest handover %v",
-			what, moved, len(gaps), longest.Round(time.Millisecond))
+		// A stop-the-world rebalance stops every partition for the rebalance: the drain (200ms
+		// here), the other members' rejoin (up to a heartbeat interval, 500ms), the sync and
+		// the restart of every reader. A partition that stays keeps being read throughout.
+		if flowGap >= time.Second || records == 0 {
+			t.Errorf("%s: longest gap between two records of a partition while one member owned it %v (%d records read), want < 1s",
+				what, flowGap, records)
+		}
+		t.Logf("figures %s: staying partitions' longest unowned time 0 (never revoked), longest gap between records read of an owned partition %v (%d records), %d moved from running members, %d handed over, longest handover %v",
+			what, flowGap.Round(time.Millisecond), records, moved, len(gaps), longest.Round(time.Millisecond))
 	}
+
+	// 2,000 records/s over the 24 partitions: a record every 12ms per partition.
+	load := startLoad(t, europe.bootstrap, "members", 1_000_000, 2_000)
+	defer func() { close(load.stop); <-load.done }()
 
 	all["a"] = start("a", "")
 	s1 := settle("with a", "a")
@@ -283,7 +366,10 @@ func TestGroupCooperativeRebalances(t *testing.T) {
 	}
 	// c's own partitions were unowned while it restarted; that is not a rebalance.
 	l.mu.Lock()
-	l.gaps, l.staying = nil, 0
+	if l.flowGap >= time.Second {
+		t.Errorf("during c's static restart a partition of a or b went %v without a record read", l.flowGap)
+	}
+	l.gaps, l.staying, l.flowGap, l.records = nil, 0, 0, 0
 	l.mu.Unlock()
 	t.Logf("figures static restart: generation %d before and after, c got back its %d partitions", genBefore, len(s4["c"]))
 	r4 := maps.Clone(l.revoked)

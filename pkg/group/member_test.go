@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kmirror/kmirror/pkg/offsets"
@@ -384,4 +386,77 @@ func TestUpgradeFromEagerMembers(t *testing.T) {
 		t.Errorf("after the eager member left the group runs %q, want the cooperative one", p)
 	}
 	t.Logf("events: %s", describe(l, "old", "a"))
+}
+
+// TestPartitionsAddedAreAssignedWithoutRevoking: partitions added to a subscribed topic are
+// noticed by the leader (MetadataInterval) and handed out in a rebalance that revokes nothing.
+func TestPartitionsAddedAreAssignedWithoutRevoking(t *testing.T) {
+	c := startCluster(t, 8)
+	l := newLedger(t)
+	a := startMember(t, c.Addrs(), "g-grow", "a", l.handler("a"), memberOpts{})
+	b := startMember(t, c.Addrs(), "g-grow", "b", l.handler("b"), memberOpts{})
+	waitSettled(t, l, []*running{a, b}, 8)
+	revokes := l.count("a", "revoked") + l.count("b", "revoked")
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).CreatePartitions(ctx, 8, topic); err != nil {
+		t.Fatal(err)
+	}
+	grown := waitSettled(t, l, []*running{a, b}, 16)
+	checkWholeBalanced(t, grown, 8)
+	if n := l.count("a", "revoked") + l.count("b", "revoked"); n != revokes {
+		t.Errorf("growing the topic revoked something: %s", describe(l, "a", "b"))
+	}
+}
+
+// TestRunOnce: a member runs once; Close before or after Run is harmless.
+func TestRunOnce(t *testing.T) {
+	c := startCluster(t, 4)
+	l := newLedger(t)
+	a := startMember(t, c.Addrs(), "g-once", "a", l.handler("a"), memberOpts{})
+	waitSettled(t, l, []*running{a}, 4)
+	if err := a.m.Run(context.Background()); !errors.Is(err, ErrRunning) {
+		t.Errorf("second Run = %v, want ErrRunning", err)
+	}
+	a.close(t)
+	a.m.Close()
+	if o := a.m.Owned(); o.Len() != 0 {
+		t.Errorf("after Close the member owns %v", o)
+	}
+}
+
+// TestSubscribeRejoinsWithTheNewTopics: a member that subscribes to one more topic rejoins and
+// is assigned its partitions; what it had stays.
+func TestSubscribeRejoinsWithTheNewTopics(t *testing.T) {
+	c := startCluster(t, 8)
+	l := newLedger(t)
+	a := startMember(t, c.Addrs(), "g-subscribe", "a", l.handler("a"), memberOpts{})
+	waitSettled(t, l, []*running{a}, 8)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, 4, 1, nil, "invoices"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.m.Subscribe([]string{topic, "invoices"}); err != nil {
+		t.Fatal(err)
+	}
+	after := waitSettled(t, l, []*running{a}, 12)
+	if len(after["a"]["invoices"]) != 4 || l.count("a", "revoked") != 0 {
+		t.Errorf("after subscribing: %s", describe(l, "a"))
+	}
+	if err := a.m.Subscribe(nil); !errors.Is(err, ErrConfig) {
+		t.Errorf("Subscribe(nil) = %v, want ErrConfig", err)
+	}
 }

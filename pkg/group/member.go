@@ -164,7 +164,11 @@ func (m *Member) loop(ctx context.Context) error {
 			return err
 		case kindLost:
 			m.lose(ctx, err)
-			if errors.Is(err, sarama.ErrUnknownMemberId) || errors.Is(err, ErrSessionLost) {
+			// After ErrSessionLost the member id is kept: a coordinator that failed over may
+			// still know it (it restarts session timers when it loads the group), and one that
+			// removed it answers UNKNOWN_MEMBER_ID. Joining under a new id would leave the old
+			// one for the rebalance to wait for.
+			if errors.Is(err, sarama.ErrUnknownMemberId) {
 				m.setMemberID("")
 			}
 		case kindRejoin:

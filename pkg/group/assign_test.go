@@ -138,6 +138,7 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		"Handler":           func(c *Config) { c.Handler = nil },
 		"HeartbeatInterval": func(c *Config) { c.HeartbeatInterval = time.Minute },
 		"InstanceID":        func(c *Config) { c.InstanceID = "i" }, // Kafka 2.1 has no static members
+		"RebalanceTimeout":  func(c *Config) { c.RebalanceTimeout = 1000 * time.Hour },
 	} {
 		c := good
 		mutate(&c)

@@ -155,8 +155,10 @@ func (c *Config) validate() error {
 			return bad("Topics[%d] is empty", i)
 		}
 	}
-	if int64(c.SessionTimeout/time.Millisecond) > int64(^uint32(0)>>1) {
-		return bad("SessionTimeout = %v does not fit the protocol's int32 milliseconds", c.SessionTimeout)
+	const maxMs = int64(^uint32(0) >> 1) // the protocol's int32 milliseconds
+	if c.SessionTimeout.Milliseconds() > maxMs || c.RebalanceTimeout.Milliseconds() > maxMs {
+		return bad("SessionTimeout = %v, RebalanceTimeout = %v: want at most %v (the protocol's int32 milliseconds)",
+			c.SessionTimeout, c.RebalanceTimeout, time.Duration(maxMs)*time.Millisecond)
 	}
 	return nil
 }

@@ -171,6 +171,8 @@ func (m *Member) loop(ctx context.Context) error {
 			if errors.Is(err, sarama.ErrUnknownMemberId) {
 				m.setMemberID("")
 			}
+			// Rejoin soon, but not in a tight loop should the coordinator keep saying so.
+			m.sleep(ctx, bo.NextBackOff())
 		case kindRejoin:
 			m.log.Info("rejoining group", zap.Error(err))
 		case kindRetry:
@@ -182,13 +184,20 @@ func (m *Member) loop(ctx context.Context) error {
 			}
 			wait := bo.NextBackOff()
 			m.log.Warn("group request failed; retrying", zap.Duration("backoff", wait), zap.Error(err))
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
+			m.sleep(ctx, wait)
 		}
 	}
 	return nil
+}
+
+// sleep waits for d or until ctx is done.
+func (m *Member) sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // member applies one generation's assignment and stays in the generation until it must rejoin.

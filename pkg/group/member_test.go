@@ -460,3 +460,38 @@ func TestSubscribeRejoinsWithTheNewTopics(t *testing.T) {
 		t.Errorf("Subscribe(nil) = %v, want ErrConfig", err)
 	}
 }
+
+// TestSyncErrors: a SyncGroup answered REBALANCE_IN_PROGRESS makes the member rejoin at once
+// (nothing lost, it still owns nothing it was not given); one answered ILLEGAL_GENERATION means
+// its generation is gone: it is told Lost for what it owned, rejoins and gets it back.
+func TestSyncErrors(t *testing.T) {
+	c := startCluster(t, partitions)
+	l := newLedger(t)
+	c.Fake().ControlKey(kmsg.SyncGroup.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+		resp.ErrorCode = kerr.RebalanceInProgress.Code
+		return resp, nil, true
+	})
+	a := startMember(t, c.Addrs(), "g-sync", "a", l.handler("a"), memberOpts{})
+	waitSettled(t, l, []*running{a}, partitions)
+	if evs := l.eventsOf("a"); len(evs) != 1 || evs[0].kind != "assigned" {
+		t.Fatalf("after REBALANCE_IN_PROGRESS on sync: %v, want one assignment", evs)
+	}
+
+	// The next sync (b joining) answers a ILLEGAL_GENERATION.
+	c.Fake().ControlKey(kmsg.SyncGroup.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		if req.(*kmsg.SyncGroupRequest).MemberID != a.m.Generation().MemberID {
+			c.Fake().KeepControl()
+			return nil, nil, false
+		}
+		c.Fake().DropControl() // the KeepControl above sticks until dropped
+		resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+		resp.ErrorCode = kerr.IllegalGeneration.Code
+		return resp, nil, true
+	})
+	b := startMember(t, c.Addrs(), "g-sync", "b", l.handler("b"), memberOpts{})
+	waitSettled(t, l, []*running{a, b}, partitions)
+	if n := l.count("a", "lost"); n != 1 {
+		t.Errorf("a was told Lost %d times after ILLEGAL_GENERATION on sync, want once: %s", n, describe(l, "a", "b"))
+	}
+}

@@ -495,3 +495,39 @@ func TestSyncErrors(t *testing.T) {
 		t.Errorf("a was told Lost %d times after ILLEGAL_GENERATION on sync, want once: %s", n, describe(l, "a", "b"))
 	}
 }
+
+// TestCommitterCommitsMarkedPositions: the member's offsets.Committer commits what was marked,
+// with the topic's metadata, keeps nothing pending after success, and drops (reporting it) a
+// partition the member does not own.
+func TestCommitterCommitsMarkedPositions(t *testing.T) {
+	c := startCluster(t, 4)
+	l := newLedger(t)
+	a := startMember(t, c.Addrs(), "g-committer", "a", l.handler("a"), memberOpts{})
+	waitSettled(t, l, []*running{a}, 4)
+	cm := a.m.NewCommitter(func(topic string) string { return "meta-" + topic })
+	cm.Mark(topic, 1, 10)
+	cm.Mark(topic, 1, 11)
+	cm.Mark(topic, 2, 5)
+	ctx := context.Background()
+	if err := cm.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := cm.Pending(); n != 0 {
+		t.Errorf("%d pending after a commit that succeeded", n)
+	}
+	got, err := a.m.Fetch(ctx, Partitions{topic: {1, 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got[topic][1] != (Committed{11, "meta-" + topic}) || got[topic][2] != (Committed{5, "meta-" + topic}) {
+		t.Errorf("committed %v", got)
+	}
+	cm.Mark("elsewhere", 0, 3)
+	var ce *offsets.CommitError
+	if err := cm.Commit(ctx); !errors.As(err, &ce) || !errors.Is(err, ErrNotOwned) {
+		t.Errorf("commit of a partition not owned = %v, want ErrNotOwned", err)
+	}
+	if n := cm.Pending(); n != 0 {
+		t.Errorf("%d pending after a partition not owned was refused, want it dropped", n)
+	}
+}

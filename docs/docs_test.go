@@ -2,7 +2,9 @@
 // every relative link in README.md and docs/*.md leads to a file that exists (and to a heading
 // that exists, when it names one), every page is reachable from the README and the index, the
 // README stays a short door to these pages, its quickstart shows configs/minimal.yaml as it is,
-// and its benchmark figures are those of the newest run in benchmarks/results/.
+// its benchmark figures are those of the newest run in benchmarks/results/, and every command a
+// page shows in a sh block is run by a test or exempted with its reason (commands_test.go; the
+// hermetic runs are in run_test.go and migrate_run_test.go).
 //
 // The package has no Go code of its own: it exists for these tests.
 package docs

@@ -4,7 +4,9 @@
 // README stays a short door to these pages, its quickstart shows configs/minimal.yaml as it is,
 // its benchmark figures are those of the newest run in benchmarks/results/, and every command a
 // page shows in a sh block is run by a test or exempted with its reason (commands_test.go; the
-// hermetic runs are in run_test.go and migrate_run_test.go).
+// hermetic runs are in run_test.go and migrate_run_test.go), and troubleshooting.md shows every
+// warning and error the code logs, every validate --connect check and every setting refused for
+// another (troubleshooting_test.go).
 //
 // The package has no Go code of its own: it exists for these tests.
 package docs

@@ -165,6 +165,10 @@ func seedFromMM2(ctx context.Context, out io.Writer, cfg *config.Config, alias, 
 	for _, s := range plan.Skipped {
 		fmt.Fprintln(out, "not seeded:", s)
 	}
+	for _, g := range plan.Unread {
+		fmt.Fprintf(out, "not checked: positions group %q on the target (not authorised to read it): before switching to delivery.mode exactly_once, "+
+			"make sure it holds no position of these topics (kafka-consumer-groups.sh --describe --group %s), which it would resume from instead of the seed\n", g, g)
+	}
 	if f.dryRun {
 		if err := plan.StaleError(); err != nil && !f.force {
 			fmt.Fprintf(out, "--dry-run: seeding would be refused without --force: %v\n", err)

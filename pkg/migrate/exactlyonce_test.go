@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/embedded"
@@ -101,5 +103,45 @@ func commitOn(t *testing.T, c *embedded.Cluster, group, topic string, partition 
 	os.Add(kadm.Offset{Topic: topic, Partition: partition, At: offset, LeaderEpoch: -1})
 	if err := kadm.NewClient(cl).CommitAllOffsets(context.Background(), group, os); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSeedWithoutAccessToThePositionsGroups: an at-least-once deployment's target user need not
+// read kmirror's exactly_once positions groups. Not authorised to, migrate seeds and says which
+// groups it could not check (Plan.Unread), rather than fail or pass over them in silence.
+func TestSeedWithoutAccessToThePositionsGroups(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	src := startFake(t, "europe")
+	all := func(r kmsg.ACLResourceType, name string) kfake.ACL {
+		return kfake.ACL{Resource: r, Name: name, Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: kmsg.ACLOperationAll, Allow: true}
+	}
+	tgt, err := embedded.Start("us", 1, kfake.EnableSASL(), kfake.EnableACLs(), kfake.Superuser("PLAIN", "admin", "admin"),
+		kfake.User("PLAIN", "kmirror", "secret", all(kmsg.ACLResourceTypeTopic, "*"), all(kmsg.ACLResourceTypeCluster, "kafka-cluster")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tgt.Close)
+	produce(t, src, "orders", 2, map[int32][]string{0: repeat("a", 10), 1: repeat("b", 10)})
+	positions := []Position{{Topic: "orders", Partition: 0, Copied: 5, Next: 6}, {Topic: "orders", Partition: 1, Copied: 3, Next: 4}}
+
+	cfg := config.Default()
+	cfg.Source.Bootstrap, cfg.Target.Bootstrap = src.Addrs(), tgt.Addrs()
+	cfg.Target.SASL.Mechanism, cfg.Target.SASL.Username, cfg.Target.SASL.Password = "PLAIN", "kmirror", "secret"
+	cfg.Topics.Include, cfg.Topics.ReplicationPolicy, cfg.Consumer.GroupID = []string{"orders"}, config.PolicyPrefix, "kmirror-europe-us"
+	sc, tc := client(t, "source", cfg.Source), client(t, "target", cfg.Target)
+	plan, err := PlanSeed(ctx, sc, tc, &cfg, positions)
+	if err != nil {
+		t.Fatalf("plan without Describe on the positions groups: %v", err)
+	}
+	want := []string{"kmirror-europe-us-europe-positions", "kmirror-europe-us-positions"}
+	if fmt.Sprint(plan.Unread) != fmt.Sprint(want) || len(plan.Stale) != 0 {
+		t.Fatalf("plan.Unread %v (Stale %v), want %v", plan.Unread, plan.Stale, want)
+	}
+	if err := Seed(ctx, sc, tc, plan, false); err != nil {
+		t.Fatalf("seed: %v", err)
+	}
+	if c := committed(t, src, cfg.Consumer.GroupID); fmt.Sprint(c) != "map[0:6 1:4]" {
+		t.Fatalf("source group holds %v, want map[0:6 1:4]", c)
 	}
 }

@@ -49,6 +49,9 @@ type Plan struct {
 	// for the seeded partitions, left by an earlier exactly_once run: such a mirror would resume
 	// there, not at the seed.
 	Stale []StalePosition
+	// Unread names the positions groups the target user may not read (an at_least_once
+	// deployment needs no ACL on them): not checked, said so.
+	Unread []string
 }
 
 // StalePosition is a position of a seeded partition found in a positions group on the target.
@@ -182,6 +185,10 @@ func (p *Plan) readPositions(tgt sarama.Client, groups ...string) error {
 		}
 		resp, err := admin.ListConsumerGroupOffsets(g, byTarget)
 		if errors.Is(err, sarama.ErrGroupIDNotFound) {
+			continue
+		}
+		if errors.Is(err, sarama.ErrGroupAuthorizationFailed) {
+			p.Unread = append(p.Unread, g)
 			continue
 		}
 		if err != nil {

@@ -41,17 +41,23 @@ func readPage(t *testing.T, root, rel string) page {
 	return page{path: rel, lines: strings.Split(string(b), "\n")}
 }
 
-// pages returns README.md and every docs/*.md.
+// pages returns README.md and every docs/**/*.md.
 func pages(t *testing.T) (root string, ps []page) {
 	t.Helper()
 	root = ".."
 	ps = append(ps, readPage(t, root, "README.md"))
-	names, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
-	if err != nil || len(names) == 0 {
-		t.Fatalf("no docs/*.md (%v)", err)
-	}
-	for _, n := range names {
-		ps = append(ps, readPage(t, root, "docs/"+filepath.Base(n)))
+	err := filepath.WalkDir(filepath.Join(root, "docs"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".md") {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err == nil {
+			ps = append(ps, readPage(t, root, filepath.ToSlash(rel)))
+		}
+		return err
+	})
+	if err != nil || len(ps) == 1 {
+		t.Fatalf("no docs/**/*.md (%v)", err)
 	}
 	return root, ps
 }

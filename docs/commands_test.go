@@ -238,8 +238,6 @@ var (
 // exempt holds every command no test runs, with the reason.
 var exempt = map[string]exemption{
 	// README: the set-up commands.
-	"make demo": {"runs 800,000 records at 30,000/s (half a minute of both cores); CI runs `kmirror demo` smaller, and cmd/kmirror's tests run the demo",
-		all(contains("Makefile", "demo:\n\t$(GO) run ./cmd/kmirror demo"), contains(".ci/run", "go run ./cmd/kmirror demo"))},
 	"make test": {"is the test suite this test is part of", all(contains("Makefile", "test:\n\t$(GO) test -race"), contains(".ci/run", "make test"))},
 
 	// docs/install.md: a release.
@@ -249,21 +247,21 @@ var exempt = map[string]exemption{
 	"cosign verify-blob --bundle SHA256SUMS.sigstore.json --certificate-identity <identity from the release notes> --certificate-oidc-issuer <issuer from the release notes> SHA256SUMS": {registry, contains("docs/releasing.md", "cosign sign-blob --bundle dist/SHA256SUMS.sigstore.json")},
 	"jq -r '.components[] | \"\\(.name) \\(.version)\"' kmirror-$VERSION-linux-$ARCH.cdx.json":                                                                                           {"needs a published release; build/release's TestReleaseArtefacts reads the SBOM", all(releaseFiles, contains("build/release/release_test.go", "func TestReleaseArtefacts"))},
 	"podman pull quay.io/kmirror/kmirror:v0.2.0":                                           {registry, exists("Containerfile")},
-	"podman run --rm quay.io/kmirror/kmirror:v0.2.0 version":                               {registry + "; `kmirror version` is run by TestInstallCommandsRun", exists("Containerfile")},
+	"podman run --rm quay.io/kmirror/kmirror:v0.2.0 version":                               {registry + "; `kmirror version` is run by TestOperateCommandsRun", exists("Containerfile")},
 	"mkdir kmirror-oci && tar -xf kmirror-v0.2.0-oci.tar -C kmirror-oci":                   {"needs a published release", releaseFiles},
 	"skopeo copy --all oci:kmirror-oci:v0.2.0 containers-storage:localhost/kmirror:v0.2.0": {"needs a container engine's storage", releaseFiles},
 	"git checkout v0.2.0":                                              {"would change the tree under test", exists(".git")},
 	"$EDITOR /etc/kmirror/kmirror.yaml":                                {"an editor, by hand", exists("configs/kmirror.yaml")},
 	"systemctl daemon-reload && systemctl enable --now kmirror":        {"needs systemd as PID 1 and root; `make deploy-check` verifies the unit (systemd-analyze)", all(unit, contains("scripts/deploy-check.sh", "systemd-analyze verify"))},
 	"journalctl -u kmirror -f":                                         {"needs systemd", unit},
-	"systemctl reload kmirror":                                         {"needs systemd; the unit's ExecReload sends SIGHUP, which TestQuickstartCommandsRun sends by hand", reloadUnit},
+	"systemctl reload kmirror":                                         {"needs systemd; the unit's ExecReload sends SIGHUP, which TestOperateCommandsRun sends by hand", reloadUnit},
 	"systemctl daemon-reload":                                          {"needs systemd", unit},
 	"systemctl enable --now kmirror@europe-to-us kmirror@us-to-europe": {"needs systemd", all(unit, exists("configs/active-active/europe-to-us.yaml", "configs/active-active/us-to-europe.yaml"))},
 	"journalctl -u kmirror@us-to-europe":                               {"needs systemd", unit},
-	"kmirror status": {"reads the default --config, /etc/kmirror/kmirror.yaml, which a test cannot write; the same command with --config and --addr is run by TestQuickstartCommandsRun",
+	"kmirror status": {"reads the default --config, /etc/kmirror/kmirror.yaml, which a test cannot write; the same command with --config and --addr is run by TestOperateCommandsRun",
 		contains("cmd/kmirror/exit.go", `defaultConfigPath = "/etc/kmirror/kmirror.yaml"`)},
-	"kmirror status --json": {"reads the default --config (see kmirror status); TestQuickstartCommandsRun runs status --json with --addr",
-		contains("cmd/kmirror/exit.go", `defaultConfigPath = "/etc/kmirror/kmirror.yaml"`)},
+	"kmirror status --json": {"reads the default --config (see kmirror status); cmd/kmirror's TestSIGHUPReloadsAndStatusShowsThePartitions runs status --json with --addr and decodes it",
+		all(contains("cmd/kmirror/exit.go", `defaultConfigPath = "/etc/kmirror/kmirror.yaml"`), contains("cmd/kmirror/reload_test.go", `"status", "--addr", listen, "--json"`))},
 
 	// docs/monitoring.md: tracing into a real Jaeger.
 	"scripts/jaeger/run.sh start": {"builds Jaeger from its Go module (minutes); CI runs it before the real-Jaeger trace tests", all(exists("scripts/jaeger/run.sh"), contains(".ci/run", "scripts/jaeger/run.sh start"))},

@@ -389,6 +389,7 @@ func TestOperateCommandsRun(t *testing.T) {
 	// Reload: SIGHUP with the file unchanged changes nothing and stops nothing.
 	s.run(`kill -HUP "$(pidof kmirror)"`)
 	d.waitLog("SIGHUP: reloading the configuration")
+	d.waitLog("configuration reloaded: nothing changed")
 	s.produce(s.europeC, "orders", "orders", 3, 5, 8)
 	s.waitCopied("orders", "orders")
 	d.stop()

@@ -319,6 +319,9 @@ func (p *Pipeline) Close() {
 	<-p.outDone
 	p.Abort()
 	p.wg.Wait()
+	st := p.Stats()
+	p.cfg.Log.Info("produce pipeline closed", zap.Int("peak_in_flight", st.PeakInFlight),
+		zap.Int("resends", st.Resends), zap.Int("out_of_order", st.OutOfOrder), zap.Int("epoch_bumps", st.EpochBumps))
 }
 
 // settle queues an outcome for the delivery loop; p.mu held.

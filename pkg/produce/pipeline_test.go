@@ -2,6 +2,7 @@ package produce
 
 import (
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -38,9 +39,16 @@ func open(t *testing.T, cfg Config, o *outcomes) *Pipeline {
 }
 
 // faultOnce fails, once, the first produce request carrying partition 0's batch with sequence
-// seq.
+// seq, after holding it 100 ms so that the pipeline has the batches behind it in flight.
 func faultOnce(c *kfake.Cluster, seq int32, err *kerr.Error) *kfake.FaultHandle {
-	var hit atomic.Bool
+	var held, hit atomic.Bool
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if s, ok := produceSeqs(req)[0]; ok && s == seq && !held.Swap(true) {
+			c.SleepControl(func() { time.Sleep(100 * time.Millisecond) })
+		}
+		return nil, nil, false
+	})
 	return c.Fault(kfake.Fault{
 		Keys: []kmsg.Key{kmsg.Produce}, Topic: "t", Partitions: []int32{0}, Err: err, Count: 1,
 		When: func(req kmsg.Request) bool {
@@ -226,4 +234,40 @@ func TestAbortReturnsEverythingAndSendsNothingMore(t *testing.T) {
 	if !errors.Is(o.failed["late"], ErrAborted) {
 		t.Fatalf("a record produced after Abort: %v, want ErrAborted", o.failed["late"])
 	}
+}
+
+func TestRetriesEndAtTheDeliveryTimeout(t *testing.T) {
+	c := fakeTarget(t, 1, 2)
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "t", Partitions: []int32{0}, Err: kerr.NotLeaderForPartition, Count: -1})
+	cfg := testConfig(c)
+	cfg.DeliveryTimeout = 700 * time.Millisecond
+	o := newOutcomes()
+	p := open(t, cfg, o)
+	start := time.Now()
+	want := produceAll(p, 2, 20)
+	o.wait(t, 40, 5*time.Second)
+	if took := time.Since(start); took < cfg.DeliveryTimeout {
+		t.Fatalf("records failed after %s, before the delivery timeout %s", took, cfg.DeliveryTimeout)
+	}
+	for _, v := range want[0] {
+		if err := o.failed[v]; !errors.Is(err, ErrDeliveryTimeout) || !errors.Is(err, sarama.ErrNotLeaderForPartition) {
+			t.Fatalf("%s: %v, want the delivery timeout with the last error", v, err)
+		}
+	}
+	checkLog(t, c, o, 1, want[1])
+}
+
+func TestARecordLargerThanABatchIsRefusedBeforeItIsSent(t *testing.T) {
+	c := fakeTarget(t, 1, 1)
+	cfg := testConfig(c)
+	cfg.MaxBatchBytes = 1000
+	o := newOutcomes()
+	p := open(t, cfg, o)
+	p.Produce(msg(0, strings.Repeat("x", 1000)))
+	p.Produce(msg(0, "small"))
+	o.wait(t, 2, 5*time.Second)
+	if err := o.failed[strings.Repeat("x", 1000)]; !errors.Is(err, sarama.ErrMessageSizeTooLarge) {
+		t.Fatalf("oversize record: %v, want MESSAGE_TOO_LARGE", err)
+	}
+	checkLog(t, c, o, 0, []string{"small"})
 }

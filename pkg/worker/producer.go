@@ -30,9 +30,9 @@ type NewProducer func(maxMessageBytes int) (Producer, error)
 
 // ProducerConfig sets up an idempotent, ordered sarama producer (the transactional producers of
 // exactly-once and the dead-letter writer; at-least-once uses PipelineConfig) on top of base
-// (which carries the target cluster's connection settings): acks from all in-sync replicas, one request in flight
-// per broker (so retries cannot reorder), records sent to the partition they name, batches of at
-// most maxMessageBytes per partition.
+// (which carries the target cluster's connection settings): acks from all in-sync replicas,
+// one request in flight per broker (so retries cannot reorder), records sent to the partition
+// they name, batches of at most maxMessageBytes per partition.
 //
 // Retriable errors are retried with a growing pause (producer.retry_backoff doubling up to
 // maxRetryBackoff) for as long as producer.delivery_timeout lasts: Kafka's delivery.timeout.ms,

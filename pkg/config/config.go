@@ -541,7 +541,9 @@ type Telemetry struct {
 	SaramaMetrics bool `mapstructure:"sarama_metrics"`
 	// SaramaTopicMetrics also exports sarama's per-topic client metrics (kmirror_sarama_topic_*:
 	// send rate, batch size, records per request and compression ratio for each topic and each
-	// producer); it needs SaramaMetrics. Off, sarama does not even make them: with a thousand
+	// of sarama's producers: exactly_once's and the dead-letter writer's; at_least_once produces
+	// through kmirror's own pipeline, which sarama does not measure per topic); it needs
+	// SaramaMetrics. Off, sarama does not even make them: with a thousand
 	// topics they are tens of thousands of series per scrape, megabytes of samples, and CPU when
 	// nothing moves.
 	SaramaTopicMetrics bool `mapstructure:"sarama_topic_metrics"`

@@ -250,8 +250,10 @@ func (s *sink) settleRound(part *partition, now time.Time) {
 	s.p.stats.Resends++
 	part.retryAt = now.Add(retryPause(s.p.cfg.RetryBackoff, part.tries))
 	part.tries++
-	if part.tries == 1 || part.tries%20 == 0 {
-		s.p.cfg.Log.Info("resending a partition's unacknowledged batches in order",
+	// A leader move resends every partition it led once: not worth a line each. A partition
+	// still resending after 20 rounds (tens of seconds) is.
+	if part.tries%20 == 0 {
+		s.p.cfg.Log.Warn("still resending a partition's unacknowledged batches in order",
 			zap.String("topic", part.topic), zap.Int32("partition", part.id),
 			zap.Int("batches", len(part.batches)), zap.Int("attempt", part.tries), zap.Error(part.lastErr))
 	}

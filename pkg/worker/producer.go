@@ -28,10 +28,11 @@ type Producer interface {
 // maxMessageBytes, uncompressed.
 type NewProducer func(maxMessageBytes int) (Producer, error)
 
-// ProducerConfig sets up an idempotent, ordered sarama producer on top of base (which carries the
-// target cluster's connection settings): acks from all in-sync replicas, one request in flight
-// per broker (so retries cannot reorder), records sent to the partition they name, batches of at
-// most maxMessageBytes per partition.
+// ProducerConfig sets up an idempotent, ordered sarama producer (the transactional producers of
+// exactly-once and the dead-letter writer; at-least-once uses PipelineConfig) on top of base
+// (which carries the target cluster's connection settings): acks from all in-sync replicas,
+// one request in flight per broker (so retries cannot reorder), records sent to the partition
+// they name, batches of at most maxMessageBytes per partition.
 //
 // Retriable errors are retried with a growing pause (producer.retry_backoff doubling up to
 // maxRetryBackoff) for as long as producer.delivery_timeout lasts: Kafka's delivery.timeout.ms,
@@ -55,20 +56,11 @@ func ProducerConfig(base *sarama.Config, p config.Producer, maxMessageBytes int)
 	c.Producer.Retry.Backoff = p.RetryBackoff
 	base0 := p.RetryBackoff
 	c.Producer.Retry.BackoffFunc = func(retries, _ int) time.Duration { return retryPause(base0, retries) }
-	switch p.Compression {
-	case "none", "":
-		c.Producer.Compression = sarama.CompressionNone
-	case "gzip":
-		c.Producer.Compression = sarama.CompressionGZIP
-	case "snappy":
-		c.Producer.Compression = sarama.CompressionSnappy
-	case "lz4":
-		c.Producer.Compression = sarama.CompressionLZ4
-	case "zstd":
-		c.Producer.Compression = sarama.CompressionZSTD
-	default:
-		return nil, fmt.Errorf("producer.compression %q: want none, gzip, snappy, lz4 or zstd", p.Compression)
+	codec, err := codecOf(p.Compression)
+	if err != nil {
+		return nil, err
 	}
+	c.Producer.Compression = codec
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("producer settings: %w", err)
 	}

@@ -111,8 +111,8 @@ func NewSyncer(source, target Admin, cfg SyncerConfig) *Syncer {
 		unlisted: make(map[string]time.Time), goneAfter: goneAfter}
 }
 
-// prepareAtOnce is how many topics Refresh grows, alters or adds ACLs to at the same time (each
-// a request of its own).
+// prepareAtOnce is how many topics Refresh grows or alters at the same time (each a request of
+// its own).
 const prepareAtOnce = 16
 
 // Refresh plans (Plan), applies the plan of every selected topic and returns the sorted source
@@ -122,9 +122,9 @@ const prepareAtOnce = 16
 // mirrored.
 //
 // What is asked of every topic is asked of many at once: the missing topics are created many per
-// request (createAll) and the configs that decide acceptance are read many per request
-// (describeTargets, describeAll). What only some topics need (growth, config changes, ACLs) is
-// done a few topics at a time.
+// request (createAll), their ACLs added many per request (createACLs) and the configs that
+// decide acceptance read many per request (describeTargets, describeAll). What only some topics
+// need (growth, config changes) is done a few topics at a time.
 func (s *Syncer) Refresh(ctx context.Context) ([]string, error) {
 	plan, err := s.Plan(ctx)
 	if err != nil {
@@ -150,6 +150,13 @@ func (s *Syncer) Refresh(ctx context.Context) ([]string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	var withACLs []TopicPlan
+	for _, r := range preps {
+		if r.err == nil && len(r.plan.ACLs) > 0 {
+			withACLs = append(withACLs, r.plan)
+		}
+	}
+	s.createACLs(withACLs)
 	s.learnAcceptance(ctx, preps)
 	var (
 		errs  []error
@@ -321,9 +328,6 @@ func (s *Syncer) apply(p TopicPlan, created error) prepared {
 		}
 	}
 	r.altered = s.alterConfigs(p)
-	if len(p.ACLs) > 0 {
-		s.createACLs(p)
-	}
 	if p.ConfigProblem != "" {
 		s.warnOnce("configs:"+t.Target, "cannot compare the target topic's configs with the source's; they are not synced until they can be",
 			zap.String("topic", t.Target), zap.String("error", p.ConfigProblem))

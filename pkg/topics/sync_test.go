@@ -44,6 +44,8 @@ type fakeAdmin struct {
 	// createRequests and describeRequests count the requests (describes counts the topics
 	// described).
 	createRequests, describeRequests int
+	// createACLRequests and listACLRequests count CreateACLs and ListAcls calls.
+	createACLRequests, listACLRequests int
 }
 
 func newFakeAdmin() *fakeAdmin {
@@ -99,6 +101,7 @@ func (f *fakeAdmin) IncrementalAlterConfig(_ sarama.ConfigResourceType, name str
 func (f *fakeAdmin) ListAcls(filter sarama.AclFilter) ([]sarama.ResourceAcls, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.listACLRequests++
 	var out []sarama.ResourceAcls
 	for _, r := range f.acls {
 		if filter.ResourceName != nil && *filter.ResourceName != r.ResourceName {
@@ -115,6 +118,7 @@ func (f *fakeAdmin) ListAcls(filter sarama.AclFilter) ([]sarama.ResourceAcls, er
 func (f *fakeAdmin) CreateACLs(acls []*sarama.ResourceAcls) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.createACLRequests++
 	if f.dropACLs {
 		return nil
 	}

@@ -174,7 +174,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if err := preflight.NoMirrorBack(m.cfg, srcAdmin, m.log); err != nil {
 		return err
 	}
-	syncer, err := newSyncer(m.cfg, m.filter, srcAdmin, tgtAdmin, m.topicEvents, m.log)
+	syncer, err := m.newSyncer(srcAdmin, tgtAdmin, m.topicEvents, m.log)
 	if err != nil {
 		return err
 	}

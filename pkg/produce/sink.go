@@ -136,6 +136,9 @@ func (s *sink) build(now time.Time) (req *sarama.ProduceRequest, took []taken, b
 		if req == nil {
 			req = &sarama.ProduceRequest{RequiredAcks: sarama.WaitForAll, Version: p.version,
 				Timeout: int32(p.cfg.Net.Producer.Timeout / time.Millisecond)}
+			if p.txn != nil { // the broker refuses transactional batches without their id
+				req.TransactionalID = &p.txn.id
+			}
 		}
 		req.AddBatch(part.topic, part.id, &b.rb)
 		took = append(took, taken{part, b})

@@ -142,8 +142,9 @@ func (tx *Txn) Begin() error {
 	return nil
 }
 
-// Produce queues m in the open transaction. It returns the error that makes the transaction
-// abortable (or the producer unusable) instead of queueing m; the caller then aborts.
+// Produce queues m in the open transaction. Once the transaction cannot commit it returns why
+// instead (marked ErrTxnAborted: the caller aborts and resends from its positions; or
+// ErrTxnFatal: the caller stops).
 func (tx *Txn) Produce(m *sarama.ProducerMessage) error {
 	p := tx.p
 	p.mu.Lock()
@@ -152,7 +153,7 @@ func (tx *Txn) Produce(m *sarama.ProducerMessage) error {
 		p.mu.Unlock()
 		return errors.New("produce: no transaction is open (Begin first)")
 	case tx.t.err != nil:
-		err := wrapTxn(tx.t.err, classifyTxn(tx.t.err, false))
+		err := tx.failure()
 		p.mu.Unlock()
 		return err
 	}
@@ -230,8 +231,7 @@ func (tx *Txn) adder() {
 
 // Flush sends every batch of the open transaction without waiting for its linger and waits
 // until the target settled each: it returns nil when all were acknowledged, else why the
-// transaction cannot commit (marked ErrTxnFatal when the producer cannot go on). Nothing is
-// reported to Done yet.
+// transaction cannot commit (marked as Produce marks it). Nothing is reported to Done yet.
 func (tx *Txn) Flush(ctx context.Context) error {
 	p := tx.p
 	p.mu.Lock()
@@ -263,14 +263,21 @@ func (tx *Txn) Flush(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if tx.t.err != nil {
-		class := txnAbortable
-		if tx.t.fatal {
-			class = txnFatal
-		}
-		return wrapTxn(tx.t.err, class)
+	return tx.failure()
+}
+
+// failure is why the open transaction cannot commit, marked ErrTxnFatal or ErrTxnAborted (it
+// must be aborted), or nil; p.mu held.
+func (tx *Txn) failure() error {
+	switch {
+	case tx.t.err == nil:
+		return nil
+	case tx.t.fatal:
+		return wrapTxn(tx.t.err, txnFatal)
+	case errors.Is(tx.t.err, ErrTxnAborted):
+		return tx.t.err
 	}
-	return nil
+	return fmt.Errorf("%w: the transaction must abort: %w", ErrTxnAborted, tx.t.err)
 }
 
 // Commit flushes the open transaction, commits pos in it (when not nil), and commits it: only

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func openTxn(t *testing.T, cfg Config, id string, o *outcomes) *Txn {
@@ -264,5 +266,32 @@ func TestTxnRefusedRecordAbortsTheTransaction(t *testing.T) {
 	checkCommitted(t, c, 0, want[0])
 	if got := readPositions(t, c, "pos"); got[0] != 10 {
 		t.Fatalf("positions %v, want 0:10", got)
+	}
+}
+
+// A broker refuses a produce request carrying transactional batches without the transactional
+// id (TRANSACTIONAL_ID_AUTHORIZATION_FAILED); kfake does not check it, so the test does.
+func TestTxnProduceRequestsCarryTheTransactionalID(t *testing.T) {
+	c := fakeTarget(t, 1, 2)
+	var requests, without atomic.Int32
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		requests.Add(1)
+		if id := req.(*kmsg.ProduceRequest).TransactionID; id == nil || *id != "txn-id" {
+			without.Add(1)
+		}
+		return nil, nil, false
+	})
+	o := newOutcomes()
+	tx := openTxn(t, testConfig(c), "txn-id", o)
+	if err := tx.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	produceTxn(t, tx, "", 2, 20)
+	if err := tx.Commit(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	if requests.Load() == 0 || without.Load() > 0 {
+		t.Fatalf("%d of %d produce requests lack the transactional id", without.Load(), requests.Load())
 	}
 }

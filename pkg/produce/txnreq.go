@@ -105,7 +105,10 @@ func wrapTxn(err error, class txnClass) error {
 func (p *Pipeline) coordinatorCall(ctx context.Context, what string, coord func() (*sarama.Broker, error),
 	refresh func() error, call func(*sarama.Broker) error) error {
 	wait := backoff.NewExponentialBackOff()
-	wait.InitialInterval = max(p.cfg.RetryBackoff, 10*time.Millisecond)
+	// Short first pauses: CONCURRENT_TRANSACTIONS answers AddPartitionsToTxn for as long as the
+	// last commit's markers are being written, a few milliseconds (Kafka's producer retries it
+	// after 20 ms too).
+	wait.InitialInterval = 20 * time.Millisecond
 	wait.MaxInterval = time.Second
 	tries := 0
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {

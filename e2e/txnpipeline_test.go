@@ -26,22 +26,46 @@ func txnValue(p int32, i int) string {
 }
 
 // TestProduceTxnsAcrossATargetBrokerKill drives pkg/produce's transactions directly, as the
-// exactly-once worker does: each transaction writes the next records of six partitions
-// (replicated three times) and commits the positions reached to a group in it; an aborted
-// transaction is sent again from the positions read back, and a producer that failed for good is
-// replaced by a new one of the same transactional id, which resumes from the positions too. The
-// broker leading most partitions is killed (-9) while transactions run and brought back 15 s
-// later. Read read_committed by franz-go, every partition must hold each record once, in order,
-// and the positions must be at the end.
+// exactly-once worker does, and kills (-9) the target broker leading most partitions while
+// transactions run (runTxnsAcrossAKill).
 func TestProduceTxnsAcrossATargetBrokerKill(t *testing.T) {
+	runTxnsAcrossAKill(t, "txnpipe", func(us *cluster) (int32, string) {
+		node, led := us.busiestLeader(t, "txnpipe")
+		return node, fmt.Sprintf("leader of %d of 6 partitions", led)
+	})
+}
+
+// TestProduceTxnsAcrossATxnCoordinatorKill is TestProduceTxnsAcrossATargetBrokerKill killing the
+// transactional id's coordinator instead: AddPartitionsToTxn, AddOffsetsToTxn and EndTxn find
+// the new coordinator (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, CONCURRENT_TRANSACTIONS).
+func TestProduceTxnsAcrossATxnCoordinatorKill(t *testing.T) {
+	runTxnsAcrossAKill(t, "txncoord", func(us *cluster) (int32, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		co, ok := us.admin(t).FindTxnCoordinators(ctx, "txncoord-0")["txncoord-0"]
+		if err := co.Err; !ok || err != nil {
+			t.Fatalf("find the transaction coordinator: %v", err)
+		}
+		_, led := us.busiestLeader(t, "txncoord")
+		return co.NodeID, fmt.Sprintf("coordinator of transactional id txncoord-0; the busiest leader leads %d of 6 partitions", led)
+	})
+}
+
+// runTxnsAcrossAKill writes 40,000 records to each of six partitions (replicated three times)
+// in transactions of 200 records a partition, each committing the positions reached to a group
+// in it; an aborted transaction is sent again from the positions read back, and a producer that
+// failed for good is replaced by a new one of the same transactional id, which resumes from the
+// positions too. The node victim names is killed (-9) once a quarter of the records were
+// committed and brought back 15 s later. Read read_committed by franz-go, every partition must
+// hold each record once, in order, and the positions must be at the end.
+func runTxnsAcrossAKill(t *testing.T, topic string, victim func(*cluster) (int32, string)) {
 	us := startCluster(t, "us", "--nodes", "3")
 	const (
-		topic      = "txnpipe"
-		group      = "txnpipe-positions"
 		partitions = 6
 		perPart    = 40_000
 		perTxn     = 200 // records of each partition in one transaction
 	)
+	group := topic + "-positions"
 	us.createTopic(t, topic, partitions, 3, nil)
 
 	sc := sarama.NewConfig()
@@ -63,7 +87,7 @@ func TestProduceTxnsAcrossATargetBrokerKill(t *testing.T) {
 	}
 	open := func() *produce.Txn {
 		for try := 0; ; try++ {
-			tx, err := produce.NewTxn(cfg, produce.TxnConfig{ID: "txnpipe-0", Timeout: time.Minute}, done)
+			tx, err := produce.NewTxn(cfg, produce.TxnConfig{ID: topic + "-0", Timeout: time.Minute}, done)
 			if err == nil {
 				return tx
 			}
@@ -104,9 +128,9 @@ func TestProduceTxnsAcrossATargetBrokerKill(t *testing.T) {
 		for committed.Load() < partitions*perPart/4 {
 			time.Sleep(50 * time.Millisecond)
 		}
-		node, led := us.busiestLeader(t, topic)
+		node, what := victim(us)
 		us.script(t, "stop-node", "us", fmt.Sprint(node))
-		t.Logf("killed target node %d (leader of %d of %d partitions) with %d records committed", node, led, partitions, committed.Load())
+		t.Logf("killed target node %d (%s) with %d records committed", node, what, committed.Load())
 		close(killed)
 		time.Sleep(15 * time.Second)
 		us.script(t, "start-node", "us", fmt.Sprint(node))

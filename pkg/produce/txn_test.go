@@ -10,6 +10,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -293,5 +294,61 @@ func TestTxnProduceRequestsCarryTheTransactionalID(t *testing.T) {
 	}
 	if requests.Load() == 0 || without.Load() > 0 {
 		t.Fatalf("%d of %d produce requests lack the transactional id", without.Load(), requests.Load())
+	}
+}
+
+// Retriable coordinator answers are retried (the commit goes through); a batch the target
+// refuses aborts the transaction, after which the epoch is bumped and the next transaction,
+// resent, commits: read_committed holds it once, in order.
+func TestTxnRetriesCoordinatorErrorsAndAbortsOnARefusedBatch(t *testing.T) {
+	c := fakeTarget(t, 3, 2)
+	ctx := context.Background()
+	o := newOutcomes()
+	tx := openTxn(t, testConfig(c), "txn-f", o)
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.AddPartitionsToTxn}, TxnID: "txn-f", Err: kerr.ConcurrentTransactions, Count: 3})
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.AddOffsetsToTxn}, TxnID: "txn-f", Err: kerr.CoordinatorLoadInProgress, Count: 2})
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.TxnOffsetCommit}, Group: "pos", Err: kerr.NotCoordinator, Count: 2})
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.EndTxn}, TxnID: "txn-f", Err: kerr.NotCoordinator, Count: 2})
+	if err := tx.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	first := produceTxn(t, tx, "a-", 2, 100)
+	if err := tx.Commit(ctx, positions("pos", map[int32]int64{0: 100, 1: 100})); err != nil {
+		t.Fatalf("commit through retriable coordinator errors: %v", err)
+	}
+
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "t", Partitions: []int32{1}, Err: kerr.InvalidRecord, Count: 1})
+	if err := tx.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	var err error
+	for i := 0; i < 100 && err == nil; i++ { // Produce says so once the refusal came back
+		for p := int32(0); p < 2 && err == nil; p++ {
+			err = tx.Produce(msg(p, "b-"+val(p, i)))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err != nil && !errors.Is(err, ErrTxnAborted) {
+		t.Fatalf("Produce after the refusal: %v, want ErrTxnAborted", err)
+	}
+	err = tx.Commit(ctx, positions("pos", map[int32]int64{0: 200, 1: 200}))
+	if !errors.Is(err, ErrTxnAborted) || errors.Is(err, ErrTxnFatal) {
+		t.Fatalf("commit with a refused batch: %v, want ErrTxnAborted", err)
+	}
+	if st := tx.Pipeline().Stats(); st.EpochBumps != 1 {
+		t.Fatalf("%d epoch bumps after the abort, want 1", st.EpochBumps)
+	}
+	if err := tx.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	again := produceTxn(t, tx, "b-", 2, 100) // resent from the positions
+	if err := tx.Commit(ctx, positions("pos", map[int32]int64{0: 200, 1: 200})); err != nil {
+		t.Fatalf("the resent transaction: %v", err)
+	}
+	for p := range int32(2) {
+		checkCommitted(t, c, p, append(first[p], again[p]...))
+	}
+	if got := readPositions(t, c, "pos"); got[0] != 200 || got[1] != 200 {
+		t.Fatalf("positions %v, want 0:200 1:200", got)
 	}
 }

@@ -347,6 +347,11 @@ func (tx *Txn) end(ctx context.Context, cause error) error {
 	fatal := tx.t.fatal || errors.Is(cause, ErrTxnFatal)
 	pid, epoch, started, bump := p.pid, p.epoch, len(tx.t.added) > 0, tx.t.bump
 	p.mu.Unlock()
+	// With nothing added, no EndTxn: the coordinator refuses to end an empty transaction
+	// (INVALID_TXN_STATE, fatal). An AddPartitionsToTxn whose answer was lost may have opened
+	// one all the same; its partitions' batches were then failed, so the epoch bump below
+	// (InitProducerId) aborts it.
+
 	if !fatal && started {
 		if err := p.endTxn(ctx, false, pid, epoch); err != nil {
 			cause, fatal = fmt.Errorf("%w: %w (and the abort failed: %w)", ErrTxnFatal, cause, err), true

@@ -55,4 +55,26 @@
 //
 // Outcomes are delivered by one goroutine, in the order they were settled, so a partition's
 // records come back in order.
+//
+// # Transactions
+//
+// A Txn (txn.go) runs the same pipeline under a transactional id: InitProducerId with the id
+// fences every older producer of it; batches are marked transactional; a partition sends
+// nothing of a transaction before AddPartitionsToTxn added it (the partitions waiting are added
+// together); Commit flushes, adds the positions (AddOffsetsToTxn, then TxnOffsetCommit to the
+// group's coordinator) and ends with EndTxn. Errors are sorted as Kafka's TransactionManager
+// does: fenced (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH), unauthorized or unexpected answers of
+// the coordinators are fatal (ErrTxnFatal: the caller stops); CONCURRENT_TRANSACTIONS,
+// COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR and broken connections are retried after a
+// growing pause; a batch the target refused or did not acknowledge in time makes the
+// transaction abortable (ErrTxnAborted: it is aborted and the caller resends from its
+// positions), and the epoch is bumped after that abort (KIP-360) so that sequences restart.
+//
+//  8. A transaction commits only when every batch produced in it was acknowledged and its
+//     positions were added: Commit waits for every record's outcome, and any failure, or
+//     any failed request before EndTxn, turns the commit into an abort.
+//  9. Nothing of a transaction is reported to Done before it ended: its records are reported
+//     acknowledged only after EndTxn(commit) succeeded, and failed when it was aborted, when
+//     the producer failed for good, or when the commit's answer was lost (its outcome is
+//     then unknown, which is fatal: the next producer of the id completes it).
 package produce

@@ -46,6 +46,7 @@ type Pipeline struct {
 	wakeCtl    chan struct{}
 	wakeOut    chan struct{}
 	outDone    chan struct{} // closed when the delivery loop returned (after Close drained)
+	txn        *txnState     // nil unless transactional (txn.go)
 }
 
 // Stats counts what the pipeline went through (for tests and metrics).
@@ -112,7 +113,10 @@ const (
 )
 
 // New connects to the target and takes a producer id.
-func New(cfg Config, done Done) (*Pipeline, error) {
+func New(cfg Config, done Done) (*Pipeline, error) { return newPipeline(cfg, done, nil) }
+
+// newPipeline is New, transactional when txn is not nil (txn.go).
+func newPipeline(cfg Config, done Done, txn *txnState) (*Pipeline, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -123,7 +127,7 @@ func New(cfg Config, done Done) (*Pipeline, error) {
 	p := &Pipeline{
 		cfg: cfg, client: client, done: done, version: requestVersion(cfg.Net.Version),
 		parts: make(map[topicPartition]*partition), sinks: make(map[int32]*sink),
-		pid: -1, epoch: -1,
+		pid: -1, epoch: -1, txn: txn,
 		wakeCtl: make(chan struct{}, 1), wakeOut: make(chan struct{}, 1), outDone: make(chan struct{}),
 	}
 	p.room = sync.NewCond(&p.mu)
@@ -144,6 +148,9 @@ func (p *Pipeline) Client() sarama.Client { return p.client }
 // initProducerID takes a producer id, or bumps the epoch of the current one (KIP-360) where the
 // target supports it.
 func (p *Pipeline) initProducerID() error {
+	if p.txn != nil {
+		return p.initTxnProducerID()
+	}
 	req := &sarama.InitProducerIDRequest{ProducerID: -1, ProducerEpoch: -1}
 	v := p.cfg.Net.Version
 	switch {
@@ -249,7 +256,8 @@ func (p *Pipeline) Produce(m *sarama.ProducerMessage) {
 	wake := false
 	if b == nil {
 		b = &batch{created: time.Now(), bytes: batchOverhead}
-		b.rb = sarama.RecordBatch{Version: 2, Codec: p.cfg.Codec, FirstTimestamp: ts, MaxTimestamp: ts}
+		b.rb = sarama.RecordBatch{Version: 2, Codec: p.cfg.Codec, FirstTimestamp: ts, MaxTimestamp: ts,
+			IsTransactional: p.txn != nil}
 		part.batches = append(part.batches, b)
 		wake = true // the sink arms its linger timer
 	}
@@ -352,6 +360,9 @@ func (p *Pipeline) failQueue(part *partition, from int, err error) {
 		}
 		p.buffered -= b.bytes - batchOverhead
 		p.settle(settledBatch{msgs: b.msgs, err: e})
+	}
+	if p.txn != nil && from < len(part.batches) {
+		p.txnFailed(err) // the transaction can no longer commit (txn.go)
 	}
 	clear(part.batches[from:])
 	part.batches = part.batches[:from]

@@ -94,7 +94,7 @@ func (s *sink) build(now time.Time) (req *sarama.ProduceRequest, took []taken, b
 	size := 0
 	for part := range s.parts {
 		if part.sink != s || part.rewind || part.refresh || part.sent >= len(part.batches) ||
-			part.inflight >= MaxInFlight || (part.alone && part.inflight > 0) {
+			part.inflight >= MaxInFlight || (part.alone && part.inflight > 0) || !p.inTxn(part) {
 			continue
 		}
 		if now.Before(part.retryAt) {
@@ -136,6 +136,9 @@ func (s *sink) build(now time.Time) (req *sarama.ProduceRequest, took []taken, b
 		if req == nil {
 			req = &sarama.ProduceRequest{RequiredAcks: sarama.WaitForAll, Version: p.version,
 				Timeout: int32(p.cfg.Net.Producer.Timeout / time.Millisecond)}
+			if p.txn != nil { // the broker refuses transactional batches without their id
+				req.TransactionalID = &p.txn.id
+			}
 		}
 		req.AddBatch(part.topic, part.id, &b.rb)
 		took = append(took, taken{part, b})
@@ -201,7 +204,7 @@ func (s *sink) judge(part *partition, b *batch, res *sarama.ProduceResponse, err
 		part.lastErr = fmt.Errorf("broker %d did not answer for %s/%d", s.id, part.topic, part.id)
 		return
 	}
-	switch classify(block.Err) {
+	switch p.classify(block.Err) {
 	case written:
 		p.finish(part, block.Offset)
 		part.alone, part.tries, part.lastErr = false, 0, nil

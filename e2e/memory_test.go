@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -27,8 +28,8 @@ const rssMargin = 64 << 20
 
 // TestMemoryStaysWithinBoundWithFrozenTarget mirrors a backlog of large records (375 MiB, 32 KiB
 // values, 12 partitions) with default settings and the target frozen (SIGSTOP of its only
-// broker) for 60 s, long enough for every buffer of the data path to fill, then thawed: the
-// target then takes the whole backlog at once. The values compress well and are written
+// broker) for 60 s, long enough for every buffer of the data path to fill, then slow (it runs
+// 200 ms of every second) while it takes the backlog. The values compress well and are written
 // snappy-compressed, as franz-go does by default: a fetch share of 256 KiB on the wire then holds
 // many records, so buffers counted in records rather than bytes fill with far more bytes than
 // the fetch sizes say (sarama's default of 256 records per partition held the whole backlog). kmirror runs with GOMEMLIMIT set to the bound its
@@ -84,6 +85,20 @@ func TestMemoryStaysWithinBoundWithFrozenTarget(t *testing.T) {
 	}
 	thaw()
 	thawed := time.Now()
+	// Then a slow target: it runs 200 ms of every second until the backlog is through, or for a
+	// minute at most (well within producer.delivery_timeout of the oldest record).
+	pid := us.nodePid(t, 1)
+	for time.Since(thawed) < time.Minute && us.count(t, topic) < records {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatalf("SIGSTOP target node 1 (pid %d): %v", pid, err)
+		}
+		time.Sleep(800 * time.Millisecond)
+		if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+			t.Fatalf("SIGCONT target node 1 (pid %d): %v", pid, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("slow target for %s: %d of %d records on it", time.Since(thawed).Round(time.Second), us.count(t, topic), records)
 	waitFor(t, "the backlog mirrored", 5*time.Minute, func() bool {
 		if gone, how := k.exited(); gone {
 			t.Fatalf("%s while catching up\n%s", how, k.errors())
@@ -95,7 +110,7 @@ func TestMemoryStaysWithinBoundWithFrozenTarget(t *testing.T) {
 	k.stop()
 	peak := s.peak()
 	t.Logf("rss over time (s: MiB rss / heap in use / heap sys): %s", s.series())
-	rep := compare(t, europe, us, map[string]string{topic: topic})
+	rep := compareReport(t, europe, us, map[string]string{topic: topic})
 	logFigures(t, rep, fmt.Sprintf("bound %d MiB, peak rss %d MiB while frozen, %d MiB overall (heap in use %d MiB), caught up %s after the thaw",
 		bound.Total()>>20, frozen.rss>>20, peak.rss>>20, peak.heapInuse>>20, caughtUp.Round(time.Second)))
 	if !rep.Complete() {

@@ -52,6 +52,9 @@ func ProducerConfig(base *sarama.Config, p config.Producer, maxMessageBytes int)
 	c.Producer.Flush.MaxMessages = p.BatchRecords
 	c.Producer.Flush.Frequency = p.Linger
 	c.Producer.MaxMessageBytes = maxMessageBytes
+	// The producer's topic and partition stages buffer this many records (not bytes) each in
+	// front of the batch: few, so that what a slow target holds stays within config.Memory.
+	c.ChannelBufferSize = config.ProducerChannelRecords
 	c.Producer.Retry.Max = retriesWithin(p.DeliveryTimeout, p.RetryBackoff)
 	c.Producer.Retry.Backoff = p.RetryBackoff
 	base0 := p.RetryBackoff

@@ -8,8 +8,9 @@ package config
 // would let it grow to otherwise. kmirror_memory_bound_bytes reports Total for the partitions
 // the process owns (docs/operations.md).
 //
-// The formula follows today's data path: sarama's consumer group feeding the ring, sarama's
-// idempotent producers behind the workers. Records share the buffer they were fetched in (the
+// The formula follows today's data path: sarama's consumer group feeding the ring, kmirror's
+// produce pipelines (at least once) or sarama's transactional producers (exactly once) behind
+// the workers. Records share the buffer they were fetched in (the
 // decompressed batch, or the whole fetch response of an uncompressed one): nothing is copied,
 // and a buffer stays whole in memory while any of its records is in flight. The parts count
 // buffers, not records, and assume every partition progresses (a partition held back while
@@ -28,10 +29,14 @@ type Memory struct {
 	// consumer.fetch_max_bytes and at most partitions × fetch_partition_bytes.
 	Fetch int64
 	// InFlight is what the producers hold, taken from the inboxes and not yet acknowledged by
-	// the target: per partition, the records waiting in the producer's channels
-	// (ProducerChannelRecords of them), the batch being filled while the previous one is in
-	// flight (sarama's idempotent producer has one request in flight per broker), and that
-	// batch, each at most producer.max_message_bytes.
+	// the target. At least once, each worker's produce pipeline (pkg/produce) holds at most
+	// PipelineBatches batches of producer.batch_bytes (up to five requests in flight per broker
+	// and the batch being filled) plus the records on its way in (ProducerChannelRecords of
+	// them, counted as one record batch of producer.max_message_bytes). Exactly once, sarama's
+	// transactional producers hold, per partition, the records waiting in the producer's
+	// channels (ProducerChannelRecords of them), the batch being filled while the previous one
+	// is in flight (one request in flight per broker), and that batch, each at most
+	// producer.max_message_bytes.
 	InFlight int64
 	// Constant is the process without records (MemoryConstant: Go runtime, binary, clients,
 	// metadata, telemetry) and the per-partition state besides records (MemoryPerPartition).
@@ -48,6 +53,11 @@ const ConsumerChannelRecords = 16
 // topic's) buffers in front of its batch (sarama's ChannelBufferSize); the bound counts them as
 // one batch: exact for records up to max_message_bytes / 16.
 const ProducerChannelRecords = 16
+
+// PipelineBatches is how many batches of producer.batch_bytes a worker's produce pipeline holds
+// at most (at least once): five requests in flight (Kafka's bound with idempotence) and the
+// batch being filled.
+const PipelineBatches = 6
 
 // MemoryConstant is the memory of a kmirror process holding no records: runtime, binary,
 // clients and their buffers, telemetry (measured at 25-60 MiB resident with a few topics).
@@ -68,9 +78,23 @@ func (c *Config) MemoryBound(partitions int) Memory {
 	return Memory{
 		Ring:     int64(c.Ring.Workers) * c.Ring.InboxBytes,
 		Fetch:    p*2*share + response,
-		InFlight: p * 3 * batch,
+		InFlight: c.inFlight(p, batch),
 		Constant: MemoryConstant + p*MemoryPerPartition,
 	}
+}
+
+// inFlight is Memory.InFlight for p partitions and record batches of at most batch bytes.
+func (c *Config) inFlight(p, batch int64) int64 {
+	if c.Delivery.Mode == "exactly_once" {
+		return p * 3 * batch
+	}
+	return int64(c.Ring.Workers) * (PipelineBatches*c.PipelineBatchBytes() + batch)
+}
+
+// PipelineBatchBytes is the size of the batches a produce pipeline fills (producer.batch_bytes,
+// at most producer.max_message_bytes).
+func (c *Config) PipelineBatchBytes() int64 {
+	return int64(min(c.Producer.BatchBytes, c.Producer.MaxMessageBytes))
 }
 
 // Total is the whole bound in bytes.

@@ -23,8 +23,10 @@ type Async struct {
 
 var _ sarama.AsyncProducer = (*Async)(nil)
 
-// inputBuffer is the room on Input, as sarama's default ChannelBufferSize.
-const inputBuffer = 256
+// inputBuffer is the room on Input (and on Successes and Errors): records there are held
+// besides Config.MaxBufferedBytes, so it is small (as config.ProducerChannelRecords for the
+// memory bound).
+const inputBuffer = 16
 
 // NewAsync opens a pipeline with cfg behind channels.
 func NewAsync(cfg Config) (*Async, error) {

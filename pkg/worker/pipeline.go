@@ -26,6 +26,10 @@ func PipelineConfig(base *sarama.Config, addrs []string, p config.Producer, maxM
 		BatchBytes: min(p.BatchBytes, maxMessageBytes), BatchRecords: p.BatchRecords,
 		MaxBatchBytes: maxMessageBytes + batchOverhead, Codec: codec,
 		DeliveryTimeout: p.DeliveryTimeout, RetryBackoff: p.RetryBackoff, Log: log,
+		// What the memory bound counts (config.Memory.InFlight): five requests in flight and
+		// the batch being filled. produce's own default (32 MiB) held a frozen target's whole
+		// backlog across the workers (TestMemoryStaysWithinBoundWithFrozenTarget: 434 MiB).
+		MaxBufferedBytes: config.PipelineBatches * min(p.BatchBytes, maxMessageBytes),
 	}, nil
 }
 

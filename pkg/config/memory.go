@@ -10,9 +10,9 @@ package config
 //
 // The formula follows today's data path: sarama's consumer group feeding the ring, kmirror's
 // produce pipelines (at least once) or sarama's transactional producers (exactly once) behind
-// the workers. Records share the buffer they were fetched in (the
-// decompressed batch, or the whole fetch response of an uncompressed one): nothing is copied,
-// and a buffer stays whole in memory while any of its records is in flight. The parts count
+// the workers. Records share the buffer they were fetched in (the decompressed batch, or the
+// whole fetch response of an uncompressed one): nothing is copied, and a buffer stays whole in
+// memory while any of its records is in flight. The parts count
 // buffers, not records, and assume every partition progresses (a partition held back while
 // the others of its fetch responses move on pins those responses: up to fetch_max_bytes per
 // record of it still in flight, not counted here). A new fetch or produce path changes Fetch or

@@ -582,3 +582,42 @@ func TestRefusedPartitionIsNamedAndTheOthersCommitted(t *testing.T) {
 }
 
 func (o *recorder) CommittedByOthers(string) {}
+
+// movingCoordinatorAdmin answers the first describes of each group as a broker that is not (or
+// not yet) its coordinator does, then as the target does.
+type movingCoordinatorAdmin struct {
+	sarama.ClusterAdmin
+	refusals []sarama.KError
+}
+
+func (a *movingCoordinatorAdmin) DescribeConsumerGroups(gs []string) ([]*sarama.GroupDescription, error) {
+	if len(a.refusals) > 0 {
+		err := a.refusals[0]
+		a.refusals = a.refusals[1:]
+		var out []*sarama.GroupDescription
+		for _, g := range gs {
+			out = append(out, &sarama.GroupDescription{GroupId: g, Err: err})
+		}
+		return out, nil
+	}
+	return a.ClusterAdmin.DescribeConsumerGroups(gs)
+}
+
+// TestTargetCoordinatorMovingIsWaitedFor: right after the target's group coordinator moved (a
+// broker restarted), describing a group is answered NOT_COORDINATOR or COORDINATOR_LOAD_IN_PROGRESS
+// for a moment; the plan (and so `kmirror failover`) waits for the coordinator instead of failing.
+func TestTargetCoordinatorMovingIsWaitedFor(t *testing.T) {
+	p := newPair(t, sarama.V3_6_0_0)
+	commit(t, p.europe, "app-a", offsets{"orders/0": 10})
+	cfg := p.config(plus1000(nil))
+	cfg.Target = &movingCoordinatorAdmin{ClusterAdmin: p.dstAdmin, refusals: []sarama.KError{
+		sarama.ErrNotCoordinatorForConsumer, sarama.ErrOffsetsLoadInProgress, sarama.ErrConsumerCoordinatorNotAvailable,
+	}}
+	r, err := p.syncer(cfg).Plan(context.Background(), "app-a", "")
+	if err != nil {
+		t.Fatalf("Plan error = %v, want the coordinator waited for", err)
+	}
+	if r.Active {
+		t.Errorf("report says the target group is active (state %q)", r.TargetState)
+	}
+}

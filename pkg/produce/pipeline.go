@@ -147,11 +147,12 @@ func (p *Pipeline) Client() sarama.Client { return p.client }
 
 // initProducerID takes a producer id, or bumps the epoch of the current one (KIP-360) where the
 // target supports it.
-func (p *Pipeline) initProducerID() error {
-	if p.txn != nil {
-		return p.initTxnProducerID()
-	}
-	req := &sarama.InitProducerIDRequest{ProducerID: -1, ProducerEpoch: -1}
+// initProducerIDRequest is an InitProducerId request at the version the target speaks, for the
+// transactional id txnID (nil: idempotent only); with a producer id already held and a target of
+// 2.5 or later it asks for that id's epoch to be bumped (KIP-360). had says whether an id was held.
+func (p *Pipeline) initProducerIDRequest(txnID *string, timeout time.Duration) (req *sarama.InitProducerIDRequest, had bool) {
+	req = &sarama.InitProducerIDRequest{TransactionalID: txnID, TransactionTimeout: timeout,
+		ProducerID: -1, ProducerEpoch: -1}
 	v := p.cfg.Net.Version
 	switch {
 	case v.IsAtLeast(sarama.V2_7_0_0):
@@ -164,10 +165,19 @@ func (p *Pipeline) initProducerID() error {
 		req.Version = 1
 	}
 	p.mu.Lock()
-	if req.Version >= 3 && p.pid >= 0 {
+	had = p.pid >= 0
+	if req.Version >= 3 && had {
 		req.ProducerID, req.ProducerEpoch = p.pid, p.epoch
 	}
 	p.mu.Unlock()
+	return req, had
+}
+
+func (p *Pipeline) initProducerID() error {
+	if p.txn != nil {
+		return p.initTxnProducerID()
+	}
+	req, _ := p.initProducerIDRequest(nil, 0)
 	var errs []error
 	for range 3 {
 		b := p.client.LeastLoadedBroker()

@@ -174,25 +174,7 @@ func txnVersion(v sarama.KafkaVersion) int16 {
 // bumped (KIP-360) instead.
 func (p *Pipeline) initTxnProducerID() error {
 	id := p.txn.id
-	req := &sarama.InitProducerIDRequest{TransactionalID: &id, TransactionTimeout: p.txn.timeout,
-		ProducerID: -1, ProducerEpoch: -1}
-	v := p.cfg.Net.Version
-	switch {
-	case v.IsAtLeast(sarama.V2_7_0_0):
-		req.Version = 4
-	case v.IsAtLeast(sarama.V2_5_0_0):
-		req.Version = 3
-	case v.IsAtLeast(sarama.V2_4_0_0):
-		req.Version = 2
-	case v.IsAtLeast(sarama.V2_0_0_0):
-		req.Version = 1
-	}
-	p.mu.Lock()
-	had := p.pid >= 0
-	if req.Version >= 3 && had {
-		req.ProducerID, req.ProducerEpoch = p.pid, p.epoch
-	}
-	p.mu.Unlock()
+	req, had := p.initProducerIDRequest(&id, p.txn.timeout)
 	ctx := p.ctx
 	if ctx == nil { // New: the pipeline's context does not exist yet
 		ctx = context.Background()

@@ -98,8 +98,9 @@ func requestVersion(v sarama.KafkaVersion) int16 {
 	}
 }
 
-// retryPause is the pause before retry number n (0-based): base doubling, at most a second.
-func retryPause(base time.Duration, n int) time.Duration {
+// RetryPause is the pause before retry number n (0-based): base doubling, at most a second. The
+// workers pace their own retries (and sarama's transactional producers) with it too.
+func RetryPause(base time.Duration, n int) time.Duration {
 	if base <= 0 {
 		return 0
 	}

@@ -503,7 +503,7 @@ func (p *Pipeline) findLeaders(lost []*partition, topics map[string]bool) {
 		if err != nil {
 			part.refresh = true
 			part.lastErr = fmt.Errorf("find the leader of %s/%d: %w", part.topic, part.id, err)
-			part.retryAt = time.Now().Add(retryPause(p.cfg.RetryBackoff, part.tries))
+			part.retryAt = time.Now().Add(RetryPause(p.cfg.RetryBackoff, part.tries))
 			part.tries++
 			p.mu.Unlock()
 			continue

@@ -251,7 +251,7 @@ func (s *sink) settleRound(part *partition, now time.Time) {
 	}
 	part.alone = true
 	s.p.stats.Resends++
-	part.retryAt = now.Add(retryPause(s.p.cfg.RetryBackoff, part.tries))
+	part.retryAt = now.Add(RetryPause(s.p.cfg.RetryBackoff, part.tries))
 	part.tries++
 	// A leader move resends every partition it led once: not worth a line each. A partition
 	// still resending after 20 rounds (tens of seconds) is.

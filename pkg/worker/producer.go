@@ -8,6 +8,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/produce"
 )
 
 // Producer is one sarama producer and the client it runs on, as a worker needs it.
@@ -35,7 +36,7 @@ type NewProducer func(maxMessageBytes int) (Producer, error)
 // they name, batches of at most maxMessageBytes per partition.
 //
 // Retriable errors are retried with a growing pause (producer.retry_backoff doubling up to
-// maxRetryBackoff) for as long as producer.delivery_timeout lasts: Kafka's delivery.timeout.ms,
+// a second) for as long as producer.delivery_timeout lasts: Kafka's delivery.timeout.ms,
 // in sarama's terms of a retry count. The time bound itself is kept by the source side, which
 // fails a partition whose oldest record has not been acknowledged within delivery_timeout
 // whatever sarama is doing (a frozen broker holds one attempt for the whole read timeout).
@@ -58,7 +59,7 @@ func ProducerConfig(base *sarama.Config, p config.Producer, maxMessageBytes int)
 	c.Producer.Retry.Max = retriesWithin(p.DeliveryTimeout, p.RetryBackoff)
 	c.Producer.Retry.Backoff = p.RetryBackoff
 	base0 := p.RetryBackoff
-	c.Producer.Retry.BackoffFunc = func(retries, _ int) time.Duration { return retryPause(base0, retries) }
+	c.Producer.Retry.BackoffFunc = func(retries, _ int) time.Duration { return produce.RetryPause(base0, retries) }
 	codec, err := codecOf(p.Compression)
 	if err != nil {
 		return nil, err
@@ -70,24 +71,12 @@ func ProducerConfig(base *sarama.Config, p config.Producer, maxMessageBytes int)
 	return c, nil
 }
 
-// maxRetryBackoff caps the pause between two attempts.
-const maxRetryBackoff = time.Second
-
-// retryPause is the pause before retry number retries (0-based): base doubling, at most
-// maxRetryBackoff.
-func retryPause(base time.Duration, retries int) time.Duration {
-	if base <= 0 {
-		return 0
-	}
-	return min(base<<min(retries, 16), maxRetryBackoff)
-}
-
 // retriesWithin is how many retries fit in d when every attempt takes at least its pause. sarama
 // keeps a little state per retry level and partition, so the count stays bounded (a few hundred).
 func retriesWithin(d, base time.Duration) int {
 	n, spent := 0, time.Duration(0)
 	for spent < d && n < 10_000 {
-		spent += max(retryPause(base, n), 10*time.Millisecond)
+		spent += max(produce.RetryPause(base, n), 10*time.Millisecond)
 		n++
 	}
 	return max(n, 1)

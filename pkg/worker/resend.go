@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/kmirror/kmirror/pkg/produce"
 	"github.com/kmirror/kmirror/pkg/record"
 )
 
@@ -120,7 +121,7 @@ func (w *Worker) resend(ctx context.Context) {
 	// decides when to give up.
 	select {
 	case <-ctx.Done():
-	case <-time.After(retryPause(100*time.Millisecond, rs.streak-1)):
+	case <-time.After(produce.RetryPause(100*time.Millisecond, rs.streak-1)):
 	}
 	for i, r := range records {
 		if ctx.Err() != nil {

@@ -42,6 +42,7 @@ import (
 
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/delivery"
+	"github.com/kmirror/kmirror/pkg/produce"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
 )
@@ -279,7 +280,7 @@ func (w *Worker) Prepare(ctx context.Context, topic string, partition int32) err
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(retryPause(50*time.Millisecond, attempt)):
+			case <-time.After(produce.RetryPause(50*time.Millisecond, attempt)):
 			}
 		}
 	}
@@ -411,7 +412,7 @@ func (w *Worker) laneFor(ctx context.Context, r *record.Record, limit int) *lane
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(retryPause(100*time.Millisecond, attempt)):
+		case <-time.After(produce.RetryPause(100*time.Millisecond, attempt)):
 		}
 		if r.Track.Stopped() || w.aborted.Load() {
 			return nil

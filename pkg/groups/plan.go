@@ -7,10 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/cenkalti/backoff/v5"
 
 	"github.com/kmirror/kmirror/pkg/offsetmap"
 )
@@ -163,7 +161,7 @@ func (s *Syncer) readTarget(ctx context.Context, r *Report) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("read target group %q: %w", r.Group, err)
 	}
-	state, active, err := s.targetState(ctx, r.Group)
+	state, active, err := s.targetState(r.Group)
 	if err != nil {
 		return err
 	}
@@ -209,11 +207,16 @@ func (s *Syncer) readTarget(ctx context.Context, r *Report) error {
 // its members. When the target speaks Kafka 3.7 or later, a group that looks Dead or Empty is
 // described again with ConsumerGroupDescribe. (The commit would be refused anyway, UNKNOWN_MEMBER_ID,
 // which Apply reports the same way; this makes Plan say so before.)
-func (s *Syncer) targetState(ctx context.Context, group string) (string, bool, error) {
-	d, err := s.describeTarget(ctx, group)
+func (s *Syncer) targetState(group string) (string, bool, error) {
+	descs, err := s.cfg.Target.DescribeConsumerGroups([]string{group})
 	if err != nil {
 		return "", false, fmt.Errorf("describe target group %q: %w", group, err)
 	}
+	i := slices.IndexFunc(descs, func(d *sarama.GroupDescription) bool { return d.GroupId == group })
+	if i < 0 {
+		return "", false, fmt.Errorf("describe target group %q: %w", group, sarama.ErrIncompleteResponse)
+	}
+	d := descs[i]
 	state := d.State
 	switch {
 	case errors.Is(d.Err, sarama.ErrGroupIDNotFound):
@@ -228,38 +231,6 @@ func (s *Syncer) targetState(ctx context.Context, group string) (string, bool, e
 		return state, false, nil
 	}
 	return s.nextGenState(group, state)
-}
-
-// coordinatorWait bounds how long a target group's describe waits for its coordinator: a moved
-// coordinator (a broker restarted, a leader election of __consumer_offsets) answers
-// NOT_COORDINATOR, then COORDINATOR_LOAD_IN_PROGRESS while it loads the groups, for seconds.
-const coordinatorWait = 30 * time.Second
-
-// describeTarget describes group on the target, waiting (with a growing pause, the coordinator
-// looked up again) while its coordinator is moving or loading.
-func (s *Syncer) describeTarget(ctx context.Context, group string) (*sarama.GroupDescription, error) {
-	wait := backoff.NewExponentialBackOff()
-	wait.InitialInterval = 100 * time.Millisecond
-	wait.MaxInterval = 2 * time.Second
-	return backoff.Retry(ctx, func() (*sarama.GroupDescription, error) {
-		descs, err := s.cfg.Target.DescribeConsumerGroups([]string{group})
-		if err != nil {
-			return nil, backoff.Permanent(err)
-		}
-		i := slices.IndexFunc(descs, func(d *sarama.GroupDescription) bool { return d.GroupId == group })
-		if i < 0 {
-			return nil, backoff.Permanent(sarama.ErrIncompleteResponse)
-		}
-		switch d := descs[i]; d.Err {
-		case sarama.ErrNotCoordinatorForConsumer, sarama.ErrConsumerCoordinatorNotAvailable, sarama.ErrOffsetsLoadInProgress:
-			if s.cfg.TargetClient != nil {
-				_ = s.cfg.TargetClient.RefreshCoordinator(group)
-			}
-			return nil, d.Err
-		default:
-			return d, nil
-		}
-	}, backoff.WithBackOff(wait), backoff.WithMaxElapsedTime(coordinatorWait))
 }
 
 // quiet reports whether a group in state has no consumer (ConsumerGroupDescribe spells states in

@@ -28,7 +28,7 @@ func runKmirrorCmd(t *testing.T, args ...string) (string, string, int) {
 	cmd := exec.Command(filepath.Join(repoRoot(t), "bin", "kmirror"), args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	err := runOwned(t, cmd)
 	var exit *exec.ExitError
 	switch {
 	case err == nil:

@@ -123,16 +123,28 @@ func runTxnsAcrossAKill(t *testing.T, topic string, victim func(*cluster) (int32
 	// The broker kill, once a quarter of the records were committed.
 	var committed atomic.Int64
 	killed, restarted := make(chan struct{}), make(chan struct{})
+	// The test waits for this goroutine whatever ends it, so that it never logs (or fails) a
+	// finished test; a failed test stops it.
+	stop := make(chan struct{})
+	defer func() { close(stop); <-restarted }()
 	go func() {
 		defer close(restarted)
 		for committed.Load() < partitions*perPart/4 {
-			time.Sleep(50 * time.Millisecond)
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
 		}
 		node, what := victim(us)
 		us.script(t, "stop-node", "us", fmt.Sprint(node))
 		t.Logf("killed target node %d (%s) with %d records committed", node, what, committed.Load())
 		close(killed)
-		time.Sleep(15 * time.Second)
+		select {
+		case <-stop:
+			return // the cluster's cleanup stops it
+		case <-time.After(15 * time.Second):
+		}
 		us.script(t, "start-node", "us", fmt.Sprint(node))
 		t.Logf("restarted target node %d with %d records committed", node, committed.Load())
 	}()

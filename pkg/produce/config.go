@@ -51,6 +51,10 @@ var ErrDeliveryTimeout = errors.New("not acknowledged within producer.delivery_t
 // ErrAborted is returned for records the pipeline held when it was aborted.
 var ErrAborted = errors.New("produce pipeline aborted")
 
+// ErrNotWritten is the error of records behind a batch of their partition that failed: they were
+// not sent (or not judged) and are not refused by the target for what they are.
+var ErrNotWritten = errors.New("not written")
+
 func (c *Config) validate() error {
 	switch {
 	case len(c.Addrs) == 0:

@@ -145,8 +145,6 @@ func newPipeline(cfg Config, done Done, txn *txnState) (*Pipeline, error) {
 // Client is the sarama client under the pipeline (for metadata).
 func (p *Pipeline) Client() sarama.Client { return p.client }
 
-// initProducerID takes a producer id, or bumps the epoch of the current one (KIP-360) where the
-// target supports it.
 // initProducerIDRequest is an InitProducerId request at the version the target speaks, for the
 // transactional id txnID (nil: idempotent only); with a producer id already held and a target of
 // 2.5 or later it asks for that id's epoch to be bumped (KIP-360). had says whether an id was held.
@@ -173,6 +171,8 @@ func (p *Pipeline) initProducerIDRequest(txnID *string, timeout time.Duration) (
 	return req, had
 }
 
+// initProducerID takes a producer id, or bumps the epoch of the current one (KIP-360) where the
+// target supports it.
 func (p *Pipeline) initProducerID() error {
 	if p.txn != nil {
 		return p.initTxnProducerID()
@@ -366,7 +366,9 @@ func (p *Pipeline) failQueue(part *partition, from int, err error) {
 	for i, b := range part.batches[from:] {
 		e := err
 		if i > 0 && !errors.Is(err, ErrAborted) {
-			e = fmt.Errorf("not written: an earlier batch of %s/%d failed: %w", part.topic, part.id, err)
+			// The cause is not wrapped: these records were not judged by the target, and a
+			// caller that tells refused records apart (errors.Is) must not take them for it.
+			e = fmt.Errorf("%w: an earlier batch of %s/%d failed: %v", ErrNotWritten, part.topic, part.id, err)
 		}
 		p.buffered -= b.bytes - batchOverhead
 		p.settle(settledBatch{msgs: b.msgs, err: e})

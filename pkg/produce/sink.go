@@ -173,9 +173,10 @@ func (s *sink) answer(took []taken, res *sarama.ProduceResponse, err error) {
 			s.settleRound(part, now)
 		}
 	}
+	kick := p.bumpWanted || err != nil // read under p.mu: control writes it
 	p.mu.Unlock()
 	s.poke()
-	if p.bumpWanted || err != nil {
+	if kick {
 		poke(p.wakeCtl)
 	}
 }

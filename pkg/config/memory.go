@@ -32,7 +32,11 @@ type Memory struct {
 	// the target. At least once, each worker's produce pipeline (pkg/produce) holds at most
 	// PipelineBatches batches of producer.batch_bytes (up to five requests in flight per broker
 	// and the batch being filled) plus the records on its way in (ProducerChannelRecords of
-	// them, counted as one record batch of producer.max_message_bytes). Exactly once, sarama's
+	// them, counted as one record batch of producer.max_message_bytes); this counts one pipeline
+	// per worker, as when every target topic has the same max.message.bytes: each further
+	// distinct limit among the target topics opens one more pipeline per worker, not counted
+	// (records that might fit only compressed go one at a time through a pipeline of their own,
+	// at most a record per partition). Exactly once, sarama's
 	// transactional producers hold, per partition, the records waiting in the producer's
 	// channels (ProducerChannelRecords of them), the batch being filled while the previous one
 	// is in flight (one request in flight per broker), and that batch, each at most

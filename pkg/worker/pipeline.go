@@ -20,7 +20,6 @@ func PipelineConfig(base *sarama.Config, addrs []string, p config.Producer, maxM
 	if err != nil {
 		return produce.Config{}, err
 	}
-	base.Producer.RequiredAcks = sarama.WaitForAll
 	return produce.Config{
 		Addrs: addrs, Net: base, Linger: p.Linger,
 		BatchBytes: min(p.BatchBytes, maxMessageBytes), BatchRecords: p.BatchRecords,
@@ -71,14 +70,7 @@ type pipelineProducer struct{ *produce.Async }
 
 // Knows implements Producer.
 func (p pipelineProducer) Knows(topic string, partition int32) (bool, error) {
-	c := p.Pipeline().Client()
-	if has(c, topic, partition) {
-		return true, nil
-	}
-	if err := c.RefreshMetadata(topic); err != nil {
-		return false, fmt.Errorf("refresh producer metadata of %q: %w", topic, err)
-	}
-	return has(c, topic, partition), nil
+	return knows(p.Pipeline().Client(), topic, partition)
 }
 
 // Release implements Producer: the pipeline closed its client when it closed.

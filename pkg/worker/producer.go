@@ -136,13 +136,18 @@ func (p *clientProducer) Abort() {
 
 // Knows implements Producer.
 func (p *clientProducer) Knows(topic string, partition int32) (bool, error) {
-	if has(p.client, topic, partition) {
+	return knows(p.client, topic, partition)
+}
+
+// knows is Producer.Knows on the client c a producer runs on.
+func knows(c sarama.Client, topic string, partition int32) (bool, error) {
+	if has(c, topic, partition) {
 		return true, nil
 	}
-	if err := p.client.RefreshMetadata(topic); err != nil {
+	if err := c.RefreshMetadata(topic); err != nil {
 		return false, fmt.Errorf("refresh producer metadata of %q: %w", topic, err)
 	}
-	return has(p.client, topic, partition), nil
+	return has(c, topic, partition), nil
 }
 
 func has(c sarama.Client, topic string, partition int32) bool {

@@ -17,6 +17,7 @@ package wan
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -122,6 +123,64 @@ func (l *Link) SetRTT(rtt time.Duration) error {
 func halves(rtt time.Duration) (up, down time.Duration) {
 	ms := rtt.Milliseconds()
 	return time.Duration(ms/2) * time.Millisecond, time.Duration(ms-ms/2) * time.Millisecond
+}
+
+// Stall cuts the link the way a path that drops every packet does: connections stay open and
+// new ones are accepted, but no byte passes in either direction until Mend. The bytes sent
+// meanwhile are held, not dropped (as TCP would resend them), and delivered in order at Mend
+// (a client that gave up on a request meanwhile may still see its broker act on it then).
+func (l *Link) Stall() error { return l.stall("upstream", "downstream") }
+
+// StallReplies stalls the way back only, until Mend: the brokers get every request and act on
+// it, and the clients get no answer (a produce the broker wrote whose response is lost).
+func (l *Link) StallReplies() error { return l.stall("downstream") }
+
+func (l *Link) stall(streams ...string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range l.proxies {
+		for _, stream := range streams {
+			// A latency far longer than any cut holds every byte until the toxic is removed,
+			// which flushes what it holds (toxiproxy removes a toxic without dropping data).
+			js := fmt.Sprintf(`{"name":"stall-%s","type":"latency","stream":%q,"toxicity":1,"attributes":{"latency":%d}}`,
+				stream, stream, time.Hour.Milliseconds())
+			if _, err := p.Toxics.AddToxicJson(strings.NewReader(js)); err != nil {
+				return fmt.Errorf("wan: stall %s on proxy %s: %w", stream, p.Listen, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Break cuts the link the way a reset path does: every open connection is closed and new ones
+// are refused until Mend.
+func (l *Link) Break() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, p := range l.proxies {
+		p.Stop()
+	}
+}
+
+// Mend ends a Stall (delivering what it held) or a Break (listening again on the same
+// addresses); the round-trip time set by SetRTT stays.
+func (l *Link) Mend() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var errs []error
+	for _, p := range l.proxies {
+		for _, stream := range []string{"upstream", "downstream"} {
+			if p.Toxics.GetToxic("stall-"+stream) != nil {
+				if err := p.Toxics.RemoveToxic(context.Background(), "stall-"+stream); err != nil {
+					errs = append(errs, fmt.Errorf("wan: end the stall of %s on proxy %s: %w", stream, p.Listen, err))
+				}
+			}
+		}
+		if err := p.Start(); err != nil && !errors.Is(err, toxiproxy.ErrProxyAlreadyStarted) {
+			errs = append(errs, fmt.Errorf("wan: restart proxy %s: %w", p.Listen, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Close stops the proxies and closes their connections.

@@ -189,3 +189,129 @@ func TestParseRoutesReadsClusterShRemote(t *testing.T) {
 		t.Fatalf("a bad line: err = %v, want one naming the line", err)
 	}
 }
+
+// TestStallHoldsBytesUntilMend: while stalled, an open connection gets nothing back (and a new
+// one is accepted but answers nothing); at Mend every byte sent meanwhile arrives, in order, and
+// the round-trip time set before is kept.
+func TestStallHoldsBytesUntilMend(t *testing.T) {
+	l := openLink(t)
+	if err := l.SetRTT(20 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", l.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pingPong(t, l.Addrs()[0], 1) // the proxy is up
+	if err := l.Stall(); err != nil {
+		t.Fatal(err)
+	}
+	sent := []byte("held, not dropped")
+	if _, err := c.Write(sent); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 64)); err == nil {
+		t.Fatalf("read %d bytes through a stalled link", n)
+	}
+	if err := l.Mend(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, len(sent))
+	if _, err := io.ReadFull(c, got); err != nil {
+		t.Fatalf("after Mend: %v", err)
+	}
+	if !bytes.Equal(got, sent) {
+		t.Fatalf("after Mend got %q, want %q", got, sent)
+	}
+	if d := pingPong(t, l.Addrs()[0], 3); d < 20*time.Millisecond {
+		t.Fatalf("after Mend a ping-pong took %s, want the 20ms RTT kept", d)
+	}
+}
+
+// TestBreakClosesAndRefusesUntilMend: a Break closes open connections and refuses new ones;
+// after Mend the same address answers again.
+func TestBreakClosesAndRefusesUntilMend(t *testing.T) {
+	l := openLink(t)
+	addr := l.Addrs()[0]
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	l.Break()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil {
+		t.Fatal("an open connection survived Break")
+	}
+	if d, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		d.Close()
+		t.Fatal("a new connection was accepted during Break")
+	}
+	if err := l.Mend(); err != nil {
+		t.Fatal(err)
+	}
+	pingPong(t, addr, 1)
+}
+
+// TestStallRepliesPassesRequests: with the replies stalled the server still gets what the client
+// sends (the echo server answers, the answer is held); at Mend the answer arrives.
+func TestStallRepliesPassesRequests(t *testing.T) {
+	got := make(chan []byte, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		b := make([]byte, 4)
+		if _, err := io.ReadFull(c, b); err == nil {
+			got <- b
+			_, _ = c.Write(b)
+		}
+		_, _ = io.Copy(io.Discard, c)
+	}()
+	l, err := Open([]Route{{Listen: "127.0.0.1:0", Upstream: ln.Addr().String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.StallReplies(); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", l.Addrs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case b := <-got:
+		if string(b) != "ping" {
+			t.Fatalf("the server got %q", b)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the request did not reach the server while the replies were stalled")
+	}
+	_ = c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := c.Read(make([]byte, 4)); err == nil {
+		t.Fatalf("read %d bytes of a stalled reply", n)
+	}
+	if err := l.Mend(); err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(c, b); err != nil || string(b) != "ping" {
+		t.Fatalf("after Mend: %q, %v", b, err)
+	}
+}

@@ -33,13 +33,20 @@ type pair struct {
 
 func newPair(t *testing.T, version sarama.KafkaVersion) *pair {
 	t.Helper()
+	return newPairOf(t, version, 1)
+}
+
+// newPairOf is newPair with a target of targetBrokers brokers (so that its group coordinators
+// can move).
+func newPairOf(t *testing.T, version sarama.KafkaVersion, targetBrokers int) *pair {
+	t.Helper()
 	p := &pair{t: t, version: version}
 	var err error
 	if p.europe, err = embedded.Start("europe", 1); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.europe.Close)
-	if p.us, err = embedded.Start("us", 1); err != nil {
+	if p.us, err = embedded.Start("us", targetBrokers); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.us.Close)

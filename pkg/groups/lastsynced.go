@@ -25,7 +25,7 @@ func LastSynced(ctx context.Context, target sarama.ClusterAdmin, client sarama.C
 		return r, err
 	}
 	var err error
-	if r.TargetState, r.Active, err = s.targetState(group); err != nil {
+	if r.TargetState, r.Active, err = s.targetState(ctx, group); err != nil {
 		return r, err
 	}
 	resp, err := target.ListConsumerGroupOffsets(group, nil)

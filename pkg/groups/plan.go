@@ -161,7 +161,7 @@ func (s *Syncer) readTarget(ctx context.Context, r *Report) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("read target group %q: %w", r.Group, err)
 	}
-	state, active, err := s.targetState(r.Group)
+	state, active, err := s.targetState(ctx, r.Group)
 	if err != nil {
 		return err
 	}
@@ -173,7 +173,7 @@ func (s *Syncer) readTarget(ctx context.Context, r *Report) error {
 	for _, p := range r.Partitions {
 		want[p.TargetTopic] = append(want[p.TargetTopic], p.Partition)
 	}
-	resp, err := s.cfg.Target.ListConsumerGroupOffsets(r.Group, want)
+	resp, err := s.fetchTargetOffsets(ctx, r.Group, want)
 	if err != nil && !errors.Is(err, sarama.ErrGroupIDNotFound) {
 		return fmt.Errorf("read committed offsets of target group %q: %w", r.Group, err)
 	}
@@ -207,16 +207,14 @@ func (s *Syncer) readTarget(ctx context.Context, r *Report) error {
 // its members. When the target speaks Kafka 3.7 or later, a group that looks Dead or Empty is
 // described again with ConsumerGroupDescribe. (The commit would be refused anyway, UNKNOWN_MEMBER_ID,
 // which Apply reports the same way; this makes Plan say so before.)
-func (s *Syncer) targetState(group string) (string, bool, error) {
-	descs, err := s.cfg.Target.DescribeConsumerGroups([]string{group})
+//
+// Both describes go to the coordinator through Config.TargetClient, which looks it up again while
+// it is moving (toCoordinator).
+func (s *Syncer) targetState(ctx context.Context, group string) (string, bool, error) {
+	d, err := s.describeTarget(ctx, group)
 	if err != nil {
 		return "", false, fmt.Errorf("describe target group %q: %w", group, err)
 	}
-	i := slices.IndexFunc(descs, func(d *sarama.GroupDescription) bool { return d.GroupId == group })
-	if i < 0 {
-		return "", false, fmt.Errorf("describe target group %q: %w", group, sarama.ErrIncompleteResponse)
-	}
-	d := descs[i]
 	state := d.State
 	switch {
 	case errors.Is(d.Err, sarama.ErrGroupIDNotFound):
@@ -230,7 +228,7 @@ func (s *Syncer) targetState(group string) (string, bool, error) {
 	if !s.cfg.TargetClient.Config().Version.IsAtLeast(sarama.V3_7_0_0) {
 		return state, false, nil
 	}
-	return s.nextGenState(group, state)
+	return s.nextGenState(ctx, group, state)
 }
 
 // quiet reports whether a group in state has no consumer (ConsumerGroupDescribe spells states in
@@ -241,19 +239,30 @@ func quiet(state string) bool {
 
 // nextGenState describes group as a KIP-848 consumer group; a group that is not one keeps the
 // classic state.
-func (s *Syncer) nextGenState(group, classic string) (string, bool, error) {
-	b, err := s.cfg.TargetClient.Coordinator(group)
-	if err != nil {
-		return "", false, fmt.Errorf("find coordinator of target group %q: %w", group, err)
-	}
+func (s *Syncer) nextGenState(ctx context.Context, group, classic string) (string, bool, error) {
 	req := sarama.NewConsumerGroupDescribeRequest(s.cfg.TargetClient.Config().Version)
 	req.GroupIDs = []string{group}
-	resp, err := b.ConsumerGroupDescribe(req)
+	var resp *sarama.ConsumerGroupDescribeResponse
+	err := s.toCoordinator(ctx, group, func(b *sarama.Broker) error {
+		r, err := b.ConsumerGroupDescribe(req)
+		if errors.Is(err, sarama.ErrUnsupportedVersion) {
+			return err // the broker has no KIP-848 groups
+		}
+		if err != nil {
+			return fmt.Errorf("broker %d: %w", b.ID(), err)
+		}
+		for _, g := range r.Groups {
+			if g.GroupID == group && movingCoordinator(g.ErrorCode) {
+				return g.ErrorCode
+			}
+		}
+		resp = r
+		return nil
+	})
 	if errors.Is(err, sarama.ErrUnsupportedVersion) {
-		return classic, false, nil // the broker has no KIP-848 groups
+		return classic, false, nil
 	}
 	if err != nil {
-		_ = s.cfg.TargetClient.RefreshCoordinator(group)
 		return "", false, fmt.Errorf("describe target consumer group %q: %w", group, err)
 	}
 	for _, g := range resp.Groups {

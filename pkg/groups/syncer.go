@@ -40,11 +40,16 @@ var ErrOwnGroup = errors.New("kmirror's own consumer group is never synced")
 
 // Config configures a Syncer.
 type Config struct {
-	// Source and Target are admins of both clusters (ListConsumerGroups,
-	// ListConsumerGroupOffsets, DescribeConsumerGroups). Required.
-	Source, Target sarama.ClusterAdmin
-	// TargetClient finds the target group's coordinator, to which offset commits are sent; its
-	// Config().Version chooses the protocol versions. Required.
+	// Source is an admin of the source cluster (ListConsumerGroups, ListConsumerGroupOffsets).
+	// Required.
+	Source sarama.ClusterAdmin
+	// Target is not read: every request about a target group goes to its coordinator through
+	// TargetClient, which looks the coordinator up again when it moved (an admin has a client
+	// of its own, which would keep asking the broker it remembers). Optional; kept so that
+	// callers that still pass it build.
+	Target sarama.ClusterAdmin
+	// TargetClient finds the target group's coordinator, to which the describes, offset fetches
+	// and commits are sent; its Config().Version chooses the protocol versions. Required.
 	TargetClient sarama.Client
 	// Include and Exclude are regular expressions over group ids, anchored (each must match the
 	// whole id, as topics.include does for topics). A group is synced by Round when it matches
@@ -83,8 +88,6 @@ func New(cfg Config) (*Syncer, error) {
 	switch {
 	case cfg.Source == nil:
 		return nil, errors.New("groups: Config.Source (source cluster admin) is required")
-	case cfg.Target == nil:
-		return nil, errors.New("groups: Config.Target (target cluster admin) is required")
 	case cfg.TargetClient == nil:
 		return nil, errors.New("groups: Config.TargetClient (target cluster client) is required")
 	case cfg.Topics == nil:

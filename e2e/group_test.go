@@ -36,7 +36,10 @@ type groupLedger struct {
 	finalErr []error // commits made in Revoked that failed
 	// flows: the records each owner reads, per partition, and the longest time between two
 	// of them while one member owned the partition (reset per phase)
-	flows   map[int32]*flow
+	flows map[int32]*flow
+	// reading: the member whose reader of each partition is open (settle waits for every
+	// owned partition to be read: opening a reader takes a request to the partition's leader)
+	reading map[int32]string
 	flowGap time.Duration
 	records int
 }
@@ -83,6 +86,9 @@ func (h *ledgerMember) read(p int32) {
 	}
 	r := &reader{pc: pc, done: make(chan struct{})}
 	h.readers[p] = r
+	h.l.mu.Lock()
+	h.l.reading[p] = h.name
+	h.l.mu.Unlock()
 	go func() {
 		defer close(r.done)
 		for range pc.Messages() {
@@ -97,6 +103,9 @@ func (h *ledgerMember) unread(ps []int32) {
 			r.pc.AsyncClose()
 			<-r.done
 			delete(h.readers, p)
+			h.l.mu.Lock()
+			delete(h.l.reading, p)
+			h.l.mu.Unlock()
 		}
 	}
 }
@@ -150,6 +159,9 @@ func (h *ledgerMember) Revoked(ctx context.Context, gen group.Generation, ps gro
 			l.t.Errorf("%s revoked partition %d owned by %q", h.name, p, o)
 		}
 		delete(l.owner, p)
+		// The flow ends with the revoke: the same member reading the partition again later (a
+		// static member restarted) starts a new one, so its time away is not a gap in a flow.
+		delete(l.flows, p)
 		l.unowned[p], l.lastOf[p] = now, h.name
 	}
 	l.revoked[h.name] += len(ps[l.topic])
@@ -164,6 +176,7 @@ func (h *ledgerMember) Lost(_ context.Context, ps group.Partitions) {
 	l.t.Errorf("%s lost %v", h.name, ps)
 	for _, p := range ps[l.topic] {
 		delete(l.owner, p)
+		delete(l.flows, p)
 	}
 }
 
@@ -182,6 +195,18 @@ func (l *groupLedger) snapshot() (map[string][]int32, map[string]int) {
 		counts[n] = len(e)
 	}
 	return out, counts
+}
+
+// allRead reports whether every owned partition's reader is open, by its owner.
+func (l *groupLedger) allRead() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for p, o := range l.owner {
+		if l.reading[p] != o {
+			return false
+		}
+	}
+	return true
 }
 
 // groupRun runs members of pkg/group as goroutines against one cluster, all reporting to one
@@ -205,6 +230,8 @@ type runningMember struct {
 	cl     sarama.Client
 }
 
+// newGroupRun creates topic on c for members of one group; session is their session timeout (0:
+// the client's default, 10s).
 func newGroupRun(t *testing.T, c *cluster, topic string, partitions int, rf int16, session time.Duration) *groupRun {
 	c.createTopic(t, topic, int32(partitions), rf, nil)
 	strategy, err := slots.NewStrategy(slots.Config{Slots: 8})
@@ -215,7 +242,7 @@ func newGroupRun(t *testing.T, c *cluster, topic string, partitions int, rf int1
 	g := &groupRun{t: t, c: c, group: "e2e-" + topic, partitions: partitions, session: session, strategy: strategy, logger: logger,
 		all: map[string]*runningMember{},
 		l: &groupLedger{t: t, topic: topic, owner: map[int32]string{}, unowned: map[int32]time.Time{}, lastOf: map[int32]string{},
-			events: map[string][]string{}, revoked: map[string]int{}, flows: map[int32]*flow{}}}
+			events: map[string][]string{}, revoked: map[string]int{}, flows: map[int32]*flow{}, reading: map[int32]string{}}}
 	t.Cleanup(func() {
 		for name, r := range g.all {
 			if !r.cl.Closed() {
@@ -242,8 +269,9 @@ func (g *groupRun) start(name, instance string) {
 	h := &ledgerMember{name: name, l: g.l, consumer: consumer, readers: map[int32]*reader{}}
 	h.m, err = group.New(group.Config{
 		Client: cl, Group: g.group, Topics: []string{g.l.topic}, Strategy: g.strategy, Handler: h,
-		InstanceID: instance, SessionTimeout: g.session, HeartbeatInterval: 500 * time.Millisecond,
-		RebalanceTimeout: 30 * time.Second, Logger: g.logger.Named(name),
+		// The heartbeat and rebalance timeout are the client's defaults (3s, 60s); the session is
+		// the test's (newGroupRun says why when it is not the default 10s).
+		InstanceID: instance, SessionTimeout: g.session, Logger: g.logger.Named(name),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -269,8 +297,8 @@ func (g *groupRun) stop(name string) {
 	_ = r.cl.Close()
 }
 
-// settle waits until exactly the named members own every partition, each what its Member says,
-// all in one generation, for a second; it returns the owners.
+// settle waits until exactly the named members own (and read) every partition, each what its
+// Member says, all in one generation, for a second; it returns the owners.
 func (g *groupRun) settle(what string, names ...string) map[string][]int32 {
 	t := g.t
 	t.Helper()
@@ -285,7 +313,7 @@ func (g *groupRun) settle(what string, names ...string) map[string][]int32 {
 				same = false
 			}
 		}
-		if same && total == g.partitions && len(gens) == 1 {
+		if same && total == g.partitions && len(gens) == 1 && g.l.allRead() {
 			time.Sleep(time.Second)
 			if again, _ := g.l.snapshot(); maps.EqualFunc(again, owned, slices.Equal) {
 				t.Logf("group stable %s: generation %v, owners %v", what, slices.Collect(maps.Keys(gens)), owned)
@@ -346,8 +374,8 @@ func (g *groupRun) phase(what string, before map[string][]int32, revokedBefore m
 		t.Errorf("%s: commits in Revoked failed: %v", what, finals)
 	}
 	// A stop-the-world rebalance stops every partition for the rebalance: the drain (200ms
-	// here), the other members' rejoin (up to a heartbeat interval, 500ms), the sync and the
-	// restart of every reader. A partition that stays keeps being read throughout.
+	// here), the other members' rejoin (up to a heartbeat interval, 3s by default), the sync and
+	// the restart of every reader. A partition that stays keeps being read throughout.
 	if flowing && (flowGap >= time.Second || records == 0) {
 		t.Errorf("%s: longest gap between two records of a partition while one member owned it %v (%d records read), want < 1s",
 			what, flowGap, records)
@@ -365,7 +393,7 @@ func (g *groupRun) phase(what string, before map[string][]int32, revokedBefore m
 // changes nobody's generation.
 func TestGroupCooperativeRebalances(t *testing.T) {
 	europe := startCluster(t, "europe")
-	g := newGroupRun(t, europe, "members", 24, 1, 10*time.Second)
+	g := newGroupRun(t, europe, "members", 24, 1, 0)
 	// 2,000 records/s over the 24 partitions: a record every 12ms per partition.
 	load := startLoad(t, europe.bootstrap, "members", 1_000_000, 2_000)
 	defer func() { close(load.stop); <-load.done }()
@@ -422,6 +450,9 @@ func TestGroupCooperativeRebalances(t *testing.T) {
 // coordinator revokes only what moves to the third member, whose commits all succeed.
 func TestGroupCoordinatorKilled(t *testing.T) {
 	europe := startCluster(t, "europe", "--nodes", "3")
+	// A session of 30s, not the default 10s: it must outlast the coordinator's failover (the
+	// controller notices the killed broker after broker.session.timeout.ms, 9s, then a new
+	// coordinator loads the group), or the members would be dropped from the group meanwhile.
 	g := newGroupRun(t, europe, "moves", 12, 3, 30*time.Second)
 	load := startLoad(t, europe.bootstrap, "moves", 1_000_000, 1_000)
 	defer func() { close(load.stop); <-load.done }()

@@ -107,6 +107,8 @@ func wanCut(t *testing.T, remote string) {
 		r.sleep(c.heal, "after the WAN link came back")
 	}
 	r.finish(ended, 3*time.Minute, fmt.Sprintf("WAN link to %s at %s stalled %s then broken %s", remote, rtt, cut, cut))
+	// What the duplicates come from (a lost session and its re-run, resends), for the reader.
+	t.Logf("kmirror's warnings and pipeline figures:\n%s", r.k.warnings(16))
 }
 
 // TestWANCutNearSourceLosesNothing: kmirror next to the source produces to the target across

@@ -388,6 +388,12 @@ type loadProducer struct {
 
 func startLoad(t *testing.T, brokers []string, topic string, n int, perSecond int) *loadProducer {
 	t.Helper()
+	return startAgedLoad(t, brokers, topic, n, perSecond, 0)
+}
+
+// startAgedLoad is startLoad with every record's timestamp set age in the past (0: now).
+func startAgedLoad(t *testing.T, brokers []string, topic string, n int, perSecond int, age time.Duration) *loadProducer {
+	t.Helper()
 	// A short metadata age lets the producer see partitions added while it runs.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic),
 		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.ProducerLinger(5*time.Millisecond),
@@ -414,6 +420,9 @@ func startLoad(t *testing.T, brokers []string, topic string, n int, perSecond in
 			}
 			r := &kgo.Record{Key: []byte(fmt.Sprintf("k%d", i%997)), Value: []byte(fmt.Sprintf("record-%09d-%s", i, strings.Repeat("x", 200))),
 				Headers: []kgo.RecordHeader{{Key: "i", Value: []byte(fmt.Sprint(i))}}}
+			if age > 0 {
+				r.Timestamp = time.Now().Add(-age)
+			}
 			cl.Produce(ctx, r, func(_ *kgo.Record, err error) {
 				lp.mu.Lock()
 				defer lp.mu.Unlock()

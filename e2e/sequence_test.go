@@ -70,7 +70,12 @@ func (c *cluster) setProducerExpiry(t *testing.T, d time.Duration) {
 //  3. the same with the expiry at 8 s again: while the answers are lost nothing new is appended
 //     for longer than the expiry, so the batches sent again reach partitions that forgot the
 //     producer and are written a second time. At-least-once allows that: duplicates, counted,
-//     at most what the target appended while its answers were lost.
+//     at most what the target appended while its answers were lost;
+//  4. the same with the expiry back at Kafka's default (a day) and records written 25 h ago on
+//     the source: the target ages a producer's state by the timestamps of the records it
+//     appends (the batch's largest), and kmirror keeps the source's, so once the appends stop
+//     the target drops the state at its next expiry check (DescribeProducers shows none 15 s
+//     into the stall) and what is sent again is written again, as in phase 3.
 //
 // Every record must be on the target with the first copies in source order, in every phase.
 func TestTargetSequenceStateLostRecovers(t *testing.T) {
@@ -116,26 +121,37 @@ func TestTargetSequenceStateLostRecovers(t *testing.T) {
 
 	// Phases 2 and 3: a load, the answers stalled once it flows, the load's end caught up.
 	produced := int64(first)
-	phase := func(n int) (appended, dups int64) {
-		r.load = startLoad(t, europe.bootstrap, topic, 25*rate, rate)
+	phase := func(n int, age time.Duration) (appended, dups int64) {
+		r.load = startAgedLoad(t, europe.bootstrap, topic, 25*rate, rate, age)
 		waitFor(t, fmt.Sprintf("records flowing in phase %d", n), time.Minute, func() bool {
 			return r.running(fmt.Sprintf("in phase %d", n)) && us.count(t, topic) >= produced+int64(4*rate)
 		})
-		if n := us.producerStates(t, topic); n <= 0 {
-			t.Fatalf("the target's leaders hold %d producer states with the load flowing", n)
+		if states := us.producerStates(t, topic); states <= 0 {
+			t.Fatalf("phase %d: the target's leaders hold %d producer states with the load flowing", n, states)
 		}
 		before := us.count(t, topic)
 		if err := link.StallReplies(); err != nil {
 			t.Fatal(err)
 		}
 		t.Logf("site cut: phase %d: the target's answers to kmirror stalled for %s (target %d records)", n, stall, before)
-		r.sleep(stall, "while the target's answers were stalled")
+		// Nothing is appended while the answers are lost (five requests in flight, unanswered):
+		// what the target still knows of the producer a while into the stall is what the
+		// batches sent again will meet.
+		r.sleep(15*time.Second, "while the target's answers were stalled")
+		states := us.producerStates(t, topic)
+		r.sleep(stall-15*time.Second, "while the target's answers were stalled")
 		appended = us.count(t, topic) - before
+		switch {
+		case n == 2 && states <= 0:
+			t.Errorf("phase 2: the target's leaders hold %d producer states 15s into the stall, want kmirror's kept", states)
+		case n == 4 && states != 0:
+			t.Errorf("phase 4: the target's leaders hold %d producer states 15s into the stall, want none (records %s old)", states, age)
+		}
 		if err := link.Mend(); err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("site cut: phase %d: the target's answers flow again; it appended %d records while they were stalled, %d producer states left",
-			n, appended, us.producerStates(t, topic))
+		t.Logf("site cut: phase %d: the target's answers flow again; it appended %d records while they were stalled and held %d producer states 15s into it",
+			n, appended, states)
 		produced += int64(r.load.wait(t))
 		caught, missing := r.waitCaughtUp(produced, time.Now(), 3*time.Minute)
 		if caught == 0 {
@@ -148,19 +164,24 @@ func TestTargetSequenceStateLostRecovers(t *testing.T) {
 		return appended, int64(rep.Sum().Duplicates)
 	}
 
-	us.setProducerExpiry(t, 24*time.Hour)
-	appended2, dups2 := phase(2)
+	us.setProducerExpiry(t, 24*time.Hour) // Kafka's default
+	appended2, dups2 := phase(2, 0)
 	us.setProducerExpiry(t, expiry)
-	appended3, dups3 := phase(3)
+	appended3, dups3 := phase(3, 0)
+	us.setProducerExpiry(t, 24*time.Hour)
+	appended4, dups4 := phase(4, 25*time.Hour)
 	r.k.stop()
-	t.Logf("figures: phase 2 (producer state kept): %d appended while the answers were lost, %d duplicates; phase 3 (state expired meanwhile): %d appended, %d duplicates",
-		appended2, dups2, appended3, dups3-dups2)
+	t.Logf("figures: phase 2 (producer state kept): %d appended while the answers were lost, %d duplicates; phase 3 (state expired meanwhile): %d appended, %d duplicates; phase 4 (default expiry, records 25h old): %d appended, %d duplicates",
+		appended2, dups2, appended3, dups3-dups2, appended4, dups4-dups3)
 	t.Logf("kmirror's warnings and pipeline figures:\n%s", r.k.warnings(20))
 	if dups2 != 0 {
 		t.Errorf("phase 2: %d duplicates: the target holds the producer's state, and a batch sent again with its sequence must be recognised", dups2)
 	}
 	if dups3-dups2 > appended3 {
 		t.Errorf("phase 3: %d duplicates, more than the %d records the target appended while its answers were lost", dups3-dups2, appended3)
+	}
+	if dups4-dups3 > appended4 {
+		t.Errorf("phase 4: %d duplicates, more than the %d records the target appended while its answers were lost", dups4-dups3, appended4)
 	}
 }
 

@@ -104,6 +104,15 @@ func wrapTxn(err error, class txnClass) error {
 // Config.DeliveryTimeout or when ctx ends. A non-retriable error comes back marked by its class.
 func (p *Pipeline) coordinatorCall(ctx context.Context, what string, coord func() (*sarama.Broker, error),
 	refresh func() error, call func(*sarama.Broker) error) error {
+	if p.ctx != nil {
+		// Abort (or Close) ends the requests too: on closed connections they would only be
+		// retried until the delivery timeout, holding the caller.
+		var stop context.CancelFunc
+		ctx, stop = context.WithCancel(ctx)
+		defer stop()
+		unwatch := context.AfterFunc(p.ctx, stop)
+		defer unwatch()
+	}
 	wait := backoff.NewExponentialBackOff()
 	// Short first pauses: CONCURRENT_TRANSACTIONS answers AddPartitionsToTxn for as long as the
 	// last commit's markers are being written, a few milliseconds (Kafka's producer retries it
@@ -258,6 +267,9 @@ func (p *Pipeline) commitPositions(ctx context.Context, pos *Positions, pid int6
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	p.txn.offsets = true
+	p.mu.Unlock()
 	req := &sarama.TxnOffsetCommitRequest{TransactionalID: p.txn.id, GroupID: pos.Group, ProducerID: pid,
 		ProducerEpoch: epoch, Topics: pos.Offsets}
 	v := p.cfg.Net.Version

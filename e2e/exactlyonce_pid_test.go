@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -43,6 +44,11 @@ func TestExactlyOnceRecoversAnExpiredProducerID(t *testing.T) {
 		waitCommitted(t, r, 2*time.Minute, func() { requireRunning(t, fmt.Sprintf("copying load %d after the idle spell", i+2), running) })
 	}
 	r.k.stop()
+	// The expiry must have happened, or the test tested nothing.
+	renewed := strings.Count(r.k.log(), "the target no longer knew the transactional producer id")
+	if renewed == 0 {
+		t.Fatalf("kmirror never met an expired transactional id: the idle spells tested nothing\n%s", r.k.tail(30))
+	}
 	checkExactlyOnce(t, r, fmt.Sprintf("loads of %v records, each after 20 s idle with transactional.id.expiration.ms=5000 "+
-		"and producer.id.expiration.ms=5000 on the target", loads))
+		"and producer.id.expiration.ms=5000 on the target; %d producer ids taken again", loads, renewed))
 }

@@ -215,9 +215,12 @@ func (tx *Txn) adder() {
 			continue
 		}
 		err := p.addPartitions(p.ctx, want, pid, epoch)
-		if err != nil && tx.renewProducerID(err) {
-			poke(t.wake) // add them under the new producer id
-			continue
+		if err != nil {
+			var renewed bool
+			if renewed, err = tx.renewProducerID(err); renewed {
+				poke(t.wake) // add them under the new producer id
+				continue
+			}
 		}
 		p.mu.Lock()
 		if err != nil {
@@ -323,11 +326,14 @@ func (tx *Txn) Commit(ctx context.Context, pos *Positions) error {
 	p.mu.Unlock()
 	if pos != nil && len(pos.Offsets) > 0 {
 		err := p.commitPositions(ctx, pos, pid, epoch)
-		if err != nil && !started && tx.renewProducerID(err) {
-			p.mu.Lock()
-			pid, epoch = p.pid, p.epoch
-			p.mu.Unlock()
-			err = p.commitPositions(ctx, pos, pid, epoch)
+		if err != nil && !started {
+			var renewed bool
+			if renewed, err = tx.renewProducerID(err); renewed {
+				p.mu.Lock()
+				pid, epoch = p.pid, p.epoch
+				p.mu.Unlock()
+				err = p.commitPositions(ctx, pos, pid, epoch)
+			}
 		}
 		if err != nil {
 			return tx.end(ctx, err)
@@ -462,18 +468,18 @@ func (tx *Txn) Close() {
 // and no group added yet) from a coordinator that no longer knows the producer id: an idle
 // transactional id expired (transactional.id.expiration.ms; INVALID_PRODUCER_ID_MAPPING) or its
 // producer's state was lost (UNKNOWN_PRODUCER_ID). Nothing of the transaction was sent (a
-// partition sends only once added), so it takes the id again and the caller goes on under it. It
-// asks with the producer id and epoch it holds (KIP-360), so that the coordinator fences it
-// (PRODUCER_FENCED) rather than hand it the id when another producer took the id meanwhile: the
-// fencing of zombies holds. It reports whether the caller may go on; false leaves err to the
-// caller (also on targets before 2.5, which cannot tell a zombie apart).
-func (tx *Txn) renewProducerID(err error) bool {
+// partition sends only once added), so it takes the id again and the caller goes on under it
+// (renewed). It asks with the producer id and epoch it holds (KIP-360), so that the coordinator
+// fences it (PRODUCER_FENCED, returned marked ErrTxnFatal) rather than hand it the id when
+// another producer took the id meanwhile: the fencing of zombies holds. Otherwise, or on targets
+// before 2.5 (which cannot tell a zombie apart), err comes back as it was.
+func (tx *Txn) renewProducerID(err error) (renewed bool, _ error) {
 	p := tx.p
 	if !errors.Is(err, sarama.ErrInvalidProducerIDMapping) && !errors.Is(err, sarama.ErrUnknownProducerID) {
-		return false
+		return false, err
 	}
 	if !p.cfg.Net.Version.IsAtLeast(sarama.V2_5_0_0) {
-		return false
+		return false, err
 	}
 	p.mu.Lock()
 	started := len(tx.t.added) > 0 || tx.t.offsets || tx.t.err != nil || tx.t.renewed
@@ -481,12 +487,10 @@ func (tx *Txn) renewProducerID(err error) bool {
 	oldPID, oldEpoch := p.pid, p.epoch
 	p.mu.Unlock()
 	if started {
-		return false
+		return false, err
 	}
 	if berr := p.initTxnProducerID(); berr != nil {
-		p.cfg.Log.Warn("the target no longer knows the transactional producer id, and taking it again failed",
-			zap.String("transactional_id", tx.t.id), zap.Error(err), zap.NamedError("init_error", berr))
-		return false
+		return false, fmt.Errorf("%w (taking the transactional id again after: %v)", berr, err)
 	}
 	p.mu.Lock()
 	tx.t.renewals++
@@ -495,5 +499,5 @@ func (tx *Txn) renewProducerID(err error) bool {
 	p.cfg.Log.Info("the target no longer knew the transactional producer id (expired while idle); took it again before "+
 		"the transaction started", zap.String("transactional_id", tx.t.id), zap.Int64("old_producer_id", oldPID),
 		zap.Int16("old_epoch", oldEpoch), zap.Int64("producer_id", pid), zap.Int16("epoch", epoch), zap.Error(err))
-	return true
+	return true, nil
 }

@@ -114,10 +114,14 @@ func (p *Pipeline) coordinatorCall(ctx context.Context, what string, coord func(
 		defer unwatch()
 	}
 	wait := backoff.NewExponentialBackOff()
-	// Short first pauses: CONCURRENT_TRANSACTIONS answers AddPartitionsToTxn for as long as the
-	// last commit's markers are being written, a few milliseconds (Kafka's producer retries it
-	// after 20 ms too).
-	wait.InitialInterval = 20 * time.Millisecond
+	// Short first pauses: CONCURRENT_TRANSACTIONS answers the next transaction's first
+	// AddPartitionsToTxn for as long as the last commit's markers are being written, a few
+	// milliseconds, at every transaction of a busy slot. From 5 ms doubling to a second, as
+	// the exactly-once tuning found best for sarama's transactional producer before
+	// (benchmarks/results/eos-tuning-2026-12-01.md: commit latency 63 → 48 ms); 50 tries span
+	// about 45 s, and DeliveryTimeout bounds them.
+	wait.InitialInterval = 5 * time.Millisecond
+	wait.Multiplier = 2
 	wait.MaxInterval = time.Second
 	tries := 0
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {

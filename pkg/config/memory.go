@@ -9,7 +9,7 @@ package config
 // the process owns (docs/operations.md).
 //
 // The formula follows today's data path: sarama's consumer group feeding the ring, kmirror's
-// produce pipelines (at least once) or sarama's transactional producers (exactly once) behind
+// produce pipelines (at least once, or transactional per slot exactly once) behind
 // the workers. Records share the buffer they were fetched in (the decompressed batch, or the
 // whole fetch response of an uncompressed one): nothing is copied, and a buffer stays whole in
 // memory while any of its records is in flight. The parts count
@@ -36,11 +36,10 @@ type Memory struct {
 	// per worker, as when every target topic has the same max.message.bytes: each further
 	// distinct limit among the target topics opens one more pipeline per worker, not counted
 	// (records that might fit only compressed go one at a time through a pipeline of their own,
-	// at most a record per partition). Exactly once, sarama's
-	// transactional producers hold, per partition, the records waiting in the producer's
-	// channels (ProducerChannelRecords of them), the batch being filled while the previous one
-	// is in flight (one request in flight per broker), and that batch, each at most
-	// producer.max_message_bytes.
+	// at most a record per partition). Exactly once, each slot the process owns (at most
+	// delivery.slots, at most one per partition) has a transactional produce pipeline that holds
+	// as much as a worker's pipeline at least once: PipelineBatches batches of
+	// producer.batch_bytes and a record on its way in, at most producer.max_message_bytes.
 	InFlight int64
 	// Constant is the process without records (MemoryConstant: Go runtime, binary, clients,
 	// metadata, telemetry) and the per-partition state besides records (MemoryPerPartition).
@@ -90,7 +89,7 @@ func (c *Config) MemoryBound(partitions int) Memory {
 // inFlight is Memory.InFlight for p partitions and record batches of at most batch bytes.
 func (c *Config) inFlight(p, batch int64) int64 {
 	if c.Delivery.Mode == "exactly_once" {
-		return p * 3 * batch
+		return min(int64(c.Delivery.Slots), p) * (PipelineBatches*c.PipelineBatchBytes() + batch)
 	}
 	return int64(c.Ring.Workers) * (PipelineBatches*c.PipelineBatchBytes() + batch)
 }

@@ -52,13 +52,15 @@ func TestMemoryBoundFollowsTheBudgets(t *testing.T) {
 	if b := c.MemoryBound(4); b.InFlight != 2*b0.InFlight {
 		t.Errorf("2 × ring.workers: %+v from %+v", b, b0)
 	}
-	// Exactly once: sarama's transactional producers, three batches per partition.
+	// Exactly once: a transactional pipeline per slot owned (at most one per partition).
 	c = Default()
 	c.Delivery.Mode = "exactly_once"
-	e0 := c.MemoryBound(4)
-	c.Producer.MaxMessageBytes *= 4
-	if b := c.MemoryBound(4); b.InFlight != 4*e0.InFlight || b.Ring != e0.Ring {
-		t.Errorf("exactly once, 4 × producer.max_message_bytes: %+v from %+v", b, e0)
+	pipe := 6*int64(c.PipelineBatchBytes()) + int64(c.Producer.MaxMessageBytes)
+	if e := c.MemoryBound(4); e.InFlight != 4*pipe || e.Ring != b0.Ring {
+		t.Errorf("exactly once, 4 partitions of 16 slots: %+v, want InFlight %d", e, 4*pipe)
+	}
+	if e := c.MemoryBound(1000); e.InFlight != 16*pipe {
+		t.Errorf("exactly once, 1000 partitions of 16 slots: %+v, want InFlight %d", e, 16*pipe)
 	}
 	c = Default()
 	c.Consumer.FetchPartitionBytes = 4 << 20 // larger than a batch: the share is the fetch size

@@ -25,6 +25,19 @@
 // fenced) is aborted; its records' partitions stop and the mirror exits non-zero, to resume
 // from the stored positions. Nothing committed is lost and nothing aborted is visible.
 //
+// # The producer
+//
+// A slot's producer is kmirror's produce pipeline under the slot's transactional id
+// (produce.Txn, opened by Config.Open): up to five requests in flight per target broker within
+// a transaction, sequences per partition, a partition's batches sent only once it was added to
+// the transaction. A commit first waits until the target acknowledged every record (Flush: each
+// record then carries its target offset, for the offset map written before the positions), then
+// commits the positions with the records (AddOffsetsToTxn, TxnOffsetCommit) and ends the
+// transaction (EndTxn). A transactional id the target expired while its slot was idle
+// (transactional.id.expiration.ms) is taken again by the producer before the next transaction
+// starts, with the producer id and epoch it held (KIP-360), so a zombie is still fenced rather
+// than handed the id.
+//
 // A record kmirror does not write (Skip: come from the target, or refused and skipped) is held in
 // the transaction like a record sent, and reported done only once the transaction has
 // committed: its claim cannot drain, nor the next session close the slot's producer, while the

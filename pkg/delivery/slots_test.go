@@ -10,6 +10,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
 
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/delivery"
@@ -39,16 +40,8 @@ func memberWith(t *testing.T, target *embedded.Cluster, limits delivery.Limits) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = client.Close() })
-	open := func(id string, bound int) (delivery.Producer, error) {
-		return worker.OpenProducer(target.Addrs(), func(bound int) (*sarama.Config, error) {
-			pc, err := worker.ProducerConfig(base(), config.Default().Producer, bound)
-			if err != nil {
-				return nil, err
-			}
-			pc.Producer.Transaction.ID = id
-			return pc, pc.Validate()
-		})(bound)
-	}
+	open := worker.OpenTxn(target.Addrs(), config.Default().Producer, time.Minute, zap.NewNop(),
+		func(string, int) *sarama.Config { return base() })
 	s, err := delivery.New(delivery.Config{
 		Slots: 1, Prefix: "kmirror", Group: "kmirror-positions", Open: open, Bound: 1 << 20,
 		Limits: limits, Target: client,
@@ -222,22 +215,5 @@ func TestABackloggedTransactionStaysOpenLonger(t *testing.T) {
 	}
 	if tx.Due(began.Add(time.Hour), false) {
 		t.Error("no transaction is open, yet one is due")
-	}
-}
-
-func TestRetryBackoffStartsShortAndStaysBounded(t *testing.T) {
-	var total time.Duration
-	for i := range 51 {
-		d := delivery.RetryBackoff(i, 50)
-		if i == 0 && d != 5*time.Millisecond {
-			t.Errorf("first retry after %s, want 5ms", d)
-		}
-		if d > time.Second {
-			t.Errorf("retry %d after %s, want at most 1s", i, d)
-		}
-		total += d
-	}
-	if total < 30*time.Second || total > time.Minute {
-		t.Errorf("51 retries span %s, want 30s to 1m", total)
 	}
 }

@@ -12,17 +12,32 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/kmirror/kmirror/pkg/produce"
 	"github.com/kmirror/kmirror/pkg/record"
 )
 
-// Producer is the transactional producer of one slot and the client it runs on.
+// Producer is the transactional producer of one slot: kmirror's produce pipeline under the
+// slot's transactional id (produce.Txn: up to five requests in flight per broker, sequences per
+// partition), and the client it runs on. Begin, Produce, Flush, Commit and Abort are
+// produce.Txn's; they are called by one goroutine at a time.
 type Producer interface {
-	sarama.AsyncProducer
-	// Abort closes the producer's connections, so that nothing it still holds reaches the
-	// target from now on. It does not block.
-	Abort()
-	// Release closes the client under the producer, once the producer has shut down.
-	Release()
+	// Begin opens a transaction.
+	Begin() error
+	// Produce queues a record in the open transaction; an error (marked produce.ErrTxnAborted
+	// or produce.ErrTxnFatal) says the transaction can no longer commit.
+	Produce(m *sarama.ProducerMessage) error
+	// Flush waits until the target acknowledged every record of the open transaction (each
+	// record's Offset is then its offset on the target), or says why it cannot commit.
+	Flush(ctx context.Context) error
+	// Commit commits the open transaction with the positions, or aborts it and says why.
+	Commit(ctx context.Context, pos *produce.Positions) error
+	// Abort aborts the open transaction.
+	Abort(ctx context.Context) error
+	// Kill closes the producer's connections, so that nothing it still holds reaches the
+	// target from now on, and fails what it holds. It does not block.
+	Kill()
+	// Close aborts an open transaction and closes the producer and its client.
+	Close()
 	// Knows reports whether the producer's metadata has partition of topic, refreshing the
 	// topic's metadata first when it has not.
 	Knows(topic string, partition int32) (bool, error)
@@ -84,23 +99,20 @@ type Txn struct {
 	slot     int
 	id       string
 	open     Open
-	group    *sarama.ConsumerGroupMetadata
+	group    string
 	limits   Limits
 	metadata func(sourceTopic string) string
 	tracer   trace.Tracer
 	obs      Observer
 
-	p      Producer
-	abortP atomic.Pointer[producerRef] // p, for Abort, which must not wait for t.mu
-	bound  int
-	done   chan struct{} // closed once p's reader goroutines have returned
-	err    atomic.Pointer[error]
-	// answered counts the records of p the target has answered (acknowledged or failed);
-	// answer is signalled at each. sent (under mu) counts the records handed to p.
-	answered atomic.Int64
-	answer   chan struct{}
+	p     Producer
+	killP atomic.Pointer[producerRef] // p, for Abort, which must not wait for t.mu
+	bound int
+	// failed is why the open transaction can no longer commit, once the producer said so: it is
+	// then due at once (its commit aborts it).
+	failed atomic.Pointer[error]
 	// aborted is set by Abort: the producer's connections are closed, so a commit would only
-	// retry its requests on them until the transactional retries run out.
+	// fail.
 	aborted atomic.Bool
 
 	mu      sync.Mutex
@@ -108,7 +120,6 @@ type Txn struct {
 	began   time.Time // zero while no transaction is open
 	pending []Held
 	bytes   int64
-	sent    int64
 	next    map[string]map[int32]*sarama.PartitionOffsetMetadata // target topic → partition → position
 	// last is the position of every partition this producer has committed or was given
 	// (Keep), and when it was last committed: Refresh commits again the ones gone stale.
@@ -127,7 +138,7 @@ type kept struct {
 // newTxn opens slot's producer (fencing its previous holders).
 func newTxn(slot int, id string, bound int, cfg *Config) (*Txn, error) {
 	t := &Txn{
-		slot: slot, id: id, open: cfg.Open, group: sarama.NewConsumerGroupMetadata(cfg.Group), limits: cfg.Limits,
+		slot: slot, id: id, open: cfg.Open, group: cfg.Group, limits: cfg.Limits,
 		metadata: cfg.Metadata, tracer: cfg.Tracer, obs: cfg.Observer,
 	}
 	if err := t.start(bound); err != nil {
@@ -157,7 +168,7 @@ func (t *Txn) Due(now time.Time, backlogged bool) bool {
 	if t.began.IsZero() {
 		return false
 	}
-	if len(t.pending) >= t.limits.Records || t.bytes >= t.limits.Bytes {
+	if len(t.pending) >= t.limits.Records || t.failed.Load() != nil || t.bytes >= t.limits.Bytes {
 		return true
 	}
 	age := now.Sub(t.began)
@@ -183,37 +194,8 @@ func (t *Txn) start(bound int) error {
 	if err != nil {
 		return fmt.Errorf("open the transactional producer %q: %w", t.id, err)
 	}
-	t.p, t.bound, t.done = p, bound, make(chan struct{})
-	t.abortP.Store(&producerRef{p})
-	t.err.Store(nil)
-	t.sent = 0
-	t.answered.Store(0)
-	answer := make(chan struct{}, 1)
-	t.answer = answer
-	answered := func() {
-		t.answered.Add(1)
-		select {
-		case answer <- struct{}{}:
-		default:
-		}
-	}
-	var both sync.WaitGroup
-	both.Add(2)
-	go func() {
-		defer both.Done()
-		for range p.Successes() { // the records stay pending until their transaction commits
-			answered()
-		}
-	}()
-	go func() {
-		defer both.Done()
-		for pe := range p.Errors() {
-			err := fmt.Errorf("produce %s/%d: %w", pe.Msg.Topic, pe.Msg.Partition, pe.Err)
-			t.err.CompareAndSwap(nil, &err)
-			answered()
-		}
-	}()
-	go func() { both.Wait(); close(t.done) }()
+	t.p, t.bound = p, bound
+	t.killP.Store(&producerRef{p})
 	return nil
 }
 
@@ -225,10 +207,11 @@ func (t *Txn) begin() error {
 	if !t.began.IsZero() {
 		return nil
 	}
-	if err := t.p.BeginTxn(); err != nil {
+	if err := t.p.Begin(); err != nil {
 		return fmt.Errorf("begin a transaction of %q: %w", t.id, err)
 	}
 	t.began = time.Now()
+	t.failed.Store(nil)
 	t.next = make(map[string]map[int32]*sarama.PartitionOffsetMetadata)
 	return nil
 }
@@ -259,15 +242,17 @@ func (t *Txn) Send(ctx context.Context, r *record.Record) error {
 	if err := t.begin(); err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	topic, partition := r.Msg.Topic, r.Msg.Partition
-	select {
-	case t.p.Input() <- &r.Msg:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := t.p.Produce(&r.Msg); err != nil {
+		// The transaction can no longer commit: r is held all the same, so that its commit
+		// (due at once) aborts it with every record it holds, in order.
+		t.failed.CompareAndSwap(nil, &err)
 	}
 	t.pending = append(t.pending, Held{Record: r})
 	t.bytes += r.Size
-	t.sent++
 	t.advance(r, topic, partition)
 	return nil
 }
@@ -311,39 +296,11 @@ func (t *Txn) CommitAfter(ctx context.Context, before func([]Held) error) ([]Hel
 	return t.commit(ctx, before)
 }
 
-// acknowledged waits until the target has answered every record handed to the producer, the
-// producer has shut down, or the transaction can no longer commit. The last matters: once the
-// producer is fenced (a zombie whose slot another member took) abortWhenFatal closes its
-// connections, and the records it still holds are retried until the delivery timeout; a
-// commit that waited for them would hold the slot, its claims' drain and the member's stop
-// that long, where AddOffsetsToTxn fails at once.
-func (t *Txn) acknowledged() error {
-	const cannotCommit = sarama.ProducerTxnFlagFatalError | sarama.ProducerTxnFlagAbortableError
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for t.answered.Load() < t.sent {
-		if t.aborted.Load() {
-			return errAborted
-		}
-		if st := t.p.TxnStatus(); st&cannotCommit != 0 {
-			return fmt.Errorf("the transaction of %q can no longer commit (producer state %s)", t.id, st)
-		}
-		select {
-		case <-t.answer:
-		case <-tick.C:
-		case <-t.done:
-			if t.answered.Load() < t.sent {
-				return fmt.Errorf("the producer of %q shut down before the target acknowledged the transaction's records", t.id)
-			}
-		}
-	}
-	if e := t.err.Load(); e != nil {
-		return errors.New("a record of the transaction came back failed")
-	}
-	return nil
-}
-
 // commit is Commit with t.mu held.
+//
+// The commit's requests are not cancelled with ctx: a commit under way when the worker stops
+// completes (or fails) as the target answers, within producer.delivery_timeout, rather than
+// leave its outcome unknown; Abort ends it at once.
 func (t *Txn) commit(ctx context.Context, before func([]Held) error) ([]Held, error) {
 	if t.began.IsZero() {
 		return nil, nil
@@ -360,31 +317,30 @@ func (t *Txn) commit(ctx context.Context, before func([]Held) error) ([]Held, er
 			trace.WithAttributes(attribute.String("kmirror.transactional_id", t.id), attribute.Int("kmirror.records", len(recs))))
 		defer span.End()
 	}
-	stop := t.abortWhenFatal()
-	defer stop()
+	cctx := context.WithoutCancel(ctx)
 	var err error
-	if before != nil {
-		if err = t.acknowledged(); err == nil {
+	if t.aborted.Load() {
+		err = errAborted
+	}
+	if err == nil && before != nil {
+		// Every record acknowledged (with its target offset) before the step.
+		if err = t.p.Flush(cctx); err == nil {
 			err = before(recs)
 		}
 	}
 	if err == nil && t.aborted.Load() {
-		// Aborted while the records were written or mapped (the mirror stops): CommitTxn would
-		// retry AddOffsetsToTxn on closed connections for the whole transactional retry budget
-		// (some 45 s), holding the slot and the member's stop.
+		// Aborted while the records were written or mapped (the mirror stops).
 		err = errAborted
 	}
 	if err == nil {
-		err = t.p.AddOffsetsToTxnWithGroupMetadata(offsets, t.group)
-	}
-	if err == nil {
-		err = t.p.CommitTxn()
-	}
-	if e := t.err.Load(); err == nil && e != nil {
-		// Cannot happen with sarama (an error returned for a record puts the transaction in an
-		// abortable state, which CommitTxn refuses), but a committed transaction that lost a
-		// record would break the guarantee: stop rather than go on.
-		err = fmt.Errorf("a record of the committed transaction came back failed: %w", *e)
+		// Commit flushes what is left, adds the positions (AddOffsetsToTxn, TxnOffsetCommit)
+		// and ends the transaction; it aborts it itself when it cannot commit.
+		err = t.p.Commit(cctx, &produce.Positions{Group: t.group, Offsets: offsets})
+	} else if aerr := t.p.Abort(cctx); aerr != nil {
+		// The producer failed for good on the way: the coordinator aborts the transaction
+		// when the slot's id is next initialised, or at its timeout; nothing of it is ever
+		// visible to read_committed.
+		err = fmt.Errorf("%w (and the abort failed: %w)", err, aerr)
 	}
 	if err != nil {
 		err = t.fail(err)
@@ -399,35 +355,10 @@ func (t *Txn) commit(ctx context.Context, before func([]Held) error) ([]Held, er
 	return recs, nil
 }
 
-// abortWhenFatal watches the producer while a commit runs: once its transaction is beyond
-// repair (fenced by the slot's next holder, or another fatal error), sarama would still retry
-// what it holds for the whole delivery timeout before CommitTxn returned; closing the
-// connections fails it at once. It returns the function that ends the watch.
-func (t *Txn) abortWhenFatal() func() {
-	p := t.p
-	done := make(chan struct{})
-	go func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			if p.TxnStatus()&sarama.ProducerTxnFlagFatalError != 0 {
-				p.Abort()
-				return
-			}
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
-	return func() { close(done) }
-}
-
-// fail aborts the transaction after err and says what became of it.
+// fail says what became of a transaction that failed with err (it was aborted).
 func (t *Txn) fail(err error) error {
-	if e := t.err.Load(); e != nil {
-		err = fmt.Errorf("%w (first record error: %w)", err, *e)
+	if e := t.failed.Load(); e != nil && !errors.Is(err, *e) {
+		err = fmt.Errorf("%w (first error: %w)", err, *e)
 	}
 	switch {
 	case errors.Is(err, sarama.ErrProducerFenced) || errors.Is(err, sarama.ErrInvalidProducerEpoch):
@@ -438,12 +369,6 @@ func (t *Txn) fail(err error) error {
 	case errors.Is(err, sarama.ErrTransactionalIDAuthorizationFailed) || errors.Is(err, sarama.ErrGroupAuthorizationFailed):
 		err = fmt.Errorf("%w (grant Write and Describe on the transactional ids with the prefix and Read on the positions "+
 			"group; validate --connect checks both)", err)
-	}
-	if aerr := t.p.AbortTxn(); aerr != nil {
-		// The coordinator aborts it at the transaction timeout, or at once when the next
-		// holder of the id initialises it; nothing of it is ever visible to read_committed.
-		t.p.Abort()
-		return fmt.Errorf("transaction of %q failed and was not aborted cleanly (%v): %w", t.id, aerr, err)
 	}
 	return fmt.Errorf("transaction of %q aborted: %w", t.id, err)
 }
@@ -479,11 +404,9 @@ func (t *Txn) Rebound(bound int) error {
 // coordinator aborts it when the id is next initialised, or at its timeout). t.mu is held.
 func (t *Txn) shut() {
 	if !t.began.IsZero() {
-		t.p.Abort()
+		t.p.Kill()
 	}
-	t.p.AsyncClose()
-	<-t.done
-	t.p.Release()
+	t.p.Close()
 }
 
 // Knows reports whether the producer knows partition of topic (see Producer.Knows).
@@ -501,7 +424,7 @@ func (t *Txn) Knows(topic string, partition int32) (bool, error) {
 // must reach a producer whose commit hangs).
 func (t *Txn) Abort() {
 	t.aborted.Store(true)
-	t.abortP.Load().Abort()
+	t.killP.Load().Kill()
 }
 
 // errAborted fails a commit after Abort.
@@ -519,14 +442,4 @@ func (t *Txn) Close() []Held {
 	t.shut()
 	t.closed = true
 	return left
-}
-
-// RetryBackoff is the pause before transactional request retry number retries (0-based), for
-// sarama's Producer.Transaction.Retry.BackoffFunc. The coordinator answers
-// CONCURRENT_TRANSACTIONS to the next transaction's first AddPartitionsToTxn while the markers
-// of the one just committed are still being written, which takes milliseconds: a fixed 100 ms
-// (sarama's default; 20 ms for that first retry) would idle the slot for longer than that at
-// every transaction. It starts at 5 ms and doubles to a second: 50 retries span about 45 s.
-func RetryBackoff(retries, _ int) time.Duration {
-	return min(5*time.Millisecond<<min(retries, 8), time.Second)
 }

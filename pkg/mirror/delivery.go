@@ -54,27 +54,19 @@ func (m *Mirror) openExactlyOnce(ctx context.Context) (*exactlyOnce, error) {
 	eo.metadata = func(string) string { return "" }
 	eo.recover = func(map[string][]int32) (map[source.TopicPartition]source.Committed, error) { return nil, nil }
 	prefix := d.TransactionalPrefix(m.cfg.Consumer.GroupID, m.cfg.Source.Alias)
-	open := func(id string, bound int) (delivery.Producer, error) {
-		name := fmt.Sprintf("txn-%s-%d", id, bound)
-		return worker.OpenProducer(m.target.Bootstrap(), func(bound int) (*sarama.Config, error) {
-			pc, err := worker.ProducerConfig(m.target.Config(name), m.cfg.Producer, bound)
-			if err != nil {
-				return nil, err
-			}
-			pc.Producer.Transaction.ID = id
-			// Long enough for a commit that rides out a failing broker within the delivery
-			// timeout; a member that dies leaves its transaction to the next holder of the id,
-			// whose InitProducerId aborts it at once.
-			pc.Producer.Transaction.Timeout = m.cfg.Producer.DeliveryTimeout + 30*time.Second
-			pc.Producer.Transaction.Retry.Max = 50
-			pc.Producer.Transaction.Retry.Backoff = 100 * time.Millisecond
-			pc.Producer.Transaction.Retry.BackoffFunc = delivery.RetryBackoff
+	// A slot's producer is kmirror's transactional produce pipeline. Its transaction timeout is
+	// long enough for a commit that rides out a failing broker within the delivery timeout; a
+	// member that dies leaves its transaction to the next holder of the id, whose InitProducerId
+	// aborts it at once.
+	open := worker.OpenTxn(m.target.Bootstrap(), m.cfg.Producer, m.cfg.Producer.DeliveryTimeout+30*time.Second, m.log,
+		func(id string, bound int) *sarama.Config {
+			name := fmt.Sprintf("txn-%s-%d", id, bound)
+			c := m.target.Config(name)
 			if m.opts.SaramaClients != nil {
-				m.opts.SaramaClients(name, pc)
+				m.opts.SaramaClients(name, c)
 			}
-			return pc, pc.Validate()
-		})(bound)
-	}
+			return c
+		})
 	var tracer trace.Tracer
 	if m.opts.Tracing.Enabled {
 		tracer = m.opts.Tracing.Tracer

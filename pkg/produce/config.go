@@ -103,7 +103,7 @@ func requestVersion(v sarama.KafkaVersion) int16 {
 }
 
 // RetryPause is the pause before retry number n (0-based): base doubling, at most a second. The
-// workers pace their own retries (and sarama's transactional producers) with it too.
+// workers pace their own retries (and the dead-letter writer's sarama producer) with it too.
 func RetryPause(base time.Duration, n int) time.Duration {
 	if base <= 0 {
 		return 0

@@ -38,10 +38,14 @@ type txnState struct {
 	timeout time.Duration
 	wake    chan struct{} // a partition waits to be added
 
-	added map[topicPartition]bool // partitions added to the open transaction
-	err   error                   // why the open transaction cannot commit
-	fatal bool                    // and why the producer cannot go on
-	bump  bool                    // a batch failed: bump the epoch after the abort (KIP-360)
+	added   map[topicPartition]bool // partitions added to the open transaction
+	offsets bool                    // the positions' group was added to it (AddOffsetsToTxn)
+	err     error                   // why the open transaction cannot commit
+	fatal   bool                    // and why the producer cannot go on
+	bump    bool                    // a batch failed: bump the epoch after the abort (KIP-360)
+
+	renewed  bool // the open transaction took the producer id again (once at most)
+	renewals int  // producer ids taken again after the coordinator forgot them (renewProducerID)
 }
 
 // inTxn reports whether part may send: always, unless transactional and part is not yet added
@@ -111,6 +115,14 @@ func (tx *Txn) ProducerID() (int64, int16) {
 	tx.p.mu.Lock()
 	defer tx.p.mu.Unlock()
 	return tx.p.pid, tx.p.epoch
+}
+
+// Renewals returns how many times the producer id was taken again because the coordinator no
+// longer knew it (an idle transactional id expired).
+func (tx *Txn) Renewals() int {
+	tx.p.mu.Lock()
+	defer tx.p.mu.Unlock()
+	return tx.t.renewals
 }
 
 // settle is the pipeline's Done: it holds outcomes until the transaction ends.
@@ -203,6 +215,13 @@ func (tx *Txn) adder() {
 			continue
 		}
 		err := p.addPartitions(p.ctx, want, pid, epoch)
+		if err != nil {
+			var renewed bool
+			if renewed, err = tx.renewProducerID(err); renewed {
+				poke(t.wake) // add them under the new producer id
+				continue
+			}
+		}
 		p.mu.Lock()
 		if err != nil {
 			p.txnFailed(err)
@@ -255,6 +274,14 @@ func (tx *Txn) Flush(ctx context.Context) error {
 		if done {
 			break
 		}
+		p.mu.Lock()
+		fatal := tx.t.fatal
+		p.mu.Unlock()
+		if fatal {
+			// The producer cannot go on (fenced, say): the batches still unsettled would only
+			// be retried until the delivery timeout. end fails them at once.
+			break
+		}
 		select {
 		case <-tx.changed:
 		case <-ctx.Done():
@@ -298,7 +325,17 @@ func (tx *Txn) Commit(ctx context.Context, pos *Positions) error {
 	pid, epoch, started := p.pid, p.epoch, len(tx.t.added) > 0
 	p.mu.Unlock()
 	if pos != nil && len(pos.Offsets) > 0 {
-		if err := p.commitPositions(ctx, pos, pid, epoch); err != nil {
+		err := p.commitPositions(ctx, pos, pid, epoch)
+		if err != nil && !started {
+			var renewed bool
+			if renewed, err = tx.renewProducerID(err); renewed {
+				p.mu.Lock()
+				pid, epoch = p.pid, p.epoch
+				p.mu.Unlock()
+				err = p.commitPositions(ctx, pos, pid, epoch)
+			}
+		}
+		if err != nil {
 			return tx.end(ctx, err)
 		}
 		started = true
@@ -345,7 +382,7 @@ func (tx *Txn) end(ctx context.Context, cause error) error {
 	}
 	p.mu.Lock()
 	fatal := tx.t.fatal || errors.Is(cause, ErrTxnFatal)
-	pid, epoch, started, bump := p.pid, p.epoch, len(tx.t.added) > 0, tx.t.bump
+	pid, epoch, started, bump := p.pid, p.epoch, len(tx.t.added) > 0 || tx.t.offsets, tx.t.bump
 	p.mu.Unlock()
 	// With nothing added, no EndTxn: the coordinator refuses to end an empty transaction
 	// (INVALID_TXN_STATE, fatal). An AddPartitionsToTxn whose answer was lost may have opened
@@ -397,6 +434,7 @@ func (tx *Txn) report(err error) {
 	p := tx.p
 	p.mu.Lock()
 	clear(tx.t.added)
+	tx.t.offsets, tx.t.renewed = false, false
 	if !tx.t.fatal {
 		tx.t.err, tx.t.bump = nil, false
 	}
@@ -424,4 +462,42 @@ func (tx *Txn) Close() {
 		cancel()
 	}
 	tx.p.Close()
+}
+
+// renewProducerID recovers a transaction that has not started on the coordinator (no partition
+// and no group added yet) from a coordinator that no longer knows the producer id: an idle
+// transactional id expired (transactional.id.expiration.ms; INVALID_PRODUCER_ID_MAPPING) or its
+// producer's state was lost (UNKNOWN_PRODUCER_ID). Nothing of the transaction was sent (a
+// partition sends only once added), so it takes the id again and the caller goes on under it
+// (renewed). It asks with the producer id and epoch it holds (KIP-360), so that the coordinator
+// fences it (PRODUCER_FENCED, returned marked ErrTxnFatal) rather than hand it the id when
+// another producer took the id meanwhile: the fencing of zombies holds. Otherwise, or on targets
+// before 2.5 (which cannot tell a zombie apart), err comes back as it was.
+func (tx *Txn) renewProducerID(err error) (renewed bool, _ error) {
+	p := tx.p
+	if !errors.Is(err, sarama.ErrInvalidProducerIDMapping) && !errors.Is(err, sarama.ErrUnknownProducerID) {
+		return false, err
+	}
+	if !p.cfg.Net.Version.IsAtLeast(sarama.V2_5_0_0) {
+		return false, err
+	}
+	p.mu.Lock()
+	started := len(tx.t.added) > 0 || tx.t.offsets || tx.t.err != nil || tx.t.renewed
+	tx.t.renewed = true
+	oldPID, oldEpoch := p.pid, p.epoch
+	p.mu.Unlock()
+	if started {
+		return false, err
+	}
+	if berr := p.initTxnProducerID(); berr != nil {
+		return false, fmt.Errorf("%w (taking the transactional id again after: %v)", berr, err)
+	}
+	p.mu.Lock()
+	tx.t.renewals++
+	pid, epoch := p.pid, p.epoch
+	p.mu.Unlock()
+	p.cfg.Log.Info("the target no longer knew the transactional producer id (expired while idle); took it again before "+
+		"the transaction started", zap.String("transactional_id", tx.t.id), zap.Int64("old_producer_id", oldPID),
+		zap.Int16("old_epoch", oldEpoch), zap.Int64("producer_id", pid), zap.Int16("epoch", epoch), zap.Error(err))
+	return true, nil
 }

@@ -352,3 +352,49 @@ func TestTxnRetriesCoordinatorErrorsAndAbortsOnARefusedBatch(t *testing.T) {
 		t.Fatalf("positions %v, want 0:200 1:200", got)
 	}
 }
+
+// A coordinator that no longer knows the producer id (an idle transactional id expired:
+// INVALID_PRODUCER_ID_MAPPING) at the first request of a transaction, before anything of it was
+// added or sent, does not fail it: the id is taken again (KIP-360, with the producer id and
+// epoch held) and the transaction goes on under it, for records (AddPartitionsToTxn) as for
+// positions alone (AddOffsetsToTxn). Read read_committed, each record is there once, in order.
+func TestTxnRenewsAProducerIDTheCoordinatorForgot(t *testing.T) {
+	c := fakeTarget(t, 1, 2)
+	ctx := context.Background()
+	o := newOutcomes()
+	tx := openTxn(t, testConfig(c), "txn-x", o)
+	pid0, _ := tx.ProducerID()
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.AddPartitionsToTxn}, TxnID: "txn-x", Err: kerr.InvalidProducerIDMapping, Count: 1})
+	if err := tx.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	first := produceTxn(t, tx, "a-", 2, 100)
+	if err := tx.Commit(ctx, positions("pos", map[int32]int64{0: 100, 1: 100})); err != nil {
+		t.Fatalf("commit after the coordinator forgot the producer id at AddPartitionsToTxn: %v", err)
+	}
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.AddOffsetsToTxn}, TxnID: "txn-x", Err: kerr.InvalidProducerIDMapping, Count: 1})
+	if err := tx.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx, positions("pos", map[int32]int64{0: 100, 1: 100})); err != nil {
+		t.Fatalf("a positions-only commit after the coordinator forgot the producer id at AddOffsetsToTxn: %v", err)
+	}
+	if err := tx.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	second := produceTxn(t, tx, "b-", 2, 100)
+	if err := tx.Commit(ctx, positions("pos", map[int32]int64{0: 200, 1: 200})); err != nil {
+		t.Fatal(err)
+	}
+	pid, epoch := tx.ProducerID()
+	t.Logf("producer id %d, then %d epoch %d after %d renewals", pid0, pid, epoch, tx.Renewals())
+	if n := tx.Renewals(); n != 2 {
+		t.Fatalf("%d renewals of the producer id, want 2", n)
+	}
+	for p := range int32(2) {
+		checkCommitted(t, c, p, append(first[p], second[p]...))
+	}
+	if got := readPositions(t, c, "pos"); got[0] != 200 || got[1] != 200 {
+		t.Fatalf("positions %v, want 0:200 1:200", got)
+	}
+}

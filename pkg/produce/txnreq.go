@@ -104,11 +104,24 @@ func wrapTxn(err error, class txnClass) error {
 // Config.DeliveryTimeout or when ctx ends. A non-retriable error comes back marked by its class.
 func (p *Pipeline) coordinatorCall(ctx context.Context, what string, coord func() (*sarama.Broker, error),
 	refresh func() error, call func(*sarama.Broker) error) error {
+	if p.ctx != nil {
+		// Abort (or Close) ends the requests too: on closed connections they would only be
+		// retried until the delivery timeout, holding the caller.
+		var stop context.CancelFunc
+		ctx, stop = context.WithCancel(ctx)
+		defer stop()
+		unwatch := context.AfterFunc(p.ctx, stop)
+		defer unwatch()
+	}
 	wait := backoff.NewExponentialBackOff()
-	// Short first pauses: CONCURRENT_TRANSACTIONS answers AddPartitionsToTxn for as long as the
-	// last commit's markers are being written, a few milliseconds (Kafka's producer retries it
-	// after 20 ms too).
-	wait.InitialInterval = 20 * time.Millisecond
+	// Short first pauses: CONCURRENT_TRANSACTIONS answers the next transaction's first
+	// AddPartitionsToTxn for as long as the last commit's markers are being written, a few
+	// milliseconds, at every transaction of a busy slot. From 5 ms doubling to a second, as
+	// the exactly-once tuning found best for sarama's transactional producer before
+	// (benchmarks/results/eos-tuning-2026-12-01.md: commit latency 63 → 48 ms); 50 tries span
+	// about 45 s, and DeliveryTimeout bounds them.
+	wait.InitialInterval = 5 * time.Millisecond
+	wait.Multiplier = 2
 	wait.MaxInterval = time.Second
 	tries := 0
 	_, err := backoff.Retry(ctx, func() (struct{}, error) {
@@ -258,6 +271,9 @@ func (p *Pipeline) commitPositions(ctx context.Context, pos *Positions, pid int6
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	p.txn.offsets = true
+	p.mu.Unlock()
 	req := &sarama.TxnOffsetCommitRequest{TransactionalID: p.txn.id, GroupID: pos.Group, ProducerID: pid,
 		ProducerEpoch: epoch, Topics: pos.Offsets}
 	v := p.cfg.Net.Version

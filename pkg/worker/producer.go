@@ -29,8 +29,8 @@ type Producer interface {
 // maxMessageBytes, uncompressed.
 type NewProducer func(maxMessageBytes int) (Producer, error)
 
-// ProducerConfig sets up an idempotent, ordered sarama producer (the transactional producers of
-// exactly-once and the dead-letter writer; at-least-once uses PipelineConfig) on top of base
+// ProducerConfig sets up an idempotent, ordered sarama producer (the dead-letter writer; the
+// mirrored records go through kmirror's produce pipelines, PipelineConfig) on top of base
 // (which carries the target cluster's connection settings): acks from all in-sync replicas,
 // one request in flight per broker (so retries cannot reorder), records sent to the partition
 // they name, batches of at most maxMessageBytes per partition.

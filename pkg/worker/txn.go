@@ -21,10 +21,11 @@ import (
 // that fails stops its records' partitions and the mirror, which resumes from the positions the
 // target holds.
 //
-// Order: a partition's records go through one producer in inbox order, with one batch per
-// partition in flight (idempotence) and transactions one after another on that producer; a
-// record that must travel alone, or needs a producer with another batch bound, first commits
-// what is open, then reopens the slot's producer with the bound it needs.
+// Order: a partition's records go through one producer in inbox order — the slot's produce
+// pipeline (produce.Txn), whose sequences per partition keep order with up to five requests in
+// flight per broker — and transactions one after another on that producer; a record that must
+// travel alone, or needs a producer with another batch bound, first commits what is open, then
+// reopens the slot's producer with the bound it needs.
 //
 // A commit (flush, AddOffsetsToTxn, EndTxn) waits for the target, so each slot the worker
 // carries has a sender of its own: the worker routes records from its inbox to the senders in

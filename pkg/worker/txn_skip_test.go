@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.uber.org/zap"
 
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/delivery"
@@ -26,16 +27,8 @@ import (
 // panic.
 func TestARebalanceWhileATransactionHoldsOnlySkipsCommitsItFirst(t *testing.T) {
 	target, base, client := txnTarget(t, 1)
-	open := func(id string, bound int) (delivery.Producer, error) {
-		return OpenProducer(target.Addrs(), func(bound int) (*sarama.Config, error) {
-			pc, err := ProducerConfig(base(), config.Default().Producer, bound)
-			if err != nil {
-				return nil, err
-			}
-			pc.Producer.Transaction.ID = id
-			return pc, pc.Validate()
-		})(bound)
-	}
+	open := OpenTxn(target.Addrs(), config.Default().Producer, time.Minute, zap.NewNop(),
+		func(string, int) *sarama.Config { return base() })
 	const age = 300 * time.Millisecond
 	txns, err := delivery.New(delivery.Config{
 		Slots: 1, Prefix: "kmirror", Group: "kmirror-positions", Open: open, Bound: 1 << 20,

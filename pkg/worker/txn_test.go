@@ -8,26 +8,28 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"go.uber.org/zap"
 
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/delivery"
 	"github.com/kmirror/kmirror/pkg/embedded"
 	"github.com/kmirror/kmirror/pkg/offsets"
+	"github.com/kmirror/kmirror/pkg/produce"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
 	"github.com/kmirror/kmirror/pkg/slots"
 )
 
-// stallingProducer holds every CommitTxn until release is closed: a commit the target is slow
+// stallingProducer holds every Commit until release is closed: a commit the target is slow
 // to answer.
 type stallingProducer struct {
 	delivery.Producer
 	release <-chan struct{}
 }
 
-func (p *stallingProducer) CommitTxn() error {
+func (p *stallingProducer) Commit(ctx context.Context, pos *produce.Positions) error {
 	<-p.release
-	return p.Producer.CommitTxn()
+	return p.Producer.Commit(ctx, pos)
 }
 
 // ackedBy counts acknowledgements per source partition.
@@ -50,7 +52,7 @@ func (o *ackedBy) of(p int32) int {
 }
 
 // TestOneSlotsCommitDoesNotStallTheWorkersOtherSlots: one worker carries two partitions of two
-// slots. The first slot's commit hangs (its producer's CommitTxn waits); the other slot's records,
+// slots. The first slot's commit hangs (its producer's Commit waits); the other slot's records,
 // behind it in the inbox, are committed and acknowledged meanwhile, and the first slot's once its
 // commit returns.
 func TestOneSlotsCommitDoesNotStallTheWorkersOtherSlots(t *testing.T) {
@@ -71,14 +73,8 @@ func TestOneSlotsCommitDoesNotStallTheWorkersOtherSlots(t *testing.T) {
 	var releaseOnce sync.Once
 	releaseCommit := func() { releaseOnce.Do(func() { close(release) }) }
 	open := func(id string, bound int) (delivery.Producer, error) {
-		p, err := OpenProducer(target.Addrs(), func(bound int) (*sarama.Config, error) {
-			pc, err := ProducerConfig(base(), config.Default().Producer, bound)
-			if err != nil {
-				return nil, err
-			}
-			pc.Producer.Transaction.ID = id
-			return pc, pc.Validate()
-		})(bound)
+		p, err := OpenTxn(target.Addrs(), config.Default().Producer, time.Minute, zap.NewNop(),
+			func(string, int) *sarama.Config { return base() })(id, bound)
 		if err != nil || id != stalledID {
 			return p, err
 		}

@@ -16,8 +16,8 @@
 // per-partition sequence numbers, and every failure the cluster's state explains (a leader
 // moved, a connection broken, a timeout, a lost sequence) retried inside the pipeline by
 // resending the partition's unacknowledged batches in order, so the worker sees only a record's
-// final fate, in the partition's order. In exactly-once, sarama's transactional producer keeps
-// one batch per partition in flight and retries it in place. A record the target refuses for
+// final fate, in the partition's order. In exactly-once, the same pipeline runs under each slot's
+// transactional id (produce.Txn, pkg/delivery). A record the target refuses for
 // what it is (too large, a timestamp out of bounds, no key in a compacted topic) is caught
 // before it is sent,
 // where the record is known exactly: records that might fit only compressed are sent alone, once

@@ -1,6 +1,7 @@
 package produce
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -109,7 +110,7 @@ func TestProduceBatchStopsAtARefusedRecord(t *testing.T) {
 	cfg := testConfig(c)
 	cfg.MaxBatchBytes = 1000
 	p := open(t, cfg, o)
-	p.ProduceBatch([]*sarama.ProducerMessage{msg(0, "a"), msg(0, "b"), msg(0, strings.Repeat("x", 1000)), msg(0, "c"), msg(0, "d")})
+	p.ProduceBatch(context.Background(), []*sarama.ProducerMessage{msg(0, "a"), msg(0, "b"), msg(0, strings.Repeat("x", 1000)), msg(0, "c"), msg(0, "d")})
 	o.wait(t, 5, 10*time.Second)
 	if !errors.Is(o.failed[strings.Repeat("x", 1000)], sarama.ErrMessageSizeTooLarge) {
 		t.Errorf("the large record failed with %v, want MESSAGE_TOO_LARGE", o.failed[strings.Repeat("x", 1000)])

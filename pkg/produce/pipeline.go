@@ -239,7 +239,7 @@ const initProducerIDTries = 8
 // Produce queues m for its partition (m.Topic, m.Partition). It blocks while the pipeline holds
 // Config.MaxBufferedBytes; after Abort or Close, m is settled at once with the error.
 func (p *Pipeline) Produce(m *sarama.ProducerMessage) {
-	p.ProduceBatch([]*sarama.ProducerMessage{m})
+	p.ProduceBatch(context.Background(), []*sarama.ProducerMessage{m})
 }
 
 // ProduceBatch queues msgs, records of one partition in the order they are to be written, in
@@ -249,10 +249,11 @@ func (p *Pipeline) Produce(m *sarama.ProducerMessage) {
 // batch, a key or value that cannot be encoded, not of msgs[0]'s partition) is settled with
 // that error naming it, and every record after it in msgs with ErrNotWritten: nothing of a
 // partition is queued behind a record that failed. After Abort or Close, the records are
-// settled at once with ErrAborted.
-func (p *Pipeline) ProduceBatch(msgs []*sarama.ProducerMessage) {
+// settled at once with ErrAborted. It returns how many of msgs it took (queued or settled):
+// all, unless ctx ended while it waited for room; the rest are the caller's, untouched.
+func (p *Pipeline) ProduceBatch(ctx context.Context, msgs []*sarama.ProducerMessage) int {
 	if len(msgs) == 0 {
-		return
+		return 0
 	}
 	tp := topicPartition{msgs[0].Topic, msgs[0].Partition}
 	p.mu.Lock()
@@ -264,8 +265,10 @@ func (p *Pipeline) ProduceBatch(msgs []*sarama.ProducerMessage) {
 	}
 	for i, m := range msgs {
 		key, val, size, ts, err := encodeRecord(m, tp)
-		for err == nil && p.buffered > 0 && p.buffered+size > p.cfg.MaxBufferedBytes && !p.aborted {
-			p.room.Wait()
+		if err == nil && p.buffered > 0 && p.buffered+size > p.cfg.MaxBufferedBytes && !p.aborted {
+			if !p.waitRoom(ctx, size) {
+				return i
+			}
 		}
 		if err == nil && size > p.cfg.MaxBatchBytes-batchOverhead {
 			// As sarama's producer: a record that cannot fit a batch by itself is refused here.
@@ -282,10 +285,29 @@ func (p *Pipeline) ProduceBatch(msgs []*sarama.ProducerMessage) {
 				}
 				p.settle(settledBatch{msgs: append([]*sarama.ProducerMessage(nil), rest...), err: err})
 			}
-			return
+			return len(msgs)
 		}
 		p.queue(part, m, key, val, size, ts)
 	}
+	return len(msgs)
+}
+
+// waitRoom waits until size more bytes fit Config.MaxBufferedBytes (or the pipeline holds
+// nothing, or it aborted); false when ctx ended first; p.mu held.
+func (p *Pipeline) waitRoom(ctx context.Context, size int) bool {
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.room.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
+	for p.buffered > 0 && p.buffered+size > p.cfg.MaxBufferedBytes && !p.aborted {
+		if ctx.Err() != nil {
+			return false
+		}
+		p.room.Wait()
+	}
+	return true
 }
 
 // encodeRecord returns m's key and value, its size as sarama bounds it and its timestamp (now

@@ -100,6 +100,7 @@ type partition struct {
 type batch struct {
 	msgs    []*sarama.ProducerMessage
 	recs    []sarama.Record
+	hdrs    []*sarama.RecordHeader // the records' header pointers, one backing array (grown by append)
 	rb      sarama.RecordBatch
 	bytes   int // sarama's upper bound of the encoded size
 	created time.Time
@@ -349,7 +350,11 @@ func (p *Pipeline) queue(part *partition, m *sarama.ProducerMessage, key, val []
 	}
 	wake := false
 	if b == nil {
-		b = &batch{created: time.Now(), bytes: batchOverhead}
+		// Room for as many records of this one's size as the batch takes: appending then
+		// never copies the batch's records (a batch of small records closes at BatchRecords).
+		n := min(p.cfg.BatchRecords, p.cfg.BatchBytes/size+1, 4096)
+		b = &batch{created: time.Now(), bytes: batchOverhead,
+			recs: make([]sarama.Record, 0, n), msgs: make([]*sarama.ProducerMessage, 0, n)}
 		b.rb = sarama.RecordBatch{Version: 2, Codec: p.cfg.Codec, FirstTimestamp: ts, MaxTimestamp: ts,
 			IsTransactional: p.txn != nil}
 		if len(part.batches) == 0 {
@@ -360,10 +365,13 @@ func (p *Pipeline) queue(part *partition, m *sarama.ProducerMessage, key, val []
 	}
 	rec := sarama.Record{Key: key, Value: val, TimestampDelta: ts.Sub(b.rb.FirstTimestamp), OffsetDelta: int64(len(b.recs))}
 	if len(m.Headers) > 0 {
-		rec.Headers = make([]*sarama.RecordHeader, len(m.Headers))
+		// The batch's records share one slice of header pointers (sarama wants pointers), not
+		// one allocation per record.
+		from := len(b.hdrs)
 		for i := range m.Headers {
-			rec.Headers[i] = &m.Headers[i]
+			b.hdrs = append(b.hdrs, &m.Headers[i])
 		}
+		rec.Headers = b.hdrs[from:len(b.hdrs):len(b.hdrs)]
 	}
 	if ts.After(b.rb.MaxTimestamp) {
 		b.rb.MaxTimestamp = ts

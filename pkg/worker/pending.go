@@ -70,6 +70,10 @@ func (w *Worker) flush(ctx context.Context) bool {
 	if len(p.msgs) == 0 {
 		return true
 	}
+	if ctx.Err() != nil { // the worker stops: nothing more reaches a producer
+		w.dropPending()
+		return false
+	}
 	n := p.lane.batch.ProduceBatch(ctx, p.msgs)
 	all := n == len(p.msgs)
 	for _, m := range p.msgs[n:] {

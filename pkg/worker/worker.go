@@ -19,8 +19,9 @@
 // final fate, in the partition's order. The worker hands the pipeline a partition's records in
 // one call (pending.go: a run of one partition taken from the inbox, at most a target batch of
 // bytes, handed over as soon as the inbox has nothing more ready) and is told their fates a
-// batch at a time on the pipeline's delivery goroutine: no channel per record either way. In exactly-once, sarama's transactional producer keeps
-// one batch per partition in flight and retries it in place. A record the target refuses for
+// batch at a time on the pipeline's delivery goroutine: no channel per record either way. In
+// exactly-once, sarama's transactional producer keeps one batch per partition in flight and
+// retries it in place. A record the target refuses for
 // what it is (too large, a timestamp out of bounds, no key in a compacted topic) is caught
 // before it is sent,
 // where the record is known exactly: records that might fit only compressed are sent alone, once

@@ -1,8 +1,10 @@
 package produce
 
 import (
+	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"github.com/IBM/sarama"
 )
@@ -19,6 +21,7 @@ type Async struct {
 	stop      chan struct{}
 	closed    chan struct{} // Successes and Errors are closed
 	once      sync.Once
+	direct    atomic.Pointer[Done] // set by Direct: outcomes go there, not on the channels
 }
 
 var _ sarama.AsyncProducer = (*Async)(nil)
@@ -73,6 +76,10 @@ func (a *Async) intake() {
 }
 
 func (a *Async) settled(msgs []*sarama.ProducerMessage, err error) {
+	if done := a.direct.Load(); done != nil {
+		(*done)(msgs, err)
+		return
+	}
 	for _, m := range msgs {
 		if err == nil {
 			a.successes <- m
@@ -80,6 +87,17 @@ func (a *Async) settled(msgs []*sarama.ProducerMessage, err error) {
 			a.errors <- &sarama.ProducerError{Msg: m, Err: err}
 		}
 	}
+}
+
+// Direct tells done, from now on, the fate of every batch the pipeline settles, in place of
+// Successes and Errors (which stay empty, and close with Done): for a caller that hands records
+// by partition with ProduceBatch rather than one by one on Input. Call it before producing.
+func (a *Async) Direct(done Done) { a.direct.Store(&done) }
+
+// ProduceBatch is Pipeline.ProduceBatch: msgs are records of one partition, in order. It must
+// not be called from AsyncClose on.
+func (a *Async) ProduceBatch(ctx context.Context, msgs []*sarama.ProducerMessage) int {
+	return a.p.ProduceBatch(ctx, msgs)
 }
 
 // Pipeline is the pipeline under the channels.

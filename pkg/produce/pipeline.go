@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/cenkalti/backoff/v5"
 	"go.uber.org/zap"
 )
 
@@ -33,6 +34,7 @@ type Pipeline struct {
 	mu         sync.Mutex
 	room       *sync.Cond // signalled when buffered shrinks or the pipeline aborts
 	parts      map[topicPartition]*partition
+	busy       map[*partition]struct{} // the partitions holding a batch: all the control loop looks at
 	sinks      map[int32]*sink
 	pid        int64
 	epoch      int16
@@ -55,6 +57,7 @@ type Stats struct {
 	Resends      int // rounds in which a partition sent its queue again
 	OutOfOrder   int // OUT_OF_ORDER_SEQUENCE_NUMBER answers (behind a failed batch, or not)
 	EpochBumps   int // producer ids taken after the first
+	Visits       int // partitions looked at by the control loop and the sinks (the cost of idle ones)
 }
 
 // Stats returns what the pipeline went through so far.
@@ -97,6 +100,7 @@ type partition struct {
 type batch struct {
 	msgs    []*sarama.ProducerMessage
 	recs    []sarama.Record
+	hdrs    []*sarama.RecordHeader // the records' header pointers, one backing array (grown by append)
 	rb      sarama.RecordBatch
 	bytes   int // sarama's upper bound of the encoded size
 	created time.Time
@@ -126,16 +130,17 @@ func newPipeline(cfg Config, done Done, txn *txnState) (*Pipeline, error) {
 	}
 	p := &Pipeline{
 		cfg: cfg, client: client, done: done, version: requestVersion(cfg.Net.Version),
-		parts: make(map[topicPartition]*partition), sinks: make(map[int32]*sink),
+		parts: make(map[topicPartition]*partition), busy: make(map[*partition]struct{}), sinks: make(map[int32]*sink),
 		pid: -1, epoch: -1, txn: txn,
 		wakeCtl: make(chan struct{}, 1), wakeOut: make(chan struct{}, 1), outDone: make(chan struct{}),
 	}
 	p.room = sync.NewCond(&p.mu)
+	p.ctx, p.cancel = context.WithCancel(context.Background())
 	if err := p.initProducerID(); err != nil {
+		p.cancel()
 		_ = client.Close()
 		return nil, err
 	}
-	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.wg.Add(2)
 	go func() { defer p.wg.Done(); p.control() }()
 	go func() { defer p.wg.Done(); p.deliver() }()
@@ -172,46 +177,146 @@ func (p *Pipeline) initProducerIDRequest(txnID *string, timeout time.Duration) (
 }
 
 // initProducerID takes a producer id, or bumps the epoch of the current one (KIP-360) where the
-// target supports it.
+// target supports it. While the target cannot answer (no broker reachable, its coordinator
+// loading, ...) it asks again after growing pauses (cenkalti/backoff), a bounded number of
+// times: the caller decides what then (New fails and the worker opens the pipeline again later;
+// the control loop tries the bump again). An answer no retry changes (not authorized, an
+// unsupported version) is given up on at once.
 func (p *Pipeline) initProducerID() error {
 	if p.txn != nil {
 		return p.initTxnProducerID()
 	}
 	req, _ := p.initProducerIDRequest(nil, 0)
+	wait := backoff.NewExponentialBackOff()
+	wait.InitialInterval = max(p.cfg.RetryBackoff, 20*time.Millisecond)
+	wait.MaxInterval = time.Second
 	var errs []error
-	for range 3 {
+	res, err := backoff.Retry(p.ctx, func() (*sarama.InitProducerIDResponse, error) {
 		b := p.client.LeastLoadedBroker()
 		if b == nil {
-			if err := p.client.RefreshMetadata(); err != nil {
-				errs = append(errs, err)
+			err := p.client.RefreshMetadata()
+			if err == nil {
+				err = errors.New("no target broker reachable")
 			}
-			continue
+			errs = append(errs, err)
+			return nil, err
 		}
 		res, err := b.InitProducerID(req)
 		if err == nil && !errors.Is(res.Err, sarama.ErrNoError) {
 			err = res.Err
 		}
-		if err != nil {
-			errs = append(errs, err)
-			_ = b.Close()
-			continue
+		if err == nil {
+			return res, nil
 		}
-		p.mu.Lock()
-		if p.pid >= 0 {
-			p.stats.EpochBumps++
+		errs = append(errs, err)
+		var ke sarama.KError
+		if !errors.As(err, &ke) {
+			_ = b.Close() // a broken connection: dial again
+			return nil, err
 		}
-		p.pid, p.epoch = res.ProducerID, res.ProducerEpoch
-		p.mu.Unlock()
-		return nil
+		switch ke {
+		case sarama.ErrClusterAuthorizationFailed, sarama.ErrTransactionalIDAuthorizationFailed,
+			sarama.ErrUnsupportedVersion, sarama.ErrUnsupportedForMessageFormat, sarama.ErrInvalidRequest:
+			return nil, backoff.Permanent(err)
+		}
+		return nil, err
+	}, backoff.WithBackOff(wait), backoff.WithMaxTries(initProducerIDTries))
+	if err != nil {
+		return fmt.Errorf("take an idempotent producer id on the target (%d attempts): %w", len(errs), errors.Join(errs...))
 	}
-	return fmt.Errorf("take an idempotent producer id on the target: %w", errors.Join(errs...))
+	p.mu.Lock()
+	if p.pid >= 0 {
+		p.stats.EpochBumps++
+	}
+	p.pid, p.epoch = res.ProducerID, res.ProducerEpoch
+	p.mu.Unlock()
+	return nil
 }
+
+// initProducerIDTries bounds the attempts of one initProducerID: with pauses growing from the
+// retry backoff to a second, about five seconds of a target that does not answer.
+const initProducerIDTries = 8
 
 // Produce queues m for its partition (m.Topic, m.Partition). It blocks while the pipeline holds
 // Config.MaxBufferedBytes; after Abort or Close, m is settled at once with the error.
 func (p *Pipeline) Produce(m *sarama.ProducerMessage) {
-	var key, val []byte
-	var err error
+	p.ProduceBatch(context.Background(), []*sarama.ProducerMessage{m})
+}
+
+// ProduceBatch queues msgs, records of one partition in the order they are to be written, in
+// one call: the batch-level entry of a caller that holds several records of a partition. Each
+// record waits while the pipeline holds Config.MaxBufferedBytes (the bound is kept per record,
+// so a long msgs never holds more than it). A record refused before it is sent (too large for a
+// batch, a key or value that cannot be encoded, not of msgs[0]'s partition) is settled with
+// that error naming it, and every record after it in msgs with ErrNotWritten: nothing of a
+// partition is queued behind a record that failed. After Abort or Close, the records are
+// settled at once with ErrAborted. It returns how many of msgs it took (queued or settled):
+// all, unless ctx ended while it waited for room; the rest are the caller's, untouched.
+func (p *Pipeline) ProduceBatch(ctx context.Context, msgs []*sarama.ProducerMessage) int {
+	if len(msgs) == 0 {
+		return 0
+	}
+	tp := topicPartition{msgs[0].Topic, msgs[0].Partition}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	part := p.parts[tp]
+	if part == nil {
+		part = &partition{topicPartition: tp, pid: p.pid, epoch: p.epoch}
+		p.parts[tp] = part
+	}
+	for i, m := range msgs {
+		key, val, size, ts, err := encodeRecord(m, tp)
+		if err == nil && p.buffered > 0 && p.buffered+size > p.cfg.MaxBufferedBytes && !p.aborted {
+			if !p.waitRoom(ctx, size) {
+				return i
+			}
+		}
+		if err == nil && size > p.cfg.MaxBatchBytes-batchOverhead {
+			// As sarama's producer: a record that cannot fit a batch by itself is refused here.
+			err = sarama.ErrMessageSizeTooLarge
+		}
+		if p.aborted {
+			err = ErrAborted
+		}
+		if err != nil {
+			p.settle(settledBatch{msgs: []*sarama.ProducerMessage{m}, err: err})
+			if rest := msgs[i+1:]; len(rest) > 0 {
+				if !errors.Is(err, ErrAborted) {
+					err = fmt.Errorf("%w: an earlier record of %s/%d was refused: %v", ErrNotWritten, tp.topic, tp.id, err)
+				}
+				p.settle(settledBatch{msgs: append([]*sarama.ProducerMessage(nil), rest...), err: err})
+			}
+			return len(msgs)
+		}
+		p.queue(part, m, key, val, size, ts)
+	}
+	return len(msgs)
+}
+
+// waitRoom waits until size more bytes fit Config.MaxBufferedBytes (or the pipeline holds
+// nothing, or it aborted); false when ctx ended first; p.mu held.
+func (p *Pipeline) waitRoom(ctx context.Context, size int) bool {
+	stop := context.AfterFunc(ctx, func() {
+		p.mu.Lock()
+		p.room.Broadcast()
+		p.mu.Unlock()
+	})
+	defer stop()
+	for p.buffered > 0 && p.buffered+size > p.cfg.MaxBufferedBytes && !p.aborted {
+		if ctx.Err() != nil {
+			return false
+		}
+		p.room.Wait()
+	}
+	return true
+}
+
+// encodeRecord returns m's key and value, its size as sarama bounds it and its timestamp (now
+// when it has none, in milliseconds as the batch carries it).
+func encodeRecord(m *sarama.ProducerMessage, tp topicPartition) (key, val []byte, size int, ts time.Time, err error) {
+	if m.Topic != tp.topic || m.Partition != tp.id {
+		return nil, nil, 0, ts, fmt.Errorf("a record for %s/%d in a batch of %s/%d", m.Topic, m.Partition, tp.topic, tp.id)
+	}
 	if m.Key != nil {
 		key, err = m.Key.Encode()
 	}
@@ -219,42 +324,22 @@ func (p *Pipeline) Produce(m *sarama.ProducerMessage) {
 		val, err = m.Value.Encode()
 	}
 	if err != nil {
-		err = fmt.Errorf("encode record for %s/%d: %w", m.Topic, m.Partition, err)
+		return nil, nil, 0, ts, fmt.Errorf("encode record for %s/%d: %w", m.Topic, m.Partition, err)
 	}
-	size := recordOverhead + len(key) + len(val)
+	size = recordOverhead + len(key) + len(val)
 	for i := range m.Headers {
 		size += len(m.Headers[i].Key) + len(m.Headers[i].Value) + headerOverhead
 	}
-	ts := m.Timestamp
+	ts = m.Timestamp
 	if ts.IsZero() {
 		ts = time.Now()
 	}
-	ts = ts.Truncate(time.Millisecond)
+	return key, val, size, ts.Truncate(time.Millisecond), nil
+}
 
-	p.mu.Lock()
-	for p.buffered > 0 && p.buffered+size > p.cfg.MaxBufferedBytes && !p.aborted {
-		p.room.Wait()
-	}
-	if err == nil && size > p.cfg.MaxBatchBytes-batchOverhead {
-		// As sarama's producer: a record that cannot fit a batch by itself is refused here.
-		err = sarama.ErrMessageSizeTooLarge
-	}
-	switch {
-	case err != nil:
-		p.settle(settledBatch{msgs: []*sarama.ProducerMessage{m}, err: err})
-		p.mu.Unlock()
-		return
-	case p.aborted:
-		p.settle(settledBatch{msgs: []*sarama.ProducerMessage{m}, err: ErrAborted})
-		p.mu.Unlock()
-		return
-	}
-	tp := topicPartition{m.Topic, m.Partition}
-	part := p.parts[tp]
-	if part == nil {
-		part = &partition{topicPartition: tp, pid: p.pid, epoch: p.epoch}
-		p.parts[tp] = part
-	}
+// queue appends one record to part's open batch, opening one when there is none or it is full,
+// and wakes whoever sends it; p.mu held.
+func (p *Pipeline) queue(part *partition, m *sarama.ProducerMessage, key, val []byte, size int, ts time.Time) {
 	var b *batch
 	if n := len(part.batches); n > 0 && !part.batches[n-1].closed {
 		b = part.batches[n-1]
@@ -265,18 +350,28 @@ func (p *Pipeline) Produce(m *sarama.ProducerMessage) {
 	}
 	wake := false
 	if b == nil {
-		b = &batch{created: time.Now(), bytes: batchOverhead}
+		// Room for as many records of this one's size as the batch takes: appending then
+		// never copies the batch's records (a batch of small records closes at BatchRecords).
+		n := min(p.cfg.BatchRecords, p.cfg.BatchBytes/size+1, 4096)
+		b = &batch{created: time.Now(), bytes: batchOverhead,
+			recs: make([]sarama.Record, 0, n), msgs: make([]*sarama.ProducerMessage, 0, n)}
 		b.rb = sarama.RecordBatch{Version: 2, Codec: p.cfg.Codec, FirstTimestamp: ts, MaxTimestamp: ts,
 			IsTransactional: p.txn != nil}
+		if len(part.batches) == 0 {
+			p.busied(part)
+		}
 		part.batches = append(part.batches, b)
 		wake = true // the sink arms its linger timer
 	}
 	rec := sarama.Record{Key: key, Value: val, TimestampDelta: ts.Sub(b.rb.FirstTimestamp), OffsetDelta: int64(len(b.recs))}
 	if len(m.Headers) > 0 {
-		rec.Headers = make([]*sarama.RecordHeader, len(m.Headers))
+		// The batch's records share one slice of header pointers (sarama wants pointers), not
+		// one allocation per record.
+		from := len(b.hdrs)
 		for i := range m.Headers {
-			rec.Headers[i] = &m.Headers[i]
+			b.hdrs = append(b.hdrs, &m.Headers[i])
 		}
+		rec.Headers = b.hdrs[from:len(b.hdrs):len(b.hdrs)]
 	}
 	if ts.After(b.rb.MaxTimestamp) {
 		b.rb.MaxTimestamp = ts
@@ -289,14 +384,36 @@ func (p *Pipeline) Produce(m *sarama.ProducerMessage) {
 		b.closed = true
 		wake = true
 	}
-	s := part.sink
-	p.mu.Unlock()
 	if wake {
-		if s != nil {
-			s.poke()
+		// Under p.mu (poke never blocks): a caller about to wait for room must not hold back
+		// the poke that sends what would make room.
+		if part.sink != nil {
+			part.sink.poke()
 		} else {
 			poke(p.wakeCtl)
 		}
+	}
+}
+
+// busied notes that part, which held no batch, is getting one: the control loop and its sink
+// look at it from now on (they look at no partition that holds nothing); p.mu held.
+func (p *Pipeline) busied(part *partition) {
+	p.busy[part] = struct{}{}
+	if part.sink != nil {
+		part.sink.parts[part] = struct{}{}
+	}
+	poke(p.wakeCtl) // it may have no leader yet; its delivery timeout runs
+}
+
+// drained notes that part may hold no batch any more: nothing looks at it until it gets one
+// (busied); p.mu held.
+func (p *Pipeline) drained(part *partition) {
+	if len(part.batches) > 0 {
+		return
+	}
+	delete(p.busy, part)
+	if part.sink != nil {
+		delete(part.sink.parts, part)
 	}
 }
 
@@ -309,7 +426,11 @@ func (p *Pipeline) Abort() {
 		return
 	}
 	p.aborted = true
-	for _, part := range p.parts {
+	busy := make([]*partition, 0, len(p.busy))
+	for part := range p.busy {
+		busy = append(busy, part)
+	}
+	for _, part := range busy {
 		p.failQueue(part, 0, ErrAborted)
 	}
 	p.room.Broadcast()
@@ -354,6 +475,7 @@ func (p *Pipeline) finish(part *partition, base int64) {
 	part.batches[0] = nil
 	part.batches = part.batches[1:]
 	part.sent--
+	p.drained(part)
 	p.buffered -= b.bytes - batchOverhead
 	p.room.Broadcast()
 	p.settle(settledBatch{msgs: b.msgs, base: base})
@@ -379,6 +501,7 @@ func (p *Pipeline) failQueue(part *partition, from int, err error) {
 	clear(part.batches[from:])
 	part.batches = part.batches[:from]
 	part.sent = min(part.sent, from)
+	p.drained(part)
 	p.room.Broadcast()
 }
 
@@ -389,7 +512,7 @@ func (p *Pipeline) deliver() {
 		p.mu.Lock()
 		out := p.settled
 		p.settled = nil
-		empty := len(out) == 0 && p.closing && p.empty()
+		empty := len(out) == 0 && p.closing && len(p.busy) == 0
 		p.mu.Unlock()
 		if empty {
 			return
@@ -409,16 +532,6 @@ func (p *Pipeline) deliver() {
 	}
 }
 
-// empty reports whether no partition holds a batch; p.mu held.
-func (p *Pipeline) empty() bool {
-	for _, part := range p.parts {
-		if len(part.batches) > 0 {
-			return false
-		}
-	}
-	return true
-}
-
 func poke(ch chan struct{}) {
 	select {
 	case ch <- struct{}{}:
@@ -427,31 +540,35 @@ func poke(ch chan struct{}) {
 }
 
 // control finds partitions' leaders, bumps the epoch when asked, and fails queues past the
-// delivery timeout.
+// delivery timeout. It looks only at the partitions that hold a batch, and ticks only while
+// there are some (or an epoch bump waits): idle partitions, however many, cost it nothing.
 func (p *Pipeline) control() {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	active := false
 	for {
+		var ticks <-chan time.Time
+		if active {
+			ticks = tick.C
+		}
 		select {
 		case <-p.ctx.Done():
 			return
-		case <-tick.C:
+		case <-ticks:
 		case <-p.wakeCtl:
 		}
 		p.mu.Lock()
 		now := time.Now()
 		var lost []*partition
+		var expired []*partition
 		topics := map[string]bool{}
-		for _, part := range p.parts {
-			if len(part.batches) == 0 || part.inflight > 0 {
+		for part := range p.busy {
+			p.stats.Visits++
+			if part.inflight > 0 {
 				continue
 			}
 			if now.Sub(part.batches[0].created) > p.cfg.DeliveryTimeout {
-				err := ErrDeliveryTimeout
-				if part.lastErr != nil {
-					err = fmt.Errorf("%w: %w", ErrDeliveryTimeout, part.lastErr)
-				}
-				p.failQueue(part, 0, err)
+				expired = append(expired, part) // failed after the loop: failQueue changes p.busy
 				continue
 			}
 			if part.sink == nil && !now.Before(part.retryAt) {
@@ -461,7 +578,15 @@ func (p *Pipeline) control() {
 				}
 			}
 		}
+		for _, part := range expired {
+			err := ErrDeliveryTimeout
+			if part.lastErr != nil {
+				err = fmt.Errorf("%w: %w", ErrDeliveryTimeout, part.lastErr)
+			}
+			p.failQueue(part, 0, err)
+		}
 		bump := p.bumpWanted && p.inflight == 0 && !p.aborted
+		active = len(p.busy) > 0 || p.bumpWanted
 		p.mu.Unlock()
 		if bump {
 			if err := p.initProducerID(); err != nil {
@@ -518,8 +643,10 @@ func (p *Pipeline) findLeaders(lost []*partition, topics map[string]bool) {
 			go func() { defer p.wg.Done(); s.run() }()
 		}
 		s.broker = b // the client may have replaced the broker's object
-		s.parts[part] = struct{}{}
 		part.sink = s
+		if len(part.batches) > 0 {
+			s.parts[part] = struct{}{}
+		}
 		part.refresh = false
 		p.mu.Unlock()
 		s.poke()

@@ -128,8 +128,15 @@ func TestRefusedBatchFailsItsPartitionAndNothingAfterIsSent(t *testing.T) {
 	const refusedSeq = 300
 	var mu sync.Mutex
 	sent := map[int32]int{} // partition 0's sequences, how often each was sent
+	// Every record is queued before the refusal is answered (the first request waits for it):
+	// records produced after the failure was reported would rightly start a new queue.
+	queued := make(chan struct{})
+	var first atomic.Bool
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
+		if !first.Swap(true) {
+			c.SleepControl(func() { <-queued })
+		}
 		if s, ok := produceSeqs(req)[0]; ok {
 			mu.Lock()
 			sent[s]++
@@ -142,6 +149,7 @@ func TestRefusedBatchFailsItsPartitionAndNothingAfterIsSent(t *testing.T) {
 	p := open(t, testConfig(c), o)
 	const n = 2000
 	want := produceAll(p, 2, n)
+	close(queued)
 	o.wait(t, 2*n, 30*time.Second)
 
 	checkLog(t, c, o, 0, want[0][:refusedSeq])

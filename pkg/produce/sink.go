@@ -17,7 +17,7 @@ type sink struct {
 
 	// Under p.mu:
 	broker   *sarama.Broker
-	parts    map[*partition]struct{}
+	parts    map[*partition]struct{} // the partitions it leads that hold a batch: all build looks at
 	inflight int
 	broken   bool // a request failed on the connection: close it once nothing is in flight
 
@@ -93,6 +93,7 @@ func (s *sink) build(now time.Time) (req *sarama.ProduceRequest, took []taken, b
 	}
 	size := 0
 	for part := range s.parts {
+		p.stats.Visits++
 		if part.sink != s || part.rewind || part.refresh || part.sent >= len(part.batches) ||
 			part.inflight >= MaxInFlight || (part.alone && part.inflight > 0) || !p.inTxn(part) {
 			continue
@@ -247,6 +248,11 @@ func (s *sink) settleRound(part *partition, now time.Time) {
 	}
 	part.rewind = false
 	part.sent = 0
+	if part.refresh {
+		// Looked up again before it sends anything more, even if its queue is empty now.
+		delete(s.parts, part)
+		part.sink = nil
+	}
 	if len(part.batches) == 0 {
 		return // failed or aborted: nothing to resend
 	}
@@ -260,9 +266,5 @@ func (s *sink) settleRound(part *partition, now time.Time) {
 		s.p.cfg.Log.Warn("still resending a partition's unacknowledged batches in order",
 			zap.String("topic", part.topic), zap.Int32("partition", part.id),
 			zap.Int("batches", len(part.batches)), zap.Int("attempt", part.tries), zap.Error(part.lastErr))
-	}
-	if part.refresh {
-		delete(s.parts, part)
-		part.sink = nil
 	}
 }

@@ -65,8 +65,12 @@ func OpenPipeline(addrs []string, p config.Producer, log *zap.Logger, net func(m
 	}
 }
 
-// pipelineProducer is a produce pipeline as a worker's Producer.
+// pipelineProducer is a produce pipeline as a worker's Producer. It is a batchProducer: the
+// worker hands it a partition's records in one call (ProduceBatch) and is told their fates a
+// batch at a time (Direct); sarama.AsyncProducer's channels are there for the interface only.
 type pipelineProducer struct{ *produce.Async }
+
+var _ batchProducer = pipelineProducer{}
 
 // Knows implements Producer.
 func (p pipelineProducer) Knows(topic string, partition int32) (bool, error) {

@@ -83,6 +83,7 @@ func (w *Worker) requeue(r *record.Record, cause error) {
 // resend runs a recovery from the send loop: it closes the aborted producers, waits for
 // everything they held to come back, and sends it again in order.
 func (w *Worker) resend(ctx context.Context) {
+	w.requeuePending()
 	w.mu.Lock()
 	lanes := w.lanes
 	w.lanes = make(map[int]*lane)

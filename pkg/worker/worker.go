@@ -16,8 +16,12 @@
 // per-partition sequence numbers, and every failure the cluster's state explains (a leader
 // moved, a connection broken, a timeout, a lost sequence) retried inside the pipeline by
 // resending the partition's unacknowledged batches in order, so the worker sees only a record's
-// final fate, in the partition's order. In exactly-once, the same pipeline runs under each slot's
-// transactional id (produce.Txn, pkg/delivery). A record the target refuses for
+// final fate, in the partition's order. The worker hands the pipeline a partition's records in
+// one call (pending.go: a run of one partition taken from the inbox, at most a target batch of
+// bytes, handed over as soon as the inbox has nothing more ready) and is told their fates a
+// batch at a time on the pipeline's delivery goroutine: no channel per record either way. In
+// exactly-once, the same pipeline runs under each slot's transactional id (produce.Txn,
+// pkg/delivery). A record the target refuses for
 // what it is (too large, a timestamp out of bounds, no key in a compacted topic) is caught
 // before it is sent,
 // where the record is known exactly: records that might fit only compressed are sent alone, once
@@ -128,6 +132,8 @@ type Worker struct {
 	lastLimit int
 	last      *lane
 
+	pending // records taken from the inbox for a batch producer, handed over together (send loop only)
+
 	resending // records the producers gave back, to send again in order (resend.go)
 }
 
@@ -161,11 +167,13 @@ func (c *Clock) Run(ctx context.Context) {
 	}
 }
 
-// lane is one producer and the goroutines that read its outcomes.
+// lane is one producer and what reads its outcomes: for a batchProducer, the producer's own
+// delivery (w.outcome, a batch at a time); for another, two goroutines on its channels.
 type lane struct {
-	p    Producer
-	solo bool
-	done chan struct{} // closed once both goroutines have returned (the producer closed)
+	p     Producer
+	batch batchProducer // p, when it takes a partition's records in one call
+	solo  bool
+	done  chan struct{} // closed once every outcome was read (the producer closed)
 }
 
 // kafkaDefaultMaxMessageBytes is Kafka's default max.message.bytes.
@@ -290,14 +298,21 @@ func (w *Worker) Prepare(ctx context.Context, topic string, partition int32) err
 func (w *Worker) send(ctx context.Context) {
 	pump := w.pumpContext(ctx)
 	for {
-		r, err := w.cfg.Inbox.Pop(pump)
-		if err != nil {
-			if ctx.Err() != nil {
-				return // ctx ended: the orderly way to stop
+		r, ok := w.cfg.Inbox.TryPop()
+		if !ok {
+			// Nothing more is ready: hand over what is pending before waiting.
+			if !w.flush(ctx) {
+				return
 			}
-			w.resend(ctx) // woken to resend what the producers gave back
-			pump = w.pumpContext(ctx)
-			continue
+			var err error
+			if r, err = w.cfg.Inbox.Pop(pump); err != nil {
+				if ctx.Err() != nil {
+					return // ctx ended: the orderly way to stop
+				}
+				w.resend(ctx) // woken to resend what the producers gave back
+				pump = w.pumpContext(ctx)
+				continue
+			}
 		}
 		if w.recovering.Load() {
 			w.requeue(r, nil) // after what is being resent, in order
@@ -305,7 +320,8 @@ func (w *Worker) send(ctx context.Context) {
 			pump = w.pumpContext(ctx)
 			continue
 		}
-		if !w.dispatch(ctx, r) {
+		if !w.dispatch(ctx, r) || ctx.Err() != nil {
+			w.dropPending()
 			return
 		}
 	}
@@ -319,15 +335,24 @@ func (w *Worker) dispatch(ctx context.Context, r *record.Record) bool {
 		return true
 	}
 	if r.FromTarget {
+		if !w.flush(ctx) {
+			return false
+		}
 		w.fromTarget(r)
 		return true
 	}
 	solo, refusal := w.check(r)
 	if refusal != nil {
+		if !w.flush(ctx) { // the policy may wait for the records before r to settle
+			return false
+		}
 		w.refused(ctx, r, refusal)
 		return true
 	}
 	if solo {
+		if !w.flush(ctx) {
+			return false
+		}
 		w.sendAlone(ctx, r)
 		return true
 	}
@@ -351,6 +376,12 @@ func (w *Worker) hand(ctx context.Context, l *lane, r *record.Record) bool {
 	}
 	if r.Span != nil {
 		r.Sent = time.Now()
+	}
+	if l.batch != nil {
+		return w.pend(ctx, l, r)
+	}
+	if !w.flush(ctx) {
+		return false
 	}
 	select {
 	case l.p.Input() <- &r.Msg:
@@ -377,7 +408,7 @@ func (w *Worker) sendAlone(ctx context.Context, r *record.Record) {
 		return
 	}
 	track, seq := r.Track, r.Seq // r may be recycled once settled
-	if !w.hand(ctx, l, r) {
+	if !w.hand(ctx, l, r) || !w.flush(ctx) {
 		return
 	}
 	for spins := 0; !track.Settled(seq+1) && !track.Stopped() && ctx.Err() == nil && !w.recovering.Load(); spins++ {
@@ -450,15 +481,23 @@ func (w *Worker) lane(limit int) (*lane, error) {
 		return nil, fmt.Errorf("open a producer for batches of up to %d bytes: %w", bound, err)
 	}
 	l = &lane{p: p, solo: key == soloLane, done: make(chan struct{})}
+	if b, ok := p.(batchProducer); ok {
+		l.batch = b
+		b.Direct(func(msgs []*sarama.ProducerMessage, err error) { w.outcome(l, msgs, err) })
+	}
 	w.mu.Lock()
 	w.lanes[key] = l
 	w.mu.Unlock()
 	if w.aborted.Load() || w.recovering.Load() {
 		p.Abort() // aborted, or a recovery began, while it was opening
 	}
+	w.wg.Add(1)
+	if l.batch != nil {
+		go func() { defer w.wg.Done(); <-l.batch.Done(); close(l.done) }()
+		return l, nil
+	}
 	var both sync.WaitGroup
 	both.Add(2)
-	w.wg.Add(1)
 	go func() { defer both.Done(); w.successes(p.Successes()) }()
 	go func() { defer both.Done(); w.errors(l, p.Errors()) }()
 	go func() { defer w.wg.Done(); both.Wait(); close(l.done) }()
@@ -467,45 +506,70 @@ func (w *Worker) lane(limit int) (*lane, error) {
 
 func (w *Worker) successes(ch <-chan *sarama.ProducerMessage) {
 	for m := range ch {
-		r := record.Of(m)
-		if r == nil {
-			continue
-		}
-		now := time.Now()
-		w.resending.acked.Store(true)
-		if r.Copies != nil {
-			r.Copies.Copied(r.Offset, m.Offset) // before the ack: the map never lags what is committed
-		}
-		r.Track.Ack(r.Seq)
-		w.cfg.Observer.Acked(w.cfg.ID, r, now)
-		w.cfg.Records.Put(r)
+		w.acked(m, time.Now())
 	}
 }
 
 func (w *Worker) errors(l *lane, ch <-chan *sarama.ProducerError) {
 	for pe := range ch {
-		r := record.Of(pe.Msg)
-		if r == nil {
-			continue
+		w.givenBack(l, pe.Msg, pe.Err)
+	}
+}
+
+// outcome is told the fate of a batch of a batch producer's records, in the order the producer
+// settled them (a partition's in its order), on the producer's delivery goroutine.
+func (w *Worker) outcome(l *lane, msgs []*sarama.ProducerMessage, err error) {
+	if err != nil {
+		for _, m := range msgs {
+			w.givenBack(l, m, err)
 		}
-		switch {
-		case w.aborted.Load():
-			// The worker was aborted: every record still in a producer comes back here. Its
-			// partition stops unacknowledged at it, to be read again; the reason was logged once
-			// where the abort started.
-			r.Track.Fail(r.Seq, fmt.Errorf("not acknowledged before the producers were aborted: %w", pe.Err))
-			w.cfg.Observer.Failed(w.cfg.ID, r, pe.Err)
-		case l.solo && refusedByTarget(pe.Err):
-			w.refused(context.Background(), r, refusal(r, pe.Err))
-		case refusedByTarget(pe.Err):
-			w.fail(r, fmt.Errorf("the target refused a batch of records that passed kmirror's checks "+
-				"(its topic configuration may have changed since kmirror read it; a restart reads it again): %w", pe.Err))
-		default:
-			// The producer gave the record back for the state of the cluster (no broker
-			// reachable, a closed connection, retries used up): send it again, in order, on
-			// fresh producers. The source's delivery deadline bounds how long that goes on.
-			w.requeue(r, pe.Err)
-		}
+		return
+	}
+	now := time.Now()
+	for _, m := range msgs {
+		w.acked(m, now)
+	}
+}
+
+// acked reports m acknowledged by the target at now.
+func (w *Worker) acked(m *sarama.ProducerMessage, now time.Time) {
+	r := record.Of(m)
+	if r == nil {
+		return
+	}
+	w.resending.acked.Store(true)
+	if r.Copies != nil {
+		r.Copies.Copied(r.Offset, m.Offset) // before the ack: the map never lags what is committed
+	}
+	r.Track.Ack(r.Seq)
+	w.cfg.Observer.Acked(w.cfg.ID, r, now)
+	w.cfg.Records.Put(r)
+}
+
+// givenBack acts on m, which l's producer gave back with err.
+func (w *Worker) givenBack(l *lane, m *sarama.ProducerMessage, err error) {
+	r := record.Of(m)
+	if r == nil {
+		return
+	}
+	switch {
+	case w.aborted.Load():
+		// The worker was aborted: every record still in a producer comes back here. Its
+		// partition stops unacknowledged at it, to be read again; the reason was logged once
+		// where the abort started.
+		r.Track.Fail(r.Seq, fmt.Errorf("not acknowledged before the producers were aborted: %w", err))
+		w.cfg.Observer.Failed(w.cfg.ID, r, err)
+	case l.solo && refusedByTarget(err):
+		w.refused(context.Background(), r, refusal(r, err))
+	case refusedByTarget(err):
+		w.fail(r, fmt.Errorf("the target refused a batch of records that passed kmirror's checks "+
+			"(its topic configuration may have changed since kmirror read it; a restart reads it again): %w", err))
+	default:
+		// The producer gave the record back for the state of the cluster (no broker
+		// reachable, a closed connection, retries used up, or behind a refused record of its
+		// partition, not written): send it again, in order, on fresh producers. The source's
+		// delivery deadline bounds how long that goes on.
+		w.requeue(r, err)
 	}
 }
 

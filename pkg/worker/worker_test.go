@@ -15,6 +15,7 @@ import (
 
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/offsets"
+	"github.com/kmirror/kmirror/pkg/produce"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
 	"github.com/kmirror/kmirror/pkg/topics"
@@ -28,6 +29,10 @@ type target struct {
 	written   []string // "topic/partition@offset", in the order the target took them
 	bounds    []int    // the batch bound of every producer opened
 	producers []*fakeProducer
+	// channels opens producers the worker feeds one record at a time on Input (as sarama's);
+	// by default they take a partition's records in one call, as the produce pipeline does.
+	channels bool
+	handed   []int // records per hand-over (batch producers)
 }
 
 func (tg *target) open(bound int) (Producer, error) {
@@ -35,15 +40,43 @@ func (tg *target) open(bound int) (Producer, error) {
 		tg: tg, bound: bound,
 		in:  make(chan *sarama.ProducerMessage),
 		ok:  make(chan *sarama.ProducerMessage),
-		bad: make(chan *sarama.ProducerError),
+		bad: make(chan *sarama.ProducerError), finished: make(chan struct{}),
 	}
 	tg.mu.Lock()
 	tg.bounds = append(tg.bounds, bound)
 	tg.producers = append(tg.producers, p)
 	tg.mu.Unlock()
 	go p.run()
-	return p, nil
+	if tg.channels {
+		return p, nil
+	}
+	return batchFake{p}, nil
 }
+
+// batchFake is a fakeProducer taking a partition's records in one call (a batchProducer).
+type batchFake struct{ *fakeProducer }
+
+func (p batchFake) Direct(done produce.Done) { p.direct.Store(&done) }
+
+func (p batchFake) ProduceBatch(ctx context.Context, msgs []*sarama.ProducerMessage) int {
+	p.tg.mu.Lock()
+	p.tg.handed = append(p.tg.handed, len(msgs))
+	p.tg.mu.Unlock()
+	topic, partition := msgs[0].Topic, msgs[0].Partition // msgs[0] may be recycled once handed
+	for i, m := range msgs {
+		if m.Topic != topic || m.Partition != partition {
+			panic(fmt.Sprintf("a batch of %s/%d holds a record of %s/%d", topic, partition, m.Topic, m.Partition))
+		}
+		select {
+		case p.in <- m:
+		case <-ctx.Done():
+			return i
+		}
+	}
+	return len(msgs)
+}
+
+func (p batchFake) Done() <-chan struct{} { return p.finished }
 
 func (tg *target) log() []string {
 	tg.mu.Lock()
@@ -61,9 +94,12 @@ type fakeProducer struct {
 	mu                   sync.Mutex
 	aborted              bool
 	closed               bool
+	direct               atomic.Pointer[produce.Done] // set: outcomes go there, not on ok and bad
+	finished             chan struct{}                // closed once every outcome was told
 }
 
 func (p *fakeProducer) run() {
+	defer close(p.finished)
 	defer close(p.ok)
 	defer close(p.bad)
 	for m := range p.in {
@@ -85,6 +121,10 @@ func (p *fakeProducer) run() {
 		}
 		p.mu.Unlock()
 		if err != nil {
+			if done := p.direct.Load(); done != nil {
+				(*done)([]*sarama.ProducerMessage{m}, err)
+				continue
+			}
 			p.bad <- &sarama.ProducerError{Msg: m, Err: err}
 			continue
 		}
@@ -92,6 +132,10 @@ func (p *fakeProducer) run() {
 		p.tg.mu.Lock()
 		p.tg.written = append(p.tg.written, fmt.Sprintf("%s/%d@%d", m.Topic, m.Partition, r.Offset))
 		p.tg.mu.Unlock()
+		if done := p.direct.Load(); done != nil {
+			(*done)([]*sarama.ProducerMessage{m}, nil)
+			continue
+		}
 		p.ok <- m
 	}
 }
@@ -197,9 +241,17 @@ func runWorker(t *testing.T, cfg Config, until func() bool) *Worker {
 // or written while it is away, and once it is back every record is written once, in order,
 // with no fatal error: the outage is the delivery deadline's to judge, not the producer's.
 func TestRecordsGivenBackAreSentAgainInOrder(t *testing.T) {
+	for _, channels := range []bool{false, true} {
+		t.Run(map[bool]string{false: "batches", true: "channels"}[channels], func(t *testing.T) {
+			testRecordsGivenBackAreSentAgainInOrder(t, channels)
+		})
+	}
+}
+
+func testRecordsGivenBackAreSentAgainInOrder(t *testing.T, channels bool) {
 	var down atomic.Bool
 	down.Store(true)
-	tg := &target{verdict: func(_ int, m *sarama.ProducerMessage) error {
+	tg := &target{channels: channels, verdict: func(_ int, m *sarama.ProducerMessage) error {
 		if record.Of(m).Offset >= 5 && down.Load() {
 			return sarama.ErrOutOfBrokers
 		}
@@ -586,5 +638,40 @@ func TestRecordsFromTheTargetAreNotCopiedButCommitted(t *testing.T) {
 	}
 	if track.Committed() != 10 {
 		t.Fatalf("committed %d, want 10: the records from the target must be committed as done", track.Committed())
+	}
+}
+
+// TestRecordsAreHandedOverByPartitionBatch: records of a partition waiting in the inbox reach a
+// batch producer in one call per run of that partition (at most maxPending), not one call per
+// record, and every partition's records are written once, in order.
+func TestRecordsAreHandedOverByPartitionBatch(t *testing.T) {
+	tg := &target{}
+	inbox := ring.NewQueue[*record.Record](1024, 1<<30)
+	a := offsets.NewPartition("src", 0, 0, 1024)
+	b := offsets.NewPartition("src", 1, 0, 1024)
+	feed(t, inbox, a, 300, 0, nil) // a run of 300: two hand-overs (256 + 44)
+	feed(t, inbox, b, 100, 0, nil) // a run of 100: one
+	runWorker(t, Config{Inbox: inbox, NewProducer: tg.open, Policy: config.RefusedFail},
+		func() bool { return a.Committed() == 300 && b.Committed() == 100 })
+	if a.Committed() != 300 || b.Committed() != 100 {
+		t.Fatalf("committed %d and %d, want 300 and 100", a.Committed(), b.Committed())
+	}
+	tg.mu.Lock()
+	handed := append([]int(nil), tg.handed...)
+	tg.mu.Unlock()
+	if want := []int{256, 44, 100}; fmt.Sprint(handed) != fmt.Sprint(want) {
+		t.Errorf("records per hand-over: %v, want %v (one call per partition's run, at most %d)", handed, want, maxPending)
+	}
+	var next [2]int64
+	for _, w := range tg.log() {
+		var part int32
+		var off int64
+		if _, err := fmt.Sscanf(w, "dst/%d@%d", &part, &off); err != nil {
+			t.Fatal(err)
+		}
+		if off != next[part] {
+			t.Fatalf("dst/%d: offset %d written after %d: out of order or duplicated", part, off, next[part]-1)
+		}
+		next[part]++
 	}
 }

@@ -107,8 +107,12 @@ func (m *Mirror) openFetcher(ctx context.Context, gc *sarama.Config, h *source.H
 }
 
 // groupStrategy is the slot strategy the member plans with: exactly-once's, or one over
-// delivery.slots (consumer.rebalance_strategy is not used: see the README).
+// delivery.slots (consumer.rebalance_strategy is accepted and not used: pkg/config).
 func (m *Mirror) groupStrategy(eo *exactlyOnce) (*slots.Strategy, error) {
+	if rs := m.cfg.Consumer.RebalanceStrategy; rs != "" && rs != "sticky" {
+		m.log.Info("consumer.rebalance_strategy is no longer used: partitions are assigned with the slot strategy "+
+			"over delivery.slots, in cooperative rebalances", zap.String("rebalance_strategy", rs), zap.Int("slots", m.cfg.Delivery.Slots))
+	}
 	if eo != nil {
 		return eo.strategy, nil
 	}

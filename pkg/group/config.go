@@ -52,6 +52,13 @@ type Handler interface {
 	Lost(ctx context.Context, lost Partitions)
 }
 
+// Syncer is a Handler that is also told each generation the member synced, after the
+// generation's revocations and additions, with everything it owns then (even when nothing
+// changed for it: another member joined or left). Optional.
+type Syncer interface {
+	Synced(ctx context.Context, gen Generation, owned Partitions)
+}
+
 // Config configures a Member.
 type Config struct {
 	// Client is the source cluster's sarama client: the coordinator, metadata and request

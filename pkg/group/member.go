@@ -223,6 +223,9 @@ func (m *Member) member(ctx context.Context, gen Generation, assigned Partitions
 		m.mu.Unlock()
 		m.cfg.Handler.Assigned(ctx, gen, added)
 	}
+	if s, ok := m.cfg.Handler.(Syncer); ok {
+		s.Synced(ctx, gen, m.Owned())
+	}
 	if revoked.Len() > 0 && gen.Protocol == m.coop {
 		// Announce at once that the revoked partitions are free: the generation withheld
 		// them from their new owners until then.

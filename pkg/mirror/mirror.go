@@ -297,8 +297,11 @@ func (m *Mirror) Run(ctx context.Context) error {
 		Prepare: func(ctx context.Context, w int, topic string, partition int32) error {
 			return workers[w].Prepare(ctx, topic, partition)
 		},
-		AbortWrites: func() { stopWorkers(); _ = running.Wait() },
-		Fatal:       m.fatal, Observer: m.sourceObserver, Tracing: m.opts.Tracing, Provenance: m.provenance(), Log: m.log,
+		AbortWrites: func() {
+			stopWorkers()
+			waitAtMost(spawn(func() { _ = running.Wait() }), closeReserve(m.cfg.Shutdown.Timeout)/2)
+		},
+		Fatal: m.fatal, Observer: m.sourceObserver, Tracing: m.opts.Tracing, Provenance: m.provenance(), Log: m.log,
 	})
 	if err != nil {
 		return err

@@ -58,9 +58,8 @@ func (h *Handler) Assigned(ctx context.Context, gen group.Generation, added grou
 	defer h.assignMu.Unlock()
 	h.assigning.Store(true)
 	defer h.assigning.Store(false)
-	h.cfg.Observer.SessionStarted()
 	h.cfg.Log.Info("assigned source partitions", zap.String("member", gen.MemberID), zap.Int32("generation", gen.ID),
-		zap.String("protocol", gen.Protocol), zap.Int("partitions", added.Len()))
+		zap.String("protocol", gen.Protocol), zap.Int("added", added.Len()))
 	claims := map[string][]int32(added)
 	for {
 		starts, err := h.prepare(ctx, claims)
@@ -82,6 +81,14 @@ func (h *Handler) Assigned(ctx context.Context, gen group.Generation, added grou
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// Synced implements group.Syncer: one line and one SessionStarted per generation the member is in,
+// whether or not its partitions changed.
+func (h *Handler) Synced(_ context.Context, gen group.Generation, owned group.Partitions) {
+	h.cfg.Observer.SessionStarted()
+	h.cfg.Log.Info("joined the source consumer group", zap.String("member", gen.MemberID), zap.Int32("generation", gen.ID),
+		zap.String("protocol", gen.Protocol), zap.Int("partitions", owned.Len()))
 }
 
 // prepare makes sure claims exist on the target and decides where each starts.

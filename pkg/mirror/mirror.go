@@ -9,7 +9,7 @@
 // mirror.go holds that order (New, Run, fatal); each other file wires one part into it:
 // connect.go (the admin clients), identity.go (the clusters' IDs), topics.go (filter and
 // syncer), heartbeat.go, deadletter.go, offsetmap.go, delivery.go (exactly-once), consume.go
-// (the consumer group's configuration and sessions), membership.go (static membership),
+// (the source group's member, pkg/group, and fetcher, pkg/fetch), membership.go (static membership),
 // groups.go (group offset sync), observe.go (metrics and traces), status.go (/status and
 // readiness), reload.go, and stop.go (the stop's deadline).
 package mirror

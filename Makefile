@@ -19,8 +19,10 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kmirror
 
 ## demo: mirror a generated workload between two embedded Kafka clusters and verify it.
+## DEMO_ARGS passes flags (--records, --rate, ...; the docs' test runs a smaller demo so).
+DEMO_ARGS ?=
 demo:
-	$(GO) run ./cmd/kmirror demo
+	$(GO) run ./cmd/kmirror demo $(DEMO_ARGS)
 
 ## test: the hermetic suite (in-process Kafka clusters), with the race detector; then the
 ## allocation tests again without it (the race detector makes sync.Pool drop items on purpose,

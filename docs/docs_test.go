@@ -2,7 +2,11 @@
 // every relative link in README.md and docs/*.md leads to a file that exists (and to a heading
 // that exists, when it names one), every page is reachable from the README and the index, the
 // README stays a short door to these pages, its quickstart shows configs/minimal.yaml as it is,
-// and its benchmark figures are those of the newest run in benchmarks/results/.
+// its benchmark figures are those of the newest run in benchmarks/results/, and every command a
+// page shows in a sh block is run by a test or exempted with its reason (commands_test.go; the
+// hermetic runs are in run_test.go and migrate_run_test.go), and troubleshooting.md shows every
+// warning and error the code logs, every validate --connect check and every setting refused for
+// another (troubleshooting_test.go).
 //
 // The package has no Go code of its own: it exists for these tests.
 package docs
@@ -37,17 +41,23 @@ func readPage(t *testing.T, root, rel string) page {
 	return page{path: rel, lines: strings.Split(string(b), "\n")}
 }
 
-// pages returns README.md and every docs/*.md.
+// pages returns README.md and every docs/**/*.md.
 func pages(t *testing.T) (root string, ps []page) {
 	t.Helper()
 	root = ".."
 	ps = append(ps, readPage(t, root, "README.md"))
-	names, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
-	if err != nil || len(names) == 0 {
-		t.Fatalf("no docs/*.md (%v)", err)
-	}
-	for _, n := range names {
-		ps = append(ps, readPage(t, root, "docs/"+filepath.Base(n)))
+	err := filepath.WalkDir(filepath.Join(root, "docs"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".md") {
+			return err
+		}
+		rel, err := filepath.Rel(root, path)
+		if err == nil {
+			ps = append(ps, readPage(t, root, filepath.ToSlash(rel)))
+		}
+		return err
+	})
+	if err != nil || len(ps) == 1 {
+		t.Fatalf("no docs/**/*.md (%v)", err)
 	}
 	return root, ps
 }

@@ -28,7 +28,7 @@ func runKmirrorCmd(t *testing.T, args ...string) (string, string, int) {
 	cmd := exec.Command(filepath.Join(repoRoot(t), "bin", "kmirror"), args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
+	err := runOwned(t, cmd)
 	var exit *exec.ExitError
 	switch {
 	case err == nil:
@@ -63,7 +63,16 @@ func endOffsets(t *testing.T, c *cluster, topic string) map[int32]int64 {
 // copies in source order, and duplicates no more than MirrorMaker 2 copied past its last
 // committed position. It also checks --dry-run commits nothing and a second seed is refused
 // without --force.
-func TestMigrateFromMirrorMaker2(t *testing.T) {
+func TestMigrateFromMirrorMaker2(t *testing.T) { migrateFromMirrorMaker2(t, "at_least_once") }
+
+// TestMigrateFromMirrorMaker2ExactlyOnce is the same switch with delivery.mode exactly_once set in
+// the written configuration before kmirror's first start: kmirror resumes each partition from the
+// source group migrate seeded (its positions group on the target holds nothing yet), and the
+// same figures hold — nothing lost, order kept, duplicates only what MirrorMaker 2 copied past
+// its committed positions.
+func TestMigrateFromMirrorMaker2ExactlyOnce(t *testing.T) { migrateFromMirrorMaker2(t, "exactly_once") }
+
+func migrateFromMirrorMaker2(t *testing.T, mode string) {
 	europe := startCluster(t, "europe")
 	us := startCluster(t, "us")
 	europe.createTopic(t, "orders", 3, 1, nil)
@@ -210,6 +219,11 @@ spec:
 	if _, err := f.WriteString("telemetry:\n  listen: \"\"\nlog:\n  format: json\n"); err != nil {
 		t.Fatal(err)
 	}
+	if mode == "exactly_once" {
+		if _, err := f.WriteString(eosSettings); err != nil {
+			t.Fatal(err)
+		}
+	}
 	f.Close()
 	k := startKmirror(t, cfgPath)
 	// Once kmirror copies, it is a member of the group: seeding is refused even with --force.
@@ -223,11 +237,38 @@ spec:
 	if code == 0 || !strings.Contains(stderr, "member(s) on the source") {
 		t.Fatalf("migrate mm2 --force with kmirror running was not refused: exit %d\n%s\n%s", code, out, stderr)
 	}
+	if mode == "exactly_once" {
+		// The positions came from the seeded source group, not from nowhere (initial_offset).
+		// (The heartbeat topic, which MirrorMaker 2 never copied, starts at initial_offset.)
+		recovered := false
+		for _, l := range strings.Split(k.log(), "\n") {
+			switch {
+			case strings.Contains(l, "were recovered") && strings.Contains(l, `"from":"source_group"`) && strings.Contains(l, `"orders"`):
+				recovered = true
+			case strings.Contains(l, "they start at consumer.initial_offset") && strings.Contains(l, `"orders"`):
+				t.Fatalf("exactly_once started orders at consumer.initial_offset, not at the seed:\n%s", l)
+			}
+		}
+		if !recovered {
+			t.Fatalf("exactly_once logged no recovery of orders' positions from the seeded source group:\n%s", k.tail(40))
+		}
+	}
 	produced := load.wait(t)
 	want := copied + int64(produced) - seededTotal
 	waitFor(t, "kmirror to copy the rest", 5*time.Minute, func() bool {
 		if done, how := k.exited(); done {
 			t.Fatalf("%s\n%s", how, k.errors())
+		}
+		if mode == "exactly_once" {
+			// The target's log end counts transaction markers too: wait for the positions
+			// committed with the records to reach the source's end instead.
+			pos := committedPositions(t, us, group+"-europe-positions")["europe.orders"]
+			for p, end := range endOffsets(t, europe, "orders") {
+				if pos[p] != end {
+					return false
+				}
+			}
+			return true
 		}
 		return us.count(t, "europe.orders") >= want
 	})

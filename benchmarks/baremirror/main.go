@@ -31,63 +31,26 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kmirror/kmirror/benchmarks/bare"
 )
 
 // flushTimeout bounds the soft stop: how long the records already handed to the producer get to
 // be acknowledged before they are failed.
 const flushTimeout = 10 * time.Second
 
-type config struct {
-	source, target []string
-	topic, group   string
-}
+func main() { bare.Main("baremirror", run) }
 
-func main() {
-	var c config
-	var source, target string
-	flag.StringVar(&source, "source", "", "source bootstrap servers, comma-separated")
-	flag.StringVar(&target, "target", "", "target bootstrap servers, comma-separated")
-	flag.StringVar(&c.topic, "topic", "", "the topic to mirror (the same name on the target)")
-	flag.StringVar(&c.group, "group", "baremirror", "consumer group on the source")
-	flag.Parse()
-	c.source, c.target = splitList(source), splitList(target)
-	if len(c.source) == 0 || len(c.target) == 0 || c.topic == "" || c.group == "" {
-		fmt.Fprintln(os.Stderr, "baremirror: --source, --target, --topic and --group are required")
-		flag.Usage()
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, c); err != nil {
-		fmt.Fprintln(os.Stderr, "baremirror:", err)
-		os.Exit(1)
-	}
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-// run mirrors c.topic until ctx is cancelled (nil then) or a fetch or a produce fails.
-func run(ctx context.Context, c config) error {
-	dst, err := kgo.NewClient(kgo.SeedBrokers(c.target...),
+// run mirrors c.Topic until ctx is cancelled (nil then) or a fetch or a produce fails.
+func run(ctx context.Context, c bare.Config) error {
+	dst, err := kgo.NewClient(kgo.SeedBrokers(c.Target...),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(5*time.Millisecond),
@@ -102,14 +65,14 @@ func run(ctx context.Context, c config) error {
 	}
 	defer dst.Close()
 	// The source client starts consuming as soon as it exists: create the target topic first.
-	if err := createTargetTopic(ctx, c.source, kadm.NewClient(dst), c.topic); err != nil {
+	if err := createTargetTopic(ctx, c.Source, kadm.NewClient(dst), c.Topic); err != nil {
 		return err
 	}
 	// franz-go's fetch defaults are its throughput settings: 50 MiB per fetch, 1 MiB per
 	// partition, one fetch in flight per broker, buffered while the previous one is handled.
-	src, err := kgo.NewClient(kgo.SeedBrokers(c.source...),
-		kgo.ConsumerGroup(c.group),
-		kgo.ConsumeTopics(c.topic),
+	src, err := kgo.NewClient(kgo.SeedBrokers(c.Source...),
+		kgo.ConsumerGroup(c.Group),
+		kgo.ConsumeTopics(c.Topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 	)
 	if err != nil {
@@ -118,8 +81,8 @@ func run(ctx context.Context, c config) error {
 	// Closed before dst (defers run in reverse) and after mirror's flush, so that the commit on
 	// leaving the group covers records the target has acknowledged.
 	defer src.Close()
-	fmt.Fprintf(os.Stderr, "baremirror: mirroring %q as group %q\n", c.topic, c.group)
-	return mirror(ctx, src, dst, c.topic)
+	fmt.Fprintf(os.Stderr, "baremirror: mirroring %q as group %q\n", c.Topic, c.Group)
+	return mirror(ctx, src, dst, c.Topic)
 }
 
 // createTargetTopic creates topic on the target (dst) with the partition count it has on the

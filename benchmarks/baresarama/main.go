@@ -41,15 +41,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/kmirror/kmirror/benchmarks/bare"
 )
 
 // flushTimeout bounds the soft stop: how long the records already handed to the producer get to
@@ -60,42 +58,7 @@ const flushTimeout = 10 * time.Second
 // target topic takes unless configured otherwise; kmirror assumes it for such topics too.
 const kafkaDefaultMaxMessageBytes = 1048588
 
-type config struct {
-	source, target []string
-	topic, group   string
-}
-
-func main() {
-	var c config
-	var source, target string
-	flag.StringVar(&source, "source", "", "source bootstrap servers, comma-separated")
-	flag.StringVar(&target, "target", "", "target bootstrap servers, comma-separated")
-	flag.StringVar(&c.topic, "topic", "", "the topic to mirror (the same name on the target)")
-	flag.StringVar(&c.group, "group", "baresarama", "consumer group on the source")
-	flag.Parse()
-	c.source, c.target = splitList(source), splitList(target)
-	if len(c.source) == 0 || len(c.target) == 0 || c.topic == "" || c.group == "" {
-		fmt.Fprintln(os.Stderr, "baresarama: --source, --target, --topic and --group are required")
-		flag.Usage()
-		os.Exit(2)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, c); err != nil {
-		fmt.Fprintln(os.Stderr, "baresarama:", err)
-		os.Exit(1)
-	}
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, f := range strings.Split(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
+func main() { bare.Main("baresarama", run) }
 
 // baseConfig is what both sides share: the protocol version and the client id.
 func baseConfig() *sarama.Config {
@@ -131,17 +94,17 @@ func consumerConfig() *sarama.Config {
 	return c
 }
 
-// run mirrors c.topic until ctx is cancelled (nil then) or a fetch or a produce fails.
-func run(ctx context.Context, c config) error {
+// run mirrors c.Topic until ctx is cancelled (nil then) or a fetch or a produce fails.
+func run(ctx context.Context, c bare.Config) error {
 	pc := producerConfig()
 	if err := pc.Validate(); err != nil {
 		return fmt.Errorf("producer settings: %w", err)
 	}
 	// The group starts consuming as soon as it joins: create the target topic first.
-	if err := createTargetTopic(c.source, c.target, c.topic); err != nil {
+	if err := createTargetTopic(c.Source, c.Target, c.Topic); err != nil {
 		return err
 	}
-	dst, err := sarama.NewClient(c.target, pc)
+	dst, err := sarama.NewClient(c.Target, pc)
 	if err != nil {
 		return fmt.Errorf("target client: %w", err)
 	}
@@ -167,13 +130,13 @@ func run(ctx context.Context, c config) error {
 			fail(err)
 		}
 	}()
-	group, err := sarama.NewConsumerGroup(c.source, c.group, consumerConfig())
+	group, err := sarama.NewConsumerGroup(c.Source, c.Group, consumerConfig())
 	if err != nil {
 		_ = closeProducer(prod, dst, drained)
-		return fmt.Errorf("source consumer group %q: %w", c.group, err)
+		return fmt.Errorf("source consumer group %q: %w", c.Group, err)
 	}
-	fmt.Fprintf(os.Stderr, "baresarama: mirroring %q as group %q\n", c.topic, c.group)
-	err = mirror(loop, fail, group, prod, c.topic)
+	fmt.Fprintf(os.Stderr, "baresarama: mirroring %q as group %q\n", c.Topic, c.Group)
+	err = mirror(loop, fail, group, prod, c.Topic)
 	// The group is closed before the producer, so that no claim is left blocked on its input;
 	// it commits what was marked: handed over, not necessarily acknowledged (the package doc).
 	if cerr := group.Close(); cerr != nil && err == nil {

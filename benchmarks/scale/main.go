@@ -56,6 +56,7 @@ type options struct {
 	window     time.Duration
 	set        []string // kmirror settings, key=value, passed as --set
 	env        []string // environment variables for kmirror, NAME=value
+	at         place
 }
 
 func main() {
@@ -94,6 +95,10 @@ func main() {
 		}
 	}
 	var err error
+	if o.at, err = placeFromEnv(); err != nil {
+		fmt.Fprintln(os.Stderr, "scale:", err)
+		os.Exit(2)
+	}
 	switch o.mode {
 	case "scale":
 		err = runScale(o)
@@ -119,7 +124,34 @@ type clusters struct {
 	keep   bool
 }
 
-func upClusters(heap string, keep bool) (*clusters, error) {
+// place is where the benchmark's clusters and kmirror listen and keep their state. By default the
+// source cluster takes ports from 41000, the target from 42000, kmirror's /metrics 47464, and the
+// clusters' state lives under /tmp/kmirror-scale; KMIRROR_E2E_PORT_BASE (source at the base, target
+// 100 above, /metrics 464 above) and KMIRROR_KAFKA_STATE move them, as they move the e2e suite's,
+// so that a run does not collide with another one on the same machine.
+type place struct {
+	src, dst string // KAFKA_PORT_BASE of each cluster
+	metrics  string // host:port of kmirror's /metrics
+	state    string // KMIRROR_KAFKA_STATE of the clusters
+}
+
+func placeFromEnv() (place, error) {
+	p := place{src: "41000", dst: "42000", metrics: "127.0.0.1:47464", state: "/tmp/kmirror-scale"}
+	if b := os.Getenv("KMIRROR_E2E_PORT_BASE"); b != "" {
+		base, err := strconv.Atoi(b)
+		if err != nil || base < 1024 || base > 65000 {
+			return p, fmt.Errorf("KMIRROR_E2E_PORT_BASE=%q: want a port number between 1024 and 65000", b)
+		}
+		p.src, p.dst = strconv.Itoa(base), strconv.Itoa(base+100)
+		p.metrics = "127.0.0.1:" + strconv.Itoa(base+464)
+	}
+	if s := os.Getenv("KMIRROR_KAFKA_STATE"); s != "" {
+		p.state = s
+	}
+	return p, nil
+}
+
+func upClusters(heap string, keep bool, at place) (*clusters, error) {
 	// Every partition holds open files and mmapped indexes in the broker; kmirror holds a
 	// connection per broker and client. Children inherit the raised limit.
 	var lim syscall.Rlimit
@@ -133,9 +165,9 @@ func upClusters(heap string, keep bool) (*clusters, error) {
 	fmt.Fprintf(os.Stderr, "open files limit %d (each broker keeps a file open per partition's segment)\n", lim.Cur)
 	c := &clusters{
 		script: "scripts/kafka/cluster.sh", keep: keep, pids: map[string]int{},
-		env: append(os.Environ(), "KMIRROR_KAFKA_STATE=/tmp/kmirror-scale", "KAFKA_NODE_HEAP="+heap, "KAFKA_START_TIMEOUT=300"),
+		env: append(os.Environ(), "KMIRROR_KAFKA_STATE="+at.state, "KAFKA_NODE_HEAP="+heap, "KAFKA_START_TIMEOUT=300"),
 	}
-	for _, cl := range []struct{ name, base string }{{"scale-src", "41000"}, {"scale-dst", "42000"}} {
+	for _, cl := range []struct{ name, base string }{{"scale-src", at.src}, {"scale-dst", at.dst}} {
 		_, _ = c.run(nil, "down", cl.name)
 		if _, err := c.run([]string{"KAFKA_PORT_BASE=" + cl.base}, "up", cl.name); err != nil {
 			c.down()
@@ -146,7 +178,7 @@ func upClusters(heap string, keep bool) (*clusters, error) {
 			c.down()
 			return nil, err
 		}
-		pid, _ := os.ReadFile(filepath.Join("/tmp/kmirror-scale", cl.name, "node-1", "pid"))
+		pid, _ := os.ReadFile(filepath.Join(at.state, cl.name, "node-1", "pid"))
 		c.pids[cl.name], _ = strconv.Atoi(strings.TrimSpace(string(pid)))
 		if cl.name == "scale-src" {
 			c.src = strings.Split(strings.TrimSpace(bs), ",")

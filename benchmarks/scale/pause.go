@@ -91,7 +91,7 @@ func runPause(o options) error {
 		return err
 	}
 	say := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-	cl, err := upClusters(o.heap, o.keep)
+	cl, err := upClusters(o.heap, o.keep, o.at)
 	if err != nil {
 		return err
 	}

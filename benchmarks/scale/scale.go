@@ -13,8 +13,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-const scaleMetrics = "127.0.0.1:47464"
-
 func runScale(o options) error {
 	ctx := context.Background()
 	work, err := os.MkdirTemp("", "kmirror-scale-")
@@ -29,7 +27,7 @@ func runScale(o options) error {
 	row := func(what, value, target string) { fmt.Fprintf(&rep, "| %s | %s | %s |\n", what, value, target) }
 
 	say("starting the clusters (one node each, heap %s)", o.heap)
-	cl, err := upClusters(o.heap, o.keep)
+	cl, err := upClusters(o.heap, o.keep, o.at)
 	if err != nil {
 		return err
 	}
@@ -80,7 +78,11 @@ func runScale(o options) error {
 	if len(empty) > 0 {
 		return fmt.Errorf("%d of %d source partitions still without a record", len(empty), parts)
 	}
-	say("one record in each of the %d source partitions", parts)
+	// How long the source broker took to take a record in every partition of topics just created
+	// (100 per request): its own pace at putting that many new partitions in place, which bounds
+	// kmirror's start on the target broker too, and moves with the machine's load.
+	sourceReady := time.Since(t)
+	say("one record in each of the %d source partitions, %s after their creation began", parts, sourceReady.Round(time.Second))
 
 	cfg := filepath.Join(work, "kmirror.yaml")
 	body := fmt.Sprintf(`source: {alias: src, bootstrap: [%s]}
@@ -88,7 +90,7 @@ target: {alias: dst, bootstrap: [%s]}
 topics: {include: ["scale\\..*"], replication_factor: 1}
 telemetry: {listen: %q, pprof: true, sarama_metrics: true}
 log: {format: json}
-`, strings.Join(cl.src, ", "), strings.Join(cl.dst, ", "), scaleMetrics)
+`, strings.Join(cl.src, ", "), strings.Join(cl.dst, ", "), o.at.metrics)
 	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
 		return err
 	}
@@ -96,7 +98,7 @@ log: {format: json}
 	if err := os.MkdirAll(profiles, 0o755); err != nil {
 		return err
 	}
-	k, err := startKmirror(o.bin, cfg, filepath.Join(work, "kmirror.log"), scaleMetrics, o.set, o.env)
+	k, err := startKmirror(o.bin, cfg, filepath.Join(work, "kmirror.log"), o.at.metrics, o.set, o.env)
 	if err != nil {
 		return err
 	}
@@ -106,6 +108,7 @@ log: {format: json}
 		}
 	}()
 	pid := k.cmd.Process.Pid
+	sw := watchStart(o.at.metrics, profiles, k.started)
 
 	// All flowing: every target partition has its record.
 	var flowing, created time.Duration
@@ -116,9 +119,21 @@ log: {format: json}
 		}
 		_, n := endOffsets(ctx, dstAdm, topics)
 		if created == 0 {
-			if td, err := dstAdm.ListTopics(ctx, topics...); err == nil && len(td.TopicsSet()) == o.topics && td.Error() == nil {
+			td, err := dstAdm.ListTopics(ctx, topics...)
+			there := 0
+			if err == nil {
+				for _, d := range td {
+					if d.Err == nil {
+						there++
+					}
+				}
+			}
+			if there == o.topics {
 				created = time.Since(k.started)
 			}
+			sw.mark(there, n)
+		} else {
+			sw.mark(o.topics, n)
 		}
 		if n == parts {
 			flowing = time.Since(k.started)
@@ -129,6 +144,7 @@ log: {format: json}
 		}
 		time.Sleep(time.Second)
 	}
+	timeline := sw.finish()
 	rss, hwm := memory(pid)
 	say("all %d partitions flowing %s after start (target topics all there at %s); RSS %s, HWM %s",
 		parts, flowing.Round(100*time.Millisecond), created.Round(time.Second), mib(rss), mib(hwm))
@@ -141,13 +157,15 @@ log: {format: json}
 	fmt.Fprintln(&rep, "| measure | figure | target |")
 	fmt.Fprintln(&rep, "|---|---|---|")
 	row("time from start to all partitions flowing (each target partition has its record; kmirror creates the target topics)",
-		flowing.Round(100*time.Millisecond).String(), "< 60 s")
+		flowing.Round(100*time.Millisecond).String(), "< 30 s")
 	row("… of which, until every target topic existed", created.Round(time.Second).String(), "")
+	row("for comparison: the source broker, from creating the same topics (100 per request) to a record in every partition",
+		sourceReady.Round(time.Second).String(), "")
 
 	// Idle: wait for the commits and the first watcher rounds to settle, then measure.
 	time.Sleep(15 * time.Second)
 	say("idle: measuring CPU for %s", o.idle)
-	_, _, before, err := scrape(scaleMetrics)
+	_, _, before, err := scrape(o.at.metrics)
 	if err != nil {
 		return err
 	}
@@ -155,11 +173,11 @@ log: {format: json}
 	// figure (and a collection or a metadata refresh inside the window is in both).
 	idleStart := time.Now()
 	profiled := make(chan string, 1)
-	go func() { profiled <- profile(scaleMetrics, filepath.Join(profiles, "idle-cpu.pprof"), "cpu", o.idle) }()
+	go func() { profiled <- profile(o.at.metrics, filepath.Join(profiles, "idle-cpu.pprof"), "cpu", o.idle) }()
 	idle, idleSlices := cpuUse(o.idle, pid, cl.pids["scale-src"], cl.pids["scale-dst"])
 	idleProfile := <-profiled
 	rssIdle, _ := memory(pid)
-	n, d, idleBody, err := scrape(scaleMetrics)
+	n, d, idleBody, err := scrape(o.at.metrics)
 	if err != nil {
 		return err
 	}
@@ -170,8 +188,8 @@ log: {format: json}
 	say("idle CPU %.1f%% of a core (brokers %.0f%%, %.0f%%), %.1f fetches/s; RSS %s; scrape %d bytes in %s",
 		100*idle[0], 100*idle[1], 100*idle[2], fetches, mib(rssIdle), n, d)
 	_ = os.WriteFile(filepath.Join(work, "idle-metrics.txt"), idleBody, 0o644)
-	idleHeap := profile(scaleMetrics, filepath.Join(profiles, "idle-heap.pprof"), "heap", 0)
-	goroutines := profile(scaleMetrics, filepath.Join(profiles, "idle-goroutine.pprof"), "goroutine", 0)
+	idleHeap := profile(o.at.metrics, filepath.Join(profiles, "idle-heap.pprof"), "heap", 0)
+	goroutines := profile(o.at.metrics, filepath.Join(profiles, "idle-goroutine.pprof"), "goroutine", 0)
 	idleMem := memstats(idleBody)
 	row("resident memory after the idle window (VmRSS)", mib(rssIdle), "< 1 GiB")
 	row("… of which the Go runtime (from /metrics)", idleMem, "")
@@ -189,19 +207,19 @@ log: {format: json}
 	paceStart := time.Now()
 	go func() { written <- pace(pctx, srcCl, topics, o.partitions, o.rate) }()
 	time.Sleep(10 * time.Second)
-	_, _, steadyBefore, err := scrape(scaleMetrics)
+	_, _, steadyBefore, err := scrape(o.at.metrics)
 	if err != nil {
 		stopPace()
 		return err
 	}
 	steadyStart := time.Now()
 	go func() {
-		profiled <- profile(scaleMetrics, filepath.Join(profiles, "steady-cpu.pprof"), "cpu", o.steady-10*time.Second)
+		profiled <- profile(o.at.metrics, filepath.Join(profiles, "steady-cpu.pprof"), "cpu", o.steady-10*time.Second)
 	}()
 	steady, steadySlices := cpuUse(o.steady-10*time.Second, pid, cl.pids["scale-src"], cl.pids["scale-dst"])
 	steadyProfile := <-profiled
 	rssSteady, _ := memory(pid)
-	sn, sd, steadyBody, err := scrape(scaleMetrics)
+	sn, sd, steadyBody, err := scrape(o.at.metrics)
 	if err != nil {
 		stopPace()
 		return err
@@ -224,7 +242,7 @@ log: {format: json}
 	say("steady CPU %.1f%% (brokers %.0f%%, %.0f%%), RSS %s, scrape %d bytes in %s; wrote %d (%.0f/s), source %d target %d",
 		100*steady[0], 100*steady[1], 100*steady[2], mib(rssSteady), sn, sd, w, rate, srcSum-srcBefore, dstSum)
 	_, hwmEnd := memory(pid)
-	heapTop := profile(scaleMetrics, filepath.Join(profiles, "end-heap.pprof"), "heap", 0)
+	heapTop := profile(o.at.metrics, filepath.Join(profiles, "end-heap.pprof"), "heap", 0)
 	row(fmt.Sprintf("CPU at a steady %.0f records/s (100-byte values) over all partitions", rate),
 		share(steady[0], steadySlices), "")
 	row("… the source and target brokers meanwhile", fmt.Sprintf("%.0f%%, %.0f%% of a core", 100*steady[1], 100*steady[2]), "")
@@ -246,6 +264,8 @@ log: {format: json}
 
 	fmt.Fprintf(&rep, "\nThe idle scrape: %s.\n", scrapeFamilies)
 	fmt.Fprintf(&rep, "\nThe profiles are in `%s/` (`go tool pprof -top %s FILE`).\n", filepath.Base(profiles), o.bin)
+	fmt.Fprintf(&rep, "\n## Start: target topics there and partitions flowing, by seconds after kmirror's start\n\n"+
+		"(start-cpu.pprof: the first 30 s; start-goroutines-*.txt: every goroutine's stack each 5 s until all flow.)\n\n```\n%s\n```\n", timeline)
 	fmt.Fprintf(&rep, "\n## CPU profile, idle (the measured %s)\n\n```\n%s```\n", o.idle, idleProfile)
 	fmt.Fprintf(&rep, "\n## Heap in use after the idle window\n\n```\n%s```\n", idleHeap)
 	fmt.Fprintf(&rep, "\n## Goroutines after the idle window\n\n```\n%s```\n", goroutines)

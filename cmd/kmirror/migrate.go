@@ -42,8 +42,9 @@ func newMigrateMM2Command() *cobra.Command {
 			"approximated, is said on stderr, one line each. Then it reads where MirrorMaker 2 stopped (its\n" +
 			"MirrorSourceConnector's source offsets in the Connect offsets topic on the target) and commits those\n" +
 			"positions for kmirror's consumer group on the source, printing them per partition, so that kmirror\n" +
-			"continues where MirrorMaker 2 stopped. Stop MirrorMaker 2 first. It refuses a group that already has\n" +
-			"committed offsets (--force overwrites them) or members. --dry-run writes and commits nothing: it\n" +
+			"continues where MirrorMaker 2 stopped, in either delivery mode. Stop MirrorMaker 2 first. It refuses a group\n" +
+			"that already has committed offsets (--force overwrites them) or members, and exactly_once positions of an\n" +
+			"earlier kmirror run in the target's positions groups (--force deletes them). --dry-run writes and commits nothing: it\n" +
 			"prints the configuration and the positions.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -59,7 +60,7 @@ func newMigrateMM2Command() *cobra.Command {
 	fl.StringVar(&f.connector, "connector", "", "read the positions of this connector only (default: every MirrorSourceConnector of the source alias)")
 	fl.BoolVar(&f.configOnly, "config-only", false, "write the configuration only: do not read MirrorMaker 2's positions nor seed the group")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "write and commit nothing: print the configuration and the positions that would be seeded")
-	fl.BoolVar(&f.force, "force", false, "seed even though kmirror's group already has committed offsets (they are overwritten)")
+	fl.BoolVar(&f.force, "force", false, "seed even though kmirror's group already has committed offsets (they are overwritten) or the target's positions groups hold positions (they are deleted)")
 	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "give up connecting and reading after this long")
 	return cmd
 }
@@ -140,7 +141,7 @@ func seedFromMM2(ctx context.Context, out io.Writer, cfg *config.Config, alias, 
 		return fmt.Errorf("offsets topic %q on the target holds no MirrorSourceConnector position for source cluster %q (connectors with its positions: %v); "+
 			"nothing was seeded: check --offsets-topic and --connector", topic, alias, latest.Connectors(alias))
 	}
-	plan, err := migrate.PlanSeed(ctx, src, cfg, positions)
+	plan, err := migrate.PlanSeed(ctx, src, tgt, cfg, positions)
 	if err != nil {
 		return err
 	}
@@ -164,13 +165,20 @@ func seedFromMM2(ctx context.Context, out io.Writer, cfg *config.Config, alias, 
 	for _, s := range plan.Skipped {
 		fmt.Fprintln(out, "not seeded:", s)
 	}
+	for _, g := range plan.Unread {
+		fmt.Fprintf(out, "not checked: positions group %q on the target (not authorised to read it): before switching to delivery.mode exactly_once, "+
+			"make sure it holds no position of these topics (kafka-consumer-groups.sh --describe --group %s), which it would resume from instead of the seed\n", g, g)
+	}
 	if f.dryRun {
+		if err := plan.StaleError(); err != nil && !f.force {
+			fmt.Fprintf(out, "--dry-run: seeding would be refused without --force: %v\n", err)
+		}
 		if len(plan.Committed) > 0 && !f.force {
 			fmt.Fprintf(out, "--dry-run: group %q already has committed offsets for %d partition(s): seeding would be refused without --force\n", plan.Group, len(plan.Committed))
 		}
 		return nil
 	}
-	if err := migrate.Seed(ctx, src, plan, f.force); err != nil {
+	if err := migrate.Seed(ctx, src, tgt, plan, f.force); err != nil {
 		return err
 	}
 	n := 0

@@ -26,8 +26,9 @@ type Config struct {
 	Consumer Consumer `mapstructure:"consumer"`
 	// Ring configures the partition workers between the consumer and the producers.
 	Ring Ring `mapstructure:"ring"`
-	// Producer configures the idempotent producers that write to the target (acks=all, one
-	// request in flight per broker).
+	// Producer configures the idempotent producers that write to the target (acks=all; up to
+	// five requests in flight per broker, retried in order, in at_least_once; one in
+	// exactly_once).
 	Producer Producer `mapstructure:"producer"`
 	// Commit configures offset commits on the source (at-least-once).
 	Commit Commit `mapstructure:"commit"`
@@ -313,12 +314,14 @@ func (c Consumer) FetchPartition(rtt time.Duration, largestBatch int) int32 {
 // Ring configures the partition workers and their inboxes.
 type Ring struct {
 	// Workers is the number of partition workers, each with its own inbox and its own idempotent
-	// producer. A source partition always goes to the same worker, so its order is kept. A
-	// worker's producer has one request in flight and one batch per partition beside it, so
+	// producer. A source partition always goes to the same worker, so its order is kept. In
+	// at_least_once a worker's producer keeps up to five requests in flight per target broker.
+	// In exactly_once it has one request in flight and one batch per partition beside it, so
 	// across a WAN to the target (kmirror near the source) a partition with a full batch holds
 	// its worker's others for a round trip: there, give it as many workers as the busiest topics
-	// have partitions (one run with 12 for 12 partitions, and 1 MiB fetches, kept 81% of the
-	// loopback rate at 80 ms where the defaults kept 50%; on loopback 16 gained nothing).
+	// have partitions (measured with one request in flight: one run with 12 for 12 partitions,
+	// and 1 MiB fetches, kept 81% of the loopback rate at 80 ms where the defaults kept 50%; on
+	// loopback 16 gained nothing).
 	Workers int `mapstructure:"workers"`
 	// InboxRecords is the capacity of each worker's inbox in records (rounded up to a power of
 	// two). A full inbox blocks the partitions feeding it (backpressure).
@@ -543,7 +546,9 @@ type Telemetry struct {
 	SaramaMetrics bool `mapstructure:"sarama_metrics"`
 	// SaramaTopicMetrics also exports sarama's per-topic client metrics (kmirror_sarama_topic_*:
 	// send rate, batch size, records per request and compression ratio for each topic and each
-	// producer); it needs SaramaMetrics. Off, sarama does not even make them: with a thousand
+	// of sarama's producers: exactly_once's and the dead-letter writer's; at_least_once produces
+	// through kmirror's own pipeline, which sarama does not measure per topic); it needs
+	// SaramaMetrics. Off, sarama does not even make them: with a thousand
 	// topics they are tens of thousands of series per scrape, megabytes of samples, and CPU when
 	// nothing moves.
 	SaramaTopicMetrics bool `mapstructure:"sarama_topic_metrics"`

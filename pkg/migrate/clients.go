@@ -252,8 +252,9 @@ func (m *mapper) noEquivalents() {
 	}
 	for _, key := range []string{"exactly.once.source.support", "exactly.once.support"} {
 		if v, k, ok := m.get(key); ok && v != "disabled" {
-			m.note(k, v, Approximated, "written as delivery.mode at_least_once, the mode migrate seeds; switch to exactly_once "+
-				"(delivery.mode) once kmirror runs, after reading configs/kmirror.yaml on what it needs")
+			m.note(k, v, Approximated, "written as delivery.mode at_least_once, which needs no transactional ACLs; set exactly_once "+
+				"(delivery.mode) before or after the first start if wanted: it resumes from the positions migrate seeded "+
+				"(docs/exactly-once.md on the ACLs it needs)")
 		}
 	}
 	// Every other cluster-level client setting of the two clusters (admin.*, the target's

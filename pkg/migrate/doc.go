@@ -15,5 +15,8 @@
 // topic was recreated, or the offsets belong to another cluster) is refused, not clamped; a
 // partition MirrorMaker 2 never recorded is left alone (kmirror starts it at
 // consumer.initial_offset). It never moves a group that already has committed offsets unless
-// told to (force), and never one with members.
+// told to (force), and never one with members. The seeded source group is what both delivery
+// modes read (exactly_once for a partition its positions groups on the target hold nothing of),
+// so it refuses, unless forced, to seed while those groups hold a position of a seeded partition:
+// forced, it deletes them first.
 package migrate

@@ -131,7 +131,7 @@ func TestSeedFromOffsetsTopic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan, err := PlanSeed(ctx, sc, &cfg, positions)
+	plan, err := PlanSeed(ctx, sc, tc, &cfg, positions)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,21 +145,21 @@ func TestSeedFromOffsetsTopic(t *testing.T) {
 	if fmt.Sprint(got) != "map[0:7 1:5 2:-1]" || len(plan.Skipped) != 1 || !strings.Contains(plan.Skipped[0], "gone/0") {
 		t.Fatalf("plan %v, skipped %v", got, plan.Skipped)
 	}
-	if err := Seed(ctx, sc, plan, false); err != nil {
+	if err := Seed(ctx, sc, tc, plan, false); err != nil {
 		t.Fatal(err)
 	}
 	if c := committed(t, src, "kmirror-europe-us"); fmt.Sprint(c) != "map[0:7 1:5]" {
 		t.Fatalf("committed %v, want map[0:7 1:5]", c)
 	}
 
-	again, err := PlanSeed(ctx, sc, &cfg, positions)
+	again, err := PlanSeed(ctx, sc, tc, &cfg, positions)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Seed(ctx, sc, again, false); err == nil || !strings.Contains(err.Error(), "already has committed offsets") {
+	if err := Seed(ctx, sc, tc, again, false); err == nil || !strings.Contains(err.Error(), "already has committed offsets") {
 		t.Fatalf("a second seed: error %v, want a refusal", err)
 	}
-	if err := Seed(ctx, sc, again, true); err != nil {
+	if err := Seed(ctx, sc, tc, again, true); err != nil {
 		t.Fatalf("--force: %v", err)
 	}
 
@@ -170,7 +170,7 @@ func TestSeedFromOffsetsTopic(t *testing.T) {
 			beyond[i].Copied, beyond[i].Next = 10, 11 // orders/0 holds offsets 0-9
 		}
 	}
-	if _, err := PlanSeed(ctx, sc, &cfg, beyond); err == nil || !strings.Contains(err.Error(), "beyond the source's end for orders/0") {
+	if _, err := PlanSeed(ctx, sc, tc, &cfg, beyond); err == nil || !strings.Contains(err.Error(), "beyond the source's end for orders/0") {
 		t.Fatalf("a position beyond the end: error %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -43,17 +44,38 @@ type Plan struct {
 	Committed map[source.TopicPartition]int64
 	Members   int
 	State     string
+	// Stale holds the positions that the groups on the target an exactly_once mirror reads
+	// before the source group (delivery's positions group, then its former name) already hold
+	// for the seeded partitions, left by an earlier exactly_once run: such a mirror would resume
+	// there, not at the seed.
+	Stale []StalePosition
+	// Unread names the positions groups the target user may not read (an at_least_once
+	// deployment needs no ACL on them): not checked, said so.
+	Unread []string
+}
+
+// StalePosition is a position of a seeded partition found in a positions group on the target.
+type StalePosition struct {
+	Group     string
+	Topic     string // the target topic, under which the positions are stored
+	Partition int32
+	Offset    int64
+}
+
+func (p StalePosition) String() string {
+	return fmt.Sprintf("%s/%d at %d", p.Topic, p.Partition, p.Offset)
 }
 
 // PlanSeed decides the position of each source partition from MirrorMaker 2's positions and the
-// kmirror configuration cfg (its topic filter, naming and group), reading the source through src.
+// kmirror configuration cfg (its topic filter, naming and group), reading the source through src,
+// and reads the positions groups of exactly_once on the target through tgt (Plan.Stale).
 // It refuses (an error, nothing planned) a position beyond its partition's end: the invariant is
 // never to seed a position beyond what MirrorMaker 2 copied, and such a position cannot be one.
-func PlanSeed(ctx context.Context, src sarama.Client, cfg *config.Config, positions []Position) (*Plan, error) {
-	if cfg.Delivery.Mode != config.AtLeastOnce {
-		return nil, fmt.Errorf("delivery.mode is %s: migrate seeds the source group of at_least_once only; seed with at_least_once, "+
-			"start kmirror, and switch later", cfg.Delivery.Mode)
-	}
+//
+// Both delivery modes read the seeded source group: at_least_once always, exactly_once for a
+// partition its positions group on the target (and that group's former name) has no position of
+// (pkg/delivery's Slots.Positions), which is what Seed makes sure of.
+func PlanSeed(ctx context.Context, src, tgt sarama.Client, cfg *config.Config, positions []Position) (*Plan, error) {
 	filter, err := topics.NewFilter(cfg.Topics.Include, cfg.Topics.Exclude)
 	if err != nil {
 		return nil, err
@@ -134,7 +156,89 @@ func PlanSeed(ctx context.Context, src sarama.Client, cfg *config.Config, positi
 		return plan.Rows[i].Partition < plan.Rows[j].Partition
 	})
 	sort.Strings(plan.Skipped)
-	return plan, plan.readGroup(src)
+	if err := plan.readGroup(src); err != nil {
+		return nil, err
+	}
+	return plan, plan.readPositions(tgt, cfg.Delivery.Positions(cfg.Consumer.GroupID, cfg.Source.Alias), cfg.Delivery.LegacyPositions(cfg.Consumer.GroupID))
+}
+
+// readPositions reads, from each positions group exactly_once reads on the target, the
+// positions it holds of the planned partitions (under their target names) into p.Stale.
+func (p *Plan) readPositions(tgt sarama.Client, groups ...string) error {
+	byTarget := map[string][]int32{}
+	for _, r := range p.Rows {
+		if r.Seed >= 0 {
+			byTarget[r.TargetTopic] = append(byTarget[r.TargetTopic], r.Partition)
+		}
+	}
+	if len(byTarget) == 0 {
+		return nil
+	}
+	admin, err := sarama.NewClusterAdminFromClient(tgt)
+	if err != nil {
+		return fmt.Errorf("open an admin client of the target: %w", err)
+	}
+	// Not closed: closing it would close tgt, which the caller owns.
+	for i, g := range groups {
+		if g == "" || slices.Contains(groups[:i], g) {
+			continue
+		}
+		resp, err := admin.ListConsumerGroupOffsets(g, byTarget)
+		if errors.Is(err, sarama.ErrGroupIDNotFound) {
+			continue
+		}
+		if errors.Is(err, sarama.ErrGroupAuthorizationFailed) {
+			p.Unread = append(p.Unread, g)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read the exactly_once positions group %q on the target: %w", g, err)
+		}
+		for t, parts := range resp.Blocks {
+			for part, b := range parts {
+				if b != nil && b.Offset >= 0 && errors.Is(b.Err, sarama.ErrNoError) {
+					p.Stale = append(p.Stale, StalePosition{Group: g, Topic: t, Partition: part, Offset: b.Offset})
+				}
+			}
+		}
+	}
+	sort.Slice(p.Stale, func(i, j int) bool {
+		a, b := p.Stale[i], p.Stale[j]
+		if a.Group != b.Group {
+			return a.Group < b.Group
+		}
+		if a.Topic != b.Topic {
+			return a.Topic < b.Topic
+		}
+		return a.Partition < b.Partition
+	})
+	return nil
+}
+
+// StaleError says why a seed is refused while the target holds exactly_once positions of an
+// earlier run, and the fix; nil when there is nothing to refuse. It refuses in at_least_once
+// too: that mode does not read them, but a later switch to exactly_once would, and would resume
+// there (before the seed: records copied again; past it: records never copied).
+func (p *Plan) StaleError() error {
+	if len(p.Stale) == 0 {
+		return nil
+	}
+	byGroup := map[string][]string{}
+	var groups []string
+	for _, s := range p.Stale {
+		if byGroup[s.Group] == nil {
+			groups = append(groups, s.Group)
+		}
+		byGroup[s.Group] = append(byGroup[s.Group], s.String())
+	}
+	var parts []string
+	for _, g := range groups {
+		parts = append(parts, fmt.Sprintf("positions group %q on the target holds %s", g, strings.Join(byGroup[g], ", ")))
+	}
+	return fmt.Errorf("delivery.mode exactly_once (now, or after a switch) resumes a partition from its positions on the target before "+
+		"the source group migrate seeds, and %s, of an earlier kmirror run: it would resume there, not where MirrorMaker 2 stopped; nothing was seeded: "+
+		"delete them (kafka-consumer-groups.sh --bootstrap-server <target> --group <group> --delete-offsets --topic <topic>), "+
+		"or seed with --force, which deletes them", strings.Join(parts, "; "))
 }
 
 // readGroup reads the group's committed offsets (all topics), members and state on the source.
@@ -174,9 +278,22 @@ const commitAttempts = 5
 // Seed commits the plan's positions for its group on the source, as an admin commit (no member,
 // generation -1), then reads them back. It refuses a group with members (kmirror, or anything
 // else, running in it) and, unless force, a group that already has committed offsets.
-func Seed(ctx context.Context, src sarama.Client, plan *Plan, force bool) error {
+//
+// It refuses, unless force, when a positions group of exactly_once on the target holds a
+// position of a seeded partition (Plan.Stale: exactly_once, now or after a switch, would resume
+// there, not at the seed); forced, it deletes those positions first, so that the seed is what
+// either mode reads.
+func Seed(ctx context.Context, src, tgt sarama.Client, plan *Plan, force bool) error {
 	if plan.Members > 0 {
 		return fmt.Errorf("group %q has %d member(s) on the source (state %s): stop every kmirror of the group before seeding it", plan.Group, plan.Members, plan.State)
+	}
+	if err := plan.StaleError(); err != nil {
+		if !force {
+			return err
+		}
+		if err := deletePositions(tgt, plan.Stale); err != nil {
+			return err
+		}
 	}
 	if len(plan.Committed) > 0 && !force {
 		return fmt.Errorf("group %q already has committed offsets on the source for %d partition(s) (%s): kmirror has run with it; "+
@@ -231,6 +348,21 @@ func Seed(ctx context.Context, src sarama.Client, plan *Plan, force bool) error 
 		}
 		if c := got[source.TopicPartition{Topic: r.Topic, Partition: r.Partition}]; c.Offset != r.Seed {
 			return fmt.Errorf("read back group %q: %s/%d holds %d, not the seeded %d", plan.Group, r.Topic, r.Partition, c.Offset, r.Seed)
+		}
+	}
+	return nil
+}
+
+// deletePositions deletes the stale positions from their groups on the target (OffsetDelete: the
+// positions groups have no members).
+func deletePositions(tgt sarama.Client, stale []StalePosition) error {
+	admin, err := sarama.NewClusterAdminFromClient(tgt)
+	if err != nil {
+		return fmt.Errorf("open an admin client of the target: %w", err)
+	}
+	for _, s := range stale {
+		if err := admin.DeleteConsumerGroupOffset(s.Group, s.Topic, s.Partition); err != nil {
+			return fmt.Errorf("delete the position %s of group %q on the target (--force): %w", s, s.Group, err)
 		}
 	}
 	return nil

@@ -173,7 +173,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if err := preflight.NoMirrorBack(m.cfg, srcAdmin, m.log); err != nil {
 		return err
 	}
-	syncer, err := newSyncer(m.cfg, m.filter, srcAdmin, tgtAdmin, m.topicEvents, m.log)
+	syncer, err := m.newSyncer(srcAdmin, tgtAdmin, m.topicEvents, m.log)
 	if err != nil {
 		return err
 	}
@@ -233,12 +233,12 @@ func (m *Mirror) Run(ctx context.Context) error {
 	workers := make([]*worker.Worker, len(m.inboxes))
 	for i := range m.inboxes {
 		name := func(bound int) string { return fmt.Sprintf("producer-%d-%d", i, bound) }
-		open := worker.OpenProducer(m.target.Bootstrap(), func(bound int) (*sarama.Config, error) {
-			pc, err := worker.ProducerConfig(m.target.Config(name(bound)), m.cfg.Producer, bound)
-			if err == nil && m.opts.SaramaClients != nil {
+		open := worker.OpenPipeline(m.target.Bootstrap(), m.cfg.Producer, m.log, func(bound int) *sarama.Config {
+			pc := m.target.Config(name(bound))
+			if m.opts.SaramaClients != nil {
 				m.opts.SaramaClients(name(bound), pc)
 			}
-			return pc, err
+			return pc
 		})
 		w, err := worker.New(worker.Config{
 			ID: i, Inbox: m.inboxes[i], Records: records, NewProducer: open,

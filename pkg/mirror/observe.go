@@ -48,6 +48,9 @@ type observer struct {
 	metrics  *telemetry.Metrics
 	tracing  *telemetry.Tracing
 	inFlight []atomic.Int64
+	// assigned counts the source partitions owned (kmirror_assigned_partitions), for the memory
+	// bound.
+	assigned atomic.Int64
 	// heartbeatTopic is the flow's heartbeat topic on the source ("" without heartbeats).
 	heartbeatTopic string
 	// board, when set, is told what /status reports.
@@ -131,6 +134,7 @@ func (o *observer) endSpans(r *record.Record, at time.Time, err error) {
 func (o *observer) Assigned(topic string, partition int32) {
 	o.metrics.Topic(topic)
 	o.metrics.AssignedPartitions.Inc()
+	o.assigned.Add(1)
 	if o.board != nil {
 		o.board.Assigned(topic, partition)
 	}
@@ -138,6 +142,7 @@ func (o *observer) Assigned(topic string, partition int32) {
 
 func (o *observer) Revoked(topic string, partition int32) {
 	o.metrics.AssignedPartitions.Dec()
+	o.assigned.Add(-1)
 	o.metrics.ForgetPartition(topic, partition)
 	if o.board != nil {
 		o.board.Revoked(topic, partition)
@@ -174,6 +179,11 @@ func (o *observer) SourceLost(topic string, n int64) {
 }
 
 func (o *observer) workerGauges(m *Mirror) error {
+	if err := o.metrics.RegisterMemoryBound(func() float64 {
+		return float64(m.cfg.MemoryBound(int(o.assigned.Load())).Total())
+	}); err != nil {
+		return err
+	}
 	return o.metrics.RegisterWorkerGauges(len(m.inboxes),
 		func(w int) float64 { return float64(m.inboxes[w].Len()) },
 		func(w int) float64 { return float64(m.inboxes[w].Bytes()) },

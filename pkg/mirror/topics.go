@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 
+	"github.com/IBM/sarama"
 	"go.uber.org/zap"
 
 	"github.com/kmirror/kmirror/pkg/config"
@@ -23,15 +24,16 @@ func newFilter(cfg *config.Config) (*topics.Filter, error) {
 	return filter, nil
 }
 
-// newSyncer builds the topic syncer from the configuration and filter: the daemon and `kmirror
-// topics plan` build it here alike, so the plan printed is the one the daemon applies.
-func newSyncer(cfg *config.Config, filter *topics.Filter, src, tgt topics.Admin, events topics.Events, log *zap.Logger) (*topics.Syncer, error) {
-	sc, err := syncerConfig(cfg, filter)
+// newSyncer builds the topic syncer from the configuration and filter over the clusters' admin
+// clients: the daemon and `kmirror topics plan` build it here alike, so the plan printed is the
+// one the daemon applies.
+func (m *Mirror) newSyncer(src, tgt sarama.ClusterAdmin, events topics.Events, log *zap.Logger) (*topics.Syncer, error) {
+	sc, err := syncerConfig(m.cfg, m.filter)
 	if err != nil {
 		return nil, err
 	}
 	sc.Events, sc.Log = events, log
-	return topics.NewSyncer(src, tgt, sc), nil
+	return topics.NewSyncer(topics.NewAdmin(src, m.source.Config("admin")), topics.NewAdmin(tgt, m.target.Config("admin")), sc), nil
 }
 
 // syncerConfig is the topic syncer's configuration over filter (the mirror's own, which a reload
@@ -72,7 +74,7 @@ func PlanTopics(ctx context.Context, cfg *config.Config, log *zap.Logger) (topic
 		return topics.Plan{}, err
 	}
 	defer func() { _ = tgtAdmin.Close() }()
-	syncer, err := newSyncer(cfg, m.filter, srcAdmin, tgtAdmin, topics.Events{}, log)
+	syncer, err := m.newSyncer(srcAdmin, tgtAdmin, topics.Events{}, log)
 	if err != nil {
 		return topics.Plan{}, err
 	}

@@ -48,6 +48,10 @@ func ClientConfig(c *sarama.Config, cc config.Consumer) *sarama.Config {
 	c.Consumer.Fetch.MaxBytes = cc.FetchMaxBytes
 	c.Consumer.Fetch.Min = cc.FetchMinBytes
 	c.Consumer.MaxWaitTime = cc.FetchMaxWait
+	// Each partition's consumer buffers this many records (not bytes) besides the fetch share it
+	// is handing out: sarama's default of 256 let a frozen target pull a whole backlog of large
+	// records into memory (config.Memory counts what is left).
+	c.ChannelBufferSize = config.ConsumerChannelRecords
 	return c
 }
 

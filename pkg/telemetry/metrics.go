@@ -552,3 +552,18 @@ func (c *workerCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 }
+
+// RegisterMemoryBound exports kmirror_memory_bound_bytes, the memory the configuration lets the
+// process hold for the source partitions it owns (config.Memory: ring, fetch, in flight and a
+// constant), read from bound at scrape time: the value to set GOMEMLIMIT (and, a little above
+// it, the container's memory limit) from. It may be called once per Metrics.
+func (m *Metrics) RegisterMemoryBound(bound func() float64) error {
+	g := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kmirror_memory_bound_bytes",
+		Help: "Memory the configuration bounds kmirror to for the source partitions it owns: ring + fetch + in flight + a constant (docs/operations.md).",
+	}, bound)
+	if err := m.reg.Register(g); err != nil {
+		return fmt.Errorf("telemetry: register kmirror_memory_bound_bytes: %w", err)
+	}
+	return nil
+}

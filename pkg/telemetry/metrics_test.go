@@ -274,3 +274,23 @@ func BenchmarkAckedRecordMetrics(b *testing.B) {
 		}
 	})
 }
+
+func TestMemoryBoundIsReadAtScrapeTime(t *testing.T) {
+	m, reg := newTestMetrics(t)
+	bound := float64(1 << 20)
+	if err := m.RegisterMemoryBound(func() float64 { return bound }); err != nil {
+		t.Fatal(err)
+	}
+	bound = 3 << 20
+	want := `
+# HELP kmirror_memory_bound_bytes Memory the configuration bounds kmirror to for the source partitions it owns: ring + fetch + in flight + a constant (docs/operations.md).
+# TYPE kmirror_memory_bound_bytes gauge
+kmirror_memory_bound_bytes 3.145728e+06
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "kmirror_memory_bound_bytes"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.RegisterMemoryBound(func() float64 { return 0 }); err == nil {
+		t.Fatal("registering the memory bound twice must fail")
+	}
+}

@@ -149,28 +149,49 @@ func parseOp(name string) sarama.AclOperation {
 	return sarama.AclOperationRead
 }
 
-// createACLs adds the plan's ACLs to the target topic and logs them as one line. sarama does
-// not report a refused creation, so the target's ACLs are read back: an ACL still missing is
-// warned about once (kmirror needs ALTER on the target's cluster resource) and tried again at
-// the next refresh.
-func (s *Syncer) createACLs(p TopicPlan) {
-	r := &sarama.ResourceAcls{Resource: sarama.Resource{
-		ResourceType: sarama.AclResourceTopic, ResourceName: p.Target, ResourcePatternType: sarama.AclPatternLiteral,
-	}}
-	lines := make([]string, 0, len(p.ACLs))
-	for _, a := range p.ACLs {
-		r.Acls = append(r.Acls, &sarama.Acl{Principal: a.Principal, Host: a.Host, Operation: parseOp(a.Operation), PermissionType: sarama.AclPermissionAllow})
-		lines = append(lines, a.String())
+// createACLs adds the plans' ACLs to their target topics, topicsPerACLRequest topics per
+// CreateAcls request, and logs each topic's as one line. sarama does not report a refused
+// creation, so the target's topic ACLs are read back, in one listing: an ACL still missing is
+// warned about once per topic (kmirror needs ALTER on the target's cluster resource) and tried
+// again at the next refresh.
+func (s *Syncer) createACLs(plans []TopicPlan) {
+	if len(plans) == 0 {
+		return
 	}
-	err := s.target.CreateACLs([]*sarama.ResourceAcls{r})
-	if err == nil {
-		var got []sarama.ResourceAcls
-		name := p.Target
-		if got, err = s.target.ListAcls(topicACLFilter(&name, sarama.AclPatternLiteral)); err == nil {
-			have := allowed(got)[p.Target]
+	lines := make(map[string][]string, len(plans))
+	resources := make([]*sarama.ResourceAcls, 0, len(plans))
+	for _, p := range plans {
+		r := &sarama.ResourceAcls{Resource: sarama.Resource{
+			ResourceType: sarama.AclResourceTopic, ResourceName: p.Target, ResourcePatternType: sarama.AclPatternLiteral,
+		}}
+		for _, a := range p.ACLs {
+			r.Acls = append(r.Acls, &sarama.Acl{Principal: a.Principal, Host: a.Host, Operation: parseOp(a.Operation), PermissionType: sarama.AclPermissionAllow})
+			lines[p.Target] = append(lines[p.Target], a.String())
+		}
+		resources = append(resources, r)
+	}
+	errs := make(map[string]error)
+	for chunk := range slices.Chunk(resources, topicsPerACLRequest) {
+		if err := s.target.CreateACLs(chunk); err != nil {
+			for _, r := range chunk {
+				errs[r.ResourceName] = err
+			}
+		}
+	}
+	var have map[string]map[aclEntry]bool
+	got, listErr := s.target.ListAcls(topicACLFilter(nil, sarama.AclPatternLiteral))
+	if listErr == nil {
+		have = allowed(got)
+	}
+	for _, p := range plans {
+		err := errs[p.Target]
+		if err == nil && listErr != nil {
+			err = listErr
+		}
+		if err == nil {
 			var absent []string
 			for _, a := range p.ACLs {
-				if !have[aclEntry{a.Principal, a.Host, parseOp(a.Operation)}] {
+				if !have[p.Target][aclEntry{a.Principal, a.Host, parseOp(a.Operation)}] {
 					absent = append(absent, a.String())
 				}
 			}
@@ -178,14 +199,17 @@ func (s *Syncer) createACLs(p TopicPlan) {
 				err = fmt.Errorf("the target did not create %d of them: %s", len(absent), strings.Join(absent, "; "))
 			}
 		}
-	}
-	if err != nil {
-		s.warnOnce("acls:"+p.Target, "cannot create the source's ACLs on the target topic; trying again every refresh "+
-			"(kmirror needs ALTER on the target's cluster resource)", zap.String("topic", p.Target), zap.Strings("acls", lines), zap.Error(err))
-		return
-	}
-	s.cfg.Log.Info("synced target topic ACLs from the source", zap.String("topic", p.Target), zap.Strings("added", lines))
-	if s.cfg.Events.ACLsCreated != nil {
-		s.cfg.Events.ACLsCreated(len(p.ACLs))
+		if err != nil {
+			s.warnOnce("acls:"+p.Target, "cannot create the source's ACLs on the target topic; trying again every refresh "+
+				"(kmirror needs ALTER on the target's cluster resource)", zap.String("topic", p.Target), zap.Strings("acls", lines[p.Target]), zap.Error(err))
+			continue
+		}
+		s.cfg.Log.Info("synced target topic ACLs from the source", zap.String("topic", p.Target), zap.Strings("added", lines[p.Target]))
+		if s.cfg.Events.ACLsCreated != nil {
+			s.cfg.Events.ACLsCreated(len(p.ACLs))
+		}
 	}
 }
+
+// topicsPerACLRequest is how many topics' ACLs one CreateAcls request carries.
+const topicsPerACLRequest = 500

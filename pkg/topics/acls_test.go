@@ -96,3 +96,33 @@ func TestRefusedACLCreationIsWarnedOnce(t *testing.T) {
 		t.Fatalf("warnings %+v, want one and no success line", w)
 	}
 }
+
+// TestACLsOfAThousandTopicsAreCreatedInFewRequests: the source's read ACLs of 1,000 topics reach
+// their targets in a few CreateACLs requests, read back in one listing, not a creation and a
+// listing per topic; each topic's ACLs are still logged as one line.
+func TestACLsOfAThousandTopicsAreCreatedInFewRequests(t *testing.T) {
+	src, tgt := newFakeAdmin(), newFakeAdmin()
+	const n = 1000
+	for i := range n {
+		name := fmt.Sprintf("orders.%04d", i)
+		src.add(name, 1, nil, nil)
+		tgt.add(name, 1, nil, nil)
+		src.acls = append(src.acls, topicACLs(name, sarama.AclPatternLiteral, allow("User:alice", sarama.AclOperationRead)))
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	s := newLivingSyncer(t, src, tgt, zap.New(core), func(c *SyncerConfig) { c.SyncACLs = true })
+	if names, err := s.Refresh(context.Background()); err != nil || len(names) != n {
+		t.Fatalf("refresh: %d topics, %v", len(names), err)
+	}
+	if got := logs.FilterMessage("synced target topic ACLs from the source").Len(); got != n {
+		t.Fatalf("%d topics' ACLs synced, want %d", got, n)
+	}
+	// The plan lists the target's ACLs once; the read-back is one more listing.
+	if most := ceilDiv(n, topicsPerACLRequest); int64(tgt.createACLRequests) > most || tgt.listACLRequests > 2 {
+		t.Fatalf("%d CreateACLs and %d ListAcls requests to the target for %d topics, want at most %d and 2",
+			tgt.createACLRequests, tgt.listACLRequests, n, most)
+	}
+	if names, err := s.Refresh(context.Background()); err != nil || len(names) != n || tgt.createACLRequests > int(ceilDiv(n, topicsPerACLRequest)) {
+		t.Fatalf("second refresh: %d topics, %v, %d CreateACLs requests in all: the ACLs created were not found", len(names), err, tgt.createACLRequests)
+	}
+}

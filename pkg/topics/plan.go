@@ -40,6 +40,12 @@ type TopicPlan struct {
 	partitions   int32
 	targetValues map[string]string // the target's effective configs, when read for the comparison
 	sourceValues map[string]string // the source's effective configs that decide acceptance, when read
+
+	// Read by Plan between deciding and describing: the source topic as listed, the target
+	// topic's replication factor (existing topics) and the synced configs it should have.
+	src  sarama.TopicDetail
+	rf   int16
+	want map[string]string
 }
 
 // InSync reports whether the plan has nothing to do.
@@ -73,7 +79,9 @@ type ConfigChange struct {
 func (c ConfigChange) String() string { return c.Key + ": " + c.Target + " → " + c.Source }
 
 // Plan reads both clusters and returns what Refresh would do on the target for every selected
-// source topic, changing nothing.
+// source topic, changing nothing. The configs of the topics it compares are read in a few
+// DescribeConfigs requests (describeAll), not one per topic: with a thousand topics, one per
+// topic was a thousand round trips on one connection before anything was created.
 func (s *Syncer) Plan(ctx context.Context) (Plan, error) {
 	srcTopics, err := s.source.ListTopics()
 	if err != nil {
@@ -108,18 +116,22 @@ func (s *Syncer) Plan(ctx context.Context) (Plan, error) {
 		if err := ctx.Err(); err != nil {
 			return Plan{}, err
 		}
-		p := s.planTopic(name, srcTopics[name], tgtTopics, brokerCount)
+		plan.Topics = append(plan.Topics, s.planTopic(name, srcTopics[name], tgtTopics, brokerCount))
+	}
+	s.compareConfigs(plan.Topics)
+	for i := range plan.Topics {
+		p := &plan.Topics[i]
 		if acls != nil && p.Problem == "" {
-			p.ACLs = acls.missing(name, p.Target)
+			p.ACLs = acls.missing(p.Source, p.Target)
 		}
-		plan.Topics = append(plan.Topics, p)
 	}
 	return plan, nil
 }
 
-// planTopic decides what the target topic of one source topic needs.
+// planTopic decides what the target topic of one source topic needs, as far as the listings
+// tell; compareConfigs completes the plans that depend on the topics' configs.
 func (s *Syncer) planTopic(name string, src sarama.TopicDetail, targets map[string]sarama.TopicDetail, brokers func() (int, error)) TopicPlan {
-	p := TopicPlan{Source: name, Target: s.cfg.Name(name), partitions: src.NumPartitions}
+	p := TopicPlan{Source: name, Target: s.cfg.Name(name), partitions: src.NumPartitions, src: src}
 	tgt, exists := targets[p.Target]
 	switch {
 	case !exists && !s.cfg.Create:
@@ -135,10 +147,6 @@ func (s *Syncer) planTopic(name string, src sarama.TopicDetail, targets map[stri
 		if n > 0 && s.cfg.ReplicationFactor > n {
 			c.ReplicationFactor, c.Requested = int16(n), s.cfg.ReplicationFactor
 		}
-		if c.Configs, p.sourceValues, err = s.wanted(name, src, c.ReplicationFactor); err != nil {
-			p.Problem = err.Error()
-			return p
-		}
 		p.Create = c
 		return p
 	case tgt.NumPartitions < src.NumPartitions && !s.cfg.Create:
@@ -148,34 +156,76 @@ func (s *Syncer) planTopic(name string, src sarama.TopicDetail, targets map[stri
 	case tgt.NumPartitions < src.NumPartitions:
 		p.Grow = &Growth{From: tgt.NumPartitions, To: src.NumPartitions}
 	}
-	if !s.cfg.SyncExistingConfigs {
-		return p
-	}
-	want, values, err := s.wanted(name, src, tgt.ReplicationFactor)
-	if err != nil {
-		p.ConfigProblem = err.Error()
-		return p
-	}
-	p.sourceValues = values
-	keys := slices.Sorted(maps.Keys(want))
-	names := slices.Concat(acceptanceConfigs(), keys)
-	slices.Sort(names)
-	have, err := describeValues(s.target, p.Target, slices.Compact(names))
-	if err != nil {
-		p.ConfigProblem = fmt.Sprintf("describe target topic %q configs: %v", p.Target, err)
-		return p
-	}
-	p.targetValues = have
-	for _, key := range keys {
-		cur, known := have[key]
-		if !known {
-			continue // a config this target does not know (an older Kafka): nothing to set
-		}
-		if !sameValue(key, cur, want[key]) {
-			p.Configs = append(p.Configs, ConfigChange{Key: key, Target: cur, Source: want[key]})
-		}
-	}
+	p.rf = tgt.ReplicationFactor
 	return p
+}
+
+// compareConfigs reads the configs the plans depend on, many topics per request: the source's
+// for a topic to create (the configs it is created with) and, with sync_existing_configs, the
+// source's and the target's for an existing topic (the configs to set on it).
+func (s *Syncer) compareConfigs(plans []TopicPlan) {
+	wanted := make(map[string][]string)
+	for _, p := range plans {
+		if p.Problem == "" && (p.Create != nil || s.cfg.SyncExistingConfigs) {
+			wanted[p.Source] = acceptanceConfigs()
+		}
+	}
+	if len(wanted) == 0 {
+		return
+	}
+	source := describeAll(s.source, wanted)
+	targets := make(map[string][]string)
+	for i := range plans {
+		p := &plans[i]
+		if _, asked := wanted[p.Source]; !asked {
+			continue
+		}
+		rf := p.rf
+		if p.Create != nil {
+			rf = p.Create.ReplicationFactor
+		}
+		want, err := s.wanted(p.Source, p.src, rf, source.values[p.Source], source.errs[p.Source])
+		switch {
+		case err != nil && p.Create != nil:
+			p.Problem, p.Create = err.Error(), nil
+			continue
+		case err != nil:
+			p.ConfigProblem = err.Error()
+			continue
+		case p.Create != nil:
+			p.Create.Configs, p.sourceValues = want, source.values[p.Source]
+			continue
+		}
+		p.sourceValues, p.want = source.values[p.Source], want
+		names := slices.Concat(acceptanceConfigs(), slices.Collect(maps.Keys(want)))
+		slices.Sort(names)
+		targets[p.Target] = slices.Compact(names)
+	}
+	if len(targets) == 0 {
+		return
+	}
+	target := describeAll(s.target, targets)
+	for i := range plans {
+		p := &plans[i]
+		if _, asked := targets[p.Target]; !asked {
+			continue
+		}
+		have, ok := target.values[p.Target]
+		if !ok {
+			p.ConfigProblem = fmt.Sprintf("describe target topic %q configs: %v", p.Target, target.errs[p.Target])
+			continue
+		}
+		p.targetValues = have
+		for _, key := range slices.Sorted(maps.Keys(p.want)) {
+			cur, known := have[key]
+			if !known {
+				continue // a config this target does not know (an older Kafka): nothing to set
+			}
+			if !sameValue(key, cur, p.want[key]) {
+				p.Configs = append(p.Configs, ConfigChange{Key: key, Target: cur, Source: p.want[key]})
+			}
+		}
+	}
 }
 
 // sameValue compares two values of a topic config as the broker means them: cleanup.policy is

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/cenkalti/backoff/v5"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 )
@@ -39,18 +38,6 @@ type Topic struct {
 	// CreateTime record's timestamp may be. 0 means no limit (none reported, or Long.MAX_VALUE);
 	// a configured 0 is held as 1ns. Refusal applies them.
 	TimestampAfterMax, TimestampBeforeMax time.Duration
-}
-
-// Admin is the part of sarama.ClusterAdmin the syncer uses.
-type Admin interface {
-	ListTopics() (map[string]sarama.TopicDetail, error)
-	CreateTopic(topic string, detail *sarama.TopicDetail, validateOnly bool) error
-	CreatePartitions(topic string, count int32, assignment [][]int32, validateOnly bool) error
-	DescribeConfig(resource sarama.ConfigResource) ([]sarama.ConfigEntry, error)
-	DescribeCluster() (brokers []*sarama.Broker, controllerID int32, err error)
-	IncrementalAlterConfig(resourceType sarama.ConfigResourceType, name string, entries map[string]sarama.IncrementalAlterConfigsEntry, validateOnly bool) error
-	ListAcls(filter sarama.AclFilter) ([]sarama.ResourceAcls, error)
-	CreateACLs(acls []*sarama.ResourceAcls) error
 }
 
 // Events counts what the syncer did; a nil func is not called.
@@ -124,14 +111,20 @@ func NewSyncer(source, target Admin, cfg SyncerConfig) *Syncer {
 		unlisted: make(map[string]time.Time), goneAfter: goneAfter}
 }
 
-// prepareAtOnce is how many topics Refresh prepares on the target at the same time.
+// prepareAtOnce is how many topics Refresh grows or alters at the same time (each a request of
+// its own).
 const prepareAtOnce = 16
 
-// Refresh plans (Plan), applies the plan of every selected topic, a few topics at a time, and
-// returns the sorted source names of the topics ready to mirror. A topic whose target cannot be
-// prepared is left out (and logged) so that one bad topic does not stop the others; the error
-// joins every such failure. A config or ACL that cannot be synced is warned about once and does
-// not keep a topic from being mirrored.
+// Refresh plans (Plan), applies the plan of every selected topic and returns the sorted source
+// names of the topics ready to mirror. A topic whose target cannot be prepared is left out (and
+// logged) so that one bad topic does not stop the others; the error joins every such failure. A
+// config or ACL that cannot be synced is warned about once and does not keep a topic from being
+// mirrored.
+//
+// What is asked of every topic is asked of many at once: the missing topics are created many per
+// request (createAll), their ACLs added many per request (createACLs) and the configs that
+// decide acceptance read many per request (describeTargets, describeAll). What only some topics
+// need (growth, config changes) is done a few topics at a time.
 func (s *Syncer) Refresh(ctx context.Context) ([]string, error) {
 	plan, err := s.Plan(ctx)
 	if err != nil {
@@ -140,35 +133,42 @@ func (s *Syncer) Refresh(ctx context.Context) ([]string, error) {
 	if plan.ACLProblem != "" {
 		s.warnOnce("acls", "cannot read the clusters' ACLs; topic ACLs are not synced until they can be", zap.String("error", plan.ACLProblem))
 	}
-	// Topics are prepared a few at a time: each costs several round trips (create, describe),
-	// and a first start with a thousand topics would otherwise wait for them one by one.
-	var (
-		errs  []error
-		ready = make(map[string]Topic)
-		mu    sync.Mutex
-		g     errgroup.Group
-	)
+	created := s.createAll(ctx, plan.Topics)
+	preps := make([]prepared, len(plan.Topics))
+	var g errgroup.Group
 	g.SetLimit(prepareAtOnce)
-	for _, p := range plan.Topics {
+	for i, p := range plan.Topics {
 		if err := ctx.Err(); err != nil {
 			break
 		}
 		g.Go(func() error {
-			t, err := s.apply(p)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, err)
-				s.cfg.Log.Error("target topic not ready; not mirroring it until it is", zap.String("topic", p.Source), zap.Error(err))
-				return nil
-			}
-			ready[p.Source] = t
+			preps[i] = s.apply(p, created[p.Source])
 			return nil
 		})
 	}
 	_ = g.Wait()
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	var withACLs []TopicPlan
+	for _, r := range preps {
+		if r.err == nil && len(r.plan.ACLs) > 0 {
+			withACLs = append(withACLs, r.plan)
+		}
+	}
+	s.createACLs(withACLs)
+	s.learnAcceptance(ctx, preps)
+	var (
+		errs  []error
+		ready = make(map[string]Topic)
+	)
+	for _, r := range preps {
+		if r.err != nil {
+			errs = append(errs, r.err)
+			s.cfg.Log.Error("target topic not ready; not mirroring it until it is", zap.String("topic", r.plan.Source), zap.Error(r.err))
+			continue
+		}
+		ready[r.plan.Source] = r.topic
 	}
 	s.mu.Lock()
 	s.keepUnlisted(plan, ready, time.Now())
@@ -292,20 +292,34 @@ func (s *Syncer) EnsurePartitions(ctx context.Context, source string, partitions
 	return t, nil
 }
 
-// apply carries out one topic's plan and returns the topic as the target now has it.
-func (s *Syncer) apply(p TopicPlan) (Topic, error) {
-	t := Topic{Source: p.Source, Target: p.Target, Partitions: p.partitions}
+// prepared is one topic on its way to ready: what apply did, completed by learnAcceptance.
+type prepared struct {
+	plan  TopicPlan
+	topic Topic
+	err   error // the topic is not ready
+	// values are the target topic's configs that decide acceptance, when the plan read them.
+	values  map[string]string
+	known   bool // topic holds what decides acceptance already (read when it was first prepared)
+	altered bool // the plan's config changes were set
+}
+
+// apply carries out one topic's plan but for its creation (createAll did it: created) and for reading
+// what the target accepts (learnAcceptance).
+func (s *Syncer) apply(p TopicPlan, created error) prepared {
+	r := prepared{plan: p, topic: Topic{Source: p.Source, Target: p.Target, Partitions: p.partitions}}
+	t := &r.topic
 	if p.Problem != "" {
-		return t, errors.New(p.Problem)
+		r.err = errors.New(p.Problem)
+		return r
 	}
-	if p.Create != nil {
-		if err := s.create(p); err != nil {
-			return t, err
-		}
+	if p.Create != nil && created != nil {
+		r.err = created
+		return r
 	}
 	if g := p.Grow; g != nil {
 		if err := s.target.CreatePartitions(t.Target, g.To, nil, false); err != nil && !errors.Is(err, sarama.ErrInvalidPartitions) {
-			return t, fmt.Errorf("grow target topic %q from %d to %d partitions: %w", t.Target, g.From, g.To, err)
+			r.err = fmt.Errorf("grow target topic %q from %d to %d partitions: %w", t.Target, g.From, g.To, err)
+			return r
 		}
 		s.cfg.Log.Info("grew target topic to match the source",
 			zap.String("topic", t.Target), zap.Int32("from", g.From), zap.Int32("to", g.To))
@@ -313,52 +327,100 @@ func (s *Syncer) apply(p TopicPlan) (Topic, error) {
 			s.cfg.Events.PartitionsAdded(int(g.To - g.From))
 		}
 	}
-	altered := s.alterConfigs(p)
-	if len(p.ACLs) > 0 {
-		s.createACLs(p)
-	}
+	r.altered = s.alterConfigs(p)
 	if p.ConfigProblem != "" {
 		s.warnOnce("configs:"+t.Target, "cannot compare the target topic's configs with the source's; they are not synced until they can be",
 			zap.String("topic", t.Target), zap.String("error", p.ConfigProblem))
 	}
-
-	var a acceptance
 	switch prev, ok := s.Lookup(p.Source); {
+	case p.Create != nil:
+		// Described once the target knows it (learnAcceptance): ready no sooner.
 	case p.targetValues != nil:
 		// Read in this refresh's plan: what the target has now, with what was just set.
-		values := maps.Clone(p.targetValues)
-		if altered {
+		r.values = maps.Clone(p.targetValues)
+		if r.altered {
 			for _, c := range p.Configs {
-				values[c.Key] = c.Source
+				r.values[c.Key] = c.Source
 			}
 		}
-		a = readAcceptance(values)
-		if a.maxMessageBytes == 0 {
-			a.maxMessageBytes = s.cfg.DefaultMaxMessageBytes
-		}
-	case ok && prev.MaxMessageBytes > 0 && p.Create == nil:
+	case ok && prev.MaxMessageBytes > 0:
 		// Read once, when the topic was first prepared: with sync_existing_configs off nothing
 		// changes them but an operator, and a describe per topic per refresh costs a request.
 		t.MaxMessageBytes, t.Compacted, t.LogAppendTime = prev.MaxMessageBytes, prev.Compacted, prev.LogAppendTime
 		t.TimestampAfterMax, t.TimestampBeforeMax = prev.TimestampAfterMax, prev.TimestampBeforeMax
-		return t, nil
-	default:
-		var err error
-		if a, err = s.describeTarget(t.Target); err != nil {
-			return t, err
+		r.known = true
+	}
+	return r
+}
+
+// learnAcceptance completes the prepared topics with what their targets accept: the configs not
+// known yet are described, many topics per request (a describe that fails leaves its topic not
+// ready), and an existing target stricter than its source is warned about, compared with the
+// source's configs (described too, many per request, when the plan did not read them).
+func (s *Syncer) learnAcceptance(ctx context.Context, preps []prepared) {
+	var created, unknown []string
+	for _, r := range preps {
+		switch {
+		case r.err != nil || r.known || r.values != nil:
+		case r.plan.Create != nil:
+			created = append(created, r.plan.Target)
+		default:
+			unknown = append(unknown, r.plan.Target)
 		}
 	}
-	t.MaxMessageBytes, t.Compacted, t.LogAppendTime = a.maxMessageBytes, a.compacted, a.logAppendTime
-	t.TimestampAfterMax, t.TimestampBeforeMax = a.after, a.before
-	if t.LogAppendTime {
-		s.warnOnce("log-append-time:"+t.Target, "target topic is message.timestamp.type=LogAppendTime: the target broker "+
-			"gives every copy its own append time, so the copies' timestamps will not be the source records'; set it to "+
-			"CreateTime on the target topic to keep them", zap.String("topic", t.Target))
+	targets := describeTargets(ctx, s.target, unknown, knownWithin, nil)
+	if len(created) > 0 {
+		c := describeTargets(ctx, s.target, created, createdKnownWithin, s.cfg.Log)
+		maps.Copy(targets.values, c.values)
+		maps.Copy(targets.errs, c.errs)
 	}
-	if p.Create == nil {
-		s.compareExisting(p, a, len(p.Configs) > 0 && !altered)
+	compare := make(map[string][]string)
+	for i := range preps {
+		r := &preps[i]
+		if r.err != nil || r.known {
+			continue
+		}
+		if r.values == nil {
+			if r.values = targets.values[r.plan.Target]; r.values == nil {
+				r.err = targets.errs[r.plan.Target]
+				continue
+			}
+		}
+		if r.plan.Create == nil && r.plan.sourceValues == nil {
+			compare[r.plan.Source] = acceptanceConfigs()
+		}
 	}
-	return t, nil
+	sources := describeAll(s.source, compare)
+	for i := range preps {
+		r := &preps[i]
+		if r.err != nil || r.known {
+			continue
+		}
+		a := readAcceptance(r.values)
+		if a.maxMessageBytes == 0 {
+			a.maxMessageBytes = s.cfg.DefaultMaxMessageBytes
+		}
+		t := &r.topic
+		t.MaxMessageBytes, t.Compacted, t.LogAppendTime = a.maxMessageBytes, a.compacted, a.logAppendTime
+		t.TimestampAfterMax, t.TimestampBeforeMax = a.after, a.before
+		if t.LogAppendTime {
+			s.warnOnce("log-append-time:"+t.Target, "target topic is message.timestamp.type=LogAppendTime: the target broker "+
+				"gives every copy its own append time, so the copies' timestamps will not be the source records'; set it to "+
+				"CreateTime on the target topic to keep them", zap.String("topic", t.Target))
+		}
+		if r.plan.Create != nil {
+			continue
+		}
+		src := r.plan.sourceValues
+		if src == nil {
+			if src = sources.values[r.plan.Source]; src == nil {
+				s.cfg.Log.Debug("describe source topic configs to compare with the target", zap.String("topic", r.plan.Source),
+					zap.Error(sources.errs[r.plan.Source]))
+				continue
+			}
+		}
+		s.compareExisting(r.plan, a, readAcceptance(src), len(r.plan.Configs) > 0 && !r.altered)
+	}
 }
 
 // alterConfigs sets the configs the plan found different on an existing target topic, logs
@@ -393,16 +455,7 @@ func (s *Syncer) alterConfigs(p TopicPlan) bool {
 // config is not in sync_configs, the source leaves it at its default (never copied), or setting
 // it failed. An operator may have made it strict on purpose; records it refuses are found before
 // sending (Refusal) and handled by producer.refused_policy.
-func (s *Syncer) compareExisting(p TopicPlan, tgt acceptance, alterFailed bool) {
-	values := p.sourceValues
-	if values == nil {
-		var err error
-		if values, err = describeValues(s.source, p.Source, acceptanceConfigs()); err != nil {
-			s.cfg.Log.Debug("describe source topic configs to compare with the target", zap.String("topic", p.Source), zap.Error(err))
-			return
-		}
-	}
-	src := readAcceptance(values)
+func (s *Syncer) compareExisting(p TopicPlan, tgt, src acceptance, alterFailed bool) {
 	stricter := func(target, source time.Duration) bool { return target > 0 && (source == 0 || source > target) }
 	var why []string
 	if !tgt.logAppendTime && stricter(tgt.after, src.after) {
@@ -453,41 +506,6 @@ func (s *Syncer) once(key string) bool {
 	return !seen
 }
 
-// create creates a missing target topic as planned.
-func (s *Syncer) create(p TopicPlan) error {
-	c := p.Create
-	if c.Requested > 0 {
-		s.warnOnce("rf-capped:"+p.Target, "target topic created with a replication factor below topics.replication_factor: "+
-			"the target has fewer brokers; raise it with a partition reassignment once it has more",
-			zap.String("topic", p.Target), zap.Int("replication_factor", int(c.ReplicationFactor)), zap.Int("requested", c.Requested))
-	}
-	configs := make(map[string]*string, len(c.Configs))
-	for k, v := range c.Configs {
-		configs[k] = &v
-	}
-	detail := &sarama.TopicDetail{NumPartitions: c.Partitions, ReplicationFactor: c.ReplicationFactor, ConfigEntries: configs}
-	err := s.target.CreateTopic(p.Target, detail, false)
-	if errors.Is(err, sarama.ErrInvalidConfig) && olderBounds(configs) {
-		// A target before Kafka 3.6 knows neither bound, only the one they replaced.
-		s.cfg.Log.Warn("target refused the timestamp bounds (Kafka before 3.6?); creating the topic with "+
-			ConfigTimestampDifference+" instead", zap.String("topic", p.Target), zap.Error(err))
-		err = s.target.CreateTopic(p.Target, detail, false)
-	}
-	if errors.Is(err, sarama.ErrTopicAlreadyExists) {
-		return nil // another replica created it first
-	}
-	if err != nil {
-		return fmt.Errorf("create target topic %q (%d partitions, replication factor %d): %w", p.Target, c.Partitions, c.ReplicationFactor, err)
-	}
-	s.cfg.Log.Info("created target topic",
-		zap.String("topic", p.Target), zap.Int32("partitions", c.Partitions), zap.Int16("replication_factor", c.ReplicationFactor),
-		zap.Strings("configs", slices.Sorted(maps.Keys(configs))))
-	if s.cfg.Events.TopicCreated != nil {
-		s.cfg.Events.TopicCreated()
-	}
-	return nil
-}
-
 // neverSynced reports configs the syncer never copies as they are, whatever topics.sync_configs
 // says (config validation refuses them there too): message.timestamp.type, because a
 // LogAppendTime target overwrites every copy's timestamp; message.timestamp.difference.max.ms,
@@ -506,7 +524,8 @@ func neverSynced(key string) bool {
 }
 
 // wanted returns the values of topics.sync_configs that the target topic of source should have,
-// with the source topic's effective values of the configs that decide acceptance, as read.
+// given values, the source topic's effective values of the configs that decide acceptance (read
+// by describeAll; err is why they could not be).
 //
 // A config the source leaves at its default is not wanted (ListTopics reports only overrides):
 // the target keeps its own default or an operator's override. The timestamp bounds are the
@@ -516,7 +535,13 @@ func neverSynced(key string) bool {
 // A source on Kafka 3.6-3.9 whose bound is unset takes message.timestamp.difference.max.ms, as
 // its broker does. min.insync.replicas is capped at rf (the target topic's replication factor):
 // above it, every write would be refused.
-func (s *Syncer) wanted(source string, src sarama.TopicDetail, rf int16) (want, values map[string]string, err error) {
+func (s *Syncer) wanted(source string, src sarama.TopicDetail, rf int16, values map[string]string, err error) (want map[string]string, _ error) {
+	if values == nil {
+		if err == nil {
+			err = sarama.ErrIncompleteResponse
+		}
+		return nil, fmt.Errorf("describe source topic %q configs: %w", source, err)
+	}
 	want = make(map[string]string)
 	for _, key := range s.cfg.SyncConfigs {
 		if neverSynced(key) {
@@ -525,10 +550,6 @@ func (s *Syncer) wanted(source string, src sarama.TopicDetail, rf int16) (want, 
 		if v, ok := src.ConfigEntries[key]; ok && v != nil {
 			want[key] = *v
 		}
-	}
-	values, err = describeValues(s.source, source, acceptanceConfigs())
-	if err != nil {
-		return nil, nil, fmt.Errorf("describe source topic %q configs: %w", source, err)
 	}
 	diff, hasDiff := values[ConfigTimestampDifference]
 	for _, key := range []string{ConfigTimestampAfterMax, ConfigTimestampBeforeMax} {
@@ -548,20 +569,7 @@ func (s *Syncer) wanted(source string, src sarama.TopicDetail, rf int16) (want, 
 			want[ConfigMinInsyncReplicas] = strconv.Itoa(int(rf))
 		}
 	}
-	return want, values, nil
-}
-
-// describeValues reads the named configs of a topic: name → effective value.
-func describeValues(a Admin, topic string, names []string) (map[string]string, error) {
-	entries, err := a.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: topic, ConfigNames: names})
-	if err != nil {
-		return nil, err
-	}
-	values := make(map[string]string, len(entries))
-	for _, e := range entries {
-		values[e.Name] = e.Value
-	}
-	return values, nil
+	return want, nil
 }
 
 // olderBounds replaces the timestamp bounds in configs by the single bound Kafka before 3.6
@@ -591,29 +599,4 @@ func acceptanceConfigs() []string {
 		ConfigMaxMessageBytes, ConfigCleanupPolicy, ConfigTimestampType,
 		ConfigTimestampAfterMax, ConfigTimestampBeforeMax, ConfigTimestampDifference,
 	}
-}
-
-// describeTarget reads what decides acceptance on a target topic.
-func (s *Syncer) describeTarget(target string) (acceptance, error) {
-	// A topic just created may not have reached the broker that answers yet: in KRaft it
-	// usually has within tens of milliseconds, so the first retries come soon. (At 1,000 new
-	// topics this did not shorten the start measurably, 39 s either way: the one CreateTopics
-	// request per topic is what costs; benchmarks/results/scale-stall-2026-12-02.md.)
-	wait := backoff.NewExponentialBackOff()
-	wait.InitialInterval, wait.MaxInterval = 10*time.Millisecond, 250*time.Millisecond
-	values, err := backoff.Retry(context.Background(), func() (map[string]string, error) {
-		values, err := describeValues(s.target, target, acceptanceConfigs())
-		if err != nil && !errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
-			return nil, backoff.Permanent(err)
-		}
-		return values, err
-	}, backoff.WithBackOff(wait), backoff.WithMaxElapsedTime(5*time.Second))
-	if err != nil {
-		return acceptance{}, fmt.Errorf("describe target topic %q configs: %w", target, err)
-	}
-	a := readAcceptance(values)
-	if a.maxMessageBytes == 0 {
-		a.maxMessageBytes = s.cfg.DefaultMaxMessageBytes
-	}
-	return a, nil
 }

@@ -2,6 +2,7 @@ package topics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -37,6 +38,14 @@ type fakeAdmin struct {
 	// first, as a broker that has not applied the topic's metadata yet does.
 	lagging  int
 	laggedBy map[string]int
+	// createErrs are the errors CreateTopics answers for a topic, by name, one per request in
+	// turn; TOPIC_ALREADY_EXISTS comes with the topic, as another replica created it.
+	createErrs map[string][]error
+	// createRequests and describeRequests count the requests (describes counts the topics
+	// described).
+	createRequests, describeRequests int
+	// createACLRequests and listACLRequests count CreateACLs and ListAcls calls.
+	createACLRequests, listACLRequests int
 }
 
 func newFakeAdmin() *fakeAdmin {
@@ -92,6 +101,7 @@ func (f *fakeAdmin) IncrementalAlterConfig(_ sarama.ConfigResourceType, name str
 func (f *fakeAdmin) ListAcls(filter sarama.AclFilter) ([]sarama.ResourceAcls, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.listACLRequests++
 	var out []sarama.ResourceAcls
 	for _, r := range f.acls {
 		if filter.ResourceName != nil && *filter.ResourceName != r.ResourceName {
@@ -108,6 +118,7 @@ func (f *fakeAdmin) ListAcls(filter sarama.AclFilter) ([]sarama.ResourceAcls, er
 func (f *fakeAdmin) CreateACLs(acls []*sarama.ResourceAcls) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.createACLRequests++
 	if f.dropACLs {
 		return nil
 	}
@@ -117,7 +128,30 @@ func (f *fakeAdmin) CreateACLs(acls []*sarama.ResourceAcls) error {
 	return nil
 }
 
-func (f *fakeAdmin) CreateTopic(topic string, detail *sarama.TopicDetail, _ bool) error {
+func (f *fakeAdmin) CreateTopics(details map[string]*sarama.TopicDetail) (map[string]error, error) {
+	f.mu.Lock()
+	f.createRequests++
+	f.mu.Unlock()
+	out := make(map[string]error, len(details))
+	for topic, detail := range details {
+		out[topic] = f.createTopic(topic, detail)
+	}
+	return out, nil
+}
+
+func (f *fakeAdmin) createTopic(topic string, detail *sarama.TopicDetail) error {
+	f.mu.Lock()
+	var err error
+	if errs := f.createErrs[topic]; len(errs) > 0 {
+		err, f.createErrs[topic] = errs[0], errs[1:]
+	}
+	f.mu.Unlock()
+	if err != nil {
+		if errors.Is(err, sarama.ErrTopicAlreadyExists) {
+			f.add(topic, detail.NumPartitions, nil, map[string]string{"max.message.bytes": "1048588"})
+		}
+		return err
+	}
 	for k := range detail.ConfigEntries {
 		if slices.Contains(f.unknown, k) {
 			return &sarama.TopicError{Err: sarama.ErrInvalidConfig}
@@ -136,7 +170,24 @@ func (f *fakeAdmin) CreateTopic(topic string, detail *sarama.TopicDetail, _ bool
 
 func (f *fakeAdmin) CreatePartitions(string, int32, [][]int32, bool) error { return nil }
 
-func (f *fakeAdmin) DescribeConfig(r sarama.ConfigResource) ([]sarama.ConfigEntry, error) {
+func (f *fakeAdmin) DescribeConfigs(rs []*sarama.ConfigResource, _ sarama.DescribeConfigsOptions) ([]*sarama.ConfigResourceResult, error) {
+	f.mu.Lock()
+	f.describeRequests++
+	f.mu.Unlock()
+	var out []*sarama.ConfigResourceResult
+	for _, r := range rs {
+		res := &sarama.ConfigResourceResult{Type: r.Type, Name: r.Name}
+		entries, err := f.describe(*r)
+		if err != nil {
+			res.ErrorCode = err.(sarama.KError)
+		}
+		res.Configs = entries
+		out = append(out, res)
+	}
+	return out, nil
+}
+
+func (f *fakeAdmin) describe(r sarama.ConfigResource) ([]sarama.ConfigEntry, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.describes++

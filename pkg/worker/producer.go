@@ -8,6 +8,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/produce"
 )
 
 // Producer is one sarama producer and the client it runs on, as a worker needs it.
@@ -28,13 +29,14 @@ type Producer interface {
 // maxMessageBytes, uncompressed.
 type NewProducer func(maxMessageBytes int) (Producer, error)
 
-// ProducerConfig sets up an idempotent, ordered sarama producer on top of base (which carries the
-// target cluster's connection settings): acks from all in-sync replicas, one request in flight
-// per broker (so retries cannot reorder), records sent to the partition they name, batches of at
-// most maxMessageBytes per partition.
+// ProducerConfig sets up an idempotent, ordered sarama producer (the transactional producers of
+// exactly-once and the dead-letter writer; at-least-once uses PipelineConfig) on top of base
+// (which carries the target cluster's connection settings): acks from all in-sync replicas,
+// one request in flight per broker (so retries cannot reorder), records sent to the partition
+// they name, batches of at most maxMessageBytes per partition.
 //
 // Retriable errors are retried with a growing pause (producer.retry_backoff doubling up to
-// maxRetryBackoff) for as long as producer.delivery_timeout lasts: Kafka's delivery.timeout.ms,
+// a second) for as long as producer.delivery_timeout lasts: Kafka's delivery.timeout.ms,
 // in sarama's terms of a retry count. The time bound itself is kept by the source side, which
 // fails a partition whose oldest record has not been acknowledged within delivery_timeout
 // whatever sarama is doing (a frozen broker holds one attempt for the whole read timeout).
@@ -51,40 +53,22 @@ func ProducerConfig(base *sarama.Config, p config.Producer, maxMessageBytes int)
 	c.Producer.Flush.MaxMessages = p.BatchRecords
 	c.Producer.Flush.Frequency = p.Linger
 	c.Producer.MaxMessageBytes = maxMessageBytes
+	// The producer's topic and partition stages buffer this many records (not bytes) each in
+	// front of the batch: few, so that what a slow target holds stays within config.Memory.
+	c.ChannelBufferSize = config.ProducerChannelRecords
 	c.Producer.Retry.Max = retriesWithin(p.DeliveryTimeout, p.RetryBackoff)
 	c.Producer.Retry.Backoff = p.RetryBackoff
 	base0 := p.RetryBackoff
-	c.Producer.Retry.BackoffFunc = func(retries, _ int) time.Duration { return retryPause(base0, retries) }
-	switch p.Compression {
-	case "none", "":
-		c.Producer.Compression = sarama.CompressionNone
-	case "gzip":
-		c.Producer.Compression = sarama.CompressionGZIP
-	case "snappy":
-		c.Producer.Compression = sarama.CompressionSnappy
-	case "lz4":
-		c.Producer.Compression = sarama.CompressionLZ4
-	case "zstd":
-		c.Producer.Compression = sarama.CompressionZSTD
-	default:
-		return nil, fmt.Errorf("producer.compression %q: want none, gzip, snappy, lz4 or zstd", p.Compression)
+	c.Producer.Retry.BackoffFunc = func(retries, _ int) time.Duration { return produce.RetryPause(base0, retries) }
+	codec, err := codecOf(p.Compression)
+	if err != nil {
+		return nil, err
 	}
+	c.Producer.Compression = codec
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("producer settings: %w", err)
 	}
 	return c, nil
-}
-
-// maxRetryBackoff caps the pause between two attempts.
-const maxRetryBackoff = time.Second
-
-// retryPause is the pause before retry number retries (0-based): base doubling, at most
-// maxRetryBackoff.
-func retryPause(base time.Duration, retries int) time.Duration {
-	if base <= 0 {
-		return 0
-	}
-	return min(base<<min(retries, 16), maxRetryBackoff)
 }
 
 // retriesWithin is how many retries fit in d when every attempt takes at least its pause. sarama
@@ -92,7 +76,7 @@ func retryPause(base time.Duration, retries int) time.Duration {
 func retriesWithin(d, base time.Duration) int {
 	n, spent := 0, time.Duration(0)
 	for spent < d && n < 10_000 {
-		spent += max(retryPause(base, n), 10*time.Millisecond)
+		spent += max(produce.RetryPause(base, n), 10*time.Millisecond)
 		n++
 	}
 	return max(n, 1)
@@ -152,13 +136,18 @@ func (p *clientProducer) Abort() {
 
 // Knows implements Producer.
 func (p *clientProducer) Knows(topic string, partition int32) (bool, error) {
-	if has(p.client, topic, partition) {
+	return knows(p.client, topic, partition)
+}
+
+// knows is Producer.Knows on the client c a producer runs on.
+func knows(c sarama.Client, topic string, partition int32) (bool, error) {
+	if has(c, topic, partition) {
 		return true, nil
 	}
-	if err := p.client.RefreshMetadata(topic); err != nil {
+	if err := c.RefreshMetadata(topic); err != nil {
 		return false, fmt.Errorf("refresh producer metadata of %q: %w", topic, err)
 	}
-	return has(p.client, topic, partition), nil
+	return has(c, topic, partition), nil
 }
 
 func has(c sarama.Client, topic string, partition int32) bool {

@@ -10,21 +10,24 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/kmirror/kmirror/pkg/produce"
 	"github.com/kmirror/kmirror/pkg/record"
 )
 
 // resending holds the records a worker's producers gave back for the state of the target
-// cluster rather than for what the records are: sarama gives up on a record when no broker is
-// reachable (a single-node target restarting), when its retries run out, or when its
-// connection is closed under it.
+// cluster rather than for what the records are: the produce pipeline gives a record back when it
+// was not acknowledged within producer.delivery_timeout or when the pipeline was aborted (sarama's
+// transactional producer when no broker is reachable, its retries run out, or its connection is
+// closed under it).
 //
 // Why order survives a resend. The first record given back starts a recovery: every producer
 // of the worker is aborted (its connections closed), so whatever they still hold comes back
 // too, and nothing new is handed to them. The send loop then waits for them to close, sorts
 // what came back by partition and sequence, and sends it again on fresh producers before it
 // takes anything more from its inbox (a record it had taken meanwhile joins the list). Records
-// of a partition come back as a suffix of what was handed (sarama keeps one batch per
-// partition in flight and retries it in place), so resending them in sequence order writes
+// of a partition come back as a suffix of what was handed (the pipeline fails a partition's
+// queue from its first unacknowledged batch on, and settles a partition's records in order),
+// so resending them in sequence order writes
 // the partition's first copies in source order. The window left is a batch written by a broker
 // that came back in the instant between the first record given back and the abort closing the
 // connections.
@@ -118,7 +121,7 @@ func (w *Worker) resend(ctx context.Context) {
 	// decides when to give up.
 	select {
 	case <-ctx.Done():
-	case <-time.After(retryPause(100*time.Millisecond, rs.streak-1)):
+	case <-time.After(produce.RetryPause(100*time.Millisecond, rs.streak-1)):
 	}
 	for i, r := range records {
 		if ctx.Err() != nil {

@@ -11,13 +11,22 @@
 // it in that partition is sent.
 //
 // How order survives failures. Records of one partition always go through one producer (the
-// one for its target topic's size limit) in inbox order, and sarama keeps one batch per
-// partition in flight and retries it in place. A record the target refuses for what it is (too
-// large, a timestamp out of bounds, no key in a compacted topic) is caught before it is sent,
+// one for its target topic's size limit) in inbox order. In at-least-once that producer is
+// kmirror's produce pipeline (pkg/produce): up to five requests in flight per target broker,
+// per-partition sequence numbers, and every failure the cluster's state explains (a leader
+// moved, a connection broken, a timeout, a lost sequence) retried inside the pipeline by
+// resending the partition's unacknowledged batches in order, so the worker sees only a record's
+// final fate, in the partition's order. In exactly-once, sarama's transactional producer keeps
+// one batch per partition in flight and retries it in place. A record the target refuses for
+// what it is (too large, a timestamp out of bounds, no key in a compacted topic) is caught
+// before it is sent,
 // where the record is known exactly: records that might fit only compressed are sent alone, once
 // everything before them in their partition is settled, so the broker's verdict names them
-// alone. Any other failure stops the mirror: the worker's producers are aborted (their
-// connections closed) before anything later in the partition can be sent.
+// alone; a batch refused anyway fails with everything after it in its partition, none of which
+// the pipeline sends. A record given back for any other reason (not acknowledged within
+// producer.delivery_timeout, or its producer aborted) starts a recovery (resend.go): the
+// worker's producers are aborted (their connections closed) before anything later in the
+// partition can be sent, and what they held is sent again in order on new producers.
 package worker
 
 import (
@@ -33,6 +42,7 @@ import (
 
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/delivery"
+	"github.com/kmirror/kmirror/pkg/produce"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
 )
@@ -270,7 +280,7 @@ func (w *Worker) Prepare(ctx context.Context, topic string, partition int32) err
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(retryPause(50*time.Millisecond, attempt)):
+			case <-time.After(produce.RetryPause(50*time.Millisecond, attempt)):
 			}
 		}
 	}
@@ -402,7 +412,7 @@ func (w *Worker) laneFor(ctx context.Context, r *record.Record, limit int) *lane
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(retryPause(100*time.Millisecond, attempt)):
+		case <-time.After(produce.RetryPause(100*time.Millisecond, attempt)):
 		}
 		if r.Track.Stopped() || w.aborted.Load() {
 			return nil

@@ -1,0 +1,71 @@
+package config
+
+import "testing"
+
+// TestMemoryBoundOfTheDefaults pins the formula to figures worked out by hand, so that a change
+// of a default or of the formula is seen (docs/operations.md quotes them).
+func TestMemoryBoundOfTheDefaults(t *testing.T) {
+	const MiB = 1 << 20
+	const mmb = 1048588 // producer.max_message_bytes, Kafka's default
+	c := Default()
+	// At least once: 8 workers' pipelines, each 6 batches of 1 MiB and one record batch coming in.
+	pipelines := int64(8 * (6*MiB + mmb))
+	for _, tc := range []struct {
+		partitions                      int
+		ring, fetch, inFlight, constant int64
+	}{
+		// No partition: the ring, the workers' pipelines and the constant only.
+		{0, 64 * MiB, 0, pipelines, 64 * MiB},
+		// 12 partitions: fetch = 12 × 2 shares of max_message_bytes + 12 × 256 KiB.
+		{12, 64 * MiB, 12*2*mmb + 3*MiB, pipelines, 64*MiB + 12*64<<10},
+		// 1,000 partitions: the next response is capped by fetch_max_bytes (50 MiB).
+		{1000, 64 * MiB, 1000*2*mmb + 50*MiB, pipelines, 64*MiB + 1000*64<<10},
+	} {
+		m := c.MemoryBound(tc.partitions)
+		want := Memory{Ring: tc.ring, Fetch: tc.fetch, InFlight: tc.inFlight, Constant: tc.constant}
+		if m != want {
+			t.Errorf("MemoryBound(%d) = %+v, want %+v", tc.partitions, m, want)
+		}
+		if m.Total() != m.Ring+m.Fetch+m.InFlight+m.Constant {
+			t.Errorf("MemoryBound(%d).Total() = %d, not the sum of its parts", tc.partitions, m.Total())
+		}
+	}
+}
+
+// TestMemoryBoundFollowsTheBudgets checks that each budget of the configuration moves its part
+// of the bound and only that part.
+func TestMemoryBoundFollowsTheBudgets(t *testing.T) {
+	base := Default()
+	b0 := base.MemoryBound(4)
+	c := Default()
+	c.Ring.InboxBytes *= 2
+	if b := c.MemoryBound(4); b.Ring != 2*b0.Ring || b.Fetch != b0.Fetch || b.InFlight != b0.InFlight {
+		t.Errorf("doubling ring.inbox_bytes: %+v from %+v", b, b0)
+	}
+	c = Default()
+	c.Producer.BatchBytes = 256 << 10
+	if b := c.MemoryBound(4); b.InFlight != 8*(6*(256<<10)+int64(c.Producer.MaxMessageBytes)) || b.Ring != b0.Ring {
+		t.Errorf("256 KiB producer.batch_bytes: %+v from %+v", b, b0)
+	}
+	c = Default()
+	c.Ring.Workers *= 2
+	if b := c.MemoryBound(4); b.InFlight != 2*b0.InFlight {
+		t.Errorf("2 × ring.workers: %+v from %+v", b, b0)
+	}
+	// Exactly once: sarama's transactional producers, three batches per partition.
+	c = Default()
+	c.Delivery.Mode = "exactly_once"
+	e0 := c.MemoryBound(4)
+	c.Producer.MaxMessageBytes *= 4
+	if b := c.MemoryBound(4); b.InFlight != 4*e0.InFlight || b.Ring != e0.Ring {
+		t.Errorf("exactly once, 4 × producer.max_message_bytes: %+v from %+v", b, e0)
+	}
+	c = Default()
+	c.Consumer.FetchPartitionBytes = 4 << 20 // larger than a batch: the share is the fetch size
+	if b := c.MemoryBound(4); b.Fetch != 4*2*(4<<20)+4*(4<<20) || b.InFlight != b0.InFlight {
+		t.Errorf("4 MiB fetch_partition_bytes: %+v from %+v", b, b0)
+	}
+	if b := base.MemoryBound(-1); b != base.MemoryBound(0) {
+		t.Errorf("MemoryBound(-1) = %+v, want that of 0 partitions", b)
+	}
+}

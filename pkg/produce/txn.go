@@ -1,0 +1,427 @@
+package produce
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+)
+
+// TxnConfig makes a pipeline transactional.
+type TxnConfig struct {
+	// ID is the transactional id. Taking it fences every older producer of the id.
+	ID string
+	// Timeout is the transaction timeout the coordinator aborts an open transaction after
+	// (producer.transaction_timeout).
+	Timeout time.Duration
+}
+
+// Positions are the consumer positions committed in a transaction (TxnOffsetCommit).
+type Positions struct {
+	Group string
+	// Generation, MemberID and InstanceID let the group coordinator fence a stale member
+	// (TxnOffsetCommit v3+); with no MemberID the generation is sent as -1, which asks it not to.
+	Generation int32
+	MemberID   string
+	InstanceID *string
+	Offsets    map[string][]*sarama.PartitionOffsetMetadata
+}
+
+// txnState is the transactional part of a Pipeline. Fields after the first block are under
+// Pipeline.mu.
+type txnState struct {
+	id      string
+	timeout time.Duration
+	wake    chan struct{} // a partition waits to be added
+
+	added map[topicPartition]bool // partitions added to the open transaction
+	err   error                   // why the open transaction cannot commit
+	fatal bool                    // and why the producer cannot go on
+	bump  bool                    // a batch failed: bump the epoch after the abort (KIP-360)
+}
+
+// inTxn reports whether part may send: always, unless transactional and part is not yet added
+// to the open transaction; p.mu held.
+func (p *Pipeline) inTxn(part *partition) bool {
+	return p.txn == nil || p.txn.added[part.topicPartition]
+}
+
+// txnFailed records that a batch of the open transaction failed with err; p.mu held.
+func (p *Pipeline) txnFailed(err error) {
+	t := p.txn
+	t.bump = true
+	class := classifyTxn(err, false)
+	if t.err == nil || (class == txnFatal && !t.fatal) {
+		t.err, t.fatal = err, class == txnFatal
+	}
+}
+
+// Txn is a transactional Pipeline: records produced between Begin and Commit are written in
+// one transaction with the positions given to Commit. Outcomes go to Done when the transaction
+// ends, not when the target acknowledges a batch: acknowledged (with target offsets) when it
+// committed, failed (ErrTxnAborted or ErrTxnFatal) when it did not. Begin, Produce, Flush,
+// Commit and Abort are called from one goroutine.
+type Txn struct {
+	p    *Pipeline
+	t    *txnState
+	done Done
+
+	mu       sync.Mutex
+	produced int // records produced in the open transaction
+	settled  int // of which the pipeline settled
+	pending  []settledBatch
+	changed  chan struct{}
+
+	open bool
+}
+
+// NewTxn opens a transactional pipeline: it takes tc.ID's producer id and epoch, fencing older
+// producers of the id.
+func NewTxn(cfg Config, tc TxnConfig, done Done) (*Txn, error) {
+	if tc.ID == "" {
+		return nil, errors.New("produce: a transactional pipeline needs a transactional id")
+	}
+	if tc.Timeout <= 0 {
+		return nil, fmt.Errorf("produce: transaction timeout %s: want more than 0", tc.Timeout)
+	}
+	if cfg.Net != nil && !cfg.Net.Version.IsAtLeast(sarama.V0_11_0_0) {
+		return nil, fmt.Errorf("produce: transactions need Kafka 0.11 or later, the target is configured as %s", cfg.Net.Version)
+	}
+	tx := &Txn{done: done, changed: make(chan struct{}, 1)}
+	tx.t = &txnState{id: tc.ID, timeout: tc.Timeout, wake: make(chan struct{}, 1), added: map[topicPartition]bool{}}
+	p, err := newPipeline(cfg, tx.settle, tx.t)
+	if err != nil {
+		return nil, err
+	}
+	tx.p = p
+	p.wg.Add(1)
+	go func() { defer p.wg.Done(); tx.adder() }()
+	return tx, nil
+}
+
+// Pipeline is the pipeline under the transactions.
+func (tx *Txn) Pipeline() *Pipeline { return tx.p }
+
+// ProducerID returns the producer id and epoch the transactions run under.
+func (tx *Txn) ProducerID() (int64, int16) {
+	tx.p.mu.Lock()
+	defer tx.p.mu.Unlock()
+	return tx.p.pid, tx.p.epoch
+}
+
+// settle is the pipeline's Done: it holds outcomes until the transaction ends.
+func (tx *Txn) settle(msgs []*sarama.ProducerMessage, err error) {
+	if err != nil { // e.g. a record refused before it was sent: the transaction cannot commit
+		tx.p.mu.Lock()
+		tx.p.txnFailed(err)
+		tx.p.mu.Unlock()
+	}
+	tx.mu.Lock()
+	tx.pending = append(tx.pending, settledBatch{msgs: msgs, err: err})
+	tx.settled += len(msgs)
+	tx.mu.Unlock()
+	poke(tx.changed)
+}
+
+// Begin opens a transaction. It fails with ErrTxnFatal once the producer failed for good.
+func (tx *Txn) Begin() error {
+	p := tx.p
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case tx.t.fatal:
+		return wrapTxn(tx.t.err, txnFatal)
+	case tx.open:
+		return errors.New("produce: a transaction is already open")
+	}
+	tx.open = true
+	return nil
+}
+
+// Produce queues m in the open transaction. Once the transaction cannot commit it returns why
+// instead (marked ErrTxnAborted: the caller aborts and resends from its positions; or
+// ErrTxnFatal: the caller stops).
+func (tx *Txn) Produce(m *sarama.ProducerMessage) error {
+	p := tx.p
+	p.mu.Lock()
+	switch {
+	case !tx.open:
+		p.mu.Unlock()
+		return errors.New("produce: no transaction is open (Begin first)")
+	case tx.t.err != nil:
+		err := tx.failure()
+		p.mu.Unlock()
+		return err
+	}
+	p.mu.Unlock()
+	tx.mu.Lock()
+	tx.produced++
+	tx.mu.Unlock()
+	p.Produce(m)
+	p.mu.Lock()
+	wait := !tx.t.added[topicPartition{m.Topic, m.Partition}]
+	p.mu.Unlock()
+	if wait {
+		poke(tx.t.wake)
+	}
+	return nil
+}
+
+// adder adds the partitions that hold batches of the open transaction to it, all it finds at
+// once in one AddPartitionsToTxn, before any of their batches is sent. Once the transaction
+// cannot commit, it fails the batches of partitions not added instead, so that a flush ends.
+func (tx *Txn) adder() {
+	p, t := tx.p, tx.t
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-p.ctx.Done():
+			return
+		case <-t.wake:
+		case <-tick.C:
+		}
+		p.mu.Lock()
+		var want []topicPartition
+		for tp, part := range p.parts {
+			if len(part.batches) == 0 || t.added[tp] {
+				continue
+			}
+			if t.err != nil {
+				p.failQueue(part, 0, fmt.Errorf("not sent: the transaction must abort: %w", t.err))
+				continue
+			}
+			want = append(want, tp)
+		}
+		pid, epoch := p.pid, p.epoch
+		p.mu.Unlock()
+		if len(want) == 0 {
+			continue
+		}
+		err := p.addPartitions(p.ctx, want, pid, epoch)
+		p.mu.Lock()
+		if err != nil {
+			p.txnFailed(err)
+			if errors.Is(err, ErrTxnFatal) {
+				t.fatal = true
+			}
+			for _, tp := range want {
+				if part := p.parts[tp]; part != nil && !t.added[tp] {
+					p.failQueue(part, 0, fmt.Errorf("not sent: %w", err))
+				}
+			}
+		}
+		var sinks []*sink
+		for _, tp := range want {
+			if part := p.parts[tp]; part != nil && part.sink != nil && t.added[tp] {
+				sinks = append(sinks, part.sink)
+			}
+		}
+		p.mu.Unlock()
+		for _, s := range sinks {
+			s.poke()
+		}
+		poke(p.wakeCtl) // partitions with no leader yet
+	}
+}
+
+// Flush sends every batch of the open transaction without waiting for its linger and waits
+// until the target settled each: it returns nil when all were acknowledged, else why the
+// transaction cannot commit (marked as Produce marks it). Nothing is reported to Done yet.
+func (tx *Txn) Flush(ctx context.Context) error {
+	p := tx.p
+	p.mu.Lock()
+	var sinks []*sink
+	for _, part := range p.parts {
+		if n := len(part.batches); n > 0 {
+			part.batches[n-1].closed = true
+		}
+	}
+	for _, s := range p.sinks {
+		sinks = append(sinks, s)
+	}
+	p.mu.Unlock()
+	for _, s := range sinks {
+		s.poke()
+	}
+	for {
+		tx.mu.Lock()
+		done := tx.settled >= tx.produced
+		tx.mu.Unlock()
+		if done {
+			break
+		}
+		select {
+		case <-tx.changed:
+		case <-ctx.Done():
+			return fmt.Errorf("flush the transaction: %w", ctx.Err())
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return tx.failure()
+}
+
+// failure is why the open transaction cannot commit, marked ErrTxnFatal or ErrTxnAborted (it
+// must be aborted), or nil; p.mu held.
+func (tx *Txn) failure() error {
+	switch {
+	case tx.t.err == nil:
+		return nil
+	case tx.t.fatal:
+		return wrapTxn(tx.t.err, txnFatal)
+	case errors.Is(tx.t.err, ErrTxnAborted):
+		return tx.t.err
+	}
+	return fmt.Errorf("%w: the transaction must abort: %w", ErrTxnAborted, tx.t.err)
+}
+
+// Commit flushes the open transaction, commits pos in it (when not nil), and commits it: only
+// when every batch in it was acknowledged and the positions were added. Its records are then
+// reported acknowledged to Done. Otherwise it aborts the transaction and returns an error
+// marked ErrTxnAborted (resend from the positions) or ErrTxnFatal (stop); the records are
+// reported failed. A commit whose answer is lost is fatal: its outcome is unknown until the
+// next producer of the id takes it.
+func (tx *Txn) Commit(ctx context.Context, pos *Positions) error {
+	p := tx.p
+	if !tx.isOpen() {
+		return errors.New("produce: no transaction is open")
+	}
+	if err := tx.Flush(ctx); err != nil {
+		return tx.end(ctx, err)
+	}
+	p.mu.Lock()
+	pid, epoch, started := p.pid, p.epoch, len(tx.t.added) > 0
+	p.mu.Unlock()
+	if pos != nil && len(pos.Offsets) > 0 {
+		if err := p.commitPositions(ctx, pos, pid, epoch); err != nil {
+			return tx.end(ctx, err)
+		}
+		started = true
+	}
+	if started {
+		if err := p.endTxn(ctx, true, pid, epoch); err != nil {
+			err = fmt.Errorf("%w: the commit's outcome is unknown: %w", ErrTxnFatal, err)
+			p.mu.Lock()
+			tx.t.err, tx.t.fatal = err, true
+			p.mu.Unlock()
+			return tx.end(ctx, err)
+		}
+	}
+	tx.report(nil)
+	return nil
+}
+
+// Abort flushes the open transaction and aborts it: none of its records or positions become
+// visible, and its records are reported failed with ErrTxnAborted. After a failed batch it
+// bumps the producer's epoch (KIP-360) so that the next transaction numbers its batches anew.
+func (tx *Txn) Abort(ctx context.Context) error {
+	if !tx.isOpen() {
+		return nil
+	}
+	err := tx.end(ctx, errors.New("aborted by the caller"))
+	if errors.Is(err, ErrTxnFatal) {
+		return err
+	}
+	return nil
+}
+
+func (tx *Txn) isOpen() bool {
+	tx.p.mu.Lock()
+	defer tx.p.mu.Unlock()
+	return tx.open
+}
+
+// end aborts the open transaction for cause and reports its records failed.
+func (tx *Txn) end(ctx context.Context, cause error) error {
+	p := tx.p
+	if err := tx.Flush(ctx); err != nil && !errors.Is(err, ErrTxnFatal) && !errors.Is(err, ErrTxnAborted) &&
+		ctx.Err() != nil {
+		cause = fmt.Errorf("%w: %w (and %w)", ErrTxnFatal, cause, err)
+	}
+	p.mu.Lock()
+	fatal := tx.t.fatal || errors.Is(cause, ErrTxnFatal)
+	pid, epoch, started, bump := p.pid, p.epoch, len(tx.t.added) > 0, tx.t.bump
+	p.mu.Unlock()
+	// With nothing added, no EndTxn: the coordinator refuses to end an empty transaction
+	// (INVALID_TXN_STATE, fatal). An AddPartitionsToTxn whose answer was lost may have opened
+	// one all the same; its partitions' batches were then failed, so the epoch bump below
+	// (InitProducerId) aborts it.
+
+	if !fatal && started {
+		if err := p.endTxn(ctx, false, pid, epoch); err != nil {
+			cause, fatal = fmt.Errorf("%w: %w (and the abort failed: %w)", ErrTxnFatal, cause, err), true
+		}
+	}
+	if !fatal && bump {
+		if err := p.initTxnProducerID(); err != nil {
+			cause, fatal = fmt.Errorf("%w: %w (and the epoch bump failed: %w)", ErrTxnFatal, cause, err), true
+		} else {
+			p.cfg.Log.Info("transactional producer epoch bumped after an abort", zap.String("transactional_id", tx.t.id),
+				zap.Int64("producer_id", p.pid), zap.Int16("epoch", p.epoch))
+		}
+	}
+	if fatal {
+		cause = wrapTxn(cause, txnFatal)
+		p.mu.Lock()
+		tx.t.err, tx.t.fatal = cause, true
+		p.mu.Unlock()
+		p.Abort() // fails at once what it held: wait until those outcomes came back
+		for {
+			tx.mu.Lock()
+			done := tx.settled >= tx.produced
+			tx.mu.Unlock()
+			if done {
+				break
+			}
+			<-tx.changed
+		}
+	} else if !errors.Is(cause, ErrTxnAborted) {
+		cause = fmt.Errorf("%w: %w", ErrTxnAborted, cause)
+	}
+	tx.report(cause)
+	return cause
+}
+
+// report hands the ended transaction's records to Done (failed with err when not nil) and
+// makes ready for the next transaction.
+func (tx *Txn) report(err error) {
+	tx.mu.Lock()
+	out := tx.pending
+	tx.pending, tx.produced, tx.settled = nil, 0, 0
+	tx.mu.Unlock()
+	p := tx.p
+	p.mu.Lock()
+	clear(tx.t.added)
+	if !tx.t.fatal {
+		tx.t.err, tx.t.bump = nil, false
+	}
+	tx.open = false
+	p.mu.Unlock()
+	for _, s := range out {
+		e := err
+		if e == nil {
+			e = s.err // cannot be: a transaction with a failed record does not commit
+		}
+		if e != nil {
+			for _, m := range s.msgs {
+				m.Offset = -1
+			}
+		}
+		tx.done(s.msgs, e)
+	}
+}
+
+// Close aborts an open transaction and closes the pipeline.
+func (tx *Txn) Close() {
+	if tx.isOpen() {
+		ctx, cancel := context.WithTimeout(context.Background(), tx.p.cfg.DeliveryTimeout)
+		_ = tx.Abort(ctx)
+		cancel()
+	}
+	tx.p.Close()
+}

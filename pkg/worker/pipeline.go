@@ -1,0 +1,77 @@
+package worker
+
+import (
+	"fmt"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+
+	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/produce"
+)
+
+// PipelineConfig is the configuration of a produce pipeline (at-least-once) on the target whose
+// connection settings base carries: batches of at most maxMessageBytes of records (as sarama
+// bounds them, so batchBound's margins hold), flushed at producer.batch_bytes,
+// producer.batch_records or producer.linger, compressed with producer.compression, retried in
+// order for producer.delivery_timeout.
+func PipelineConfig(base *sarama.Config, addrs []string, p config.Producer, maxMessageBytes int, log *zap.Logger) (produce.Config, error) {
+	codec, err := codecOf(p.Compression)
+	if err != nil {
+		return produce.Config{}, err
+	}
+	return produce.Config{
+		Addrs: addrs, Net: base, Linger: p.Linger,
+		BatchBytes: min(p.BatchBytes, maxMessageBytes), BatchRecords: p.BatchRecords,
+		MaxBatchBytes: maxMessageBytes + batchOverhead, Codec: codec,
+		DeliveryTimeout: p.DeliveryTimeout, RetryBackoff: p.RetryBackoff, Log: log,
+		// What the memory bound counts (config.Memory.InFlight): five requests in flight and
+		// the batch being filled. produce's own default (32 MiB) held a frozen target's whole
+		// backlog across the workers (TestMemoryStaysWithinBoundWithFrozenTarget: 434 MiB).
+		MaxBufferedBytes: config.PipelineBatches * min(p.BatchBytes, maxMessageBytes),
+	}, nil
+}
+
+func codecOf(compression string) (sarama.CompressionCodec, error) {
+	switch compression {
+	case "none", "":
+		return sarama.CompressionNone, nil
+	case "gzip":
+		return sarama.CompressionGZIP, nil
+	case "snappy":
+		return sarama.CompressionSnappy, nil
+	case "lz4":
+		return sarama.CompressionLZ4, nil
+	case "zstd":
+		return sarama.CompressionZSTD, nil
+	}
+	return 0, fmt.Errorf("producer.compression %q: want none, gzip, snappy, lz4 or zstd", compression)
+}
+
+// OpenPipeline returns a NewProducer that opens kmirror's own produce pipelines (pkg/produce) on
+// addrs, configured by PipelineConfig from p and the connection settings net returns for a
+// given batch bound.
+func OpenPipeline(addrs []string, p config.Producer, log *zap.Logger, net func(maxMessageBytes int) *sarama.Config) NewProducer {
+	return func(maxMessageBytes int) (Producer, error) {
+		c, err := PipelineConfig(net(maxMessageBytes), addrs, p, maxMessageBytes, log)
+		if err != nil {
+			return nil, err
+		}
+		a, err := produce.NewAsync(c)
+		if err != nil {
+			return nil, err
+		}
+		return pipelineProducer{a}, nil
+	}
+}
+
+// pipelineProducer is a produce pipeline as a worker's Producer.
+type pipelineProducer struct{ *produce.Async }
+
+// Knows implements Producer.
+func (p pipelineProducer) Knows(topic string, partition int32) (bool, error) {
+	return knows(p.Pipeline().Client(), topic, partition)
+}
+
+// Release implements Producer: the pipeline closed its client when it closed.
+func (p pipelineProducer) Release() { p.Abort() }

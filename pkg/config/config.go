@@ -218,11 +218,14 @@ type Consumer struct {
 	// IsolationLevel is "read_committed" (aborted transactional records are not mirrored) or
 	// "read_uncommitted".
 	IsolationLevel string `mapstructure:"isolation_level" kafka:"isolation.level" enum:"read_committed,read_uncommitted"`
-	// RebalanceStrategy is accepted ("sticky", "range" or "roundrobin") for compatibility with
-	// earlier configurations and no longer used: kmirror's group member always assigns
-	// partitions with its slot strategy over delivery.slots, in cooperative rebalances (a
-	// partition that stays with a member is neither revoked nor paused while the group
-	// rebalances). A value other than "sticky" is logged at start.
+	// RebalanceStrategy is the assignment ("sticky", "range" or "roundrobin") that releases
+	// before kmirror's own group member joined the source group with in at_least_once. kmirror
+	// assigns partitions with its slot strategy over delivery.slots, in cooperative rebalances
+	// (a partition that stays with a member is neither revoked nor paused while the group
+	// rebalances); it offers this strategy last, so that during a rolling upgrade a new member
+	// joins a group whose other members still run the earlier release (the group then
+	// rebalances eagerly, as they do, until the last of them has left). Keep the value the
+	// earlier release ran with.
 	RebalanceStrategy string `mapstructure:"rebalance_strategy" kafka:"partition.assignment.strategy" enum:"sticky,range,roundrobin"`
 	// SessionTimeout is how long the group coordinator waits for a member's heartbeat before it
 	// removes the member and rebalances.

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kmirror/kmirror/pkg/cluster"
+	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/fetch"
 	"github.com/kmirror/kmirror/pkg/group"
 	"github.com/kmirror/kmirror/pkg/offsets"
@@ -107,12 +108,8 @@ func (m *Mirror) openFetcher(ctx context.Context, gc *sarama.Config, h *source.H
 }
 
 // groupStrategy is the slot strategy the member plans with: exactly-once's, or one over
-// delivery.slots (consumer.rebalance_strategy is accepted and not used: pkg/config).
+// delivery.slots.
 func (m *Mirror) groupStrategy(eo *exactlyOnce) (*slots.Strategy, error) {
-	if rs := m.cfg.Consumer.RebalanceStrategy; rs != "" && rs != "sticky" {
-		m.log.Info("consumer.rebalance_strategy is no longer used: partitions are assigned with the slot strategy "+
-			"over delivery.slots, in cooperative rebalances", zap.String("rebalance_strategy", rs), zap.Int("slots", m.cfg.Delivery.Slots))
-	}
 	if eo != nil {
 		return eo.strategy, nil
 	}
@@ -121,6 +118,17 @@ func (m *Mirror) groupStrategy(eo *exactlyOnce) (*slots.Strategy, error) {
 		return nil, fmt.Errorf("delivery.slots: %w", err)
 	}
 	return s, nil
+}
+
+// previousStrategy is the assignment the previous release's members joined with, which the
+// member offers last so that a rolling upgrade can add it to a group of them: in at_least_once
+// sarama's consumer.rebalance_strategy (source.ClientConfig sets it in gc); in exactly_once the
+// slot strategy itself, which the member offers anyway (nil).
+func (m *Mirror) previousStrategy(gc *sarama.Config) sarama.BalanceStrategy {
+	if m.cfg.Delivery.Mode == config.ExactlyOnce || len(gc.Consumer.Group.Rebalance.GroupStrategies) == 0 {
+		return nil
+	}
+	return gc.Consumer.Group.Rebalance.GroupStrategies[0]
 }
 
 // consume runs the source group's member over the current topic set until ctx ends, subscribing
@@ -149,7 +157,7 @@ func (m *Mirror) consume(ctx context.Context, client sarama.Client, strategy *sl
 	m.log.Info("mirroring topics", zap.Strings("topics", names))
 	member, err := group.New(group.Config{
 		Client: client, Group: m.cfg.Consumer.GroupID, Topics: names, Strategy: strategy, Handler: h,
-		InstanceID: m.cfg.Consumer.GroupInstanceID, Logger: m.log,
+		Previous: m.previousStrategy(client.Config()), InstanceID: m.cfg.Consumer.GroupInstanceID, Logger: m.log,
 	})
 	if err != nil {
 		return fmt.Errorf("join consumer group %q on source %s: %w", m.cfg.Consumer.GroupID, m.source.Alias(), err)

@@ -212,6 +212,12 @@ func startKmirror(t *testing.T, cfgPath string, prefix ...string) *kmirror {
 	if _, err := os.Stat(bin); err != nil {
 		t.Fatalf("%s is missing: run make build first (scripts/e2e.sh does)", bin)
 	}
+	return startKmirrorBin(t, bin, cfgPath, prefix...)
+}
+
+// startKmirrorBin is startKmirror with the binary at bin (an earlier release's: upgrade_test.go).
+func startKmirrorBin(t *testing.T, bin, cfgPath string, prefix ...string) *kmirror {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), "kmirror.log")
 	logf, err := os.Create(logPath)
 	if err != nil {

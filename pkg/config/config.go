@@ -218,7 +218,14 @@ type Consumer struct {
 	// IsolationLevel is "read_committed" (aborted transactional records are not mirrored) or
 	// "read_uncommitted".
 	IsolationLevel string `mapstructure:"isolation_level" kafka:"isolation.level" enum:"read_committed,read_uncommitted"`
-	// RebalanceStrategy is the partition assignment: "sticky", "range" or "roundrobin".
+	// RebalanceStrategy is the assignment ("sticky", "range" or "roundrobin") that releases
+	// before kmirror's own group member joined the source group with in at_least_once. kmirror
+	// assigns partitions with its slot strategy over delivery.slots, in cooperative rebalances
+	// (a partition that stays with a member is neither revoked nor paused while the group
+	// rebalances); it offers this strategy last, so that during a rolling upgrade a new member
+	// joins a group whose other members still run the earlier release (the group then
+	// rebalances eagerly, as they do, until the last of them has left). Keep the value the
+	// earlier release ran with.
 	RebalanceStrategy string `mapstructure:"rebalance_strategy" kafka:"partition.assignment.strategy" enum:"sticky,range,roundrobin"`
 	// SessionTimeout is how long the group coordinator waits for a member's heartbeat before it
 	// removes the member and rebalances.
@@ -387,9 +394,10 @@ type Delivery struct {
 	// positions group, and READ on the target topics (the positions are committed under their
 	// names).
 	Mode string `mapstructure:"mode" kafka:"exactly.once.support (MirrorMaker 2)" enum:"at_least_once,exactly_once"`
-	// Slots is, in exactly_once, the number of slots the source partitions are hashed into: one
-	// transactional producer (and id) on the target per slot, assigned whole to one member. Fixed
-	// for the life of a mirror (every member must use the same value); a few per expected member.
+	// Slots is the number of slots the source partitions are hashed into; the source group
+	// assigns each slot whole to one member (in both modes), and in exactly_once each slot has
+	// one transactional producer (and id) on the target. Fixed for the life of a mirror (every
+	// member must use the same value); a few per expected member.
 	Slots int `mapstructure:"slots"`
 	// TransactionalIDPrefix names the slots' transactional ids in exactly_once ("<prefix>-<slot>");
 	// empty uses "<consumer.group_id>-<source.alias>". The ids live on the target: the source

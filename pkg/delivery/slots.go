@@ -148,6 +148,93 @@ func (s *Slots) Begin(ctx context.Context, claims map[string][]int32) error {
 	return nil
 }
 
+// Open is Begin for a member whose partitions are added while others stay (the cooperative
+// protocol, pkg/group): it opens a producer for every slot of claims that has none, fencing
+// its previous holder, and keeps the producers of the slots already open, whose transactions
+// go on. A slot moves between members whole, so a slot this member has open was never given
+// to another meanwhile.
+func (s *Slots) Open(ctx context.Context, claims map[string][]int32) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := *s.txns.Load()
+	want := make(map[int]bool)
+	for topic, parts := range claims {
+		for _, p := range parts {
+			if sl := s.Of(topic, p); cur[sl] == nil {
+				want[sl] = true
+			}
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	ids := slices.Sorted(maps.Keys(want))
+	opened := make([]*Txn, len(ids))
+	g, _ := errgroup.WithContext(ctx)
+	g.SetLimit(8)
+	start := time.Now()
+	for i, sl := range ids {
+		g.Go(func() error {
+			t, err := newTxn(sl, slots.TransactionalID(s.cfg.Prefix, sl), s.cfg.Bound, &s.cfg)
+			if err != nil {
+				return fmt.Errorf("slot %d: %w", sl, err)
+			}
+			opened[i] = t
+			return nil
+		})
+	}
+	err := g.Wait()
+	txns := maps.Clone(cur)
+	for i, t := range opened {
+		if t != nil {
+			txns[ids[i]] = t
+		}
+	}
+	s.txns.Store(&txns)
+	if err != nil {
+		return fmt.Errorf("open the transactional producers of this member's slots: %w", err)
+	}
+	s.cfg.Log.Info("opened the transactional producers of the slots added to this member (earlier holders fenced)",
+		zap.Ints("slots", ids), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// Release closes the producers of the slots of released that no partition of owned (what the
+// member still claims) falls in; their partitions have drained, so they hold no record.
+func (s *Slots) Release(released, owned map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keep := make(map[int]bool)
+	for topic, parts := range owned {
+		for _, p := range parts {
+			keep[s.Of(topic, p)] = true
+		}
+	}
+	cur := *s.txns.Load()
+	txns := maps.Clone(cur)
+	var closing []*Txn
+	for topic, parts := range released {
+		for _, p := range parts {
+			sl := s.Of(topic, p)
+			if t := txns[sl]; t != nil && !keep[sl] {
+				closing = append(closing, t)
+				delete(txns, sl)
+			}
+		}
+	}
+	s.txns.Store(&txns)
+	var wg sync.WaitGroup
+	for _, t := range closing {
+		wg.Go(func() {
+			if left := t.Close(); len(left) > 0 {
+				s.cfg.Log.Warn("closed a transactional producer with a transaction open; its records were not committed "+
+					"and will be mirrored again", zap.String("transactional_id", t.ID()), zap.Int("records", len(left)))
+			}
+		})
+	}
+	wg.Wait()
+}
+
 // Close shuts every producer down; records of transactions still open (none, after a drain)
 // were not committed.
 func (s *Slots) Close() {

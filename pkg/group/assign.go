@@ -76,17 +76,18 @@ func union(a, b Partitions) Partitions {
 	return fromSet(s)
 }
 
-// subscription builds the member's JoinGroup metadata: its topics, what it owns (KIP-429
-// OwnedPartitions), and the slot user data the strategy reads back for stickiness. A member
-// that owns nothing announces generation -1, so its metadata does not change with the
-// generation when there is nothing to claim.
-func subscription(s *slots.Strategy, memberID string, topics []string, owned Partitions, gen int32) (*sarama.ConsumerGroupMemberMetadata, error) {
+// subscription builds the member's JoinGroup metadata for the protocol of strategy s (the slot
+// strategy, or the previous release's): its topics, what it owns (KIP-429 OwnedPartitions), and
+// the user data s reads back for stickiness (the slots, or sarama's sticky data, with the
+// generation). A member that owns nothing announces generation -1, so its metadata does not
+// change with the generation when there is nothing to claim.
+func subscription(s sarama.BalanceStrategy, memberID string, topics []string, owned Partitions, gen int32) (*sarama.ConsumerGroupMemberMetadata, error) {
 	if owned.Len() == 0 {
 		gen = -1
 	}
 	ud, err := s.AssignmentData(memberID, owned, gen)
 	if err != nil {
-		return nil, fmt.Errorf("slot user data of %d owned partitions: %w", owned.Len(), err)
+		return nil, fmt.Errorf("%s user data of %d owned partitions: %w", s.Name(), owned.Len(), err)
 	}
 	meta := &sarama.ConsumerGroupMemberMetadata{Version: 1, Topics: slices.Clone(topics), UserData: ud}
 	for _, t := range slices.Sorted(maps.Keys(owned)) {
@@ -95,6 +96,25 @@ func subscription(s *slots.Strategy, memberID string, topics []string, owned Par
 		}
 	}
 	return meta, nil
+}
+
+// planPrevious runs the previous release's strategy (an eager generation with members of that
+// release in it): sarama's own plan, so that they decode and accept it. Every member gets an
+// entry.
+func planPrevious(s sarama.BalanceStrategy, members map[string]sarama.ConsumerGroupMemberMetadata, topics map[string][]int32) (sarama.BalanceStrategyPlan, error) {
+	p, err := s.Plan(members, topics)
+	if err != nil {
+		return nil, fmt.Errorf("plan %d members over %d topics with %s: %w", len(members), len(topics), s.Name(), err)
+	}
+	if p == nil {
+		p = make(sarama.BalanceStrategyPlan, len(members))
+	}
+	for id := range members {
+		if p[id] == nil {
+			p[id] = make(map[string][]int32)
+		}
+	}
+	return p, nil
 }
 
 // plan runs the slot strategy over the members' subscriptions and, for the cooperative

@@ -52,6 +52,13 @@ type Handler interface {
 	Lost(ctx context.Context, lost Partitions)
 }
 
+// Syncer is a Handler that is also told each generation the member synced, after the
+// generation's revocations and additions, with everything it owns then (even when nothing
+// changed for it: another member joined or left). Optional.
+type Syncer interface {
+	Synced(ctx context.Context, gen Generation, owned Partitions)
+}
+
 // Config configures a Member.
 type Config struct {
 	// Client is the source cluster's sarama client: the coordinator, metadata and request
@@ -65,6 +72,11 @@ type Config struct {
 	Strategy *slots.Strategy
 	// Handler is told what the member owns. Required.
 	Handler Handler
+	// Previous is the assignment of the members of an earlier release, that joined with
+	// sarama's ConsumerGroup (sarama's sticky, range or roundrobin strategy): offered last, so
+	// that a rolling upgrade can add this member to a group of them (see Upgrades in the
+	// package doc). nil, or one named as Strategy is, offers nothing more.
+	Previous sarama.BalanceStrategy
 	// InstanceID makes the member static (group.instance.id, KIP-345): it does not leave the
 	// group when it stops, and a restart within SessionTimeout gets its partitions back
 	// without a rebalance. Needs Kafka 2.3 (Client.Config().Version). Default: dynamic.

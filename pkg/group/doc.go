@@ -44,11 +44,15 @@
 //
 // A member offers the cooperative protocol (CooperativeProtocol) first and, unless it owns
 // partitions in a cooperative generation, the eager slot strategy (slots.Strategy.Name, which
-// kmirror's sarama ConsumerGroup announces) second. The coordinator picks a protocol every
-// member offers, so a group with an eager member in it runs eager: then the member revokes
-// everything before every join, as the eager protocol requires, and nothing is withheld. Once
-// the last eager member is gone, the group picks the cooperative protocol at its next rebalance
-// (safe: in that rebalance every member had given up everything). A group never goes back from
+// kmirror's sarama ConsumerGroup announced in exactly_once) second and the previous release's
+// strategy (Config.Previous: sarama's sticky, range or roundrobin, which it announced in
+// at_least_once) last, with the user data that strategy decodes. The coordinator picks a
+// protocol every member offers, so a group with an eager member in it runs eager: then the
+// member revokes everything before every join, as the eager protocol requires, nothing is
+// withheld, and a member that leads plans with that protocol's own strategy (sarama's, for the
+// previous release's), so the old members get assignments they decode and accept. Once the last
+// eager member is gone, the group picks the cooperative protocol at its next rebalance (safe: in
+// that rebalance every member had given up everything). A group never goes back from
 // cooperative to eager while a member owns something under the cooperative protocol, since that
 // member does not offer eager: an eager member joining then is refused
 // (INCONSISTENT_GROUP_PROTOCOL), or, if it got in first, the cooperative member is refused on

@@ -175,6 +175,7 @@ type memberOpts struct {
 	instance string
 	slots    int
 	session  time.Duration
+	previous sarama.BalanceStrategy
 }
 
 func clientConfig(name string) *sarama.Config {
@@ -202,7 +203,7 @@ func startMember(t *testing.T, addrs []string, group, name string, h Handler, o 
 		t.Fatal(err)
 	}
 	m, err := New(Config{
-		Client: cl, Group: group, Topics: []string{topic}, Strategy: strategy, Handler: h,
+		Client: cl, Group: group, Topics: []string{topic}, Strategy: strategy, Handler: h, Previous: o.previous,
 		InstanceID: o.instance, SessionTimeout: o.session, HeartbeatInterval: 200 * time.Millisecond,
 		RebalanceTimeout: 10 * time.Second, MetadataInterval: time.Second,
 		RetryBackoff: 20 * time.Millisecond, RetryBackoffMax: 200 * time.Millisecond,

@@ -29,6 +29,9 @@ type Member struct {
 	version sarama.KafkaVersion
 	coop    string // cooperative protocol name, offered first
 	eager   string // the slot strategy's own name (sarama's ConsumerGroup), offered second
+	// previous is Config.Previous, offered last; nil when there is none or it is named as
+	// the slot strategy.
+	previous sarama.BalanceStrategy
 
 	resub chan struct{} // Subscribe asks the loop to rejoin; capacity 1
 	jc    joinConn      // used by the loop's goroutine only
@@ -59,6 +62,9 @@ func New(cfg Config) (*Member, error) {
 		gen:     Generation{ID: -1},
 		owned:   Partitions{},
 		topics:  slices.Clone(cfg.Topics),
+	}
+	if p := cfg.Previous; p != nil && p.Name() != m.eager && p.Name() != m.coop {
+		m.previous = p
 	}
 	if cfg.InstanceID != "" {
 		m.log = m.log.With(zap.String("instance", cfg.InstanceID))
@@ -145,9 +151,9 @@ func (m *Member) loop(ctx context.Context) error {
 	bo.InitialInterval, bo.MaxInterval = m.cfg.RetryBackoff, m.cfg.RetryBackoffMax
 	bo.Reset()
 	for ctx.Err() == nil {
-		// The eager protocol (a group with an eager member in it) wants every member to give up
+		// The eager protocols (a group with an eager member in it) want every member to give up
 		// everything before it joins.
-		if g := m.Generation(); g.Protocol == m.eager {
+		if g := m.Generation(); m.isEager(g.Protocol) {
 			m.revoke(ctx, g, m.Owned())
 		}
 		gen, assigned, err := m.join(ctx)
@@ -190,6 +196,20 @@ func (m *Member) loop(ctx context.Context) error {
 	return nil
 }
 
+// isEager reports whether protocol is one of the eager ones the member offers: the slot
+// strategy's, or the previous release's.
+func (m *Member) isEager(protocol string) bool {
+	return protocol == m.eager || (m.previous != nil && protocol == m.previous.Name())
+}
+
+// strategyOf returns the strategy whose user data the protocol's assignments carry.
+func (m *Member) strategyOf(protocol string) sarama.BalanceStrategy {
+	if m.previous != nil && protocol == m.previous.Name() {
+		return m.previous
+	}
+	return m.cfg.Strategy
+}
+
 // sleep waits for d or until ctx is done.
 func (m *Member) sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
@@ -222,6 +242,9 @@ func (m *Member) member(ctx context.Context, gen Generation, assigned Partitions
 		m.owned = union(m.owned, added)
 		m.mu.Unlock()
 		m.cfg.Handler.Assigned(ctx, gen, added)
+	}
+	if s, ok := m.cfg.Handler.(Syncer); ok {
+		s.Synced(ctx, gen, m.Owned())
 	}
 	if revoked.Len() > 0 && gen.Protocol == m.coop {
 		// Announce at once that the revoked partitions are free: the generation withheld
@@ -320,9 +343,9 @@ func (m *Member) join(ctx context.Context) (Generation, Partitions, error) {
 	}
 	m.setMemberID(resp.MemberId)
 	gen := Generation{MemberID: resp.MemberId, ID: resp.GenerationId, Protocol: resp.GroupProtocol, Leader: resp.LeaderId == resp.MemberId}
-	if gen.Protocol != m.coop && gen.Protocol != m.eager {
-		return Generation{}, nil, fmt.Errorf("join group %q: coordinator selected protocol %q, offered %q and %q: %w",
-			m.cfg.Group, gen.Protocol, m.coop, m.eager, sarama.ErrInconsistentGroupProtocol)
+	if gen.Protocol != m.coop && !m.isEager(gen.Protocol) {
+		return Generation{}, nil, fmt.Errorf("join group %q: coordinator selected protocol %q, not one this member offered: %w",
+			m.cfg.Group, gen.Protocol, sarama.ErrInconsistentGroupProtocol)
 	}
 
 	var p sarama.BalanceStrategyPlan
@@ -356,7 +379,12 @@ func (m *Member) lead(resp *sarama.JoinGroupResponse, gen Generation) (sarama.Ba
 	if err != nil {
 		return nil, err
 	}
-	p, err := plan(m.cfg.Strategy, gen.Protocol == m.coop, members, parts)
+	var p sarama.BalanceStrategyPlan
+	if m.previous != nil && gen.Protocol == m.previous.Name() {
+		p, err = planPrevious(m.previous, members, parts)
+	} else {
+		p, err = plan(m.cfg.Strategy, gen.Protocol == m.coop, members, parts)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -74,7 +74,8 @@ func (m *Member) instanceID() *string {
 }
 
 // joinGroup sends one JoinGroup offering the cooperative protocol first and, unless the member
-// owns partitions in a cooperative generation, the eager one second.
+// owns partitions in a cooperative generation, the eager one second and the previous release's
+// (Config.Previous) last.
 func (m *Member) joinGroup(b *sarama.Broker, memberID string, topics []string, owned Partitions, gen int32, prevProtocol string) (*sarama.JoinGroupResponse, error) {
 	req := sarama.NewJoinGroupRequest(m.version)
 	req.GroupId = m.cfg.Group
@@ -85,15 +86,19 @@ func (m *Member) joinGroup(b *sarama.Broker, memberID string, topics []string, o
 	if req.Version >= 5 {
 		req.GroupInstanceId = m.instanceID()
 	}
-	// The eager protocol is offered as a second choice only by a member that owns nothing or
+	// The eager protocols are offered as further choices only by a member that owns nothing or
 	// runs eager already: a member owning partitions in a cooperative generation must never let
 	// the group go eager, where a leader would hand out what it still owns (see the package doc).
+	offers := []sarama.BalanceStrategy{m.cfg.Strategy}
 	names := []string{m.coop}
 	if owned.Len() == 0 || prevProtocol != m.coop {
-		names = append(names, m.eager)
+		offers, names = append(offers, m.cfg.Strategy), append(names, m.eager)
+		if m.previous != nil {
+			offers, names = append(offers, m.previous), append(names, m.previous.Name())
+		}
 	}
-	for _, name := range names {
-		meta, err := subscription(m.cfg.Strategy, memberID, topics, owned, gen)
+	for i, name := range names {
+		meta, err := subscription(offers[i], memberID, topics, owned, gen)
 		if err != nil {
 			return nil, err
 		}
@@ -105,6 +110,11 @@ func (m *Member) joinGroup(b *sarama.Broker, memberID string, topics []string, o
 	if err != nil {
 		return nil, fmt.Errorf("join group %q: %w", m.cfg.Group, err)
 	}
+	if errors.Is(resp.Err, sarama.ErrInconsistentGroupProtocol) {
+		return resp, fmt.Errorf("join group %q offering the protocols %q: the group's members run none of them "+
+			"(another delivery.slots, or an earlier release with another consumer.rebalance_strategy): "+
+			"give every member the same delivery.slots and consumer.rebalance_strategy: %w", m.cfg.Group, names, resp.Err)
+	}
 	if !errors.Is(resp.Err, sarama.ErrNoError) {
 		return resp, fmt.Errorf("join group %q: %w", m.cfg.Group, resp.Err)
 	}
@@ -112,7 +122,7 @@ func (m *Member) joinGroup(b *sarama.Broker, memberID string, topics []string, o
 }
 
 // syncGroup sends the generation's SyncGroup: the leader's carries every member's assignment
-// with its slot user data, a follower's none. It returns this member's assignment.
+// with the protocol's user data, a follower's none. It returns this member's assignment.
 func (m *Member) syncGroup(b *sarama.Broker, gen Generation, p sarama.BalanceStrategyPlan) (Partitions, error) {
 	req := &sarama.SyncGroupRequest{GroupId: m.cfg.Group, MemberId: gen.MemberID, GenerationId: gen.ID}
 	switch v := m.version; {
@@ -134,10 +144,11 @@ func (m *Member) syncGroup(b *sarama.Broker, gen Generation, p sarama.BalanceStr
 		typ, name := "consumer", gen.Protocol
 		req.ProtocolType, req.ProtocolName = &typ, &name
 	}
+	s := m.strategyOf(gen.Protocol)
 	for _, id := range slices.Sorted(maps.Keys(p)) {
-		ud, err := m.cfg.Strategy.AssignmentData(id, p[id], gen.ID)
+		ud, err := s.AssignmentData(id, p[id], gen.ID)
 		if err != nil {
-			return nil, fmt.Errorf("slot user data for member %s: %w", id, err)
+			return nil, fmt.Errorf("%s user data for member %s: %w", s.Name(), id, err)
 		}
 		if err := req.AddGroupAssignmentMember(id, &sarama.ConsumerGroupMemberAssignment{Topics: p[id], UserData: ud}); err != nil {
 			return nil, fmt.Errorf("encode assignment of member %s: %w", id, err)

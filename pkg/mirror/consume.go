@@ -5,30 +5,31 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
-	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/kmirror/kmirror/pkg/cluster"
+	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/fetch"
+	"github.com/kmirror/kmirror/pkg/group"
+	"github.com/kmirror/kmirror/pkg/offsets"
+	"github.com/kmirror/kmirror/pkg/slots"
 	"github.com/kmirror/kmirror/pkg/source"
 	"github.com/kmirror/kmirror/pkg/topics"
 )
 
-// consumerConfigs returns the consumer group's sarama configuration for a first topic set of
-// partitions source partitions (they set its fetch wait: consumer.fetch_wait_per_partition), a
-// static member when consumer.group_instance_id is set (membership.go), with the slots strategy
-// under exactly-once; and that of the client beside it that reads where claims start and commits
-// offsets.
-func (m *Mirror) consumerConfigs(partitions int, eo *exactlyOnce) (group, commits *sarama.Config) {
+// consumerConfigs returns the sarama configuration of the source group's member and fetcher for
+// a first topic set of partitions source partitions (they set its fetch wait:
+// consumer.fetch_wait_per_partition); and that of the client beside it that reads where claims
+// start.
+func (m *Mirror) consumerConfigs(partitions int) (group, commits *sarama.Config) {
 	group = source.ClientConfig(m.source.Config("consumer"), m.cfg.Consumer)
 	group.Consumer.MaxWaitTime = m.cfg.Consumer.FetchWait(partitions)
 	m.staticMember(group)
-	if eo != nil {
-		group.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{eo.strategy}
-	}
 	commits = source.ClientConfig(m.source.Config("consumer"), m.cfg.Consumer)
 	commits.ClientID = group.ClientID + "-offsets"
 	if m.opts.SaramaClients != nil {
@@ -48,98 +49,150 @@ func sourcePartitions(syncer *topics.Syncer, names []string) int {
 	return n
 }
 
-// consume runs consumer-group sessions over the current topic set until ctx ends, restarting the
-// session whenever the periodic refresh finds topics added or removed. The first session's
-// topics are first, refreshed by the caller.
-func (m *Mirror) consume(ctx context.Context, group sarama.ConsumerGroup, h *source.Handler, syncer *topics.Syncer, first []string) error {
-	var g errgroup.Group
-	g.Go(func() error {
-		errLog := rate.Sometimes{First: 1, Interval: 30 * time.Second}
-		suppressed := 0
-		for {
-			select {
-			case err, ok := <-group.Errors():
-				if !ok {
-					return nil
-				}
-				m.sourceObserver.GroupError(err)
-				// One line per problem: an outage makes sarama report the same error for every
-				// partition and retry; the first is logged, then one every 30 s with the count.
-				suppressed++
-				errLog.Do(func() {
-					m.log.Warn("source consumer group", zap.Error(err), zap.Int("errors_since_last_line", suppressed))
-					suppressed = 0
-				})
-			case <-ctx.Done():
-				return nil
-			}
-		}
-	})
-	defer func() { _ = g.Wait() }()
+// fetcherRef is the handler's Fetcher, set once the fetcher exists (it fetches through a client
+// that checks the handler's topic IDs, so it is built after the handler).
+type fetcherRef struct{ f atomic.Pointer[fetch.Fetcher] }
 
-	var current []string
+func (r *fetcherRef) Add(topic string, partition int32, offset int64, sink fetch.Sink) error {
+	return r.f.Load().Add(topic, partition, offset, sink)
+}
+
+func (r *fetcherRef) Remove(topic string, partition int32) (int64, bool) {
+	return r.f.Load().Remove(topic, partition)
+}
+
+func (r *fetcherRef) Ready(topic string, partition int32) { r.f.Load().Ready(topic, partition) }
+
+// memberRef is the source group's member, once consume has built it.
+type memberRef struct{ m atomic.Pointer[group.Member] }
+
+// inGroup reports whether the member has synced a generation.
+func (r *memberRef) inGroup() bool {
+	mb := r.m.Load()
+	return mb != nil && mb.Generation().ID >= 0
+}
+
+// committer is the handler's NewCommitter: the member's commits (pkg/group), after the offset map
+// om when there is one (mapFirst).
+func (r *memberRef) committer(om *offsetMap) func(func(string) string) offsets.Committer {
+	return func(metadata func(string) string) offsets.Committer {
+		c := r.m.Load().NewCommitter(metadata)
+		if om != nil {
+			return mapFirst{c, om.flusher}
+		}
+		return c
+	}
+}
+
+// openFetcher opens the source client the fetcher and the member use (gc), and the fetcher, which
+// fetches through a client that checks the topic IDs after each metadata refresh: a topic
+// re-created under its name restarts its claims (pkg/source/incarnation.go). The returned
+// close closes both.
+func (m *Mirror) openFetcher(ctx context.Context, gc *sarama.Config, h *source.Handler, ref *fetcherRef) (sarama.Client, func() error, error) {
+	client, err := m.source.OpenClient(ctx, gc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect consumer group client to source %s: %w", m.source.Alias(), err)
+	}
+	f, err := fetch.New(context.Background(), fetch.Config{
+		Client:   source.GuardIncarnations(client, h, h.RestartTopic),
+		MaxBytes: gc.Consumer.Fetch.MaxBytes, PartitionMaxBytes: gc.Consumer.Fetch.Default, MinBytes: gc.Consumer.Fetch.Min,
+		MaxWait: gc.Consumer.MaxWaitTime, ReadCommitted: gc.Consumer.IsolationLevel == sarama.ReadCommitted,
+		Backoff: gc.Consumer.Retry.Backoff, Logger: m.log,
+	})
+	if err != nil {
+		_ = client.Close()
+		return nil, nil, fmt.Errorf("fetch from source %s: %w", m.source.Alias(), err)
+	}
+	ref.f.Store(f)
+	return client, func() error { f.Close(); return client.Close() }, nil
+}
+
+// groupStrategy is the slot strategy the member plans with: exactly-once's, or one over
+// delivery.slots.
+func (m *Mirror) groupStrategy(eo *exactlyOnce) (*slots.Strategy, error) {
+	if eo != nil {
+		return eo.strategy, nil
+	}
+	s, err := slots.NewStrategy(slots.Config{Slots: m.cfg.Delivery.Slots})
+	if err != nil {
+		return nil, fmt.Errorf("delivery.slots: %w", err)
+	}
+	return s, nil
+}
+
+// previousStrategy is the assignment the previous release's members joined with, which the
+// member offers last so that a rolling upgrade can add it to a group of them: in at_least_once
+// sarama's consumer.rebalance_strategy (source.ClientConfig sets it in gc); in exactly_once the
+// slot strategy itself, which the member offers anyway (nil).
+func (m *Mirror) previousStrategy(gc *sarama.Config) sarama.BalanceStrategy {
+	if m.cfg.Delivery.Mode == config.ExactlyOnce || len(gc.Consumer.Group.Rebalance.GroupStrategies) == 0 {
+		return nil
+	}
+	return gc.Consumer.Group.Rebalance.GroupStrategies[0]
+}
+
+// consume runs the source group's member over the current topic set until ctx ends, subscribing
+// it again whenever the periodic refresh finds topics added or removed: the partitions of the
+// topics that stay keep flowing. The first topics are first, refreshed by the caller.
+func (m *Mirror) consume(ctx context.Context, client sarama.Client, strategy *slots.Strategy, h *source.Handler, ref *memberRef,
+	syncer *topics.Syncer, first []string) error {
+	names := first
 	for round := 0; ; round++ {
-		names := first
-		var err error
 		if round > 0 {
+			var err error
 			if names, err = m.refresh(ctx, syncer); err != nil {
 				return err
 			}
 		}
-		// The flow's heartbeat topic alone keeps the session going, but does not make it ready.
-		if slices.ContainsFunc(names, m.isBusinessTopic) {
-			m.noTopics.Store(nil)
-		} else {
-			if m.noTopics.Load() == nil {
-				m.log.Warn("no source topic matches topics.include yet; looking again later",
-					zap.Strings("include", m.cfg.Topics.Include), zap.Strings("exclude", m.cfg.Topics.Exclude),
-					zap.Duration("every", m.cfg.Topics.RefreshInterval))
-			}
-			err := fmt.Errorf("no source topic matches topics.include %q (exclude %q); looking again every %s",
-				m.cfg.Topics.Include, m.cfg.Topics.Exclude, m.cfg.Topics.RefreshInterval)
-			m.noTopics.Store(&err)
+		m.noBusinessTopics(names)
+		if len(names) > 0 {
+			break
 		}
-		if len(names) == 0 {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(m.cfg.Topics.RefreshInterval):
-			}
-			continue
-		}
-		if !slices.Equal(names, current) {
-			m.log.Info("mirroring topics", zap.Strings("topics", names))
-			current = names
-		}
-
-		sessCtx, endSession := context.WithCancel(ctx)
-		m.session.Store(&endSession)
-		watchDone := make(chan struct{})
-		go func() {
-			defer close(watchDone)
-			m.watchTopics(sessCtx, syncer, current, endSession)
-		}()
-		err = group.Consume(sessCtx, current, h)
-		endSession()
-		<-watchDone
-		if ctx.Err() != nil {
+		select {
+		case <-ctx.Done():
 			return nil
-		}
-		if err != nil {
-			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
-				return err
-			}
-			if fenced := m.fencedInstance(err); fenced != nil {
-				return fenced
-			}
-			m.log.Warn("consumer group session ended with an error; rejoining", zap.Error(err))
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
-			}
+		case <-time.After(m.cfg.Topics.RefreshInterval):
 		}
 	}
+	m.log.Info("mirroring topics", zap.Strings("topics", names))
+	member, err := group.New(group.Config{
+		Client: client, Group: m.cfg.Consumer.GroupID, Topics: names, Strategy: strategy, Handler: h,
+		Previous: m.previousStrategy(client.Config()), InstanceID: m.cfg.Consumer.GroupInstanceID, Logger: m.log,
+	})
+	if err != nil {
+		return fmt.Errorf("join consumer group %q on source %s: %w", m.cfg.Consumer.GroupID, m.source.Alias(), err)
+	}
+	ref.m.Store(member)
+	h.Start()
+	defer h.Stop()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := spawn(func() { m.watchTopics(watchCtx, syncer, names, member) })
+	defer func() { stopWatch(); <-watched }()
+	err = member.Run(ctx)
+	if err == nil || ctx.Err() != nil {
+		return nil
+	}
+	if fenced := m.fencedInstance(err); fenced != nil {
+		return fenced
+	}
+	return fmt.Errorf("consumer group %q on source %s: %w", m.cfg.Consumer.GroupID, m.source.Alias(), err)
+}
+
+// noBusinessTopics records whether names hold a topic of the flow's own: the flow's heartbeat
+// topic alone keeps the member going, but does not make it ready.
+func (m *Mirror) noBusinessTopics(names []string) {
+	if slices.ContainsFunc(names, m.isBusinessTopic) {
+		m.noTopics.Store(nil)
+		return
+	}
+	if m.noTopics.Load() == nil {
+		m.log.Warn("no source topic matches topics.include yet; looking again later",
+			zap.Strings("include", m.cfg.Topics.Include), zap.Strings("exclude", m.cfg.Topics.Exclude),
+			zap.Duration("every", m.cfg.Topics.RefreshInterval))
+	}
+	err := fmt.Errorf("no source topic matches topics.include %q (exclude %q); looking again every %s",
+		m.cfg.Topics.Include, m.cfg.Topics.Exclude, m.cfg.Topics.RefreshInterval)
+	m.noTopics.Store(&err)
 }
 
 // refreshRetryMax bounds the wait between two listings while a cluster cannot be listed: the
@@ -178,10 +231,10 @@ func (m *Mirror) refresh(ctx context.Context, syncer *topics.Syncer) ([]string, 
 	}
 }
 
-// watchTopics ends the session when the refreshed topic set differs from current, so that the
-// next session subscribes to the new set. (New partitions of subscribed topics are found by
-// sarama itself, which rebalances the group when a partition count changes.)
-func (m *Mirror) watchTopics(ctx context.Context, syncer *topics.Syncer, current []string, endSession func()) {
+// watchTopics subscribes the member to the refreshed topic set whenever it differs from current,
+// so that the group plans with it. (New partitions of subscribed topics are found by the group's
+// leader, which rebalances when a partition count changes.)
+func (m *Mirror) watchTopics(ctx context.Context, syncer *topics.Syncer, current []string, member *group.Member) {
 	t := time.NewTicker(m.cfg.Topics.RefreshInterval)
 	defer t.Stop()
 	for {
@@ -196,18 +249,16 @@ func (m *Mirror) watchTopics(ctx context.Context, syncer *topics.Syncer, current
 			if err != nil {
 				m.log.Warn("refresh topics", zap.Error(err))
 			}
-			if len(names) > 0 && !slices.Equal(names, current) {
-				m.log.Info("topic set changed; rejoining the group with it", zap.Strings("topics", names))
-				endSession()
-				return
+			if len(names) == 0 || slices.Equal(names, current) {
+				continue
 			}
+			m.noBusinessTopics(names)
+			m.log.Info("topic set changed; rejoining the group with it", zap.Strings("topics", names))
+			if err := member.Subscribe(names); err != nil {
+				m.log.Warn("subscribe to the new topic set", zap.Error(err))
+				continue
+			}
+			current = names
 		}
-	}
-}
-
-// endSession ends the current consumer-group session; the next one starts at once.
-func (m *Mirror) endSession() {
-	if end := m.session.Load(); end != nil {
-		(*end)()
 	}
 }

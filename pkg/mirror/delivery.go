@@ -25,6 +25,8 @@ type exactlyOnce struct {
 	client   sarama.Client
 	strategy *slots.Strategy
 	metadata func(string) string // set once the handler exists
+	// claims returns what the handler still claims (set once the handler exists).
+	claims func() map[string][]int32
 	// recover reads the source group's committed offsets (set once the source client exists).
 	recover func(map[string][]int32) (map[source.TopicPartition]source.Committed, error)
 	// stopKeep ends the goroutine that keeps the positions fresh; kept is closed once it has.
@@ -107,8 +109,9 @@ func (m *Mirror) openExactlyOnce(ctx context.Context) (*exactlyOnce, error) {
 // attach gives the hooks what exists only once the handler does: the metadata stored with a
 // position, and the source group's committed offsets (where a position missing on the target
 // is recovered from).
-func (eo *exactlyOnce) attach(metadata func(string) string, src source.ClientCluster, group string) {
-	eo.metadata = metadata
+func (eo *exactlyOnce) attach(h *source.Handler, src source.ClientCluster, group string) {
+	eo.metadata = h.Metadata
+	eo.claims = h.Claims
 	eo.recover = func(claims map[string][]int32) (map[source.TopicPartition]source.Committed, error) {
 		return src.Committed(group, claims)
 	}
@@ -120,18 +123,28 @@ func (eo *exactlyOnce) route(workers int) func(string, int32) int {
 	return func(topic string, partition int32) int { return eo.slots.Of(topic, partition) % workers }
 }
 
-// positionsHook is the handler's Positions hook: fence the session's slots, then read where
-// their partitions resume; nil in at_least_once.
+// positionsHook is the handler's Positions hook: open (and fence) the slots of the added
+// partitions, keeping those already open, then read where the added partitions resume; nil in
+// at_least_once.
 func (eo *exactlyOnce) positionsHook(name topics.Namer) func(context.Context, map[string][]int32) (map[source.TopicPartition]source.Committed, error) {
 	if eo == nil {
 		return nil
 	}
 	return func(ctx context.Context, claims map[string][]int32) (map[source.TopicPartition]source.Committed, error) {
-		if err := eo.slots.Begin(ctx, claims); err != nil {
+		if err := eo.slots.Open(ctx, claims); err != nil {
 			return nil, err
 		}
 		return eo.slots.Positions(ctx, claims, name)
 	}
+}
+
+// releasedHook is the handler's Released hook: close the producers of the slots no claim is
+// left in (they drained and committed); nil in at_least_once.
+func (eo *exactlyOnce) releasedHook() func(map[string][]int32) {
+	if eo == nil {
+		return nil
+	}
+	return func(released map[string][]int32) { eo.slots.Release(released, eo.claims()) }
 }
 
 // close shuts the producers and the client down, once the workers have stopped.

@@ -13,7 +13,7 @@ import (
 // A static member keeps its place in the source group across a restart: when it comes back
 // within the session timeout with the same instance id, the coordinator hands it the assignment
 // it had, in the same generation, and the other members never stop. The price is on the way out:
-// a static member's Close sends no LeaveGroup (sarama follows KIP-345), so its partitions are
+// a static member sends no LeaveGroup when it stops (pkg/group follows KIP-345), so its partitions are
 // nobody's until the session timeout ends. The stop path is unchanged otherwise and still right:
 // every claim has drained and committed before the member closes, so whoever owns a partition
 // next (the same instance after a restart, or another member after the timeout) starts from the

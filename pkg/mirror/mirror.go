@@ -9,7 +9,7 @@
 // mirror.go holds that order (New, Run, fatal); each other file wires one part into it:
 // connect.go (the admin clients), identity.go (the clusters' IDs), topics.go (filter and
 // syncer), heartbeat.go, deadletter.go, offsetmap.go, delivery.go (exactly-once), consume.go
-// (the consumer group's configuration and sessions), membership.go (static membership),
+// (the source group's member, pkg/group, and fetcher, pkg/fetch), membership.go (static membership),
 // groups.go (group offset sync), observe.go (metrics and traces), status.go (/status and
 // readiness), reload.go, and stop.go (the stop's deadline).
 package mirror
@@ -86,8 +86,7 @@ type Mirror struct {
 	connected atomic.Bool
 	reached   [2]atomic.Bool // source, target: an admin client has connected (status.go)
 	stopFatal context.CancelCauseFunc
-	session   atomic.Pointer[context.CancelFunc] // ends the current consumer-group session
-	identity  *identity                          // set before anything else starts (identity.go)
+	identity  *identity // set before anything else starts (identity.go)
 }
 
 // New checks the configuration's cluster settings and returns a Mirror; nothing connects until
@@ -265,28 +264,42 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 	partitions := sourcePartitions(syncer, first)
 
-	// A client of the source of its own reads where claims start and commits offsets (so that
-	// each commit's outcome is known); it closes after the consumer group's final commit.
-	gc, offsetsCfg := m.consumerConfigs(partitions, eo)
+	// A client of the source of its own reads where claims start; the member (pkg/group) commits.
+	gc, offsetsCfg := m.consumerConfigs(partitions)
 	srcClient, err := m.source.OpenClient(runCtx, offsetsCfg)
 	if err != nil {
 		return stoppedBeforeStart(ctx, fmt.Errorf("connect offsets client to source %s: %w", m.source.Alias(), err))
 	}
 	defer stopping.do("close the source offsets client", srcClient.Close)
 	groupID := m.cfg.Consumer.GroupID
+	strategy, err := m.groupStrategy(eo)
+	if err != nil {
+		return err
+	}
 
+	// Workers run on their own context, ended only after the consumer has drained (or, when a
+	// partition was given up at a stop, before the member leaves the group: AbortWrites).
+	workerCtx, stopWorkers := context.WithCancel(context.Background())
+	defer stopWorkers()
+	var running errgroup.Group
+	var member memberRef
+	var fetcher fetcherRef
 	handler, err := source.New(source.Config{
 		Inboxes: m.inboxes, Records: records, Topics: syncer, InFlight: m.cfg.Ring.PartitionInFlight,
-		NewCommitter: sourceCommitter(srcClient, groupID, offsetsCfg, omap),
-		Source:       source.ClientCluster{Client: srcClient}, Group: groupID,
+		NewCommitter: member.committer(omap), Fetcher: &fetcher, InGroup: member.inGroup,
+		Source: source.ClientCluster{Client: srcClient}, Group: groupID,
 		InitialNewest: m.cfg.Consumer.InitialOffset == "newest", LossPolicy: m.cfg.Consumer.SourceLossPolicy,
 		CommitInterval: m.cfg.Commit.Interval,
 		DrainTimeout:   m.cfg.Shutdown.Timeout - closeReserve(m.cfg.Shutdown.Timeout),
 		RebalanceDrain: m.cfg.Consumer.RebalanceTimeout - config.DrainMargin, Stopping: runCtx.Done(),
 		DeliveryTimeout: m.cfg.Producer.DeliveryTimeout, StallAfter: m.cfg.Telemetry.StallAfter,
-		Copies: copies, Route: route, Positions: eo.positionsHook(namer),
+		Copies: copies, Route: route, Positions: eo.positionsHook(namer), Released: eo.releasedHook(),
 		Prepare: func(ctx context.Context, w int, topic string, partition int32) error {
 			return workers[w].Prepare(ctx, topic, partition)
+		},
+		AbortWrites: func() {
+			stopWorkers()
+			waitAtMost(spawn(func() { _ = running.Wait() }), closeReserve(m.cfg.Shutdown.Timeout)/2)
 		},
 		Fatal: m.fatal, Observer: m.sourceObserver, Tracing: m.opts.Tracing, Provenance: m.provenance(), Log: m.log,
 	})
@@ -295,7 +308,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 	m.handler.Store(handler)
 	if eo != nil {
-		eo.attach(handler.Metadata, source.ClientCluster{Client: srcClient}, groupID)
+		eo.attach(handler, source.ClientCluster{Client: srcClient}, groupID)
 	}
 	gs, err := m.newGroupSync(srcAdmin, tgtAdmin, srcClient, omap, handler)
 	if err != nil {
@@ -316,17 +329,11 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("consumer", gc)
 	}
-	// The group's client checks the topic IDs before a partition consumer fetches again after a
-	// refresh: a topic re-created under its name ends the session (pkg/source/incarnation.go).
-	groupClient, err := m.source.OpenClient(runCtx, gc)
+	groupClient, closeFetch, err := m.openFetcher(runCtx, gc, handler, &fetcher)
 	if err != nil {
-		return stoppedBeforeStart(ctx, fmt.Errorf("connect consumer group client to source %s: %w", m.source.Alias(), err))
+		return stoppedBeforeStart(ctx, err)
 	}
-	defer stopping.do("close the source consumer group client", groupClient.Close)
-	group, err := sarama.NewConsumerGroupFromClient(m.cfg.Consumer.GroupID, source.GuardIncarnations(groupClient, handler, m.endSession))
-	if err != nil {
-		return fmt.Errorf("join consumer group %q on source %s: %w", m.cfg.Consumer.GroupID, m.source.Alias(), err)
-	}
+	defer stopping.do("close the source fetcher and consumer group client", closeFetch)
 	m.connected.Store(true)
 	m.log.Info("connected to both clusters",
 		zap.Strings("source_bootstrap", m.source.Bootstrap()), zap.Strings("target_bootstrap", m.target.Bootstrap()),
@@ -339,16 +346,12 @@ func (m *Mirror) Run(ctx context.Context) error {
 	// within the stop's deadline only.
 	defer func() { stop(nil); stopping.wait("the cluster ID check", identityDone) }()
 
-	// Workers run on their own context, ended only after the consumer has drained.
-	workerCtx, stopWorkers := context.WithCancel(context.Background())
-	defer stopWorkers()
-	var running errgroup.Group
 	for _, w := range workers {
 		running.Go(func() error { return w.Run(workerCtx) })
 	}
 
 	consumed := make(chan error, 1)
-	go func() { consumed <- m.consume(runCtx, group, handler, syncer, first) }()
+	go func() { consumed <- m.consume(runCtx, groupClient, strategy, handler, &member, syncer, first) }()
 	var consumeErr error
 	select {
 	case consumeErr = <-consumed:
@@ -363,16 +366,13 @@ func (m *Mirror) Run(ctx context.Context) error {
 		stopping.fail(fmt.Sprintf("%d partitions were given up before all their records were acknowledged", n))
 	}
 
-	// The consumer has stopped fetching and every claim has drained (or was given up at the
-	// drain deadline, and fenced) and committed. The producers are shut down before the member
-	// leaves the group: anything they still hold is aborted, so that no record of a partition
-	// lands after another member took it over.
+	// The member has left the group: every claim has drained (or was given up at the drain
+	// deadline, fenced, and the producers aborted before it left: AbortWrites) and committed.
 	m.log.Info("consumer stopped; closing producers")
 	stopWorkers()
 	stopping.wait("closing the producers", spawn(func() { _ = running.Wait() }))
 	stopMap() // every acknowledgement is recorded: the last of the offset map is written now
 	stopping.wait("writing the offset map", mapDone)
-	stopping.do("leave the source consumer group", group.Close)
 	m.leftStatically()
 	closeAdmins()
 	m.connected.Store(false)

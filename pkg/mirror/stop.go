@@ -81,3 +81,13 @@ func spawn(fn func()) <-chan struct{} {
 	}()
 	return done
 }
+
+// waitAtMost waits for done, or d.
+func waitAtMost(done <-chan struct{}, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+}

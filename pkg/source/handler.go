@@ -107,15 +107,27 @@ type Config struct {
 	// (whose ID is topicID, and which starts reading at start) was copied on the target, and a
 	// function called once the claim has drained.
 	Copies func(topic string, partition int32, topicID string, start int64, track *offsets.Partition) (record.Copies, func())
-	// NewCommitter returns the committer for a session; metadata gives the metadata string to
-	// commit with a topic's offsets (it carries the topic ID). Required.
-	NewCommitter func(sess sarama.ConsumerGroupSession, metadata func(topic string) string) offsets.Committer
+	// NewCommitter returns the member's committer (Start calls it once); metadata gives the
+	// metadata string to commit with a topic's offsets (it carries the topic ID). Required.
+	NewCommitter func(metadata func(topic string) string) offsets.Committer
+	// Fetcher fetches the claimed partitions and hands their batches to the claims (pkg/fetch).
+	// Required for Assigned.
+	Fetcher Fetcher
+	// AbortWrites, when set, is called at a stop when a partition was given up before all its
+	// records were acknowledged, before Revoked returns (so before the member leaves the
+	// group): it stops the workers, aborting what their producers still hold.
+	AbortWrites func()
+	// InGroup, when set, reports whether the member is in the group (readiness: Joined).
+	InGroup func() bool
 	// Route returns the index of the worker a partition's records go to; nil is ring.Route.
 	Route func(topic string, partition int32) int
-	// Positions, when set, returns where each claim of a session resumes instead of the
-	// group's committed offsets on the source (exactly-once delivery: the positions the target
-	// holds). It is called once per session, before any claim starts.
+	// Positions, when set, returns where each added claim resumes instead of the group's
+	// committed offsets on the source (exactly-once delivery: the positions the target holds).
+	// It is called once per assignment, before any of its claims starts.
 	Positions func(ctx context.Context, claims map[string][]int32) (map[TopicPartition]Committed, error)
+	// Released, when set, is told the partitions a revocation has drained and committed
+	// (exactly-once delivery closes their slots' producers).
+	Released func(claims map[string][]int32)
 	// Source reads committed offsets, log bounds and topic IDs from the source cluster, to decide
 	// where each claim starts (start.go); nil starts every claim where sarama would (tests only).
 	Source Cluster
@@ -139,22 +151,29 @@ type Config struct {
 	Log        *zap.Logger
 }
 
-// Handler is a sarama.ConsumerGroupHandler that feeds the ring.
+// Handler is a group.Handler that feeds the ring: the member's Assigned, Revoked and Lost start,
+// drain and stop claims (member.go), each fed by the Fetcher (claim.go).
 type Handler struct {
 	cfg Config
 
+	// assignMu serializes changes of the claimed set: the member's callbacks and a claim's
+	// restart (after an out-of-range fetch or a re-created topic).
+	assignMu sync.Mutex
+
 	mu         sync.Mutex
 	parts      map[topicPartition]*claimState
+	claims     map[topicPartition]*claim
 	stopCommit context.CancelFunc
 	commitDone <-chan struct{}
 	committer  offsets.Committer
 	joined     bool
+	assigning  atomic.Bool // an Assigned is starting claims
 	givenUp    atomic.Int64
 	stalled    atomic.Pointer[[]string]
 	listed     time.Time   // when the watcher last listed the log ends (its goroutine only)
 	unsent     bool        // marks not yet committed (a failed commit, starting positions)
 	probing    atomic.Bool // a probe of quiet partitions is running (quiet.go)
-	// topicIDs maps each source topic of the session to its ID as seen when the session started;
+	// topicIDs maps each claimed source topic to its ID as seen when its claims were decided;
 	// read without h.mu, as the committer asks for it while h.mu is held.
 	topicIDs atomic.Pointer[map[string]string]
 }
@@ -169,6 +188,9 @@ type claimState struct {
 	start  int64
 	marked int64
 	hwm    func() int64
+	// highWatermark is the high watermark the last fetched batch carried (-1 before the first);
+	// hwm reads it.
+	highWatermark atomic.Int64
 	// progress is the committed position last seen by the watcher; since is when it last moved,
 	// or when the partition last had nothing to mirror and nothing in flight (watch.go).
 	progress int64
@@ -218,7 +240,7 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Fatal == nil {
 		cfg.Fatal = func(error) {}
 	}
-	return &Handler{cfg: cfg, parts: make(map[topicPartition]*claimState)}, nil
+	return &Handler{cfg: cfg, parts: make(map[topicPartition]*claimState), claims: make(map[topicPartition]*claim)}, nil
 }
 
 // Owns reports whether this member holds a claim of topic/partition in the current session.
@@ -247,46 +269,7 @@ func (h *Handler) GivenUp() int { return int(h.givenUp.Load()) }
 func (h *Handler) Joined() bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.joined
-}
-
-// Setup runs at the start of a session, before sarama creates the claims: it makes sure every
-// claimed partition exists on the target, decides where each claim starts and commits that
-// position (start.go), then starts the periodic commit.
-func (h *Handler) Setup(sess sarama.ConsumerGroupSession) error {
-	claims := sess.Claims()
-	for topic, parts := range claims {
-		var highest int32 = -1
-		for _, p := range parts {
-			highest = max(highest, p)
-		}
-		if _, err := h.cfg.Topics.EnsurePartitions(sess.Context(), topic, highest+1); err != nil {
-			return fmt.Errorf("prepare target for %s partition %d: %w", topic, highest, err)
-		}
-	}
-	n := 0
-	for _, parts := range claims {
-		n += len(parts)
-	}
-	h.cfg.Observer.SessionStarted()
-	h.cfg.Log.Info("joined the source consumer group",
-		zap.String("member", sess.MemberID()), zap.Int32("generation", sess.GenerationID()), zap.Int("partitions", n))
-
-	h.mu.Lock()
-	h.committer = h.cfg.NewCommitter(sess, h.metadata)
-	h.unsent = false
-	h.mu.Unlock()
-	if err := h.position(sess, claims); err != nil {
-		return err
-	}
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := h.background(ctx)
-	h.mu.Lock()
-	h.stopCommit, h.commitDone = cancel, done
-	h.joined = true
-	h.mu.Unlock()
-	return nil
+	return h.joined && !h.assigning.Load() && (h.cfg.InGroup == nil || h.cfg.InGroup())
 }
 
 // background runs the session's periodic commit and its watcher until ctx ends, each on a
@@ -326,24 +309,6 @@ func (h *Handler) background(ctx context.Context) <-chan struct{} {
 	done := make(chan struct{})
 	go func() { both.Wait(); close(done) }()
 	return done
-}
-
-// Cleanup runs at the end of a session, after every claim has drained: it stops the periodic
-// commit and commits one last time.
-func (h *Handler) Cleanup(sarama.ConsumerGroupSession) error {
-	h.mu.Lock()
-	stop, done := h.stopCommit, h.commitDone
-	h.joined = false
-	h.mu.Unlock()
-	if stop != nil {
-		stop()
-		<-done
-	}
-	h.commitFinal()
-	h.mu.Lock()
-	clear(h.parts)
-	h.mu.Unlock()
-	return nil
 }
 
 // commitFinal is the session's last commit; a failure is an error, with the partitions whose
@@ -411,93 +376,6 @@ func commitFields(err error) []zap.Field {
 		parts = append(parts, fmt.Sprintf("%s/%d@%d", p.Topic, p.Partition, p.Offset))
 	}
 	return []zap.Field{zap.Strings("partitions", parts)}
-}
-
-// ConsumeClaim moves one partition's records into its worker's inbox until the session ends,
-// then waits (bounded by DrainTimeout) until the target has acknowledged everything it fetched.
-func (h *Handler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
-	topic, part := claim.Topic(), claim.Partition()
-	t, err := h.cfg.Topics.EnsurePartitions(sess.Context(), topic, part+1)
-	if err != nil {
-		return fmt.Errorf("claim %s/%d: %w", topic, part, err)
-	}
-	accept := &t // what the target topic accepts, as read when it was prepared
-	worker := h.cfg.Route(topic, part)
-	if h.cfg.Prepare != nil {
-		if err := h.cfg.Prepare(sess.Context(), worker, t.Target, part); err != nil {
-			err = fmt.Errorf("claim %s/%d: %w", topic, part, err)
-			if sess.Context().Err() == nil {
-				h.cfg.Fatal(err) // a partition the producers cannot see would sit unmirrored
-			}
-			return err
-		}
-	}
-	start := claim.InitialOffset()
-	track := offsets.NewPartition(topic, part, start, h.cfg.InFlight)
-	st := &claimState{track: track, start: start, marked: start, hwm: claim.HighWaterMarkOffset, caughtUp: time.Now()}
-	st.logEnd.Store(-1)
-	st.quietFrom.Store(-1)
-	tp := topicPartition{topic, part}
-	h.mu.Lock()
-	h.parts[tp] = st
-	h.mu.Unlock()
-	h.cfg.Observer.Assigned(topic, part)
-	defer h.cfg.Observer.Revoked(topic, part)
-	var copies record.Copies
-	if h.cfg.Copies != nil {
-		var done func()
-		copies, done = h.cfg.Copies(topic, part, h.topicID(topic), start, track)
-		defer done() // after the drain below: every acknowledgement has been recorded
-	}
-
-	inbox := h.cfg.Inboxes[worker]
-	log := h.cfg.Log.With(zap.String("topic", topic), zap.Int32("partition", part))
-	log.Debug("claimed partition", zap.Int64("initial_offset", start), zap.String("target_topic", t.Target))
-
-	ctx := sess.Context()
-	msgs := claim.Messages()
-	tracing := h.cfg.Tracing != nil && h.cfg.Tracing.Enabled
-feed:
-	for {
-		select {
-		case m, ok := <-msgs:
-			if !ok {
-				break feed
-			}
-			r := h.cfg.Records.From(m, t.Target, track, t.MaxMessageBytes)
-			r.Accept, r.Copies = accept, copies
-			r.Behind = behind(m.Offset, claim.HighWaterMarkOffset())
-			if h.cfg.Provenance != nil {
-				h.cfg.Provenance.Apply(r, m)
-			}
-			if tracing {
-				h.startSpan(r, m)
-			}
-			seq, err := track.RegisterWait(ctx, m.Offset)
-			if err != nil {
-				h.release(r) // never registered: it will be read again
-				break feed
-			}
-			track.Stamp(seq, m.Timestamp)
-			st.fetched.Add(1)
-			st.fetchedBytes.Add(r.Size)
-			r.Seq = seq
-			if r.Span != nil {
-				r.Enqueued = time.Now()
-			}
-			if err := inbox.Push(ctx, r, r.Size); err != nil {
-				track.Unregister(seq) // never handed on: it will be read again
-				h.release(r)
-				break feed
-			}
-		case <-ctx.Done():
-			break feed
-		}
-	}
-
-	h.drain(track, log)
-	// The session marks the drained position in Cleanup, before its final commit.
-	return nil
 }
 
 // drain waits until every record of the partition is acknowledged or the partition has failed.

@@ -38,7 +38,7 @@ func TestTracedRecordKeepsItsHeadersUnlessPropagationIsAskedFor(t *testing.T) {
 		tr := telemetry.TracingWith(provider)
 		tr.PropagateToTarget = propagate
 		h, err := New(Config{Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](2, 1<<20)}, Topics: noTopics{}, Tracing: tr,
-			NewCommitter: func(sarama.ConsumerGroupSession, func(string) string) offsets.Committer { return nil }})
+			NewCommitter: func(func(string) string) offsets.Committer { return nil }})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -34,9 +34,9 @@ import (
 // more records than the old position were written to it within that fetch wait.
 
 // GuardIncarnations returns c with its RefreshMetadata checking the topic IDs of the handler's
-// session; recreated is called (to end the session) when a claimed topic has a new ID. The
-// returned client is the consumer group's: closing it closes c.
-func GuardIncarnations(c sarama.Client, h *Handler, recreated func()) sarama.Client {
+// claims; recreated is called (to restart the topic's claims: Handler.RestartTopic) when a
+// claimed topic has a new ID. The returned client is the fetcher's: closing it closes c.
+func GuardIncarnations(c sarama.Client, h *Handler, recreated func(topic string)) sarama.Client {
 	return &incarnationClient{Client: c, h: h, recreated: recreated, logged: make(map[string]bool)}
 }
 
@@ -44,7 +44,7 @@ func GuardIncarnations(c sarama.Client, h *Handler, recreated func()) sarama.Cli
 type incarnationClient struct {
 	sarama.Client
 	h         *Handler
-	recreated func()
+	recreated func(topic string)
 
 	mu     sync.Mutex
 	logged map[string]bool // topic and new ID already logged
@@ -78,7 +78,7 @@ func (c *incarnationClient) RefreshMetadata(topics ...string) error {
 				"is fetched from the old incarnation's position (the new incarnation is mirrored from its log start)",
 				zap.String("topic", re.Topic), zap.String("old_topic_id", re.OldID), zap.String("topic_id", re.NewID))
 		}
-		c.recreated()
+		c.recreated(re.Topic)
 	}
 	return err
 }

@@ -1,6 +1,7 @@
 package source
 
 import (
+	"context"
 	"errors"
 	"testing"
 
@@ -35,13 +36,13 @@ func TestRefreshOfARecreatedTopicFailsAndEndsTheSession(t *testing.T) {
 	src := &idsCluster{ids: map[string]string{"orders": "old"}}
 	h, err := New(Config{Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](2, 1<<20)},
 		Topics: noTopics{}, Source: src,
-		NewCommitter: func(sarama.ConsumerGroupSession, func(string) string) offsets.Committer { return nil }})
+		NewCommitter: func(func(string) string) offsets.Committer { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ended := 0
 	inner := &refreshCounter{}
-	c := GuardIncarnations(inner, h, func() { ended++ })
+	c := GuardIncarnations(inner, h, func(string) { ended++ })
 	ids := map[string]string{"orders": "old"}
 	h.topicIDs.Store(&ids)
 
@@ -105,12 +106,11 @@ func TestClaimsAreNotDecidedAcrossARecreation(t *testing.T) {
 	src := &changingCluster{}
 	h, err := New(Config{Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](2, 1<<20)},
 		Topics: noTopics{}, Source: src,
-		NewCommitter: func(sarama.ConsumerGroupSession, func(string) string) offsets.Committer { return nil }})
+		NewCommitter: func(func(string) string) offsets.Committer { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var sess sarama.ConsumerGroupSession // never reached: nothing may be positioned
-	if err := h.position(sess, map[string][]int32{"orders": {0}}); err == nil || src.reads != 2 {
+	if _, err := h.position(context.Background(), map[string][]int32{"orders": {0}}); err == nil || src.reads != 2 {
 		t.Fatalf("position across a re-creation: err %v after %d ID reads; want an error", err, src.reads)
 	}
 }

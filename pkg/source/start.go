@@ -1,6 +1,7 @@
 package source
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,9 +12,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// Where a claim starts is decided here, in Setup, before sarama creates the claims: sarama starts
-// each claim at the offset its session holds for the partition, and the handler sets that offset
-// (MarkOffset raises it, ResetOffset lowers it) after comparing the group's committed offset with
+// Where a claim starts is decided here, when the member is assigned partitions and before they are
+// fetched (Fetcher.Add takes an explicit offset), by comparing the group's committed offset with
 // the partition's log and the topic's identity:
 //
 //   - no committed offset: consumer.initial_offset (the log start or the log end), committed at
@@ -28,10 +28,10 @@ import (
 //     starts at the log end, where the next records will be written;
 //   - otherwise: the committed offset.
 //
-// sarama's Consumer.Group.ResetInvalidOffsets is off, so an offset that fell out of range between
-// Setup and the claim's first fetch, or while fetching (sarama reports OFFSET_OUT_OF_RANGE on the
-// group's error channel and closes the partition's consumer), ends the session instead of being
-// silently moved; the next session's Setup finds the gap and applies the policy.
+// The fetcher never moves an offset on its own: one that fell out of range between the decision and
+// the claim's first fetch, or while fetching, stops the partition (fetch.OutOfRangeError); the
+// claim then drains, commits, and is decided again here, which finds the gap and applies the
+// policy (member.go, restart).
 
 // TopicPartition names one source partition.
 type TopicPartition struct {
@@ -273,12 +273,12 @@ func (h *Handler) metadata(topic string) string {
 	return commitMetadata(h.topicID(topic))
 }
 
-// position decides where each claim of the session starts, sets it on the session and commits
-// it. It returns an error (after calling Fatal) when records were lost and the policy is fail.
-func (h *Handler) position(sess sarama.ConsumerGroupSession, claims map[string][]int32) error {
+// position decides where each claim of claims starts, returns it and commits it. It returns an
+// error (after calling Fatal) when records were lost and the policy is fail.
+func (h *Handler) position(ctx context.Context, claims map[string][]int32) (map[TopicPartition]int64, error) {
 	src := h.cfg.Source
 	if src == nil {
-		return nil
+		return nil, errors.New("decide where claims start: no source cluster to read committed offsets from")
 	}
 	topics := make([]string, 0, len(claims))
 	for t := range claims {
@@ -286,37 +286,38 @@ func (h *Handler) position(sess sarama.ConsumerGroupSession, claims map[string][
 	}
 	ids, err := src.TopicIDs(topics)
 	if err != nil {
-		return fmt.Errorf("decide where claims start: %w", err)
+		return nil, fmt.Errorf("decide where claims start: %w", err)
 	}
-	h.topicIDs.Store(&ids)
 	var committed map[TopicPartition]Committed
 	if h.cfg.Positions != nil {
-		committed, err = h.cfg.Positions(sess.Context(), claims)
+		committed, err = h.cfg.Positions(ctx, claims)
 	} else {
 		committed, err = src.Committed(h.cfg.Group, claims)
 	}
 	if err != nil {
-		return fmt.Errorf("decide where claims start: %w", err)
+		return nil, fmt.Errorf("decide where claims start: %w", err)
 	}
 	bounds, err := src.Bounds(claims)
 	if err != nil {
-		return fmt.Errorf("decide where claims start: %w", err)
+		return nil, fmt.Errorf("decide where claims start: %w", err)
 	}
 	// The IDs must be those of the incarnation whose bounds were listed: a topic re-created in
 	// between (or absent at the first read) would apply one incarnation's offsets to another.
 	again, err := src.TopicIDs(topics)
 	if err != nil {
-		return fmt.Errorf("decide where claims start: %w", err)
+		return nil, fmt.Errorf("decide where claims start: %w", err)
 	}
 	if !maps.Equal(again, ids) {
-		return fmt.Errorf("decide where claims start: the source topics' IDs changed while the claims were read "+
-			"(a topic deleted or created again): %v, then %v; the next session decides again", ids, again)
+		return nil, fmt.Errorf("decide where claims start: the source topics' IDs changed while the claims were read "+
+			"(a topic deleted or created again): %v, then %v; deciding again", ids, again)
 	}
+	h.storeTopicIDs(ids)
 	h.mu.Lock()
 	c := h.committer
 	h.mu.Unlock()
 
 	var lost []error
+	out := make(map[TopicPartition]int64)
 	for _, topic := range topics {
 		parts := append([]int32(nil), claims[topic]...)
 		sort.Slice(parts, func(i, j int) bool { return parts[i] < parts[j] })
@@ -328,7 +329,7 @@ func (h *Handler) position(sess sarama.ConsumerGroupSession, claims map[string][
 			}
 			b, ok := bounds[tp]
 			if !ok {
-				return fmt.Errorf("decide where %s/%d starts: no log offsets listed for it", topic, p)
+				return nil, fmt.Errorf("decide where %s/%d starts: no log offsets listed for it", topic, p)
 			}
 			st := decide(cm, b, ids[topic], h.cfg.InitialNewest)
 			log := h.cfg.Log.With(zap.String("topic", topic), zap.Int32("partition", p))
@@ -358,10 +359,8 @@ func (h *Handler) position(sess sarama.ConsumerGroupSession, claims map[string][
 				log.Error("source records were deleted before they were mirrored; resuming at the log start (consumer.source_loss_policy: continue)", fields...)
 			}
 			meta := commitMetadata(ids[topic])
-			// sarama starts the claim at the session's offset: lower it or raise it to ours.
-			sess.ResetOffset(topic, p, st.offset, meta)
-			// With Positions the session's offset came from the source group, not from cm:
-			// mark it too (MarkOffset raises it), so the claim starts exactly at ours.
+			out[tp] = st.offset
+			// With Positions the group's committed offset may differ from cm: commit ours.
 			if st.offset != cm.Offset || meta != cm.Metadata || h.cfg.Positions != nil {
 				c.Mark(topic, p, st.offset)
 			}
@@ -370,16 +369,28 @@ func (h *Handler) position(sess sarama.ConsumerGroupSession, claims map[string][
 	if len(lost) > 0 {
 		err := errors.Join(lost...)
 		h.cfg.Fatal(err)
-		return err
+		return nil, err
 	}
 	h.mu.Lock()
 	h.unsent = true
 	h.mu.Unlock()
-	if err := h.commit(sess.Context()); err != nil {
+	if err := h.commit(ctx); err != nil {
 		h.cfg.Log.Warn("commit the claims' starting positions failed; committing again at the next interval",
 			append(commitFields(err), zap.Error(err))...)
 	}
-	return nil
+	return out, nil
+}
+
+// storeTopicIDs records the IDs of the topics whose claims were just decided, keeping the others'.
+func (h *Handler) storeTopicIDs(ids map[string]string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	merged := make(map[string]string)
+	if old := h.topicIDs.Load(); old != nil {
+		maps.Copy(merged, *old)
+	}
+	maps.Copy(merged, ids)
+	h.topicIDs.Store(&merged)
 }
 
 // RecreatedTopics returns the topics of the current session whose topic ID is no longer the one

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
-
 	"github.com/kmirror/kmirror/pkg/offsets"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
@@ -21,7 +19,7 @@ func TestIdlePartitionsNextRecordIsNotOverdue(t *testing.T) {
 	var fatal error
 	h, err := New(Config{
 		Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](16, 1<<20)}, Topics: noTopics{},
-		NewCommitter: func(_ sarama.ConsumerGroupSession, _ func(string) string) offsets.Committer { return nil },
+		NewCommitter: func(func(string) string) offsets.Committer { return nil },
 		StallAfter:   time.Minute, DeliveryTimeout: 2 * time.Minute,
 		Fatal: func(err error) { fatal = err },
 	})
@@ -80,7 +78,7 @@ func TestUnchangedBacklogIsReportedOnce(t *testing.T) {
 	obs := &countingObserver{}
 	h, err := New(Config{
 		Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](16, 1<<20)}, Topics: noTopics{},
-		NewCommitter: func(_ sarama.ConsumerGroupSession, _ func(string) string) offsets.Committer { return nil },
+		NewCommitter: func(func(string) string) offsets.Committer { return nil },
 		Observer:     obs,
 	})
 	if err != nil {
@@ -133,7 +131,7 @@ func TestWatcherTicksWhileACommitHangs(t *testing.T) {
 	bc := &blockingCommitter{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	h, err := New(Config{
 		Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](16, 1<<20)}, Topics: noTopics{},
-		NewCommitter:   func(_ sarama.ConsumerGroupSession, _ func(string) string) offsets.Committer { return bc },
+		NewCommitter:   func(func(string) string) offsets.Committer { return bc },
 		CommitInterval: 10 * time.Millisecond, StallAfter: time.Second, Observer: obs,
 	})
 	if err != nil {

@@ -21,9 +21,9 @@ type Memory struct {
 	// Ring is what the workers' inboxes hold: ring.workers × ring.inbox_bytes. A record larger
 	// than a whole inbox is still admitted into an empty one.
 	Ring int64
-	// Fetch is what the source consumer holds besides: per partition, the share of the last
-	// fetch response still to be handed to the ring and the records waiting in the partition's
-	// channel (ConsumerChannelRecords of them), each at most one fetch share
+	// Fetch is what the source consumer holds besides: per partition, what its claim could not
+	// push into the ring yet (the fetched batch it was given when it answered full, and one more
+	// if a fetch was under way then), each at most one fetch share
 	// (consumer.fetch_partition_bytes, or a whole record batch larger than that, which Kafka
 	// returns whole: at most producer.max_message_bytes); and the next fetch response, at most
 	// consumer.fetch_max_bytes and at most partitions × fetch_partition_bytes.

@@ -1,8 +1,10 @@
-// Package ring owns the bounded, lock-free queues that carry records from the source's claim
-// goroutines to the partition workers, and the fixed routing of source partitions onto them.
+// Package ring owns the bounded, lock-free queues that carry batches of one partition's records
+// from the source (its fetch loops, and the source's per-worker pusher) to the partition workers,
+// and the fixed routing of source partitions onto them.
 //
-// It must never grow without bound and never drop: a full queue makes the pusher wait
-// (backpressure onto the source partition), and every pushed item is popped exactly once.
+// It must never grow without bound and never drop: a full queue refuses TryPush (the source then
+// keeps the batch and stops fetching its partition until room frees: backpressure onto the
+// source partition) or makes Push wait, and every pushed item is popped exactly once.
 package ring
 
 import (
@@ -20,8 +22,8 @@ import (
 // when the sequence equals pos+1, reads, then frees the cell for the pusher one lap later by
 // storing pos+capacity. A cell is therefore only ever touched by the one goroutine whose turn the
 // sequence says it is, which is what makes the plain value read and write safe, and FIFO order
-// holds per position (so per pusher, and so per source partition, whose records come from one
-// goroutine). No mutex or channel is on the push/pop path: waiting goroutines park on a channel
+// holds per position (so per pusher, and so per source partition, whose batches are pushed one at
+// a time, under the partition's claim lock, whichever goroutine pushes them). No mutex or channel is on the push/pop path: waiting goroutines park on a channel
 // only after the fast path has found the queue full or empty.
 //
 // The byte bound is a reservation counter taken before a cell is claimed and given back when the
@@ -164,6 +166,17 @@ func (q *Queue[T]) Push(ctx context.Context, v T, size int64) error {
 			return err
 		}
 	}
+}
+
+// WaitRoom lets a goroutine that found the queue full wait for a pop without parking inside Push
+// (the source's pusher waits for room and for other events at once). It announces a waiter and
+// returns a channel that receives when an item is popped after the announcement, and the func to
+// call once the caller stops waiting. Announce first, try TryPush second, then wait: a pop either
+// sees the waiter or comes before the try, so no wake-up is lost. A token may also be taken by a
+// goroutine waiting in Push, so callers wait with a timeout as well.
+func (q *Queue[T]) WaitRoom() (room <-chan struct{}, done func()) {
+	q.notFull.sleeping.Add(1)
+	return q.notFull.ch, func() { q.notFull.sleeping.Add(-1) }
 }
 
 // Pop removes the oldest item, waiting while the queue is empty. It returns ctx's error if ctx

@@ -208,3 +208,25 @@ func TestRouteIsStableAndSpreads(t *testing.T) {
 		t.Fatalf("64 partitions used only %d of %d workers", len(used), workers)
 	}
 }
+
+// TestWaitRoomHearsOfAPop: a goroutine that announced itself with WaitRoom, found the queue full
+// and waits, hears of the next pop.
+func TestWaitRoomHearsOfAPop(t *testing.T) {
+	q := NewQueue[int](2, 1<<20)
+	q.TryPush(1, 1)
+	q.TryPush(2, 1)
+	room, done := q.WaitRoom()
+	defer done()
+	if q.TryPush(3, 1) {
+		t.Fatal("pushed into a full queue")
+	}
+	go q.TryPop()
+	select {
+	case <-room:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no word of the pop")
+	}
+	if !q.TryPush(3, 1) {
+		t.Fatal("no room after the pop")
+	}
+}

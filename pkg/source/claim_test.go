@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -49,18 +50,21 @@ func batch(from, n int64) *fetch.Batch {
 	return b
 }
 
-// TestClaimTakesWholeBatchesWithoutBlockingTheFetchLoop: Deliver never blocks, answers full once
-// the partition's queued records reach its in-flight bound, and the feeder hands the records to
-// the inbox in offset order and calls Ready once it has taken the queue. Lost removes the
-// partition from the fetcher and drops the claim without committing it.
-func TestClaimTakesWholeBatchesWithoutBlockingTheFetchLoop(t *testing.T) {
-	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+// TestClaimHandsBatchesOnWithoutBlockingTheFetchLoop: Deliver never blocks; it registers a
+// fetched batch's records at once and pushes them into the inbox as one item while the
+// partition's in-flight window (4 here) has room, pushes the part that fits when it has not, and
+// answers full; the rest is pushed once acknowledgements free the window, in offset order, and
+// Ready is called once. Lost removes the partition from the fetcher and drops the claim without
+// committing it.
+func TestClaimHandsBatchesOnWithoutBlockingTheFetchLoop(t *testing.T) {
+	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	ff := &fakeFetcher{sinks: map[int32]fetch.Sink{}}
-	h, err := New(Config{Inboxes: []*ring.Queue[*record.Record]{inbox}, Topics: noTopics{}, InFlight: 4, Fetcher: ff,
+	h, err := New(Config{Inboxes: []*ring.Queue[*record.Batch]{inbox}, Topics: noTopics{}, InFlight: 4, Fetcher: ff,
 		NewCommitter: func(func(string) string) offsets.Committer { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(h.stopPushing)
 	if err := h.startClaim(context.Background(), "orders", 0, 10); err != nil {
 		t.Fatal(err)
 	}
@@ -68,43 +72,68 @@ func TestClaimTakesWholeBatchesWithoutBlockingTheFetchLoop(t *testing.T) {
 	if sink == nil {
 		t.Fatal("the claim was not added to the fetcher")
 	}
-	done := make(chan bool)
-	go func() { done <- sink.Deliver(batch(10, 2)) }()
-	select {
-	case full := <-done:
-		if full {
-			t.Fatal("2 queued records of a bound of 4: full")
+	deliver := func(b *fetch.Batch) bool {
+		done := make(chan bool)
+		go func() { done <- sink.Deliver(b) }()
+		select {
+		case full := <-done:
+			return full
+		case <-time.After(time.Second):
+			t.Fatal("Deliver blocked")
+			return false
 		}
-	case <-time.After(time.Second):
-		t.Fatal("Deliver blocked")
 	}
-	if !sink.Deliver(batch(12, 3)) {
-		t.Fatal("5 queued records of a bound of 4: not full")
+	if deliver(batch(10, 2)) {
+		t.Fatal("2 records in a window of 4: full")
 	}
-	var got []int64
-	deadline := time.Now().Add(5 * time.Second)
-	for len(got) < 4 && time.Now().Before(deadline) {
-		if r, ok := inbox.TryPop(); ok {
-			got = append(got, r.Offset)
-			r.Track.Ack(r.Seq)
-			continue
+	if !deliver(batch(12, 3)) {
+		t.Fatal("5 records in a window of 4: not full")
+	}
+	popped := func() []int64 {
+		b, ok := inbox.TryPop()
+		if !ok {
+			return nil
 		}
+		var offs []int64
+		var size int64
+		for _, r := range b.Records {
+			offs = append(offs, r.Offset)
+			size += r.Size
+		}
+		if size != b.Size {
+			t.Fatalf("batch size %d, its records' %d", b.Size, size)
+		}
+		return offs
+	}
+	var items [][]int64
+	for range 2 {
+		items = append(items, popped())
+	}
+	if fmt.Sprint(items) != "[[10 11] [12 13]]" {
+		t.Fatalf("inbox items %v, want [[10 11] [12 13]]: one per batch, cut at the window", items)
+	}
+	if got := popped(); got != nil {
+		t.Fatalf("offset 14 handed on past a full window: %v", got)
+	}
+	track := h.claims[topicPartition{"orders", 0}].st.track
+	for seq := range uint64(4) {
+		track.Ack(seq)
+	}
+	var last []int64
+	for deadline := time.Now().Add(5 * time.Second); last == nil && time.Now().Before(deadline); {
+		last = popped()
 		time.Sleep(time.Millisecond)
 	}
-	for len(got) < 5 && time.Now().Before(deadline) {
-		if r, ok := inbox.TryPop(); ok {
-			got = append(got, r.Offset)
-			continue
-		}
-		time.Sleep(time.Millisecond)
+	if fmt.Sprint(last) != "[14]" {
+		t.Fatalf("after the window freed: %v, want [14]", last)
 	}
-	for i, o := range got {
-		if o != int64(10+i) {
-			t.Fatalf("records handed on %v, want 10..14 in order", got)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		ff.mu.Lock()
+		ready := ff.ready
+		ff.mu.Unlock()
+		if ready == 1 {
+			break
 		}
-	}
-	if len(got) != 5 {
-		t.Fatalf("records handed on %v, want 10..14", got)
 	}
 	ff.mu.Lock()
 	ready := ff.ready

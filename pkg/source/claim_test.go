@@ -146,3 +146,89 @@ func TestClaimHandsBatchesOnWithoutBlockingTheFetchLoop(t *testing.T) {
 		t.Fatalf("lost: removed from the fetcher %v, still owned %v", ff.removed, h.Owns("orders", 0))
 	}
 }
+
+// TestClaimWaitsForTheInboxAndKeepsOrder: with the worker's inbox full, Deliver keeps the batch
+// and answers full at once; pops let the pusher push what was kept, after the earlier batches,
+// and call Ready once.
+func TestClaimWaitsForTheInboxAndKeepsOrder(t *testing.T) {
+	_, ff, inbox := claimWithInbox(t)
+	sink := ff.sinks[0]
+	for i, want := range []bool{false, false, true, true} {
+		if full := sink.Deliver(batch(int64(10*i), 10)); full != want {
+			t.Fatalf("delivery %d into an inbox of 2 items: full %v, want %v", i, full, want)
+		}
+	}
+	var got []int64
+	for deadline := time.Now().Add(5 * time.Second); len(got) < 40 && time.Now().Before(deadline); {
+		b, ok := inbox.TryPop()
+		if !ok {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		for _, r := range b.Records {
+			got = append(got, r.Offset)
+		}
+	}
+	for i, o := range got {
+		if o != int64(i) {
+			t.Fatalf("offsets handed on out of order: %v", got)
+		}
+	}
+	if len(got) != 40 {
+		t.Fatalf("%d records handed on, want 40: %v", len(got), got)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		ff.mu.Lock()
+		ready := ff.ready
+		ff.mu.Unlock()
+		if ready == 1 {
+			break
+		}
+	}
+	ff.mu.Lock()
+	defer ff.mu.Unlock()
+	if ff.ready != 1 {
+		t.Fatalf("Ready called %d times, want 1", ff.ready)
+	}
+}
+
+// TestLostClaimTakesBackWhatItKept: a claim lost while it keeps a registered batch (the inbox
+// full) takes it back from the tracker, so the partition's in-flight count is what the inbox
+// holds, and nothing more is pushed.
+func TestLostClaimTakesBackWhatItKept(t *testing.T) {
+	h, ff, inbox := claimWithInbox(t)
+	sink := ff.sinks[0]
+	for i := range 3 {
+		sink.Deliver(batch(int64(10*i), 10))
+	}
+	track := h.claims[topicPartition{"orders", 0}].st.track
+	if track.InFlight() != 30 {
+		t.Fatalf("in flight %d, want 30 (two batches in the inbox, one kept)", track.InFlight())
+	}
+	h.Lost(context.Background(), group.Partitions{"orders": {0}})
+	if track.InFlight() != 20 {
+		t.Fatalf("in flight %d after the loss, want 20", track.InFlight())
+	}
+	inbox.TryPop()
+	time.Sleep(50 * time.Millisecond)
+	if inbox.Len() != 1 {
+		t.Fatalf("%d items in the inbox after a pop, want 1: the lost claim pushed what it kept", inbox.Len())
+	}
+}
+
+// claimWithInbox starts a claim of orders/0 at offset 0 feeding an inbox of two items.
+func claimWithInbox(t *testing.T) (*Handler, *fakeFetcher, *ring.Queue[*record.Batch]) {
+	t.Helper()
+	inbox := ring.NewQueue[*record.Batch](2, 1<<20)
+	ff := &fakeFetcher{sinks: map[int32]fetch.Sink{}}
+	h, err := New(Config{Inboxes: []*ring.Queue[*record.Batch]{inbox}, Topics: noTopics{}, InFlight: 1024, Fetcher: ff,
+		NewCommitter: func(func(string) string) offsets.Committer { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.stopPushing)
+	if err := h.startClaim(context.Background(), "orders", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	return h, ff, inbox
+}

@@ -56,13 +56,22 @@ func (p *pusher) poke() {
 	}
 }
 
-// run hands on until ctx ends.
+// run hands on until ctx ends. With no claim waiting it sleeps until one is added: an idle
+// pusher costs nothing, and pops do not pay for waking it.
 func (p *pusher) run(ctx context.Context) {
 	t := time.NewTimer(pusherTick)
 	defer t.Stop()
 	for {
 		room, done := p.inbox.WaitRoom()
-		p.round()
+		if !p.round() {
+			done()
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.wake:
+			}
+			continue
+		}
 		t.Reset(pusherTick)
 		select {
 		case <-ctx.Done():
@@ -76,15 +85,15 @@ func (p *pusher) run(ctx context.Context) {
 	}
 }
 
-// round tries every waiting claim once, oldest first.
-func (p *pusher) round() {
+// round tries every waiting claim once, oldest first, and reports whether some still wait.
+func (p *pusher) round() bool {
 	p.mu.Lock()
 	cs := p.waiting
 	p.waiting = nil
 	p.mu.Unlock()
 	if len(cs) == 0 {
 		p.ringFull.Store(false)
-		return
+		return false
 	}
 	ringFull := false
 	kept := cs[:0]
@@ -119,5 +128,7 @@ func (p *pusher) round() {
 	p.ringFull.Store(ringFull)
 	p.mu.Lock()
 	p.waiting = append(kept, p.waiting...)
+	waiting := len(p.waiting) > 0
 	p.mu.Unlock()
+	return waiting
 }

@@ -41,15 +41,18 @@ type Queue[T any] struct {
 	_     [56]byte
 	bytes atomic.Int64
 	_     [56]byte
+	count atomic.Int64 // the pushers' counts of the queued items (TryPushN)
+	_     [56]byte
 
 	notEmpty waiters
 	notFull  waiters
 }
 
 type cell[T any] struct {
-	seq  atomic.Uint64
-	size int64
-	val  T
+	seq   atomic.Uint64
+	size  int64
+	count int64
+	val   T
 }
 
 // NewQueue returns a queue holding at most capacity items (rounded up to a power of two, at
@@ -83,8 +86,16 @@ func (q *Queue[T]) Len() int {
 // Bytes returns the bytes reserved by queued items (approximate while others push and pop).
 func (q *Queue[T]) Bytes() int64 { return q.bytes.Load() }
 
+// Count returns the sum of the counts of the queued items (TryPushN; one per item pushed
+// otherwise): the records in the queue when items are batches. Approximate while others push and
+// pop.
+func (q *Queue[T]) Count() int64 { return q.count.Load() }
+
 // TryPush adds v, accounting size bytes, unless the queue is full in items or bytes.
-func (q *Queue[T]) TryPush(v T, size int64) bool {
+func (q *Queue[T]) TryPush(v T, size int64) bool { return q.TryPushN(v, size, 1) }
+
+// TryPushN is TryPush of an item that counts as n in Count (a batch of n records).
+func (q *Queue[T]) TryPushN(v T, size int64, n int) bool {
 	if b := q.bytes.Add(size); b > q.maxBytes && b != size {
 		q.bytes.Add(-size) // over budget and not alone in the queue: give the reservation back
 		return false
@@ -110,6 +121,8 @@ func (q *Queue[T]) TryPush(v T, size int64) bool {
 claimed:
 	c.val = v
 	c.size = size
+	c.count = int64(n)
+	q.count.Add(int64(n))
 	c.seq.Store(pos + 1)
 	q.notEmpty.wake()
 	return true
@@ -136,10 +149,11 @@ func (q *Queue[T]) TryPop() (T, bool) {
 		}
 	}
 claimed:
-	v, size := c.val, c.size
+	v, size, n := c.val, c.size, c.count
 	c.val = zero // let the garbage collector have it
 	c.seq.Store(pos + q.mask + 1)
 	q.bytes.Add(-size)
+	q.count.Add(-n)
 	q.notFull.wake()
 	return v, true
 }

@@ -230,3 +230,17 @@ func TestWaitRoomHearsOfAPop(t *testing.T) {
 		t.Fatal("no room after the pop")
 	}
 }
+
+// TestCountSumsThePushersCounts: Count is the sum of the counts of the items queued.
+func TestCountSumsThePushersCounts(t *testing.T) {
+	q := NewQueue[string](4, 1<<20)
+	q.TryPushN("three", 10, 3)
+	q.TryPush("one", 10)
+	if q.Count() != 4 || q.Len() != 2 {
+		t.Fatalf("count %d len %d, want 4 and 2", q.Count(), q.Len())
+	}
+	q.TryPop()
+	if q.Count() != 1 {
+		t.Fatalf("count %d after popping the item of 3, want 1", q.Count())
+	}
+}

@@ -109,7 +109,7 @@ func (c *claim) step() bool {
 	track := c.st.track
 	for {
 		if c.held != nil {
-			if !c.inbox.TryPush(c.held, c.held.Size) {
+			if !c.inbox.TryPushN(c.held, c.held.Size, len(c.held.Records)) {
 				c.onRing = true
 				return false
 			}

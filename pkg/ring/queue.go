@@ -172,7 +172,7 @@ func (q *Queue[T]) Push(ctx context.Context, v T, size int64) error {
 			runtime.Gosched()
 			continue
 		}
-		pushed, err := q.notFull.park(ctx, func() bool { return q.TryPush(v, size) })
+		pushed, err := q.notFull.park(ctx, parkTimeout, func() bool { return q.TryPush(v, size) })
 		if pushed {
 			return nil
 		}
@@ -207,8 +207,12 @@ func (q *Queue[T]) Pop(ctx context.Context) (T, error) {
 			runtime.Gosched()
 			continue
 		}
+		// A queue has one popper (its worker), so a push's wake-up token cannot go to another
+		// one: the timeout only guards, and grows while the queue stays empty, so that an idle
+		// worker does not wake 200 times a second.
 		var v T
-		popped, err := q.notEmpty.park(ctx, func() (ok bool) { v, ok = q.TryPop(); return ok })
+		d := min(parkTimeout<<min(spins-8, 5), idleParkTimeout)
+		popped, err := q.notEmpty.park(ctx, d, func() (ok bool) { v, ok = q.TryPop(); return ok })
 		if popped {
 			return v, nil
 		}
@@ -237,20 +241,24 @@ func (w *waiters) wake() {
 }
 
 // parkTimeout bounds one sleep, so that a wake-up token lost to another sleeper only costs a
-// short delay, never a hang.
-const parkTimeout = 5 * time.Millisecond
+// short delay, never a hang. A popper that keeps finding the queue empty sleeps up to
+// idleParkTimeout.
+const (
+	parkTimeout     = 5 * time.Millisecond
+	idleParkTimeout = 100 * time.Millisecond
+)
 
 // park announces a sleeper, then tries once more (announcing first, trying second is what
 // prevents a lost wake-up: the other side either sees the sleeper or the sleeper sees its work),
-// and otherwise sleeps until woken, ctx ends or parkTimeout passes. It reports whether the try
+// and otherwise sleeps until woken, ctx ends or timeout passes. It reports whether the try
 // succeeded; the caller retries otherwise.
-func (w *waiters) park(ctx context.Context, try func() bool) (bool, error) {
+func (w *waiters) park(ctx context.Context, timeout time.Duration, try func() bool) (bool, error) {
 	w.sleeping.Add(1)
 	defer w.sleeping.Add(-1)
 	if try() {
 		return true, nil
 	}
-	t := time.NewTimer(parkTimeout)
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-w.ch:

@@ -244,3 +244,32 @@ func TestCountSumsThePushersCounts(t *testing.T) {
 		t.Fatalf("count %d after popping the item of 3, want 1", q.Count())
 	}
 }
+
+// TestIdlePopperWakesAtOnce: a popper that has slept long enough for its park timeout to grow
+// still takes a push at once (the push wakes it), not at its next timeout.
+func TestIdlePopperWakesAtOnce(t *testing.T) {
+	q := NewQueue[int](4, 1<<20)
+	got := make(chan time.Time, 1)
+	go func() {
+		if _, err := q.Pop(context.Background()); err == nil {
+			got <- time.Now()
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // the popper's sleeps have grown to idleParkTimeout
+	for range 5 {
+		pushed := time.Now()
+		q.TryPush(1, 1)
+		at := <-got
+		if d := at.Sub(pushed); d > idleParkTimeout/2 {
+			t.Fatalf("an idle popper took the push after %s", d)
+		}
+		go func() {
+			if _, err := q.Pop(context.Background()); err == nil {
+				got <- time.Now()
+			}
+		}()
+		time.Sleep(300 * time.Millisecond)
+	}
+	q.TryPush(1, 1)
+	<-got
+}

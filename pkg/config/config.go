@@ -326,8 +326,9 @@ type Ring struct {
 	// and 1 MiB fetches, kept 81% of the loopback rate at 80 ms where the defaults kept 50%; on
 	// loopback 16 gained nothing).
 	Workers int `mapstructure:"workers"`
-	// InboxRecords is the capacity of each worker's inbox in records (rounded up to a power of
-	// two). A full inbox blocks the partitions feeding it (backpressure).
+	// InboxRecords is the capacity of each worker's inbox in items (rounded up to a power of
+	// two): an item is one fetched batch of one partition's records, so inbox_bytes is the bound
+	// that usually binds. A full inbox stops fetching the partitions feeding it (backpressure).
 	InboxRecords int `mapstructure:"inbox_records"`
 	// InboxBytes is the capacity of each worker's inbox in bytes (key + value + headers).
 	InboxBytes int64 `mapstructure:"inbox_bytes"`

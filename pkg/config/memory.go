@@ -8,8 +8,8 @@ package config
 // would let it grow to otherwise. kmirror_memory_bound_bytes reports Total for the partitions
 // the process owns (docs/operations.md).
 //
-// The formula follows today's data path: sarama's consumer group feeding the ring, kmirror's
-// produce pipelines (at least once, or transactional per slot exactly once) behind
+// The formula follows today's data path: kmirror's fetch loops (pkg/fetch) feeding the ring
+// by whole batches, kmirror's produce pipelines (at least once, or transactional per slot exactly once) behind
 // the workers. Records share the buffer they were fetched in (the decompressed batch, or the
 // whole fetch response of an uncompressed one): nothing is copied, and a buffer stays whole in
 // memory while any of its records is in flight. The parts count
@@ -21,9 +21,9 @@ type Memory struct {
 	// Ring is what the workers' inboxes hold: ring.workers × ring.inbox_bytes. A record larger
 	// than a whole inbox is still admitted into an empty one.
 	Ring int64
-	// Fetch is what the source consumer holds besides: per partition, the share of the last
-	// fetch response still to be handed to the ring and the records waiting in the partition's
-	// channel (ConsumerChannelRecords of them), each at most one fetch share
+	// Fetch is what the source consumer holds besides: per partition, what its claim could not
+	// push into the ring yet (the fetched batch it was given when it answered full, and one more
+	// if a fetch was under way then), each at most one fetch share
 	// (consumer.fetch_partition_bytes, or a whole record batch larger than that, which Kafka
 	// returns whole: at most producer.max_message_bytes); and the next fetch response, at most
 	// consumer.fetch_max_bytes and at most partitions × fetch_partition_bytes.
@@ -66,8 +66,8 @@ const PipelineBatches = 6
 // clients and their buffers, telemetry (measured at 25-60 MiB resident with a few topics).
 const MemoryConstant = 64 << 20
 
-// MemoryPerPartition is what each owned source partition adds besides its records: sarama's
-// partition consumer and producer (goroutines, channels), the offset tracker's pages and the
+// MemoryPerPartition is what each owned source partition adds besides its records: its claim,
+// fetch and produce state, the offset tracker's pages and the
 // metrics' series (the 10,000-partition runs measured 50-60 KiB of live heap per partition,
 // benchmarks/results/scale-2026-12-01.md).
 const MemoryPerPartition = 64 << 10

@@ -64,7 +64,7 @@ type Mirror struct {
 	source *cluster.Cluster
 	target *cluster.Cluster
 
-	inboxes []*ring.Queue[*record.Record]
+	inboxes []*ring.Queue[*record.Batch]
 	handler atomic.Pointer[source.Handler]
 
 	workerObserver worker.Observer
@@ -109,7 +109,7 @@ func New(cfg *config.Config, opts Options) (*Mirror, error) {
 		return nil, err
 	}
 	for range cfg.Ring.Workers {
-		m.inboxes = append(m.inboxes, ring.NewQueue[*record.Record](cfg.Ring.InboxRecords, cfg.Ring.InboxBytes))
+		m.inboxes = append(m.inboxes, ring.NewQueue[*record.Batch](cfg.Ring.InboxRecords, cfg.Ring.InboxBytes))
 	}
 	if opts.Tracing == nil {
 		opts.Tracing = &telemetry.Tracing{}
@@ -129,7 +129,7 @@ func New(cfg *config.Config, opts Options) (*Mirror, error) {
 }
 
 // Inboxes exposes the workers' inboxes, for occupancy metrics.
-func (m *Mirror) Inboxes() []*ring.Queue[*record.Record] { return m.inboxes }
+func (m *Mirror) Inboxes() []*ring.Queue[*record.Batch] { return m.inboxes }
 
 // fatal records the first unrecoverable error and starts the shutdown. Every worker is aborted
 // first: a record after the one that failed must not reach the target, and producers flushing

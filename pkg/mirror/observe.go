@@ -185,7 +185,7 @@ func (o *observer) workerGauges(m *Mirror) error {
 		return err
 	}
 	return o.metrics.RegisterWorkerGauges(len(m.inboxes),
-		func(w int) float64 { return float64(m.inboxes[w].Len()) },
+		func(w int) float64 { return float64(m.inboxes[w].Count()) }, // records, not batches
 		func(w int) float64 { return float64(m.inboxes[w].Bytes()) },
 		func(w int) float64 { return float64(o.inFlight[w].Load()) })
 }

@@ -20,8 +20,10 @@ var ErrFull = errors.New("partition in-flight window is full")
 
 // Partition tracks the records of one source partition between fetch and target acknowledgement.
 //
-// Records are registered in fetch order by a single goroutine (the claim goroutine of the
-// partition) and may be acknowledged in any order by any goroutine. The tracker keeps a window of
+// Records are registered in fetch order, one registration at a time (the source serialises them
+// under the partition's claim lock, whichever goroutine delivers; "the registering goroutine"
+// below is whichever holds it), singly or a fetched batch's records at once (RegisterBatch: their
+// slots are written first and tail published once), and may be acknowledged in any order by any goroutine. The tracker keeps a window of
 // slots indexed by a per-partition sequence number: Register writes the slot at tail and then
 // publishes tail; Ack sets the slot's done flag; advance pops slots from head while they are done.
 //
@@ -74,6 +76,11 @@ type Partition struct {
 	committed atomic.Int64 // next offset to consume: highest contiguous acked offset + 1
 	failed    atomic.Pointer[Failure]
 	fenced    atomic.Bool
+
+	// wantRoom is set (WantRoom) by a registerer that found the window full; the advance that
+	// brings the records in flight down to half the capacity clears it and calls onRoom.
+	wantRoom atomic.Bool
+	onRoom   func()
 }
 
 // pageSlots is the number of slots in a page (1 << pageShift): 128 slots are 3 KiB. A capacity
@@ -180,6 +187,49 @@ func (p *Partition) Register(offset int64) (uint64, error) {
 	p.tail.Store(t + 1)
 	return t, nil
 }
+
+// Room returns how many records Register may take now (more, as records are acknowledged).
+func (p *Partition) Room() int { return int(p.mask + 1 - (p.tail.Load() - p.head.Load())) }
+
+// RegisterBatch registers n records at once, the i-th at offset(i), and returns the sequence
+// number of the first (the others follow it). The slots are written first and tail published
+// once, so an advancer sees all of them or none. It returns ErrFull, registering nothing, unless
+// the window has room for all n. The same goroutine rule as Register's applies.
+func (p *Partition) RegisterBatch(n int, offset func(i int) int64) (uint64, error) {
+	t := p.tail.Load()
+	if n <= 0 || t-p.head.Load()+uint64(n) > p.mask+1 {
+		return 0, ErrFull
+	}
+	for i := range n {
+		s := t + uint64(i)
+		if s&pageMask == 0 || i == 0 && p.slot(s) == nil {
+			p.enter(s)
+		}
+		sl := p.slot(s)
+		sl.offset.Store(offset(i))
+		sl.done.Store(0)
+	}
+	p.tail.Store(t + uint64(n))
+	return t, nil
+}
+
+// UnregisterBatch takes back the most recent RegisterBatch (first, n), for records that were
+// never handed on. Only the registering goroutine may call it.
+func (p *Partition) UnregisterBatch(first uint64, n int) {
+	if p.tail.Load() == first+uint64(n) {
+		p.tail.Store(first)
+	}
+}
+
+// OnRoom sets what is called when the window has room again after WantRoom: from the goroutine
+// whose acknowledgement brought the records in flight down to half the capacity. It must not
+// block. Set it before the partition is shared.
+func (p *Partition) OnRoom(f func()) { p.onRoom = f }
+
+// WantRoom asks for one call of the OnRoom func once the records in flight are down to half the
+// capacity. Call it, then look at Room again: an acknowledgement between the two is then either
+// seen by the second look or calls OnRoom.
+func (p *Partition) WantRoom() { p.wantRoom.Store(true) }
 
 // RegisterWait is Register that waits, politely, while the window is full. It returns ctx's
 // error if ctx ends first.
@@ -329,8 +379,11 @@ func (p *Partition) advance() {
 	for {
 		c := p.committed.Load()
 		if next <= c || p.committed.CompareAndSwap(c, next) {
-			return
+			break
 		}
+	}
+	if p.wantRoom.Load() && p.tail.Load()-p.head.Load() <= (p.mask+1)/2 && p.wantRoom.CompareAndSwap(true, false) && p.onRoom != nil {
+		p.onRoom()
 	}
 }
 

@@ -279,3 +279,60 @@ func TestSettledBeforeWaitsForEveryEarlierRecord(t *testing.T) {
 		t.Fatal("nothing in flight: settled before any offset")
 	}
 }
+
+// TestRegisterBatchIsAllOrNothingAndCommitsInOrder: a batch registers only when the window holds
+// all of it, its records take consecutive sequence numbers across a page boundary, taking it back
+// leaves the window as it was, and committed moves past it only once every record is acked.
+func TestRegisterBatchIsAllOrNothingAndCommitsInOrder(t *testing.T) {
+	p := NewPartition("t", 0, 100, 256)
+	offs := make([]int64, 300)
+	for i := range offs {
+		offs[i] = 100 + 2*int64(i) // a compacted log: gaps between offsets
+	}
+	if _, err := p.RegisterBatch(257, func(i int) int64 { return offs[i] }); !errors.Is(err, ErrFull) {
+		t.Fatalf("a batch larger than the window: %v, want ErrFull", err)
+	}
+	first, err := p.RegisterBatch(120, func(i int) int64 { return offs[i] })
+	if err != nil || first != 0 || p.Room() != 136 {
+		t.Fatalf("first batch: seq %d err %v room %d", first, err, p.Room())
+	}
+	second, err := p.RegisterBatch(20, func(i int) int64 { return offs[120+i] }) // crosses a page
+	if err != nil || second != 120 {
+		t.Fatalf("second batch: seq %d err %v", second, err)
+	}
+	p.UnregisterBatch(second, 20)
+	if p.InFlight() != 120 {
+		t.Fatalf("after taking the second batch back: %d in flight, want 120", p.InFlight())
+	}
+	second, _ = p.RegisterBatch(20, func(i int) int64 { return offs[120+i] })
+	for seq := uint64(139); seq >= 1; seq-- {
+		p.Ack(seq)
+		if p.Committed() != 100 {
+			t.Fatalf("committed %d before the first record was acked", p.Committed())
+		}
+	}
+	p.Ack(0)
+	if want := offs[139] + 1; p.Committed() != want || p.InFlight() != 0 {
+		t.Fatalf("committed %d in flight %d, want %d and 0", p.Committed(), p.InFlight(), want)
+	}
+}
+
+// TestOnRoomCallsOnceTheWindowIsHalfEmpty: after WantRoom, acknowledgements call OnRoom once,
+// when the records in flight are down to half the capacity, and not again without WantRoom.
+func TestOnRoomCallsOnceTheWindowIsHalfEmpty(t *testing.T) {
+	p := NewPartition("t", 0, 0, 8)
+	var calls int
+	p.OnRoom(func() { calls++ })
+	first, _ := p.RegisterBatch(8, func(i int) int64 { return int64(i) })
+	p.WantRoom()
+	for i := range uint64(8) {
+		p.Ack(first + i)
+		want := 0
+		if i >= 3 { // 4 in flight after the fourth ack
+			want = 1
+		}
+		if calls != want {
+			t.Fatalf("after %d acks: OnRoom called %d times, want %d", i+1, calls, want)
+		}
+	}
+}

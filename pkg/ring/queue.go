@@ -1,8 +1,10 @@
-// Package ring owns the bounded, lock-free queues that carry records from the source's claim
-// goroutines to the partition workers, and the fixed routing of source partitions onto them.
+// Package ring owns the bounded, lock-free queues that carry batches of one partition's records
+// from the source (its fetch loops, and the source's per-worker pusher) to the partition workers,
+// and the fixed routing of source partitions onto them.
 //
-// It must never grow without bound and never drop: a full queue makes the pusher wait
-// (backpressure onto the source partition), and every pushed item is popped exactly once.
+// It must never grow without bound and never drop: a full queue refuses TryPush (the source then
+// keeps the batch and stops fetching its partition until room frees: backpressure onto the
+// source partition) or makes Push wait, and every pushed item is popped exactly once.
 package ring
 
 import (
@@ -20,8 +22,8 @@ import (
 // when the sequence equals pos+1, reads, then frees the cell for the pusher one lap later by
 // storing pos+capacity. A cell is therefore only ever touched by the one goroutine whose turn the
 // sequence says it is, which is what makes the plain value read and write safe, and FIFO order
-// holds per position (so per pusher, and so per source partition, whose records come from one
-// goroutine). No mutex or channel is on the push/pop path: waiting goroutines park on a channel
+// holds per position (so per pusher, and so per source partition, whose batches are pushed one at
+// a time, under the partition's claim lock, whichever goroutine pushes them). No mutex or channel is on the push/pop path: waiting goroutines park on a channel
 // only after the fast path has found the queue full or empty.
 //
 // The byte bound is a reservation counter taken before a cell is claimed and given back when the
@@ -39,15 +41,18 @@ type Queue[T any] struct {
 	_     [56]byte
 	bytes atomic.Int64
 	_     [56]byte
+	count atomic.Int64 // the pushers' counts of the queued items (TryPushN)
+	_     [56]byte
 
 	notEmpty waiters
 	notFull  waiters
 }
 
 type cell[T any] struct {
-	seq  atomic.Uint64
-	size int64
-	val  T
+	seq   atomic.Uint64
+	size  int64
+	count int64
+	val   T
 }
 
 // NewQueue returns a queue holding at most capacity items (rounded up to a power of two, at
@@ -81,8 +86,16 @@ func (q *Queue[T]) Len() int {
 // Bytes returns the bytes reserved by queued items (approximate while others push and pop).
 func (q *Queue[T]) Bytes() int64 { return q.bytes.Load() }
 
+// Count returns the sum of the counts of the queued items (TryPushN; one per item pushed
+// otherwise): the records in the queue when items are batches. Approximate while others push and
+// pop.
+func (q *Queue[T]) Count() int64 { return q.count.Load() }
+
 // TryPush adds v, accounting size bytes, unless the queue is full in items or bytes.
-func (q *Queue[T]) TryPush(v T, size int64) bool {
+func (q *Queue[T]) TryPush(v T, size int64) bool { return q.TryPushN(v, size, 1) }
+
+// TryPushN is TryPush of an item that counts as n in Count (a batch of n records).
+func (q *Queue[T]) TryPushN(v T, size int64, n int) bool {
 	if b := q.bytes.Add(size); b > q.maxBytes && b != size {
 		q.bytes.Add(-size) // over budget and not alone in the queue: give the reservation back
 		return false
@@ -108,6 +121,8 @@ func (q *Queue[T]) TryPush(v T, size int64) bool {
 claimed:
 	c.val = v
 	c.size = size
+	c.count = int64(n)
+	q.count.Add(int64(n))
 	c.seq.Store(pos + 1)
 	q.notEmpty.wake()
 	return true
@@ -134,10 +149,11 @@ func (q *Queue[T]) TryPop() (T, bool) {
 		}
 	}
 claimed:
-	v, size := c.val, c.size
+	v, size, n := c.val, c.size, c.count
 	c.val = zero // let the garbage collector have it
 	c.seq.Store(pos + q.mask + 1)
 	q.bytes.Add(-size)
+	q.count.Add(-n)
 	q.notFull.wake()
 	return v, true
 }
@@ -156,7 +172,7 @@ func (q *Queue[T]) Push(ctx context.Context, v T, size int64) error {
 			runtime.Gosched()
 			continue
 		}
-		pushed, err := q.notFull.park(ctx, func() bool { return q.TryPush(v, size) })
+		pushed, err := q.notFull.park(ctx, parkTimeout, func() bool { return q.TryPush(v, size) })
 		if pushed {
 			return nil
 		}
@@ -164,6 +180,17 @@ func (q *Queue[T]) Push(ctx context.Context, v T, size int64) error {
 			return err
 		}
 	}
+}
+
+// WaitRoom lets a goroutine that found the queue full wait for a pop without parking inside Push
+// (the source's pusher waits for room and for other events at once). It announces a waiter and
+// returns a channel that receives when an item is popped after the announcement, and the func to
+// call once the caller stops waiting. Announce first, try TryPush second, then wait: a pop either
+// sees the waiter or comes before the try, so no wake-up is lost. A token may also be taken by a
+// goroutine waiting in Push, so callers wait with a timeout as well.
+func (q *Queue[T]) WaitRoom() (room <-chan struct{}, done func()) {
+	q.notFull.sleeping.Add(1)
+	return q.notFull.ch, func() { q.notFull.sleeping.Add(-1) }
 }
 
 // Pop removes the oldest item, waiting while the queue is empty. It returns ctx's error if ctx
@@ -180,8 +207,12 @@ func (q *Queue[T]) Pop(ctx context.Context) (T, error) {
 			runtime.Gosched()
 			continue
 		}
+		// A queue has one popper (its worker), so a push's wake-up token cannot go to another
+		// one: the timeout only guards, and grows while the queue stays empty, so that an idle
+		// worker does not wake 200 times a second.
 		var v T
-		popped, err := q.notEmpty.park(ctx, func() (ok bool) { v, ok = q.TryPop(); return ok })
+		d := min(parkTimeout<<min(spins-8, 5), idleParkTimeout)
+		popped, err := q.notEmpty.park(ctx, d, func() (ok bool) { v, ok = q.TryPop(); return ok })
 		if popped {
 			return v, nil
 		}
@@ -210,20 +241,24 @@ func (w *waiters) wake() {
 }
 
 // parkTimeout bounds one sleep, so that a wake-up token lost to another sleeper only costs a
-// short delay, never a hang.
-const parkTimeout = 5 * time.Millisecond
+// short delay, never a hang. A popper that keeps finding the queue empty sleeps up to
+// idleParkTimeout.
+const (
+	parkTimeout     = 5 * time.Millisecond
+	idleParkTimeout = 100 * time.Millisecond
+)
 
 // park announces a sleeper, then tries once more (announcing first, trying second is what
 // prevents a lost wake-up: the other side either sees the sleeper or the sleeper sees its work),
-// and otherwise sleeps until woken, ctx ends or parkTimeout passes. It reports whether the try
+// and otherwise sleeps until woken, ctx ends or timeout passes. It reports whether the try
 // succeeded; the caller retries otherwise.
-func (w *waiters) park(ctx context.Context, try func() bool) (bool, error) {
+func (w *waiters) park(ctx context.Context, timeout time.Duration, try func() bool) (bool, error) {
 	w.sleeping.Add(1)
 	defer w.sleeping.Add(-1)
 	if try() {
 		return true, nil
 	}
-	t := time.NewTimer(parkTimeout)
+	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
 	case <-w.ch:

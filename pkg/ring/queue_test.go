@@ -208,3 +208,68 @@ func TestRouteIsStableAndSpreads(t *testing.T) {
 		t.Fatalf("64 partitions used only %d of %d workers", len(used), workers)
 	}
 }
+
+// TestWaitRoomHearsOfAPop: a goroutine that announced itself with WaitRoom, found the queue full
+// and waits, hears of the next pop.
+func TestWaitRoomHearsOfAPop(t *testing.T) {
+	q := NewQueue[int](2, 1<<20)
+	q.TryPush(1, 1)
+	q.TryPush(2, 1)
+	room, done := q.WaitRoom()
+	defer done()
+	if q.TryPush(3, 1) {
+		t.Fatal("pushed into a full queue")
+	}
+	go q.TryPop()
+	select {
+	case <-room:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no word of the pop")
+	}
+	if !q.TryPush(3, 1) {
+		t.Fatal("no room after the pop")
+	}
+}
+
+// TestCountSumsThePushersCounts: Count is the sum of the counts of the items queued.
+func TestCountSumsThePushersCounts(t *testing.T) {
+	q := NewQueue[string](4, 1<<20)
+	q.TryPushN("three", 10, 3)
+	q.TryPush("one", 10)
+	if q.Count() != 4 || q.Len() != 2 {
+		t.Fatalf("count %d len %d, want 4 and 2", q.Count(), q.Len())
+	}
+	q.TryPop()
+	if q.Count() != 1 {
+		t.Fatalf("count %d after popping the item of 3, want 1", q.Count())
+	}
+}
+
+// TestIdlePopperWakesAtOnce: a popper that has slept long enough for its park timeout to grow
+// still takes a push at once (the push wakes it), not at its next timeout.
+func TestIdlePopperWakesAtOnce(t *testing.T) {
+	q := NewQueue[int](4, 1<<20)
+	got := make(chan time.Time, 1)
+	go func() {
+		if _, err := q.Pop(context.Background()); err == nil {
+			got <- time.Now()
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // the popper's sleeps have grown to idleParkTimeout
+	for range 5 {
+		pushed := time.Now()
+		q.TryPush(1, 1)
+		at := <-got
+		if d := at.Sub(pushed); d > idleParkTimeout/2 {
+			t.Fatalf("an idle popper took the push after %s", d)
+		}
+		go func() {
+			if _, err := q.Pop(context.Background()); err == nil {
+				got <- time.Now()
+			}
+		}()
+		time.Sleep(300 * time.Millisecond)
+	}
+	q.TryPush(1, 1)
+	<-got
+}

@@ -1,7 +1,6 @@
 package source
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -23,56 +22,72 @@ type Fetcher interface {
 	Ready(topic string, partition int32)
 }
 
-// claim is one claimed partition: the fetch.Sink its batches arrive at, and the goroutine that
-// feeds their records, in offset order, to the partition's tracker and worker inbox.
+// claim is one claimed partition: the fetch.Sink its batches arrive at. It has no goroutine of
+// its own (a process may claim tens of thousands of partitions): Deliver, on the fetch loop,
+// registers a fetched batch's records with the partition's tracker at once and pushes them into
+// the worker's inbox as one ring item, without waiting. When the tracker's window
+// (consumer.partition_in_flight) or the inbox has no room, the claim keeps what it could not
+// hand on, answers full (the fetcher stops fetching the partition), and its worker's pusher
+// (pusher.go) hands the rest on when room frees, then calls Fetcher.Ready.
 //
-// The fetch loop must never block (it fetches the broker's other partitions too), while the
-// tracker (consumer.partition_in_flight) and the inbox may make the feeder wait. So Deliver only
-// queues the batch and answers full once a partition's queued records reach its in-flight bound;
-// the feeder takes everything queued at once and calls Fetcher.Ready when it does, so that at
-// most about twice the bound waits beside what is in flight.
+// Order: everything a claim hands on goes through step, under mu, oldest first (held, then
+// rest), so the partition's records are registered and pushed in offset order whichever
+// goroutine pushes. Bound: besides what is in flight, a claim keeps at most what the fetcher
+// delivered before it saw full (one fetch response, or two when a fetch was under way).
 type claim struct {
 	h      *Handler
 	tp     topicPartition
 	st     *claimState
 	accept *topics.Topic // what the target topic accepts, as read when the claim started
-	inbox  *ring.Queue[*record.Record]
+	inbox  *ring.Queue[*record.Batch]
+	pusher *pusher
 	copies record.Copies
 	// copiesDone is called once the claim has drained (Config.Copies).
 	copiesDone func()
 	log        *zap.Logger
 
-	ctx    context.Context
-	cancel context.CancelFunc
-	done   chan struct{} // closed when the feeder has returned
-
 	mu      sync.Mutex
-	queued  []*fetch.Batch
-	records int  // records in queued
-	full    bool // answered full, not Ready since
-	wake    chan struct{}
-	bound   int
+	rest    []*fetch.Batch // delivered, not yet registered, oldest first
+	next    int            // rest[0].Records[next:] are not registered yet
+	held    *record.Batch  // registered, not yet in the inbox
+	heldSeq uint64         // held's first sequence number
+	onRing  bool           // step stopped at a full inbox (rather than a full window)
+	full    bool           // answered full, not Ready since
+	waiting bool           // in the pusher's list
+	stopped bool
 }
 
-// Deliver implements fetch.Sink: it queues the batch for the feeder.
+// Deliver implements fetch.Sink: it hands b on at once when there is room, and otherwise keeps it
+// for the pusher and answers full.
 func (c *claim) Deliver(b *fetch.Batch) bool {
 	c.st.highWatermark.Store(b.HighWatermark)
 	if len(b.Records) == 0 {
 		return false // control records or aborted ones only: nothing to mirror (quiet.go)
 	}
 	c.mu.Lock()
-	c.queued = append(c.queued, b)
-	c.records += len(b.Records)
-	full := c.records >= c.bound
-	if full {
+	if c.stopped {
+		c.mu.Unlock()
+		return false
+	}
+	c.rest = append(c.rest, b)
+	// While other claims of the worker wait for its inbox, this one queues behind them: taking
+	// the room they wait for would starve them.
+	done := !c.pusher.ringFull.Load() && c.step()
+	ready := false
+	if done {
+		ready, c.full = c.full, false
+	} else {
 		c.full = true
+		if !c.waiting {
+			c.waiting = true
+			c.pusher.add(c)
+		}
 	}
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
+	if ready {
+		c.h.cfg.Fetcher.Ready(c.tp.topic, c.tp.partition) // an earlier full raced with this delivery
 	}
-	return full
+	return !done
 }
 
 // Stopped implements fetch.Sink: an offset out of range is decided again (restart); any other
@@ -88,69 +103,96 @@ func (c *claim) Stopped(err error) {
 	c.h.cfg.Fatal(fmt.Errorf("fetch %s/%d: %w", c.tp.topic, c.tp.partition, err))
 }
 
-// feed hands the queued records on until the claim is stopped.
-func (c *claim) feed() {
-	defer close(c.done)
-	tracing := c.h.cfg.Tracing != nil && c.h.cfg.Tracing.Enabled
+// step hands on what the claim keeps, oldest first, until all is in the inbox (true) or the
+// inbox or the tracker's window is full (false; onRing says which). c.mu is held.
+func (c *claim) step() bool {
+	track := c.st.track
 	for {
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-c.wake:
-		}
-		c.mu.Lock()
-		batches := c.queued
-		c.queued, c.records = nil, 0
-		ready := c.full
-		c.full = false
-		c.mu.Unlock()
-		if ready {
-			c.h.cfg.Fetcher.Ready(c.tp.topic, c.tp.partition)
-		}
-		for _, b := range batches {
-			if !c.push(b, tracing) {
-				return
+		if c.held != nil {
+			if !c.inbox.TryPushN(c.held, c.held.Size, len(c.held.Records)) {
+				c.onRing = true
+				return false
 			}
+			c.held = nil
+		}
+		if len(c.rest) == 0 {
+			return true
+		}
+		b := c.rest[0]
+		left := len(b.Records) - c.next
+		n := min(left, track.Room())
+		if n == 0 {
+			track.WantRoom() // then look again: an ack in between either shows here or calls onRoom
+			if n = min(left, track.Room()); n == 0 {
+				c.onRing = false
+				return false
+			}
+		}
+		if !c.take(b, c.next, n) {
+			c.onRing = false
+			return false
+		}
+		if c.next += n; c.next == len(b.Records) {
+			c.rest[0] = nil
+			c.rest, c.next = c.rest[1:], 0
 		}
 	}
 }
 
-// push hands one batch's records on; false when the claim was stopped meanwhile (the records
-// not handed on are not registered: they will be fetched again by the partition's next owner).
-func (c *claim) push(b *fetch.Batch, tracing bool) bool {
+// take registers b.Records[from:from+n] with the tracker and makes them the held batch; false
+// when the window had no room for them after all.
+func (c *claim) take(b *fetch.Batch, from, n int) bool {
 	h, st, track := c.h, c.st, c.st.track
-	for i := range b.Records {
-		fr := &b.Records[i]
+	recs := b.Records[from : from+n]
+	seq, err := track.RegisterBatch(n, func(i int) int64 { return recs[i].Offset })
+	if err != nil {
+		return false // step saw the room; only a registration outside mu could take it
+	}
+	tracing := h.cfg.Tracing != nil && h.cfg.Tracing.Enabled
+	hwm := max(b.HighWatermark, st.highWatermark.Load())
+	out := &record.Batch{Records: make([]*record.Record, n)}
+	for i := range recs {
+		fr := &recs[i]
 		m := sarama.ConsumerMessage{
 			Topic: b.Topic, Partition: b.Partition, Offset: fr.Offset, Timestamp: fr.Timestamp,
 			Key: fr.Key, Value: fr.Value, Headers: fr.Headers,
 		}
 		r := h.cfg.Records.From(&m, c.accept.Target, track, c.accept.MaxMessageBytes)
 		r.Accept, r.Copies = c.accept, c.copies
-		r.Behind = behind(fr.Offset, max(b.HighWatermark, st.highWatermark.Load()))
+		r.Behind = behind(fr.Offset, hwm)
 		if h.cfg.Provenance != nil {
 			h.cfg.Provenance.Apply(r, &m)
 		}
 		if tracing {
 			h.startSpan(r, &m)
 		}
-		seq, err := track.RegisterWait(c.ctx, fr.Offset)
-		if err != nil {
-			h.release(r)
-			return false
-		}
-		track.Stamp(seq, fr.Timestamp)
-		st.fetched.Add(1)
-		st.fetchedBytes.Add(r.Size)
-		r.Seq = seq
+		r.Seq = seq + uint64(i)
+		track.Stamp(r.Seq, fr.Timestamp)
 		if r.Span != nil {
 			r.Enqueued = time.Now()
 		}
-		if err := c.inbox.Push(c.ctx, r, r.Size); err != nil {
-			track.Unregister(seq)
-			h.release(r)
-			return false
-		}
+		out.Records[i] = r
+		out.Size += r.Size
 	}
+	st.fetched.Add(int64(n))
+	st.fetchedBytes.Add(out.Size)
+	c.held, c.heldSeq = out, seq
 	return true
+}
+
+// stop hands nothing on any more: the held batch is taken back from the tracker (it is the most
+// recent registration) and what was not registered is dropped; the partition's next owner
+// fetches them again. Call it once the fetcher no longer delivers to the claim.
+func (c *claim) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.stopped = true
+	if c.held != nil {
+		c.st.track.UnregisterBatch(c.heldSeq, len(c.held.Records))
+		for _, r := range c.held.Records {
+			c.h.release(r)
+		}
+		c.held = nil
+	}
+	c.rest, c.next = nil, 0
 }

@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -49,18 +50,21 @@ func batch(from, n int64) *fetch.Batch {
 	return b
 }
 
-// TestClaimTakesWholeBatchesWithoutBlockingTheFetchLoop: Deliver never blocks, answers full once
-// the partition's queued records reach its in-flight bound, and the feeder hands the records to
-// the inbox in offset order and calls Ready once it has taken the queue. Lost removes the
-// partition from the fetcher and drops the claim without committing it.
-func TestClaimTakesWholeBatchesWithoutBlockingTheFetchLoop(t *testing.T) {
-	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+// TestClaimHandsBatchesOnWithoutBlockingTheFetchLoop: Deliver never blocks; it registers a
+// fetched batch's records at once and pushes them into the inbox as one item while the
+// partition's in-flight window (4 here) has room, pushes the part that fits when it has not, and
+// answers full; the rest is pushed once acknowledgements free the window, in offset order, and
+// Ready is called once. Lost removes the partition from the fetcher and drops the claim without
+// committing it.
+func TestClaimHandsBatchesOnWithoutBlockingTheFetchLoop(t *testing.T) {
+	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	ff := &fakeFetcher{sinks: map[int32]fetch.Sink{}}
-	h, err := New(Config{Inboxes: []*ring.Queue[*record.Record]{inbox}, Topics: noTopics{}, InFlight: 4, Fetcher: ff,
+	h, err := New(Config{Inboxes: []*ring.Queue[*record.Batch]{inbox}, Topics: noTopics{}, InFlight: 4, Fetcher: ff,
 		NewCommitter: func(func(string) string) offsets.Committer { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(h.stopPushing)
 	if err := h.startClaim(context.Background(), "orders", 0, 10); err != nil {
 		t.Fatal(err)
 	}
@@ -68,43 +72,68 @@ func TestClaimTakesWholeBatchesWithoutBlockingTheFetchLoop(t *testing.T) {
 	if sink == nil {
 		t.Fatal("the claim was not added to the fetcher")
 	}
-	done := make(chan bool)
-	go func() { done <- sink.Deliver(batch(10, 2)) }()
-	select {
-	case full := <-done:
-		if full {
-			t.Fatal("2 queued records of a bound of 4: full")
+	deliver := func(b *fetch.Batch) bool {
+		done := make(chan bool)
+		go func() { done <- sink.Deliver(b) }()
+		select {
+		case full := <-done:
+			return full
+		case <-time.After(time.Second):
+			t.Fatal("Deliver blocked")
+			return false
 		}
-	case <-time.After(time.Second):
-		t.Fatal("Deliver blocked")
 	}
-	if !sink.Deliver(batch(12, 3)) {
-		t.Fatal("5 queued records of a bound of 4: not full")
+	if deliver(batch(10, 2)) {
+		t.Fatal("2 records in a window of 4: full")
 	}
-	var got []int64
-	deadline := time.Now().Add(5 * time.Second)
-	for len(got) < 4 && time.Now().Before(deadline) {
-		if r, ok := inbox.TryPop(); ok {
-			got = append(got, r.Offset)
-			r.Track.Ack(r.Seq)
-			continue
+	if !deliver(batch(12, 3)) {
+		t.Fatal("5 records in a window of 4: not full")
+	}
+	popped := func() []int64 {
+		b, ok := inbox.TryPop()
+		if !ok {
+			return nil
 		}
+		var offs []int64
+		var size int64
+		for _, r := range b.Records {
+			offs = append(offs, r.Offset)
+			size += r.Size
+		}
+		if size != b.Size {
+			t.Fatalf("batch size %d, its records' %d", b.Size, size)
+		}
+		return offs
+	}
+	var items [][]int64
+	for range 2 {
+		items = append(items, popped())
+	}
+	if fmt.Sprint(items) != "[[10 11] [12 13]]" {
+		t.Fatalf("inbox items %v, want [[10 11] [12 13]]: one per batch, cut at the window", items)
+	}
+	if got := popped(); got != nil {
+		t.Fatalf("offset 14 handed on past a full window: %v", got)
+	}
+	track := h.claims[topicPartition{"orders", 0}].st.track
+	for seq := range uint64(4) {
+		track.Ack(seq)
+	}
+	var last []int64
+	for deadline := time.Now().Add(5 * time.Second); last == nil && time.Now().Before(deadline); {
+		last = popped()
 		time.Sleep(time.Millisecond)
 	}
-	for len(got) < 5 && time.Now().Before(deadline) {
-		if r, ok := inbox.TryPop(); ok {
-			got = append(got, r.Offset)
-			continue
-		}
-		time.Sleep(time.Millisecond)
+	if fmt.Sprint(last) != "[14]" {
+		t.Fatalf("after the window freed: %v, want [14]", last)
 	}
-	for i, o := range got {
-		if o != int64(10+i) {
-			t.Fatalf("records handed on %v, want 10..14 in order", got)
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		ff.mu.Lock()
+		ready := ff.ready
+		ff.mu.Unlock()
+		if ready == 1 {
+			break
 		}
-	}
-	if len(got) != 5 {
-		t.Fatalf("records handed on %v, want 10..14", got)
 	}
 	ff.mu.Lock()
 	ready := ff.ready
@@ -116,4 +145,90 @@ func TestClaimTakesWholeBatchesWithoutBlockingTheFetchLoop(t *testing.T) {
 	if len(ff.removed) != 1 || h.Owns("orders", 0) {
 		t.Fatalf("lost: removed from the fetcher %v, still owned %v", ff.removed, h.Owns("orders", 0))
 	}
+}
+
+// TestClaimWaitsForTheInboxAndKeepsOrder: with the worker's inbox full, Deliver keeps the batch
+// and answers full at once; pops let the pusher push what was kept, after the earlier batches,
+// and call Ready once.
+func TestClaimWaitsForTheInboxAndKeepsOrder(t *testing.T) {
+	_, ff, inbox := claimWithInbox(t)
+	sink := ff.sinks[0]
+	for i, want := range []bool{false, false, true, true} {
+		if full := sink.Deliver(batch(int64(10*i), 10)); full != want {
+			t.Fatalf("delivery %d into an inbox of 2 items: full %v, want %v", i, full, want)
+		}
+	}
+	var got []int64
+	for deadline := time.Now().Add(5 * time.Second); len(got) < 40 && time.Now().Before(deadline); {
+		b, ok := inbox.TryPop()
+		if !ok {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		for _, r := range b.Records {
+			got = append(got, r.Offset)
+		}
+	}
+	for i, o := range got {
+		if o != int64(i) {
+			t.Fatalf("offsets handed on out of order: %v", got)
+		}
+	}
+	if len(got) != 40 {
+		t.Fatalf("%d records handed on, want 40: %v", len(got), got)
+	}
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		ff.mu.Lock()
+		ready := ff.ready
+		ff.mu.Unlock()
+		if ready == 1 {
+			break
+		}
+	}
+	ff.mu.Lock()
+	defer ff.mu.Unlock()
+	if ff.ready != 1 {
+		t.Fatalf("Ready called %d times, want 1", ff.ready)
+	}
+}
+
+// TestLostClaimTakesBackWhatItKept: a claim lost while it keeps a registered batch (the inbox
+// full) takes it back from the tracker, so the partition's in-flight count is what the inbox
+// holds, and nothing more is pushed.
+func TestLostClaimTakesBackWhatItKept(t *testing.T) {
+	h, ff, inbox := claimWithInbox(t)
+	sink := ff.sinks[0]
+	for i := range 3 {
+		sink.Deliver(batch(int64(10*i), 10))
+	}
+	track := h.claims[topicPartition{"orders", 0}].st.track
+	if track.InFlight() != 30 {
+		t.Fatalf("in flight %d, want 30 (two batches in the inbox, one kept)", track.InFlight())
+	}
+	h.Lost(context.Background(), group.Partitions{"orders": {0}})
+	if track.InFlight() != 20 {
+		t.Fatalf("in flight %d after the loss, want 20", track.InFlight())
+	}
+	inbox.TryPop()
+	time.Sleep(50 * time.Millisecond)
+	if inbox.Len() != 1 {
+		t.Fatalf("%d items in the inbox after a pop, want 1: the lost claim pushed what it kept", inbox.Len())
+	}
+}
+
+// claimWithInbox starts a claim of orders/0 at offset 0 feeding an inbox of two items.
+func claimWithInbox(t *testing.T) (*Handler, *fakeFetcher, *ring.Queue[*record.Batch]) {
+	t.Helper()
+	inbox := ring.NewQueue[*record.Batch](2, 1<<20)
+	ff := &fakeFetcher{sinks: map[int32]fetch.Sink{}}
+	h, err := New(Config{Inboxes: []*ring.Queue[*record.Batch]{inbox}, Topics: noTopics{}, InFlight: 1024, Fetcher: ff,
+		NewCommitter: func(func(string) string) offsets.Committer { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.stopPushing)
+	if err := h.startClaim(context.Background(), "orders", 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	return h, ff, inbox
 }

@@ -1,6 +1,8 @@
-// Package source owns the consumer-group side of kmirror: it turns each claimed source partition
-// into records pushed, in order, into the inbox of the partition's worker, commits what the
-// target has acknowledged, and drains a partition's in-flight records before giving it up.
+// Package source owns the consumer-group side of kmirror: it turns each claimed source
+// partition's fetched batches into batches of records pushed, in order, into the inbox of the
+// partition's worker (on the fetch loop, without a goroutine per partition: claim.go,
+// pusher.go), commits what the target has acknowledged, and drains a partition's in-flight
+// records before giving it up.
 //
 // It must never commit an offset the target has not acknowledged; never return from a claim
 // (letting another member take the partition) while a record of it may still reach the target:
@@ -76,7 +78,7 @@ func (NopObserver) SourceLost(string, int64)       {}
 // Config configures a Handler.
 type Config struct {
 	// Inboxes are the workers' inboxes; ring.Route picks one per partition.
-	Inboxes []*ring.Queue[*record.Record]
+	Inboxes []*ring.Queue[*record.Batch]
 	// Records recycles the records the workers are done with; nil allocates each one.
 	Records *record.Pool
 	Topics  Topics
@@ -176,6 +178,13 @@ type Handler struct {
 	// topicIDs maps each claimed source topic to its ID as seen when its claims were decided;
 	// read without h.mu, as the committer asks for it while h.mu is held.
 	topicIDs atomic.Pointer[map[string]string]
+
+	// pushers hand on, per worker, what claims could not hand on at once (pusher.go); started
+	// with the first claim or by Start, stopped by Stop.
+	pushMu      sync.Mutex
+	pushers     []*pusher
+	stopPushers context.CancelFunc
+	pushWG      sync.WaitGroup
 }
 
 type topicPartition struct {

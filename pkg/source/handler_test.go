@@ -37,7 +37,7 @@ func TestTracedRecordKeepsItsHeadersUnlessPropagationIsAskedFor(t *testing.T) {
 	for _, propagate := range []bool{false, true} {
 		tr := telemetry.TracingWith(provider)
 		tr.PropagateToTarget = propagate
-		h, err := New(Config{Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](2, 1<<20)}, Topics: noTopics{}, Tracing: tr,
+		h, err := New(Config{Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](2, 1<<20)}, Topics: noTopics{}, Tracing: tr,
 			NewCommitter: func(func(string) string) offsets.Committer { return nil }})
 		if err != nil {
 			t.Fatal(err)

@@ -34,7 +34,7 @@ func (c *refreshCounter) RefreshMetadata(...string) error { c.refreshes++; retur
 // sessions, and while the ID is unchanged, a refresh passes.
 func TestRefreshOfARecreatedTopicFailsAndEndsTheSession(t *testing.T) {
 	src := &idsCluster{ids: map[string]string{"orders": "old"}}
-	h, err := New(Config{Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](2, 1<<20)},
+	h, err := New(Config{Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](2, 1<<20)},
 		Topics: noTopics{}, Source: src,
 		NewCommitter: func(func(string) string) offsets.Committer { return nil }})
 	if err != nil {
@@ -104,7 +104,7 @@ func (c *changingCluster) Bounds(map[string][]int32) (map[TopicPartition]Bounds,
 // session fails and the next one decides again.
 func TestClaimsAreNotDecidedAcrossARecreation(t *testing.T) {
 	src := &changingCluster{}
-	h, err := New(Config{Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](2, 1<<20)},
+	h, err := New(Config{Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](2, 1<<20)},
 		Topics: noTopics{}, Source: src,
 		NewCommitter: func(func(string) string) offsets.Committer { return nil }})
 	if err != nil {

@@ -30,6 +30,7 @@ func (h *Handler) Start() {
 	h.joined = true
 	h.mu.Unlock()
 	done := h.background(ctx)
+	h.startPushers()
 	h.mu.Lock()
 	h.stopCommit, h.commitDone = cancel, done
 	h.mu.Unlock()
@@ -45,7 +46,19 @@ func (h *Handler) Stop() {
 		stop()
 		<-done
 	}
+	h.stopPushing()
 	h.commitFinal()
+}
+
+// stopPushing stops the pushers and waits for them.
+func (h *Handler) stopPushing() {
+	h.pushMu.Lock()
+	defer h.pushMu.Unlock()
+	if h.pushers != nil {
+		h.stopPushers()
+		h.pushWG.Wait()
+		h.pushers = nil
+	}
 }
 
 // Assigned implements group.Handler: it makes sure the added partitions exist on the target,
@@ -146,12 +159,11 @@ func (h *Handler) startClaim(ctx context.Context, topic string, part int32, star
 	st.logEnd.Store(-1)
 	st.quietFrom.Store(-1)
 	tp := topicPartition{topic, part}
-	cctx, cancel := context.WithCancel(context.Background())
+	p := h.startPushers()[worker]
+	track.OnRoom(p.poke)
 	c := &claim{
-		h: h, tp: tp, st: st, accept: &t, inbox: h.cfg.Inboxes[worker],
+		h: h, tp: tp, st: st, accept: &t, inbox: h.cfg.Inboxes[worker], pusher: p,
 		log: h.cfg.Log.With(zap.String("topic", topic), zap.Int32("partition", part)),
-		ctx: cctx, cancel: cancel, done: make(chan struct{}), wake: make(chan struct{}, 1),
-		bound: max(h.cfg.InFlight, 1),
 	}
 	h.cfg.Observer.Assigned(topic, part)
 	if h.cfg.Copies != nil {
@@ -161,7 +173,6 @@ func (h *Handler) startClaim(ctx context.Context, topic string, part int32, star
 	h.parts[tp] = st
 	h.claims[tp] = c
 	h.mu.Unlock()
-	go c.feed()
 	c.log.Debug("claimed partition", zap.Int64("initial_offset", start), zap.String("target_topic", t.Target))
 	if err := h.cfg.Fetcher.Add(topic, part, start, c); err != nil {
 		return fmt.Errorf("fetch %s/%d from offset %d: %w", topic, part, start, err)
@@ -295,16 +306,34 @@ func (h *Handler) claimsOf(ps group.Partitions) []*claim {
 	return cs
 }
 
-// stopFeeding stops fetching the claims and their feeders: when it returns, no record of theirs
-// is handed on any more.
+// stopFeeding stops fetching the claims and handing their records on: when it returns, no record
+// of theirs is handed on any more.
 func (h *Handler) stopFeeding(cs []*claim) {
 	for _, c := range cs {
-		h.cfg.Fetcher.Remove(c.tp.topic, c.tp.partition)
+		h.cfg.Fetcher.Remove(c.tp.topic, c.tp.partition) // waits for a delivery under way
 	}
 	for _, c := range cs {
-		c.cancel()
-		<-c.done
+		c.stop()
 	}
+}
+
+// startPushers starts the workers' pushers (pusher.go) unless they run, and returns them. They
+// run until Stop.
+func (h *Handler) startPushers() []*pusher {
+	h.pushMu.Lock()
+	defer h.pushMu.Unlock()
+	if h.pushers != nil {
+		return h.pushers
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := func(c *claim) { h.cfg.Fetcher.Ready(c.tp.topic, c.tp.partition) }
+	for _, inbox := range h.cfg.Inboxes {
+		p := newPusher(inbox, ready)
+		h.pushers = append(h.pushers, p)
+		h.pushWG.Go(func() { p.run(ctx) })
+	}
+	h.stopPushers = cancel
+	return h.pushers
 }
 
 // finish tells the claims' observers they ended (after their drain: every acknowledgement has

@@ -18,7 +18,7 @@ import (
 func TestIdlePartitionsNextRecordIsNotOverdue(t *testing.T) {
 	var fatal error
 	h, err := New(Config{
-		Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](16, 1<<20)}, Topics: noTopics{},
+		Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](16, 1<<20)}, Topics: noTopics{},
 		NewCommitter: func(func(string) string) offsets.Committer { return nil },
 		StallAfter:   time.Minute, DeliveryTimeout: 2 * time.Minute,
 		Fatal: func(err error) { fatal = err },
@@ -77,7 +77,7 @@ func (o *countingObserver) Backlog(_ string, _ int32, b Backlog) { o.reports, o.
 func TestUnchangedBacklogIsReportedOnce(t *testing.T) {
 	obs := &countingObserver{}
 	h, err := New(Config{
-		Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](16, 1<<20)}, Topics: noTopics{},
+		Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](16, 1<<20)}, Topics: noTopics{},
 		NewCommitter: func(func(string) string) offsets.Committer { return nil },
 		Observer:     obs,
 	})
@@ -130,7 +130,7 @@ func TestWatcherTicksWhileACommitHangs(t *testing.T) {
 	obs := &lockedObserver{}
 	bc := &blockingCommitter{entered: make(chan struct{}, 1), release: make(chan struct{})}
 	h, err := New(Config{
-		Inboxes: []*ring.Queue[*record.Record]{ring.NewQueue[*record.Record](16, 1<<20)}, Topics: noTopics{},
+		Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](16, 1<<20)}, Topics: noTopics{},
 		NewCommitter:   func(func(string) string) offsets.Committer { return bc },
 		CommitInterval: 10 * time.Millisecond, StallAfter: time.Second, Observer: obs,
 	})

@@ -39,7 +39,7 @@ func BenchmarkWorkerOnPipeline(b *testing.B) {
 					return channelsOnly{p}, err
 				}
 			}
-			inbox := ring.NewQueue[*record.Record](1<<16, 1<<30)
+			inbox := ring.NewQueue[*record.Batch](1<<16, 1<<30)
 			tracks := make([]*offsets.Partition, 12)
 			for p := range tracks {
 				tracks[p] = offsets.NewPartition("src", int32(p), 0, 1<<17)
@@ -69,9 +69,27 @@ func BenchmarkWorkerOnPipeline(b *testing.B) {
 			cpu0 := cpuTime()
 			b.ResetTimer()
 			go func() { done <- w.Run(ctx) }()
-			for _, r := range records {
-				for !inbox.TryPush(r, r.Size) {
-					time.Sleep(50 * time.Microsecond)
+			// The source hands a worker one fetched batch of a partition at a time: here, runs of
+			// up to 64 records of one partition, the partitions taking turns.
+			byPartition := make([][]*record.Record, len(tracks))
+			for i, r := range records {
+				byPartition[i%12] = append(byPartition[i%12], r)
+			}
+			for more := true; more; {
+				more = false
+				for p, rs := range byPartition {
+					if len(rs) == 0 {
+						continue
+					}
+					more = true
+					bt := &record.Batch{Records: rs[:min(64, len(rs))]}
+					for _, r := range bt.Records {
+						bt.Size += r.Size
+					}
+					for !inbox.TryPush(bt, bt.Size) {
+						time.Sleep(50 * time.Microsecond)
+					}
+					byPartition[p] = rs[len(bt.Records):]
 				}
 			}
 			for p, track := range tracks {

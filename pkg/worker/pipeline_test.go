@@ -22,7 +22,7 @@ import (
 func TestWorkerOnAProducePipelineWritesEveryRecordOnceInOrder(t *testing.T) {
 	const partitions, perPartition = 4, 500
 	target, base, _ := txnTarget(t, partitions)
-	inbox := ring.NewQueue[*record.Record](4096, 1<<30)
+	inbox := ring.NewQueue[*record.Batch](4096, 1<<30)
 	var tracks []*offsets.Partition
 	for p := range int32(partitions) {
 		tracks = append(tracks, offsets.NewPartition("src", p, 0, 1024))
@@ -78,9 +78,10 @@ func TestWorkerOnAProducePipelineWritesEveryRecordOnceInOrder(t *testing.T) {
 }
 
 // feedFrom registers n records of track from offset from on, valued "src/<partition>@<offset>",
-// and pushes them into inbox.
-func feedFrom(t *testing.T, inbox *ring.Queue[*record.Record], track *offsets.Partition, from int64, n int) {
+// and pushes them into inbox as one batch, as the source hands over a fetched batch.
+func feedFrom(t *testing.T, inbox *ring.Queue[*record.Batch], track *offsets.Partition, from int64, n int) {
 	t.Helper()
+	var rs []*record.Record
 	for off := from; off < from+int64(n); off++ {
 		m := &sarama.ConsumerMessage{Topic: track.Topic(), Partition: track.Partition(), Offset: off,
 			Value: fmt.Appendf(nil, "src/%d@%d", track.Partition(), off)}
@@ -90,8 +91,7 @@ func feedFrom(t *testing.T, inbox *ring.Queue[*record.Record], track *offsets.Pa
 			t.Fatal(err)
 		}
 		r.Seq = seq
-		if !inbox.TryPush(r, r.Size) {
-			t.Fatal("inbox full")
-		}
+		rs = append(rs, r)
 	}
+	push(t, inbox, rs, n)
 }

@@ -50,25 +50,27 @@ func (w *Worker) sendTxn(ctx context.Context) {
 		wg.Wait()
 	}()
 	for {
-		r, err := w.cfg.Inbox.Pop(ctx)
+		b, err := w.cfg.Inbox.Pop(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
 			continue
 		}
-		slot := w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition())
-		in := senders[slot]
-		if in == nil {
-			in = make(chan *record.Record, slotQueue)
-			senders[slot] = in
-			wg.Go(func() { w.sendSlot(ctx, slot, in) })
-		}
-		select {
-		case in <- r:
-		case <-ctx.Done():
-			w.drop(r)
-			return
+		for i, r := range b.Records {
+			slot := w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition())
+			in := senders[slot]
+			if in == nil {
+				in = make(chan *record.Record, slotQueue)
+				senders[slot] = in
+				wg.Go(func() { w.sendSlot(ctx, slot, in) })
+			}
+			select {
+			case in <- r:
+			case <-ctx.Done():
+				w.dropAll(b.Records[i:])
+				return
+			}
 		}
 	}
 }

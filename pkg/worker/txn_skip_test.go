@@ -43,7 +43,7 @@ func TestARebalanceWhileATransactionHoldsOnlySkipsCommitsItFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	track := offsets.NewPartition("src", 0, 0, 64)
 	for _, r := range feed(t, inbox, track, 3, 1<<20, nil) {
 		r.FromTarget = true

@@ -92,7 +92,7 @@ func TestOneSlotsCommitDoesNotStallTheWorkersOtherSlots(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	feed(t, inbox, offsets.NewPartition("src", stalled, 0, 64), 1, 1<<20, nil)
 	feed(t, inbox, offsets.NewPartition("src", other, 0, 64), 5, 1<<20, nil)
 	obs := &ackedBy{acked: map[int32]int{}}

@@ -83,8 +83,9 @@ type DeadLetter interface {
 type Config struct {
 	// ID is the worker's index in the ring.
 	ID int
-	// Inbox is the queue the worker drains.
-	Inbox *ring.Queue[*record.Record]
+	// Inbox is the queue the worker drains: batches of one partition's records each, in offset
+	// order.
+	Inbox *ring.Queue[*record.Batch]
 	// Records takes back each record whose fate is final (acknowledged, skipped, or dropped
 	// because its partition stopped) once the tracker and the observer have been told; nil
 	// leaves them to the garbage collector. A failed record is never put back: the error may
@@ -234,8 +235,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.drop(r) // given back and not sent again before the stop: read again later
 	}
 	if left := w.cfg.Inbox.Len(); left > 0 {
-		w.cfg.Log.Info("worker stopped with records still in its inbox; they were not committed and will be read again",
-			zap.Int("records", left))
+		w.cfg.Log.Info("worker stopped with batches of records still in its inbox; they were not committed and will be read again",
+			zap.Int("batches", left))
 	}
 	return nil
 }
@@ -295,17 +296,19 @@ func (w *Worker) Prepare(ctx context.Context, topic string, partition int32) err
 	return nil
 }
 
+// send takes batches from the inbox and their records in order, one at a time, through the
+// per-record path (dispatch), until ctx ends.
 func (w *Worker) send(ctx context.Context) {
 	pump := w.pumpContext(ctx)
 	for {
-		r, ok := w.cfg.Inbox.TryPop()
+		b, ok := w.cfg.Inbox.TryPop()
 		if !ok {
 			// Nothing more is ready: hand over what is pending before waiting.
 			if !w.flush(ctx) {
 				return
 			}
 			var err error
-			if r, err = w.cfg.Inbox.Pop(pump); err != nil {
+			if b, err = w.cfg.Inbox.Pop(pump); err != nil {
 				if ctx.Err() != nil {
 					return // ctx ended: the orderly way to stop
 				}
@@ -314,16 +317,27 @@ func (w *Worker) send(ctx context.Context) {
 				continue
 			}
 		}
-		if w.recovering.Load() {
-			w.requeue(r, nil) // after what is being resent, in order
-			w.resend(ctx)
-			pump = w.pumpContext(ctx)
-			continue
+		for i, r := range b.Records {
+			if w.recovering.Load() {
+				w.requeue(r, nil) // after what is being resent, in order
+				w.resend(ctx)
+				pump = w.pumpContext(ctx)
+				continue
+			}
+			if !w.dispatch(ctx, r) || ctx.Err() != nil {
+				w.dropPending()
+				w.dropAll(b.Records[i+1:])
+				return
+			}
 		}
-		if !w.dispatch(ctx, r) || ctx.Err() != nil {
-			w.dropPending()
-			return
-		}
+	}
+}
+
+// dropAll lets go of records taken from the inbox that will not be sent (ctx ended): they stay
+// unacknowledged, as records still in the inbox do.
+func (w *Worker) dropAll(rs []*record.Record) {
+	for _, r := range rs {
+		w.drop(r)
 	}
 }
 

@@ -191,8 +191,9 @@ func (c *countingObserver) total() int {
 }
 
 // feed registers n records of one partition of topic "src" (target "dst"), pushes them into
-// inbox and returns them; sizes[i] overrides the value size of record i.
-func feed(t *testing.T, inbox *ring.Queue[*record.Record], track *offsets.Partition, n int, limit int, sizes map[int]int) []*record.Record {
+// inbox in batches of up to three records and returns them; sizes[i] overrides the value size
+// of record i.
+func feed(t *testing.T, inbox *ring.Queue[*record.Batch], track *offsets.Partition, n int, limit int, sizes map[int]int) []*record.Record {
 	t.Helper()
 	var fed []*record.Record
 	for i := 0; i < n; i++ {
@@ -207,12 +208,25 @@ func feed(t *testing.T, inbox *ring.Queue[*record.Record], track *offsets.Partit
 			t.Fatal(err)
 		}
 		r.Seq = seq
-		if !inbox.TryPush(r, r.Size) {
-			t.Fatal("inbox full")
-		}
 		fed = append(fed, r)
 	}
+	push(t, inbox, fed, 3)
 	return fed
+}
+
+// push pushes rs into inbox in batches of up to per records.
+func push(t *testing.T, inbox *ring.Queue[*record.Batch], rs []*record.Record, per int) {
+	t.Helper()
+	for len(rs) > 0 {
+		b := &record.Batch{Records: rs[:min(per, len(rs))]}
+		for _, r := range b.Records {
+			b.Size += r.Size
+		}
+		if !inbox.TryPush(b, b.Size) {
+			t.Fatal("inbox full")
+		}
+		rs = rs[len(b.Records):]
+	}
 }
 
 // runWorker runs a worker until until holds (or 10 s pass), then stops it.
@@ -257,7 +271,7 @@ func testRecordsGivenBackAreSentAgainInOrder(t *testing.T, channels bool) {
 		}
 		return nil
 	}}
-	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	track := offsets.NewPartition("src", 0, 0, 64)
 	feed(t, inbox, track, 10, 0, nil)
 	var fatal atomic.Pointer[error]
@@ -299,7 +313,7 @@ func TestTargetRefusalThatPassedTheChecksStopsThePartition(t *testing.T) {
 		}
 		return nil
 	}}
-	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	track := offsets.NewPartition("src", 0, 0, 64)
 	feed(t, inbox, track, 10, 0, nil)
 	var fatal atomic.Pointer[error]
@@ -321,7 +335,7 @@ func TestNothingOfAStoppedPartitionIsSent(t *testing.T) {
 	for _, how := range []string{"failed", "fenced"} {
 		t.Run(how, func(t *testing.T) {
 			tg := &target{}
-			inbox := ring.NewQueue[*record.Record](64, 1<<20)
+			inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 			stopped := offsets.NewPartition("src", 0, 0, 64)
 			other := offsets.NewPartition("src", 1, 0, 64)
 			feed(t, inbox, stopped, 5, 0, nil)
@@ -356,7 +370,7 @@ func TestAbortSendsNothingMore(t *testing.T) {
 		}
 		return nil
 	}}
-	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	track := offsets.NewPartition("src", 0, 0, 64)
 	feed(t, inbox, track, 10, 0, nil)
 	obs := &countingObserver{}
@@ -387,7 +401,7 @@ func TestRecordTheTargetRefusesForItsSizeFollowsThePolicy(t *testing.T) {
 	for _, policy := range []string{config.RefusedSkip, config.RefusedFail, config.RefusedDeadLetter} {
 		t.Run(policy, func(t *testing.T) {
 			tg := &target{}
-			inbox := ring.NewQueue[*record.Record](64, 1<<20)
+			inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 			track := offsets.NewPartition("src", 0, 0, 64)
 			feed(t, inbox, track, 4, 1000, map[int]int{1: 5000})
 			obs := &countingObserver{}
@@ -446,7 +460,7 @@ func (d *deadLetters) Write(_ context.Context, r *record.Record, _ error) error 
 // receive a 1 MiB batch).
 func TestBatchesStayWithinEachTargetTopicsLimit(t *testing.T) {
 	tg := &target{}
-	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	small := offsets.NewPartition("small", 0, 0, 64)
 	large := offsets.NewPartition("large", 0, 0, 64)
 	feed(t, inbox, small, 5, 65536, nil)
@@ -472,7 +486,7 @@ func TestRecordThatMayFitOnlyCompressedTravelsAloneInOrder(t *testing.T) {
 				}
 				return nil
 			}}
-			inbox := ring.NewQueue[*record.Record](64, 1<<20)
+			inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 			track := offsets.NewPartition("src", 0, 0, 64)
 			feed(t, inbox, track, 6, 1000, map[int]int{3: 3000})
 			obs := &countingObserver{}
@@ -499,7 +513,7 @@ func TestWorkerRecyclesOnlyRecordsWhoseFateIsFinal(t *testing.T) {
 		}
 		return nil
 	}}
-	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	track := offsets.NewPartition("src", 0, 0, 64)
 	fed := feed(t, inbox, track, 5, 1000, map[int]int{1: 5000})
 	obs := &countingObserver{}
@@ -552,7 +566,7 @@ func TestAloneBytesIsTheExactBatchSize(t *testing.T) {
 // their own offsets, and the policy applies to them alone.
 func TestRecordTheTargetTopicRefusesIsNamedBeforeItIsSent(t *testing.T) {
 	tg := &target{}
-	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	track := offsets.NewPartition("src", 0, 0, 64)
 	accept := &topics.Topic{Target: "dst", Compacted: true, TimestampAfterMax: time.Hour}
 	for i := range 6 {
@@ -566,7 +580,7 @@ func TestRecordTheTargetTopicRefusesIsNamedBeforeItIsSent(t *testing.T) {
 		r := record.From(m, "dst", track, 1<<20)
 		r.Accept = accept
 		r.Seq, _ = track.Register(m.Offset)
-		inbox.TryPush(r, r.Size)
+		push(t, inbox, []*record.Record{r}, 1)
 	}
 	obs := &countingObserver{}
 	var refused []string
@@ -620,7 +634,7 @@ func (o *fromTargetObserver) Skipped(w int, r *record.Record, err error) {
 // the partition is not held back by records it will never copy.
 func TestRecordsFromTheTargetAreNotCopiedButCommitted(t *testing.T) {
 	tg := &target{}
-	inbox := ring.NewQueue[*record.Record](64, 1<<20)
+	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	track := offsets.NewPartition("src", 0, 0, 64)
 	fed := feed(t, inbox, track, 10, 0, nil)
 	for _, i := range []int{0, 3, 4, 8, 9} {
@@ -646,7 +660,7 @@ func TestRecordsFromTheTargetAreNotCopiedButCommitted(t *testing.T) {
 // record, and every partition's records are written once, in order.
 func TestRecordsAreHandedOverByPartitionBatch(t *testing.T) {
 	tg := &target{}
-	inbox := ring.NewQueue[*record.Record](1024, 1<<30)
+	inbox := ring.NewQueue[*record.Batch](1024, 1<<30)
 	a := offsets.NewPartition("src", 0, 0, 1024)
 	b := offsets.NewPartition("src", 1, 0, 1024)
 	feed(t, inbox, a, 300, 0, nil) // a run of 300: two hand-overs (256 + 44)

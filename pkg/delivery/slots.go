@@ -118,27 +118,8 @@ func (s *Slots) Begin(ctx context.Context, claims map[string][]int32) error {
 		}
 	}
 	ids := slices.Sorted(maps.Keys(owned))
-	opened := make([]*Txn, len(ids))
-	g, _ := errgroup.WithContext(ctx)
-	g.SetLimit(8)
 	start := time.Now()
-	for i, sl := range ids {
-		g.Go(func() error {
-			t, err := newTxn(sl, slots.TransactionalID(s.cfg.Prefix, sl), s.cfg.Bound, &s.cfg)
-			if err != nil {
-				return fmt.Errorf("slot %d: %w", sl, err)
-			}
-			opened[i] = t
-			return nil
-		})
-	}
-	err := g.Wait()
-	txns := make(map[int]*Txn, len(ids))
-	for i, t := range opened {
-		if t != nil {
-			txns[ids[i]] = t
-		}
-	}
+	txns, err := s.open(ids)
 	s.txns.Store(&txns)
 	if err != nil {
 		return fmt.Errorf("open the transactional producers of this member's slots: %w", err)
@@ -169,10 +150,25 @@ func (s *Slots) Open(ctx context.Context, claims map[string][]int32) error {
 		return nil
 	}
 	ids := slices.Sorted(maps.Keys(want))
-	opened := make([]*Txn, len(ids))
-	g, _ := errgroup.WithContext(ctx)
-	g.SetLimit(8)
 	start := time.Now()
+	txns, err := s.open(ids)
+	maps.Copy(txns, cur)
+	s.txns.Store(&txns)
+	if err != nil {
+		return fmt.Errorf("open the transactional producers of this member's slots: %w", err)
+	}
+	s.cfg.Log.Info("opened the transactional producers of the slots added to this member (earlier holders fenced)",
+		zap.Ints("slots", ids), zap.Duration("took", time.Since(start)))
+	return nil
+}
+
+// open opens the transactional producers of the slots ids, up to eight at a time, each fencing
+// the slot's previous holder. It returns those it opened, also when others failed (err), so
+// that the caller keeps them to close.
+func (s *Slots) open(ids []int) (map[int]*Txn, error) {
+	opened := make([]*Txn, len(ids))
+	var g errgroup.Group
+	g.SetLimit(8)
 	for i, sl := range ids {
 		g.Go(func() error {
 			t, err := newTxn(sl, slots.TransactionalID(s.cfg.Prefix, sl), s.cfg.Bound, &s.cfg)
@@ -184,19 +180,13 @@ func (s *Slots) Open(ctx context.Context, claims map[string][]int32) error {
 		})
 	}
 	err := g.Wait()
-	txns := maps.Clone(cur)
+	txns := make(map[int]*Txn, len(ids))
 	for i, t := range opened {
 		if t != nil {
 			txns[ids[i]] = t
 		}
 	}
-	s.txns.Store(&txns)
-	if err != nil {
-		return fmt.Errorf("open the transactional producers of this member's slots: %w", err)
-	}
-	s.cfg.Log.Info("opened the transactional producers of the slots added to this member (earlier holders fenced)",
-		zap.Ints("slots", ids), zap.Duration("took", time.Since(start)))
-	return nil
+	return txns, err
 }
 
 // Release closes the producers of the slots of released that no partition of owned (what the

@@ -120,16 +120,19 @@ log: {format: json}
 	mirrored := targetCount()
 	offs, err := kadm.NewClient(cl).FetchOffsets(ctx, "kmirror")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("fetch committed offsets: %v\n%s", err, logs)
 	}
 	var committedSum int64
+	var perPartition []string
 	offs.Each(func(o kadm.OffsetResponse) {
 		if o.Topic == "clicks" { // the group also holds the heartbeat topic's offset
 			committedSum += o.At
+			perPartition = append(perPartition, fmt.Sprintf("%d@%d", o.Partition, o.At))
 		}
 	})
 	if committedSum != mirrored {
-		t.Fatalf("after SIGTERM committed %d but the target holds %d: the drain did not commit exactly what was acknowledged", committedSum, mirrored)
+		t.Fatalf("after SIGTERM committed %d but the target holds %d: the drain did not commit exactly what was acknowledged (committed %v)\n%s",
+			committedSum, mirrored, perPartition, logs)
 	}
 	t.Logf("first run stopped by SIGTERM after mirroring %d of %d records, all of them committed", mirrored, n)
 

@@ -231,6 +231,10 @@ func (m *Member) member(ctx context.Context, gen Generation, assigned Partitions
 	m.mu.Lock()
 	m.gen = gen
 	m.mu.Unlock()
+	if ctx.Err() != nil {
+		// Stopping (join): stop revokes and commits what is owned under gen; nothing is added.
+		return nil
+	}
 	m.log.Info("group generation synced", zap.Int32("generation", gen.ID), zap.String("member", gen.MemberID),
 		zap.String("protocol", gen.Protocol), zap.Bool("leader", gen.Leader), zap.Int("assigned", assigned.Len()),
 		zap.Int("revoked", revoked.Len()), zap.Int("added", added.Len()))
@@ -338,9 +342,10 @@ func (m *Member) join(ctx context.Context) (Generation, Partitions, error) {
 	if err != nil {
 		return Generation{}, nil, err
 	}
-	if ctx.Err() != nil {
-		return Generation{}, nil, ctx.Err()
-	}
+	// A JoinGroup answered has moved the group to the new generation, even when ctx ended while
+	// it waited: the member syncs and takes the generation (member), so that the commit of what
+	// it revokes on the way out is made under it; under the generation it left the coordinator
+	// refuses it (ILLEGAL_GENERATION).
 	m.setMemberID(resp.MemberId)
 	gen := Generation{MemberID: resp.MemberId, ID: resp.GenerationId, Protocol: resp.GroupProtocol, Leader: resp.LeaderId == resp.MemberId}
 	if gen.Protocol != m.coop && !m.isEager(gen.Protocol) {

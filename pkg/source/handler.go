@@ -162,6 +162,13 @@ type Handler struct {
 	// restart (after an out-of-range fetch or a re-created topic).
 	assignMu sync.Mutex
 
+	// commitMu serializes commits, from marking to the coordinator's answer. A commit that
+	// finds nothing new to mark must not return while another that took the marks is still
+	// waiting for its answer: Revoked's commit would then return before the revoked partitions'
+	// drained positions are committed, the member would stop owning them, and the commit under
+	// way, or its retry after a failure, would be refused (not owned) and the positions lost.
+	commitMu sync.Mutex
+
 	mu         sync.Mutex
 	parts      map[topicPartition]*claimState
 	claims     map[topicPartition]*claim
@@ -330,8 +337,11 @@ func (h *Handler) commitFinal() {
 }
 
 // commit marks every partition's acknowledged position and commits them. A failure is counted
-// and returned; the failed partitions stay marked and are committed again next time.
+// and returned; the failed partitions stay marked and are committed again next time. When it
+// returns nil, every position acknowledged when it was called is committed (commitMu).
 func (h *Handler) commit(ctx context.Context) error {
+	h.commitMu.Lock()
+	defer h.commitMu.Unlock()
 	h.mu.Lock()
 	c := h.committer
 	dirty := h.unsent

@@ -62,10 +62,17 @@ func TestFailoverRightAfterTheTargetCoordinatorMoved(t *testing.T) {
 	if code != 0 || !ok {
 		t.Fatalf("kmirror failover right after the coordinator was killed exited %d after %s, report %+v", code, took.Round(100*time.Millisecond), r)
 	}
-	offs, err := us.admin(t).FetchOffsets(ctx, group)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The test's own client may still try the killed node first (its metadata is older than
+	// the coordinator's move): read the target group's offsets once the cluster answers.
+	var offs kadm.OffsetResponses
+	waitFor(t, "the target group's committed offsets", time.Minute, func() bool {
+		var err error
+		offs, err = us.admin(t).FetchOffsets(ctx, group)
+		if err != nil {
+			t.Logf("fetch the target group's offsets: %v (trying again)", err)
+		}
+		return err == nil
+	})
 	moved := 0
 	for _, p := range r.Partitions {
 		got, ok := offs.Lookup(p.TargetTopic, p.Partition)

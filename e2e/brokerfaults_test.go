@@ -43,14 +43,7 @@ func startFaultRun(t *testing.T, europe, us *cluster, topic string, partitions i
 	europe.createTopic(t, topic, partitions, rf, configs)
 	r := &faultRun{t: t, topic: topic, europe: europe, us: us}
 	r.load = startLoad(t, europe.bootstrap, topic, records, rate)
-	t.Cleanup(func() {
-		select {
-		case <-r.load.done:
-		default:
-			close(r.load.stop)
-			<-r.load.done
-		}
-	})
+	r.load.stopAtCleanup(t)
 	r.cfg = writeConfig(t, baseConfig(europe, us, topic, extra))
 	r.k = startKmirror(t, r.cfg)
 	waitFor(t, "mirroring under way", 2*time.Minute, func() bool { return us.count(t, topic) >= warm })

@@ -75,14 +75,7 @@ func TestExactlyOnceRebalanceWhileTransactionsHoldSkips(t *testing.T) {
 	europe.createTopic(t, skips, 6, 1, nil)
 	r := &faultRun{t: t, topic: topic, europe: europe, us: us}
 	r.load = startLoad(t, europe.bootstrap, topic, endless, 2_000)
-	t.Cleanup(func() {
-		select {
-		case <-r.load.done:
-		default:
-			close(r.load.stop)
-			<-r.load.done
-		}
-	})
+	r.load.stopAtCleanup(t)
 	us.createTopic(t, skips, 6, 1, map[string]*string{"max.message.bytes": ptr("1000")})
 	stopTrickle := trickle(t, europe, skips)
 	r.cfg = writeConfig(t, keepTargetConfigs(baseConfig(europe, us, "eosskip.*",

@@ -415,14 +415,7 @@ func TestExactlyOnceNeedsTransactionalACLs(t *testing.T) {
 	// PLAINTEXT (the super user), read_committed.
 	r := &faultRun{t: t, topic: topic, europe: europe, us: us, cfg: exactlyOnce}
 	r.load = startLoad(t, europe.bootstrap, topic, 5_000-1, 1_000) // with the record above: 5000
-	t.Cleanup(func() {
-		select {
-		case <-r.load.done:
-		default:
-			close(r.load.stop)
-			<-r.load.done
-		}
-	})
+	r.load.stopAtCleanup(t)
 	r.k = startKmirror(t, exactlyOnce)
 	running := map[string]*kmirror{"kmirror": r.k}
 	produced := r.load.wait(t) + 1

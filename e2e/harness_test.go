@@ -392,6 +392,20 @@ type loadProducer struct {
 	done     chan struct{}
 }
 
+// end stops the load if it still runs and waits until it has stopped.
+func (l *loadProducer) end() {
+	select {
+	case <-l.done:
+	default:
+		close(l.stop)
+		<-l.done
+	}
+}
+
+// stopAtCleanup ends the load when the test ends (also when it fails or times out), so that no
+// producer outlives its test.
+func (l *loadProducer) stopAtCleanup(t *testing.T) { t.Cleanup(l.end) }
+
 func startLoad(t *testing.T, brokers []string, topic string, n int, perSecond int) *loadProducer {
 	t.Helper()
 	return startAgedLoad(t, brokers, topic, n, perSecond, 0)

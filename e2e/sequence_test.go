@@ -95,14 +95,7 @@ func TestTargetSequenceStateLostRecovers(t *testing.T) {
 
 	europe.createTopic(t, topic, 4, 1, nil)
 	r := &faultRun{t: t, topic: topic, europe: europe, us: us}
-	stopLoad := func() {
-		select {
-		case <-r.load.done:
-		default:
-			close(r.load.stop)
-			<-r.load.done
-		}
-	}
+	stopLoad := func() { r.load.end() }
 	r.load = startLoad(t, europe.bootstrap, topic, 4*rate, rate)
 	t.Cleanup(func() { stopLoad() })
 	r.cfg = writeConfig(t, baseConfig(europe, remoteUS, topic, ""))

@@ -23,13 +23,14 @@ const previousRelease = "e416087"
 func previousBinary(t *testing.T) string {
 	t.Helper()
 	cmd := exec.Command(filepath.Join(repoRoot(t), "scripts", "previous-release.sh"), previousRelease)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// The build (git archive, go build) runs in a process group of its own that dies with the
+	// test, as every child of these tests.
+	if err := runOwned(t, cmd); err != nil {
 		t.Fatalf("build kmirror %s: %v\n%s", previousRelease, err, stderr.String())
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(stdout.String())
 }
 
 // groupProtocol is the protocol the source group's coordinator selected for the kmirror group.
@@ -71,14 +72,7 @@ func rollingUpgrade(t *testing.T, topic, extra, mixedPrefix string) {
 	europe.createTopic(t, topic, 12, 1, nil)
 	r := &faultRun{t: t, topic: topic, europe: europe, us: us}
 	r.load = startLoad(t, europe.bootstrap, topic, endless, 3_000)
-	t.Cleanup(func() {
-		select {
-		case <-r.load.done:
-		default:
-			close(r.load.stop)
-			<-r.load.done
-		}
-	})
+	r.load.stopAtCleanup(t)
 	r.cfg = writeConfig(t, baseConfig(europe, us, topic, extra))
 
 	old := startKmirrorBin(t, bin, r.cfg)

@@ -70,14 +70,7 @@ func wanCut(t *testing.T, remote string) {
 	r := &faultRun{t: t, topic: topic, europe: europe, us: us}
 	// Enough records for the whole scenario at rate: warm-up, two cuts and what lies between.
 	r.load = startLoad(t, europe.bootstrap, topic, 110*rate, rate)
-	t.Cleanup(func() {
-		select {
-		case <-r.load.done:
-		default:
-			close(r.load.stop)
-			<-r.load.done
-		}
-	})
+	r.load.stopAtCleanup(t)
 	r.cfg = writeConfig(t, baseConfig(src, dst, topic, ""))
 	r.k = startKmirror(t, r.cfg)
 	waitFor(t, "mirroring under way across the WAN", 2*time.Minute, func() bool { return us.count(t, topic) >= 10*rate })

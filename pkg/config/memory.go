@@ -46,10 +46,12 @@ type Memory struct {
 	Constant int64
 }
 
-// ConsumerChannelRecords is how many fetched records each source partition's consumer buffers
-// before the ring takes them (sarama's ChannelBufferSize; its default of 256 held 8 MiB per
-// partition of 32 KiB records, the whole backlog of 12 partitions with a frozen target). The
-// bound counts them as one fetch share: exact for records up to fetch_partition_bytes / 16.
+// ConsumerChannelRecords is how many records each sarama partition consumer on the source client
+// buffers (sarama's ChannelBufferSize; its default of 256 held 8 MiB per partition of 32 KiB
+// records). The data path no longer reads through sarama's consumers (pkg/fetch hands whole
+// batches to the ring, counted in Fetch); the control reads that still use sarama's consumer
+// (the quiet check, group offset sync, the offset map's and heartbeats' readers) hold at most
+// this many records per partition they read.
 const ConsumerChannelRecords = 16
 
 // ProducerChannelRecords is how many records each target partition's producer (and each

@@ -48,9 +48,9 @@ func ClientConfig(c *sarama.Config, cc config.Consumer) *sarama.Config {
 	c.Consumer.Fetch.MaxBytes = cc.FetchMaxBytes
 	c.Consumer.Fetch.Min = cc.FetchMinBytes
 	c.Consumer.MaxWaitTime = cc.FetchMaxWait
-	// Each partition's consumer buffers this many records (not bytes) besides the fetch share it
-	// is handing out: sarama's default of 256 let a frozen target pull a whole backlog of large
-	// records into memory (config.Memory counts what is left).
+	// The control reads on this client that use sarama's partition consumers (not the data
+	// path: pkg/fetch) buffer this many records (not bytes) per partition instead of sarama's
+	// default of 256.
 	c.ChannelBufferSize = config.ConsumerChannelRecords
 	return c
 }

@@ -25,6 +25,17 @@ summary() {
   grep -E '^(=== RUN|--- |\s+--- |PASS|FAIL|ok )|_test\.go:[0-9]+: (figures|killed|stopped|froze|restarted|grew|gave up|kmirror exited|kafka [0-9]|group stable|site cut|promtool)' "$1"
 }
 
+# failures prints, for each failed test, the lines its own code logged (file:line: message, the
+# first line of each; at most 40 per test), so the reason shows even when the log's tail is
+# another test's.
+failures() {
+  awk '
+    /^=== RUN/ { split($3, n, "/"); if (n[1] != cur) { cur = n[1]; k = 0; delete buf } next }
+    /^    [A-Za-z0-9_]+_test\.go:[0-9]+: / { if (k < 40) buf[k++] = $0; next }
+    /^--- FAIL: / { print $0; for (i = 0; i < k; i++) print buf[i]; k = 0; delete buf }
+  ' "$1"
+}
+
 if [ $# -gt 0 ] || [ "$shards" -le 1 ]; then
   go test -tags e2e -count=1 -timeout 75m -v ./e2e/... "$@" >"$log" 2>&1
   status=$?
@@ -32,6 +43,8 @@ if [ $# -gt 0 ] || [ "$shards" -le 1 ]; then
   if [ $status -ne 0 ]; then
     echo "---- e2e failed; last 150 lines of $log:"
     tail -n 150 "$log"
+    echo "---- e2e failures (each failed test's own lines):"
+    failures "$log"
   fi
   exit $status
 fi
@@ -84,6 +97,10 @@ if [ $status -ne 0 ]; then
     [ -f "$f" ] && ! grep -q '^PASS$' "$f" || continue
     echo "---- e2e shard $((s + 1)) failed; last 150 lines of $f:"
     tail -n 150 "$f"
+  done
+  echo "---- e2e failures (each failed test's own lines):"
+  for ((s = 0; s < shards; s++)); do
+    [ -f "$log.$((s + 1))" ] && failures "$log.$((s + 1))"
   done
 fi
 exit $status

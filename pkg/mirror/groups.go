@@ -303,7 +303,7 @@ func OpenGroupTools(ctx context.Context, cfg *config.Config, log *zap.Logger, fo
 	// Keep following the map: a failover waits for the mirror to reach the groups' positions.
 	follow, stopFollow := context.WithCancel(context.Background())
 	followed := make(chan struct{})
-	go func() { defer close(followed); _ = store.Follow(follow, x, nil) }()
+	go func() { defer close(followed); store.FollowAlways(follow, x, nil) }()
 	t.closers = append(t.closers, func() error { stopFollow(); <-followed; return nil })
 	consumer, err := sarama.NewConsumerFromClient(srcClient)
 	if err != nil {

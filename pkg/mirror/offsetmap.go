@@ -140,19 +140,9 @@ func (om *offsetMap) run(ctx context.Context) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for ctx.Err() == nil {
-			err := om.store.Follow(ctx, om.index, func() {
-				om.log.Info("offset map read", zap.String("topic", om.store.Topic()), zap.Int("chunks", om.index.Len()))
-			})
-			if ctx.Err() != nil {
-				return
-			}
-			om.log.Warn("reading the offset-map topic failed; reading it again", zap.Error(err))
-			select {
-			case <-ctx.Done():
-			case <-time.After(5 * time.Second):
-			}
-		}
+		om.store.FollowAlways(ctx, om.index, func() {
+			om.log.Info("offset map read", zap.String("topic", om.store.Topic()), zap.Int("chunks", om.index.Len()))
+		})
 	}()
 	om.flusher.Run(ctx)
 	<-done

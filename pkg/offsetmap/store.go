@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/cenkalti/backoff/v5"
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 )
@@ -154,9 +155,60 @@ func (s *Store) send(ctx context.Context, msgs []*sarama.ProducerMessage) error 
 	}
 }
 
-// Load reads the map topic from its start to its end as of the call into x.
+// LeaderWait bounds how long Load waits for the map partition's leader: right after the broker
+// that led it was lost, the target names it for seconds (until the controller fences it, 9 s by
+// default) and then elects another replica. A map topic with one replica on a lost broker stays
+// unreadable: Load says so after this long.
+const LeaderWait = time.Minute
+
+// Load reads the map topic from its start to its end as of the call into x. While the map
+// partition has no leader that answers (it moves, or the broker is gone), the whole read starts
+// again with a growing pause, for up to LeaderWait; reading a record again into x is harmless (a
+// chunk's last version wins).
 func (s *Store) Load(ctx context.Context, x *Index) error {
-	return s.read(ctx, x, true, nil)
+	pause := backoff.NewExponentialBackOff()
+	pause.InitialInterval = 200 * time.Millisecond
+	pause.MaxInterval = 3 * time.Second
+	start := time.Now()
+	tries := 0
+	_, err := backoff.Retry(ctx, func() (struct{}, error) {
+		tries++
+		err := s.read(ctx, x, true, nil)
+		switch {
+		case err == nil:
+			return struct{}{}, nil
+		case ctx.Err() != nil || !leaderMoving(err):
+			return struct{}{}, backoff.Permanent(err)
+		}
+		s.cfg.Log.Info("the offset-map topic's leader does not answer; reading it again", zap.Int("try", tries), zap.Error(err))
+		_ = s.cfg.Client.RefreshMetadata(s.cfg.Topic) // its failure shows in the next try
+		return struct{}{}, err
+	}, backoff.WithBackOff(pause), backoff.WithMaxElapsedTime(LeaderWait))
+	if err != nil && tries > 1 {
+		return fmt.Errorf("%w (tried %d times in %s: the partition has no leader that answers; bring back a broker that holds a replica of it)",
+			err, tries, time.Since(start).Round(time.Second))
+	}
+	return err
+}
+
+// leaderMoving reports whether err says that the map partition's leader is elsewhere, not
+// elected yet, or could not be reached: a read looked up afresh may succeed. Any other answer
+// (no such topic, not authorized, a bad request) is final.
+func leaderMoving(err error) bool {
+	var kerr sarama.KError
+	if errors.Is(err, sarama.ErrIncompleteResponse) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return false
+	}
+	if !errors.As(err, &kerr) {
+		return true // a refused or broken connection, no broker left to ask, a timeout
+	}
+	switch kerr {
+	case sarama.ErrNotLeaderForPartition, sarama.ErrLeaderNotAvailable, sarama.ErrReplicaNotAvailable,
+		sarama.ErrFencedLeaderEpoch, sarama.ErrUnknownLeaderEpoch, sarama.ErrKafkaStorageError,
+		sarama.ErrOffsetNotAvailable, sarama.ErrRequestTimedOut, sarama.ErrNetworkException, sarama.ErrBrokerNotAvailable:
+		return true
+	}
+	return false
 }
 
 // Follow reads the map topic into x until ctx ends: first to its end (then caughtUp is called),
@@ -165,10 +217,30 @@ func (s *Store) Follow(ctx context.Context, x *Index, caughtUp func()) error {
 	return s.read(ctx, x, false, caughtUp)
 }
 
+// FollowAlways is Follow until ctx ends: a read that fails (the map partition's leader lost, the
+// target unreachable) is logged and started again after a pause. caughtUp is called each time a
+// read reaches the end.
+func (s *Store) FollowAlways(ctx context.Context, x *Index, caughtUp func()) {
+	for ctx.Err() == nil {
+		err := s.Follow(ctx, x, caughtUp)
+		if ctx.Err() != nil {
+			return
+		}
+		s.cfg.Log.Warn("reading the offset-map topic failed; reading it again", zap.Error(err))
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+		}
+	}
+}
+
 func (s *Store) read(ctx context.Context, x *Index, stopAtEnd bool, caughtUp func()) error {
 	end, err := s.cfg.Client.GetOffset(s.cfg.Topic, 0, sarama.OffsetNewest)
 	if err != nil {
 		return fmt.Errorf("read the end of offset-map topic %q: %w", s.cfg.Topic, err)
+	}
+	if end == 0 && stopAtEnd {
+		return nil // nothing was ever written
 	}
 	consumer, err := sarama.NewConsumerFromClient(s.cfg.Client)
 	if err != nil {

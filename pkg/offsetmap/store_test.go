@@ -2,7 +2,9 @@ package offsetmap
 
 import (
 	"context"
+	"net"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -108,4 +110,71 @@ func TestFlushIsBoundedByWriteTimeoutAndCatchesUp(t *testing.T) {
 	if p.count() != 2 {
 		t.Fatalf("%d records reached the producer, want 2 (the write that timed out, then the latest version)", p.count())
 	}
+}
+
+// leaderlessClient is the target's client while the map partition's leader is lost: the end of
+// the partition cannot be read until fails runs out, then the partition is empty.
+type leaderlessClient struct {
+	sarama.Client
+	fails     int
+	err       error
+	calls     int
+	refreshed int
+}
+
+func (c *leaderlessClient) GetOffset(string, int32, int64) (int64, error) {
+	c.calls++
+	if c.calls <= c.fails {
+		return 0, c.err
+	}
+	return 0, nil
+}
+
+func (c *leaderlessClient) RefreshMetadata(...string) error { c.refreshed++; return nil }
+
+// TestLoadWaitsForTheMapPartitionsLeader: right after the broker that led the map partition was
+// lost, Load reads again (with fresh metadata) until a leader answers, instead of failing the
+// failover that needs the map; an answer that no wait changes fails at once.
+func TestLoadWaitsForTheMapPartitionsLeader(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	for _, tc := range []struct {
+		name      string
+		err       error
+		fails     int
+		wantErr   bool
+		wantCalls int
+	}{
+		{"refused connections", refused, 3, false, 4},
+		{"no leader elected yet", sarama.ErrLeaderNotAvailable, 2, false, 3},
+		{"not the leader any more", sarama.ErrNotLeaderForPartition, 1, false, 2},
+		{"no such topic", sarama.ErrUnknownTopicOrPartition, 5, true, 1},
+		{"not authorized", sarama.ErrTopicAuthorizationFailed, 5, true, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &leaderlessClient{fails: tc.fails, err: tc.err}
+			store, err := NewStore(StoreConfig{Topic: "__kmirror.offset-map.test", Client: c})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err = store.Load(ctx, NewIndex())
+			if (err != nil) != tc.wantErr || c.calls != tc.wantCalls {
+				t.Fatalf("Load: %v after %d reads of the end, want error %v after %d", err, c.calls, tc.wantErr, tc.wantCalls)
+			}
+			if !tc.wantErr && c.refreshed != tc.fails {
+				t.Fatalf("metadata refreshed %d times for %d failed reads", c.refreshed, tc.fails)
+			}
+		})
+	}
+	t.Run("bounded by its context", func(t *testing.T) {
+		c := &leaderlessClient{fails: 1 << 30, err: refused}
+		store, _ := NewStore(StoreConfig{Topic: "__kmirror.offset-map.test", Client: c})
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		start := time.Now()
+		if err := store.Load(ctx, NewIndex()); err == nil || time.Since(start) > 5*time.Second {
+			t.Fatalf("Load with no leader ever: %v after %s, want an error by the 1s deadline", err, time.Since(start))
+		}
+	})
 }

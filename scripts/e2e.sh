@@ -53,17 +53,34 @@ fi
 pinned='^(TestSiteCut|TestSiteHelper|TestExactlyOnceSiteCut|TestExactlyOnceSiteHelper|TestActiveActiveHeartbeats|TestRefusedRecordPolicies|TestMetricsEndpointPassesPromtool)$'
 go test -tags e2e -c -o "$log.test" ./e2e/ || exit 1
 mapfile -t names < <("$log.test" -test.list '.*' | grep '^Test' | sort)
-declare -a lists
-i=0
-for n in "${names[@]}"; do
-  if [[ "$n" =~ $pinned ]]; then
-    s=0
-  else
-    s=$((i % shards))
-    i=$((i + 1))
-  fi
-  lists[$s]="${lists[$s]:-}${lists[$s]:+|}$n"
+# Longest first, each to the shard with the least time so far (e2e/durations.txt: the seconds of
+# the last full run; a test not listed counts 60 s); the pinned ones all go to shard 1.
+declare -a lists load
+for ((s = 0; s < shards; s++)); do load[$s]=0; done
+mapfile -t ordered < <(
+  for n in "${names[@]}"; do
+    d=$(awk -v n="$n" '$2 == n { print $1; exit }' e2e/durations.txt)
+    echo "${d:-60} $n"
+  done | sort -rn
+)
+for pass in pinned others; do
+  for line in "${ordered[@]}"; do
+    d=${line%% *}
+    n=${line#* }
+    best=0
+    if [[ "$n" =~ $pinned ]]; then
+      [ $pass = pinned ] || continue
+    else
+      [ $pass = others ] || continue
+      for ((s = 1; s < shards; s++)); do
+        [ "${load[$s]}" -lt "${load[$best]}" ] && best=$s
+      done
+    fi
+    load[$best]=$((load[best] + d))
+    lists[$best]="${lists[$best]:-}${lists[$best]:+|}$n"
+  done
 done
+echo "e2e: ${#names[@]} tests in $shards shards, expected seconds per shard: ${load[*]}"
 
 declare -a pids
 started=$(date +%s)
@@ -85,6 +102,7 @@ for ((s = 0; s < shards; s++)); do
   wait "${pids[$s]}" || status=1
 done
 cat "$log".[0-9]* >"$log"
+grep -hE '^--- (PASS|FAIL|SKIP): ' "$log" | sed -E 's/^--- [A-Z]+: (\S+) \(([0-9]+)\.[0-9]+s\)$/\2 \1/' | sort -k2 >"$log.durations"
 for ((s = 0; s < shards; s++)); do
   [ -f "$log.$((s + 1))" ] || continue
   echo "==== e2e shard $((s + 1)) of $shards"

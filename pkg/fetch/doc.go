@@ -24,9 +24,10 @@
 //     leaders. Close waits for all of them.
 //   - Fetch sessions (KIP-227): each loop keeps one session with its broker; a request names only
 //     partitions that are new or whose position, leader epoch or size limit changed, so an idle
-//     fetch names none. sarama v1.61.1 cannot name forgotten partitions, so when the set shrinks
-//     (a partition paused, full, removed or moved) the loop opens a new session with a full fetch;
-//     FETCH_SESSION_ID_NOT_FOUND and INVALID_FETCH_SESSION_EPOCH also start a new full session.
+//     fetch names none, and forgets (the forgotten list) those that leave it (paused, full,
+//     removed, moved). A session grows by at most maxNewPerFetch partitions per request, so no
+//     request asks a broker for thousands of partitions at once. FETCH_SESSION_ID_NOT_FOUND and
+//     INVALID_FETCH_SESSION_EPOCH start a new session.
 //   - Bounded in bytes: each request asks for at most Config.MaxBytes and each partition for at
 //     most Config.PartitionMaxBytes; a partition whose next batch is larger than its limit gets a
 //     larger limit until that batch arrives, so a large record still makes progress (as Kafka's
@@ -46,7 +47,8 @@
 //
 // Limits of sarama v1.61.1's protocol layer, accepted here:
 //
-//   - No forgotten partitions (above): every shrink of a loop's set costs one full fetch.
+//   - sarama v1.61.1 encodes the forgotten list but has no setter for it: setForgotten fills
+//     the unexported field, guarded, and falls back to a new session on a sarama without it.
 //   - sarama sends lastFetchedEpoch -1 and has no OffsetForLeaderEpoch request, so a log
 //     truncated by an unclean leader election is seen only when the position lies past the new
 //     log end (OFFSET_OUT_OF_RANGE, reported as above), not when new records were already

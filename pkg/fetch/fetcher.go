@@ -53,8 +53,9 @@ type Sink interface {
 	// it is given. It returns full = true when the partition's inbox is full: the partition is
 	// not fetched again until Fetcher.Ready is called for it (a Ready that races with Deliver
 	// counts), while every other partition keeps being fetched. Each full partition leaves its
-	// loop's fetch session, which costs one full fetch (see the package doc), so a sink should
-	// answer full with hysteresis: full at its bound, Ready once, say, half of it drained.
+	// loop's fetch session (one forgotten entry) and joins it again when ready (one named entry),
+	// so a sink should answer full with hysteresis: full at its bound, Ready once, say, half of
+	// it drained.
 	Deliver(b *Batch) (full bool)
 	// Stopped says that the partition is no longer fetched because of err (an *OutOfRangeError,
 	// or a refusal that retrying cannot fix, such as an authorization failure); the partition

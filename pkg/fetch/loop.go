@@ -39,8 +39,9 @@ func (l *loop) run() {
 	defer l.closeConn()
 	l.sess.sent = make(map[TopicPartition]sentPart)
 	sessions := l.f.version >= 7
+	canForget := sessions && setForgotten(&sarama.FetchRequest{Version: l.f.version}, nil)
 	for l.f.ctx.Err() == nil {
-		req, want, full, named, wait := l.build(sessions)
+		req, want, p, wait := l.build(sessions, canForget)
 		if req == nil {
 			l.idle(wait)
 			continue
@@ -60,17 +61,16 @@ func (l *loop) run() {
 			continue
 		}
 		l.f.stats.fetches.Add(1)
-		if full {
+		if p.full {
 			l.f.stats.fullFetches.Add(1)
-			l.f.stats.named.Add(int64(len(want)))
-		} else {
-			l.f.stats.named.Add(int64(len(named)))
 		}
+		l.f.stats.named.Add(int64(len(p.named)))
+		l.f.stats.forgotten.Add(int64(len(p.forgotten)))
 		if l.failing {
 			l.failing = false
 			l.f.log.Info("fetch: broker answers again", zap.Int32("broker", l.id))
 		}
-		l.sess.answered(full, want, named, resp.SessionID, sessions)
+		l.sess.answered(p, want, resp.SessionID, sessions)
 		for topic, blocks := range resp.Blocks {
 			for part, block := range blocks {
 				tp := TopicPartition{topic, part}
@@ -84,7 +84,7 @@ func (l *loop) run() {
 
 // build makes the next request, or returns nil (and how long until a partition waiting out a
 // backoff may be fetched, 0 for none) when there is nothing to fetch.
-func (l *loop) build(sessions bool) (req *sarama.FetchRequest, want map[TopicPartition]sentPart, full bool, named []TopicPartition, wait time.Duration) {
+func (l *loop) build(sessions, canForget bool) (req *sarama.FetchRequest, want map[TopicPartition]sentPart, p plan, wait time.Duration) {
 	f := l.f
 	now := time.Now()
 	want = make(map[TopicPartition]sentPart, len(l.sess.sent))
@@ -107,9 +107,11 @@ func (l *loop) build(sessions bool) (req *sarama.FetchRequest, want map[TopicPar
 	}
 	f.mu.Unlock()
 	if len(want) == 0 {
-		return nil, nil, false, nil, wait
+		// Nothing to fetch here now: the session (if any) still holds what it held; the next
+		// request forgets what left it, or opens a new one.
+		return nil, nil, plan{}, wait
 	}
-	full, named = l.sess.plan(want, sessions)
+	p = l.sess.plan(want, sessions, canForget)
 	req = &sarama.FetchRequest{
 		Version:     f.version,
 		MaxWaitTime: int32(f.cfg.MaxWait / time.Millisecond),
@@ -123,17 +125,15 @@ func (l *loop) build(sessions bool) (req *sarama.FetchRequest, want map[TopicPar
 	if sessions {
 		req.SessionID, req.SessionEpoch = l.sess.id, l.sess.epoch
 	}
-	if full {
-		for tp, w := range want {
-			req.AddBlock(tp.Topic, tp.Partition, w.offset, w.maxBytes, w.epoch)
-		}
-	} else {
-		for _, tp := range named {
-			w := want[tp]
-			req.AddBlock(tp.Topic, tp.Partition, w.offset, w.maxBytes, w.epoch)
-		}
+	for _, tp := range p.named {
+		w := want[tp]
+		req.AddBlock(tp.Topic, tp.Partition, w.offset, w.maxBytes, w.epoch)
 	}
-	return req, want, full, named, 0
+	if len(p.forgotten) > 0 {
+		// plan forgets only when canForget, which the same check on the same version said.
+		_ = setForgotten(req, p.forgotten)
+	}
+	return req, want, p, 0
 }
 
 // idle waits for a change (a partition added, resumed, ready) or the end of a backoff.

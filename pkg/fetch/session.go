@@ -2,6 +2,14 @@ package fetch
 
 import "math"
 
+// maxNewPerFetch bounds how many partitions one request adds to a session: a full fetch names at
+// most this many, and each incremental fetch after it adds at most this many more, until the
+// session holds every partition the loop fetches. A first fetch naming 10,000 partitions asks a
+// broker to open 10,000 logs before it answers; on a loaded broker that outlasted the client's
+// read timeout, and each retry was as large again. Growing in steps costs one round trip per
+// step (at most MaxWait each while the partitions are idle).
+const maxNewPerFetch = 1000
+
 // session is a loop's KIP-227 fetch session with its broker.
 //
 // The broker keeps, per session, each partition's fetch offset, leader epoch and size limit as
@@ -10,14 +18,17 @@ import "math"
 // for it is out of date — it is new, or its position moved (after a delivery), or its leader
 // epoch or limit changed — and needs to name nothing else: an idle fetch names no partition.
 //
-// A partition leaves a session only by being named in the request's forgotten list, which
-// sarama v1.61.1 cannot encode. So when a partition must stop being fetched from this broker
-// (paused, full, removed, moved, failed), the next request is a full one: epoch 0 with the old
-// session ID (which the broker closes) naming exactly the partitions to fetch, and the broker
-// answers with a new session.
+// A partition leaves a session by being named in the request's forgotten list (paused, full,
+// removed, moved, failed). Where that list cannot be sent (setForgotten), the next request is a
+// full one instead: epoch 0 with the old session ID (which the broker closes) naming the
+// partitions to fetch, and the broker answers with a new session.
 type session struct {
 	id    int32 // 0: none (the broker declined one, or none was asked for yet)
 	epoch int32 // of the next request; 0 asks for a new session with a full fetch
+	// declined: the broker answered the last full fetch without a session (its session cache
+	// is full): until it gives one, each request is full and names every partition, since
+	// nothing is fetched that a sessionless request does not name.
+	declined bool
 	// sent is what the broker's session holds per partition, as of the last answered request.
 	sent map[TopicPartition]sentPart
 }
@@ -28,6 +39,13 @@ type sentPart struct {
 	maxBytes int32
 }
 
+// plan is how one request is made.
+type plan struct {
+	full      bool             // a new session (or none): named is all the broker fetches
+	named     []TopicPartition // partitions named, with their state in the request's want
+	forgotten []TopicPartition // partitions the broker drops from the session (incremental only)
+}
+
 // reset forgets the session: the next request is a full one that opens a new session.
 func (s *session) reset() {
 	s.id, s.epoch = 0, 0
@@ -35,40 +53,64 @@ func (s *session) reset() {
 }
 
 // plan decides how the next request is made from want, the partitions to fetch now and their
-// state: full reports whether it must be a full fetch (every partition of want named), and
-// otherwise named is the partitions to name.
-func (s *session) plan(want map[TopicPartition]sentPart, sessions bool) (full bool, named []TopicPartition) {
-	if !sessions || s.epoch == 0 {
-		return true, nil
-	}
-	for tp := range s.sent {
-		if _, ok := want[tp]; !ok {
-			// The set shrank: only a new session can drop a partition. Epoch 0 with the old
-			// ID asks the broker to close that session and open another.
-			s.epoch = 0
-			return true, nil
+// state. sessions says whether the broker has fetch sessions at all (without, every request
+// names every partition); canForget whether a request can carry a forgotten list.
+func (s *session) plan(want map[TopicPartition]sentPart, sessions, canForget bool) plan {
+	if !sessions {
+		p := plan{full: true}
+		for tp := range want {
+			p.named = append(p.named, tp)
 		}
+		return p
 	}
-	for tp, w := range want {
-		if was, ok := s.sent[tp]; !ok || was != w {
-			named = append(named, tp)
+	if s.epoch != 0 {
+		var p plan
+		for tp := range s.sent {
+			if _, ok := want[tp]; !ok {
+				p.forgotten = append(p.forgotten, tp)
+			}
 		}
+		if len(p.forgotten) == 0 || canForget {
+			added := 0
+			for tp, w := range want {
+				was, ok := s.sent[tp]
+				switch {
+				case ok && was == w:
+				case ok:
+					p.named = append(p.named, tp)
+				case added < maxNewPerFetch:
+					p.named = append(p.named, tp)
+					added++
+				}
+			}
+			return p
+		}
+		// The set shrank and the request cannot say so: only a new session drops a partition.
+		// Epoch 0 with the old ID asks the broker to close that session and open another.
+		s.epoch = 0
 	}
-	return false, named
+	p := plan{full: true}
+	for tp := range want {
+		if len(p.named) == maxNewPerFetch && !s.declined {
+			break
+		}
+		p.named = append(p.named, tp)
+	}
+	return p
 }
 
-// answered records a successful answer to a request planned as full (with want) or incremental
-// (naming named, whose state is in want), and the session ID the broker gave.
-func (s *session) answered(full bool, want map[TopicPartition]sentPart, named []TopicPartition, id int32, sessions bool) {
+// answered records a successful answer to a request made by p (the state of its named
+// partitions in want), and the session ID the broker gave.
+func (s *session) answered(p plan, want map[TopicPartition]sentPart, id int32, sessions bool) {
 	if !sessions {
 		return
 	}
-	if full {
+	if p.full {
 		clear(s.sent)
-		for tp, w := range want {
-			s.sent[tp] = w
+		for _, tp := range p.named {
+			s.sent[tp] = want[tp]
 		}
-		s.id = id
+		s.id, s.declined = id, id == 0
 		if id == 0 {
 			s.epoch = 0 // the broker declined a session: every request stays full
 		} else {
@@ -76,8 +118,11 @@ func (s *session) answered(full bool, want map[TopicPartition]sentPart, named []
 		}
 		return
 	}
-	for _, tp := range named {
+	for _, tp := range p.named {
 		s.sent[tp] = want[tp]
+	}
+	for _, tp := range p.forgotten {
+		delete(s.sent, tp)
 	}
 	if s.epoch == math.MaxInt32 {
 		s.epoch = 1 // KIP-227: the epoch wraps to 1, never to 0 (a new session)

@@ -18,6 +18,7 @@ type seenFetch struct {
 	sessionID     int32
 	epoch         int32
 	named         []int32 // partitions named, sorted
+	forgotten     []int32 // partitions in the forgotten list, sorted
 	leaderEpochs  []int32 // CurrentLeaderEpoch of each partition named (KIP-320)
 	errorInjected bool
 }
@@ -42,7 +43,11 @@ func watchFetches(c *kfake.Cluster) *fetchLog {
 				s.leaderEpochs = append(s.leaderEpochs, p.CurrentLeaderEpoch)
 			}
 		}
+		for _, t := range req.ForgottenTopics {
+			s.forgotten = append(s.forgotten, t.Partitions...)
+		}
 		slices.Sort(s.named)
+		slices.Sort(s.forgotten)
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if l.inject != nil {
@@ -87,7 +92,8 @@ func (l *fetchLog) waitFetches(t *testing.T, mark, n int) {
 // TestIdleFetchesNameNoPartition: with 20 partitions fetched and nothing written, one full fetch
 // opens the session and every later (incremental) fetch names no partition at all; a partition
 // that receives data is named in the next fetch only (its new position), pausing one partition
-// opens one new session naming the 19 others, and resuming it adds it back incrementally.
+// forgets it in the same session (no new full fetch), and resuming it adds it back
+// incrementally.
 func TestIdleFetchesNameNoPartition(t *testing.T) {
 	c := startCluster(t, 1)
 	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -144,18 +150,22 @@ func TestIdleFetchesNameNoPartition(t *testing.T) {
 		}
 	}
 
-	// Pausing partition 3 shrinks the set: one new session without it.
+	// Pausing partition 3 shrinks the set: the next request forgets it (KIP-227), in the same
+	// session; the ones after name and forget nothing.
 	f.Pause("idle", 3)
 	mark = log.len()
 	log.waitFetches(t, mark, 3)
 	after := log.since(mark)
-	if after[0].epoch != 0 || len(after[0].named) != 19 || slices.Contains(after[0].named, 3) {
-		t.Fatalf("after Pause: first request epoch %d names %v, want a full fetch of the 19 others", after[0].epoch, after[0].named)
+	if after[0].epoch == 0 || len(after[0].named) != 0 || !slices.Equal(after[0].forgotten, []int32{3}) {
+		t.Fatalf("after Pause: first request epoch %d names %v forgets %v, want an incremental fetch forgetting [3]", after[0].epoch, after[0].named, after[0].forgotten)
 	}
 	for _, s := range after[1:] {
-		if s.epoch == 0 || len(s.named) != 0 {
-			t.Fatalf("after Pause: later request epoch %d names %v", s.epoch, s.named)
+		if s.epoch == 0 || len(s.named) != 0 || len(s.forgotten) != 0 {
+			t.Fatalf("after Pause: later request epoch %d names %v forgets %v", s.epoch, s.named, s.forgotten)
 		}
+	}
+	if st := f.Stats(); st.FullFetches != 1 || st.PartitionsForgotten != 1 {
+		t.Fatalf("stats after Pause %+v: want still 1 full fetch and 1 partition forgotten", st)
 	}
 	// Resuming adds it to the session incrementally.
 	f.Resume("idle", 3)
@@ -215,5 +225,67 @@ func TestLostSessionOpensNewFullSession(t *testing.T) {
 				t.Fatalf("%d errors injected, %d followed at once by a new full session", errs, recovered)
 			}
 		})
+	}
+}
+
+// TestLargeSessionGrowsInSteps: a loop given 2,500 partitions opens its session with at most
+// maxNewPerFetch of them and adds the rest in incremental fetches of at most as many, so that no
+// request asks the broker for thousands of partitions at once; every partition's record arrives,
+// and pausing partitions while the session grows forgets them without a new session.
+func TestLargeSessionGrowsInSteps(t *testing.T) {
+	const n = 2500
+	c := startCluster(t, 1)
+	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, kc, "wide", n, nil)
+	var rs []*kgo.Record
+	for p := range int32(n) {
+		rs = append(rs, &kgo.Record{Topic: "wide", Partition: p, Value: fmt.Appendf(nil, "p%d-0", p)})
+	}
+	produce(t, kc, rs...)
+	log := watchFetches(c.Fake())
+	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 50 * time.Millisecond})
+	sinks := make([]*collector, n)
+	for p := range sinks {
+		sinks[p] = newCollector()
+		if err := f.Add("wide", int32(p), 0, sinks[p]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p := range int32(10) {
+		f.Pause("wide", p*100) // while it grows: each is forgotten once it was in
+	}
+	for p, s := range sinks {
+		if p%100 == 0 && p < 1000 {
+			continue
+		}
+		checkSequence(t, int32(p), s.waitRecords(t, 1, 30*time.Second), 1, 0)
+	}
+	// A request also names each partition whose position moved: count those it adds.
+	full, most := 0, 0
+	in := map[int32]bool{}
+	for _, s := range log.since(0) {
+		if s.epoch == 0 {
+			full++
+			clear(in)
+		}
+		added := 0
+		for _, p := range s.named {
+			if !in[p] {
+				in[p] = true
+				added++
+			}
+		}
+		for _, p := range s.forgotten {
+			delete(in, p)
+		}
+		most = max(most, added)
+	}
+	if full != 1 || most > maxNewPerFetch {
+		t.Fatalf("%d full fetches, at most %d partitions added by one request; want 1 and at most %d", full, most, maxNewPerFetch)
+	}
+	st := f.Stats()
+	t.Logf("2,500 partitions: %d requests, 1 full, at most %d added by one, %d named in all, %d forgotten", st.Fetches, most, st.PartitionsNamed, st.PartitionsForgotten)
+	if st.PartitionsForgotten > 10 {
+		t.Fatalf("%d partitions forgotten, want at most the 10 paused", st.PartitionsForgotten)
 	}
 }

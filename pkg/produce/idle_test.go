@@ -3,6 +3,7 @@ package produce
 import (
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -121,4 +122,35 @@ func TestProduceBatchStopsAtARefusedRecord(t *testing.T) {
 		}
 	}
 	checkLog(t, c, o, 0, []string{"a", "b"})
+}
+
+// TestOneRecordBatchesHoldRoomForTheirRunOnly: with many partitions that each get a record now
+// and then, each partition's open batch holds room for the records its caller handed over, not
+// for a whole batch of them (BatchRecords 1000 here): at 10,000 partitions room for a whole batch
+// each was 260 MiB of kmirror's 410 MiB in use. Runs of many records still get room for the run.
+func TestOneRecordBatchesHoldRoomForTheirRunOnly(t *testing.T) {
+	const parts = 2000
+	c := fakeTarget(t, 1, parts)
+	cfg := testConfig(c)
+	cfg.Linger = time.Minute // the batches stay open while they are measured
+	cfg.BatchBytes = 1 << 20
+	o := newOutcomes()
+	p := open(t, cfg, o)
+	ctx := context.Background()
+	msgs := make([]*sarama.ProducerMessage, parts)
+	for i := range msgs {
+		msgs[i] = msg(int32(i), val(int32(i), 0))
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, m := range msgs {
+		p.ProduceBatch(ctx, []*sarama.ProducerMessage{m})
+	}
+	runtime.ReadMemStats(&after)
+	per := (after.TotalAlloc - before.TotalAlloc) / parts
+	t.Logf("%d one-record batches opened: %d bytes allocated per batch", parts, per)
+	if per > 2048 {
+		t.Fatalf("a batch opened for one record allocated %d bytes, want at most 2 KiB (room for one record, not a whole batch)", per)
+	}
 }

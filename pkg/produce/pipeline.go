@@ -288,7 +288,7 @@ func (p *Pipeline) ProduceBatch(ctx context.Context, msgs []*sarama.ProducerMess
 			}
 			return len(msgs)
 		}
-		p.queue(part, m, key, val, size, ts)
+		p.queue(part, m, key, val, size, ts, len(msgs)-i)
 	}
 	return len(msgs)
 }
@@ -338,8 +338,9 @@ func encodeRecord(m *sarama.ProducerMessage, tp topicPartition) (key, val []byte
 }
 
 // queue appends one record to part's open batch, opening one when there is none or it is full,
-// and wakes whoever sends it; p.mu held.
-func (p *Pipeline) queue(part *partition, m *sarama.ProducerMessage, key, val []byte, size int, ts time.Time) {
+// and wakes whoever sends it; coming is how many records of the caller's run, this one
+// included, are still to be queued. p.mu held.
+func (p *Pipeline) queue(part *partition, m *sarama.ProducerMessage, key, val []byte, size int, ts time.Time, coming int) {
 	var b *batch
 	if n := len(part.batches); n > 0 && !part.batches[n-1].closed {
 		b = part.batches[n-1]
@@ -350,9 +351,12 @@ func (p *Pipeline) queue(part *partition, m *sarama.ProducerMessage, key, val []
 	}
 	wake := false
 	if b == nil {
-		// Room for as many records of this one's size as the batch takes: appending then
-		// never copies the batch's records (a batch of small records closes at BatchRecords).
-		n := min(p.cfg.BatchRecords, p.cfg.BatchBytes/size+1, 4096)
+		// Room for the rest of the caller's run, up to as many records of this one's size as
+		// the batch takes: appending the run then never copies the batch's records, and a
+		// batch opened for a few records does not hold room for hundreds (at 10,000 partitions
+		// of one record each, room for a whole batch each was 260 MiB of 410 in use). Records
+		// of later calls (lingering) grow it by append.
+		n := min(coming, p.cfg.BatchRecords, p.cfg.BatchBytes/size+1, 4096)
 		b = &batch{created: time.Now(), bytes: batchOverhead,
 			recs: make([]sarama.Record, 0, n), msgs: make([]*sarama.ProducerMessage, 0, n)}
 		b.rb = sarama.RecordBatch{Version: 2, Codec: p.cfg.Codec, FirstTimestamp: ts, MaxTimestamp: ts,

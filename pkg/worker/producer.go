@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -10,23 +11,32 @@ import (
 	"github.com/kmirror/kmirror/pkg/produce"
 )
 
-// Producer is one sarama producer and the client it runs on, as a worker needs it.
+// Producer is one of a worker's producers on the target: kmirror's produce pipeline (OpenPipeline;
+// in tests, a fake). It takes a partition's records in one call and tells their fates, a batch at
+// a time, to the produce.Done it was opened with (NewProducer), in the order it settled them: a
+// partition's records in that partition's order. There is no channel per record either way.
 type Producer interface {
-	sarama.AsyncProducer
+	// ProduceBatch queues msgs, records of one partition in order, and returns how many it took
+	// (all unless ctx ended while it waited for room; the rest are the caller's). It is not
+	// called from AsyncClose on.
+	ProduceBatch(ctx context.Context, msgs []*sarama.ProducerMessage) int
 	// Abort closes the producer's connections so that nothing it still holds reaches the target
-	// from now on: every such record comes back on Errors. It does not block.
+	// from now on: every such record is told failed. It does not block.
 	Abort()
+	// AsyncClose stops the producer once what it holds is settled; it does not block.
+	AsyncClose()
+	// Done is closed once every outcome was told (after AsyncClose).
+	Done() <-chan struct{}
 	// Knows reports whether the producer's metadata has partition of topic, refreshing the
 	// topic's metadata first when it has not.
 	Knows(topic string, partition int32) (bool, error)
-	// Release closes the client under the producer, once the producer has shut down (its
-	// Successes and Errors channels are closed).
+	// Release closes the client under the producer, once Done is closed.
 	Release()
 }
 
 // NewProducer opens a producer whose record batches (and so records) stay within
-// maxMessageBytes, uncompressed.
-type NewProducer func(maxMessageBytes int) (Producer, error)
+// maxMessageBytes, uncompressed, and that tells done the fate of every record it takes.
+type NewProducer func(maxMessageBytes int, done produce.Done) (Producer, error)
 
 // ProducerConfig sets up an idempotent, ordered sarama producer (the dead-letter writer; the
 // mirrored records go through kmirror's produce pipelines, PipelineConfig) on top of base

@@ -5,26 +5,10 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/kmirror/kmirror/pkg/produce"
 	"github.com/kmirror/kmirror/pkg/record"
 )
 
-// batchProducer is a Producer that takes a partition's records in one call and tells their
-// fates a batch at a time, in the order it settled them (kmirror's produce pipeline, through
-// produce.Async): a lane on one hands records over without a channel per record.
-type batchProducer interface {
-	Producer
-	// Direct sends every outcome to done instead of Successes and Errors; called once, before
-	// the first ProduceBatch.
-	Direct(done produce.Done)
-	// ProduceBatch queues msgs, records of one partition in order, and returns how many it took
-	// (all unless ctx ended while it waited for room).
-	ProduceBatch(ctx context.Context, msgs []*sarama.ProducerMessage) int
-	// Done is closed once every outcome was told (after AsyncClose or Abort).
-	Done() <-chan struct{}
-}
-
-// maxPending bounds the records handed to a batch producer in one call. With the byte bound
+// maxPending bounds the records handed to a producer in one call. With the byte bound
 // (the target topic's max.message.bytes) it keeps what the send loop holds between the inbox
 // and the producer within what config.Memory counts for the records on their way in.
 const maxPending = 256
@@ -74,7 +58,7 @@ func (w *Worker) flush(ctx context.Context) bool {
 		w.dropPending()
 		return false
 	}
-	n := p.lane.batch.ProduceBatch(ctx, p.msgs)
+	n := p.lane.p.ProduceBatch(ctx, p.msgs)
 	all := n == len(p.msgs)
 	for _, m := range p.msgs[n:] {
 		w.drop(record.Of(m))

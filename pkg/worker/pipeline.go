@@ -52,7 +52,7 @@ func codecOf(compression string) (sarama.CompressionCodec, error) {
 // addrs, configured by PipelineConfig from p and the connection settings net returns for a
 // given batch bound.
 func OpenPipeline(addrs []string, p config.Producer, log *zap.Logger, net func(maxMessageBytes int) *sarama.Config) NewProducer {
-	return func(maxMessageBytes int) (Producer, error) {
+	return func(maxMessageBytes int, done produce.Done) (Producer, error) {
 		c, err := PipelineConfig(net(maxMessageBytes), addrs, p, maxMessageBytes, log)
 		if err != nil {
 			return nil, err
@@ -61,16 +61,17 @@ func OpenPipeline(addrs []string, p config.Producer, log *zap.Logger, net func(m
 		if err != nil {
 			return nil, err
 		}
+		a.Direct(done) // before anything is produced: every outcome goes to done
 		return pipelineProducer{a}, nil
 	}
 }
 
-// pipelineProducer is a produce pipeline as a worker's Producer. It is a batchProducer: the
-// worker hands it a partition's records in one call (ProduceBatch) and is told their fates a
-// batch at a time (Direct); sarama.AsyncProducer's channels are there for the interface only.
+// pipelineProducer is a produce pipeline as a worker's Producer: the worker hands it a
+// partition's records in one call (ProduceBatch) and is told their fates a batch at a time
+// (Direct); produce.Async's channels stay empty.
 type pipelineProducer struct{ *produce.Async }
 
-var _ batchProducer = pipelineProducer{}
+var _ Producer = pipelineProducer{}
 
 // Knows implements Producer.
 func (p pipelineProducer) Knows(topic string, partition int32) (bool, error) {

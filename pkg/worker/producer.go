@@ -1,8 +1,8 @@
 package worker
 
 import (
+	"context"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -11,23 +11,32 @@ import (
 	"github.com/kmirror/kmirror/pkg/produce"
 )
 
-// Producer is one sarama producer and the client it runs on, as a worker needs it.
+// Producer is one of a worker's producers on the target: kmirror's produce pipeline (OpenPipeline;
+// in tests, a fake). It takes a partition's records in one call and tells their fates, a batch at
+// a time, to the produce.Done it was opened with (NewProducer), in the order it settled them: a
+// partition's records in that partition's order. There is no channel per record either way.
 type Producer interface {
-	sarama.AsyncProducer
+	// ProduceBatch queues msgs, records of one partition in order, and returns how many it took
+	// (all unless ctx ended while it waited for room; the rest are the caller's). It is not
+	// called from AsyncClose on.
+	ProduceBatch(ctx context.Context, msgs []*sarama.ProducerMessage) int
 	// Abort closes the producer's connections so that nothing it still holds reaches the target
-	// from now on: every such record comes back on Errors. It does not block.
+	// from now on: every such record is told failed. It does not block.
 	Abort()
+	// AsyncClose stops the producer once what it holds is settled; it does not block.
+	AsyncClose()
+	// Done is closed once every outcome was told (after AsyncClose).
+	Done() <-chan struct{}
 	// Knows reports whether the producer's metadata has partition of topic, refreshing the
 	// topic's metadata first when it has not.
 	Knows(topic string, partition int32) (bool, error)
-	// Release closes the client under the producer, once the producer has shut down (its
-	// Successes and Errors channels are closed).
+	// Release closes the client under the producer, once Done is closed.
 	Release()
 }
 
 // NewProducer opens a producer whose record batches (and so records) stay within
-// maxMessageBytes, uncompressed.
-type NewProducer func(maxMessageBytes int) (Producer, error)
+// maxMessageBytes, uncompressed, and that tells done the fate of every record it takes.
+type NewProducer func(maxMessageBytes int, done produce.Done) (Producer, error)
 
 // ProducerConfig sets up an idempotent, ordered sarama producer (the dead-letter writer; the
 // mirrored records go through kmirror's produce pipelines, PipelineConfig) on top of base
@@ -82,63 +91,6 @@ func retriesWithin(d, base time.Duration) int {
 	return max(n, 1)
 }
 
-// clientProducer is a sarama AsyncProducer on a client of its own, so that Abort can close the
-// connections under it.
-type clientProducer struct {
-	sarama.AsyncProducer
-	client  sarama.Client
-	aborted atomic.Bool
-}
-
-// OpenProducer returns a NewProducer that opens producers on addrs with the configuration
-// config returns for a given batch bound; seen, when set, is told of each client's name and
-// configuration (for its metrics).
-func OpenProducer(addrs []string, config func(maxMessageBytes int) (*sarama.Config, error)) NewProducer {
-	return func(maxMessageBytes int) (Producer, error) {
-		c, err := config(maxMessageBytes)
-		if err != nil {
-			return nil, err
-		}
-		cp := &clientProducer{}
-		// sarama pauses for every message it cannot route (no leader known) before giving it back:
-		// thousands of records held when the target went away would take minutes to come back,
-		// and a closed producer would wait for all of them. A record on its first attempt, or any
-		// record once the producer is aborted, is given back at once; the worker paces resending.
-		pace := c.Producer.Retry.BackoffFunc
-		c.Producer.Retry.BackoffFunc = func(retries, maxRetries int) time.Duration {
-			if retries == 0 || cp.aborted.Load() || pace == nil {
-				return 0
-			}
-			return pace(retries, maxRetries)
-		}
-		client, err := sarama.NewClient(addrs, c)
-		if err != nil {
-			return nil, fmt.Errorf("connect producer to %v: %w", addrs, err)
-		}
-		p, err := sarama.NewAsyncProducerFromClient(client)
-		if err != nil {
-			_ = client.Close()
-			return nil, fmt.Errorf("start producer: %w", err)
-		}
-		cp.AsyncProducer, cp.client = p, client
-		return cp, nil
-	}
-}
-
-// Abort implements Producer. The client is closed on a goroutine of its own: closing a broker
-// waits for its response reader, which may itself be waiting for the producer to take a
-// response, and the producer may be waiting for the caller to read an error.
-func (p *clientProducer) Abort() {
-	if p.aborted.CompareAndSwap(false, true) {
-		go func() { _ = p.client.Close() }()
-	}
-}
-
-// Knows implements Producer.
-func (p *clientProducer) Knows(topic string, partition int32) (bool, error) {
-	return knows(p.client, topic, partition)
-}
-
 // knows is Producer.Knows on the client c a producer runs on.
 func knows(c sarama.Client, topic string, partition int32) (bool, error) {
 	if has(c, topic, partition) {
@@ -161,11 +113,4 @@ func has(c sarama.Client, topic string, partition int32) bool {
 		}
 	}
 	return false
-}
-
-// Release implements Producer.
-func (p *clientProducer) Release() {
-	if p.aborted.CompareAndSwap(false, true) {
-		_ = p.client.Close()
-	}
 }

@@ -94,7 +94,7 @@ func (w *Worker) resend(ctx context.Context) {
 		l.p.AsyncClose()
 	}
 	for _, l := range lanes {
-		<-l.done
+		<-l.p.Done()
 		l.p.Release()
 	}
 	rs := &w.resending

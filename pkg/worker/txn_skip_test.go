@@ -12,6 +12,7 @@ import (
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/delivery"
 	"github.com/kmirror/kmirror/pkg/offsets"
+	"github.com/kmirror/kmirror/pkg/produce"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
 	"github.com/kmirror/kmirror/pkg/source"
@@ -51,7 +52,10 @@ func TestARebalanceWhileATransactionHoldsOnlySkipsCommitsItFirst(t *testing.T) {
 	var fatal atomic.Value
 	w, err := New(Config{
 		Inbox: inbox, Txns: txns, Fatal: func(err error) { fatal.CompareAndSwap(nil, err) },
-		NewProducer: func(int) (Producer, error) { t.Fatal("exactly-once opened an idempotent producer"); return nil, nil },
+		NewProducer: func(int, produce.Done) (Producer, error) {
+			t.Fatal("exactly-once opened an idempotent producer")
+			return nil, nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -98,7 +98,10 @@ func TestOneSlotsCommitDoesNotStallTheWorkersOtherSlots(t *testing.T) {
 	obs := &ackedBy{acked: map[int32]int{}}
 	w, err := New(Config{
 		Inbox: inbox, Txns: txns, Observer: obs,
-		NewProducer: func(int) (Producer, error) { t.Fatal("exactly-once opened an idempotent producer"); return nil, nil },
+		NewProducer: func(int, produce.Done) (Producer, error) {
+			t.Fatal("exactly-once opened an idempotent producer")
+			return nil, nil
+		},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -123,7 +123,6 @@ type Worker struct {
 
 	mu    sync.Mutex
 	lanes map[int]*lane // by batch bound; soloLane for records sent alone
-	wg    sync.WaitGroup
 
 	aborted atomic.Bool
 	logged  sync.Map // refusal reasons and failures already logged: one line each
@@ -133,7 +132,7 @@ type Worker struct {
 	lastLimit int
 	last      *lane
 
-	pending // records taken from the inbox for a batch producer, handed over together (send loop only)
+	pending // records taken from the inbox for a producer, handed over together (send loop only)
 
 	resending // records the producers gave back, to send again in order (resend.go)
 }
@@ -168,13 +167,11 @@ func (c *Clock) Run(ctx context.Context) {
 	}
 }
 
-// lane is one producer and what reads its outcomes: for a batchProducer, the producer's own
-// delivery (w.outcome, a batch at a time); for another, two goroutines on its channels.
+// lane is one producer, whose outcomes come to w.outcome a batch at a time on the producer's own
+// delivery goroutine.
 type lane struct {
-	p     Producer
-	batch batchProducer // p, when it takes a partition's records in one call
-	solo  bool
-	done  chan struct{} // closed once every outcome was read (the producer closed)
+	p    Producer
+	solo bool
 }
 
 // kafkaDefaultMaxMessageBytes is Kafka's default max.message.bytes.
@@ -217,16 +214,20 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	w.Abort()
 	w.mu.Lock()
+	lanes := make([]*lane, 0, len(w.lanes))
 	for _, l := range w.lanes {
+		lanes = append(lanes, l)
 		l.p.AsyncClose()
 	}
 	w.mu.Unlock()
-	w.wg.Wait()
-	w.mu.Lock()
-	for _, l := range w.lanes {
+	// Without the lock: an outcome told meanwhile may take it (givenBack starting a recovery).
+	// Only the send loop, which has returned, opens lanes.
+	for _, l := range lanes {
+		<-l.p.Done()
+	}
+	for _, l := range lanes {
 		l.p.Release()
 	}
-	w.mu.Unlock()
 	w.resending.mu.Lock()
 	left := w.resending.records
 	w.resending.records = nil
@@ -296,8 +297,9 @@ func (w *Worker) Prepare(ctx context.Context, topic string, partition int32) err
 	return nil
 }
 
-// send takes batches from the inbox and their records in order, one at a time, through the
-// per-record path (dispatch), until ctx ends.
+// send takes batches from the inbox and their records in order, one at a time, through
+// dispatch (which gathers a partition's run for one hand-over to its producer: pending.go),
+// until ctx ends.
 func (w *Worker) send(ctx context.Context) {
 	pump := w.pumpContext(ctx)
 	for {
@@ -391,18 +393,7 @@ func (w *Worker) hand(ctx context.Context, l *lane, r *record.Record) bool {
 	if r.Span != nil {
 		r.Sent = time.Now()
 	}
-	if l.batch != nil {
-		return w.pend(ctx, l, r)
-	}
-	if !w.flush(ctx) {
-		return false
-	}
-	select {
-	case l.p.Input() <- &r.Msg:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return w.pend(ctx, l, r)
 }
 
 // sendAlone sends r by itself, once everything before it in its partition is settled, and
@@ -490,48 +481,23 @@ func (w *Worker) lane(limit int) (*lane, error) {
 	}
 	// Opened without the lock: connecting can take a minute while the target is away, and
 	// Abort, Prepare and the error path take the lock. Only the send loop opens lanes.
-	p, err := w.cfg.NewProducer(bound)
+	l = &lane{solo: key == soloLane}
+	p, err := w.cfg.NewProducer(bound, func(msgs []*sarama.ProducerMessage, err error) { w.outcome(l, msgs, err) })
 	if err != nil {
 		return nil, fmt.Errorf("open a producer for batches of up to %d bytes: %w", bound, err)
 	}
-	l = &lane{p: p, solo: key == soloLane, done: make(chan struct{})}
-	if b, ok := p.(batchProducer); ok {
-		l.batch = b
-		b.Direct(func(msgs []*sarama.ProducerMessage, err error) { w.outcome(l, msgs, err) })
-	}
+	l.p = p
 	w.mu.Lock()
 	w.lanes[key] = l
 	w.mu.Unlock()
 	if w.aborted.Load() || w.recovering.Load() {
 		p.Abort() // aborted, or a recovery began, while it was opening
 	}
-	w.wg.Add(1)
-	if l.batch != nil {
-		go func() { defer w.wg.Done(); <-l.batch.Done(); close(l.done) }()
-		return l, nil
-	}
-	var both sync.WaitGroup
-	both.Add(2)
-	go func() { defer both.Done(); w.successes(p.Successes()) }()
-	go func() { defer both.Done(); w.errors(l, p.Errors()) }()
-	go func() { defer w.wg.Done(); both.Wait(); close(l.done) }()
 	return l, nil
 }
 
-func (w *Worker) successes(ch <-chan *sarama.ProducerMessage) {
-	for m := range ch {
-		w.acked(m, time.Now())
-	}
-}
-
-func (w *Worker) errors(l *lane, ch <-chan *sarama.ProducerError) {
-	for pe := range ch {
-		w.givenBack(l, pe.Msg, pe.Err)
-	}
-}
-
-// outcome is told the fate of a batch of a batch producer's records, in the order the producer
-// settled them (a partition's in its order), on the producer's delivery goroutine.
+// outcome is told the fate of a batch of l's records, in the order its producer settled them (a
+// partition's in its order), on the producer's delivery goroutine.
 func (w *Worker) outcome(l *lane, msgs []*sarama.ProducerMessage, err error) {
 	if err != nil {
 		for _, m := range msgs {

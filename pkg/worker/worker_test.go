@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,62 +22,31 @@ import (
 	"github.com/kmirror/kmirror/pkg/topics"
 )
 
-// target is a fake target cluster: producers opened on it hand each message, one at a time and
-// in order (as sarama does for a partition), to verdict, and keep what it accepts in written.
+// target is a fake target cluster: producers opened on it take a partition's records in one
+// call (as the produce pipeline does), hand each, one at a time and in order, to verdict, keep
+// what it accepts in written, and tell the worker the fates in that order.
 type target struct {
 	mu        sync.Mutex
 	verdict   func(bound int, m *sarama.ProducerMessage) error
 	written   []string // "topic/partition@offset", in the order the target took them
 	bounds    []int    // the batch bound of every producer opened
 	producers []*fakeProducer
-	// channels opens producers the worker feeds one record at a time on Input (as sarama's);
-	// by default they take a partition's records in one call, as the produce pipeline does.
-	channels bool
-	handed   []int // records per hand-over (batch producers)
+	// runs tells the fates of a hand-over a run at a time: its consecutive records of one fate in
+	// one call, as the pipeline tells a batch's; by default, one record per call.
+	runs   bool
+	handed []int // records per hand-over
 }
 
-func (tg *target) open(bound int) (Producer, error) {
-	p := &fakeProducer{
-		tg: tg, bound: bound,
-		in:  make(chan *sarama.ProducerMessage),
-		ok:  make(chan *sarama.ProducerMessage),
-		bad: make(chan *sarama.ProducerError), finished: make(chan struct{}),
-	}
+func (tg *target) open(bound int, done produce.Done) (Producer, error) {
+	p := &fakeProducer{tg: tg, bound: bound, done: done,
+		in: make(chan []*sarama.ProducerMessage), finished: make(chan struct{})}
 	tg.mu.Lock()
 	tg.bounds = append(tg.bounds, bound)
 	tg.producers = append(tg.producers, p)
 	tg.mu.Unlock()
 	go p.run()
-	if tg.channels {
-		return p, nil
-	}
-	return batchFake{p}, nil
+	return p, nil
 }
-
-// batchFake is a fakeProducer taking a partition's records in one call (a batchProducer).
-type batchFake struct{ *fakeProducer }
-
-func (p batchFake) Direct(done produce.Done) { p.direct.Store(&done) }
-
-func (p batchFake) ProduceBatch(ctx context.Context, msgs []*sarama.ProducerMessage) int {
-	p.tg.mu.Lock()
-	p.tg.handed = append(p.tg.handed, len(msgs))
-	p.tg.mu.Unlock()
-	topic, partition := msgs[0].Topic, msgs[0].Partition // msgs[0] may be recycled once handed
-	for i, m := range msgs {
-		if m.Topic != topic || m.Partition != partition {
-			panic(fmt.Sprintf("a batch of %s/%d holds a record of %s/%d", topic, partition, m.Topic, m.Partition))
-		}
-		select {
-		case p.in <- m:
-		case <-ctx.Done():
-			return i
-		}
-	}
-	return len(msgs)
-}
-
-func (p batchFake) Done() <-chan struct{} { return p.finished }
 
 func (tg *target) log() []string {
 	tg.mu.Lock()
@@ -84,60 +54,84 @@ func (tg *target) log() []string {
 	return append([]string(nil), tg.written...)
 }
 
+// fakeProducer is a producer on a fake target (a Producer).
 type fakeProducer struct {
-	sarama.AsyncProducer // the transactional methods, never called
-	tg                   *target
-	bound                int
-	in                   chan *sarama.ProducerMessage
-	ok                   chan *sarama.ProducerMessage
-	bad                  chan *sarama.ProducerError
-	mu                   sync.Mutex
-	aborted              bool
-	closed               bool
-	direct               atomic.Pointer[produce.Done] // set: outcomes go there, not on ok and bad
-	finished             chan struct{}                // closed once every outcome was told
+	tg       *target
+	bound    int
+	done     produce.Done
+	in       chan []*sarama.ProducerMessage // hand-overs, in order
+	mu       sync.Mutex
+	aborted  bool
+	closed   bool
+	finished chan struct{} // closed once every outcome was told
+}
+
+func (p *fakeProducer) ProduceBatch(ctx context.Context, msgs []*sarama.ProducerMessage) int {
+	p.tg.mu.Lock()
+	p.tg.handed = append(p.tg.handed, len(msgs))
+	p.tg.mu.Unlock()
+	topic, partition := msgs[0].Topic, msgs[0].Partition
+	for _, m := range msgs {
+		if m.Topic != topic || m.Partition != partition {
+			panic(fmt.Sprintf("a batch of %s/%d holds a record of %s/%d", topic, partition, m.Topic, m.Partition))
+		}
+	}
+	select {
+	case p.in <- slices.Clone(msgs): // the worker reuses msgs once the call returns
+		return len(msgs)
+	case <-ctx.Done():
+		return 0
+	}
 }
 
 func (p *fakeProducer) run() {
 	defer close(p.finished)
-	defer close(p.ok)
-	defer close(p.bad)
-	for m := range p.in {
-		p.mu.Lock()
-		aborted := p.aborted
-		p.mu.Unlock()
-		var err error
-		switch {
-		case aborted:
-			err = sarama.ErrClosedClient
-		case m.ByteSize(2) > p.bound:
-			err = sarama.ConfigurationError("Attempt to produce message larger than configured Producer.MaxMessageBytes")
-		case p.tg.verdict != nil:
-			err = p.tg.verdict(p.bound, m)
-		}
-		p.mu.Lock()
-		if p.aborted && err == nil {
-			err = sarama.ErrClosedClient // held in the producer (not yet sent) when the connection closed
-		}
-		p.mu.Unlock()
-		if err != nil {
-			if done := p.direct.Load(); done != nil {
-				(*done)([]*sarama.ProducerMessage{m}, err)
+	for msgs := range p.in {
+		var run []*sarama.ProducerMessage
+		var runErr error
+		for _, m := range msgs {
+			err := p.judge(m)
+			if !p.tg.runs {
+				p.done([]*sarama.ProducerMessage{m}, err) // told at once, before the next is judged
 				continue
 			}
-			p.bad <- &sarama.ProducerError{Msg: m, Err: err}
-			continue
+			if len(run) > 0 && err != runErr {
+				p.done(run, runErr)
+				run = nil
+			}
+			run, runErr = append(run, m), err
 		}
-		r := record.Of(m)
-		p.tg.mu.Lock()
-		p.tg.written = append(p.tg.written, fmt.Sprintf("%s/%d@%d", m.Topic, m.Partition, r.Offset))
-		p.tg.mu.Unlock()
-		if done := p.direct.Load(); done != nil {
-			(*done)([]*sarama.ProducerMessage{m}, nil)
-			continue
+		if len(run) > 0 {
+			p.done(run, runErr)
 		}
-		p.ok <- m
 	}
+}
+
+// judge returns the target's verdict on m, noting m as written when it takes it.
+func (p *fakeProducer) judge(m *sarama.ProducerMessage) error {
+	p.mu.Lock()
+	aborted := p.aborted
+	p.mu.Unlock()
+	var err error
+	switch {
+	case aborted:
+		err = sarama.ErrClosedClient
+	case m.ByteSize(2) > p.bound:
+		err = sarama.ConfigurationError("Attempt to produce message larger than configured Producer.MaxMessageBytes")
+	case p.tg.verdict != nil:
+		err = p.tg.verdict(p.bound, m)
+	}
+	p.mu.Lock()
+	if p.aborted && err == nil {
+		err = sarama.ErrClosedClient // held in the producer (not yet sent) when the connection closed
+	}
+	p.mu.Unlock()
+	if err == nil {
+		p.tg.mu.Lock()
+		p.tg.written = append(p.tg.written, fmt.Sprintf("%s/%d@%d", m.Topic, m.Partition, record.Of(m).Offset))
+		p.tg.mu.Unlock()
+	}
+	return err
 }
 
 func (p *fakeProducer) AsyncClose() {
@@ -148,12 +142,9 @@ func (p *fakeProducer) AsyncClose() {
 		close(p.in)
 	}
 }
-func (p *fakeProducer) Close() error                              { p.AsyncClose(); return nil }
-func (p *fakeProducer) Input() chan<- *sarama.ProducerMessage     { return p.in }
-func (p *fakeProducer) Successes() <-chan *sarama.ProducerMessage { return p.ok }
-func (p *fakeProducer) Errors() <-chan *sarama.ProducerError      { return p.bad }
-func (p *fakeProducer) Knows(string, int32) (bool, error)         { return true, nil }
-func (p *fakeProducer) Release()                                  {}
+func (p *fakeProducer) Done() <-chan struct{}             { return p.finished }
+func (p *fakeProducer) Knows(string, int32) (bool, error) { return true, nil }
+func (p *fakeProducer) Release()                          {}
 func (p *fakeProducer) Abort() {
 	p.mu.Lock()
 	p.aborted = true
@@ -254,18 +245,21 @@ func runWorker(t *testing.T, cfg Config, until func() bool) *Worker {
 // gives the records back: no broker to talk to). Nothing at or after offset 5 is acknowledged
 // or written while it is away, and once it is back every record is written once, in order,
 // with no fatal error: the outage is the delivery deadline's to judge, not the producer's.
+//
+// The producer tells the fates one record per call, or a run of records of one fate per call (as
+// the produce pipeline tells a batch's: records written and records given back in one call each).
 func TestRecordsGivenBackAreSentAgainInOrder(t *testing.T) {
-	for _, channels := range []bool{false, true} {
-		t.Run(map[bool]string{false: "batches", true: "channels"}[channels], func(t *testing.T) {
-			testRecordsGivenBackAreSentAgainInOrder(t, channels)
+	for _, runs := range []bool{false, true} {
+		t.Run(map[bool]string{false: "fates-by-record", true: "fates-by-run"}[runs], func(t *testing.T) {
+			testRecordsGivenBackAreSentAgainInOrder(t, runs)
 		})
 	}
 }
 
-func testRecordsGivenBackAreSentAgainInOrder(t *testing.T, channels bool) {
+func testRecordsGivenBackAreSentAgainInOrder(t *testing.T, runs bool) {
 	var down atomic.Bool
 	down.Store(true)
-	tg := &target{channels: channels, verdict: func(_ int, m *sarama.ProducerMessage) error {
+	tg := &target{runs: runs, verdict: func(_ int, m *sarama.ProducerMessage) error {
 		if record.Of(m).Offset >= 5 && down.Load() {
 			return sarama.ErrOutOfBrokers
 		}
@@ -656,7 +650,7 @@ func TestRecordsFromTheTargetAreNotCopiedButCommitted(t *testing.T) {
 }
 
 // TestRecordsAreHandedOverByPartitionBatch: records of a partition waiting in the inbox reach a
-// batch producer in one call per run of that partition (at most maxPending), not one call per
+// producer in one call per run of that partition (at most maxPending), not one call per
 // record, and every partition's records are written once, in order.
 func TestRecordsAreHandedOverByPartitionBatch(t *testing.T) {
 	tg := &target{}

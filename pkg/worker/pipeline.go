@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
@@ -57,26 +58,37 @@ func OpenPipeline(addrs []string, p config.Producer, log *zap.Logger, net func(m
 		if err != nil {
 			return nil, err
 		}
-		a, err := produce.NewAsync(c)
+		pp, err := produce.New(c, done)
 		if err != nil {
 			return nil, err
 		}
-		a.Direct(done) // before anything is produced: every outcome goes to done
-		return pipelineProducer{a}, nil
+		return &pipelineProducer{Pipeline: pp, closed: make(chan struct{})}, nil
 	}
 }
 
 // pipelineProducer is a produce pipeline as a worker's Producer: the worker hands it a
-// partition's records in one call (ProduceBatch) and is told their fates a batch at a time
-// (Direct); produce.Async's channels stay empty.
-type pipelineProducer struct{ *produce.Async }
+// partition's records in one call (ProduceBatch) and the pipeline tells their fates a batch at a
+// time (the done it was opened with).
+type pipelineProducer struct {
+	*produce.Pipeline
+	once   sync.Once
+	closed chan struct{} // closed once Close returned: everything was settled
+}
 
-var _ Producer = pipelineProducer{}
+var _ Producer = (*pipelineProducer)(nil)
+
+// AsyncClose implements Producer: the pipeline settles what it holds, then Done is closed.
+func (p *pipelineProducer) AsyncClose() {
+	p.once.Do(func() { go func() { p.Close(); close(p.closed) }() })
+}
+
+// Done implements Producer.
+func (p *pipelineProducer) Done() <-chan struct{} { return p.closed }
 
 // Knows implements Producer.
-func (p pipelineProducer) Knows(topic string, partition int32) (bool, error) {
-	return knows(p.Pipeline().Client(), topic, partition)
+func (p *pipelineProducer) Knows(topic string, partition int32) (bool, error) {
+	return knows(p.Client(), topic, partition)
 }
 
 // Release implements Producer: the pipeline closed its client when it closed.
-func (p pipelineProducer) Release() { p.Abort() }
+func (p *pipelineProducer) Release() { p.Abort() }

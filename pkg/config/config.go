@@ -259,9 +259,9 @@ type Consumer struct {
 	FetchMaxWait time.Duration `mapstructure:"fetch_max_wait" kafka:"fetch.max.wait.ms"`
 	// FetchWaitPerPartition lengthens the fetch wait of the consumer group to this much per source
 	// partition mirrored (counted once, at start), when that is longer than FetchMaxWait, up to
-	// 5s; 0 keeps FetchMaxWait whatever the count. sarama has no incremental fetch sessions
-	// (KIP-227): every fetch names every partition read from that broker, and the broker and
-	// kmirror both do work for each, records or not. At 10,000 partitions one fetch cost kmirror
+	// 5s; 0 keeps FetchMaxWait whatever the count. A broker reads every partition of a fetch
+	// session on every fetch, records or not (kmirror's fetch sessions, KIP-227, spare the
+	// request and the answer, not that): before them, at 10,000 partitions one fetch cost kmirror
 	// ~80 ms and the source broker ~190 ms of CPU, so a 10 ms wait kept an idle kmirror at 45% of
 	// a core and the source broker at a whole one (benchmarks/results/scale-2026-12-01.md).
 	// Scaled, an idle fetch loop costs about the same share of a core at any size: 10 ms up to 50

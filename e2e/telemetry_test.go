@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -59,6 +60,21 @@ func TestMetricsEndpointPassesPromtool(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
+	// The fetch loops' counters move on real brokers: a session opened once, then incremental
+	// fetches naming the partitions whose positions moved.
+	for _, m := range []struct {
+		series string
+		least  float64
+	}{
+		{`kmirror_fetch_requests_total{session="new"}`, 1},
+		{`kmirror_fetch_requests_total{session="incremental"}`, 1},
+		{`kmirror_fetch_partitions_named_total`, 1},
+	} {
+		v, ok := seriesValue(body, m.series)
+		if !ok || v < m.least {
+			t.Errorf("/metrics: %s = %v (present %v), want at least %v", m.series, v, ok, m.least)
+		}
+	}
 	cmd := exec.Command(promtool, "check", "metrics")
 	cmd.Stdin = strings.NewReader(body)
 	var out bytes.Buffer
@@ -68,4 +84,18 @@ func TestMetricsEndpointPassesPromtool(t *testing.T) {
 	}
 	t.Logf("promtool check metrics: ok on a live scrape of %d lines", strings.Count(body, "\n"))
 	k.stop()
+}
+
+// seriesValue returns the value of one series (name and labels exactly as exported) in a
+// Prometheus text body.
+func seriesValue(body, series string) (float64, bool) {
+	for _, line := range strings.Split(body, "\n") {
+		rest, ok := strings.CutPrefix(line, series+" ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		return v, err == nil
+	}
+	return 0, false
 }

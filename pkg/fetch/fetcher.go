@@ -42,6 +42,20 @@ type Config struct {
 	ReplicaTTL time.Duration
 	// Logger receives one line per event a person would act on; default: none.
 	Logger *zap.Logger
+	// Events, each optional, are told of every fetch as it is answered or fails, for the
+	// owner's metrics; they are called from the loops and must not block.
+	Events Events
+}
+
+// Events are a Fetcher's fetches as they happen (Stats sums them).
+type Events struct {
+	// Answered: a fetch was answered; full says it opened a new session (or there was none),
+	// named and forgotten are the partitions it named and dropped from the session.
+	Answered func(full bool, named, forgotten int)
+	// Refused: the broker refused a whole fetch (FETCH_SESSION_ID_NOT_FOUND, ...).
+	Refused func()
+	// Unanswered: a fetch got no answer (connection refused or lost, timeout).
+	Unanswered func()
 }
 
 // Sink receives one partition's batches. Its methods are called from the partition's fetch

@@ -52,11 +52,17 @@ func (l *loop) run() {
 		}
 		if err != nil {
 			l.f.stats.brokerErrors.Add(1)
+			if ev := l.f.cfg.Events.Unanswered; ev != nil {
+				ev()
+			}
 			l.failed(err)
 			continue
 		}
 		if resp.ErrorCode != 0 {
 			l.f.stats.sessionErrors.Add(1)
+			if ev := l.f.cfg.Events.Refused; ev != nil {
+				ev()
+			}
 			l.sessionError(sarama.KError(resp.ErrorCode))
 			continue
 		}
@@ -66,6 +72,9 @@ func (l *loop) run() {
 		}
 		l.f.stats.named.Add(int64(len(p.named)))
 		l.f.stats.forgotten.Add(int64(len(p.forgotten)))
+		if ev := l.f.cfg.Events.Answered; ev != nil {
+			ev(p.full, len(p.named), len(p.forgotten))
+		}
 		if l.failing {
 			l.failing = false
 			l.f.log.Info("fetch: broker answers again", zap.Int32("broker", l.id))

@@ -99,7 +99,21 @@ func TestIdleFetchesNameNoPartition(t *testing.T) {
 	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	createTopic(t, kc, "idle", 20, nil)
 	log := watchFetches(c.Fake())
-	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 50 * time.Millisecond})
+	var ev struct {
+		sync.Mutex
+		full, fetches, named, forgotten int
+	}
+	events := Events{Answered: func(full bool, named, forgotten int) {
+		ev.Lock()
+		defer ev.Unlock()
+		ev.fetches++
+		if full {
+			ev.full++
+		}
+		ev.named += named
+		ev.forgotten += forgotten
+	}}
+	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 50 * time.Millisecond, Events: events})
 	sinks := make([]*collector, 20)
 	for p := range sinks {
 		sinks[p] = newCollector()
@@ -167,6 +181,13 @@ func TestIdleFetchesNameNoPartition(t *testing.T) {
 	if st := f.Stats(); st.FullFetches != 1 || st.PartitionsForgotten != 1 {
 		t.Fatalf("stats after Pause %+v: want still 1 full fetch and 1 partition forgotten", st)
 	}
+	// The owner's events (its metrics) add up to the same counts.
+	st := f.Stats()
+	ev.Lock()
+	if ev.full != 1 || ev.forgotten != 1 || int64(ev.fetches) < st.Fetches-1 || int64(ev.named) != st.PartitionsNamed {
+		t.Errorf("events: %d fetches (%d full), %d named, %d forgotten; stats %+v", ev.fetches, ev.full, ev.named, ev.forgotten, st)
+	}
+	ev.Unlock()
 	// Resuming adds it to the session incrementally.
 	f.Resume("idle", 3)
 	mark = log.len()

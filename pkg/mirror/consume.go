@@ -97,7 +97,7 @@ func (m *Mirror) openFetcher(ctx context.Context, gc *sarama.Config, h *source.H
 		Client:   source.GuardIncarnations(client, h, h.RestartTopic),
 		MaxBytes: gc.Consumer.Fetch.MaxBytes, PartitionMaxBytes: gc.Consumer.Fetch.Default, MinBytes: gc.Consumer.Fetch.Min,
 		MaxWait: gc.Consumer.MaxWaitTime, ReadCommitted: gc.Consumer.IsolationLevel == sarama.ReadCommitted,
-		Backoff: gc.Consumer.Retry.Backoff, Logger: m.log,
+		Backoff: gc.Consumer.Retry.Backoff, Logger: m.log, Events: m.fetchEvents,
 	})
 	if err != nil {
 		_ = client.Close()

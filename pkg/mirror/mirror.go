@@ -30,6 +30,7 @@ import (
 	"github.com/kmirror/kmirror/pkg/cluster"
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/delivery"
+	"github.com/kmirror/kmirror/pkg/fetch"
 	"github.com/kmirror/kmirror/pkg/offsets"
 	"github.com/kmirror/kmirror/pkg/preflight"
 	"github.com/kmirror/kmirror/pkg/record"
@@ -70,6 +71,7 @@ type Mirror struct {
 	workerObserver worker.Observer
 	sourceObserver source.Observer
 	topicEvents    topics.Events
+	fetchEvents    fetch.Events
 
 	workers atomic.Pointer[[]*worker.Worker]
 	groups  atomic.Pointer[groupSync]

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/kmirror/kmirror/pkg/fetch"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/source"
 	"github.com/kmirror/kmirror/pkg/status"
@@ -37,6 +38,20 @@ func (m *Mirror) observe(metrics *telemetry.Metrics, tracing *telemetry.Tracing)
 		ConfigsAltered:  func(n int) { metrics.TargetConfigsAltered.Add(float64(n)) },
 		ACLsCreated:     func(n int) { metrics.TargetACLsCreated.Add(float64(n)) },
 		CycleSkipped:    metrics.CycleTopicsSkipped.Inc,
+	}
+	fullFetch, incrementalFetch := metrics.FetchRequests.WithLabelValues("new"), metrics.FetchRequests.WithLabelValues("incremental")
+	m.fetchEvents = fetch.Events{
+		Answered: func(full bool, named, forgotten int) {
+			if full {
+				fullFetch.Inc()
+			} else {
+				incrementalFetch.Inc()
+			}
+			metrics.FetchPartitionsNamed.Add(float64(named))
+			metrics.FetchPartitionsForgotten.Add(float64(forgotten))
+		},
+		Refused:    metrics.FetchErrors.WithLabelValues("refused").Inc,
+		Unanswered: metrics.FetchErrors.WithLabelValues("unanswered").Inc,
 	}
 	return nil
 }

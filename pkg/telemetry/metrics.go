@@ -86,6 +86,17 @@ type Metrics struct {
 	// under the prefix policy, because their name shows they came from the target (or from the
 	// source itself): each once per process, when first seen.
 	CycleTopicsSkipped prometheus.Counter
+	// FetchRequests (kmirror_fetch_requests_total{session}) counts the fetches the source
+	// answered: session "new" opened a fetch session with a full fetch (at the start, after an
+	// error), "incremental" named only what changed (KIP-227). FetchPartitionsNamed and
+	// FetchPartitionsForgotten (kmirror_fetch_partitions_named_total,
+	// kmirror_fetch_partitions_forgotten_total) count the partitions those fetches named and
+	// dropped from their sessions; FetchErrors (kmirror_fetch_errors_total{kind}) the fetches
+	// the source "refused" whole or left "unanswered".
+	FetchRequests            *prometheus.CounterVec
+	FetchPartitionsNamed     prometheus.Counter
+	FetchPartitionsForgotten prometheus.Counter
+	FetchErrors              *prometheus.CounterVec
 	// TargetTopicsCreated (kmirror_target_topics_created_total) counts topics kmirror created on
 	// the target.
 	TargetTopicsCreated prometheus.Counter
@@ -321,6 +332,22 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "kmirror_cycle_topics_skipped_total",
 			Help: "Source topics not mirrored because their name shows they came from the target (prefix policy cycle rule), each counted once.",
 		}),
+		FetchRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kmirror_fetch_requests_total",
+			Help: "Fetches the source answered: session new (a full fetch opening a fetch session) or incremental (KIP-227).",
+		}, []string{"session"}),
+		FetchPartitionsNamed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kmirror_fetch_partitions_named_total",
+			Help: "Partitions named in the fetches the source answered (new to the session, or their position moved).",
+		}),
+		FetchPartitionsForgotten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kmirror_fetch_partitions_forgotten_total",
+			Help: "Partitions dropped from a fetch session (paused by a full inbox, revoked, moved to another broker).",
+		}),
+		FetchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kmirror_fetch_errors_total",
+			Help: "Fetches the source refused whole (kind refused: a lost session, ...) or did not answer (kind unanswered).",
+		}, []string{"kind"}),
 		TargetTopicsCreated: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kmirror_target_topics_created_total",
 			Help: "Topics created on the target.",
@@ -393,12 +420,19 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Help: "Always 1; the labels say which build is running.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version.Version, runtime.Version()).Set(1)
+	for _, s := range []string{"new", "incremental"} {
+		m.FetchRequests.WithLabelValues(s) // exported at 0 from the start
+	}
+	for _, k := range []string{"refused", "unanswered"} {
+		m.FetchErrors.WithLabelValues(k)
+	}
 
 	for _, c := range []prometheus.Collector{
 		m.recordsMirrored, m.bytesMirrored, m.recordsSkipped, m.fromTarget, m.ReplicationLatency, m.Unmirrored, m.UnmirroredBytes, m.RPO, m.Stalled,
 		m.ProduceErrors, m.Rebalances, m.AssignedPartitions, m.CommitLatency, m.CommitErrors,
 		m.TransactionCommitLatency, m.Transactions, m.TransactionRecords, m.PositionsRecovered,
 		m.ConsumerErrors, m.SourceRecordsLost, m.TopicsDiscovered, m.CycleTopicsSkipped, m.TargetTopicsCreated, m.TargetPartitionsAdded,
+		m.FetchRequests, m.FetchPartitionsNamed, m.FetchPartitionsForgotten, m.FetchErrors,
 		m.TargetConfigsAltered, m.TargetACLsCreated,
 		m.OffsetMapChunks, m.OffsetMapWriteErrors, m.GroupsSynced, m.GroupSyncCommittedByOthers, m.GroupSyncLast, m.GroupSyncUntranslatable,
 		m.HeartbeatLatency, m.HeartbeatLast, m.HeartbeatsEmitted, m.HeartbeatErrors,

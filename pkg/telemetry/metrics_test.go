@@ -40,6 +40,8 @@ func touchAll(t testing.TB, m *Metrics) {
 	m.CycleTopicsSkipped.Inc()
 	m.TargetTopicsCreated.Inc()
 	m.TargetPartitionsAdded.Add(2)
+	m.FetchPartitionsNamed.Add(3)
+	m.FetchPartitionsForgotten.Inc()
 	m.Ready.Set(1)
 	if err := m.RegisterWorkerGauges(2,
 		func(w int) float64 { return float64(10 + w) },
@@ -93,6 +95,8 @@ func TestEveryDocumentedMetricIsExported(t *testing.T) {
 		"kmirror_heartbeat_latency_seconds", "kmirror_heartbeat_last_timestamp_seconds",
 		"kmirror_heartbeats_emitted_total", "kmirror_heartbeat_errors_total",
 		"kmirror_records_from_target_skipped_total", "kmirror_cycle_topics_skipped_total",
+		"kmirror_fetch_requests_total", "kmirror_fetch_partitions_named_total",
+		"kmirror_fetch_partitions_forgotten_total", "kmirror_fetch_errors_total",
 		"kmirror_build_info", "kmirror_ready", "go_goroutines", "process_cpu_seconds_total",
 	} {
 		if !got[name] {

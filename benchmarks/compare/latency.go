@@ -265,8 +265,9 @@ func (h *harness) latencyRun(ctx context.Context, c contender, run pacedRun) (la
 	for i := 0; time.Since(start) < warmUp+d; i++ {
 		if cpuFrom.at.IsZero() && time.Since(start) >= warmUp {
 			cpuFrom = h.readCPU(cmd.Process.Pid)
-			if c.program == "kmirror" {
+			if c.program == "kmirror" && h.profileDir != "" {
 				go h.saveProfiles(c.name, run.profile, 5*time.Second)
+				h.saveMetrics(c.name, run.profile+"-start") // with the one at the end: rates over the window
 			}
 		}
 		next = next.Add(interval)
@@ -279,6 +280,9 @@ func (h *harness) latencyRun(ctx context.Context, c contender, run pacedRun) (la
 		prod.Produce(ctx, r, nil)
 	}
 	cpu := h.readCPU(cmd.Process.Pid).sharesSince(cpuFrom)
+	if c.program == "kmirror" && h.profileDir != "" {
+		h.saveMetrics(c.name, run.profile+"-end")
+	}
 	if err := prod.Flush(ctx); err != nil {
 		stop()
 		wg.Wait()

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // The processes the suite starts must not outlive it. A test binary that times out panics and
@@ -214,4 +215,24 @@ func killLeftovers() ([]int, error) {
 func groupAlive(pgid int, start uint64) bool {
 	now, _, ok := procStat(pgid)
 	return ok && now == start
+}
+
+// TestStartReturnsAKmirrorThatStoppedAtOnce: a kmirror that starts and refuses within
+// milliseconds (the same cluster as source and target, told by cluster IDs) is handed to its
+// test, which reads the exit; the harness used to fail such a test as "exited at start" when
+// the process ended between two looks at its log (it failed TestActiveActivePrefix in CI).
+// Here a stand-in binary logs the start line and exits 1 after 10 ms, inside the harness's
+// 20 ms between looks.
+func TestStartReturnsAKmirrorThatStoppedAtOnce(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "kmirror")
+	script := "#!/bin/sh\nsleep 0.01\necho '{\"msg\":\"starting kmirror\"}'\necho 'refused' >&2\nexit 1\n"
+	if err := os.WriteFile(bin, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		k := startKmirrorBin(t, bin, "unused.yaml")
+		if code := k.waitExit(10 * time.Second); code != 1 {
+			t.Fatalf("run %d: exit %d, want 1", i, code)
+		}
+	}
 }

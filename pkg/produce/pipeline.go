@@ -26,6 +26,7 @@ type Pipeline struct {
 	client  sarama.Client
 	done    Done
 	version int16
+	enc     *encoder // encodes uncompressed batches' records into pooled buffers (records.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -104,8 +105,9 @@ type batch struct {
 	rb      sarama.RecordBatch
 	bytes   int // sarama's upper bound of the encoded size
 	created time.Time
-	closed  bool // takes no more records
-	seqSet  bool // rb carries its producer id, epoch and sequence
+	closed  bool            // takes no more records
+	seqSet  bool            // rb carries its producer id, epoch and sequence
+	enc     *encodedRecords // rb's records, encoded by the pipeline (records.go); set by the sink
 }
 
 // recordOverhead is sarama's upper bound of a record's size beyond its key and value, and
@@ -131,7 +133,7 @@ func newPipeline(cfg Config, done Done, txn *txnState) (*Pipeline, error) {
 	p := &Pipeline{
 		cfg: cfg, client: client, done: done, version: requestVersion(cfg.Net.Version),
 		parts: make(map[topicPartition]*partition), busy: make(map[*partition]struct{}), sinks: make(map[int32]*sink),
-		pid: -1, epoch: -1, txn: txn,
+		pid: -1, epoch: -1, txn: txn, enc: newEncoder(cfg.Codec),
 		wakeCtl: make(chan struct{}, 1), wakeOut: make(chan struct{}, 1), outDone: make(chan struct{}),
 	}
 	p.room = sync.NewCond(&p.mu)
@@ -482,6 +484,7 @@ func (p *Pipeline) finish(part *partition, base int64) {
 	p.drained(part)
 	p.buffered -= b.bytes - batchOverhead
 	p.room.Broadcast()
+	p.enc.release(b)
 	p.settle(settledBatch{msgs: b.msgs, base: base})
 }
 

@@ -61,6 +61,9 @@ func (s *sink) run() {
 				}
 				break
 			}
+			for _, t := range took {
+				s.p.enc.encode(t.b) // outside p.mu: t.b is closed, and in no other request
+			}
 			err := broker.AsyncProduce(req, func(res *sarama.ProduceResponse, err error) { s.answer(took, res, err) })
 			if err != nil {
 				s.answer(took, nil, err) // not written: sarama calls back only for a request it sent

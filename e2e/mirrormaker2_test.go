@@ -69,8 +69,10 @@ status.storage.replication.factor = 1
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("java", "-Xms256m", "-Xmx1g", "-cp", strings.TrimSpace(string(lib))+"/*",
+	args := append([]string{"-Xms256m", "-Xmx1g"}, strings.Fields(testJVMFlags)...)
+	args = append(args, "-cp", strings.TrimSpace(string(lib))+"/*",
 		"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "org.apache.kafka.connect.mirror.MirrorMaker", cfg)
+	cmd := exec.Command("java", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := startOwned(t, cmd); err != nil {
 		t.Fatalf("start MirrorMaker 2: %v", err)

@@ -29,6 +29,10 @@
 # clients. `remote NAME` prints each node's proxy address and the REMOTE listener it forwards to.
 # Not with an --extra-config that sets listeners itself.
 #
+# KAFKA_JVM_FLAGS replaces the nodes' garbage collector and JIT flags (default: G1, 20 ms pauses,
+# the JVM's tiered compilers, as a production broker runs). The e2e suite sets flags for short-lived
+# clusters (e2e/harness_test.go).
+#
 # Nodes run detached from this script, until down. With KAFKA_OWNER_PID set (the e2e suite sets
 # it to its test binary's pid), each node started also dies within a second of that process,
 # however it ends: a test binary that times out runs no cleanup, and its brokers must not outlive
@@ -68,7 +72,7 @@ start_node() {
   local name="$1" idx="$2" dir="$state_root/$1/node-$2"
   local prefix; prefix="$(node_cmd)"
   # shellcheck disable=SC2086
-  $prefix env KAFKA_HEAP_OPTS= nohup "$(java_for)" -Xms192m -Xmx"${KAFKA_NODE_HEAP:-512m}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+  $prefix env KAFKA_HEAP_OPTS= nohup "$(java_for)" -Xms192m -Xmx"${KAFKA_NODE_HEAP:-512m}" ${KAFKA_JVM_FLAGS:--XX:+UseG1GC -XX:MaxGCPauseMillis=20} \
     -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -Dorg.slf4j.simpleLogger.showDateTime=true \
     -Dorg.slf4j.simpleLogger.log.kafka.server.KafkaRaftServer=info \
     -Dlog4j2.level=WARN -Djava.awt.headless=true \

@@ -47,7 +47,13 @@ type StoreConfig struct {
 	// ReplicationFactor of the topic when kmirror creates it (at most the number of brokers).
 	ReplicationFactor int16
 	Log               *zap.Logger
+	// FollowPause is how long FollowAlways waits before it reads the topic again after a
+	// failed read (DefaultFollowPause when zero).
+	FollowPause time.Duration
 }
+
+// DefaultFollowPause is StoreConfig.FollowPause when it is not set.
+const DefaultFollowPause = 5 * time.Second
 
 // NewStore returns a store; nothing is read or written until it is used.
 func NewStore(cfg StoreConfig) (*Store, error) {
@@ -56,6 +62,9 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = zap.NewNop()
+	}
+	if cfg.FollowPause <= 0 {
+		cfg.FollowPause = DefaultFollowPause
 	}
 	cfg.Log = cfg.Log.With(zap.String("offset_map_topic", cfg.Topic))
 	return &Store{cfg: cfg, busy: make(chan struct{}, 1)}, nil
@@ -229,7 +238,7 @@ func (s *Store) FollowAlways(ctx context.Context, x *Index, caughtUp func()) {
 		s.cfg.Log.Warn("reading the offset-map topic failed; reading it again", zap.Error(err))
 		select {
 		case <-ctx.Done():
-		case <-time.After(5 * time.Second):
+		case <-time.After(s.cfg.FollowPause):
 		}
 	}
 }

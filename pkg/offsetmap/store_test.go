@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
 )
 
 // frozenProducer is the map topic's producer while the leader of its partition is frozen
@@ -177,4 +178,77 @@ func TestLoadWaitsForTheMapPartitionsLeader(t *testing.T) {
 			t.Fatalf("Load with no leader ever: %v after %s, want an error by the 1s deadline", err, time.Since(start))
 		}
 	})
+}
+
+// endlessClient is the target's client while the map partition's leader is lost for the first
+// fails reads of its end.
+type endlessClient struct {
+	sarama.Client
+	mu    sync.Mutex
+	fails int
+	calls int
+}
+
+func (c *endlessClient) GetOffset(topic string, partition int32, at int64) (int64, error) {
+	c.mu.Lock()
+	c.calls++
+	failing := c.calls <= c.fails
+	c.mu.Unlock()
+	if failing {
+		return 0, sarama.ErrNotLeaderForPartition
+	}
+	return c.Client.GetOffset(topic, partition, at)
+}
+
+// TestFollowAlwaysReadsAgainAfterAFailedRead: the mirror's and the failover's follow of the map
+// (FollowAlways) does not end when a read fails (the map partition's leader lost): it reads
+// again after its pause, and the index gets what was written meanwhile.
+func TestFollowAlwaysReadsAgainAfterAFailedRead(t *testing.T) {
+	const topic = "__kmirror.offset-map.test"
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc := sarama.NewConfig()
+	sc.Version = sarama.V3_7_0_0
+	sc.Producer.Return.Successes = true
+	client, err := sarama.NewClient(c.ListenAddrs(), sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	producer, err := sarama.NewSyncProducerFromClient(client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer producer.Close()
+	flaky := &endlessClient{Client: client, fails: 2}
+	store, err := NewStore(StoreConfig{Topic: topic, Client: flaky, Producer: producer, FollowPause: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := validChunk()
+	if err := store.Write(context.Background(), []*Chunk{&chunk}); err != nil {
+		t.Fatal(err)
+	}
+	x := NewIndex()
+	ctx, cancel := context.WithCancel(context.Background())
+	followed := make(chan struct{})
+	go func() { defer close(followed); store.FollowAlways(ctx, x, nil) }()
+	defer func() { cancel(); <-followed }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(x.Chunks(chunk.Topic, chunk.Partition)) == 0 {
+		if time.Now().After(deadline) {
+			flaky.mu.Lock()
+			defer flaky.mu.Unlock()
+			t.Fatalf("the index has no chunk 10 s after two failed reads (%d reads of the end)", flaky.calls)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	flaky.mu.Lock()
+	defer flaky.mu.Unlock()
+	if flaky.calls < 3 {
+		t.Fatalf("%d reads of the end, want two failed and then one that followed", flaky.calls)
+	}
 }

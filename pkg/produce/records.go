@@ -84,16 +84,23 @@ func setEncoded(rb *sarama.RecordBatch, raw []byte) bool {
 // attributes, timestamp delta (milliseconds), offset delta, key, value and headers, with
 // zig-zag varints and -1 for a nil key, value or header value, as sarama's Record.encode writes
 // them.
+//
+// The whole size is worked out first and dst grown once to it: grown by append instead, a
+// buffer taken new from the pool was copied over and over (growslice was 15% of the CPU of a
+// catch-up and 36% of its allocations).
 func appendRecords(dst []byte, recs []sarama.Record) []byte {
+	total := 0
+	for i := range recs {
+		n := recordLen(&recs[i])
+		total += varintLen(int64(n)) + n
+	}
+	if free := cap(dst) - len(dst); free < total {
+		dst = append(make([]byte, 0, len(dst)+total), dst...)
+	}
 	for i := range recs {
 		r := &recs[i]
+		dst = binary.AppendVarint(dst, int64(recordLen(r)))
 		ts := int64(r.TimestampDelta / time.Millisecond)
-		n := 1 + varintLen(ts) + varintLen(r.OffsetDelta) + bytesLen(r.Key) + bytesLen(r.Value) +
-			varintLen(int64(len(r.Headers)))
-		for _, h := range r.Headers {
-			n += bytesLen(h.Key) + bytesLen(h.Value)
-		}
-		dst = binary.AppendVarint(dst, int64(n))
 		dst = append(dst, byte(r.Attributes))
 		dst = binary.AppendVarint(dst, ts)
 		dst = binary.AppendVarint(dst, r.OffsetDelta)
@@ -106,6 +113,16 @@ func appendRecords(dst []byte, recs []sarama.Record) []byte {
 		}
 	}
 	return dst
+}
+
+// recordLen is the length of r's encoding after its length.
+func recordLen(r *sarama.Record) int {
+	n := 1 + varintLen(int64(r.TimestampDelta/time.Millisecond)) + varintLen(r.OffsetDelta) +
+		bytesLen(r.Key) + bytesLen(r.Value) + varintLen(int64(len(r.Headers)))
+	for _, h := range r.Headers {
+		n += bytesLen(h.Key) + bytesLen(h.Value)
+	}
+	return n
 }
 
 func appendBytes(dst, b []byte) []byte {

@@ -1,6 +1,8 @@
 // Package fetch owns kmirror's fetch loops on sarama's protocol layer: the partitions a member is
 // given are fetched with sarama's FetchRequest/FetchResponse and RecordBatch codec, one loop per
-// source broker, and handed to their owners a whole batch at a time.
+// source broker (or Config.Lanes loops, each with a share of the broker's partitions: across a
+// long round trip one fetch in flight per broker bounds the throughput), and handed to their
+// owners a whole batch at a time.
 //
 // What it guarantees (each point is argued next to the code that keeps it):
 //
@@ -19,9 +21,10 @@
 //     together with the abort markers), never hands a control record to the owner, and still moves
 //     the position past both: a batch of no records carries the new position so that the owner
 //     can commit past them.
-//   - Goroutines grow with brokers, not partitions: one loop per broker that leads (or, with a
-//     rack, serves as preferred read replica for) a fetched partition, plus one router that finds
-//     leaders. Close waits for all of them.
+//   - Goroutines grow with brokers, not partitions: one loop per broker and lane that leads (or,
+//     with a rack, serves as preferred read replica for) a fetched partition, plus one router that
+//     finds leaders. A partition's lane is a hash of its name, so it stays in one loop while its
+//     leader stays. Close waits for all of them.
 //   - Fetch sessions (KIP-227): each loop keeps one session with its broker; a request names only
 //     partitions that are new or whose position, leader epoch or size limit changed, so an idle
 //     fetch names none, and forgets (the forgotten list) those that leave it (paused, full,

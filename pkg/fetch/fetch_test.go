@@ -189,6 +189,54 @@ func TestOneLoopPerBrokerAndCloseWaits(t *testing.T) {
 	}
 }
 
+// TestLanesDivideABrokersPartitions: with Lanes 3, the 60 partitions of 2 brokers are fetched
+// by 3 loops per broker, each holding only the partitions of its lane, every record in order.
+func TestLanesDivideABrokersPartitions(t *testing.T) {
+	c := startCluster(t, 2)
+	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, kc, "laned", 60, nil)
+	var rs []*kgo.Record
+	for i := range 3 {
+		for p := range int32(60) {
+			rs = append(rs, &kgo.Record{Topic: "laned", Partition: p, Value: []byte(fmt.Sprintf("p%d-%d", p, i))})
+		}
+	}
+	produce(t, kc, rs...)
+	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 100 * time.Millisecond, Lanes: 3})
+	sinks := make([]*collector, 60)
+	for p := range sinks {
+		sinks[p] = newCollector()
+		if err := f.Add("laned", int32(p), 0, sinks[p]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for p, s := range sinks {
+		checkSequence(t, int32(p), s.waitRecords(t, 3, 10*time.Second), 3, 0)
+	}
+	if n := f.Loops(); n != 6 {
+		t.Fatalf("%d fetch loops for 60 partitions on 2 brokers in 3 lanes, want 6", n)
+	}
+	if loops, _ := fetchGoroutines(); loops != 6 {
+		t.Fatalf("%d loop goroutines, want 6", loops)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for key, l := range f.loops {
+		for tp := range l.parts {
+			if got := lane(tp, 3); got != key.lane {
+				t.Fatalf("%s/%d (lane %d) is fetched by the loop of lane %d", tp.Topic, tp.Partition, got, key.lane)
+			}
+		}
+	}
+	used := map[int]int{}
+	for p := range int32(60) {
+		used[lane(TopicPartition{"laned", p}, 3)]++
+	}
+	if len(used) != 3 {
+		t.Fatalf("60 partitions hash to lanes %v, want all 3 used", used)
+	}
+}
+
 // TestOutOfRangeIsReportedNotReset: an offset below the log start (records deleted) or past its
 // end stops the partition and reaches the sink as an *OutOfRangeError naming the offset and the
 // log's bounds; the fetcher does not move the position itself.

@@ -29,6 +29,11 @@ type Config struct {
 	// MaxWait is how long the broker may hold a fetch for MinBytes (fetch.max.wait.ms; default
 	// 500 ms).
 	MaxWait time.Duration
+	// Lanes is how many loops fetch from each broker, each on a connection and in a fetch
+	// session of its own, the broker's partitions divided among them by a hash of topic and
+	// partition (default 1). One loop has one fetch in flight: across a long round trip, a
+	// broker's partitions then move one response per round trip, however fast the link.
+	Lanes int
 	// ReadCommitted fetches with isolation.level=read_committed.
 	ReadCommitted bool
 	// Rack is client.rack: with it, a leader's preferred read replica (KIP-392) is fetched from.
@@ -167,7 +172,7 @@ type Fetcher struct {
 
 	mu     sync.Mutex
 	parts  map[TopicPartition]*partState
-	loops  map[int32]*loop
+	loops  map[loopKey]*loop
 	closed bool
 }
 
@@ -203,6 +208,9 @@ func New(ctx context.Context, cfg Config) (*Fetcher, error) {
 	if cfg.Rack == "" {
 		cfg.Rack = sc.RackID
 	}
+	if cfg.Lanes <= 0 {
+		cfg.Lanes = 1
+	}
 	switch {
 	case cfg.MaxBytes < 0 || cfg.PartitionMaxBytes < 0 || cfg.MinBytes < 0:
 		return nil, fmt.Errorf("fetch: MaxBytes (%d), PartitionMaxBytes (%d) and MinBytes (%d) must not be negative",
@@ -220,7 +228,7 @@ func New(ctx context.Context, cfg Config) (*Fetcher, error) {
 		cfg: cfg, log: log, version: version, ctx: ctx, cancel: cancel,
 		route: make(chan struct{}, 1),
 		parts: make(map[TopicPartition]*partState),
-		loops: make(map[int32]*loop),
+		loops: make(map[loopKey]*loop),
 	}
 	f.wg.Add(1)
 	go func() {
@@ -357,7 +365,8 @@ func (f *Fetcher) Position(topic string, partition int32) (int64, bool) {
 	return 0, false
 }
 
-// Loops returns the number of fetch loops running (one per broker fetched from).
+// Loops returns the number of fetch loops running (Lanes per broker fetched from, or fewer when
+// a broker leads fewer partitions).
 func (f *Fetcher) Loops() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -477,7 +486,7 @@ func (f *Fetcher) routeAll() (pending bool) {
 		}
 		p.stale = false
 		p.leaderEpoch = epoch
-		l := f.loopFor(id)
+		l := f.loopFor(loopKey{id, lane(p.tp, f.cfg.Lanes)})
 		p.loop = l
 		l.parts[p.tp] = p
 		l.wakeUp()
@@ -486,13 +495,34 @@ func (f *Fetcher) routeAll() (pending bool) {
 	return pending
 }
 
-// loopFor returns the loop of broker id, starting it if needed. f.mu held.
-func (f *Fetcher) loopFor(id int32) *loop {
-	if l := f.loops[id]; l != nil {
+// loopKey names a loop: its broker and its lane.
+type loopKey struct {
+	broker int32
+	lane   int
+}
+
+// lane is the lane of lanes that fetches tp (FNV-1a of topic and partition).
+func lane(tp TopicPartition, lanes int) int {
+	if lanes <= 1 {
+		return 0
+	}
+	h := uint32(2166136261)
+	for i := 0; i < len(tp.Topic); i++ {
+		h = (h ^ uint32(tp.Topic[i])) * 16777619
+	}
+	for i := 0; i < 4; i++ {
+		h = (h ^ uint32(byte(tp.Partition>>(8*i)))) * 16777619
+	}
+	return int(h % uint32(lanes))
+}
+
+// loopFor returns the loop of key, starting it if needed. f.mu held.
+func (f *Fetcher) loopFor(key loopKey) *loop {
+	if l := f.loops[key]; l != nil {
 		return l
 	}
-	l := &loop{f: f, id: id, wake: make(chan struct{}, 1), parts: make(map[TopicPartition]*partState)}
-	f.loops[id] = l
+	l := &loop{f: f, id: key.broker, wake: make(chan struct{}, 1), parts: make(map[TopicPartition]*partState)}
+	f.loops[key] = l
 	f.wg.Add(1)
 	go func() {
 		defer f.wg.Done()

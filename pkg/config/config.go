@@ -277,6 +277,12 @@ type Consumer struct {
 	// round trip (benchmarks/results/wan-2026-12-01.md: 20% of the loopback throughput). 0 never
 	// enlarges the fetches.
 	DistantRTT time.Duration `mapstructure:"distant_rtt"`
+	// FetchLanes is how many fetch loops read each source broker, each on a connection and in a
+	// fetch session of its own, the broker's partitions divided among them. A loop has one
+	// fetch in flight, so across a long round trip a broker's partitions move one response
+	// per round trip, however wide the link; lanes multiply that. 0 picks 1 for a source
+	// nearer than DistantRTT and DistantFetchLanes for one at least that far.
+	FetchLanes int `mapstructure:"fetch_lanes"`
 	// SourceLossPolicy is what happens when records were deleted from the source (retention,
 	// DeleteRecords) before kmirror read them (it was stopped too long, or fell too far behind):
 	// the gap is logged once with topic, partition and the lost offsets, and counted in
@@ -312,6 +318,35 @@ func (c Consumer) FetchPartition(rtt time.Duration, largestBatch int) int32 {
 		return size
 	}
 	return int32(min(int64(largestBatch), int64(c.FetchMaxBytes)))
+}
+
+// DistantFetchLanes is the fetch lanes of a distant source when consumer.fetch_lanes is 0.
+const DistantFetchLanes = 4
+
+// MaxFetchLanes bounds consumer.fetch_lanes.
+const MaxFetchLanes = 16
+
+// Lanes returns the fetch lanes per source broker for a source rtt away: FetchLanes, or when it
+// is 0, DistantFetchLanes at DistantRTT and farther and 1 nearer.
+func (c Consumer) Lanes(rtt time.Duration) int {
+	switch {
+	case c.FetchLanes > 0:
+		return c.FetchLanes
+	case c.DistantRTT > 0 && rtt >= c.DistantRTT:
+		return DistantFetchLanes
+	}
+	return 1
+}
+
+// mostLanes is the most fetch lanes per source broker the configuration may pick.
+func (c Consumer) mostLanes() int {
+	if c.FetchLanes > 0 {
+		return c.FetchLanes
+	}
+	if c.DistantRTT > 0 {
+		return DistantFetchLanes
+	}
+	return 1
 }
 
 // Ring configures the partition workers and their inboxes.

@@ -139,6 +139,7 @@ func TestLoadRejectsBadInputNamingTheKey(t *testing.T) {
 		{"zero fetch min", minimal + "consumer: {fetch_min_bytes: 0}\n", nil, []string{"consumer.fetch_min_bytes"}},
 		{"fetch min above max", minimal + "consumer: {fetch_min_bytes: 2000000, fetch_max_bytes: 1000000}\n", nil,
 			[]string{"consumer.fetch_min_bytes", "consumer.fetch_max_bytes"}},
+		{"too many fetch lanes", minimal + "consumer: {fetch_lanes: 17}\n", nil, []string{"consumer.fetch_lanes", "0 (1 lane"}},
 		{"negative distant round trip", minimal + "consumer: {distant_rtt: -1ms}\n", nil,
 			[]string{"consumer.distant_rtt", "negative"}},
 		{"negative fetch wait per partition", minimal + "consumer: {fetch_wait_per_partition: -1ms}\n", nil,
@@ -434,6 +435,34 @@ func TestFetchPartitionGrowsForADistantSource(t *testing.T) {
 	for _, tc := range cases {
 		if got := tc.c.FetchPartition(tc.rtt, tc.batch); got != tc.want {
 			t.Errorf("%s: FetchPartition(%s, %d) = %d, want %d", tc.name, tc.rtt, tc.batch, got, tc.want)
+		}
+	}
+}
+
+// TestFetchLanesGrowForADistantSource: a near source is read by one fetch loop per broker, one
+// at least distant_rtt away by DistantFetchLanes; consumer.fetch_lanes, when set, wins.
+func TestFetchLanesGrowForADistantSource(t *testing.T) {
+	def := Default().Consumer
+	off := def
+	off.DistantRTT = 0
+	set := def
+	set.FetchLanes = 2
+	for _, tc := range []struct {
+		name string
+		c    Consumer
+		rtt  time.Duration
+		want int
+	}{
+		{"loopback", def, 200 * time.Microsecond, 1},
+		{"just under distant_rtt", def, 9 * time.Millisecond, 1},
+		{"at distant_rtt", def, 10 * time.Millisecond, DistantFetchLanes},
+		{"transatlantic", def, 80 * time.Millisecond, DistantFetchLanes},
+		{"distant_rtt 0", off, 80 * time.Millisecond, 1},
+		{"fetch_lanes set, near", set, 200 * time.Microsecond, 2},
+		{"fetch_lanes set, distant", set, 80 * time.Millisecond, 2},
+	} {
+		if got := tc.c.Lanes(tc.rtt); got != tc.want {
+			t.Errorf("%s: Lanes(%s) = %d, want %d", tc.name, tc.rtt, got, tc.want)
 		}
 	}
 }

@@ -25,8 +25,9 @@ type Memory struct {
 	// push into the ring yet (the fetched batch it was given when it answered full, and one more
 	// if a fetch was under way then), each at most one fetch share
 	// (consumer.fetch_partition_bytes, or a whole record batch larger than that, which Kafka
-	// returns whole: at most producer.max_message_bytes); and the next fetch response, at most
-	// consumer.fetch_max_bytes and at most partitions × fetch_partition_bytes.
+	// returns whole: at most producer.max_message_bytes); and the next fetch responses, one per
+	// fetch lane, together at most lanes × consumer.fetch_max_bytes and at most partitions ×
+	// the share (the lanes divide the partitions).
 	Fetch int64
 	// InFlight is what the producers hold, taken from the inboxes and not yet acknowledged by
 	// the target. At least once, each worker's produce pipeline (pkg/produce) holds at most
@@ -79,7 +80,7 @@ func (c *Config) MemoryBound(partitions int) Memory {
 	p := int64(max(partitions, 0))
 	batch := int64(c.Producer.MaxMessageBytes)
 	share := max(int64(c.Consumer.FetchPartitionBytes), batch)
-	response := min(int64(c.Consumer.FetchMaxBytes), p*int64(c.Consumer.FetchPartitionBytes))
+	response := min(int64(c.Consumer.mostLanes())*int64(c.Consumer.FetchMaxBytes), p*share)
 	return Memory{
 		Ring:     int64(c.Ring.Workers) * c.Ring.InboxBytes,
 		Fetch:    p*2*share + response,

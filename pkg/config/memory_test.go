@@ -16,10 +16,12 @@ func TestMemoryBoundOfTheDefaults(t *testing.T) {
 	}{
 		// No partition: the ring, the workers' pipelines and the constant only.
 		{0, 64 * MiB, 0, pipelines, 64 * MiB},
-		// 12 partitions: fetch = 12 × 2 shares of max_message_bytes + 12 × 256 KiB.
-		{12, 64 * MiB, 12*2*mmb + 3*MiB, pipelines, 64*MiB + 12*64<<10},
-		// 1,000 partitions: the next response is capped by fetch_max_bytes (50 MiB).
-		{1000, 64 * MiB, 1000*2*mmb + 50*MiB, pipelines, 64*MiB + 1000*64<<10},
+		// 12 partitions: fetch = 12 × 2 shares of max_message_bytes + the next responses, 12
+		// shares (a distant source's partitions are fetched a share each).
+		{12, 64 * MiB, 12*2*mmb + 12*mmb, pipelines, 64*MiB + 12*64<<10},
+		// 1,000 partitions: the next responses are capped by fetch_max_bytes (50 MiB) in each of
+		// a distant source's 4 fetch lanes.
+		{1000, 64 * MiB, 1000*2*mmb + 4*50*MiB, pipelines, 64*MiB + 1000*64<<10},
 	} {
 		m := c.MemoryBound(tc.partitions)
 		want := Memory{Ring: tc.ring, Fetch: tc.fetch, InFlight: tc.inFlight, Constant: tc.constant}

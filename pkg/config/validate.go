@@ -116,6 +116,10 @@ func (c *Config) Validate() error {
 			c.Consumer.FetchMinBytes, c.Consumer.FetchMaxBytes)
 	}
 	atLeast(bad, "consumer.fetch_max_wait", c.Consumer.FetchMaxWait, time.Millisecond)
+	if c.Consumer.FetchLanes < 0 || c.Consumer.FetchLanes > MaxFetchLanes {
+		bad("consumer.fetch_lanes", "%d: want 0 (1 lane, or %d for a distant source) to %d fetch loops per source broker",
+			c.Consumer.FetchLanes, DistantFetchLanes, MaxFetchLanes)
+	}
 	if c.Consumer.DistantRTT < 0 {
 		bad("consumer.distant_rtt", "%s is negative: use 0 (fetches keep consumer.fetch_partition_bytes) or a duration such as 10ms",
 			c.Consumer.DistantRTT)

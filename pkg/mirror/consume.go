@@ -88,7 +88,7 @@ func (r *memberRef) committer(om *offsetMap) func(func(string) string) offsets.C
 // fetches through a client that checks the topic IDs after each metadata refresh: a topic
 // re-created under its name restarts its claims (pkg/source/incarnation.go). The returned
 // close closes both.
-func (m *Mirror) openFetcher(ctx context.Context, gc *sarama.Config, h *source.Handler, ref *fetcherRef) (sarama.Client, func() error, error) {
+func (m *Mirror) openFetcher(ctx context.Context, gc *sarama.Config, lanes int, h *source.Handler, ref *fetcherRef) (sarama.Client, func() error, error) {
 	client, err := m.source.OpenClient(ctx, gc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("connect consumer group client to source %s: %w", m.source.Alias(), err)
@@ -97,7 +97,7 @@ func (m *Mirror) openFetcher(ctx context.Context, gc *sarama.Config, h *source.H
 		Client:   source.GuardIncarnations(client, h, h.RestartTopic),
 		MaxBytes: gc.Consumer.Fetch.MaxBytes, PartitionMaxBytes: gc.Consumer.Fetch.Default, MinBytes: gc.Consumer.Fetch.Min,
 		MaxWait: gc.Consumer.MaxWaitTime, ReadCommitted: gc.Consumer.IsolationLevel == sarama.ReadCommitted,
-		Backoff: gc.Consumer.Retry.Backoff, Logger: m.log, Events: m.fetchEvents,
+		Lanes: lanes, Backoff: gc.Consumer.Retry.Backoff, Logger: m.log, Events: m.fetchEvents,
 	})
 	if err != nil {
 		_ = client.Close()

@@ -327,11 +327,12 @@ func (m *Mirror) Run(ctx context.Context) error {
 		defer stopping.do("stop the group offset sync", func() error { stop(nil); <-synced; return gs.consumer.Close() })
 	}
 
-	gc.Consumer.Fetch.Default = source.FetchPartitionBytes(srcClient, m.cfg.Consumer, first, syncer.Lookup, m.log)
+	var lanes int
+	gc.Consumer.Fetch.Default, lanes = source.FetchSizing(srcClient, m.cfg.Consumer, first, syncer.Lookup, m.log)
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("consumer", gc)
 	}
-	groupClient, closeFetch, err := m.openFetcher(runCtx, gc, handler, &fetcher)
+	groupClient, closeFetch, err := m.openFetcher(runCtx, gc, lanes, handler, &fetcher)
 	if err != nil {
 		return stoppedBeforeStart(ctx, err)
 	}

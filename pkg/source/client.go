@@ -55,18 +55,20 @@ func ClientConfig(c *sarama.Config, cc config.Consumer) *sarama.Config {
 	return c
 }
 
-// FetchPartitionBytes is the consumer group's fetch size per partition (consumer.distant_rtt):
-// the configured one, or the largest batch the mirrored topics accept (lookup tells each one's)
-// when the source src is distant. A round trip that cannot be measured keeps the configured size.
-func FetchPartitionBytes(src sarama.Client, cc config.Consumer, mirrored []string, lookup func(string) (topics.Topic, bool), log *zap.Logger) int32 {
+// FetchSizing is the consumer group's fetch size per partition and its fetch lanes per source
+// broker (consumer.distant_rtt, consumer.fetch_lanes): the configured size and one lane, or for
+// a distant source src the largest batch the mirrored topics accept (lookup tells each one's)
+// and config.DistantFetchLanes. A round trip that cannot be measured keeps the configured size
+// and consumer.fetch_lanes (1 when 0).
+func FetchSizing(src sarama.Client, cc config.Consumer, mirrored []string, lookup func(string) (topics.Topic, bool), log *zap.Logger) (int32, int) {
 	if cc.DistantRTT <= 0 {
-		return cc.FetchPartitionBytes
+		return cc.FetchPartitionBytes, cc.Lanes(0)
 	}
 	rtt, err := cluster.RoundTrip(src, 3)
 	if err != nil {
 		log.Warn("cannot measure the round trip to the source; fetching with consumer.fetch_partition_bytes",
 			zap.Error(err))
-		return cc.FetchPartitionBytes
+		return cc.FetchPartitionBytes, cc.Lanes(0)
 	}
 	largest := 0
 	for _, name := range mirrored {
@@ -74,11 +76,13 @@ func FetchPartitionBytes(src sarama.Client, cc config.Consumer, mirrored []strin
 			largest = max(largest, t.MaxMessageBytes)
 		}
 	}
-	size := cc.FetchPartition(rtt, largest)
-	if size != cc.FetchPartitionBytes {
-		log.Info("the source is distant: each partition's fetch asks for the largest batch its topics accept",
+	size, lanes := cc.FetchPartition(rtt, largest), cc.Lanes(rtt)
+	if size != cc.FetchPartitionBytes || lanes > 1 {
+		log.Info("the source is distant: each partition's fetch asks for the largest batch its topics accept, "+
+			"and several fetch loops read each broker",
 			zap.Duration("source_rtt", rtt), zap.Duration("distant_rtt", cc.DistantRTT),
-			zap.Int32("fetch_partition_bytes", size), zap.Int32("configured", cc.FetchPartitionBytes))
+			zap.Int32("fetch_partition_bytes", size), zap.Int32("configured", cc.FetchPartitionBytes),
+			zap.Int("fetch_lanes", lanes))
 	}
-	return size
+	return size, lanes
 }

@@ -27,7 +27,8 @@ type mirrorMaker2 struct {
 // MirrorCheckpointConnector, translates and syncs the offsets of the groups matching groups
 // (checkpoints and group offset syncs every second; offset.lag.max and the translation itself
 // at their defaults). Topic and group discovery run every 2 s (default 10 min) so that groups
-// made while it runs are found within the test. Its source consumers read committed records only
+// made while it runs are found within the test, and it records its positions every 5 s (Connect's
+// offset flush, 60 s by default) so that a test that switches from it need not wait a minute. Its source consumers read committed records only
 // (isolation.level read_committed): with the consumer's default they would copy aborted ones.
 func startMirrorMaker2(t *testing.T, europe, us *cluster, topics, groups string) *mirrorMaker2 {
 	t.Helper()
@@ -51,6 +52,7 @@ europe->us.sync.group.offsets.enabled = true
 europe->us.sync.group.offsets.interval.seconds = 1
 europe->us.refresh.topics.interval.seconds = 2
 europe->us.refresh.groups.interval.seconds = 2
+europe->us.offset.flush.interval.ms = 5000
 europe.consumer.isolation.level = read_committed
 tasks.max = 2
 replication.factor = 1

@@ -66,13 +66,7 @@ func TestBatchesAreByteIdenticalAndInOrder(t *testing.T) {
 			ref := consumeAll(t, c, "t", 3*perPartition)
 
 			f := newFetcher(t, Config{Client: client(t, c), MaxBytes: 4 << 10, PartitionMaxBytes: 2 << 10, MaxWait: 100 * time.Millisecond})
-			sinks := make([]*collector, 3)
-			for p := range sinks {
-				sinks[p] = newCollector()
-				if err := f.Add("t", int32(p), 0, sinks[p]); err != nil {
-					t.Fatal(err)
-				}
-			}
+			sinks := addCollectors(t, f, "t", 3)
 			for p, s := range sinks {
 				got := s.waitRecords(t, perPartition, 10*time.Second)
 				refp := ref[int32(p)]
@@ -163,13 +157,7 @@ func TestOneLoopPerBrokerAndCloseWaits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sinks := make([]*collector, 60)
-	for p := range sinks {
-		sinks[p] = newCollector()
-		if err := f.Add("many", int32(p), 0, sinks[p]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sinks := addCollectors(t, f, "many", 60)
 	for p, s := range sinks {
 		checkSequence(t, int32(p), s.waitRecords(t, 1, 10*time.Second), 1, 0)
 	}
@@ -203,13 +191,7 @@ func TestLanesDivideABrokersPartitions(t *testing.T) {
 	}
 	produce(t, kc, rs...)
 	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 100 * time.Millisecond, Lanes: 3})
-	sinks := make([]*collector, 60)
-	for p := range sinks {
-		sinks[p] = newCollector()
-		if err := f.Add("laned", int32(p), 0, sinks[p]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sinks := addCollectors(t, f, "laned", 60)
 	for p, s := range sinks {
 		checkSequence(t, int32(p), s.waitRecords(t, 3, 10*time.Second), 3, 0)
 	}

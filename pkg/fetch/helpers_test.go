@@ -94,6 +94,20 @@ type collector struct {
 	changed chan struct{}
 }
 
+// addCollectors adds partitions 0 to n-1 of topic to f at offset 0, each with a collector of
+// its own, and returns the collectors by partition.
+func addCollectors(t testing.TB, f *Fetcher, topic string, n int) []*collector {
+	t.Helper()
+	sinks := make([]*collector, n)
+	for p := range sinks {
+		sinks[p] = newCollector()
+		if err := f.Add(topic, int32(p), 0, sinks[p]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return sinks
+}
+
 func newCollector() *collector {
 	return &collector{stopped: make(chan error, 1), changed: make(chan struct{}, 1)}
 }

@@ -114,13 +114,7 @@ func TestIdleFetchesNameNoPartition(t *testing.T) {
 		ev.forgotten += forgotten
 	}}
 	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 50 * time.Millisecond, Events: events})
-	sinks := make([]*collector, 20)
-	for p := range sinks {
-		sinks[p] = newCollector()
-		if err := f.Add("idle", int32(p), 0, sinks[p]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sinks := addCollectors(t, f, "idle", 20)
 	log.waitFetches(t, 0, 12)
 	seen := log.since(0)
 	full, names := 0, 0
@@ -265,13 +259,7 @@ func TestLargeSessionGrowsInSteps(t *testing.T) {
 	produce(t, kc, rs...)
 	log := watchFetches(c.Fake())
 	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 50 * time.Millisecond})
-	sinks := make([]*collector, n)
-	for p := range sinks {
-		sinks[p] = newCollector()
-		if err := f.Add("wide", int32(p), 0, sinks[p]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sinks := addCollectors(t, f, "wide", n)
 	for p := range int32(10) {
 		f.Pause("wide", p*100) // while it grows: each is forgotten once it was in
 	}

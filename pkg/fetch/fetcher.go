@@ -2,8 +2,10 @@ package fetch
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -501,19 +503,16 @@ type loopKey struct {
 	lane   int
 }
 
-// lane is the lane of lanes that fetches tp (FNV-1a of topic and partition).
+// lane is the lane of lanes that fetches tp (FNV-1a of topic and partition). It runs when a
+// partition is routed, not per fetch.
 func lane(tp TopicPartition, lanes int) int {
 	if lanes <= 1 {
 		return 0
 	}
-	h := uint32(2166136261)
-	for i := 0; i < len(tp.Topic); i++ {
-		h = (h ^ uint32(tp.Topic[i])) * 16777619
-	}
-	for i := 0; i < 4; i++ {
-		h = (h ^ uint32(byte(tp.Partition>>(8*i)))) * 16777619
-	}
-	return int(h % uint32(lanes))
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(tp.Topic))
+	_, _ = h.Write(binary.BigEndian.AppendUint32(nil, uint32(tp.Partition)))
+	return int(h.Sum32() % uint32(lanes))
 }
 
 // loopFor returns the loop of key, starting it if needed. f.mu held.

@@ -40,7 +40,9 @@ type Memory struct {
 	// at most a record per partition). Exactly once, each slot the process owns (at most
 	// delivery.slots, at most one per partition) has a transactional produce pipeline that holds
 	// as much as a worker's pipeline at least once: PipelineBatches batches of
-	// producer.batch_bytes and a record on its way in, at most producer.max_message_bytes.
+	// producer.batch_bytes and a record on its way in, at most producer.max_message_bytes; and
+	// its open transaction keeps every record it holds until the commit, acknowledged or not,
+	// up to delivery.transaction.max_bytes and one record more: the larger of the two counts.
 	InFlight int64
 	// Constant is the process without records (MemoryConstant: Go runtime, binary, clients,
 	// metadata, telemetry) and the per-partition state besides records (MemoryPerPartition).
@@ -92,7 +94,11 @@ func (c *Config) MemoryBound(partitions int) Memory {
 // inFlight is Memory.InFlight for p partitions and record batches of at most batch bytes.
 func (c *Config) inFlight(p, batch int64) int64 {
 	if c.Delivery.Mode == "exactly_once" {
-		return min(int64(c.Delivery.Slots), p) * (PipelineBatches*c.PipelineBatchBytes() + batch)
+		// A slot's open transaction keeps every record it holds until it commits (acknowledged or
+		// not: a commit that fails sends them again): up to delivery.transaction.max_bytes and
+		// the record that reached it.
+		perSlot := max(PipelineBatches*c.PipelineBatchBytes()+batch, c.Delivery.Transaction.MaxBytes+batch)
+		return min(int64(c.Delivery.Slots), p) * perSlot
 	}
 	return int64(c.Ring.Workers) * (PipelineBatches*c.PipelineBatchBytes() + batch)
 }

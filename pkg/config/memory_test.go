@@ -57,7 +57,9 @@ func TestMemoryBoundFollowsTheBudgets(t *testing.T) {
 	// Exactly once: a transactional pipeline per slot owned (at most one per partition).
 	c = Default()
 	c.Delivery.Mode = "exactly_once"
-	pipe := 6*int64(c.PipelineBatchBytes()) + int64(c.Producer.MaxMessageBytes)
+	// Each slot: its open transaction (delivery.transaction.max_bytes, 8 MiB, and one record),
+	// more than its pipeline (6 batches of 1 MiB and one record).
+	pipe := c.Delivery.Transaction.MaxBytes + int64(c.Producer.MaxMessageBytes)
 	if e := c.MemoryBound(4); e.InFlight != 4*pipe || e.Ring != b0.Ring {
 		t.Errorf("exactly once, 4 partitions of 16 slots: %+v, want InFlight %d", e, 4*pipe)
 	}

@@ -76,10 +76,11 @@ func migrateFromMirrorMaker2(t *testing.T, mode string) {
 	europe := startCluster(t, "europe")
 	us := startCluster(t, "us")
 	europe.createTopic(t, "orders", 3, 1, nil)
-	// 2 minutes at 2,000/s: the load goes on after the switch. MirrorMaker 2 (its offset flush
-	// every 5 s) had recorded every partition's position 25-50 s after its start, and the
-	// switch takes about 20 s more.
-	const total = 240000
+	// 140 s at 2,000/s: the load goes on after the switch. In the suite (two shards on 2 cores)
+	// MirrorMaker 2, its offset flush every 5 s, had recorded every partition's position about
+	// 70 s after the load began (its start takes most of that), and the switch takes about 20 s
+	// more.
+	const total = 280000
 	load := startLoad(t, europe.bootstrap, "orders", total, 2000)
 
 	mm := startMirrorMaker2(t, europe, us, "orders", "no-group-here")

@@ -20,7 +20,7 @@ import (
 // already set. In a catch-up those buffers were a quarter of everything kmirror allocated (903
 // of 3,405 MB for 1 GB mirrored) and their encoding 9% of its CPU. So the pipeline encodes the
 // records itself, in one pass, into a buffer it reuses, and sets that field through reflect,
-// only when the field is there with exactly that type (setEncoded); a sarama that renamed or
+// only when the field is there with exactly that type (findEncodedFields); a sarama that renamed or
 // retyped it makes the pipeline leave the encoding to sarama (correct, only dearer).
 // TestOwnEncodingIsSaramasToTheByte compares the bytes on the wire with sarama's own.
 //
@@ -34,12 +34,31 @@ type encodedRecords struct{ b []byte }
 
 // encoder encodes batches' records into pooled buffers.
 type encoder struct {
-	on   bool // sarama's field is there: encode the records here
+	on   bool // sarama's fields are there: encode the records here
+	at   encodedFields
 	pool sync.Pool
 }
 
+// encodedFields is where sarama's RecordBatch keeps its encoded records: the offsets of its
+// unexported compressedRecords []byte and recordsLen int (read for its compression-ratio
+// metric), looked up once, when the pipeline opens, not per batch.
+type encodedFields struct{ records, length uintptr }
+
+// findEncodedFields reports where RecordBatch keeps its encoded records, and whether both fields
+// are there with exactly those types.
+func findEncodedFields() (encodedFields, bool) {
+	t := reflect.TypeFor[sarama.RecordBatch]()
+	recs, ok1 := t.FieldByName("compressedRecords")
+	n, ok2 := t.FieldByName("recordsLen")
+	if !ok1 || !ok2 || recs.Type != reflect.TypeFor[[]byte]() || n.Type != reflect.TypeFor[int]() {
+		return encodedFields{}, false
+	}
+	return encodedFields{records: recs.Offset, length: n.Offset}, true
+}
+
 func newEncoder(codec sarama.CompressionCodec) *encoder {
-	return &encoder{on: codec == sarama.CompressionNone && setEncoded(&sarama.RecordBatch{}, nil)}
+	at, found := findEncodedFields()
+	return &encoder{on: codec == sarama.CompressionNone && found, at: at}
 }
 
 // encode sets the records of b's record batch, encoded, unless sarama is to encode them or they
@@ -53,7 +72,7 @@ func (e *encoder) encode(b *batch) {
 		enc = &encodedRecords{}
 	}
 	enc.b = appendRecords(enc.b[:0], b.recs)
-	setEncoded(&b.rb, enc.b)
+	e.set(&b.rb, enc.b)
 	b.enc = enc
 }
 
@@ -66,18 +85,12 @@ func (e *encoder) release(b *batch) {
 	b.enc = nil
 }
 
-// setEncoded sets rb's encoded records (sarama's compressedRecords, and recordsLen, read for its
-// compression-ratio metric) and reports whether it could.
-func setEncoded(rb *sarama.RecordBatch, raw []byte) bool {
-	v := reflect.ValueOf(rb).Elem()
-	recs, n := v.FieldByName("compressedRecords"), v.FieldByName("recordsLen")
-	if !recs.IsValid() || recs.Type() != reflect.TypeFor[[]byte]() || !n.IsValid() || n.Kind() != reflect.Int {
-		return false
-	}
-	// The fields are addressable (rb is a pointer) and of the types checked above.
-	*(*[]byte)(unsafe.Pointer(recs.UnsafeAddr())) = raw
-	*(*int)(unsafe.Pointer(n.UnsafeAddr())) = len(raw)
-	return true
+// set sets rb's encoded records and their length; e.on must be true (the fields are there, of
+// the types findEncodedFields checked).
+func (e *encoder) set(rb *sarama.RecordBatch, raw []byte) {
+	base := unsafe.Pointer(rb)
+	*(*[]byte)(unsafe.Add(base, e.at.records)) = raw
+	*(*int)(unsafe.Add(base, e.at.length)) = len(raw)
 }
 
 // appendRecords appends recs encoded as Kafka's v2 records (KIP-98): for each, its length, then

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -176,5 +177,22 @@ func TestEncodingAllocatesOnceAtMost(t *testing.T) {
 	buf := appendRecords(nil, recs)
 	if n := testing.AllocsPerRun(20, func() { _ = appendRecords(buf[:0], recs) }); n != 0 {
 		t.Errorf("encoding into a buffer large enough: %.0f allocations, want 0", n)
+	}
+}
+
+// The encoder puts its buffer where sarama's RecordBatch reads its encoded records (checked by
+// name, through reflect, as sarama's own fields), so that sarama writes those bytes and does
+// not encode the records again.
+func TestEncodedRecordsAreWhereSaramaReadsThem(t *testing.T) {
+	e := newEncoder(sarama.CompressionNone)
+	if !e.on {
+		t.Fatal("sarama's RecordBatch has no compressedRecords []byte and recordsLen int: records.go cannot set them")
+	}
+	b := &batch{recs: []sarama.Record{{Key: []byte("k"), Value: []byte("v")}, {OffsetDelta: 1, Value: []byte("w")}}}
+	e.encode(b)
+	v := reflect.ValueOf(&b.rb).Elem()
+	recs, n := v.FieldByName("compressedRecords"), v.FieldByName("recordsLen")
+	if recs.Len() != len(b.enc.b) || recs.Len() == 0 || recs.Pointer() != reflect.ValueOf(b.enc.b).Pointer() || int(n.Int()) != len(b.enc.b) {
+		t.Fatalf("RecordBatch holds %d encoded bytes (length field %d), want the encoder's %d", recs.Len(), n.Int(), len(b.enc.b))
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -327,8 +328,12 @@ type Flusher struct {
 
 	mu        sync.Mutex
 	recorders map[*Recorder]struct{}
-	writeMu   sync.Mutex // one flush at a time: a chunk's versions reach the topic in order
-	errLog    rate.Sometimes
+	// waiting holds the recorders of the flushes waiting for writeMu, with how many flushes
+	// wait for each: the write under way when they came is followed by one write that takes
+	// them all (a group commit), not by one write each. Under mu.
+	waiting map[*Recorder]int
+	writeMu sync.Mutex // one flush at a time: a chunk's versions reach the topic in order
+	errLog  rate.Sometimes
 }
 
 // DefaultWriteTimeout bounds a write of the map when FlusherConfig.WriteTimeout is not set.
@@ -355,7 +360,7 @@ func NewFlusher(cfg FlusherConfig) *Flusher {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
 	return &Flusher{cfg: cfg, log: cfg.Store.cfg.Log, recorders: make(map[*Recorder]struct{}),
-		errLog: rate.Sometimes{First: 1, Interval: time.Minute}}
+		waiting: make(map[*Recorder]int), errLog: rate.Sometimes{First: 1, Interval: time.Minute}}
 }
 
 // Add starts flushing r.
@@ -420,12 +425,22 @@ func (f *Flusher) all() []*Recorder {
 	return rs
 }
 
-// flush writes the pending chunks of rs; on failure each recorder gets its chunks back.
+// flush writes the pending chunks of rs, with those of every flush waiting behind it; on failure
+// each recorder gets its chunks back.
+//
+// Flushes come in bursts: under exactly-once each slot writes its recorders before each commit,
+// and across a WAN a write takes a round trip. One write at a time, each for its own caller, made
+// the last of a burst of 12 wait 12 round trips (a median of 490 ms at 80 ms RTT, the largest
+// part of the commit). So a flush that gets the turn writes the chunks of those waiting too; each
+// of them, when its turn comes, finds its chunks written (or handed back, and writes them).
 func (f *Flusher) flush(ctx context.Context, rs []*Recorder) error {
 	ctx, cancel := context.WithTimeout(ctx, f.cfg.WriteTimeout)
 	defer cancel()
+	f.wait(rs, 1)
 	f.writeMu.Lock()
 	defer f.writeMu.Unlock()
+	f.wait(rs, -1)
+	rs = f.withWaiting(rs)
 	var all []*Chunk
 	pending := make([][]*Chunk, len(rs))
 	for i, r := range rs {
@@ -454,6 +469,37 @@ func (f *Flusher) flush(ctx context.Context, rs []*Recorder) error {
 		f.cfg.Written(len(all))
 	}
 	return nil
+}
+
+// wait counts rs as waiting for a write (by 1) or no longer (by -1).
+func (f *Flusher) wait(rs []*Recorder, by int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range rs {
+		if f.waiting[r] += by; f.waiting[r] <= 0 {
+			delete(f.waiting, r)
+		}
+	}
+}
+
+// withWaiting returns rs and the recorders other flushes wait to write, each once.
+func (f *Flusher) withWaiting(rs []*Recorder) []*Recorder {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.waiting) == 0 {
+		return rs
+	}
+	seen := make(map[*Recorder]bool, len(rs))
+	for _, r := range rs {
+		seen[r] = true
+	}
+	out := slices.Clone(rs)
+	for r := range f.waiting {
+		if !seen[r] {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // SourceProber asks the source whether offsets hold records, by reading from the first one. It

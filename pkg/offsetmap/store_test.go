@@ -2,6 +2,7 @@ package offsetmap
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"sync"
 	"syscall"
@@ -250,5 +251,72 @@ func TestFollowAlwaysReadsAgainAfterAFailedRead(t *testing.T) {
 	defer flaky.mu.Unlock()
 	if flaky.calls < 3 {
 		t.Fatalf("%d reads of the end, want two failed and then one that followed", flaky.calls)
+	}
+}
+
+// slowProducer answers each write after a round trip, counting the writes.
+type slowProducer struct {
+	sarama.SyncProducer
+	rtt    time.Duration
+	mu     sync.Mutex
+	writes int
+	msgs   int
+}
+
+func (p *slowProducer) SendMessages(msgs []*sarama.ProducerMessage) error {
+	time.Sleep(p.rtt)
+	p.mu.Lock()
+	p.writes++
+	p.msgs += len(msgs)
+	p.mu.Unlock()
+	return nil
+}
+
+// TestWritesWaitingForTheTurnShareOneWrite: flushes that come while a write is under way (each
+// exactly-once slot writes its recorders before it commits) are written together by the next
+// write, not one write each: 8 slots at 100 ms a round trip take two writes and about 200 ms,
+// not 8 and 800 ms. Each returns only once its own chunk is written.
+func TestWritesWaitingForTheTurnShareOneWrite(t *testing.T) {
+	p := &slowProducer{rtt: 100 * time.Millisecond}
+	store, err := NewStore(StoreConfig{Topic: "__kmirror.offset-map.test", Producer: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := NewIndex()
+	f := NewFlusher(FlusherConfig{Store: store, Interval: time.Hour, Index: x})
+	const slots = 8
+	rs := make([]*Recorder, slots)
+	for i := range rs {
+		rs[i] = NewRecorder("t", int32(i), "id", 0)
+		f.Add(rs[i])
+		rs[i].Copied(0, int64(i))
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, slots)
+	for i, r := range rs {
+		wg.Go(func() {
+			errs[i] = f.Write(context.Background(), r)
+			if err := errs[i]; err == nil && len(x.Chunks("t", int32(i))) != 1 {
+				errs[i] = fmt.Errorf("returned before its chunk was written")
+			}
+		})
+		if i == 0 {
+			time.Sleep(10 * time.Millisecond) // the first write is under way
+		}
+	}
+	wg.Wait()
+	took := time.Since(start)
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("write of slot %d: %v", i, err)
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t.Logf("%d flushes: %d writes of %d chunks in %s", slots, p.writes, p.msgs, took.Round(time.Millisecond))
+	if p.writes > 2 || p.msgs != slots {
+		t.Fatalf("%d flushes made %d writes of %d chunks, want 2 writes of %d chunks (the first, then all that waited for it)",
+			slots, p.writes, p.msgs, slots)
 	}
 }

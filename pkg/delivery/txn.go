@@ -29,6 +29,10 @@ type Producer interface {
 	// Flush waits until the target acknowledged every record of the open transaction (each
 	// record's Offset is then its offset on the target), or says why it cannot commit.
 	Flush(ctx context.Context) error
+	// SendPositions starts adding the positions to the open transaction while its records
+	// are still in flight, when it can (they become visible only when it commits); Commit then
+	// waits for them. It reports whether it started.
+	SendPositions(ctx context.Context, pos *produce.Positions) bool
 	// Commit commits the open transaction with the positions, or aborts it and says why.
 	Commit(ctx context.Context, pos *produce.Positions) error
 	// Abort aborts the open transaction.
@@ -318,9 +322,14 @@ func (t *Txn) commit(ctx context.Context, before func([]Held) error) ([]Held, er
 		defer span.End()
 	}
 	cctx := context.WithoutCancel(ctx)
+	pos := &produce.Positions{Group: t.group, Offsets: offsets}
 	var err error
 	if t.aborted.Load() {
 		err = errAborted
+	} else {
+		// The positions go into the transaction while its records are still being
+		// acknowledged and mapped: they become visible only with its commit, after both.
+		t.p.SendPositions(cctx, pos)
 	}
 	if err == nil && before != nil {
 		// Every record acknowledged (with its target offset) before the step.
@@ -333,9 +342,10 @@ func (t *Txn) commit(ctx context.Context, before func([]Held) error) ([]Held, er
 		err = errAborted
 	}
 	if err == nil {
-		// Commit flushes what is left, adds the positions (AddOffsetsToTxn, TxnOffsetCommit)
-		// and ends the transaction; it aborts it itself when it cannot commit.
-		err = t.p.Commit(cctx, &produce.Positions{Group: t.group, Offsets: offsets})
+		// Commit flushes what is left, waits for the positions (or adds them now, when they
+		// could not go early) and ends the transaction; it aborts it itself when it cannot
+		// commit.
+		err = t.p.Commit(cctx, pos)
 	} else if aerr := t.p.Abort(cctx); aerr != nil {
 		// The producer failed for good on the way: the coordinator aborts the transaction
 		// when the slot's id is next initialised, or at its timeout; nothing of it is ever

@@ -80,7 +80,14 @@ type Txn struct {
 	pending  []settledBatch
 	changed  chan struct{}
 
-	open bool
+	open  bool
+	early *earlyPositions // positions sent ahead of the commit (SendPositions), or nil
+}
+
+// earlyPositions is a positions commit under way while the transaction's batches are in flight.
+type earlyPositions struct {
+	done chan struct{} // closed when err is set
+	err  error
 }
 
 // NewTxn opens a transactional pipeline: it takes tc.ID's producer id and epoch, fencing older
@@ -307,12 +314,54 @@ func (tx *Txn) failure() error {
 	return fmt.Errorf("%w: the transaction must abort: %w", ErrTxnAborted, tx.t.err)
 }
 
-// Commit flushes the open transaction, commits pos in it (when not nil), and commits it: only
-// when every batch in it was acknowledged and the positions were added. Its records are then
-// reported acknowledged to Done. Otherwise it aborts the transaction and returns an error
-// marked ErrTxnAborted (resend from the positions) or ErrTxnFatal (stop); the records are
-// reported failed. A commit whose answer is lost is fatal: its outcome is unknown until the
-// next producer of the id takes it.
+// SendPositions starts committing pos in the open transaction now (AddOffsetsToTxn, then
+// TxnOffsetCommit), while its batches may still be in flight, as Kafka's producer's
+// sendOffsetsToTransaction does: the positions become visible only when the transaction commits
+// and are discarded when it aborts, so sending them before the batches are acknowledged takes
+// their round trips out of the commit without letting a position pass a record. Commit then
+// waits for them instead of sending its own. It sends only once the transaction has started on
+// the coordinator (a partition added) and reports whether it did; before that Commit sends the
+// positions after its flush, where a producer id the coordinator forgot can still be taken
+// again (renewProducerID). Called from the goroutine that calls Commit.
+func (tx *Txn) SendPositions(ctx context.Context, pos *Positions) bool {
+	p := tx.p
+	if pos == nil || len(pos.Offsets) == 0 || tx.early != nil {
+		return false
+	}
+	p.mu.Lock()
+	ok := tx.open && tx.t.err == nil && len(tx.t.added) > 0
+	pid, epoch := p.pid, p.epoch
+	p.mu.Unlock()
+	if !ok {
+		return false
+	}
+	e := &earlyPositions{done: make(chan struct{})}
+	tx.early = e
+	go func() {
+		defer close(e.done)
+		e.err = p.commitPositions(ctx, pos, pid, epoch)
+	}()
+	return true
+}
+
+// waitEarly waits for the positions SendPositions sent and returns whether it had sent any and
+// how that ended.
+func (tx *Txn) waitEarly() (sent bool, err error) {
+	e := tx.early
+	if e == nil {
+		return false, nil
+	}
+	<-e.done
+	tx.early = nil
+	return true, e.err
+}
+
+// Commit flushes the open transaction, commits pos in it (when not nil, and unless SendPositions
+// sent positions already: then it waits for those), and commits it: only when every batch in it
+// was acknowledged and the positions were added. Its records are then reported acknowledged to
+// Done. Otherwise it aborts the transaction and returns an error marked ErrTxnAborted (resend
+// from the positions) or ErrTxnFatal (stop); the records are reported failed. A commit whose
+// answer is lost is fatal: its outcome is unknown until the next producer of the id takes it.
 func (tx *Txn) Commit(ctx context.Context, pos *Positions) error {
 	p := tx.p
 	if !tx.isOpen() {
@@ -321,10 +370,14 @@ func (tx *Txn) Commit(ctx context.Context, pos *Positions) error {
 	if err := tx.Flush(ctx); err != nil {
 		return tx.end(ctx, err)
 	}
+	sent, err := tx.waitEarly()
+	if err != nil {
+		return tx.end(ctx, err)
+	}
 	p.mu.Lock()
-	pid, epoch, started := p.pid, p.epoch, len(tx.t.added) > 0
+	pid, epoch, started := p.pid, p.epoch, len(tx.t.added) > 0 || sent
 	p.mu.Unlock()
-	if pos != nil && len(pos.Offsets) > 0 {
+	if !sent && pos != nil && len(pos.Offsets) > 0 {
 		err := p.commitPositions(ctx, pos, pid, epoch)
 		if err != nil && !started {
 			var renewed bool
@@ -376,6 +429,8 @@ func (tx *Txn) isOpen() bool {
 // end aborts the open transaction for cause and reports its records failed.
 func (tx *Txn) end(ctx context.Context, cause error) error {
 	p := tx.p
+	// Positions still being sent end first: the abort must not race them.
+	_, _ = tx.waitEarly()
 	if err := tx.Flush(ctx); err != nil && !errors.Is(err, ErrTxnFatal) && !errors.Is(err, ErrTxnAborted) &&
 		ctx.Err() != nil {
 		cause = fmt.Errorf("%w: %w (and %w)", ErrTxnFatal, cause, err)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -396,5 +397,130 @@ func TestTxnRenewsAProducerIDTheCoordinatorForgot(t *testing.T) {
 	}
 	if got := readPositions(t, c, "pos"); got[0] != 200 || got[1] != 200 {
 		t.Fatalf("positions %v, want 0:200 1:200", got)
+	}
+}
+
+// earlyTarget is a 3-broker kfake target whose partition t/0 leads on a broker that coordinates
+// neither transactional id id nor group group: the produce requests and the coordinator
+// requests travel on different connections, so one can be held while the others are answered.
+func earlyTarget(t *testing.T, id, group string) *kfake.Cluster {
+	t.Helper()
+	c := fakeTarget(t, 3, 1)
+	taken := map[int32]bool{c.CoordinatorFor(id): true, c.CoordinatorFor(group): true}
+	for node := range int32(3) {
+		if !taken[node] {
+			if err := c.MoveTopicPartition("t", 0, node); err != nil {
+				t.Fatal(err)
+			}
+			return c
+		}
+	}
+	t.Fatalf("no broker of 3 is free of the coordinators %v", taken)
+	return nil
+}
+
+// sendPositions sends pos early once the open transaction has started on the coordinator.
+func sendPositions(t *testing.T, tx *Txn, pos *Positions) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !tx.SendPositions(context.Background(), pos); {
+		if time.Now().After(deadline) {
+			t.Fatal("SendPositions did not start within 5 s of the first record")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The positions of a transaction reach the coordinator while its batches are still in flight
+// (SendPositions, as Kafka's producer's sendOffsetsToTransaction): the commit does not wait for
+// every acknowledgement before it starts AddOffsetsToTxn and TxnOffsetCommit, one after the
+// other. Here the target holds the first produce request until it received the
+// TxnOffsetCommit, for 2 s at most: sent after the flush, the positions would come only once
+// that time ran out. Sent early, they become visible all the same only with the commit.
+func TestTxnPositionsGoWhileBatchesAreInFlight(t *testing.T) {
+	c := earlyTarget(t, "txn-early", "pos")
+	positionsIn := make(chan struct{})
+	var once sync.Once
+	var heldOut atomic.Bool // a produce request was released by the timeout, not by the positions
+	c.ControlKey(int16(kmsg.TxnOffsetCommit), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		once.Do(func() { close(positionsIn) })
+		return nil, nil, false
+	})
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.DropControl() // the first produce request only
+		c.SleepControl(func() {
+			select {
+			case <-positionsIn:
+			case <-time.After(2 * time.Second): // within the client's read timeout (5 s)
+				heldOut.Store(true)
+			}
+		})
+		return nil, nil, false
+	})
+	o := newOutcomes()
+	tx := openTxn(t, testConfig(c), "txn-early", o)
+	if err := tx.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	want := produceTxn(t, tx, "e-", 1, 50)
+	pos := positions("pos", map[int32]int64{0: 50})
+	sendPositions(t, tx, pos)
+	if err := tx.Commit(context.Background(), pos); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	if heldOut.Load() {
+		t.Fatal("the positions reached the coordinator only after the batches were acknowledged")
+	}
+	checkCommitted(t, c, 0, want[0])
+	if got := readPositions(t, c, "pos"); got[0] != 50 {
+		t.Fatalf("positions %v, want 0:50", got)
+	}
+}
+
+// Positions sent early into a transaction that then aborts (a batch refused) are discarded with
+// it: the group keeps the positions of the last committed transaction, and the transaction
+// resent commits with its own.
+func TestTxnPositionsSentEarlyAreDiscardedByAnAbort(t *testing.T) {
+	c := earlyTarget(t, "txn-discard", "pos")
+	o := newOutcomes()
+	tx := openTxn(t, testConfig(c), "txn-discard", o)
+	ctx := context.Background()
+	if err := tx.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	first := produceTxn(t, tx, "a-", 1, 20)
+	pos := positions("pos", map[int32]int64{0: 20})
+	sendPositions(t, tx, pos)
+	if err := tx.Commit(ctx, pos); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+
+	if err := tx.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	produceTxn(t, tx, "b-", 1, 20)
+	pos = positions("pos", map[int32]int64{0: 40})
+	sendPositions(t, tx, pos)
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Topic: "t", Err: kerr.InvalidRecord, Count: 1})
+	if err := tx.Produce(msg(0, "b-late")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx, pos); !errors.Is(err, ErrTxnAborted) || errors.Is(err, ErrTxnFatal) {
+		t.Fatalf("commit with a refused batch: %v, want ErrTxnAborted", err)
+	}
+	if got := readPositions(t, c, "pos"); got[0] != 20 {
+		t.Fatalf("positions %v after the abort, want 0:20 (the aborted transaction's discarded)", got)
+	}
+
+	if err := tx.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	again := produceTxn(t, tx, "b-", 1, 20)
+	if err := tx.Commit(ctx, positions("pos", map[int32]int64{0: 40})); err != nil { // after the flush
+		t.Fatalf("the resent transaction: %v", err)
+	}
+	checkCommitted(t, c, 0, append(first[0], again[0]...))
+	if got := readPositions(t, c, "pos"); got[0] != 40 {
+		t.Fatalf("positions %v, want 0:40", got)
 	}
 }

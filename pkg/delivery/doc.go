@@ -30,10 +30,12 @@
 // A slot's producer is kmirror's produce pipeline under the slot's transactional id
 // (produce.Txn, opened by Config.Open): up to five requests in flight per target broker within
 // a transaction, sequences per partition, a partition's batches sent only once it was added to
-// the transaction. A commit first waits until the target acknowledged every record (Flush: each
-// record then carries its target offset, for the offset map written before the positions), then
-// commits the positions with the records (AddOffsetsToTxn, TxnOffsetCommit) and ends the
-// transaction (EndTxn). A transactional id the target expired while its slot was idle
+// the transaction. A commit sends the positions into the transaction first (SendPositions:
+// AddOffsetsToTxn, TxnOffsetCommit, while the last batches are still in flight; they become
+// visible only with the commit), then waits until the target acknowledged every record (Flush:
+// each record then carries its target offset, for the offset map written before the
+// transaction ends), and ends the transaction (EndTxn) only once the map is written and the
+// positions were added. A transactional id the target expired while its slot was idle
 // (transactional.id.expiration.ms) is taken again by the producer before the next transaction
 // starts, with the producer id and epoch it held (KIP-360), so a zombie is still fenced rather
 // than handed the id.

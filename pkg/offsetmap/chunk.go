@@ -29,14 +29,20 @@
 // commits the positions inside each transaction on the target, so its map is written before
 // the transaction commits: once the target has acknowledged the transaction's records, their
 // copies are recorded (Recorder.Held vouches for the gaps between records of one transaction,
-// not acknowledged yet) and written (Flusher.Write), and only then are the positions added and
-// EndTxn sent; a write that fails aborts the transaction. A kill between the write and EndTxn
+// not acknowledged yet) and written (Flusher.Write), and only then is EndTxn sent (the
+// positions may be added before, while the records are in flight: they are visible only with
+// the commit); a write that fails aborts the transaction. A kill between the write and EndTxn
 // leaves chunks that map the transaction's records to aborted copies: the run that resumes
 // copies them again, higher in the same partition with only aborted records and markers
 // between, and maps those copies before committing them; the newest chunk covering an offset
 // wins, so until then a position among them translates to an aborted copy, from which a
 // read_committed reader reads the copies made again (records before the position among them
 // twice: duplicates, never a loss).
+//
+// The writes. One write at a time reaches the map topic, so that a chunk's versions land in
+// order; the flushes that wait while one is under way are written together by the next (a group
+// commit, Flusher.flush), so a burst of slots committing at once costs two round trips, not one
+// each. A flush returns nil only once a write that holds its chunks succeeded.
 //
 // The bound. A chunk holds up to MaxSteps distinct steps, a step that repeats the one before
 // counting once, so a partition costs a chunk per MaxSteps transactions of differing shape plus

@@ -67,7 +67,10 @@
 // fences every older producer of it; batches are marked transactional; a partition sends
 // nothing of a transaction before AddPartitionsToTxn added it (the partitions waiting are added
 // together); Commit flushes, adds the positions (AddOffsetsToTxn, then TxnOffsetCommit to the
-// group's coordinator) and ends with EndTxn. Errors are sorted as Kafka's TransactionManager
+// group's coordinator) and ends with EndTxn. SendPositions sends the positions before the flush,
+// while batches are in flight, as Kafka's sendOffsetsToTransaction does (only once a partition
+// was added: before that, Commit sends them after its flush, where an expired producer id can
+// still be taken again); Commit then waits for them, and an abort waits for them too. Errors are sorted as Kafka's TransactionManager
 // does: fenced (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH), unauthorized or unexpected answers of
 // the coordinators are fatal (ErrTxnFatal: the caller stops); CONCURRENT_TRANSACTIONS,
 // COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR and broken connections are retried after a

@@ -478,8 +478,9 @@ func TestTxnPositionsGoWhileBatchesAreInFlight(t *testing.T) {
 }
 
 // Positions sent early into a transaction that then aborts (a batch refused) are discarded with
-// it: the group keeps the positions of the last committed transaction, and the transaction
-// resent commits with its own.
+// it: the group keeps the positions of the last committed transaction. Positions sent early
+// and refused abort the transaction. The transaction resent commits with its own; read
+// read_committed, neither aborted transaction's records are there.
 func TestTxnPositionsSentEarlyAreDiscardedByAnAbort(t *testing.T) {
 	c := earlyTarget(t, "txn-discard", "pos")
 	o := newOutcomes()
@@ -510,6 +511,19 @@ func TestTxnPositionsSentEarlyAreDiscardedByAnAbort(t *testing.T) {
 	}
 	if got := readPositions(t, c, "pos"); got[0] != 20 {
 		t.Fatalf("positions %v after the abort, want 0:20 (the aborted transaction's discarded)", got)
+	}
+
+	// Positions sent early that the group coordinator refuses abort the transaction: its
+	// records are not committed without them.
+	if err := tx.Begin(); err != nil {
+		t.Fatal(err)
+	}
+	produceTxn(t, tx, "c-", 1, 20)
+	c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.TxnOffsetCommit}, Group: "pos", Err: kerr.GroupAuthorizationFailed, Count: 1})
+	pos = positions("pos", map[int32]int64{0: 40})
+	sendPositions(t, tx, pos)
+	if err := tx.Commit(ctx, pos); !errors.Is(err, ErrTxnAborted) || errors.Is(err, ErrTxnFatal) {
+		t.Fatalf("commit with its positions refused: %v, want ErrTxnAborted", err)
 	}
 
 	if err := tx.Begin(); err != nil {

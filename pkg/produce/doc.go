@@ -61,6 +61,11 @@
 // Outcomes are delivered by one goroutine, in the order they were settled, so a partition's
 // records come back in order.
 //
+// Memory: besides the records it holds (MaxBufferedBytes), a pipeline holds their encodings and
+// the slices and encoding buffers acknowledged batches left for later ones, at most twice
+// MaxBufferedBytes together (spares.go). Only an acknowledged batch leaves anything: a failed or
+// aborted one may still be in a request being encoded.
+//
 // # Transactions
 //
 // A Txn (txn.go) runs the same pipeline under a transactional id: InitProducerId with the id

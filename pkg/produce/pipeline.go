@@ -26,7 +26,7 @@ type Pipeline struct {
 	client  sarama.Client
 	done    Done
 	version int16
-	enc     *encoder // encodes uncompressed batches' records into pooled buffers (records.go)
+	enc     *encoder // encodes uncompressed batches' records into the batches' buffers (records.go)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -46,6 +46,7 @@ type Pipeline struct {
 	closing    bool
 	stats      Stats
 	settled    []settledBatch // outcomes waiting for the delivery loop
+	shelf      shelf          // acknowledged batches' records slices, for new batches (spares.go)
 	wakeCtl    chan struct{}
 	wakeOut    chan struct{}
 	outDone    chan struct{} // closed when the delivery loop returned (after Close drained)
@@ -95,19 +96,24 @@ type partition struct {
 	tries    int
 	retryAt  time.Time
 	lastErr  error
+	// recent is about the most records its recent batches held: the larger of the last one's
+	// and three quarters of the one before's recent (spares.go).
+	recent int
 }
 
 // batch is records of one partition sent together.
 type batch struct {
 	msgs    []*sarama.ProducerMessage
 	recs    []sarama.Record
+	ptrs    []*sarama.Record       // rb.Records: pointers into recs
 	hdrs    []*sarama.RecordHeader // the records' header pointers, one backing array (grown by append)
 	rb      sarama.RecordBatch
 	bytes   int // sarama's upper bound of the encoded size
 	created time.Time
-	closed  bool            // takes no more records
-	seqSet  bool            // rb carries its producer id, epoch and sequence
-	enc     *encodedRecords // rb's records, encoded by the pipeline (records.go); set by the sink
+	closed  bool   // takes no more records
+	seqSet  bool   // rb carries its producer id, epoch and sequence
+	encoded bool   // rb carries enc as its records (records.go); set by the sink
+	enc     []byte // rb's records, encoded by the pipeline
 }
 
 // recordOverhead is sarama's upper bound of a record's size beyond its key and value, and
@@ -133,7 +139,8 @@ func newPipeline(cfg Config, done Done, txn *txnState) (*Pipeline, error) {
 	p := &Pipeline{
 		cfg: cfg, client: client, done: done, version: requestVersion(cfg.Net.Version),
 		parts: make(map[topicPartition]*partition), busy: make(map[*partition]struct{}), sinks: make(map[int32]*sink),
-		pid: -1, epoch: -1, txn: txn, enc: newEncoder(cfg.Codec),
+		pid: -1, epoch: -1, txn: txn, enc: newEncoder(cfg.Codec, cfg.MaxBufferedBytes/2),
+		shelf:   shelf{maxBytes: cfg.MaxBufferedBytes / 4},
 		wakeCtl: make(chan struct{}, 1), wakeOut: make(chan struct{}, 1), outDone: make(chan struct{}),
 	}
 	p.room = sync.NewCond(&p.mu)
@@ -357,10 +364,13 @@ func (p *Pipeline) queue(part *partition, m *sarama.ProducerMessage, key, val []
 		// the batch takes: appending the run then never copies the batch's records, and a
 		// batch opened for a few records does not hold room for hundreds (at 10,000 partitions
 		// of one record each, room for a whole batch each was 260 MiB of 410 in use). Records
-		// of later calls (lingering) grow it by append.
+		// of later calls (lingering) grow it by append, unless it took the slice an
+		// acknowledged batch left, as large as its partition's recent batches (spares.go).
 		n := min(coming, p.cfg.BatchRecords, p.cfg.BatchBytes/size+1, 4096)
-		b = &batch{created: time.Now(), bytes: batchOverhead,
-			recs: make([]sarama.Record, 0, n), msgs: make([]*sarama.ProducerMessage, 0, n)}
+		if b = p.shelf.take(n, max(2*max(n, part.recent), minRecords)); b == nil {
+			b = &batch{recs: make([]sarama.Record, 0, n)}
+		}
+		b.created, b.bytes, b.msgs = time.Now(), batchOverhead, make([]*sarama.ProducerMessage, 0, cap(b.recs))
 		b.rb = sarama.RecordBatch{Version: 2, Codec: p.cfg.Codec, FirstTimestamp: ts, MaxTimestamp: ts,
 			IsTransactional: p.txn != nil}
 		if len(part.batches) == 0 {
@@ -484,8 +494,9 @@ func (p *Pipeline) finish(part *partition, base int64) {
 	p.drained(part)
 	p.buffered -= b.bytes - batchOverhead
 	p.room.Broadcast()
-	p.enc.release(b)
 	p.settle(settledBatch{msgs: b.msgs, base: base})
+	p.enc.release(b)
+	p.shelf.keep(b)
 }
 
 // failQueue fails part's batches from index from on with err (a batch after the first with a

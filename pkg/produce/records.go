@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"math/bits"
 	"reflect"
-	"sync"
 	"time"
 	"unsafe"
 
@@ -12,7 +11,8 @@ import (
 )
 
 // Uncompressed batches (the default, producer.compression none) have their records encoded by
-// the pipeline into a pooled buffer, which the batch carries until the target acknowledges it.
+// the pipeline into a buffer the batch carries until the target acknowledges it, and then leaves
+// to a later batch (spares.go).
 //
 // sarama's RecordBatch.encode encodes a batch's records into a fresh buffer of their size
 // (encodeRecords: a sizing pass, then an encoding pass through its packetEncoder interface) and
@@ -23,20 +23,12 @@ import (
 // only when the field is there with exactly that type (findEncodedFields); a sarama that renamed or
 // retyped it makes the pipeline leave the encoding to sarama (correct, only dearer).
 // TestOwnEncodingIsSaramasToTheByte compares the bytes on the wire with sarama's own.
-//
-// A buffer goes back to the pool only when its batch is acknowledged: a request carrying the
-// batch was then encoded and written whole. A batch failed or aborted drops its buffer to the
-// garbage collector, since a request carrying it may still be being encoded (Abort).
 
-// encodedRecords is a batch's records as the v2 record batch format has them after the record
-// count: the bytes sarama writes, uncompressed.
-type encodedRecords struct{ b []byte }
-
-// encoder encodes batches' records into pooled buffers.
+// encoder encodes batches' records into buffers acknowledged batches gave back (spares.go).
 type encoder struct {
 	on   bool // sarama's fields are there: encode the records here
 	at   encodedFields
-	pool sync.Pool
+	bufs buffers
 }
 
 // encodedFields is where sarama's RecordBatch keeps its encoded records: the offsets of its
@@ -56,33 +48,29 @@ func findEncodedFields() (encodedFields, bool) {
 	return encodedFields{records: recs.Offset, length: n.Offset}, true
 }
 
-func newEncoder(codec sarama.CompressionCodec) *encoder {
+// newEncoder returns the encoder of a pipeline of codec, keeping up to keep bytes of buffers.
+func newEncoder(codec sarama.CompressionCodec, keep int) *encoder {
 	at, found := findEncodedFields()
-	return &encoder{on: codec == sarama.CompressionNone && found, at: at}
+	return &encoder{on: codec == sarama.CompressionNone && found, at: at, bufs: buffers{maxBytes: keep}}
 }
 
 // encode sets the records of b's record batch, encoded, unless sarama is to encode them or they
 // are already; it runs outside the pipeline's lock, on a batch closed to more records.
 func (e *encoder) encode(b *batch) {
-	if !e.on || b.enc != nil {
+	if !e.on || b.encoded {
 		return
 	}
-	enc, _ := e.pool.Get().(*encodedRecords)
-	if enc == nil {
-		enc = &encodedRecords{}
-	}
-	enc.b = appendRecords(enc.b[:0], b.recs)
-	e.set(&b.rb, enc.b)
-	b.enc = enc
+	need := recordsSize(b.recs)
+	buf := e.bufs.get(need)
+	b.enc = appendRecords(buf, b.recs, need)
+	e.set(&b.rb, b.enc)
+	b.encoded = true
 }
 
-// release takes back the buffer of an acknowledged batch.
+// release takes back the encoding buffer of an acknowledged batch.
 func (e *encoder) release(b *batch) {
-	if b.enc == nil {
-		return
-	}
-	e.pool.Put(b.enc)
-	b.enc = nil
+	e.bufs.put(b.enc)
+	b.enc, b.encoded = nil, false
 }
 
 // set sets rb's encoded records and their length; e.on must be true (the fields are there, of
@@ -98,15 +86,10 @@ func (e *encoder) set(rb *sarama.RecordBatch, raw []byte) {
 // zig-zag varints and -1 for a nil key, value or header value, as sarama's Record.encode writes
 // them.
 //
-// The whole size is worked out first and dst grown once to it: grown by append instead, a
-// buffer taken new from the pool was copied over and over (growslice was 15% of the CPU of a
+// total is their size (recordsSize), worked out first so that dst is grown once to it: grown by
+// append instead, a new buffer was copied over and over (growslice was 15% of the CPU of a
 // catch-up and 36% of its allocations).
-func appendRecords(dst []byte, recs []sarama.Record) []byte {
-	total := 0
-	for i := range recs {
-		n := recordLen(&recs[i])
-		total += varintLen(int64(n)) + n
-	}
+func appendRecords(dst []byte, recs []sarama.Record, total int) []byte {
 	if free := cap(dst) - len(dst); free < total {
 		dst = append(make([]byte, 0, len(dst)+total), dst...)
 	}
@@ -126,6 +109,16 @@ func appendRecords(dst []byte, recs []sarama.Record) []byte {
 		}
 	}
 	return dst
+}
+
+// recordsSize is the size of recs encoded by appendRecords.
+func recordsSize(recs []sarama.Record) int {
+	total := 0
+	for i := range recs {
+		n := recordLen(&recs[i])
+		total += varintLen(int64(n)) + n
+	}
+	return total
 }
 
 // recordLen is the length of r's encoding after its length.

@@ -163,19 +163,23 @@ func firstRecordLen(t *testing.T, raw []byte) int {
 }
 
 // A batch's records are encoded with one allocation at most, none into a buffer large enough:
-// grown by append instead, a buffer new from the pool was copied again at each doubling (36% of
-// a catch-up's allocations).
+// grown by append instead, a new buffer was copied again at each doubling (36% of a catch-up's
+// allocations).
 func TestEncodingAllocatesOnceAtMost(t *testing.T) {
 	recs := make([]sarama.Record, 1000)
 	for i := range recs {
 		recs[i] = sarama.Record{OffsetDelta: int64(i), Key: []byte("key"), Value: make([]byte, 1024),
 			Headers: []*sarama.RecordHeader{{Key: []byte("h"), Value: []byte("v")}}}
 	}
-	if n := testing.AllocsPerRun(20, func() { _ = appendRecords(nil, recs) }); n != 1 {
+	need := recordsSize(recs)
+	if n := testing.AllocsPerRun(20, func() { _ = appendRecords(nil, recs, need) }); n != 1 {
 		t.Errorf("encoding into no buffer: %.0f allocations, want 1", n)
 	}
-	buf := appendRecords(nil, recs)
-	if n := testing.AllocsPerRun(20, func() { _ = appendRecords(buf[:0], recs) }); n != 0 {
+	buf := appendRecords(nil, recs, need)
+	if len(buf) != need {
+		t.Fatalf("encoded %d bytes, recordsSize said %d", len(buf), need)
+	}
+	if n := testing.AllocsPerRun(20, func() { _ = appendRecords(buf[:0], recs, need) }); n != 0 {
 		t.Errorf("encoding into a buffer large enough: %.0f allocations, want 0", n)
 	}
 }
@@ -184,7 +188,7 @@ func TestEncodingAllocatesOnceAtMost(t *testing.T) {
 // name, through reflect, as sarama's own fields), so that sarama writes those bytes and does
 // not encode the records again.
 func TestEncodedRecordsAreWhereSaramaReadsThem(t *testing.T) {
-	e := newEncoder(sarama.CompressionNone)
+	e := newEncoder(sarama.CompressionNone, 0)
 	if !e.on {
 		t.Fatal("sarama's RecordBatch has no compressedRecords []byte and recordsLen int: records.go cannot set them")
 	}
@@ -192,7 +196,7 @@ func TestEncodedRecordsAreWhereSaramaReadsThem(t *testing.T) {
 	e.encode(b)
 	v := reflect.ValueOf(&b.rb).Elem()
 	recs, n := v.FieldByName("compressedRecords"), v.FieldByName("recordsLen")
-	if recs.Len() != len(b.enc.b) || recs.Len() == 0 || recs.Pointer() != reflect.ValueOf(b.enc.b).Pointer() || int(n.Int()) != len(b.enc.b) {
-		t.Fatalf("RecordBatch holds %d encoded bytes (length field %d), want the encoder's %d", recs.Len(), n.Int(), len(b.enc.b))
+	if recs.Len() != len(b.enc) || recs.Len() == 0 || recs.Pointer() != reflect.ValueOf(b.enc).Pointer() || int(n.Int()) != len(b.enc) {
+		t.Fatalf("RecordBatch holds %d encoded bytes (length field %d), want the encoder's %d", recs.Len(), n.Int(), len(b.enc))
 	}
 }

@@ -130,11 +130,13 @@ func (s *sink) build(now time.Time) (req *sarama.ProduceRequest, took []taken, b
 		if !b.seqSet { // claim 2: sequences follow the queue
 			b.rb.ProducerID, b.rb.ProducerEpoch, b.rb.FirstSequence = part.pid, part.epoch, part.seq
 			b.rb.LastOffsetDelta = int32(len(b.recs) - 1)
-			b.rb.Records = make([]*sarama.Record, len(b.recs))
+			b.ptrs = b.ptrs[:0]
 			for i := range b.recs {
-				b.rb.Records[i] = &b.recs[i]
+				b.ptrs = append(b.ptrs, &b.recs[i])
 			}
+			b.rb.Records = b.ptrs
 			part.seq += int32(len(b.recs))
+			part.recent = max(len(b.recs), part.recent-part.recent/4)
 			b.seqSet = true
 		}
 		if req == nil {

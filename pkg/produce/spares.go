@@ -1,0 +1,135 @@
+package produce
+
+import (
+	"sync"
+	"unsafe"
+
+	"github.com/IBM/sarama"
+)
+
+// A batch the target acknowledged leaves its slices to later batches of the pipeline: its
+// records (recs), the pointers sarama's RecordBatch reads them through (ptrs) and its header
+// pointers (hdrs) to a new batch (shelf), its encoded records (enc) to a later encoding
+// (buffers). In a catch-up, allocating them new was a quarter of what kmirror allocated for each
+// GB it mirrored (the records' slice, grown by append while a batch lingers, 0.37 GB; the
+// encoding buffers a sync.Pool no longer held after a garbage collection, 0.38 GB), and every
+// allocation is paid again in collections and in clearing large buffers.
+//
+// Only an acknowledged batch gives its slices back: a request carrying it was then encoded and
+// written whole, and its answer read, so nothing reads them any more. A batch failed or aborted
+// is left to the garbage collector, since a request carrying it may still be being encoded
+// (Abort). Its messages (msgs) are never kept: they go to Done, which may hold on to them (a Txn
+// does, until the commit).
+//
+// Neither lets a batch carry much more memory than its own while it is in flight:
+//   - an encoding buffer is taken only when it holds the encoding and is at most a quarter larger
+//     (the smallest that fits is taken; a new one has an eighth more room than its encoding);
+//   - a new batch takes a records slice that holds what it is opened with and at most twice as
+//     many records as its partition's recent batches took (a batch grows while it lingers, so
+//     what it is opened with says little of what it will hold).
+//
+// Bound: the shelf holds at most maxShelved batches and a quarter of the pipeline's
+// MaxBufferedBytes (what it may hold of records in flight), the buffers at most maxBuffers
+// buffers and half of it; what does not fit is dropped. With the encodings in flight (at most a
+// quarter more than the records), a pipeline holds at most twice its MaxBufferedBytes besides
+// its records (config.EncodingShare, in the memory bound).
+
+const (
+	maxShelved = 64
+	maxBuffers = 16
+	// minRecords and minBuffer are sizes below which waste does not matter.
+	minRecords = 64
+	minBuffer  = 4 << 10
+)
+
+// shelf keeps acknowledged batches' records slices for new batches; the pipeline's mutex guards it.
+type shelf struct {
+	list     []*batch
+	bytes    int // held, as shelvedBytes counts them
+	maxBytes int
+}
+
+// take returns a shelved batch, emptied, whose records slice holds at least records records and
+// at most most; nil when there is none.
+func (s *shelf) take(records, most int) *batch {
+	for i := len(s.list) - 1; i >= 0; i-- {
+		b := s.list[i]
+		if c := cap(b.recs); c < records || c > most {
+			continue
+		}
+		last := len(s.list) - 1
+		s.list[i], s.list[last] = s.list[last], nil
+		s.list = s.list[:last]
+		s.bytes -= shelvedBytes(b)
+		return b
+	}
+	return nil
+}
+
+// keep shelves b's slices, if they fit the bound; b's encoding buffer must have been taken off.
+func (s *shelf) keep(b *batch) {
+	n := shelvedBytes(b)
+	if len(s.list) >= maxShelved || s.bytes+n > s.maxBytes {
+		return
+	}
+	// Drop what the written records pointed at (fetched responses, messages); past their
+	// lengths the slices were cleared before (or never written).
+	clear(b.recs)
+	clear(b.ptrs)
+	clear(b.hdrs)
+	*b = batch{recs: b.recs[:0], ptrs: b.ptrs[:0], hdrs: b.hdrs[:0]}
+	s.list = append(s.list, b)
+	s.bytes += n
+}
+
+// shelvedBytes is the memory of b's records slices.
+func shelvedBytes(b *batch) int {
+	return cap(b.recs)*int(unsafe.Sizeof(sarama.Record{})) + (cap(b.ptrs)+cap(b.hdrs))*int(unsafe.Sizeof(uintptr(0)))
+}
+
+// buffers keeps acknowledged batches' encoding buffers for later encodings. Encodings run
+// outside the pipeline's mutex: it has its own.
+type buffers struct {
+	mu       sync.Mutex
+	list     [][]byte
+	bytes    int
+	maxBytes int
+}
+
+// get returns an empty buffer that holds need bytes: the smallest kept one that is at most a
+// quarter larger, or a new one with an eighth more room than need (the next batch of the
+// partition, about as large, then fits it too).
+func (s *buffers) get(need int) []byte {
+	s.mu.Lock()
+	best := -1
+	for i, b := range s.list {
+		if c := cap(b); c >= need && c <= max(need+need/4, minBuffer) && (best < 0 || c < cap(s.list[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		s.mu.Unlock()
+		return make([]byte, 0, need+need/8)
+	}
+	buf := s.list[best]
+	last := len(s.list) - 1
+	s.list[best], s.list[last] = s.list[last], nil
+	s.list = s.list[:last]
+	s.bytes -= cap(buf)
+	s.mu.Unlock()
+	return buf[:0]
+}
+
+// put keeps buf, if it fits the bound.
+func (s *buffers) put(buf []byte) {
+	if cap(buf) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.list) >= maxBuffers || s.bytes+cap(buf) > s.maxBytes {
+		return
+	}
+	s.list = append(s.list, buf)
+	s.bytes += cap(buf)
+}

@@ -33,16 +33,19 @@ type Memory struct {
 	// the target. At least once, each worker's produce pipeline (pkg/produce) holds at most
 	// PipelineBatches batches of producer.batch_bytes (up to five requests in flight per broker
 	// and the batch being filled) plus the records on its way in (ProducerChannelRecords of
-	// them, counted as one record batch of producer.max_message_bytes); this counts one pipeline
-	// per worker, as when every target topic has the same max.message.bytes: each further
-	// distinct limit among the target topics opens one more pipeline per worker, not counted
-	// (records that might fit only compressed go one at a time through a pipeline of their own,
-	// at most a record per partition). Exactly once, each slot the process owns (at most
-	// delivery.slots, at most one per partition) has a transactional produce pipeline that holds
-	// as much as a worker's pipeline at least once: PipelineBatches batches of
-	// producer.batch_bytes and a record on its way in, at most producer.max_message_bytes; and
-	// its open transaction keeps every record it holds until the commit, acknowledged or not,
-	// up to delivery.transaction.max_bytes and one record more: the larger of the two counts.
+	// them, counted as one record batch of producer.max_message_bytes), and twice the batches
+	// again (EncodingShare): their records encoded (at most a quarter more than the records,
+	// since a buffer is reused only when at most a quarter larger than the encoding) and the
+	// buffers and record slices acknowledged batches left for later ones (at most three
+	// quarters). This counts one pipeline per worker, as when every target topic has the same
+	// max.message.bytes: each further distinct limit among the target topics opens one more
+	// pipeline per worker, not counted (records that might fit only compressed go one at a time
+	// through a pipeline of their own, at most a record per partition). Exactly once, each slot
+	// the process owns (at most delivery.slots, at most one per partition) has a transactional
+	// produce pipeline that holds as much as a worker's pipeline at least once; and its open
+	// transaction keeps every record it holds until the commit, acknowledged or not, up to
+	// delivery.transaction.max_bytes and one record more: the larger of the two counts, with the
+	// pipeline's encodings and reused buffers on top.
 	InFlight int64
 	// Constant is the process without records (MemoryConstant: Go runtime, binary, clients,
 	// metadata, telemetry) and the per-partition state besides records (MemoryPerPartition).
@@ -66,6 +69,10 @@ const ProducerChannelRecords = 16
 // at most (at least once): five requests in flight (Kafka's bound with idempotence) and the
 // batch being filled.
 const PipelineBatches = 6
+
+// EncodingShare is how many times its batches a produce pipeline holds besides them: their
+// encodings and the buffers kept for reuse (Memory.InFlight).
+const EncodingShare = 2
 
 // MemoryConstant is the memory of a kmirror process holding no records: runtime, binary,
 // clients and their buffers, telemetry (measured at 25-60 MiB resident with a few topics).
@@ -97,10 +104,11 @@ func (c *Config) inFlight(p, batch int64) int64 {
 		// A slot's open transaction keeps every record it holds until it commits (acknowledged or
 		// not: a commit that fails sends them again): up to delivery.transaction.max_bytes and
 		// the record that reached it.
-		perSlot := max(PipelineBatches*c.PipelineBatchBytes()+batch, c.Delivery.Transaction.MaxBytes+batch)
+		batches := PipelineBatches * c.PipelineBatchBytes()
+		perSlot := max(batches+batch, c.Delivery.Transaction.MaxBytes+batch) + EncodingShare*batches
 		return min(int64(c.Delivery.Slots), p) * perSlot
 	}
-	return int64(c.Ring.Workers) * (PipelineBatches*c.PipelineBatchBytes() + batch)
+	return int64(c.Ring.Workers) * ((1+EncodingShare)*PipelineBatches*c.PipelineBatchBytes() + batch)
 }
 
 // PipelineBatchBytes is the size of the batches a produce pipeline fills (producer.batch_bytes,

@@ -8,8 +8,9 @@ func TestMemoryBoundOfTheDefaults(t *testing.T) {
 	const MiB = 1 << 20
 	const mmb = 1048588 // producer.max_message_bytes, Kafka's default
 	c := Default()
-	// At least once: 8 workers' pipelines, each 6 batches of 1 MiB and one record batch coming in.
-	pipelines := int64(8 * (6*MiB + mmb))
+	// At least once: 8 workers' pipelines, each 6 batches of 1 MiB, one record batch coming in,
+	// and twice the batches again for their encodings and the buffers kept for reuse.
+	pipelines := int64(8 * (3*6*MiB + mmb))
 	for _, tc := range []struct {
 		partitions                      int
 		ring, fetch, inFlight, constant int64
@@ -46,7 +47,7 @@ func TestMemoryBoundFollowsTheBudgets(t *testing.T) {
 	}
 	c = Default()
 	c.Producer.BatchBytes = 256 << 10
-	if b := c.MemoryBound(4); b.InFlight != 8*(6*(256<<10)+int64(c.Producer.MaxMessageBytes)) || b.Ring != b0.Ring {
+	if b := c.MemoryBound(4); b.InFlight != 8*(3*6*(256<<10)+int64(c.Producer.MaxMessageBytes)) || b.Ring != b0.Ring {
 		t.Errorf("256 KiB producer.batch_bytes: %+v from %+v", b, b0)
 	}
 	c = Default()
@@ -58,8 +59,9 @@ func TestMemoryBoundFollowsTheBudgets(t *testing.T) {
 	c = Default()
 	c.Delivery.Mode = "exactly_once"
 	// Each slot: its open transaction (delivery.transaction.max_bytes, 8 MiB, and one record),
-	// more than its pipeline (6 batches of 1 MiB and one record).
-	pipe := c.Delivery.Transaction.MaxBytes + int64(c.Producer.MaxMessageBytes)
+	// more than its pipeline (6 batches of 1 MiB and one record), and the pipeline's encodings
+	// and reused buffers (twice its 6 batches).
+	pipe := c.Delivery.Transaction.MaxBytes + int64(c.Producer.MaxMessageBytes) + 2*6<<20
 	if e := c.MemoryBound(4); e.InFlight != 4*pipe || e.Ring != b0.Ring {
 		t.Errorf("exactly once, 4 partitions of 16 slots: %+v, want InFlight %d", e, 4*pipe)
 	}

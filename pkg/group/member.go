@@ -343,15 +343,21 @@ func (m *Member) join(ctx context.Context) (Generation, Partitions, error) {
 		return Generation{}, nil, err
 	}
 	// A JoinGroup answered has moved the group to the new generation, even when ctx ended while
-	// it waited: the member syncs and takes the generation (member), so that the commit of what
-	// it revokes on the way out is made under it; under the generation it left the coordinator
-	// refuses it (ILLEGAL_GENERATION).
+	// it waited: the member takes the generation at once, as Kafka's consumer does, so that the
+	// commit of what it revokes on the way out is made under it, whether the SyncGroup that
+	// follows succeeds or is refused (REBALANCE_IN_PROGRESS: another member joined, and the
+	// group prepares its next rebalance in this generation). Under the generation it left the
+	// coordinator refuses it (ILLEGAL_GENERATION). A SyncGroup refused because the member is
+	// out of the group (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION) loses its partitions (Run).
 	m.setMemberID(resp.MemberId)
 	gen := Generation{MemberID: resp.MemberId, ID: resp.GenerationId, Protocol: resp.GroupProtocol, Leader: resp.LeaderId == resp.MemberId}
 	if gen.Protocol != m.coop && !m.isEager(gen.Protocol) {
 		return Generation{}, nil, fmt.Errorf("join group %q: coordinator selected protocol %q, not one this member offered: %w",
 			m.cfg.Group, gen.Protocol, sarama.ErrInconsistentGroupProtocol)
 	}
+	m.mu.Lock()
+	m.gen = gen
+	m.mu.Unlock()
 
 	var p sarama.BalanceStrategyPlan
 	if gen.Leader {

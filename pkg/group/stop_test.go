@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kmirror/kmirror/pkg/embedded"
 )
 
 // TestStopDuringAJoinCommitsWhatItRevokes: a member stopped while its JoinGroup waits for the
@@ -20,54 +22,8 @@ import (
 // refused ILLEGAL_GENERATION, and the records acknowledged since the last commit would be
 // mirrored again after a clean stop).
 func TestStopDuringAJoinCommitsWhatItRevokes(t *testing.T) {
-	c := startCluster(t, 4)
-	l := newLedger(t)
-	var a *running
-	commits := make(chan error, 4)
-	l.onRevoke = func(_ string, ps Partitions) {
-		var offs []Offset
-		for x := range ps.set() {
-			offs = append(offs, Offset{Topic: x.topic, Partition: x.partition, Offset: 5})
-		}
-		commits <- a.m.Commit(context.Background(), offs)
-	}
-	a = startMember(t, c.Addrs(), "g-stop-join", "a", l.handler("a"), memberOpts{})
-	waitSettled(t, l, []*running{a}, 4)
-
-	kc := c.Fake()
-	inJoin, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	kc.ControlKey(kmsg.JoinGroup.Int16(), func(kmsg.Request) (kmsg.Response, error, bool) {
-		once.Do(func() {
-			close(inJoin)
-			kc.SleepControl(func() { <-release })
-		})
-		return nil, nil, false
-	})
-	if err := a.m.Subscribe([]string{topic}); err != nil { // rejoins
-		t.Fatal(err)
-	}
-	select {
-	case <-inJoin:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the member did not rejoin")
-	}
-	closed := make(chan struct{})
-	go func() { a.m.Close(); close(closed) }()
-	time.Sleep(200 * time.Millisecond) // the member's context is cancelled while its JoinGroup waits
-	close(release)
-	select {
-	case <-closed:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the member did not stop")
-	}
-	select {
-	case err := <-commits:
-		if err != nil {
-			t.Fatalf("commit of the revoked partitions at stop: %v", err)
-		}
-	default:
-		t.Fatalf("nothing revoked at stop: %s", describe(l, "a"))
+	if err := stopDuringAJoin(t, "g-stop-join", nil); err != nil {
+		t.Fatalf("commit of the revoked partitions at stop: %v", err)
 	}
 }
 
@@ -76,9 +32,45 @@ func TestStopDuringAJoinCommitsWhatItRevokes(t *testing.T) {
 // The group is then in the JoinGroup's generation, preparing its next rebalance, and Kafka's
 // coordinator (as kfake's) accepts a member's commits under that generation (Kafka's consumer
 // takes it on the JoinGroup's answer, whatever SyncGroup says); under the generation the member
-// left it refuses them ILLEGAL_GENERATION, and the records acknowledged since the last commit
-// would be mirrored again after a clean stop.
+// left it refuses them ILLEGAL_GENERATION.
 func TestStopWhoseSyncFailsCommitsWhatItRevokes(t *testing.T) {
+	const group = "g-stop-sync"
+	preparing := make(chan error, 1)
+	err := stopDuringAJoin(t, group, func(c *embedded.Cluster, a *running) {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(cl.Close)
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		protocol, kc := a.m.Generation().Protocol, c.Fake()
+		kc.ControlKey(kmsg.SyncGroup.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
+			kc.SleepControl(func() { preparing <- joinAnother(ctx, cl, group, protocol) })
+			resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
+			resp.ErrorCode = kerr.RebalanceInProgress.Code
+			return resp, nil, true
+		})
+	})
+	select {
+	case perr := <-preparing:
+		if perr != nil {
+			t.Fatalf("another member joining while the sync was held: %v", perr)
+		}
+	default:
+		t.Fatal("the member stopped without sending its SyncGroup")
+	}
+	if err != nil {
+		t.Fatalf("commit of the revoked partitions at stop, after a refused sync: %v", err)
+	}
+}
+
+// stopDuringAJoin starts a member of group owning 4 partitions, which commits what it revokes;
+// has it rejoin, with prepare (if not nil) adding its controls of the cluster first; stops it
+// while its JoinGroup waits for the coordinator; and returns the error of the commit it made on
+// the way out.
+func stopDuringAJoin(t *testing.T, group string, prepare func(c *embedded.Cluster, a *running)) error {
+	t.Helper()
 	c := startCluster(t, 4)
 	l := newLedger(t)
 	var a *running
@@ -90,10 +82,8 @@ func TestStopWhoseSyncFailsCommitsWhatItRevokes(t *testing.T) {
 		}
 		commits <- a.m.Commit(context.Background(), offs)
 	}
-	const group = "g-stop-sync"
 	a = startMember(t, c.Addrs(), group, "a", l.handler("a"), memberOpts{})
 	waitSettled(t, l, []*running{a}, 4)
-	protocol := a.m.Generation().Protocol
 
 	kc := c.Fake()
 	inJoin, release := make(chan struct{}), make(chan struct{})
@@ -105,21 +95,9 @@ func TestStopWhoseSyncFailsCommitsWhatItRevokes(t *testing.T) {
 		})
 		return nil, nil, false
 	})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Addrs()...))
-	if err != nil {
-		t.Fatal(err)
+	if prepare != nil {
+		prepare(c, a)
 	}
-	t.Cleanup(cl.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	preparing := make(chan error, 1)
-	kc.ControlKey(kmsg.SyncGroup.Int16(), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		kc.SleepControl(func() { preparing <- joinAnother(ctx, cl, group, protocol) })
-		resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
-		resp.ErrorCode = kerr.RebalanceInProgress.Code
-		return resp, nil, true
-	})
-
 	if err := a.m.Subscribe([]string{topic}); err != nil { // rejoins
 		t.Fatal(err)
 	}
@@ -138,20 +116,11 @@ func TestStopWhoseSyncFailsCommitsWhatItRevokes(t *testing.T) {
 		t.Fatal("the member did not stop")
 	}
 	select {
-	case err := <-preparing:
-		if err != nil {
-			t.Fatalf("another member joining while the sync was held: %v", err)
-		}
-	default:
-		t.Fatal("the member stopped without sending its SyncGroup")
-	}
-	select {
 	case err := <-commits:
-		if err != nil {
-			t.Fatalf("commit of the revoked partitions at stop, after a refused sync: %v", err)
-		}
+		return err
 	default:
 		t.Fatalf("nothing revoked at stop: %s", describe(l, "a"))
+		return nil
 	}
 }
 

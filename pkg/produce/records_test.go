@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -67,36 +68,50 @@ func recordSections(t *testing.T, own bool) [][]byte {
 		}
 		return nil, nil, false
 	})
-	cfg := testConfig(c)
-	cfg.Linger, cfg.BatchRecords = time.Second, 300 // each run is one batch, sent when full
-	settled := make(chan error, 3)
-	p, err := New(cfg, func(msgs []*sarama.ProducerMessage, err error) { settled <- err })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
+	p, settled := runPipeline(t, c)
 	if !p.enc.on {
 		t.Fatal("the pipeline does not encode records itself: sarama's RecordBatch has no compressedRecords " +
 			"[]byte and recordsLen int any more (records.go); sarama encodes them, correctly but dearer")
 	}
 	p.enc.on = own
 	for run := range 3 {
-		msgs := oddRecords(0, run)
-		if n := p.ProduceBatch(context.Background(), msgs); n != len(msgs) {
-			t.Fatalf("run %d: the pipeline took %d of %d records", run, n, len(msgs))
-		}
-		select {
-		case err := <-settled:
-			if err != nil {
-				t.Fatalf("run %d: %v", run, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("run %d not acknowledged after 10 s", run)
-		}
+		produceRun(t, p, settled, run, oddRecords(0, run))
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	return got
+}
+
+// runPipeline opens a pipeline on c for runs of oddRecords, each sent as one batch when full,
+// and returns it with the channel its Done sends each batch's error to.
+func runPipeline(t *testing.T, c *kfake.Cluster) (*Pipeline, chan error) {
+	t.Helper()
+	cfg := testConfig(c)
+	cfg.Linger, cfg.BatchRecords = time.Second, 300
+	settled := make(chan error, 3)
+	p, err := New(cfg, func(msgs []*sarama.ProducerMessage, err error) { settled <- err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p, settled
+}
+
+// produceRun produces msgs, run number run, as one call and waits until they are settled, on
+// settled (the pipeline's Done sends each batch's error there).
+func produceRun(t *testing.T, p *Pipeline, settled <-chan error, run int, msgs []*sarama.ProducerMessage) {
+	t.Helper()
+	if n := p.ProduceBatch(context.Background(), msgs); n != len(msgs) {
+		t.Fatalf("run %d: the pipeline took %d of %d records", run, n, len(msgs))
+	}
+	select {
+	case err := <-settled:
+		if err != nil {
+			t.Fatalf("run %d: %v", run, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("run %d not acknowledged after 10 s", run)
+	}
 }
 
 // The records the pipeline encodes itself reach the target as the very bytes sarama's own

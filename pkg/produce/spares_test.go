@@ -1,10 +1,8 @@
 package produce
 
 import (
-	"context"
 	"runtime"
 	"testing"
-	"time"
 	"unsafe"
 
 	"github.com/IBM/sarama"
@@ -15,30 +13,7 @@ import (
 // catch-up, which collects several times a second, most encodings found it empty); and what it
 // leaves holds none of the records it carried.
 func TestAcknowledgedBatchLeavesItsSlicesToTheNext(t *testing.T) {
-	c := fakeTarget(t, 1, 1)
-	cfg := testConfig(c)
-	cfg.Linger, cfg.BatchRecords = time.Second, 300 // each run is one batch, sent when full
-	settled := make(chan error, 2)
-	p, err := New(cfg, func(msgs []*sarama.ProducerMessage, err error) { settled <- err })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.Close)
-	run := func(i int) {
-		t.Helper()
-		msgs := oddRecords(0, 0) // the same sizes each time
-		if n := p.ProduceBatch(context.Background(), msgs); n != len(msgs) {
-			t.Fatalf("run %d: the pipeline took %d of %d records", i, n, len(msgs))
-		}
-		select {
-		case err := <-settled:
-			if err != nil {
-				t.Fatalf("run %d: %v", i, err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("run %d not acknowledged after 10 s", i)
-		}
-	}
+	p, settled := runPipeline(t, fakeTarget(t, 1, 1))
 	kept := func() (recs *sarama.Record, enc *byte) {
 		t.Helper()
 		p.mu.Lock()
@@ -70,11 +45,11 @@ func TestAcknowledgedBatchLeavesItsSlicesToTheNext(t *testing.T) {
 		return unsafe.SliceData(b.recs), unsafe.SliceData(p.enc.bufs.list[0])
 	}
 
-	run(0)
+	produceRun(t, p, settled, 0, oddRecords(0, 0))
 	recs, enc := kept()
 	runtime.GC()
 	runtime.GC()
-	run(1)
+	produceRun(t, p, settled, 1, oddRecords(0, 0)) // the same sizes again
 	recs2, enc2 := kept()
 	if recs2 != recs {
 		t.Error("the second batch did not take the first one's records slice")

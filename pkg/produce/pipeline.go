@@ -112,8 +112,7 @@ type batch struct {
 	created time.Time
 	closed  bool   // takes no more records
 	seqSet  bool   // rb carries its producer id, epoch and sequence
-	encoded bool   // rb carries enc as its records (records.go); set by the sink
-	enc     []byte // rb's records, encoded by the pipeline
+	enc     []byte // rb's records, encoded by the pipeline (records.go); set by the sink
 }
 
 // recordOverhead is sarama's upper bound of a record's size beyond its key and value, and

@@ -57,20 +57,19 @@ func newEncoder(codec sarama.CompressionCodec, keep int) *encoder {
 // encode sets the records of b's record batch, encoded, unless sarama is to encode them or they
 // are already; it runs outside the pipeline's lock, on a batch closed to more records.
 func (e *encoder) encode(b *batch) {
-	if !e.on || b.encoded {
+	if !e.on || b.enc != nil {
 		return
 	}
 	need := recordsSize(b.recs)
 	buf := e.bufs.get(need)
 	b.enc = appendRecords(buf, b.recs, need)
 	e.set(&b.rb, b.enc)
-	b.encoded = true
 }
 
 // release takes back the encoding buffer of an acknowledged batch.
 func (e *encoder) release(b *batch) {
 	e.bufs.put(b.enc)
-	b.enc, b.encoded = nil, false
+	b.enc = nil
 }
 
 // set sets rb's encoded records and their length; e.on must be true (the fields are there, of

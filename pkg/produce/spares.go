@@ -57,9 +57,7 @@ func (s *shelf) take(records, most int) *batch {
 		if c := cap(b.recs); c < records || c > most {
 			continue
 		}
-		last := len(s.list) - 1
-		s.list[i], s.list[last] = s.list[last], nil
-		s.list = s.list[:last]
+		s.list = removeAt(s.list, i)
 		s.bytes -= shelvedBytes(b)
 		return b
 	}
@@ -112,9 +110,7 @@ func (s *buffers) get(need int) []byte {
 		return make([]byte, 0, need+need/8)
 	}
 	buf := s.list[best]
-	last := len(s.list) - 1
-	s.list[best], s.list[last] = s.list[last], nil
-	s.list = s.list[:last]
+	s.list = removeAt(s.list, best)
 	s.bytes -= cap(buf)
 	s.mu.Unlock()
 	return buf[:0]
@@ -132,4 +128,14 @@ func (s *buffers) put(buf []byte) {
 	}
 	s.list = append(s.list, buf)
 	s.bytes += cap(buf)
+}
+
+// removeAt removes list[i], moving the last element into its place (the order of spares does not
+// matter), and clears the freed slot so that the list holds no reference to it.
+func removeAt[T any](list []T, i int) []T {
+	last := len(list) - 1
+	list[i] = list[last]
+	var zero T
+	list[last] = zero
+	return list[:last]
 }

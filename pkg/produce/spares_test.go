@@ -23,7 +23,7 @@ func TestAcknowledgedBatchLeavesItsSlicesToTheNext(t *testing.T) {
 				len(p.shelf.list), len(p.enc.bufs.list))
 		}
 		b := p.shelf.list[0]
-		if b.msgs != nil || len(b.recs) != 0 || len(b.ptrs) != 0 || len(b.hdrs) != 0 || b.enc != nil || b.encoded || b.seqSet || b.closed {
+		if b.msgs != nil || len(b.recs) != 0 || len(b.ptrs) != 0 || len(b.hdrs) != 0 || b.enc != nil || b.seqSet || b.closed {
 			t.Fatalf("the shelved batch is not empty: %d messages, %d records, %d pointers, %d headers, encoding %d bytes",
 				len(b.msgs), len(b.recs), len(b.ptrs), len(b.hdrs), len(b.enc))
 		}

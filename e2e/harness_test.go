@@ -84,8 +84,9 @@ func startCluster(t *testing.T, name string, args ...string) *cluster {
 // the optimizing compiler to pay for itself: on this suite's 2 cores, a 3-node cluster took 13
 // CPU-seconds to start with the production flags (G1, tiered compilation) and 9 with these, and
 // 6 CPU-seconds against 2 to take in and hand out 300,000 records (kcat, idempotent, acks=all).
-// The suite is bound by CPU (a third shard made each test 1.4 to 2.3 times slower), so what the
-// brokers do not spend is the suite's time.
+// The brokers use most of the suite's CPU (1,545 of the 2,150 CPU-seconds of a full run in three
+// shards), and in three shards the machine is busy three quarters of the time, so what they do
+// not spend is the suite's time.
 const testJVMFlags = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 
 // clusterCmd runs scripts/kafka/cluster.sh for the named cluster. When KMIRROR_E2E_PORT_BASE is

@@ -76,7 +76,7 @@ func migrateFromMirrorMaker2(t *testing.T, mode string) {
 	europe := startCluster(t, "europe")
 	us := startCluster(t, "us")
 	europe.createTopic(t, "orders", 3, 1, nil)
-	// 140 s at 2,000/s: the load goes on after the switch. In the suite (two shards on 2 cores)
+	// 140 s at 2,000/s: the load goes on after the switch. In the suite (shards side by side on 2 cores)
 	// MirrorMaker 2, its offset flush every 5 s, had recorded every partition's position about
 	// 70 s after the load began (its start takes most of that), and the switch takes about 20 s
 	// more.

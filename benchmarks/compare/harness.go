@@ -331,6 +331,8 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, run catchUpRun) (r
 		return result{}, err
 	}
 	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	clock := h.readCPU(cmd.Process.Pid)
+	var machine machineCPU // at the first record on the target
 
 	// The profiles are taken while the mirror runs: it is killed only after they are saved.
 	copying, done := make(chan struct{}), make(chan struct{})
@@ -362,7 +364,7 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, run catchUpRun) (r
 		at := time.Now()
 		series = append(series, point{seconds: at.Sub(start).Seconds(), records: n})
 		if n > 0 && first.IsZero() {
-			first = at
+			first, machine = at, readMachineCPU()
 			close(copying)
 		}
 		if h.complete(ctx, c, run.load, targetTopic, n, ends) {
@@ -377,13 +379,15 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, run catchUpRun) (r
 		time.Sleep(50 * time.Millisecond)
 	}
 	cpu := cpuTime(pid, h.clkTicks)
+	brokers, machineEnd := h.readCPU(pid), readMachineCPU()
 	if rss := peakRSS(pid); rss > peak {
 		peak = rss
 	}
 	if c.program == "kmirror" && run.profile != "-" && h.profileDir != "" {
 		h.saveMetrics(c.name, run.profile)
 	}
-	r := result{name: c.name, total: end.Sub(start), peakRSS: peak, cpu: cpu, series: series, committed: -1}
+	r := result{name: c.name, total: end.Sub(start), peakRSS: peak, cpu: cpu, series: series, committed: -1,
+		sourceCPU: brokers.source - clock.source, targetCPU: brokers.target - clock.target, busy: machineEnd.busySince(machine)}
 	copied := min(n, records)
 	r.copied = copied
 	r.recordsPerSec = float64(copied) / r.total.Seconds()
@@ -422,6 +426,35 @@ func peakRSS(pid int) int64 {
 	return 0
 }
 
+// machineCPU is the whole machine's CPU time so far, in clock ticks of all cores (/proc/stat).
+type machineCPU struct{ busy, all float64 }
+
+func readMachineCPU() machineCPU {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	var m machineCPU
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseFloat(f, 64)
+		m.all += v
+		if i != 3 && i != 4 { // idle, iowait
+			m.busy += v
+		}
+	}
+	return m
+}
+
+// busySince is the share of the machine's cores that were busy since from (0 to 1; 0 when from
+// was never read).
+func (m machineCPU) busySince(from machineCPU) float64 {
+	if from.all == 0 || m.all <= from.all {
+		return 0
+	}
+	return (m.busy - from.busy) / (m.all - from.all)
+}
+
 // cpuTime reads the process's user + system CPU time from /proc/PID/stat.
 func cpuTime(pid int, ticks float64) time.Duration {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -437,12 +470,12 @@ func cpuTime(pid int, ticks float64) time.Duration {
 
 func numCPU() int { return runtime.NumCPU() }
 
-// captureProfiles saves a 5-second CPU profile (a catch-up on loopback lasts 10-25 s here; the
-// 2 s it was showed too few samples to rank sarama's encoding against the channel hand-offs), a heap profile, the allocations and the
-// goroutines of the running kmirror contender name from its /debug/pprof endpoint, for `go tool
-// pprof`, with suffix in the file names, starting a second after copying (closed when the first
-// record reached the target): across a WAN the start-up takes several round trips. It gives up
-// when done closes first.
+// captureProfiles saves a CPU profile (--profile-for, 5 s by default: a catch-up on loopback
+// lasts 10-25 s here; the 2 s it was showed too few samples to rank sarama's encoding against the
+// channel hand-offs), a heap profile, the allocations and the goroutines of the running kmirror
+// contender name from its /debug/pprof endpoint, for `go tool pprof`, with suffix in the file
+// names, starting a second after copying (closed when the first record reached the target):
+// across a WAN the start-up takes several round trips. It gives up when done closes first.
 func (h *harness) captureProfiles(name, suffix string, copying, done <-chan struct{}) {
 	select {
 	case <-copying:
@@ -450,7 +483,7 @@ func (h *harness) captureProfiles(name, suffix string, copying, done <-chan stru
 		return
 	}
 	time.Sleep(time.Second) // into the copy
-	h.saveProfiles(name, suffix, 5*time.Second)
+	h.saveProfiles(name, suffix, h.o.profileFor)
 }
 
 // saveProfiles saves the CPU profile over d, the heap, the allocations and the goroutines (where

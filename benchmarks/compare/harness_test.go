@@ -122,3 +122,23 @@ func TestPortBaseSeparatesTheClustersAndListeners(t *testing.T) {
 		t.Errorf("fixed listeners %s, %s", h.telemetryAddr(), h.mm2RESTAddr())
 	}
 }
+
+// The machine's busy share counts every core's time but idle and iowait, and is 0 before a first
+// reading.
+func TestMachineBusyShare(t *testing.T) {
+	from, to := machineCPU{busy: 100, all: 400}, machineCPU{busy: 250, all: 600}
+	if got := to.busySince(from); got != 0.75 {
+		t.Fatalf("busy share = %v, want 0.75", got)
+	}
+	if got := to.busySince(machineCPU{}); got != 0 {
+		t.Fatalf("busy share since no reading = %v, want 0", got)
+	}
+	a := readMachineCPU()
+	deadline := time.Now().Add(50 * time.Millisecond)
+	for time.Now().Before(deadline) { // spin: this core is busy
+	}
+	b := readMachineCPU()
+	if a.all == 0 || b.busy <= a.busy || b.busySince(a) <= 0 || b.busySince(a) > 1 {
+		t.Fatalf("readings %+v then %+v (share %v)", a, b, b.busySince(a))
+	}
+}

@@ -51,6 +51,7 @@ func main() {
 	flag.DurationVar(&o.wan.timeout, "wan-timeout", 5*time.Minute, "limit for one WAN catch-up run; a run past it is reported as not finished, with its rate so far")
 	flag.IntVar(&o.wan.pacedRate, "wan-paced-rate", 10_000, "records/s of the WAN section's latency runs (0 skips them)")
 	flag.DurationVar(&o.wan.pacedFor, "wan-paced-for", 15*time.Second, "length of each WAN latency run")
+	flag.DurationVar(&o.profileFor, "profile-for", 5*time.Second, "length of the CPU profile of kmirror's first catch-up run (longer runs, --records, take longer profiles with more samples)")
 	flag.IntVar(&o.portBase, "port-base", 0, "the clusters' ports: europe's node 1 at BASE+12, us's at BASE+112; kmirror's telemetry at BASE+300, MirrorMaker 2's REST server at BASE+301 (0: cluster.sh's 19012 and 29012, 19464, 18083), so that a run beside others' clusters does not collide")
 	flag.StringVar(&o.kafkaState, "kafka-state", envOr("KMIRROR_KAFKA_STATE", "/tmp/kmirror-kafka"), "the clusters' state directory (cluster.sh's KMIRROR_KAFKA_STATE)")
 	flag.StringVar(&o.javaLogLevel, "java-log-level", "", "log4j2 level of the Java tools and MirrorMaker 2 (e.g. INFO, to see its transactions in benchmarks/results/tmp/*-logs/); empty: their default")
@@ -96,6 +97,7 @@ type options struct {
 	wanOnly                         bool
 	portBase                        int
 	kafkaState                      string
+	profileFor                      time.Duration
 }
 
 // envOr is the environment variable name, or def when it is unset or empty.
@@ -112,6 +114,13 @@ type result struct {
 	total, steady time.Duration // from start, and from the first record on the target
 	peakRSS       int64         // bytes
 	cpu           time.Duration // user + system
+	// sourceCPU and targetCPU are what the source and target brokers (node 1 of each) used from
+	// the mirror's start to the end of the run: work the mirror's requests cost the brokers.
+	sourceCPU, targetCPU time.Duration
+	// busy is the share of all the machine's cores busy from the first record on the target to
+	// the end (0 to 1): near 1, every process waited for a core; well below it, the mirror left
+	// the machine idle.
+	busy          float64
 	recordsPerSec float64
 	steadyPerSec  float64
 	mbPerSec      float64

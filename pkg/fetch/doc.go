@@ -32,9 +32,12 @@
 //     request asks a broker for thousands of partitions at once. FETCH_SESSION_ID_NOT_FOUND and
 //     INVALID_FETCH_SESSION_EPOCH start a new session.
 //   - Bounded in bytes: each request asks for at most Config.MaxBytes and each partition for at
-//     most Config.PartitionMaxBytes; a partition whose next batch is larger than its limit gets a
-//     larger limit until that batch arrives, so a large record still makes progress (as Kafka's
-//     own fetch does for the first partition of a response).
+//     most its limit, Config.PartitionMaxBytes at first; a partition whose next batch is larger
+//     than its limit (a cut batch in the answer, or nothing though it holds records: brokers
+//     return such a batch only for the first partition of a response) gets twice the limit, so
+//     a large record still makes progress. The raised limit stays after the batch arrived, up to
+//     Config.KeepMaxBytes, so that its next batches come in every response rather than one
+//     partition's batch per response.
 //   - Backpressure is per partition: a Sink that answers "full" stops the fetching of its
 //     partition (until Fetcher.Ready) and of no other.
 //   - OFFSET_OUT_OF_RANGE is never resolved here: the partition stops and its Sink receives an

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -315,9 +317,76 @@ func fetchGoroutines() (loops, routers int) {
 
 // TestCutBatchRaisesThePartitionLimit: an answer that holds only the start of a batch (a broker
 // cuts a batch larger than the partition's limit when it is not the first data of the response)
-// makes the next request ask for twice the limit for that partition, and once the batch arrived
-// the limit is back to PartitionMaxBytes.
+// makes the next request ask for twice the limit for that partition. Once the batch arrived the
+// partition keeps the raised limit, up to KeepMaxBytes (its next batches are as large, and a
+// limit back at PartitionMaxBytes would have them cut again), or goes back to PartitionMaxBytes
+// without KeepMaxBytes.
 func TestCutBatchRaisesThePartitionLimit(t *testing.T) {
+	for _, c := range []struct {
+		keep, after int32
+	}{
+		{keep: 0, after: 1000},    // nothing kept
+		{keep: 4000, after: 2000}, // kept as raised
+		{keep: 1500, after: 1500}, // kept up to KeepMaxBytes
+	} {
+		t.Run(fmt.Sprintf("keep=%d", c.keep), func(t *testing.T) {
+			limits := cutBatchLimits(t, c.keep)
+			if len(limits) < 3 || limits[0] != 1000 || limits[1] != 2000 || limits[len(limits)-1] != c.after {
+				t.Fatalf("partition limits asked for: %v; want 1000, then 2000 after the cut batch, then %d", limits, c.after)
+			}
+		})
+	}
+}
+
+// TestPartitionWithLargeBatchesIsNotStarved: a broker answers a partition whose next batch is
+// larger than its limit with nothing at all (not a cut batch) unless it is the first partition
+// of the response with data (KIP-74), so with every partition's batches larger than the limit
+// each response used to carry one batch. An empty answer for a partition that holds records past
+// the position raises its limit as a cut batch does, and the raised limit is kept (KeepMaxBytes):
+// both partitions then come in each response. Without KeepMaxBytes (nothing kept or raised for
+// an empty answer) the same batches take about twice the fetches.
+func TestPartitionWithLargeBatchesIsNotStarved(t *testing.T) {
+	const batches = 12
+	fetches := func(t *testing.T, keep int32) int {
+		c := startCluster(t, 1)
+		kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.NoCompression()))
+		createTopic(t, kc, "large", 2, nil)
+		value := bytes.Repeat([]byte("v"), 3000)
+		for i := 0; i < batches; i++ { // one record per batch: each produced alone
+			produce(t, kc, &kgo.Record{Topic: "large", Partition: 0, Value: value})
+			produce(t, kc, &kgo.Record{Topic: "large", Partition: 1, Value: value})
+		}
+		var n atomic.Int32
+		k := c.Fake()
+		k.ControlKey(int16(kmsg.Fetch), func(kmsg.Request) (kmsg.Response, error, bool) {
+			k.KeepControl()
+			n.Add(1)
+			return nil, nil, false
+		})
+		f := newFetcher(t, Config{Client: client(t, c), PartitionMaxBytes: 1000, KeepMaxBytes: keep, MaxWait: 50 * time.Millisecond})
+		s0, s1 := newCollector(), newCollector()
+		_ = f.Add("large", 0, 0, s0)
+		_ = f.Add("large", 1, 0, s1)
+		for part, s := range []*collector{s0, s1} {
+			for i, r := range s.waitRecords(t, batches, 10*time.Second) {
+				if r.Offset != int64(i) || !bytes.Equal(r.Value, value) {
+					t.Fatalf("partition %d record %d: offset %d, %d bytes", part, i, r.Offset, len(r.Value))
+				}
+			}
+		}
+		return int(n.Load())
+	}
+	kept, reset := fetches(t, 4096), fetches(t, 0)
+	t.Logf("figures: %d fetches for %d batches of 3 KB on each of 2 partitions with a 1,000-byte limit kept up to 4,096 bytes, %d without", kept, batches, reset)
+	if reset < 2*batches || kept > batches+4 {
+		t.Fatalf("%d fetches with the limit kept, %d without; want at most %d and at least %d", kept, reset, batches+4, 2*batches)
+	}
+}
+
+// cutBatchLimits answers the first fetch of a partition with a cut batch, lets the next fetches
+// through, and returns the partition limit of each request that named the partition, the last
+// one sent after the batch arrived.
+func cutBatchLimits(t *testing.T, keep int32) []int32 {
 	c := startCluster(t, 1)
 	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	createTopic(t, kc, "cut", 1, nil)
@@ -358,7 +427,7 @@ func TestCutBatchRaisesThePartitionLimit(t *testing.T) {
 		resp.Topics = append(resp.Topics, rt)
 		return resp, nil, true
 	})
-	f := newFetcher(t, Config{Client: client(t, c), PartitionMaxBytes: 1000, MaxWait: 50 * time.Millisecond})
+	f := newFetcher(t, Config{Client: client(t, c), PartitionMaxBytes: 1000, KeepMaxBytes: keep, MaxWait: 50 * time.Millisecond})
 	s := newCollector()
 	_ = f.Add("cut", 0, 0, s)
 	checkSequence(t, 0, s.waitRecords(t, 1, 5*time.Second), 1, 0)
@@ -366,9 +435,7 @@ func TestCutBatchRaisesThePartitionLimit(t *testing.T) {
 	checkSequence(t, 0, s.waitRecords(t, 2, 5*time.Second), 2, 0)
 	mu.Lock()
 	defer mu.Unlock()
-	if len(limits) < 3 || limits[0] != 1000 || limits[1] != 2000 || limits[len(limits)-1] != 1000 {
-		t.Fatalf("partition limits asked for: %v; want 1000, then 2000 after the cut batch, then 1000 again", limits)
-	}
+	return slices.Clone(limits)
 }
 
 // TestContextEndStopsTheFetcher: when the context given to New ends, the loops and the router

@@ -26,6 +26,10 @@ type Config struct {
 	// PartitionMaxBytes bounds one partition's data in a response (max.partition.fetch.bytes;
 	// default 1 MiB).
 	PartitionMaxBytes int32
+	// KeepMaxBytes is the most a partition's limit stays at once the batch it was raised for
+	// arrived (see the package doc: a batch larger than the limit raises it); 0 keeps nothing,
+	// every limit goes back to PartitionMaxBytes.
+	KeepMaxBytes int32
 	// MinBytes is what the broker waits for before answering (fetch.min.bytes; default 1).
 	MinBytes int32
 	// MaxWait is how long the broker may hold a fetch for MinBytes (fetch.max.wait.ms; default
@@ -136,6 +140,9 @@ type partState struct {
 	retryAt     time.Time // not fetched before (after an error)
 	failures    int       // errors since the last delivery: the backoff doubles with each
 	maxBytes    int32     // this partition's limit: PartitionMaxBytes, raised for a large batch
+	// end is where the partition's fetchable records ended at its last answer (last stable
+	// offset under read_committed, high watermark otherwise): records past offset are there.
+	end int64
 }
 
 // fetchable reports whether the partition may be named in a request now. f.mu held.

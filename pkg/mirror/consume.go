@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -96,7 +97,10 @@ func (m *Mirror) openFetcher(ctx context.Context, gc *sarama.Config, lanes int, 
 	f, err := fetch.New(context.Background(), fetch.Config{
 		Client:   source.GuardIncarnations(client, h, h.RestartTopic),
 		MaxBytes: gc.Consumer.Fetch.MaxBytes, PartitionMaxBytes: gc.Consumer.Fetch.Default, MinBytes: gc.Consumer.Fetch.Min,
-		MaxWait: gc.Consumer.MaxWaitTime, ReadCommitted: gc.Consumer.IsolationLevel == sarama.ReadCommitted,
+		// A partition's fetch limit raised for a large batch stays, up to the largest batch the
+		// memory bound counts a fetch share at (config.Memory.Fetch).
+		KeepMaxBytes: int32(min(int64(m.cfg.Producer.MaxMessageBytes), math.MaxInt32)),
+		MaxWait:      gc.Consumer.MaxWaitTime, ReadCommitted: gc.Consumer.IsolationLevel == sarama.ReadCommitted,
 		Lanes: lanes, Backoff: gc.Consumer.Retry.Backoff, Logger: m.log, Events: m.fetchEvents,
 	})
 	if err != nil {

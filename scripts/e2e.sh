@@ -5,8 +5,8 @@
 # With no arguments the suite runs as E2E_SHARDS (3) shards at once, each with clusters of its own
 # (its own KMIRROR_E2E_PORT_BASE and KMIRROR_KAFKA_STATE): much of a test's time is spent waiting
 # (fault windows, paced load). On 2 cores, two shards kept the machine 56% busy (/proc/stat,
-# sampled every 2 s) and took 1,999 s; three kept it 74% busy, ran each test 1.0 to 2.0 times
-# as long (most about 1.3) and took 1,451 s. The
+# sampled every 2 s) and took 1,999 s; three kept it 74% busy, ran each test up to 2.0 times
+# as long (median 1.07) and took 1,451 s. The
 # tests that hold fixed resources (network namespaces, fixed /metrics ports) all run in shard 1;
 # the others are dealt out in turn by name. Arguments (-run X, -skip Y, ...) run one go test as
 # given, on the default ports.

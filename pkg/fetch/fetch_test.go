@@ -344,8 +344,16 @@ func TestCutBatchRaisesThePartitionLimit(t *testing.T) {
 // each response used to carry one batch. An empty answer for a partition that holds records past
 // the position raises its limit as a cut batch does, and the raised limit is kept (KeepMaxBytes):
 // both partitions then come in each response. Without KeepMaxBytes (nothing kept or raised for
-// an empty answer) the same batches take about twice the fetches.
+// an empty answer) the same batches take about twice the fetches. In a fetch session the
+// withheld partition is left out of the answer; without one (protocol 1.0, fetch v6) it is
+// answered empty: both are run.
 func TestPartitionWithLargeBatchesIsNotStarved(t *testing.T) {
+	for _, v := range []sarama.KafkaVersion{sarama.V3_6_0_0, sarama.V1_0_0_0} {
+		t.Run("kafka "+v.String(), func(t *testing.T) { largeBatchesNotStarved(t, v) })
+	}
+}
+
+func largeBatchesNotStarved(t *testing.T, version sarama.KafkaVersion) {
 	const batches = 12
 	fetches := func(t *testing.T, keep int32) int {
 		c := startCluster(t, 1)
@@ -363,7 +371,8 @@ func TestPartitionWithLargeBatchesIsNotStarved(t *testing.T) {
 			n.Add(1)
 			return nil, nil, false
 		})
-		f := newFetcher(t, Config{Client: client(t, c), PartitionMaxBytes: 1000, KeepMaxBytes: keep, MaxWait: 50 * time.Millisecond})
+		cl := client(t, c, func(sc *sarama.Config) { sc.Version = version })
+		f := newFetcher(t, Config{Client: cl, PartitionMaxBytes: 1000, KeepMaxBytes: keep, MaxWait: 50 * time.Millisecond})
 		s0, s1 := newCollector(), newCollector()
 		_ = f.Add("large", 0, 0, s0)
 		_ = f.Add("large", 1, 0, s1)

@@ -22,6 +22,9 @@ type loop struct {
 	// is logged as a warning, the retries (every Backoff while metadata still names a dead
 	// broker) are not.
 	failing bool
+	// behind are the partitions of the request being answered that held records past their
+	// position and may still raise their limit (raiseWithheld); owned by the loop's goroutine.
+	behind []*partState
 	// conn is the loop's own connection, owned by its goroutine. sarama's Broker holds its lock
 	// for a whole request and answer, so a fetch the broker holds for MaxWait on a shared
 	// connection would hold every other request to that broker as long.
@@ -93,17 +96,19 @@ func (l *loop) run() {
 }
 
 // unanswered raises the limit of each partition of the request the answer left out while it
-// holds records past its position (raiseWithheld).
+// holds records past its position (raiseWithheld). It looks only at the partitions build found
+// behind with a limit that may still rise (l.behind), not at every partition of the request:
+// at 10,000 partitions that was 0.6 ms per answer, idle ones included.
 func (l *loop) unanswered(want map[TopicPartition]sentPart, resp *sarama.FetchResponse) {
 	f := l.f
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for tp, w := range want {
-		if resp.GetBlock(tp.Topic, tp.Partition) != nil {
-			continue
+	for _, p := range l.behind {
+		if resp.GetBlock(p.tp.Topic, p.tp.Partition) != nil {
+			continue // answered: deliver judged it
 		}
-		if p := l.parts[tp]; p != nil && p.loop == l && !p.paused {
-			raiseWithheld(p, w.offset, f.cfg.KeepMaxBytes)
+		if l.parts[p.tp] == p && p.loop == l && !p.paused {
+			raiseWithheld(p, want[p.tp].offset, f.cfg.KeepMaxBytes)
 		}
 	}
 }
@@ -115,6 +120,8 @@ func (l *loop) build(sessions, canForget bool) (req *sarama.FetchRequest, want m
 	now := time.Now()
 	want = make(map[TopicPartition]sentPart, len(l.sess.sent))
 	maxBytes := f.cfg.MaxBytes
+	clear(l.behind)
+	l.behind = l.behind[:0]
 	f.mu.Lock()
 	for tp, p := range l.parts {
 		if p.replica == l.id && !now.Before(p.replicaTill) {
@@ -130,6 +137,9 @@ func (l *loop) build(sessions, canForget bool) (req *sarama.FetchRequest, want m
 		}
 		want[tp] = sentPart{offset: p.offset, epoch: p.leaderEpoch, maxBytes: p.maxBytes}
 		maxBytes = max(maxBytes, p.maxBytes)
+		if p.end > p.offset && p.maxBytes < f.cfg.KeepMaxBytes {
+			l.behind = append(l.behind, p)
+		}
 	}
 	f.mu.Unlock()
 	if len(want) == 0 {

@@ -399,8 +399,11 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, run catchUpRun) (r
 	if unfinished != nil {
 		return r, unfinished
 	}
-	if c.exactlyOnce { // untimed: the mirror is stopped first
-		_ = cmd.Process.Kill()
+	_ = cmd.Process.Kill() // what follows is untimed
+	if r.batches, err = targetBatches(ctx, adm, h.target, targetTopic); err != nil {
+		return r, fmt.Errorf("count the batches on the target: %w", err)
+	}
+	if c.exactlyOnce {
 		if r.committed, r.txnIDs, err = h.verifyCommitted(ctx, adm, targetTopic); err != nil {
 			return r, fmt.Errorf("read the target back with read_committed: %w", err)
 		}

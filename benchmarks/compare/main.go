@@ -120,7 +120,10 @@ type result struct {
 	// busy is the share of all the machine's cores busy from the first record on the target to
 	// the end (0 to 1): near 1, every process waited for a core; well below it, the mirror left
 	// the machine idle.
-	busy          float64
+	busy float64
+	// batches are the record batches on the target after the run, and their bytes (read back,
+	// untimed).
+	batches       batchCount
 	recordsPerSec float64
 	steadyPerSec  float64
 	mbPerSec      float64

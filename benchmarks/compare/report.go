@@ -57,7 +57,7 @@ func (h *harness) report(cs []contender, results map[string][]result, c ceilings
 	rss := func(name string) float64 {
 		return median(results[name], func(r result) float64 { return float64(r.peakRSS) })
 	}
-	b.WriteString("| contender | records/s (from start) | MB/s | records/s (from first record) | peak RSS MiB | CPU s per GB | source broker CPU s per GB | target broker CPU s per GB | machine busy |\n|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| contender | records/s (from start) | MB/s | records/s (from first record) | peak RSS MiB | CPU s per GB | source broker CPU s per GB | target broker CPU s per GB | machine busy | batches on the target: per GB, mean KiB |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, c := range cs {
 		rs := results[c.name]
 		steady := median(rs, func(r result) float64 { return r.steadyPerSec })
@@ -65,11 +65,17 @@ func (h *harness) report(cs []contender, results map[string][]result, c ceilings
 		src := median(rs, func(r result) float64 { return r.sourceCPU.Seconds() })
 		tgt := median(rs, func(r result) float64 { return r.targetCPU.Seconds() })
 		busy := median(rs, func(r result) float64 { return r.busy })
-		fmt.Fprintf(&b, "| %s | %.0f | %.1f | %.0f | %.0f | %.1f | %.1f | %.1f | %.0f%% |\n", c.label, rps(c.name), mbs(rps(c.name)), steady, rss(c.name)/(1<<20),
-			cpu/(mb/1000), src/(mb/1000), tgt/(mb/1000), 100*busy)
+		batches := median(rs, func(r result) float64 { return float64(r.batches.batches) })
+		batchBytes := median(rs, func(r result) float64 { return float64(r.batches.bytes) })
+		perGB, meanKiB := "", ""
+		if batches > 0 {
+			perGB, meanKiB = fmt.Sprintf("%.0f", batches/(batchBytes/1e9)), fmt.Sprintf("%.0f", batchBytes/batches/1024)
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %.1f | %.0f | %.0f | %.1f | %.1f | %.1f | %.0f%% | %s, %s |\n", c.label, rps(c.name), mbs(rps(c.name)), steady, rss(c.name)/(1<<20),
+			cpu/(mb/1000), src/(mb/1000), tgt/(mb/1000), 100*busy, perGB, meanKiB)
 	}
 	ceilRow := func(name string, rps float64) {
-		fmt.Fprintf(&b, "| ceiling: %s | %.0f | %.1f | | | | | | |\n", name, rps, mbs(rps))
+		fmt.Fprintf(&b, "| ceiling: %s | %.0f | %.1f | | | | | | | |\n", name, rps, mbs(rps))
 	}
 	ceilRow(fmt.Sprintf("%d producer perf tool(s) → target", o.ceilingProducers), c.perfProducer) // medians of the rounds
 	ceilRow("franz-go producer → target", c.nativeProducer)
@@ -112,6 +118,7 @@ func (h *harness) report(cs []contender, results map[string][]result, c ceilings
 	b.WriteString("\nEach run starts from a freshly started target cluster; \"from start\" includes process start-up and the consumer group join, \"from first record\" does not. " +
 		"A ceiling is one client doing one side alone; a mirror does both sides at once on the same two cores as both brokers, so 100% is out of reach by construction. " +
 		"The brokers' CPU per GB is what each broker used from the mirror's start to the end of its run (the harness's own offset listings included, the same for every mirror): on two shared cores a mirror whose requests cost the brokers more leaves itself less. " +
+		"The batches on the target are counted after the run by reading the target topic back: fuller batches cost the target broker less per GB. " +
 		"Machine busy is the share of all cores busy from the first record on the target to the end (/proc/stat): near 100% the run was bound by CPU, well below it the mirror left cores idle (waiting on its own pipeline). " +
 		"The machines are noisy: compare ratios within one report, not absolute numbers across reports.\n")
 	return b.String()

@@ -74,7 +74,7 @@ func (h *harness) complete(ctx context.Context, c contender, load preloaded, t s
 // seq header of the last record of each partition. Control records are kept while reading: the
 // offset just below a last stable offset is a commit marker or a committed record, so the read
 // knows when it has reached to[p] either way.
-func readRange(ctx context.Context, brokers []string, t string, from, to map[int32]int64, committed bool) (int64, map[int32]string, error) {
+func readRange(ctx context.Context, brokers []string, t string, from, to map[int32]int64, committed bool, extra ...kgo.Opt) (int64, map[int32]string, error) {
 	parts := map[int32]kgo.Offset{}
 	left := 0
 	for p, f := range from {
@@ -91,7 +91,7 @@ func readRange(ctx context.Context, brokers []string, t string, from, to map[int
 	if committed {
 		opts = append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := kgo.NewClient(append(opts, extra...)...)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -198,4 +198,29 @@ func (h *harness) warmUpTransactions(ctx context.Context) error {
 		return fmt.Errorf("warm up the target's transactions: %w", err)
 	}
 	return cl.EndTransaction(cctx, kgo.TryCommit)
+}
+
+// batchCount counts the record batches a client read and their bytes (kgo.HookFetchBatchRead).
+type batchCount struct{ batches, bytes int64 }
+
+func (b *batchCount) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.FetchBatchMetrics) {
+	b.batches++
+	b.bytes += int64(m.CompressedBytes)
+}
+
+// targetBatches reads topic t of the target from the start to its end and returns how many
+// record batches it holds and their bytes (control batches included): how full the mirror made
+// its batches, which decides much of what each GB costs the target broker.
+func targetBatches(ctx context.Context, adm *kadm.Client, brokers []string, t string) (batchCount, error) {
+	ends, err := adm.ListEndOffsets(ctx, t)
+	if err != nil {
+		return batchCount{}, err
+	}
+	from, to := map[int32]int64{}, map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) { from[o.Partition], to[o.Partition] = 0, o.Offset })
+	var c batchCount
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	_, _, err = readRange(cctx, brokers, t, from, to, false, kgo.WithHooks(&c))
+	return c, err
 }

@@ -24,12 +24,15 @@ type Config struct {
 	Net *sarama.Config
 	// Linger is how long a batch waits for more records after its first (producer.linger).
 	Linger time.Duration
-	// BatchBytes closes a batch at this many bytes (producer.batch_bytes).
+	// BatchBytes closes a batch at this many bytes, encoded before compression
+	// (producer.batch_bytes).
 	BatchBytes int
 	// BatchRecords closes a batch at this many records (producer.batch_records).
 	BatchRecords int
-	// MaxBatchBytes bounds a batch (records' upper-bound sizes, as sarama counts them, plus the
-	// batch header): the target topic's max.message.bytes less margins.
+	// MaxBatchBytes bounds a batch as the broker counts it, its header and records encoded
+	// (before compression): the target topic's max.message.bytes, less a margin for compression.
+	// A record whose upper-bound size (as sarama counts it) does not fit a batch of its own is
+	// refused before it is sent.
 	MaxBatchBytes int
 	// Codec compresses batches.
 	Codec sarama.CompressionCodec

@@ -108,7 +108,8 @@ type batch struct {
 	ptrs    []*sarama.Record       // rb.Records: pointers into recs
 	hdrs    []*sarama.RecordHeader // the records' header pointers, one backing array (grown by append)
 	rb      sarama.RecordBatch
-	bytes   int // sarama's upper bound of the encoded size
+	bytes   int // sarama's upper bound of the encoded size: what the memory bound counts
+	wire    int // the exact encoded size before compression: what fills the batch (Config.BatchBytes, MaxBatchBytes)
 	created time.Time
 	closed  bool   // takes no more records
 	seqSet  bool   // rb carries its producer id, epoch and sequence
@@ -349,10 +350,13 @@ func encodeRecord(m *sarama.ProducerMessage, tp topicPartition) (key, val []byte
 // and wakes whoever sends it; coming is how many records of the caller's run, this one
 // included, are still to be queued. p.mu held.
 func (p *Pipeline) queue(part *partition, m *sarama.ProducerMessage, key, val []byte, size int, ts time.Time, coming int) {
+	hdrs := headersLen(m.Headers)
 	var b *batch
+	wire := 0 // the record's exact size in b (its timestamp and offset deltas are b's)
 	if n := len(part.batches); n > 0 && !part.batches[n-1].closed {
 		b = part.batches[n-1]
-		if b.bytes+size > p.cfg.MaxBatchBytes {
+		wire = recordWire(key, val, len(m.Headers), hdrs, ts.Sub(b.rb.FirstTimestamp), int64(len(b.recs)))
+		if b.wire+wire > p.cfg.MaxBatchBytes {
 			b.closed = true
 			b = nil
 		}
@@ -369,7 +373,9 @@ func (p *Pipeline) queue(part *partition, m *sarama.ProducerMessage, key, val []
 		if b = p.shelf.take(n, max(2*max(n, part.recent), minRecords)); b == nil {
 			b = &batch{recs: make([]sarama.Record, 0, n)}
 		}
-		b.created, b.bytes, b.msgs = time.Now(), batchOverhead, make([]*sarama.ProducerMessage, 0, cap(b.recs))
+		b.created, b.bytes, b.wire = time.Now(), batchOverhead, batchOverhead
+		b.msgs = make([]*sarama.ProducerMessage, 0, cap(b.recs))
+		wire = recordWire(key, val, len(m.Headers), hdrs, 0, 0)
 		b.rb = sarama.RecordBatch{Version: 2, Codec: p.cfg.Codec, FirstTimestamp: ts, MaxTimestamp: ts,
 			IsTransactional: p.txn != nil}
 		if len(part.batches) == 0 {
@@ -394,8 +400,9 @@ func (p *Pipeline) queue(part *partition, m *sarama.ProducerMessage, key, val []
 	b.recs = append(b.recs, rec)
 	b.msgs = append(b.msgs, m)
 	b.bytes += size
+	b.wire += wire
 	p.buffered += size
-	if b.bytes >= p.cfg.BatchBytes || len(b.recs) >= p.cfg.BatchRecords || p.cfg.Linger <= 0 {
+	if b.wire >= p.cfg.BatchBytes || len(b.recs) >= p.cfg.BatchRecords || p.cfg.Linger <= 0 {
 		b.closed = true
 		wake = true
 	}

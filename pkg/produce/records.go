@@ -122,12 +122,38 @@ func recordsSize(recs []sarama.Record) int {
 
 // recordLen is the length of r's encoding after its length.
 func recordLen(r *sarama.Record) int {
-	n := 1 + varintLen(int64(r.TimestampDelta/time.Millisecond)) + varintLen(r.OffsetDelta) +
-		bytesLen(r.Key) + bytesLen(r.Value) + varintLen(int64(len(r.Headers)))
+	hdrs := 0
 	for _, h := range r.Headers {
-		n += bytesLen(h.Key) + bytesLen(h.Value)
+		hdrs += bytesLen(h.Key) + bytesLen(h.Value)
+	}
+	return bodyLen(r.Key, r.Value, len(r.Headers), hdrs, r.TimestampDelta, r.OffsetDelta)
+}
+
+// recordWire is the size appendRecords gives a record, its length included: key and value,
+// n headers of hdrs bytes encoded (headersLen), at timestamp delta ts and offset delta off in
+// its batch. A batch is filled by these sizes: those of the records a broker counts against
+// max.message.bytes, not sarama's upper bounds, which are up to 36 bytes a record larger
+// (recordOverhead), so that a batch fetched from the source fits one batch on the target: by
+// the upper bounds, a fetched 1 MiB of 1 KiB records made a full batch and one of the few
+// records left over, sent alone when its linger ran out.
+func recordWire(key, val []byte, n, hdrs int, ts time.Duration, off int64) int {
+	body := bodyLen(key, val, n, hdrs, ts, off)
+	return varintLen(int64(body)) + body
+}
+
+// headersLen is the size of hs' keys and values encoded in a record.
+func headersLen(hs []sarama.RecordHeader) int {
+	n := 0
+	for i := range hs {
+		n += bytesLen(hs[i].Key) + bytesLen(hs[i].Value)
 	}
 	return n
+}
+
+// bodyLen is the length of a record's encoding after its length (recordWire).
+func bodyLen(key, val []byte, n, hdrs int, ts time.Duration, off int64) int {
+	return 1 + varintLen(int64(ts/time.Millisecond)) + varintLen(off) + bytesLen(key) + bytesLen(val) +
+		varintLen(int64(n)) + hdrs
 }
 
 func appendBytes(dst, b []byte) []byte {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"sync"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -213,5 +215,196 @@ func TestEncodedRecordsAreWhereSaramaReadsThem(t *testing.T) {
 	recs, n := v.FieldByName("compressedRecords"), v.FieldByName("recordsLen")
 	if recs.Len() != len(b.enc) || recs.Len() == 0 || recs.Pointer() != reflect.ValueOf(b.enc).Pointer() || int(n.Int()) != len(b.enc) {
 		t.Fatalf("RecordBatch holds %d encoded bytes (length field %d), want the encoder's %d", recs.Len(), n.Int(), len(b.enc))
+	}
+}
+
+// The largest batch a broker takes under Kafka's default max.message.bytes, as a producer on the
+// source may write it (Kafka's own, batch.size 1 MiB), goes to the target as one batch, its
+// records byte for byte, under the same limit and producer.batch_bytes 1 MiB (as the worker sets
+// them): batches are filled by the records' exact sizes. By sarama's upper bounds (36 bytes a
+// record more), its 1 KiB records made a full batch and a second one of the records left over.
+func TestSourceBatchIsOneTargetBatch(t *testing.T) {
+	const maxMessageBytes = 1048588 // Kafka's default
+	// The source batch, encoded by franz-go: a batch of 1,100 records cut after the last record
+	// that keeps it within maxMessageBytes.
+	src := fakeTarget(t, 1, 1)
+	var mu sync.Mutex
+	var raw []byte
+	src.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		src.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			for _, p := range tp.Partitions {
+				raw = append(raw, p.Records...)
+			}
+		}
+		return nil, nil, false
+	})
+	cl, err := kgo.NewClient(kgo.SeedBrokers(src.ListenAddrs()...), kgo.DefaultProduceTopic("t"),
+		kgo.ProducerBatchMaxBytes(4<<20), kgo.ProducerBatchCompression(kgo.NoCompression()),
+		kgo.ManualFlushing(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ts := time.UnixMilli(1_700_000_000_000)
+	var msgs []*sarama.ProducerMessage
+	for i := range 1100 {
+		v := bytes.Repeat([]byte{byte(i)}, 1024)
+		cl.Produce(context.Background(), &kgo.Record{Value: v, Timestamp: ts}, nil)
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: "t", Value: sarama.ByteEncoder(v), Timestamp: ts})
+	}
+	if err := cl.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	var sb kmsg.RecordBatch
+	if err := sb.ReadFrom(raw); err != nil || sb.NumRecords != 1100 {
+		t.Fatalf("franz-go wrote the 1,100 records as %d bytes, not one batch (%v)", len(raw), err)
+	}
+	n, size := 0, batchHeaderBytes
+	for rest := raw[batchHeaderBytes:]; len(rest) > 0; n++ {
+		l := firstRecordLen(t, rest)
+		if size+l > maxMessageBytes {
+			break
+		}
+		size += l
+		rest = rest[l:]
+	}
+	want := raw[batchHeaderBytes:size]
+	mu.Unlock()
+
+	tgt := fakeTarget(t, 1, 1)
+	var got [][]byte
+	tgt.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		tgt.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			for _, p := range tp.Partitions {
+				got = append(got, bytes.Clone(p.Records))
+			}
+		}
+		return nil, nil, false
+	})
+	cfg := testConfig(tgt)
+	cfg.Linger, cfg.BatchRecords = 5*time.Millisecond, 10000
+	cfg.MaxBatchBytes, cfg.BatchBytes = maxMessageBytes, min(1<<20, maxMessageBytes-batchHeaderBytes)
+	settled := make(chan error, n)
+	p, err := New(cfg, func(msgs []*sarama.ProducerMessage, err error) {
+		for range msgs {
+			settled <- err
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.ProduceBatch(context.Background(), msgs[:n])
+	for range n {
+		select {
+		case err := <-settled:
+			if err != nil {
+				t.Fatalf("the source batch's records failed: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the source batch's records were not acknowledged after 10 s")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 {
+		sizes := make([]int, len(got))
+		for i, b := range got {
+			sizes[i] = len(b)
+		}
+		t.Fatalf("a source batch of %d records, %d bytes, went to the target as %d batches of %v bytes, want one",
+			n, size, len(got), sizes)
+	}
+	if !bytes.Equal(got[0][batchHeaderBytes:], want) {
+		t.Fatalf("the target batch's records (%d bytes) are not the source batch's (%d bytes)",
+			len(got[0])-batchHeaderBytes, len(want))
+	}
+}
+
+// Filled by exact sizes, no batch exceeds the limit, whatever its records' shapes (keys, headers,
+// timestamps before and after the batch's first, one- to three-byte varints), and each batch but
+// the last is full: the next record would not have fitted.
+func TestBatchesFilledByExactSizeStayWithinTheLimit(t *testing.T) {
+	const limit = 6000
+	c := fakeTarget(t, 1, 1)
+	var mu sync.Mutex
+	var got [][]byte
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			for _, p := range tp.Partitions {
+				got = append(got, bytes.Clone(p.Records))
+			}
+		}
+		return nil, nil, false
+	})
+	cfg := testConfig(c)
+	cfg.Linger, cfg.BatchRecords, cfg.MaxBatchBytes, cfg.BatchBytes = time.Second, 10000, limit, limit
+	rng := rand.New(rand.NewPCG(1, 2))
+	base := time.UnixMilli(1_700_000_000_000)
+	var msgs []*sarama.ProducerMessage
+	largest := 0
+	for i := range 2000 {
+		m := &sarama.ProducerMessage{Topic: "t", Timestamp: base.Add(time.Duration(rng.IntN(600_000)-300_000) * time.Millisecond)}
+		if rng.IntN(3) > 0 {
+			m.Key = sarama.ByteEncoder(bytes.Repeat([]byte("k"), rng.IntN(200)))
+		}
+		if rng.IntN(10) > 0 {
+			m.Value = sarama.ByteEncoder(bytes.Repeat([]byte{byte(i)}, rng.IntN(1500)))
+		}
+		for range rng.IntN(3) {
+			m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte("h"), Value: bytes.Repeat([]byte("v"), rng.IntN(100))})
+		}
+		msgs = append(msgs, m)
+		largest = max(largest, 32+len(encoded(m.Key))+len(encoded(m.Value))+len(m.Headers)*110)
+	}
+	settled := make(chan error, len(msgs))
+	p, err := New(cfg, func(msgs []*sarama.ProducerMessage, err error) {
+		for range msgs {
+			settled <- err
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.ProduceBatch(context.Background(), msgs)
+	for range msgs {
+		select {
+		case err := <-settled:
+			if err != nil {
+				t.Fatalf("a record failed: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the records were not acknowledged after 10 s")
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	records := 0
+	for i, b := range got {
+		var rb kmsg.RecordBatch
+		if err := rb.ReadFrom(b); err != nil {
+			t.Fatalf("batch %d: %v", i, err)
+		}
+		records += int(rb.NumRecords)
+		if len(b) > limit {
+			t.Fatalf("batch %d is %d bytes, over the limit of %d", i, len(b), limit)
+		}
+		if i < len(got)-1 && len(b) < limit-largest {
+			t.Errorf("batch %d is %d bytes and the next record did not fit: it is not full (%d bytes the largest record)", i, len(b), largest)
+		}
+	}
+	if records != len(msgs) {
+		t.Fatalf("%d records in %d batches, want %d", records, len(got), len(msgs))
 	}
 }

@@ -12,8 +12,8 @@ import (
 )
 
 // PipelineConfig is the configuration of a produce pipeline (at-least-once) on the target whose
-// connection settings base carries: batches of at most maxMessageBytes of records (as sarama
-// bounds them, so batchBound's margins hold), flushed at producer.batch_bytes,
+// connection settings base carries: batches of at most maxMessageBytes (batchBound's, header
+// included, so its margins hold), flushed at producer.batch_bytes,
 // producer.batch_records or producer.linger, compressed with producer.compression, retried in
 // order for producer.delivery_timeout.
 func PipelineConfig(base *sarama.Config, addrs []string, p config.Producer, maxMessageBytes int, log *zap.Logger) (produce.Config, error) {

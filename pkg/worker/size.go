@@ -15,8 +15,8 @@ const batchOverhead = 61
 var soloBound = int(sarama.MaxRequestSize) - 64<<10
 
 // batchBound is the uncompressed size to which a producer keeps each partition's batches so that
-// a broker whose topic limit is limit accepts them. sarama bounds a batch by the sum of its
-// records' upper-bound sizes, so a batch never exceeds bound + batchOverhead. Compression may
+// a broker whose topic limit is limit accepts them: the produce pipeline fills a batch by its
+// records' exact encoded sizes, so a batch never exceeds bound + batchOverhead. Compression may
 // grow incompressible data a little (block headers), hence a margin when batches are compressed.
 func batchBound(limit int, compressed bool) int {
 	b := limit - batchOverhead

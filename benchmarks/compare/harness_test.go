@@ -142,3 +142,23 @@ func TestMachineBusyShare(t *testing.T) {
 		t.Fatalf("readings %+v then %+v (share %v)", a, b, b.busySince(a))
 	}
 }
+
+// No contender always runs first: the order of the catch-up rounds and of the paced rates
+// alternates.
+func TestContendersTakeTurns(t *testing.T) {
+	cs := []contender{{name: "a"}, {name: "b"}, {name: "c"}}
+	names := func(cs []contender) (s string) {
+		for _, c := range cs {
+			s += c.name
+		}
+		return s
+	}
+	for i, want := range []string{"abc", "cba", "abc", "cba"} {
+		if got := names(inTurn(cs, i)); got != want {
+			t.Errorf("turn %d: %s, want %s", i, got, want)
+		}
+	}
+	if names(cs) != "abc" {
+		t.Errorf("inTurn reordered its argument: %s", names(cs))
+	}
+}

@@ -117,7 +117,7 @@ type pacedRun struct {
 	topic   string
 	id      int    // the run's source groups
 	logName string // file name under the log directory
-	profile string // suffix of the names of kmirror's profiles
+	profile string // suffix of the names of kmirror's profiles ("-": none taken)
 }
 
 // latencyRun starts the contender on a fresh target whose copy of the run's paced topic stamps
@@ -265,7 +265,7 @@ func (h *harness) latencyRun(ctx context.Context, c contender, run pacedRun) (la
 	for i := 0; time.Since(start) < warmUp+d; i++ {
 		if cpuFrom.at.IsZero() && time.Since(start) >= warmUp {
 			cpuFrom = h.readCPU(cmd.Process.Pid)
-			if c.program == "kmirror" && h.profileDir != "" {
+			if c.program == "kmirror" && h.profileDir != "" && run.profile != "-" {
 				go h.saveProfiles(c.name, run.profile, 5*time.Second)
 				h.saveMetrics(c.name, run.profile+"-start") // with the one at the end: rates over the window
 			}
@@ -280,7 +280,7 @@ func (h *harness) latencyRun(ctx context.Context, c contender, run pacedRun) (la
 		prod.Produce(ctx, r, nil)
 	}
 	cpu := h.readCPU(cmd.Process.Pid).sharesSince(cpuFrom)
-	if c.program == "kmirror" && h.profileDir != "" {
+	if c.program == "kmirror" && h.profileDir != "" && run.profile != "-" {
 		h.saveMetrics(c.name, run.profile+"-end")
 	}
 	if err := prod.Flush(ctx); err != nil {
@@ -348,4 +348,28 @@ func commitAt(r *kgo.Record, open map[producerIn][]time.Time, readable func(crea
 // commit).
 func isCommitMarker(r *kgo.Record) bool {
 	return len(r.Key) >= 4 && binary.BigEndian.Uint16(r.Key[2:4]) == 1
+}
+
+// settleFor is the length of the unmeasured paced run before the latency runs (settle).
+const settleFor = 10 * time.Second
+
+// settle runs the first contender at the first paced rate for settleFor, unmeasured, before the
+// latency runs: the first paced run after the catch-ups found the source broker a third of a core
+// busier than the next one (inTurn), which no contender should pay for.
+func (h *harness) settle(ctx context.Context, cs []contender, rates []pacedRate, catchUp float64) error {
+	if len(rates) == 0 || len(cs) == 0 {
+		return nil
+	}
+	rate := rates[0].resolve(catchUp)
+	if rate <= 0 {
+		return nil
+	}
+	fmt.Printf("settling the brokers: %s at %d records/s for %s, not measured\n", cs[0].name, rate, settleFor)
+	_, err := h.latencyRun(ctx, cs[0], pacedRun{at: h.direct(), rate: rate, d: settleFor,
+		topic: fmt.Sprintf("paced-settle-%s-%d", cs[0].name, rate), id: h.nextID(),
+		logName: fmt.Sprintf("%s-settle-%d.log", cs[0].name, rate), profile: "-"})
+	if err != nil {
+		return fmt.Errorf("settle the brokers before the latency runs: %w", err)
+	}
+	return nil
 }

@@ -244,7 +244,7 @@ func (h *harness) runMain(ctx context.Context, cs []contender, rates []pacedRate
 				r+1, c.perfProducer, o.ceilingProducers, c.nativeProducer, c.perfConsumer, c.nativeConsumer)
 			ceilRounds = append(ceilRounds, c)
 		}
-		for _, c := range cs {
+		for _, c := range inTurn(cs, r) {
 			profile := "-" // kmirror's first run is profiled
 			if r == 0 {
 				profile = ""
@@ -266,13 +266,16 @@ func (h *harness) runMain(ctx context.Context, cs []contender, rates []pacedRate
 	}
 	var lats []latency
 	catchUp := median(results["kmirror"], func(r result) float64 { return r.recordsPerSec })
-	for _, pr := range rates {
+	if err := h.settle(ctx, cs, rates, catchUp); err != nil {
+		return "", err
+	}
+	for i, pr := range rates {
 		rate := pr.resolve(catchUp)
 		if rate <= 0 {
 			fmt.Printf("latency at %s skipped: kmirror's (at-least-once) catch-up rate was not measured in this run\n", pr)
 			continue
 		}
-		for _, c := range cs {
+		for _, c := range inTurn(cs, i) {
 			l, err := h.latencyRun(ctx, c, pacedRun{at: h.direct(), rate: rate, d: o.pacedFor,
 				topic: fmt.Sprintf("paced-%s-%d", c.name, rate), id: h.nextID(),
 				logName: fmt.Sprintf("%s-latency-%d.log", c.name, rate), profile: fmt.Sprintf("-paced-%d", rate)})

@@ -337,8 +337,10 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, run catchUpRun) (r
 	// The profiles are taken while the mirror runs: it is killed only after they are saved.
 	copying, done := make(chan struct{}), make(chan struct{})
 	var profiling sync.WaitGroup
+	var stopOnce sync.Once
+	stop := func() { stopOnce.Do(func() { close(done) }) }
 	defer profiling.Wait()
-	defer close(done)
+	defer stop()
 	if c.program == "kmirror" && run.profile != "-" && h.profileDir != "" {
 		profiling.Go(func() { h.captureProfiles(c.name, run.profile, copying, done) })
 	}
@@ -399,7 +401,10 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, run catchUpRun) (r
 	if unfinished != nil {
 		return r, unfinished
 	}
-	_ = cmd.Process.Kill() // what follows is untimed
+	// What follows is untimed, without the mirror: once its profiles are saved, it is stopped.
+	stop()
+	profiling.Wait()
+	_ = cmd.Process.Kill()
 	if r.batches, err = targetBatches(ctx, adm, h.target, targetTopic); err != nil {
 		return r, fmt.Errorf("count the batches on the target: %w", err)
 	}

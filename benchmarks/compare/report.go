@@ -118,7 +118,7 @@ func (h *harness) report(cs []contender, results map[string][]result, c ceilings
 	b.WriteString("\nEach run starts from a freshly started target cluster; \"from start\" includes process start-up and the consumer group join, \"from first record\" does not. " +
 		"A ceiling is one client doing one side alone; a mirror does both sides at once on the same two cores as both brokers, so 100% is out of reach by construction. " +
 		"The brokers' CPU per GB is what each broker used from the mirror's start to the end of its run (the harness's own offset listings included, the same for every mirror): on two shared cores a mirror whose requests cost the brokers more leaves itself less. " +
-		"The batches on the target are counted after the run by reading the target topic back: fuller batches cost the target broker less per GB. " +
+		"The batches on the target are counted after the run by reading the target topic back: how full each mirror made its batches (the target broker appends, indexes and answers each batch on its own). " +
 		"Machine busy is the share of all cores busy from the first record on the target to the end (/proc/stat): near 100% the run was bound by CPU, well below it the mirror left cores idle (waiting on its own pipeline). " +
 		"The machines are noisy: compare ratios within one report, not absolute numbers across reports.\n")
 	return b.String()

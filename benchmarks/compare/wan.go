@@ -176,8 +176,8 @@ func (h *harness) endpointsOf(p wanPath) (endpoints, error) {
 }
 
 // runWAN runs the WAN section: per round, on each path, franz-go alone on the side behind the
-// WAN, then each contender's catch-up (A B alternation); then one latency run per path and
-// contender at --wan-paced-rate.
+// WAN, then each contender's catch-up, in an order reversed from one path and round to the next
+// (inTurn); then one latency run per path and contender at --wan-paced-rate, in turns too.
 func (h *harness) runWAN(ctx context.Context, p wanPlan) ([]wanCell, error) {
 	fmt.Printf("WAN section: preloading %d records into %q\n", p.records, wanTopic)
 	load, err := h.preloadTopic(ctx, wanTopic, p.records)
@@ -200,7 +200,7 @@ func (h *harness) runWAN(ctx context.Context, p wanPlan) ([]wanCell, error) {
 			if err := h.wanCeilings(ctx, cell, at, load, r); err != nil {
 				return nil, fmt.Errorf("%s: franz-go alone: %w", cell.path, err)
 			}
-			for _, c := range p.contenders {
+			for _, c := range inTurn(p.contenders, r+i) {
 				profile := "-"
 				if r == 0 {
 					profile = "-wan-" + cell.path.String()
@@ -234,7 +234,7 @@ func (h *harness) runWAN(ctx context.Context, p wanPlan) ([]wanCell, error) {
 		if err != nil {
 			return nil, err
 		}
-		for _, c := range p.contenders {
+		for _, c := range inTurn(p.contenders, i) {
 			run := cell.runs[c.name]
 			l, err := h.latencyRun(ctx, c, pacedRun{at: at, rate: p.pacedRate, d: p.pacedFor,
 				topic: fmt.Sprintf("paced-wan-%s-%s", cell.path, c.name), id: h.nextID(),

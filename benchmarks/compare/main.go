@@ -4,9 +4,9 @@
 // (benchmarks/baresarama: sarama's consumer group feeding its idempotent async producer, what
 // sarama's high-level clients reach) and against the clusters' own ceiling (Kafka's producer and
 // consumer performance tools, and franz-go, a client built for throughput), on the same real
-// KRaft clusters in the same run, alternating the contenders (A B A B) and reporting medians and
-// ratios. Every mirror runs as a process of its own (the bare mirrors are built into the run's
-// work directory first), so that its peak RSS and CPU are read from /proc alike.
+// KRaft clusters in the same run, the contenders taking turns (A B, B A: inTurn) and reporting
+// medians and ratios. Every mirror runs as a process of its own (the bare mirrors are built into
+// the run's work directory first), so that its peak RSS and CPU are read from /proc alike.
 //
 // It starts the clusters with scripts/kafka/cluster.sh (on its fixed ports and state directory,
 // or those of --port-base and --kafka-state), preloads the source with the workload, and gives
@@ -32,7 +32,7 @@ func main() {
 	flag.IntVar(&o.records, "records", 2_000_000, "records preloaded into the source")
 	flag.IntVar(&o.valueBytes, "value-bytes", 1024, "value size")
 	flag.IntVar(&o.partitions, "partitions", 12, "source partitions")
-	flag.IntVar(&o.rounds, "rounds", 2, "rounds of A B alternation")
+	flag.IntVar(&o.rounds, "rounds", 2, "rounds of the catch-up, the contenders' order reversed each round")
 	flag.StringVar(&o.version, "kafka-version", "4.3.1", "Kafka version of the clusters and MirrorMaker 2")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "limit for one mirror run")
 	flag.StringVar(&o.out, "out", "benchmarks/results", "directory for the Markdown report (relative to --root unless absolute)")

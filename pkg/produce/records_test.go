@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -57,19 +58,7 @@ func oddRecords(partition int32, run int) []*sarama.ProducerMessage {
 func recordSections(t *testing.T, own bool) [][]byte {
 	t.Helper()
 	c := fakeTarget(t, 1, 1)
-	var mu sync.Mutex
-	var got [][]byte
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
-			for _, p := range tp.Partitions {
-				got = append(got, bytes.Clone(p.Records[batchHeaderBytes:]))
-			}
-		}
-		return nil, nil, false
-	})
+	batches := captureBatches(c)
 	p, settled := runPipeline(t, c)
 	if !p.enc.on {
 		t.Fatal("the pipeline does not encode records itself: sarama's RecordBatch has no compressedRecords " +
@@ -79,9 +68,61 @@ func recordSections(t *testing.T, own bool) [][]byte {
 	for run := range 3 {
 		produceRun(t, p, settled, run, oddRecords(0, run))
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	var got [][]byte
+	for _, b := range batches() {
+		got = append(got, b[batchHeaderBytes:])
+	}
 	return got
+}
+
+// captureBatches records every record batch c is sent in produce requests; the function it
+// returns gives them, whole, in the order they came.
+func captureBatches(c *kfake.Cluster) func() [][]byte {
+	var mu sync.Mutex
+	var got [][]byte
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			for _, p := range tp.Partitions {
+				got = append(got, bytes.Clone(p.Records))
+			}
+		}
+		return nil, nil, false
+	})
+	return func() [][]byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+}
+
+// produceAcked produces msgs in one call through a pipeline of cfg and fails the test unless every
+// record is acknowledged within 10 s.
+func produceAcked(t *testing.T, cfg Config, msgs []*sarama.ProducerMessage) {
+	t.Helper()
+	settled := make(chan error, len(msgs))
+	p, err := New(cfg, func(msgs []*sarama.ProducerMessage, err error) {
+		for range msgs {
+			settled <- err
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.ProduceBatch(context.Background(), msgs)
+	for range msgs {
+		select {
+		case err := <-settled:
+			if err != nil {
+				t.Fatalf("a record failed: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("the records were not acknowledged after 10 s")
+		}
+	}
 }
 
 // runPipeline opens a pipeline on c for runs of oddRecords, each sent as one batch when full,
@@ -228,19 +269,7 @@ func TestSourceBatchIsOneTargetBatch(t *testing.T) {
 	// The source batch, encoded by franz-go: a batch of 1,100 records cut after the last record
 	// that keeps it within maxMessageBytes.
 	src := fakeTarget(t, 1, 1)
-	var mu sync.Mutex
-	var raw []byte
-	src.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		src.KeepControl()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
-			for _, p := range tp.Partitions {
-				raw = append(raw, p.Records...)
-			}
-		}
-		return nil, nil, false
-	})
+	sourceBatches := captureBatches(src)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(src.ListenAddrs()...), kgo.DefaultProduceTopic("t"),
 		kgo.ProducerBatchMaxBytes(4<<20), kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.ManualFlushing(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -258,13 +287,13 @@ func TestSourceBatchIsOneTargetBatch(t *testing.T) {
 	if err := cl.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
 	var sb kmsg.RecordBatch
-	if err := sb.ReadFrom(raw); err != nil || sb.NumRecords != 1100 {
-		t.Fatalf("franz-go wrote the 1,100 records as %d bytes, not one batch (%v)", len(raw), err)
+	raw := sourceBatches()
+	if len(raw) != 1 || sb.ReadFrom(raw[0]) != nil || sb.NumRecords != 1100 {
+		t.Fatalf("franz-go wrote the 1,100 records as %d batches, not one", len(raw))
 	}
 	n, size := 0, batchHeaderBytes
-	for rest := raw[batchHeaderBytes:]; len(rest) > 0; n++ {
+	for rest := raw[0][batchHeaderBytes:]; len(rest) > 0; n++ {
 		l := firstRecordLen(t, rest)
 		if size+l > maxMessageBytes {
 			break
@@ -272,48 +301,15 @@ func TestSourceBatchIsOneTargetBatch(t *testing.T) {
 		size += l
 		rest = rest[l:]
 	}
-	want := raw[batchHeaderBytes:size]
-	mu.Unlock()
+	want := raw[0][batchHeaderBytes:size]
 
 	tgt := fakeTarget(t, 1, 1)
-	var got [][]byte
-	tgt.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		tgt.KeepControl()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
-			for _, p := range tp.Partitions {
-				got = append(got, bytes.Clone(p.Records))
-			}
-		}
-		return nil, nil, false
-	})
+	targetBatches := captureBatches(tgt)
 	cfg := testConfig(tgt)
 	cfg.Linger, cfg.BatchRecords = 5*time.Millisecond, 10000
 	cfg.MaxBatchBytes, cfg.BatchBytes = maxMessageBytes, min(1<<20, maxMessageBytes-batchHeaderBytes)
-	settled := make(chan error, n)
-	p, err := New(cfg, func(msgs []*sarama.ProducerMessage, err error) {
-		for range msgs {
-			settled <- err
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	p.ProduceBatch(context.Background(), msgs[:n])
-	for range n {
-		select {
-		case err := <-settled:
-			if err != nil {
-				t.Fatalf("the source batch's records failed: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("the source batch's records were not acknowledged after 10 s")
-		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
+	produceAcked(t, cfg, msgs[:n])
+	got := targetBatches()
 	if len(got) != 1 {
 		sizes := make([]int, len(got))
 		for i, b := range got {
@@ -334,19 +330,7 @@ func TestSourceBatchIsOneTargetBatch(t *testing.T) {
 func TestBatchesFilledByExactSizeStayWithinTheLimit(t *testing.T) {
 	const limit = 6000
 	c := fakeTarget(t, 1, 1)
-	var mu sync.Mutex
-	var got [][]byte
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
-			for _, p := range tp.Partitions {
-				got = append(got, bytes.Clone(p.Records))
-			}
-		}
-		return nil, nil, false
-	})
+	batches := captureBatches(c)
 	cfg := testConfig(c)
 	cfg.Linger, cfg.BatchRecords, cfg.MaxBatchBytes, cfg.BatchBytes = time.Second, 10000, limit, limit
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -367,29 +351,8 @@ func TestBatchesFilledByExactSizeStayWithinTheLimit(t *testing.T) {
 		msgs = append(msgs, m)
 		largest = max(largest, 32+len(encoded(m.Key))+len(encoded(m.Value))+len(m.Headers)*110)
 	}
-	settled := make(chan error, len(msgs))
-	p, err := New(cfg, func(msgs []*sarama.ProducerMessage, err error) {
-		for range msgs {
-			settled <- err
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	p.ProduceBatch(context.Background(), msgs)
-	for range msgs {
-		select {
-		case err := <-settled:
-			if err != nil {
-				t.Fatalf("a record failed: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("the records were not acknowledged after 10 s")
-		}
-	}
-	mu.Lock()
-	defer mu.Unlock()
+	produceAcked(t, cfg, msgs)
+	got := batches()
 	records := 0
 	for i, b := range got {
 		var rb kmsg.RecordBatch

@@ -182,7 +182,7 @@ func pick[T any](list string, all []T, name func(T) string) (picked []T, unknown
 // inTurn is cs in the order of turn i (a catch-up round, a paced rate): as given on even turns,
 // reversed on odd ones, so that no contender always runs first. Runs in a fixed order once put
 // every paced kmirror run first, right after the catch-ups: in the first paced run the source
-// broker used 90-104% of a core against 67-73% in the second at the same 10,000 records/s,
+// broker used 84-104% of a core against 66-74% in the second at the same 10,000 records/s,
 // whichever mirror ran first, and the p99 of the first was up to twice the second's.
 func inTurn(cs []contender, i int) []contender {
 	out := slices.Clone(cs)

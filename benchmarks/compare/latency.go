@@ -354,8 +354,8 @@ func isCommitMarker(r *kgo.Record) bool {
 const settleFor = 10 * time.Second
 
 // settle runs the first contender at the first paced rate for settleFor, unmeasured, before the
-// latency runs: the first paced run after the catch-ups found the source broker a third of a core
-// busier than the next one (inTurn), which no contender should pay for.
+// latency runs: the first paced run after the catch-ups found the source broker up to a third
+// of a core busier than the next one (inTurn), which no contender should pay for.
 func (h *harness) settle(ctx context.Context, cs []contender, rates []pacedRate, catchUp float64) error {
 	if len(rates) == 0 || len(cs) == 0 {
 		return nil

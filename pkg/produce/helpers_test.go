@@ -55,7 +55,8 @@ func newOutcomes() *outcomes {
 func (o *outcomes) done(msgs []*sarama.ProducerMessage, err error) {
 	o.mu.Lock()
 	for _, m := range msgs {
-		v := string(m.Value.(sarama.StringEncoder))
+		sv, _ := m.Value.(sarama.StringEncoder) // a nil value counts as ""
+		v := string(sv)
 		if err != nil {
 			o.failed[v] = err
 		} else {

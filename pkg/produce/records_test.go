@@ -102,26 +102,11 @@ func captureBatches(c *kfake.Cluster) func() [][]byte {
 // record is acknowledged within 10 s.
 func produceAcked(t *testing.T, cfg Config, msgs []*sarama.ProducerMessage) {
 	t.Helper()
-	settled := make(chan error, len(msgs))
-	p, err := New(cfg, func(msgs []*sarama.ProducerMessage, err error) {
-		for range msgs {
-			settled <- err
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	p.ProduceBatch(context.Background(), msgs)
-	for range msgs {
-		select {
-		case err := <-settled:
-			if err != nil {
-				t.Fatalf("a record failed: %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("the records were not acknowledged after 10 s")
-		}
+	o := newOutcomes()
+	open(t, cfg, o).ProduceBatch(context.Background(), msgs)
+	o.wait(t, len(msgs), 10*time.Second)
+	for v, err := range o.failed {
+		t.Fatalf("record %.20q failed: %v", v, err)
 	}
 }
 
@@ -282,7 +267,7 @@ func TestSourceBatchIsOneTargetBatch(t *testing.T) {
 	for i := range 1100 {
 		v := bytes.Repeat([]byte{byte(i)}, 1024)
 		cl.Produce(context.Background(), &kgo.Record{Value: v, Timestamp: ts}, nil)
-		msgs = append(msgs, &sarama.ProducerMessage{Topic: "t", Value: sarama.ByteEncoder(v), Timestamp: ts})
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: "t", Value: sarama.StringEncoder(v), Timestamp: ts})
 	}
 	if err := cl.Flush(context.Background()); err != nil {
 		t.Fatal(err)
@@ -343,7 +328,7 @@ func TestBatchesFilledByExactSizeStayWithinTheLimit(t *testing.T) {
 			m.Key = sarama.ByteEncoder(bytes.Repeat([]byte("k"), rng.IntN(200)))
 		}
 		if rng.IntN(10) > 0 {
-			m.Value = sarama.ByteEncoder(bytes.Repeat([]byte{byte(i)}, rng.IntN(1500)))
+			m.Value = sarama.StringEncoder(bytes.Repeat([]byte{byte(i)}, rng.IntN(1500)))
 		}
 		for range rng.IntN(3) {
 			m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte("h"), Value: bytes.Repeat([]byte("v"), rng.IntN(100))})

@@ -23,9 +23,10 @@ import (
 type Producer interface {
 	// Begin opens a transaction.
 	Begin() error
-	// Produce queues a record in the open transaction; an error (marked produce.ErrTxnAborted
-	// or produce.ErrTxnFatal) says the transaction can no longer commit.
-	Produce(m *sarama.ProducerMessage) error
+	// ProduceBatch queues records of one partition, in order, in the open transaction; an
+	// error (marked produce.ErrTxnAborted or produce.ErrTxnFatal) says the transaction can no
+	// longer commit.
+	ProduceBatch(msgs []*sarama.ProducerMessage) error
 	// Flush waits until the target acknowledged every record of the open transaction (each
 	// record's Offset is then its offset on the target), or says why it cannot commit.
 	Flush(ctx context.Context) error
@@ -124,6 +125,7 @@ type Txn struct {
 	began   time.Time // zero while no transaction is open
 	pending []Held
 	bytes   int64
+	msgs    []*sarama.ProducerMessage                            // SendBatch's hand-over to the producer, reused
 	next    map[string]map[int32]*sarama.PartitionOffsetMetadata // target topic → partition → position
 	// last is the position of every partition this producer has committed or was given
 	// (Keep), and when it was last committed: Refresh commits again the ones gone stale.
@@ -241,6 +243,15 @@ func (t *Txn) advance(r *record.Record, topic string, partition int32) {
 // pending until Commit. It returns an error, and r is not part of the transaction, when no
 // transaction could be opened or ctx ended first.
 func (t *Txn) Send(ctx context.Context, r *record.Record) error {
+	return t.SendBatch(ctx, []*record.Record{r})
+}
+
+// SendBatch is Send for rs, records of one target partition in order, handed to the producer
+// in one call: they stay pending until Commit, all of them or, when it returns an error, none.
+func (t *Txn) SendBatch(ctx context.Context, rs []*record.Record) error {
+	if len(rs) == 0 {
+		return nil
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if err := t.begin(); err != nil {
@@ -249,16 +260,35 @@ func (t *Txn) Send(ctx context.Context, r *record.Record) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	topic, partition := r.Msg.Topic, r.Msg.Partition
-	if err := t.p.Produce(&r.Msg); err != nil {
-		// The transaction can no longer commit: r is held all the same, so that its commit
+	// The target names are taken before the producer owns the messages; rs are of one
+	// partition, so the last record's position is the partition's.
+	last := rs[len(rs)-1]
+	topic, partition := last.Msg.Topic, last.Msg.Partition
+	msgs := t.msgs[:0]
+	for _, r := range rs {
+		msgs = append(msgs, &r.Msg)
+		t.pending = append(t.pending, Held{Record: r})
+		t.bytes += r.Size
+	}
+	if err := t.p.ProduceBatch(msgs); err != nil {
+		// The transaction can no longer commit: rs are held all the same, so that its commit
 		// (due at once) aborts it with every record it holds, in order.
 		t.failed.CompareAndSwap(nil, &err)
 	}
-	t.pending = append(t.pending, Held{Record: r})
-	t.bytes += r.Size
-	t.advance(r, topic, partition)
+	clear(msgs)
+	t.msgs = msgs
+	t.advance(last, topic, partition)
 	return nil
+}
+
+// Room returns how many more records, and how many more bytes, the open transaction takes
+// before it is due by size (Limits.Records, Limits.Bytes; both the limits themselves when none
+// is open): a sender cuts its runs there, so that a transaction ends where it would have, had
+// its records been sent one at a time.
+func (t *Txn) Room() (records int, bytes int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.limits.Records - len(t.pending), t.limits.Bytes - t.bytes
 }
 
 // Skip moves r's partition past r in the open transaction without writing r (why says why it is

@@ -165,6 +165,17 @@ func (tx *Txn) Begin() error {
 // instead (marked ErrTxnAborted: the caller aborts and resends from its positions; or
 // ErrTxnFatal: the caller stops).
 func (tx *Txn) Produce(m *sarama.ProducerMessage) error {
+	return tx.ProduceBatch([]*sarama.ProducerMessage{m})
+}
+
+// ProduceBatch queues msgs, records of one partition in the order they are to be written, in
+// the open transaction in one call (Pipeline.ProduceBatch: a record refused before it is sent
+// is settled with why, and every record after it in msgs with ErrNotWritten). Once the
+// transaction cannot commit it returns why instead, as Produce does, and takes none of msgs.
+func (tx *Txn) ProduceBatch(msgs []*sarama.ProducerMessage) error {
+	if len(msgs) == 0 {
+		return nil
+	}
 	p := tx.p
 	p.mu.Lock()
 	switch {
@@ -178,11 +189,11 @@ func (tx *Txn) Produce(m *sarama.ProducerMessage) error {
 	}
 	p.mu.Unlock()
 	tx.mu.Lock()
-	tx.produced++
+	tx.produced += len(msgs)
 	tx.mu.Unlock()
-	p.Produce(m)
+	p.ProduceBatch(context.Background(), msgs) // without a deadline it takes every record
 	p.mu.Lock()
-	wait := !tx.t.added[topicPartition{m.Topic, m.Partition}]
+	wait := !tx.t.added[topicPartition{msgs[0].Topic, msgs[0].Partition}]
 	p.mu.Unlock()
 	if wait {
 		poke(tx.t.wake)

@@ -30,18 +30,23 @@ import (
 // A commit (flush, AddOffsetsToTxn, EndTxn) waits for the target, so each slot the worker
 // carries has a sender of its own: the worker routes records from its inbox to the senders in
 // inbox order, and a slot's commit stalls that slot only. A partition belongs to one slot, so it
-// still has one goroutine and one queue, in inbox order.
+// still has one goroutine and one queue, in inbox order. Records move by runs, as at least once:
+// an inbox batch goes to its slot's sender in one hand-over, and on to the producer in one call
+// (delivery.Txn.SendBatch) up to the record where the transaction is due by size, so that
+// transactions end where they would had the records been sent one at a time.
 
-// slotQueue is the records routed to one slot's sender and not yet taken by it: enough to cover
-// a commit at the slot's share of the worker's rate. The records count in their partitions'
-// in-flight bound (ring.partition_in_flight) like those in the inbox.
-const slotQueue = 1024
+// slotQueue is the runs of records (a fetched batch's, or its share of one slot) routed to one
+// slot's sender and not yet taken by it: enough to cover a commit at the slot's share of the
+// worker's rate. The records count in their partitions' in-flight bound
+// (ring.partition_in_flight) like those in the inbox.
+const slotQueue = 64
 
-// sendTxn is the send loop of exactly-once delivery: it routes every record to its slot's
-// sender, starting one the first time a slot has a record. When ctx ends it stops the senders
-// and waits for them; the records they still queue are dropped (not acknowledged: read again).
+// sendTxn is the send loop of exactly-once delivery: it routes the records of each inbox batch
+// to their slots' senders, a run of one slot's records in one hand-over, starting a sender the
+// first time a slot has a record. When ctx ends it stops the senders and waits for them; the
+// records they still queue are dropped (not acknowledged: read again).
 func (w *Worker) sendTxn(ctx context.Context) {
-	senders := make(map[int]chan *record.Record)
+	senders := make(map[int]chan []*record.Record)
 	var wg sync.WaitGroup
 	defer func() {
 		for _, in := range senders {
@@ -57,40 +62,50 @@ func (w *Worker) sendTxn(ctx context.Context) {
 			}
 			continue
 		}
-		for i, r := range b.Records {
-			slot := w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition())
+		rs := b.Records
+		for len(rs) > 0 {
+			// A batch is one partition's, so of one slot; a run ends where the slot changes
+			// all the same.
+			slot := w.cfg.Txns.Of(rs[0].Track.Topic(), rs[0].Track.Partition())
+			n := 1
+			for n < len(rs) && (rs[n].Track == rs[0].Track ||
+				w.cfg.Txns.Of(rs[n].Track.Topic(), rs[n].Track.Partition()) == slot) {
+				n++
+			}
 			in := senders[slot]
 			if in == nil {
-				in = make(chan *record.Record, slotQueue)
+				in = make(chan []*record.Record, slotQueue)
 				senders[slot] = in
 				wg.Go(func() { w.sendSlot(ctx, slot, in) })
 			}
 			select {
-			case in <- r:
+			case in <- rs[:n:n]:
 			case <-ctx.Done():
-				w.dropAll(b.Records[i:])
+				w.dropAll(rs)
 				return
 			}
+			rs = rs[n:]
 		}
 	}
 }
 
 // sendSlot writes the records of one slot in its transactions. While records keep coming it
 // takes them without blocking and commits a transaction when it is full or old (the clock is the
-// coarse shared one; older while records wait for the slot — in its queue, or on the source
-// behind the record just sent: delivery.Limits); when none waits it sleeps until one arrives or
-// the open transaction is due by age. It returns once in is closed, dropping what it still holds after ctx ended.
-func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan *record.Record) {
+// coarse shared one; older while records wait for the slot — in its queue, behind in the run
+// being sent, or on the source behind the record just sent: delivery.Limits); when none waits it
+// sleeps until a run arrives or the open transaction is due by age. It returns once in is
+// closed, dropping what it still holds after ctx ended.
+func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan []*record.Record) {
 	var cur *delivery.Txn // the slot's producer of the records last sent (it changes with the session)
 	behind := false       // the record last sent had later ones on the source
 	age := time.NewTimer(time.Hour)
 	age.Stop()
 	defer age.Stop()
 	for {
-		var r *record.Record
+		var rs []*record.Record
 		ok := true
 		select {
-		case r, ok = <-in:
+		case rs, ok = <-in:
 		default:
 			var due <-chan time.Time
 			if cur != nil && cur.Open() {
@@ -98,12 +113,12 @@ func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan *record.Recor
 				due = age.C
 			}
 			select {
-			case r, ok = <-in:
+			case rs, ok = <-in:
 			case <-due:
 				w.commitTxn(ctx, cur)
 				continue
 			case <-ctx.Done():
-				r, ok = <-in
+				rs, ok = <-in
 			}
 			age.Stop()
 		}
@@ -111,31 +126,40 @@ func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan *record.Recor
 			return
 		}
 		if ctx.Err() != nil {
-			w.drop(r)
+			w.dropAll(rs)
 			continue
 		}
 		t := w.cfg.Txns.Txn(slot)
 		if cur != nil && t != cur && cur.Open() {
 			w.commitTxn(ctx, cur) // a new session's producer: what the last one holds goes first
 		}
-		cur, behind = t, r.Behind
-		if w.dispatchTxn(ctx, r, t) && t.Open() && t.Due(w.cfg.Clock.now(), behind || len(in) > 0) {
-			w.commitTxn(ctx, t)
+		cur = t
+		for len(rs) > 0 {
+			n, wrote := w.dispatchTxn(ctx, rs, t)
+			behind = rs[n-1].Behind
+			rs = rs[n:]
+			if wrote && t.Open() && t.Due(w.cfg.Clock.now(), behind || len(rs) > 0 || len(in) > 0) {
+				w.commitTxn(ctx, t)
+			}
 		}
 	}
 }
 
-// dispatchTxn checks r and writes it in t, the transaction of its slot; false when r was
-// dropped or failed before t was found.
-func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, t *delivery.Txn) bool {
+// dispatchTxn checks the first records of rs and writes them in t, the transaction of their
+// slot: a record that goes its own way (from the target, refused, alone, or needing another
+// batch bound) by itself, else the longest run of records that go like it (runTxn) in one
+// hand-over. It returns how many of rs it took, at least one, and whether t got them: false
+// when they were dropped or failed before t was found.
+func (w *Worker) dispatchTxn(ctx context.Context, rs []*record.Record, t *delivery.Txn) (int, bool) {
+	r := rs[0]
 	if w.aborted.Load() || r.Track.Stopped() {
 		w.drop(r)
-		return false
+		return 1, false
 	}
 	if t == nil {
 		w.fail(r, fmt.Errorf("this member holds no transactional producer for the record's slot %d (a claim outside the session's slots)",
 			w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition())))
-		return false
+		return 1, false
 	}
 	if r.FromTarget {
 		// Not copied, but its position moves in the transaction like a refused record's skip:
@@ -143,53 +167,99 @@ func (w *Worker) dispatchTxn(ctx context.Context, r *record.Record, t *delivery.
 		// settled then (commitTxn), so that its claim does not drain under the open transaction.
 		if err := t.Skip(r, ErrFromTarget); err != nil {
 			w.fail(r, err)
-			return true
+			return 1, true
 		}
 		w.noteFromTarget(r)
-		return true
+		return 1, true
 	}
 	solo, refusal := w.check(r)
 	if refusal != nil {
 		w.refusedTxn(ctx, r, refusal, t)
-		return true
+		return 1, true
 	}
 	bound := soloBound
 	if !solo {
-		limit := r.Limit
-		if limit <= 0 {
-			limit = kafkaDefaultMaxMessageBytes
-		}
-		bound = batchBound(limit, w.cfg.Compressed)
+		bound = w.txnBound(r)
 	}
 	if bound != t.Bound() {
 		if !w.commitTxn(ctx, t) {
 			w.drop(r)
-			return true
+			return 1, true
 		}
 		if err := t.Rebound(bound); err != nil {
 			w.fail(r, err)
-			return true
+			return 1, true
 		}
 	}
-	if !r.Handed {
-		r.Handed = true
-		w.cfg.Observer.Sent(w.cfg.ID, r)
+	n := 1
+	if !solo {
+		n = w.runTxn(rs, t)
 	}
-	if r.Span != nil {
-		r.Sent = time.Now()
+	run := rs[:n]
+	now := time.Time{}
+	for _, r := range run {
+		if !r.Handed {
+			r.Handed = true
+			w.cfg.Observer.Sent(w.cfg.ID, r)
+		}
+		if r.Span != nil {
+			if now.IsZero() {
+				now = time.Now()
+			}
+			r.Sent = now
+		}
 	}
-	if err := t.Send(ctx, r); err != nil {
+	if err := t.SendBatch(ctx, run); err != nil {
 		if ctx.Err() != nil {
-			w.drop(r)
-			return true
+			w.dropAll(run)
+			return n, true
 		}
+		// Nothing of the run is in the transaction: its partition stops at its first record.
 		w.fail(r, err)
-		return true
+		for _, r := range run[1:] {
+			r.Track.Fail(r.Seq, err)
+			w.cfg.Observer.Failed(w.cfg.ID, r, err)
+		}
+		return n, true
 	}
 	if solo {
 		w.commitTxn(ctx, t) // alone: the broker's verdict concerns it alone
 	}
-	return true
+	return n, true
+}
+
+// txnBound is the batch bound of the transactional producer that writes r, a record that does
+// not travel alone.
+func (w *Worker) txnBound(r *record.Record) int {
+	limit := r.Limit
+	if limit <= 0 {
+		limit = kafkaDefaultMaxMessageBytes
+	}
+	return batchBound(limit, w.cfg.Compressed)
+}
+
+// runTxn returns how many records at the head of rs go into t together with rs[0], a record
+// that is written in a batch of t's bound: those of its partition, and target partition, that
+// go the same way (not from the target, not refused, not alone, of the same limit and not of a
+// stopped partition), up to where t is due by size (delivery.Txn.Room) — the record that reaches
+// its byte limit included, as when they were sent one at a time.
+func (w *Worker) runTxn(rs []*record.Record, t *delivery.Txn) int {
+	first := rs[0]
+	records, bytes := t.Room()
+	bytes -= first.Size
+	n := 1
+	for ; n < len(rs) && n < records && bytes > 0; n++ {
+		r := rs[n]
+		if r.Track != first.Track || r.Msg.Topic != first.Msg.Topic || r.Msg.Partition != first.Msg.Partition ||
+			r.FromTarget || r.Limit != first.Limit || r.Track.Stopped() {
+			break
+		}
+		if solo, refusal := w.check(r); solo || refusal != nil {
+			break
+		}
+		bytes -= r.Size
+	}
+	return n
 }
 
 // refusedTxn applies the refused-record policy inside a transaction: skip moves the position

@@ -2,12 +2,15 @@ package worker
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
 	"github.com/kmirror/kmirror/pkg/config"
@@ -155,4 +158,137 @@ func txnTarget(t *testing.T, partitions int32) (*embedded.Cluster, func() *saram
 	}
 	t.Cleanup(func() { _ = client.Close() })
 	return target, base, client
+}
+
+// handsCounter records the records of each hand-over to a slot's producer and of each
+// transaction it commits.
+type handsCounter struct {
+	delivery.Producer
+	mu      sync.Mutex
+	hands   []int // records per ProduceBatch
+	open    int   // records handed since the last commit
+	commits []int // records per committed transaction
+}
+
+func (p *handsCounter) ProduceBatch(msgs []*sarama.ProducerMessage) error {
+	p.mu.Lock()
+	p.hands = append(p.hands, len(msgs))
+	p.open += len(msgs)
+	p.mu.Unlock()
+	return p.Producer.ProduceBatch(msgs)
+}
+
+func (p *handsCounter) Commit(ctx context.Context, pos *produce.Positions) error {
+	err := p.Producer.Commit(ctx, pos)
+	p.mu.Lock()
+	if err == nil {
+		p.commits = append(p.commits, p.open)
+	}
+	p.open = 0
+	p.mu.Unlock()
+	return err
+}
+
+func (p *handsCounter) counts() (hands, commits []int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.hands), slices.Clone(p.commits)
+}
+
+// TestExactlyOnceHandsABatchToItsProducerInOneCall: exactly once, a fetched batch's records go
+// to their slot's producer in one hand-over, not one call (and one channel send) per record,
+// and a transaction still ends where delivery.transaction.max_records puts it: 100 records of
+// one partition in one inbox batch, transactions of 40, make hand-overs of 40, 40 and 20 and
+// transactions of as many, every record acknowledged once, in order on the target.
+func TestExactlyOnceHandsABatchToItsProducerInOneCall(t *testing.T) {
+	target, base, client := txnTarget(t, 4)
+	counter := &handsCounter{}
+	open := func(id string, bound int) (delivery.Producer, error) {
+		p, err := OpenTxn(target.Addrs(), config.Default().Producer, time.Minute, zap.NewNop(),
+			func(string, int) *sarama.Config { return base() })(id, bound)
+		if err != nil {
+			return p, err
+		}
+		counter.Producer = p
+		return counter, nil
+	}
+	txns, err := delivery.New(delivery.Config{
+		Slots: 1, Prefix: "kmirror", Group: "kmirror-positions", Open: open, Bound: 1 << 20,
+		Limits: delivery.Limits{Records: 40, Bytes: 1 << 20, Age: 50 * time.Millisecond}, Target: client,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txns.Close()
+	if err := txns.Begin(context.Background(), map[string][]int32{"src": {2}}); err != nil {
+		t.Fatal(err)
+	}
+	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
+	feedFrom(t, inbox, offsets.NewPartition("src", 2, 0, 128), 0, 100)
+	obs := &ackedBy{acked: map[int32]int{}}
+	w, err := New(Config{
+		Inbox: inbox, Txns: txns, Observer: obs,
+		NewProducer: func(int, produce.Done) (Producer, error) {
+			t.Fatal("exactly-once opened an idempotent producer")
+			return nil, nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	for deadline := time.Now().Add(10 * time.Second); obs.of(2) < 100; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 100 records acknowledged within 10 s", obs.of(2))
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	hands, commits := counter.counts()
+	if want := []int{40, 40, 20}; !slices.Equal(hands, want) || !slices.Equal(commits, want) {
+		t.Fatalf("records per hand-over %v and per committed transaction %v; want %v for both", hands, commits, want)
+	}
+	if n := obs.of(2); n != 100 {
+		t.Fatalf("%d acknowledgements for 100 records", n)
+	}
+	got := readCommitted(t, target, "dst", 2)
+	for i, v := range got {
+		if want := fmt.Sprintf("src/2@%d", i); v != want {
+			t.Fatalf("target record %d is %q, want %q", i, v, want)
+		}
+	}
+	if len(got) != 100 {
+		t.Fatalf("%d records on the target, want 100", len(got))
+	}
+}
+
+// readCommitted reads what read_committed consumers see of topic's partition on target: the
+// values of its first 100 records at most, waiting up to 10 s for them.
+func readCommitted(t *testing.T, target *embedded.Cluster, topic string, partition int32) []string {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(target.Addrs()...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().AtStart()}}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var got []string
+	for len(got) < 100 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			break
+		}
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("read %s/%d back: %v", topic, partition, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
+	}
+	return got
 }

@@ -282,6 +282,14 @@ type Consumer struct {
 	// round trip (benchmarks/results/wan-2026-12-01.md: 20% of the loopback throughput). 0 never
 	// enlarges the fetches.
 	DistantRTT time.Duration `mapstructure:"distant_rtt"`
+	// DistantFetchPartitionBytes is each partition's fetch size from a distant source (at least
+	// DistantRTT away), when it is larger than the largest batch the mirrored topics accept. A
+	// fetch loop has one fetch in flight, so a partition moves at most its fetch size per round
+	// trip: at 80 ms, 1 MiB is 13 MB/s per partition, and with 12 source partitions kmirror kept
+	// 49-59% of its loopback rate; 2 MiB kept 83%, 4 MiB 72-93% (docs/benchmarks.md). The
+	// memory bound counts it as each partition's fetch share once distant_rtt is set. 0 keeps
+	// the largest batch.
+	DistantFetchPartitionBytes int32 `mapstructure:"distant_fetch_partition_bytes"`
 	// FetchLanes is how many fetch loops read each source broker, each on a connection and in a
 	// fetch session of its own, the broker's partitions divided among them. A loop has one
 	// fetch in flight, so across a long round trip a broker's partitions move one response
@@ -315,14 +323,15 @@ func (c Consumer) FetchWait(partitions int) time.Duration {
 
 // FetchPartition returns the fetch size of each partition (sarama's Consumer.Fetch.Default) for a
 // source rtt away whose mirrored topics accept batches of up to largestBatch bytes:
-// FetchPartitionBytes, raised to largestBatch (at most FetchMaxBytes) when the source is at least
-// DistantRTT away.
+// FetchPartitionBytes, raised to DistantFetchPartitionBytes or largestBatch, the larger (at most
+// FetchMaxBytes), when the source is at least DistantRTT away.
 func (c Consumer) FetchPartition(rtt time.Duration, largestBatch int) int32 {
 	size := c.FetchPartitionBytes
-	if c.DistantRTT <= 0 || rtt < c.DistantRTT || int64(largestBatch) <= int64(size) {
+	distant := max(int64(largestBatch), int64(c.DistantFetchPartitionBytes))
+	if c.DistantRTT <= 0 || rtt < c.DistantRTT || distant <= int64(size) {
 		return size
 	}
-	return int32(min(int64(largestBatch), int64(c.FetchMaxBytes)))
+	return int32(min(distant, int64(c.FetchMaxBytes)))
 }
 
 // DistantFetchLanes is the fetch lanes of a distant source when consumer.fetch_lanes is 0.

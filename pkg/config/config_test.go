@@ -410,12 +410,14 @@ func TestFetchWaitGrowsWithThePartitions(t *testing.T) {
 }
 
 // TestFetchPartitionGrowsForADistantSource: a near source is fetched with fetch_partition_bytes;
-// one at least distant_rtt away with the largest batch its topics accept, within fetch_max_bytes;
-// distant_rtt 0 never enlarges the fetches.
+// one at least distant_rtt away with distant_fetch_partition_bytes or the largest batch its
+// topics accept, the larger, within fetch_max_bytes; distant_rtt 0 never enlarges the fetches.
 func TestFetchPartitionGrowsForADistantSource(t *testing.T) {
 	def := Default().Consumer
 	off := def
 	off.DistantRTT = 0
+	batchOnly := def
+	batchOnly.DistantFetchPartitionBytes = 0
 	const mib = 1 << 20
 	cases := []struct {
 		name  string
@@ -426,10 +428,13 @@ func TestFetchPartitionGrowsForADistantSource(t *testing.T) {
 	}{
 		{"loopback", def, 200 * time.Microsecond, mib + 12, 256 << 10},
 		{"just under distant_rtt", def, 9 * time.Millisecond, mib + 12, 256 << 10},
-		{"at distant_rtt", def, 10 * time.Millisecond, mib + 12, mib + 12},
-		{"transatlantic", def, 80 * time.Millisecond, mib + 12, mib + 12},
-		{"topics with small batches keep the configured size", def, 80 * time.Millisecond, 64 << 10, 256 << 10},
+		{"at distant_rtt", def, 10 * time.Millisecond, mib + 12, 4 * mib},
+		{"transatlantic", def, 80 * time.Millisecond, mib + 12, 4 * mib},
+		{"topics with small batches: the distant size all the same", def, 80 * time.Millisecond, 64 << 10, 4 * mib},
+		{"topics with batches above the distant size: the largest batch", def, 80 * time.Millisecond, 8 * mib, 8 * mib},
 		{"at most fetch_max_bytes", def, 80 * time.Millisecond, 200 * mib, 50 * mib},
+		{"distant_fetch_partition_bytes 0: the largest batch", batchOnly, 80 * time.Millisecond, mib + 12, mib + 12},
+		{"distant_fetch_partition_bytes 0, small batches keep the configured size", batchOnly, 80 * time.Millisecond, 64 << 10, 256 << 10},
 		{"distant_rtt 0", off, 80 * time.Millisecond, mib + 12, 256 << 10},
 	}
 	for _, tc := range cases {

@@ -89,6 +89,10 @@ func (c *Config) MemoryBound(partitions int) Memory {
 	p := int64(max(partitions, 0))
 	batch := int64(c.Producer.MaxMessageBytes)
 	share := max(int64(c.Consumer.FetchPartitionBytes), batch)
+	if c.Consumer.DistantRTT > 0 {
+		// The source may be distant (measured at start): its partitions are fetched larger.
+		share = max(share, min(int64(c.Consumer.DistantFetchPartitionBytes), int64(c.Consumer.FetchMaxBytes)))
+	}
 	response := min(int64(c.Consumer.mostLanes())*int64(c.Consumer.FetchMaxBytes), p*share)
 	return Memory{
 		Ring:     int64(c.Ring.Workers) * c.Ring.InboxBytes,

@@ -17,12 +17,13 @@ func TestMemoryBoundOfTheDefaults(t *testing.T) {
 	}{
 		// No partition: the ring, the workers' pipelines and the constant only.
 		{0, 64 * MiB, 0, pipelines, 64 * MiB},
-		// 12 partitions: fetch = 12 × 2 shares of max_message_bytes + the next responses, 12
-		// shares (a distant source's partitions are fetched a share each).
-		{12, 64 * MiB, 12*2*mmb + 12*mmb, pipelines, 64*MiB + 12*64<<10},
+		// 12 partitions: fetch = 12 × 2 shares + the next responses, 12 shares; a share is
+		// distant_fetch_partition_bytes (4 MiB), what a distant source's partitions are fetched
+		// with.
+		{12, 64 * MiB, 12*2*4*MiB + 12*4*MiB, pipelines, 64*MiB + 12*64<<10},
 		// 1,000 partitions: the next responses are capped by fetch_max_bytes (50 MiB) in each of
 		// a distant source's 4 fetch lanes.
-		{1000, 64 * MiB, 1000*2*mmb + 4*50*MiB, pipelines, 64*MiB + 1000*64<<10},
+		{1000, 64 * MiB, 1000*2*4*MiB + 4*50*MiB, pipelines, 64*MiB + 1000*64<<10},
 	} {
 		m := c.MemoryBound(tc.partitions)
 		want := Memory{Ring: tc.ring, Fetch: tc.fetch, InFlight: tc.inFlight, Constant: tc.constant}
@@ -69,9 +70,20 @@ func TestMemoryBoundFollowsTheBudgets(t *testing.T) {
 		t.Errorf("exactly once, 1000 partitions of 16 slots: %+v, want InFlight %d", e, 16*pipe)
 	}
 	c = Default()
-	c.Consumer.FetchPartitionBytes = 4 << 20 // larger than a batch: the share is the fetch size
-	if b := c.MemoryBound(4); b.Fetch != 4*2*(4<<20)+4*(4<<20) || b.InFlight != b0.InFlight {
-		t.Errorf("4 MiB fetch_partition_bytes: %+v from %+v", b, b0)
+	c.Consumer.FetchPartitionBytes = 8 << 20 // larger than a batch and the distant size: the share is the fetch size
+	if b := c.MemoryBound(4); b.Fetch != 4*2*(8<<20)+4*(8<<20) || b.InFlight != b0.InFlight {
+		t.Errorf("8 MiB fetch_partition_bytes: %+v from %+v", b, b0)
+	}
+	c = Default()
+	c.Consumer.DistantFetchPartitionBytes = 2 << 20
+	if b := c.MemoryBound(4); b.Fetch != 4*2*(2<<20)+4*(2<<20) || b.InFlight != b0.InFlight {
+		t.Errorf("2 MiB distant_fetch_partition_bytes: %+v from %+v", b, b0)
+	}
+	// A source never counted as distant (distant_rtt 0) is fetched with shares of a batch.
+	c = Default()
+	c.Consumer.DistantRTT = 0
+	if b, mmb := c.MemoryBound(4), int64(c.Producer.MaxMessageBytes); b.Fetch != 4*2*mmb+4*mmb {
+		t.Errorf("distant_rtt 0: %+v, want Fetch %d", b, 4*2*mmb+4*mmb)
 	}
 	if b := base.MemoryBound(-1); b != base.MemoryBound(0) {
 		t.Errorf("MemoryBound(-1) = %+v, want that of 0 partitions", b)

@@ -124,6 +124,10 @@ func (c *Config) Validate() error {
 		bad("consumer.distant_rtt", "%s is negative: use 0 (fetches keep consumer.fetch_partition_bytes) or a duration such as 10ms",
 			c.Consumer.DistantRTT)
 	}
+	if c.Consumer.DistantFetchPartitionBytes < 0 {
+		bad("consumer.distant_fetch_partition_bytes", "%d is negative: use 0 (a distant source's partitions are fetched with the largest batch their topics accept) or a size such as 4194304",
+			c.Consumer.DistantFetchPartitionBytes)
+	}
 	if c.Consumer.FetchWaitPerPartition < 0 {
 		bad("consumer.fetch_wait_per_partition", "%s is negative: use 0 (the wait stays consumer.fetch_max_wait) or a duration such as 200us",
 			c.Consumer.FetchWaitPerPartition)

@@ -439,21 +439,25 @@ func oversizedRecordPolicy(t *testing.T, mode, policy string) {
 
 // TestADistantSourceIsFetchedWithWholeBatches: with the source counted as distant
 // (consumer.distant_rtt below any round trip) the consumer group fetches each partition with
-// the largest max.message.bytes of the mirrored topics, and mirrors as before; a near source
-// (kfake on loopback, the default distant_rtt) keeps consumer.fetch_partition_bytes.
+// consumer.distant_fetch_partition_bytes, or the largest max.message.bytes of the mirrored
+// topics when that is larger, and mirrors as before; a near source (kfake on loopback, the
+// default distant_rtt) keeps consumer.fetch_partition_bytes.
 func TestADistantSourceIsFetchedWithWholeBatches(t *testing.T) {
-	const large = 3 << 20
+	def := config.Default().Consumer
+	const large = 6 << 20 // above the default distant_fetch_partition_bytes
 	for _, tc := range []struct {
-		name    string
-		distant time.Duration
-		want    int32
+		name     string
+		distant  time.Duration
+		maxBatch int
+		want     int32
 	}{
-		{"near", config.Default().Consumer.DistantRTT, config.Default().Consumer.FetchPartitionBytes},
-		{"distant", time.Nanosecond, large},
+		{"near", def.DistantRTT, large, def.FetchPartitionBytes},
+		{"distant, batches above the distant size", time.Nanosecond, large, large},
+		{"distant, batches below the distant size", time.Nanosecond, 2 << 20, def.DistantFetchPartitionBytes},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := newPair(t)
-			size := fmt.Sprint(large)
+			size := fmt.Sprint(tc.maxBatch)
 			createTopic(t, p.europe, "orders", 3, map[string]*string{"max.message.bytes": &size})
 			createTopic(t, p.europe, "small", 1, nil)
 			produce(t, p.europe, numbered("orders", 3, 0, 300)...)

@@ -57,8 +57,8 @@ func ClientConfig(c *sarama.Config, cc config.Consumer) *sarama.Config {
 
 // FetchSizing is the consumer group's fetch size per partition and its fetch lanes per source
 // broker (consumer.distant_rtt, consumer.fetch_lanes): the configured size and one lane, or for
-// a distant source src the largest batch the mirrored topics accept (lookup tells each one's)
-// and config.DistantFetchLanes. A round trip that cannot be measured keeps the configured size
+// a distant source src consumer.distant_fetch_partition_bytes or the largest batch the mirrored
+// topics accept (lookup tells each one's), the larger, and config.DistantFetchLanes. A round trip that cannot be measured keeps the configured size
 // and consumer.fetch_lanes (1 when 0).
 func FetchSizing(src sarama.Client, cc config.Consumer, mirrored []string, lookup func(string) (topics.Topic, bool), log *zap.Logger) (int32, int) {
 	if cc.DistantRTT <= 0 {
@@ -78,8 +78,8 @@ func FetchSizing(src sarama.Client, cc config.Consumer, mirrored []string, looku
 	}
 	size, lanes := cc.FetchPartition(rtt, largest), cc.Lanes(rtt)
 	if size != cc.FetchPartitionBytes || lanes > 1 {
-		log.Info("the source is distant: each partition's fetch asks for the largest batch its topics accept, "+
-			"and several fetch loops read each broker",
+		log.Info("the source is distant: each partition's fetch asks for consumer.distant_fetch_partition_bytes "+
+			"(or the largest batch its topics accept, when larger), and several fetch loops read each broker",
 			zap.Duration("source_rtt", rtt), zap.Duration("distant_rtt", cc.DistantRTT),
 			zap.Int32("fetch_partition_bytes", size), zap.Int32("configured", cc.FetchPartitionBytes),
 			zap.Int("fetch_lanes", lanes))

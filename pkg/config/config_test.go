@@ -471,3 +471,33 @@ func TestFetchLanesGrowForADistantSource(t *testing.T) {
 		}
 	}
 }
+
+// TestLingerGrowsForADistantTarget: a near target keeps producer.linger; one at least
+// distant_rtt away gets producer.distant_linger when that is longer; distant_rtt 0 or
+// distant_linger 0 keep the linger.
+func TestLingerGrowsForADistantTarget(t *testing.T) {
+	def := Default()
+	short := def.Producer
+	short.DistantLinger = time.Millisecond
+	off := def.Producer
+	off.DistantLinger = 0
+	for _, tc := range []struct {
+		name    string
+		p       Producer
+		rtt     time.Duration
+		distant time.Duration
+		want    time.Duration
+	}{
+		{"loopback", def.Producer, 200 * time.Microsecond, def.Consumer.DistantRTT, 5 * time.Millisecond},
+		{"just under distant_rtt", def.Producer, 9 * time.Millisecond, def.Consumer.DistantRTT, 5 * time.Millisecond},
+		{"at distant_rtt", def.Producer, 10 * time.Millisecond, def.Consumer.DistantRTT, 20 * time.Millisecond},
+		{"transatlantic", def.Producer, 80 * time.Millisecond, def.Consumer.DistantRTT, 20 * time.Millisecond},
+		{"distant_rtt 0", def.Producer, 80 * time.Millisecond, 0, 5 * time.Millisecond},
+		{"distant_linger 0", off, 80 * time.Millisecond, def.Consumer.DistantRTT, 5 * time.Millisecond},
+		{"distant_linger shorter than linger", short, 80 * time.Millisecond, def.Consumer.DistantRTT, 5 * time.Millisecond},
+	} {
+		if got := tc.p.LingerAt(tc.rtt, tc.distant); got != tc.want {
+			t.Errorf("%s: LingerAt(%s, %s) = %s, want %s", tc.name, tc.rtt, tc.distant, got, tc.want)
+		}
+	}
+}

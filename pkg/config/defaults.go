@@ -63,6 +63,7 @@ func Default() Config {
 			BatchBytes:      1 << 20,
 			BatchRecords:    10000,
 			Linger:          5 * time.Millisecond,
+			DistantLinger:   20 * time.Millisecond,
 			Compression:     "none",
 			MaxMessageBytes: 1048588,
 			DeliveryTimeout: 2 * time.Minute,

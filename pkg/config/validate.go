@@ -195,6 +195,9 @@ func (c *Config) Validate() error {
 	if c.Producer.Linger < 0 {
 		bad("producer.linger", "%s: want 0 or more", c.Producer.Linger)
 	}
+	if c.Producer.DistantLinger < 0 {
+		bad("producer.distant_linger", "%s: want 0 (a distant target keeps producer.linger) or more, such as 20ms", c.Producer.DistantLinger)
+	}
 	oneOf(bad, "producer.compression", c.Producer.Compression, "none", "gzip", "snappy", "lz4", "zstd")
 	positive(bad, "producer.max_message_bytes", int64(c.Producer.MaxMessageBytes))
 	if c.Producer.DeliveryTimeout < time.Second {

@@ -5,6 +5,10 @@ import (
 	"sync"
 
 	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+
+	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/worker"
 )
 
 // connect opens an admin client on each cluster, the source's first, retrying while a cluster
@@ -36,4 +40,21 @@ func stoppedBeforeStart(ctx context.Context, err error) error {
 		return nil
 	}
 	return err
+}
+
+// producerConfig is the producer configuration for the target as far away as it is
+// (worker.ProducerSizing: the distant linger for a target at least consumer.distant_rtt away),
+// measured on a client of its own, closed at once.
+func (m *Mirror) producerConfig(ctx context.Context) config.Producer {
+	p := m.cfg.Producer
+	if m.cfg.Consumer.DistantRTT <= 0 || p.DistantLinger <= p.Linger {
+		return p
+	}
+	c, err := m.target.OpenClient(ctx, m.target.Config("rtt"))
+	if err != nil {
+		m.log.Warn("cannot open a client to measure the round trip to the target; producing with producer.linger", zap.Error(err))
+		return p
+	}
+	defer func() { _ = c.Close() }()
+	return worker.ProducerSizing(c, p, m.cfg.Consumer.DistantRTT, m.log)
 }

@@ -35,7 +35,7 @@ type exactlyOnce struct {
 }
 
 // openExactlyOnce opens what exactly-once delivery needs on the target; nil in at_least_once.
-func (m *Mirror) openExactlyOnce(ctx context.Context) (*exactlyOnce, error) {
+func (m *Mirror) openExactlyOnce(ctx context.Context, prod config.Producer) (*exactlyOnce, error) {
 	d := m.cfg.Delivery
 	if d.Mode != config.ExactlyOnce {
 		return nil, nil
@@ -60,7 +60,7 @@ func (m *Mirror) openExactlyOnce(ctx context.Context) (*exactlyOnce, error) {
 	// long enough for a commit that rides out a failing broker within the delivery timeout; a
 	// member that dies leaves its transaction to the next holder of the id, whose InitProducerId
 	// aborts it at once.
-	open := worker.OpenTxn(m.target.Bootstrap(), m.cfg.Producer, m.cfg.Producer.DeliveryTimeout+30*time.Second, m.log,
+	open := worker.OpenTxn(m.target.Bootstrap(), prod, prod.DeliveryTimeout+30*time.Second, m.log,
 		func(id string, bound int) *sarama.Config {
 			name := fmt.Sprintf("txn-%s-%d", id, bound)
 			c := m.target.Config(name)

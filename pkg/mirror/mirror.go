@@ -216,7 +216,8 @@ func (m *Mirror) Run(ctx context.Context) error {
 	} else {
 		close(mapDone)
 	}
-	eo, err := m.openExactlyOnce(runCtx)
+	prod := m.producerConfig(runCtx)
+	eo, err := m.openExactlyOnce(runCtx, prod)
 	if err != nil {
 		return stoppedBeforeStart(ctx, err)
 	}
@@ -235,7 +236,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	workers := make([]*worker.Worker, len(m.inboxes))
 	for i := range m.inboxes {
 		name := func(bound int) string { return fmt.Sprintf("producer-%d-%d", i, bound) }
-		open := worker.OpenPipeline(m.target.Bootstrap(), m.cfg.Producer, m.log, func(bound int) *sarama.Config {
+		open := worker.OpenPipeline(m.target.Bootstrap(), prod, m.log, func(bound int) *sarama.Config {
 			pc := m.target.Config(name(bound))
 			if m.opts.SaramaClients != nil {
 				m.opts.SaramaClients(name(bound), pc)

@@ -11,7 +11,10 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	zapobserver "go.uber.org/zap/zaptest/observer"
 
 	"github.com/kmirror/kmirror/pkg/config"
 )
@@ -480,6 +483,51 @@ func TestADistantSourceIsFetchedWithWholeBatches(t *testing.T) {
 			defer mu.Unlock()
 			if fetch != tc.want {
 				t.Errorf("the consumer group fetches %d bytes per partition, want %d", fetch, tc.want)
+			}
+			if rep := compare(t, p, map[string]string{"orders": "orders"}); !rep.Exact() {
+				t.Fatalf("mirrored: %s", rep)
+			}
+		})
+	}
+}
+
+// TestADistantTargetGetsTheDistantLinger: with the target counted as distant
+// (consumer.distant_rtt below any round trip) batches linger producer.distant_linger, and the
+// start-up log says so with the round trip; a near target (kfake on loopback, the default
+// distant_rtt) keeps producer.linger and logs nothing of it. Either way the topic is mirrored
+// exactly.
+func TestADistantTargetGetsTheDistantLinger(t *testing.T) {
+	def := config.Default()
+	for _, tc := range []struct {
+		name    string
+		distant time.Duration
+		logged  bool
+	}{
+		{"near", def.Consumer.DistantRTT, false},
+		{"distant", time.Nanosecond, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPair(t)
+			createTopic(t, p.europe, "orders", 2, nil)
+			produce(t, p.europe, numbered("orders", 2, 0, 200)...)
+			cfg := p.config("orders")
+			cfg.Consumer.DistantRTT = tc.distant
+			core, logs := zapobserver.New(zapcore.InfoLevel)
+			r := startWith(t, cfg, Options{Log: zap.New(core)})
+			waitFor(t, "orders mirrored", 30*time.Second, func() bool { return endOffsets(t, p.us, "orders") == 200 })
+			if err := r.stop(t); err != nil {
+				t.Fatal(err)
+			}
+			said := logs.FilterMessageSnippet("the target is distant").All()
+			if got := len(said) > 0; got != tc.logged {
+				t.Fatalf("logged the distant target: %v, want %v", got, tc.logged)
+			}
+			if tc.logged {
+				fields := said[0].ContextMap()
+				if fields["linger"] != def.Producer.DistantLinger || fields["configured"] != def.Producer.Linger {
+					t.Errorf("the distant target's log says %v; want linger %s for the configured %s",
+						fields, def.Producer.DistantLinger, def.Producer.Linger)
+				}
 			}
 			if rep := compare(t, p, map[string]string{"orders": "orders"}); !rep.Exact() {
 				t.Fatalf("mirrored: %s", rep)

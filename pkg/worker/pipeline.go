@@ -3,10 +3,12 @@ package worker
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/IBM/sarama"
 	"go.uber.org/zap"
 
+	"github.com/kmirror/kmirror/pkg/cluster"
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/produce"
 )
@@ -31,6 +33,28 @@ func PipelineConfig(base *sarama.Config, addrs []string, p config.Producer, maxM
 		// backlog across the workers (TestMemoryStaysWithinBoundWithFrozenTarget: 434 MiB).
 		MaxBufferedBytes: config.PipelineBatches * min(p.BatchBytes, maxMessageBytes),
 	}, nil
+}
+
+// ProducerSizing returns p as it fits a target tgt away: its linger becomes p.DistantLinger when
+// the target's round trip (the fastest of three ApiVersions requests) is distantRTT or more
+// (config.Producer.LingerAt), and the start-up log says so. A round trip that cannot be measured
+// keeps p.Linger.
+func ProducerSizing(tgt sarama.Client, p config.Producer, distantRTT time.Duration, log *zap.Logger) config.Producer {
+	if distantRTT <= 0 || p.DistantLinger <= p.Linger {
+		return p
+	}
+	rtt, err := cluster.RoundTrip(tgt, 3)
+	if err != nil {
+		log.Warn("cannot measure the round trip to the target; producing with producer.linger", zap.Error(err))
+		return p
+	}
+	if linger := p.LingerAt(rtt, distantRTT); linger != p.Linger {
+		log.Info("the target is distant: batches linger producer.distant_linger",
+			zap.Duration("target_rtt", rtt), zap.Duration("distant_rtt", distantRTT),
+			zap.Duration("linger", linger), zap.Duration("configured", p.Linger))
+		p.Linger = linger
+	}
+	return p
 }
 
 func codecOf(compression string) (sarama.CompressionCodec, error) {

@@ -407,9 +407,10 @@ type Producer struct {
 	// DistantLinger replaces Linger, when longer, for a distant target: one whose round trip,
 	// measured at start, is consumer.distant_rtt or more. Across a long round trip the short
 	// linger sends many small batches, and each costs the mirror and the target broker CPU: at
-	// 80 ms near the source, kmirror kept 70-71% of its loopback rate with 5 ms, 87% with 10 ms
-	// and 91% with 20 ms and 40 ms (docs/benchmarks.md), for at most the difference in latency
-	// at a trickle, small beside the round trip. 0 keeps Linger.
+	// 80 ms near the source, kmirror kept 70-82% of its loopback rate with 5 ms (3.0-3.4
+	// CPU-seconds per GB), 87% with 10 ms and 85-91% with 20 ms (2.6-2.9), one run each
+	// (docs/benchmarks.md), for at most the difference in latency at a trickle, small beside the
+	// round trip. 0 keeps Linger.
 	DistantLinger time.Duration `mapstructure:"distant_linger"`
 	// Compression is none, gzip, snappy, lz4 or zstd.
 	Compression string `mapstructure:"compression" kafka:"compression.type" enum:"none,gzip,snappy,lz4,zstd"`

@@ -214,12 +214,10 @@ func (w *Worker) dispatchTxn(ctx context.Context, rs []*record.Record, t *delive
 			w.dropAll(run)
 			return n, true
 		}
-		// Nothing of the run is in the transaction: its partition stops at its first record.
+		// Nothing of the run is in the transaction: its partition stops at its first record,
+		// and the records after it are let go as those of a stopped partition are.
 		w.fail(r, err)
-		for _, r := range run[1:] {
-			r.Track.Fail(r.Seq, err)
-			w.cfg.Observer.Failed(w.cfg.ID, r, err)
-		}
+		w.dropAll(run[1:])
 		return n, true
 	}
 	if solo {

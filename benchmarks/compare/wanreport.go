@@ -91,7 +91,7 @@ func wanHeader(o options) string {
 		"Machine: %s, %d CPUs, %s. Kafka %s, one KRaft node per cluster on loopback, both clusters, the mirrors, the latency proxies and the harness on the same machine. "+
 		"Workload: %d-byte random values (incompressible), keys, 2 headers, %d partitions, preloaded with compression %s. "+
 		"All mirrors: acks=all, idempotent, linger 5 ms, 1 MiB batches, no compression; MirrorMaker 2 (connect-mirror %s) in dedicated mode with tasks.max = %d. kmirror: default settings%s "+
-			"(with them, behind a proxy of 10 ms or more kmirror takes its side as distant: 4 fetch loops per source broker and 4 MiB fetches per partition near the target, a 20 ms linger near the source).\n",
+		"(with them, behind a proxy of 10 ms or more kmirror takes its side as distant: 4 fetch loops per source broker and 4 MiB fetches per partition near the target, a 20 ms linger near the source).\n",
 		time.Now().UTC().Format(time.RFC3339), host, numCPU(), runtime.Version(), o.version, o.valueBytes, o.partitions, o.sourceCompression,
 		o.version, o.partitions, kmirrorSettings(o))
 }

@@ -135,8 +135,9 @@ func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan []*record.Rec
 		}
 		cur = t
 		for len(rs) > 0 {
-			n, wrote := w.dispatchTxn(ctx, rs, t)
-			behind = rs[n-1].Behind
+			var n int
+			var wrote bool
+			n, wrote, behind = w.dispatchTxn(ctx, rs, t)
 			rs = rs[n:]
 			if wrote && t.Open() && t.Due(w.cfg.Clock.now(), behind || len(rs) > 0 || len(in) > 0) {
 				w.commitTxn(ctx, t)
@@ -148,18 +149,20 @@ func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan []*record.Rec
 // dispatchTxn checks the first records of rs and writes them in t, the transaction of their
 // slot: a record that goes its own way (from the target, refused, alone, or needing another
 // batch bound) by itself, else the longest run of records that go like it (runTxn) in one
-// hand-over. It returns how many of rs it took, at least one, and whether t got them: false
-// when they were dropped or failed before t was found.
-func (w *Worker) dispatchTxn(ctx context.Context, rs []*record.Record, t *delivery.Txn) (int, bool) {
+// hand-over. It returns how many of rs it took, at least one, whether t got them (false when
+// they were dropped or failed before t was found), and whether the last of them had later
+// records on the source (record.Record.Behind), read before any of them was settled.
+func (w *Worker) dispatchTxn(ctx context.Context, rs []*record.Record, t *delivery.Txn) (n int, wrote, behind bool) {
 	r := rs[0]
+	behind = r.Behind // read now: a record settled below may be reused at once
 	if w.aborted.Load() || r.Track.Stopped() {
 		w.drop(r)
-		return 1, false
+		return 1, false, behind
 	}
 	if t == nil {
 		w.fail(r, fmt.Errorf("this member holds no transactional producer for the record's slot %d (a claim outside the session's slots)",
 			w.cfg.Txns.Of(r.Track.Topic(), r.Track.Partition())))
-		return 1, false
+		return 1, false, behind
 	}
 	if r.FromTarget {
 		// Not copied, but its position moves in the transaction like a refused record's skip:
@@ -167,15 +170,15 @@ func (w *Worker) dispatchTxn(ctx context.Context, rs []*record.Record, t *delive
 		// settled then (commitTxn), so that its claim does not drain under the open transaction.
 		if err := t.Skip(r, ErrFromTarget); err != nil {
 			w.fail(r, err)
-			return 1, true
+			return 1, true, behind
 		}
 		w.noteFromTarget(r)
-		return 1, true
+		return 1, true, behind
 	}
 	solo, refusal := w.check(r)
 	if refusal != nil {
 		w.refusedTxn(ctx, r, refusal, t)
-		return 1, true
+		return 1, true, behind
 	}
 	bound := soloBound
 	if !solo {
@@ -184,18 +187,19 @@ func (w *Worker) dispatchTxn(ctx context.Context, rs []*record.Record, t *delive
 	if bound != t.Bound() {
 		if !w.commitTxn(ctx, t) {
 			w.drop(r)
-			return 1, true
+			return 1, true, behind
 		}
 		if err := t.Rebound(bound); err != nil {
 			w.fail(r, err)
-			return 1, true
+			return 1, true, behind
 		}
 	}
-	n := 1
+	n = 1
 	if !solo {
 		n = w.runTxn(rs, t)
 	}
 	run := rs[:n]
+	behind = run[n-1].Behind
 	now := time.Time{}
 	for _, r := range run {
 		if !r.Handed {
@@ -212,18 +216,18 @@ func (w *Worker) dispatchTxn(ctx context.Context, rs []*record.Record, t *delive
 	if err := t.SendBatch(ctx, run); err != nil {
 		if ctx.Err() != nil {
 			w.dropAll(run)
-			return n, true
+			return n, true, behind
 		}
 		// Nothing of the run is in the transaction: its partition stops at its first record,
 		// and the records after it are let go as those of a stopped partition are.
 		w.fail(r, err)
 		w.dropAll(run[1:])
-		return n, true
+		return n, true, behind
 	}
 	if solo {
 		w.commitTxn(ctx, t) // alone: the broker's verdict concerns it alone
 	}
-	return n, true
+	return n, true, behind
 }
 
 // txnBound is the batch bound of the transactional producer that writes r, a record that does

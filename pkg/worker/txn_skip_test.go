@@ -12,7 +12,6 @@ import (
 	"github.com/kmirror/kmirror/pkg/config"
 	"github.com/kmirror/kmirror/pkg/delivery"
 	"github.com/kmirror/kmirror/pkg/offsets"
-	"github.com/kmirror/kmirror/pkg/produce"
 	"github.com/kmirror/kmirror/pkg/record"
 	"github.com/kmirror/kmirror/pkg/ring"
 	"github.com/kmirror/kmirror/pkg/source"
@@ -50,22 +49,9 @@ func TestARebalanceWhileATransactionHoldsOnlySkipsCommitsItFirst(t *testing.T) {
 		r.FromTarget = true
 	}
 	var fatal atomic.Value
-	w, err := New(Config{
-		Inbox: inbox, Txns: txns, Fatal: func(err error) { fatal.CompareAndSwap(nil, err) },
-		NewProducer: func(int, produce.Done) (Producer, error) {
-			t.Fatal("exactly-once opened an idempotent producer")
-			return nil, nil
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	stop := runTxnWorker(t, Config{Inbox: inbox, Txns: txns, Fatal: func(err error) { fatal.CompareAndSwap(nil, err) }})
 	defer func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	}()

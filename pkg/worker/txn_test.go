@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -99,23 +100,10 @@ func TestOneSlotsCommitDoesNotStallTheWorkersOtherSlots(t *testing.T) {
 	feed(t, inbox, offsets.NewPartition("src", stalled, 0, 64), 1, 1<<20, nil)
 	feed(t, inbox, offsets.NewPartition("src", other, 0, 64), 5, 1<<20, nil)
 	obs := &ackedBy{acked: map[int32]int{}}
-	w, err := New(Config{
-		Inbox: inbox, Txns: txns, Observer: obs,
-		NewProducer: func(int, produce.Done) (Producer, error) {
-			t.Fatal("exactly-once opened an idempotent producer")
-			return nil, nil
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	stop := runTxnWorker(t, Config{Inbox: inbox, Txns: txns, Observer: obs})
 	defer func() {
 		releaseCommit() // a hanging commit would hold the worker's stop
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Error(err)
 		}
 	}()
@@ -226,26 +214,13 @@ func TestExactlyOnceHandsABatchToItsProducerInOneCall(t *testing.T) {
 	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	feedFrom(t, inbox, offsets.NewPartition("src", 2, 0, 128), 0, 100)
 	obs := &ackedBy{acked: map[int32]int{}}
-	w, err := New(Config{
-		Inbox: inbox, Txns: txns, Observer: obs,
-		NewProducer: func(int, produce.Done) (Producer, error) {
-			t.Fatal("exactly-once opened an idempotent producer")
-			return nil, nil
-		},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
+	stop := runTxnWorker(t, Config{Inbox: inbox, Txns: txns, Observer: obs})
 	for deadline := time.Now().Add(10 * time.Second); obs.of(2) < 100; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d of 100 records acknowledged within 10 s", obs.of(2))
 		}
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	hands, commits := counter.counts()
@@ -291,4 +266,16 @@ func readCommitted(t *testing.T, target *embedded.Cluster, topic string, partiti
 		fs.EachRecord(func(r *kgo.Record) { got = append(got, string(r.Value)) })
 	}
 	return got
+}
+
+// runTxnWorker starts an exactly-once worker of cfg and returns stop, which cancels it and
+// returns what its Run returned. The worker must not open an idempotent producer.
+func runTxnWorker(t *testing.T, cfg Config) (stop func() error) {
+	t.Helper()
+	cfg.NewProducer = func(int, produce.Done) (Producer, error) {
+		t.Error("exactly-once opened an idempotent producer")
+		return nil, errors.New("exactly-once opened an idempotent producer")
+	}
+	_, stop = startWorker(t, cfg)
+	return stop
 }

@@ -220,8 +220,9 @@ func push(t *testing.T, inbox *ring.Queue[*record.Batch], rs []*record.Record, p
 	}
 }
 
-// runWorker runs a worker until until holds (or 10 s pass), then stops it.
-func runWorker(t *testing.T, cfg Config, until func() bool) *Worker {
+// startWorker starts a worker of cfg and returns it and stop, which cancels it and returns what
+// its Run returned (once; later calls return the same).
+func startWorker(t *testing.T, cfg Config) (w *Worker, stop func() error) {
 	t.Helper()
 	w, err := New(cfg)
 	if err != nil {
@@ -230,12 +231,21 @@ func runWorker(t *testing.T, cfg Config, until func() bool) *Worker {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
+	return w, sync.OnceValue(func() error {
+		cancel()
+		return <-done
+	})
+}
+
+// runWorker runs a worker until until holds (or 10 s pass), then stops it.
+func runWorker(t *testing.T, cfg Config, until func() bool) *Worker {
+	t.Helper()
+	w, stop := startWorker(t, cfg)
 	deadline := time.Now().Add(10 * time.Second)
 	for !until() && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	return w

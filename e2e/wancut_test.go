@@ -5,6 +5,7 @@ package e2e
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -74,6 +75,15 @@ func wanCut(t *testing.T, remote string) {
 	r.cfg = writeConfig(t, baseConfig(src, dst, topic, ""))
 	r.k = startKmirror(t, r.cfg)
 	waitFor(t, "mirroring under way across the WAN", 2*time.Minute, func() bool { return us.count(t, topic) >= 10*rate })
+	// With the defaults, the far side counts as distant: larger fetches near the target, a
+	// longer linger near the source. What the cuts test is the mirror as it runs across a WAN.
+	distant := "the target is distant"
+	if remote == "europe" {
+		distant = "the source is distant"
+	}
+	if !strings.Contains(r.k.log(), distant) {
+		t.Fatalf("kmirror did not log %q with the %s 80 ms away:\n%s", distant, remote, lastLines(r.k.log(), 20))
+	}
 	r.sleep(5*time.Second, "at 80 ms before the cut")
 
 	var ended time.Time

@@ -5,10 +5,14 @@
 package embedded
 
 import (
+	"bytes"
 	"fmt"
 	"net"
+	"slices"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // Cluster is a running in-process Kafka cluster.
@@ -43,3 +47,27 @@ func (c *Cluster) Fake() *kfake.Cluster { return c.kc }
 
 // Close stops every broker.
 func (c *Cluster) Close() { c.kc.Close() }
+
+// CaptureBatches records every record batch kc is sent in produce requests, and still lets kc
+// handle each request; the function it returns gives the batches, whole, in the order they came.
+// Tests use it to see what a producer put on the wire.
+func CaptureBatches(kc *kfake.Cluster) func() [][]byte {
+	var mu sync.Mutex
+	var got [][]byte
+	kc.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		kc.KeepControl()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
+			for _, p := range tp.Partitions {
+				got = append(got, bytes.Clone(p.Records))
+			}
+		}
+		return nil, nil, false
+	})
+	return func() [][]byte {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"reflect"
-	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/kmirror/kmirror/pkg/embedded"
 )
 
 // batchHeaderBytes is a v2 record batch's size before its records: base offset (8), length (4),
@@ -58,7 +58,7 @@ func oddRecords(partition int32, run int) []*sarama.ProducerMessage {
 func recordSections(t *testing.T, own bool) [][]byte {
 	t.Helper()
 	c := fakeTarget(t, 1, 1)
-	batches := captureBatches(c)
+	batches := embedded.CaptureBatches(c)
 	p, settled := runPipeline(t, c)
 	if !p.enc.on {
 		t.Fatal("the pipeline does not encode records itself: sarama's RecordBatch has no compressedRecords " +
@@ -73,29 +73,6 @@ func recordSections(t *testing.T, own bool) [][]byte {
 		got = append(got, b[batchHeaderBytes:])
 	}
 	return got
-}
-
-// captureBatches records every record batch c is sent in produce requests; the function it
-// returns gives them, whole, in the order they came.
-func captureBatches(c *kfake.Cluster) func() [][]byte {
-	var mu sync.Mutex
-	var got [][]byte
-	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, tp := range req.(*kmsg.ProduceRequest).Topics {
-			for _, p := range tp.Partitions {
-				got = append(got, bytes.Clone(p.Records))
-			}
-		}
-		return nil, nil, false
-	})
-	return func() [][]byte {
-		mu.Lock()
-		defer mu.Unlock()
-		return slices.Clone(got)
-	}
 }
 
 // produceAcked produces msgs in one call through a pipeline of cfg and fails the test unless every
@@ -254,7 +231,7 @@ func TestSourceBatchIsOneTargetBatch(t *testing.T) {
 	// The source batch, encoded by franz-go: a batch of 1,100 records cut after the last record
 	// that keeps it within maxMessageBytes.
 	src := fakeTarget(t, 1, 1)
-	sourceBatches := captureBatches(src)
+	sourceBatches := embedded.CaptureBatches(src)
 	cl, err := kgo.NewClient(kgo.SeedBrokers(src.ListenAddrs()...), kgo.DefaultProduceTopic("t"),
 		kgo.ProducerBatchMaxBytes(4<<20), kgo.ProducerBatchCompression(kgo.NoCompression()),
 		kgo.ManualFlushing(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
@@ -289,7 +266,7 @@ func TestSourceBatchIsOneTargetBatch(t *testing.T) {
 	want := raw[0][batchHeaderBytes:size]
 
 	tgt := fakeTarget(t, 1, 1)
-	targetBatches := captureBatches(tgt)
+	targetBatches := embedded.CaptureBatches(tgt)
 	cfg := testConfig(tgt)
 	cfg.Linger, cfg.BatchRecords = 5*time.Millisecond, 10000
 	cfg.MaxBatchBytes, cfg.BatchBytes = maxMessageBytes, min(1<<20, maxMessageBytes-batchHeaderBytes)
@@ -315,7 +292,7 @@ func TestSourceBatchIsOneTargetBatch(t *testing.T) {
 func TestBatchesFilledByExactSizeStayWithinTheLimit(t *testing.T) {
 	const limit = 6000
 	c := fakeTarget(t, 1, 1)
-	batches := captureBatches(c)
+	batches := embedded.CaptureBatches(c)
 	cfg := testConfig(c)
 	cfg.Linger, cfg.BatchRecords, cfg.MaxBatchBytes, cfg.BatchBytes = time.Second, 10000, limit, limit
 	rng := rand.New(rand.NewPCG(1, 2))

@@ -3,15 +3,14 @@ package worker
 import (
 	"context"
 	"math/rand/v2"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/twmb/franz-go/pkg/kfake"
-	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/kmirror/kmirror/pkg/config"
+	"github.com/kmirror/kmirror/pkg/embedded"
 	"github.com/kmirror/kmirror/pkg/produce"
 )
 
@@ -28,19 +27,7 @@ func TestCompressedBatchesStayWithinTheTopicLimit(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			var mu sync.Mutex
-			var sizes []int
-			c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
-				c.KeepControl()
-				mu.Lock()
-				defer mu.Unlock()
-				for _, tp := range req.(*kmsg.ProduceRequest).Topics {
-					for _, p := range tp.Partitions {
-						sizes = append(sizes, len(p.Records))
-					}
-				}
-				return nil, nil, false
-			})
+			batches := embedded.CaptureBatches(c)
 			p := config.Default().Producer
 			p.Compression = codec
 			sc := sarama.NewConfig()
@@ -79,11 +66,11 @@ func TestCompressedBatchesStayWithinTheTopicLimit(t *testing.T) {
 					t.Fatal("the records were not acknowledged after 10 s")
 				}
 			}
-			mu.Lock()
-			defer mu.Unlock()
+			var sizes []int
 			largest := 0
-			for _, n := range sizes {
-				largest = max(largest, n)
+			for _, b := range batches() {
+				sizes = append(sizes, len(b))
+				largest = max(largest, len(b))
 			}
 			if largest > limit {
 				t.Fatalf("a %s batch of %d bytes, over max.message.bytes %d (batches %v)", codec, largest, limit, sizes)

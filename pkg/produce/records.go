@@ -56,11 +56,16 @@ func newEncoder(codec sarama.CompressionCodec, keep int) *encoder {
 
 // encode sets the records of b's record batch, encoded, unless sarama is to encode them or they
 // are already; it runs outside the pipeline's lock, on a batch closed to more records.
+//
+// The encoding's size is b.wire less the batch header: the queue adds each record's exact
+// encoded size to it (recordWire), so no pass over the records sizes them again
+// (TestBatchWireIsItsEncodedSize). It only sizes the buffer: were it short, appendRecords would
+// still encode every record, growing the buffer by append.
 func (e *encoder) encode(b *batch) {
 	if !e.on || b.enc != nil {
 		return
 	}
-	need := recordsSize(b.recs)
+	need := b.wire - batchOverhead
 	buf := e.bufs.get(need)
 	b.enc = appendRecords(buf, b.recs, need)
 	e.set(&b.rb, b.enc)
@@ -85,7 +90,7 @@ func (e *encoder) set(rb *sarama.RecordBatch, raw []byte) {
 // zig-zag varints and -1 for a nil key, value or header value, as sarama's Record.encode writes
 // them.
 //
-// total is their size (recordsSize), worked out first so that dst is grown once to it: grown by
+// total is their size (a batch's wire less its header, or recordsSize), worked out first so that dst is grown once to it: grown by
 // append instead, a new buffer was copied over and over (growslice was 15% of the CPU of a
 // catch-up and 36% of its allocations).
 func appendRecords(dst []byte, recs []sarama.Record, total int) []byte {

@@ -12,6 +12,8 @@
 #   map recorder       pkg/offsetmap BenchmarkRecorderCopied   one acknowledgement recorded
 #   fetch              pkg/fetch    BenchmarkFetch     pkg/fetch against sarama's PartitionConsumer
 #                                                      and franz-go's consumer on kfake (records/s)
+#   checksum           benchmarks   BenchmarkChecksum  CRC-32C of 1 MiB pieces from memory against
+#                                                      the same piece in the CPU's caches
 #
 # The raw output and the tables are written to benchmarks/results/micro-<time>.txt.
 #   benchmarks/micro.sh [COUNT]
@@ -30,6 +32,7 @@ run -bench '^BenchmarkConvert$' -benchtime 2000000x ./pkg/record/
 run -bench '^(BenchmarkRegisterAck|BenchmarkAckOutOfOrder)$' -benchtime 200000x ./pkg/offsets/
 run -bench '^BenchmarkRecorderCopied$' ./pkg/offsetmap/
 run -bench '^BenchmarkFetch$' -benchtime 3x ./pkg/fetch/
+run -bench '^BenchmarkChecksum$' ./benchmarks/
 run -bench '^(BenchmarkPipelineCatchUp|BenchmarkTracingOverhead|BenchmarkOffsetMapOverhead)$' -benchtime 200000x -timeout 30m ./benchmarks/
 
 {
@@ -59,6 +62,9 @@ run -bench '^(BenchmarkPipelineCatchUp|BenchmarkTracingOverhead|BenchmarkOffsetM
   echo
   echo "## fetch: pkg/fetch vs sarama's PartitionConsumer and franz-go (reference: sarama)"
   "${benchstat[@]}" -filter '.name:Fetch' -col /impl@'(sarama kgo fetch)' "$raw"
+  echo
+  echo "## CRC-32C of 1 MiB pieces: from memory vs cached (reference: cached)"
+  "${benchstat[@]}" -filter '.name:Checksum' -col /from@'(cached memory)' "$raw"
   echo
   echo "## raw"
   cat "$raw"

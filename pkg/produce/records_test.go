@@ -286,20 +286,13 @@ func TestSourceBatchIsOneTargetBatch(t *testing.T) {
 	}
 }
 
-// Filled by exact sizes, no batch exceeds the limit, whatever its records' shapes (keys, headers,
-// timestamps before and after the batch's first, one- to three-byte varints), and each batch but
-// the last is full: the next record would not have fitted.
-func TestBatchesFilledByExactSizeStayWithinTheLimit(t *testing.T) {
-	const limit = 6000
-	c := fakeTarget(t, 1, 1)
-	batches := embedded.CaptureBatches(c)
-	cfg := testConfig(c)
-	cfg.Linger, cfg.BatchRecords, cfg.MaxBatchBytes, cfg.BatchBytes = time.Second, 10000, limit, limit
-	rng := rand.New(rand.NewPCG(1, 2))
+// randomRecords returns n records of topic t, partition 0, of random shapes: a key (two in
+// three) of up to 200 bytes, a value (nine in ten) of up to 1,500, up to two headers, and
+// timestamps up to five minutes either side of one another.
+func randomRecords(rng *rand.Rand, n int) []*sarama.ProducerMessage {
 	base := time.UnixMilli(1_700_000_000_000)
-	var msgs []*sarama.ProducerMessage
-	largest := 0
-	for i := range 2000 {
+	msgs := make([]*sarama.ProducerMessage, 0, n)
+	for i := range n {
 		m := &sarama.ProducerMessage{Topic: "t", Timestamp: base.Add(time.Duration(rng.IntN(600_000)-300_000) * time.Millisecond)}
 		if rng.IntN(3) > 0 {
 			m.Key = sarama.ByteEncoder(bytes.Repeat([]byte("k"), rng.IntN(200)))
@@ -311,6 +304,22 @@ func TestBatchesFilledByExactSizeStayWithinTheLimit(t *testing.T) {
 			m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte("h"), Value: bytes.Repeat([]byte("v"), rng.IntN(100))})
 		}
 		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+// Filled by exact sizes, no batch exceeds the limit, whatever its records' shapes (keys, headers,
+// timestamps before and after the batch's first, one- to three-byte varints), and each batch but
+// the last is full: the next record would not have fitted.
+func TestBatchesFilledByExactSizeStayWithinTheLimit(t *testing.T) {
+	const limit = 6000
+	c := fakeTarget(t, 1, 1)
+	batches := embedded.CaptureBatches(c)
+	cfg := testConfig(c)
+	cfg.Linger, cfg.BatchRecords, cfg.MaxBatchBytes, cfg.BatchBytes = time.Second, 10000, limit, limit
+	msgs := randomRecords(rand.New(rand.NewPCG(1, 2)), 2000)
+	largest := 0
+	for _, m := range msgs {
 		largest = max(largest, 32+len(encoded(m.Key))+len(encoded(m.Value))+len(m.Headers)*110)
 	}
 	produceAcked(t, cfg, msgs)
@@ -347,22 +356,8 @@ func TestBatchWireIsItsEncodedSize(t *testing.T) {
 	if !p.enc.on {
 		t.Skip("sarama's encoded-records fields are gone: the encoder is off and sizes nothing")
 	}
-	msgs := oddRecords(0, 0)
 	rng := rand.New(rand.NewPCG(3, 4))
-	base := time.UnixMilli(1_700_000_000_000)
-	for i := range 3000 {
-		m := &sarama.ProducerMessage{Topic: "t", Timestamp: base.Add(time.Duration(rng.IntN(600_000)-300_000) * time.Millisecond)}
-		if rng.IntN(3) > 0 {
-			m.Key = sarama.ByteEncoder(bytes.Repeat([]byte("k"), rng.IntN(200)))
-		}
-		if rng.IntN(10) > 0 {
-			m.Value = sarama.ByteEncoder(bytes.Repeat([]byte{byte(i)}, rng.IntN(1500)))
-		}
-		for range rng.IntN(3) {
-			m.Headers = append(m.Headers, sarama.RecordHeader{Key: []byte("h"), Value: bytes.Repeat([]byte("v"), rng.IntN(100))})
-		}
-		msgs = append(msgs, m)
-	}
+	msgs := append(oddRecords(0, 0), randomRecords(rng, 3000)...)
 	for len(msgs) > 0 {
 		n := min(len(msgs), 1+rng.IntN(50))
 		if took := p.ProduceBatch(context.Background(), msgs[:n]); took != n {

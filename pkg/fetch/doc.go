@@ -29,7 +29,9 @@
 //     partitions that are new or whose position, leader epoch or size limit changed, so an idle
 //     fetch names none, and forgets (the forgotten list) those that leave it (paused, full,
 //     removed, moved). A session grows by at most maxNewPerFetch partitions per request, so no
-//     request asks a broker for thousands of partitions at once. FETCH_SESSION_ID_NOT_FOUND and
+//     request asks a broker for thousands of partitions at once; a request waits no longer than
+//     its session has gone without growing (the fetch wait is for idle partitions, and while a
+//     session grows more partitions are on their way). FETCH_SESSION_ID_NOT_FOUND and
 //     INVALID_FETCH_SESSION_EPOCH start a new session.
 //   - Bounded in bytes: each request asks for at most Config.MaxBytes and each partition for at
 //     most its limit, Config.PartitionMaxBytes at first; a partition whose next batch is larger

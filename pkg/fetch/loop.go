@@ -29,6 +29,10 @@ type loop struct {
 	// for a whole request and answer, so a fetch the broker holds for MaxWait on a shared
 	// connection would hold every other request to that broker as long.
 	conn *sarama.Broker
+	// grewAt is when a request last added partitions to the session (or left some for a later
+	// step): a request waits at most as long as the session has gone without growing
+	// (session.go); owned by the loop's goroutine.
+	grewAt time.Time
 }
 
 func (l *loop) wakeUp() {
@@ -148,9 +152,15 @@ func (l *loop) build(sessions, canForget bool) (req *sarama.FetchRequest, want m
 		return nil, nil, plan{}, wait
 	}
 	p = l.sess.plan(want, sessions, canForget)
+	if p.growing {
+		l.grewAt = now
+	}
+	// More partitions may be on their way: wait no longer than the session has gone without
+	// growing, so the waits lengthen back to MaxWait only while it stays as it is (session.go).
+	maxWait := min(f.cfg.MaxWait, now.Sub(l.grewAt))
 	req = &sarama.FetchRequest{
 		Version:     f.version,
-		MaxWaitTime: int32(f.cfg.MaxWait / time.Millisecond),
+		MaxWaitTime: int32(maxWait / time.Millisecond),
 		MinBytes:    f.cfg.MinBytes,
 		MaxBytes:    maxBytes,
 		RackID:      f.cfg.Rack,

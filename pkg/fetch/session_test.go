@@ -20,6 +20,7 @@ type seenFetch struct {
 	named         []int32 // partitions named, sorted
 	forgotten     []int32 // partitions in the forgotten list, sorted
 	leaderEpochs  []int32 // CurrentLeaderEpoch of each partition named (KIP-320)
+	maxWait       int32   // MaxWaitMillis
 	errorInjected bool
 }
 
@@ -36,7 +37,7 @@ func watchFetches(c *kfake.Cluster) *fetchLog {
 	c.ControlKey(int16(kmsg.Fetch), func(kreq kmsg.Request) (kmsg.Response, error, bool) {
 		c.KeepControl()
 		req := kreq.(*kmsg.FetchRequest)
-		s := seenFetch{node: c.CurrentNode(), sessionID: req.SessionID, epoch: req.SessionEpoch}
+		s := seenFetch{node: c.CurrentNode(), sessionID: req.SessionID, epoch: req.SessionEpoch, maxWait: req.MaxWaitMillis}
 		for _, t := range req.Topics {
 			for _, p := range t.Partitions {
 				s.named = append(s.named, p.Partition)
@@ -296,5 +297,59 @@ func TestLargeSessionGrowsInSteps(t *testing.T) {
 	t.Logf("2,500 partitions: %d requests, 1 full, at most %d added by one, %d named in all, %d forgotten", st.Fetches, most, st.PartitionsNamed, st.PartitionsForgotten)
 	if st.PartitionsForgotten > 10 {
 		t.Fatalf("%d partitions forgotten, want at most the 10 paused", st.PartitionsForgotten)
+	}
+}
+
+// TestAGrowingSessionDoesNotWait: 2,500 idle partitions (nothing to fetch) with a long fetch wait,
+// as at 10,000 partitions, reach the loop a few hundred at a time: no request waits the fetch
+// wait while the session grows, so it holds every partition within a fraction of one wait
+// (before, each request built between two arrivals waited it whole); once it does, the waits
+// lengthen back to the fetch wait within a few requests.
+func TestAGrowingSessionDoesNotWait(t *testing.T) {
+	const n, wait = 2500, 2 * time.Second
+	c := startCluster(t, 1)
+	kc := kclient(t, c)
+	createTopic(t, kc, "idle", n, nil)
+	log := watchFetches(c.Fake())
+	start := time.Now()
+	f := newFetcher(t, Config{Client: client(t, c), MaxWait: wait})
+	addCollectors(t, f, "idle", n)
+	in := map[int32]bool{}
+	seen := 0
+	for len(in) < n {
+		if time.Since(start) > 3*wait {
+			t.Fatalf("the session holds %d of %d partitions after %s", len(in), n, time.Since(start))
+		}
+		for _, s := range log.since(seen) {
+			seen++
+			if s.maxWait >= int32(wait/time.Millisecond)/2 {
+				t.Fatalf("request %d, with %d of %d partitions in the session, asks the broker to wait %d ms",
+					seen, len(in), n, s.maxWait)
+			}
+			for _, p := range s.named {
+				in[p] = true
+			}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	took, grown := time.Since(start), seen
+	t.Logf("%d idle partitions in the session after %s and %d requests", n, took.Round(time.Millisecond), seen)
+	if took > wait/2 {
+		t.Fatalf("the session took %s to hold every partition, against a fetch wait of %s", took, wait)
+	}
+	for deadline := time.Now().Add(3 * wait); ; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no request waits the fetch wait of %s within %s of the session's last growth", wait, 3*wait)
+		}
+		if ss := log.since(seen); len(ss) > 0 {
+			seen += len(ss)
+			if last := ss[len(ss)-1]; last.maxWait == int32(wait/time.Millisecond) && len(last.named) == 0 {
+				break
+			}
+		}
+	}
+	t.Logf("%d requests until an idle one waited %s", seen-grown, wait)
+	if seen-grown > 20 {
+		t.Fatalf("%d requests after the session stopped growing before one waited %s, want at most 20", seen-grown, wait)
 	}
 }

@@ -59,13 +59,14 @@ func newEncoder(codec sarama.CompressionCodec, keep int) *encoder {
 //
 // The encoding's size is b.wire less the batch header: the queue adds each record's exact
 // encoded size to it (recordWire), so no pass over the records sizes them again
-// (TestBatchWireIsItsEncodedSize). It only sizes the buffer: were it short, appendRecords would
-// still encode every record, growing the buffer by append.
+// (TestBatchWireIsItsEncodedSize). It only sizes the buffer: were it short (or a batch not
+// built by the queue, without a wire), appendRecords would still encode every record, growing
+// the buffer by append.
 func (e *encoder) encode(b *batch) {
 	if !e.on || b.enc != nil {
 		return
 	}
-	need := b.wire - batchOverhead
+	need := max(b.wire-batchOverhead, 0)
 	buf := e.bufs.get(need)
 	b.enc = appendRecords(buf, b.recs, need)
 	e.set(&b.rb, b.enc)

@@ -212,12 +212,13 @@ func TestEncodedRecordsAreWhereSaramaReadsThem(t *testing.T) {
 	if !e.on {
 		t.Fatal("sarama's RecordBatch has no compressedRecords []byte and recordsLen int: records.go cannot set them")
 	}
-	b := &batch{recs: []sarama.Record{{Key: []byte("k"), Value: []byte("v")}, {OffsetDelta: 1, Value: []byte("w")}}}
+	recs := []sarama.Record{{Key: []byte("k"), Value: []byte("v")}, {OffsetDelta: 1, Value: []byte("w")}}
+	b := &batch{recs: recs, wire: batchOverhead + recordsSize(recs)} // the wire the queue sums
 	e.encode(b)
 	v := reflect.ValueOf(&b.rb).Elem()
-	recs, n := v.FieldByName("compressedRecords"), v.FieldByName("recordsLen")
-	if recs.Len() != len(b.enc) || recs.Len() == 0 || recs.Pointer() != reflect.ValueOf(b.enc).Pointer() || int(n.Int()) != len(b.enc) {
-		t.Fatalf("RecordBatch holds %d encoded bytes (length field %d), want the encoder's %d", recs.Len(), n.Int(), len(b.enc))
+	enc, n := v.FieldByName("compressedRecords"), v.FieldByName("recordsLen")
+	if enc.Len() != len(b.enc) || enc.Len() == 0 || enc.Pointer() != reflect.ValueOf(b.enc).Pointer() || int(n.Int()) != len(b.enc) {
+		t.Fatalf("RecordBatch holds %d encoded bytes (length field %d), want the encoder's %d", enc.Len(), n.Int(), len(b.enc))
 	}
 }
 

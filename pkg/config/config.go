@@ -271,7 +271,9 @@ type Consumer struct {
 	// a core and the source broker at a whole one (benchmarks/results/scale-2026-12-01.md).
 	// Scaled, an idle fetch loop costs about the same share of a core at any size: 10 ms up to 50
 	// partitions, 200 ms at 1,000, 2 s at 10,000. Only a trickle notices: a record there waits up
-	// to that long, and any rate that fills FetchMinBytes sooner is answered sooner.
+	// to that long, and any rate that fills FetchMinBytes sooner is answered sooner. A fetch that
+	// adds partitions to its session (at start, in a rebalance) does not wait, and the waits
+	// lengthen back to this one while the session stays as it is.
 	FetchWaitPerPartition time.Duration `mapstructure:"fetch_wait_per_partition"`
 	// DistantRTT is the round trip to the source (measured at start) from which the source counts
 	// as distant: each partition's fetch then asks for at least the largest max.message.bytes of

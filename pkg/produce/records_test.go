@@ -164,6 +164,17 @@ func TestOwnEncodingIsSaramasToTheByte(t *testing.T) {
 	}
 }
 
+// recordsSize is the size of recs encoded by appendRecords, record by record: what the queue's
+// sum (a batch's wire less its header) must equal.
+func recordsSize(recs []sarama.Record) int {
+	total := 0
+	for i := range recs {
+		n := recordLen(&recs[i])
+		total += varintLen(int64(n)) + n
+	}
+	return total
+}
+
 func encoded(e sarama.Encoder) []byte {
 	if e == nil {
 		return nil

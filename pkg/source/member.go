@@ -163,7 +163,6 @@ func (h *Handler) startClaim(ctx context.Context, topic string, part int32, star
 	track.OnRoom(p.poke)
 	c := &claim{
 		h: h, tp: tp, st: st, accept: &t, inbox: h.cfg.Inboxes[worker], pusher: p,
-		log: h.cfg.Log.With(zap.String("topic", topic), zap.Int32("partition", part)),
 	}
 	h.cfg.Observer.Assigned(topic, part)
 	if h.cfg.Copies != nil {
@@ -173,7 +172,8 @@ func (h *Handler) startClaim(ctx context.Context, topic string, part int32, star
 	h.parts[tp] = st
 	h.claims[tp] = c
 	h.mu.Unlock()
-	c.log.Debug("claimed partition", zap.Int64("initial_offset", start), zap.String("target_topic", t.Target))
+	h.cfg.Log.Debug("claimed partition", zap.String("topic", topic), zap.Int32("partition", part),
+		zap.Int64("initial_offset", start), zap.String("target_topic", t.Target))
 	if err := h.cfg.Fetcher.Add(topic, part, start, c); err != nil {
 		return fmt.Errorf("fetch %s/%d from offset %d: %w", topic, part, start, err)
 	}
@@ -189,7 +189,7 @@ func (h *Handler) Revoked(ctx context.Context, gen group.Generation, revoked gro
 	h.stopFeeding(cs)
 	var wg sync.WaitGroup
 	for _, c := range cs {
-		wg.Go(func() { h.drain(c.st.track, c.log) })
+		wg.Go(func() { h.drain(c.st.track, c.log()) })
 	}
 	wg.Wait()
 	select {
@@ -247,7 +247,7 @@ func (h *Handler) restart(cs []*claim, why string) {
 	var wg sync.WaitGroup
 	for _, c := range cs {
 		claims[c.tp.topic] = append(claims[c.tp.topic], c.tp.partition)
-		wg.Go(func() { h.drain(c.st.track, c.log) })
+		wg.Go(func() { h.drain(c.st.track, c.log()) })
 	}
 	wg.Wait()
 	h.finish(cs)

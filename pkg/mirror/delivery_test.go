@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap/zaptest"
@@ -134,7 +133,7 @@ func TestHungTargetIsReportedStalledWithItsBacklogAndAge(t *testing.T) {
 		err := m.Ready()
 		return err != nil && strings.Contains(err.Error(), "stalled") && strings.Contains(err.Error(), "orders/0")
 	})
-	gauge := func(v *prometheus.GaugeVec) float64 { return testutil.ToFloat64(v.WithLabelValues("orders", "0")) }
+	gauge := func(g *telemetry.PartitionGauge) float64 { v, _ := g.Value("orders", 0); return v }
 	if s, n := gauge(metrics.Stalled), gauge(metrics.Unmirrored); s != 1 || n != 50 {
 		t.Fatalf("stalled %v unmirrored %v, want 1 and the 50 records waiting", s, n)
 	}
@@ -204,7 +203,7 @@ func TestTransactionMarkerAtTheLogEndIsNotABacklog(t *testing.T) {
 	go func() { done <- m.Run(runCtx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	waitFor(t, "the committed records mirrored", 30*time.Second, func() bool { return endOffsets(t, p.us, "payments") == 20 })
-	gauge := func(v *prometheus.GaugeVec) float64 { return testutil.ToFloat64(v.WithLabelValues("payments", "0")) }
+	gauge := func(g *telemetry.PartitionGauge) float64 { v, _ := g.Value("payments", 0); return v }
 	waitFor(t, "no backlog once the marker is known to be all that is left", 30*time.Second, func() bool {
 		return gauge(metrics.Unmirrored) == 0 && gauge(metrics.RPO) == 0
 	})

@@ -17,9 +17,10 @@ import (
 //
 // The data path never looks a label up per record: per-topic counters come from Topic, which
 // keeps the curried children in a copy-on-write map (a lock-free read, no allocation once the
-// topic has been seen); error counters come from ProduceError, an array index; per-partition lag
-// comes from SetLag, which caches its child; and the per-worker gauges are read from the data
-// path's own counters at scrape time (RegisterWorkerGauges), so they cost the data path nothing.
+// topic has been seen); error counters come from ProduceError, an array index; the
+// per-partition backlog is a table entry SetBacklog updates and a scrape reads (backlog.go); and
+// the per-worker gauges are read from the data path's own counters at scrape time
+// (RegisterWorkerGauges), so they cost the data path nothing.
 // Every method is safe for concurrent use.
 type Metrics struct {
 	// ReplicationLatency (kmirror_replication_latency_seconds) is the time from a record's source
@@ -30,18 +31,18 @@ type Metrics struct {
 	// Unmirrored (kmirror_unmirrored_records{topic,partition}) is, per owned source partition,
 	// the records between the mirrored position and the source's log end (listed on the source:
 	// records behind an open transaction count). With UnmirroredBytes, RPO and Stalled it says
-	// how much would be lost if the source site were lost now. Prefer SetBacklog and
-	// ForgetPartition, which cache the children; the vectors are exported for tests and reads.
-	Unmirrored *prometheus.GaugeVec
+	// how much would be lost if the source site were lost now. SetBacklog sets all four and
+	// ForgetPartition removes them; they are exported for tests and reads (backlog.go).
+	Unmirrored *PartitionGauge
 	// UnmirroredBytes (kmirror_unmirrored_bytes{topic,partition}) estimates their bytes from the
 	// partition's average record size.
-	UnmirroredBytes *prometheus.GaugeVec
+	UnmirroredBytes *PartitionGauge
 	// RPO (kmirror_rpo_seconds{topic,partition}) is the age of the oldest record not yet
 	// mirrored: what a site loss would cost, in time. 0 when caught up.
-	RPO *prometheus.GaugeVec
+	RPO *PartitionGauge
 	// Stalled (kmirror_partition_stalled{topic,partition}) is 1 while a partition has records to
 	// mirror and none was acknowledged for telemetry.stall_after.
-	Stalled *prometheus.GaugeVec
+	Stalled *PartitionGauge
 	// ProduceErrors (kmirror_produce_errors_total{kind}) counts records the target did not take,
 	// by ErrorKind. Prefer ProduceError(kind), which is curried; the vector is exported for
 	// tests and reads.
@@ -162,8 +163,7 @@ type Metrics struct {
 	topics   atomic.Pointer[map[string]*TopicMetrics]
 	topicsMu sync.Mutex
 
-	lagMu sync.Mutex
-	lag   map[partitionKey]*partitionGauges
+	backlog *backlogTable
 
 	workersRegistered atomic.Bool
 }
@@ -220,9 +220,6 @@ type partitionKey struct {
 	partition int32
 }
 
-// partitionGauges are the curried per-partition gauges of one partition.
-type partitionGauges struct{ records, bytes, rpo, stalled prometheus.Gauge }
-
 // Buckets of the two latency histograms, in seconds: roughly 1-2.5-5 per decade, so p50/p99 read
 // well from 1 ms to a minute.
 var (
@@ -239,8 +236,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		return nil, fmt.Errorf("telemetry: NewMetrics needs a prometheus.Registerer")
 	}
 	m := &Metrics{
-		reg: reg,
-		lag: make(map[partitionKey]*partitionGauges),
+		reg:     reg,
+		backlog: newBacklogTable(),
 		recordsMirrored: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kmirror_records_mirrored_total",
 			Help: "Records acknowledged by the target, by source topic.",
@@ -262,22 +259,6 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Help:    "Time from a record's source timestamp to the target's acknowledgement of its copy.",
 			Buckets: replicationLatencyBuckets,
 		}),
-		Unmirrored: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kmirror_unmirrored_records",
-			Help: "Records between the mirrored position and the source's log end, per source partition this process owns.",
-		}, []string{"topic", "partition"}),
-		UnmirroredBytes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kmirror_unmirrored_bytes",
-			Help: "Bytes not yet mirrored, estimated from the partition's average record size, per source partition.",
-		}, []string{"topic", "partition"}),
-		RPO: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kmirror_rpo_seconds",
-			Help: "Age of the oldest record not yet mirrored (0 when caught up), per source partition: what losing the source now would cost.",
-		}, []string{"topic", "partition"}),
-		Stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "kmirror_partition_stalled",
-			Help: "1 while a partition has records to mirror and none was acknowledged for telemetry.stall_after.",
-		}, []string{"topic", "partition"}),
 		ProduceErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kmirror_produce_errors_total",
 			Help: "Produce errors reported by the target, by kind (refused, fatal).",
@@ -420,6 +401,18 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Help: "Always 1; the labels say which build is running.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version.Version, runtime.Version()).Set(1)
+	m.Unmirrored = newPartitionGauge(m.backlog, "kmirror_unmirrored_records",
+		"Records between the mirrored position and the source's log end, per source partition this process owns.",
+		func(b *backlog) float64 { return b.records })
+	m.UnmirroredBytes = newPartitionGauge(m.backlog, "kmirror_unmirrored_bytes",
+		"Bytes not yet mirrored, estimated from the partition's average record size, per source partition.",
+		func(b *backlog) float64 { return b.bytes })
+	m.RPO = newPartitionGauge(m.backlog, "kmirror_rpo_seconds",
+		"Age of the oldest record not yet mirrored (0 when caught up), per source partition: what losing the source now would cost.",
+		func(b *backlog) float64 { return b.age })
+	m.Stalled = newPartitionGauge(m.backlog, "kmirror_partition_stalled",
+		"1 while a partition has records to mirror and none was acknowledged for telemetry.stall_after.",
+		func(b *backlog) float64 { return b.stalled })
 	for _, s := range []string{"new", "incremental"} {
 		m.FetchRequests.WithLabelValues(s) // exported at 0 from the start
 	}
@@ -491,39 +484,14 @@ func (m *Metrics) ProduceError(kind ErrorKind) prometheus.Counter {
 // the oldest (seconds) and whether it is stalled. It allocates only the first time it sees a
 // partition.
 func (m *Metrics) SetBacklog(topic string, partition int32, records, bytes int64, age float64, stalled bool) {
-	key := partitionKey{topic, partition}
-	m.lagMu.Lock()
-	g, ok := m.lag[key]
-	if !ok {
-		p := strconv.Itoa(int(partition))
-		g = &partitionGauges{
-			records: m.Unmirrored.WithLabelValues(topic, p), bytes: m.UnmirroredBytes.WithLabelValues(topic, p),
-			rpo: m.RPO.WithLabelValues(topic, p), stalled: m.Stalled.WithLabelValues(topic, p),
-		}
-		m.lag[key] = g
-	}
-	m.lagMu.Unlock()
-	g.records.Set(float64(records))
-	g.bytes.Set(float64(bytes))
-	g.rpo.Set(age)
-	s := 0.0
-	if stalled {
-		s = 1
-	}
-	g.stalled.Set(s)
+	m.backlog.set(topic, partition, records, bytes, age, stalled)
 }
 
 // ForgetPartition removes the series of a partition this process no longer owns, so a revoked
 // partition reports no stale backlog (or stall) from this instance. Call it after the last
 // SetBacklog for that partition: a later SetBacklog exports the series again.
 func (m *Metrics) ForgetPartition(topic string, partition int32) {
-	p := strconv.Itoa(int(partition))
-	m.lagMu.Lock()
-	delete(m.lag, partitionKey{topic, partition})
-	for _, v := range []*prometheus.GaugeVec{m.Unmirrored, m.UnmirroredBytes, m.RPO, m.Stalled} {
-		v.DeleteLabelValues(topic, p)
-	}
-	m.lagMu.Unlock()
+	m.backlog.forget(topic, partition)
 }
 
 // RegisterWorkerGauges exports, for each of the workers, its inbox occupancy

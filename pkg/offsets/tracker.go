@@ -28,16 +28,25 @@ var ErrFull = errors.New("partition in-flight window is full")
 // publishes tail; Ack sets the slot's done flag; advance pops slots from head while they are done.
 //
 // The slots live in pages of pageSlots, allocated as the window fills, so that a partition with
-// few records in flight holds one page rather than its whole capacity (one process may follow
-// tens of thousands of partitions). Sequence number s lives in page generation s/pageSlots, which
-// sits in directory entry generation mod len(dir); the directory has room for twice the capacity
-// (and at least two pages), so that the generation that used an entry before is always wholly
-// popped by the time Register reaches the entry again (Register stays within capacity of head).
+// few records in flight holds one small page rather than its whole capacity (one process may
+// follow tens of thousands of partitions). Sequence number s lives in page generation
+// s/pageSlots, which sits in directory entry generation mod len(dir). The directory starts with
+// two entries and doubles, up to room for twice the capacity, whenever the pages from the oldest
+// not yet taken out to the one entered would fill more than half of it; so the generation that
+// used an entry before is always wholly popped by the time Register reaches the entry again
+// (Register stays within capacity of head). An idle partition holds a directory of two entries
+// and one page: about 1 KiB, where a directory sized for the capacity took 2 KiB more.
 //
 // Why it is correct without a lock:
 //   - A slot between head and tail is written only by Register before tail is published, and read
 //     by advancers after they have loaded tail, so its offset is visible to them; its page was
 //     published in the directory before the slot was written.
+//   - Only Register replaces the directory (grow), before it publishes the tail that needs the
+//     larger one, and the new directory holds every page of the old one not yet taken out. A
+//     reader loads the directory after tail (or after learning its sequence number from the
+//     registering goroutine), so it finds the page of any slot below that tail. A directory
+//     replaced is never written again; a reader that still holds one can only find a page
+//     reclaimed since, as a losing advancer can (below).
 //   - A slot is reused only when head has moved past it, and head moves past a slot only after
 //     the advancer has read its offset; Register never writes a slot at or after head+capacity.
 //   - A page leaves the directory only when head has passed its last slot, and only by Register
@@ -60,8 +69,8 @@ type Partition struct {
 	topic     string
 	partition int32
 	mask      uint64 // capacity - 1
-	dirMask   uint64 // entries in dir - 1
-	dir       []atomic.Pointer[page]
+	dir       atomic.Pointer[directory]
+	maxDir    uint64 // entries in the largest directory: room for twice the capacity, at least 2
 
 	// Owned by the registering goroutine.
 	reclaimed uint64  // every page generation below it has been taken out of dir
@@ -83,10 +92,10 @@ type Partition struct {
 	onRoom   func()
 }
 
-// pageSlots is the number of slots in a page (1 << pageShift): 128 slots are 3 KiB. A capacity
-// below it uses part of each page.
+// pageSlots is the number of slots in a page (1 << pageShift): 32 slots are 768 bytes. A
+// capacity below it uses part of each page.
 const (
-	pageShift = 7
+	pageShift = 5
 	pageSlots = 1 << pageShift
 	pageMask  = pageSlots - 1
 )
@@ -97,6 +106,16 @@ const maxSpare = 4
 
 // page is a fixed array, so that a slot is one load and an index away from the directory.
 type page [pageSlots]slot
+
+// directory holds the pages of the generations in flight, generation g at pages[g&mask].
+type directory struct {
+	mask  uint64
+	pages []atomic.Pointer[page]
+}
+
+func newDirectory(entries uint64) *directory {
+	return &directory{mask: entries - 1, pages: make([]atomic.Pointer[page], entries)}
+}
 
 type slot struct {
 	offset atomic.Int64
@@ -118,11 +137,8 @@ func NewPartition(topic string, partition int32, start int64, capacity int) *Par
 	for n < uint64(capacity) {
 		n <<= 1
 	}
-	entries := max(2, 2*n/pageSlots)
-	p := &Partition{
-		topic: topic, partition: partition, mask: n - 1,
-		dirMask: entries - 1, dir: make([]atomic.Pointer[page], entries),
-	}
+	p := &Partition{topic: topic, partition: partition, mask: n - 1, maxDir: max(2, 2*n/pageSlots)}
+	p.dir.Store(newDirectory(2))
 	p.committed.Store(start)
 	return p
 }
@@ -130,7 +146,8 @@ func NewPartition(topic string, partition int32, start int64, capacity int) *Par
 // slot returns the slot of sequence number seq, or nil when its page was reclaimed (head passed
 // it): only a losing advancer or a metrics read can ask for one.
 func (p *Partition) slot(seq uint64) *slot {
-	pg := p.dir[(seq>>pageShift)&p.dirMask].Load()
+	d := p.dir.Load()
+	pg := d.pages[(seq>>pageShift)&d.mask].Load()
 	if pg == nil {
 		return nil
 	}
@@ -138,12 +155,14 @@ func (p *Partition) slot(seq uint64) *slot {
 }
 
 // enter makes sure the page of the generation that begins at sequence number t is in the
-// directory, first taking out the pages head has passed. Only Register calls it.
+// directory, first taking out the pages head has passed and growing the directory when the
+// pages in it would fill more than half of it. Only Register calls it.
 func (p *Partition) enter(t uint64) {
 	gen := t >> pageShift
+	d := p.dir.Load()
 	popped := p.head.Load() >> pageShift
 	for ; p.reclaimed < popped; p.reclaimed++ {
-		e := &p.dir[p.reclaimed&p.dirMask]
+		e := &d.pages[p.reclaimed&d.mask]
 		if pg := e.Load(); pg != nil {
 			e.Store(nil)
 			if len(p.spare) < maxSpare {
@@ -151,7 +170,10 @@ func (p *Partition) enter(t uint64) {
 			}
 		}
 	}
-	e := &p.dir[gen&p.dirMask]
+	if live, n := gen-p.reclaimed+1, uint64(len(d.pages)); live > n/2 && n < p.maxDir {
+		d = p.grow(d, gen, live)
+	}
+	e := &d.pages[gen&d.mask]
 	if e.Load() != nil {
 		return // this generation's page is already in (a Register was taken back)
 	}
@@ -162,6 +184,24 @@ func (p *Partition) enter(t uint64) {
 		pg = new(page)
 	}
 	e.Store(pg)
+}
+
+// grow replaces the directory d with one that has room for at least twice live pages (up to the
+// largest), holding the pages of d from the oldest not yet taken out to generation gen. Only
+// enter calls it, before gen's page is entered and before the tail that needs it is published.
+// Every generation from p.reclaimed to gen sits in an entry of its own in d: the previous enter
+// left at most half of d in use, and one more generation fits.
+func (p *Partition) grow(d *directory, gen, live uint64) *directory {
+	n := uint64(len(d.pages))
+	for n < p.maxDir && live > n/2 {
+		n <<= 1
+	}
+	nd := newDirectory(n)
+	for g := p.reclaimed; g <= gen; g++ {
+		nd.pages[g&nd.mask].Store(d.pages[g&d.mask].Load())
+	}
+	p.dir.Store(nd)
+	return nd
 }
 
 // Topic is the source topic this tracker follows.
@@ -334,7 +374,8 @@ func (p *Partition) SettledBefore(offset int64) bool {
 		if h == p.tail.Load() {
 			return true
 		}
-		pg := p.dir[(h>>pageShift)&p.dirMask].Load()
+		d := p.dir.Load()
+		pg := d.pages[(h>>pageShift)&d.mask].Load()
 		if pg == nil {
 			continue // popped and reclaimed meanwhile; look again
 		}
@@ -358,7 +399,8 @@ func (p *Partition) advance() {
 			break
 		}
 		if g := h >> pageShift; g != gen || pg == nil {
-			gen, pg = g, p.dir[g&p.dirMask].Load()
+			d := p.dir.Load()
+			gen, pg = g, d.pages[g&d.mask].Load()
 			if pg == nil {
 				continue // popped and reclaimed meanwhile; look again
 			}

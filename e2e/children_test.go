@@ -10,13 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/kmirror/kmirror/benchmarks/owned"
 )
 
 // The processes the suite starts must not outlive it. A test binary that times out panics and
@@ -38,40 +39,16 @@ import (
 // Kafka brokers are started by scripts/kafka/cluster.sh, detached from it; clusterCmd gives the
 // script KAFKA_OWNER_PID, and the script kills each node within a second of that process's end.
 
-// spawner forks children from one goroutine whose OS thread never ends (see above).
-type spawner struct{ reqs chan spawnReq }
-
-type spawnReq struct {
-	cmd  *exec.Cmd
-	done chan error
-}
-
-// spawnerOf is the test binary's one spawner: the locked thread is the binary's, as long as it
-// lives.
-var spawnerOf = sync.OnceValue(func() *spawner {
-	s := &spawner{reqs: make(chan spawnReq)}
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the binary, not before
-		for r := range s.reqs {
-			r.done <- r.cmd.Start()
-		}
-	}()
-	return s
-})
+// spawnerOf is the test binary's one spawner (benchmarks/owned): its locked thread is the
+// binary's, as long as it lives.
+var spawnerOf = sync.OnceValue(owned.NewSpawner)
 
 // startOwned starts cmd as an owned child: in a process group of its own, killed when the test
 // ends and when the test binary does, and recorded for the next run. The caller waits for it
 // (cmd.Wait) as with cmd.Start.
 func startOwned(t *testing.T, cmd *exec.Cmd) error {
 	t.Helper()
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setpgid = true
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	done := make(chan error, 1)
-	spawnerOf().reqs <- spawnReq{cmd: cmd, done: done}
-	if err := <-done; err != nil {
+	if err := spawnerOf().Start(cmd); err != nil {
 		return err
 	}
 	pid := cmd.Process.Pid

@@ -122,7 +122,7 @@ func (h *harness) producerCeiling(ctx context.Context) (float64, error) {
 				"--num-records", strconv.Itoa(h.o.records/n), "--record-size", strconv.Itoa(h.o.valueBytes), "--throughput", "-1",
 				"--producer-props", "bootstrap.servers="+strings.Join(h.target, ","), "acks=all", "linger.ms=5",
 				"batch.size=1048576", "compression.type=none", "enable.idempotence=true")
-			b, err := cmd.CombinedOutput()
+			b, err := h.spawn.CombinedOutput(cmd)
 			if err != nil {
 				results <- out{err: fmt.Errorf("producer perf: %w\n%s", err, b)}
 				return
@@ -200,7 +200,7 @@ func (h *harness) consumerCeiling(_ context.Context, round int) (float64, error)
 	cmd := h.java("org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server", strings.Join(h.source, ","),
 		"--topic", topic, "--messages", strconv.Itoa(h.o.records), "--group", fmt.Sprintf("perf-ceiling-%d", round),
 		"--consumer.config", "/dev/null", "--hide-header")
-	out, err := cmd.CombinedOutput()
+	out, err := h.spawn.CombinedOutput(cmd)
 	if err != nil {
 		return 0, fmt.Errorf("consumer perf: %w\n%s", err, out)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/kmirror/kmirror/benchmarks/owned"
 	"github.com/kmirror/kmirror/benchmarks/wan"
 )
 
@@ -25,6 +26,7 @@ const topic = "bench"
 
 type harness struct {
 	o        options
+	spawn    *owned.Spawner // starts the contenders, which die with the harness
 	script   string
 	lib      string
 	work     string
@@ -82,7 +84,7 @@ func newHarness(o options) (*harness, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &harness{o: o, script: filepath.Join(root, "scripts", "kafka", "cluster.sh"), work: work, clkTicks: 100,
+	return &harness{o: o, spawn: owned.NewSpawner(), script: filepath.Join(root, "scripts", "kafka", "cluster.sh"), work: work, clkTicks: 100,
 		load: newWorkload(o.valueBytes), programs: map[string]string{}}, nil
 }
 
@@ -327,10 +329,10 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, run catchUpRun) (r
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
+	if err := h.spawn.Start(cmd); err != nil {
 		return result{}, err
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	defer func() { owned.Kill(cmd); _ = cmd.Wait() }()
 	clock := h.readCPU(cmd.Process.Pid)
 	var machine machineCPU // at the first record on the target
 
@@ -404,7 +406,7 @@ func (h *harness) mirrorRun(ctx context.Context, c contender, run catchUpRun) (r
 	// What follows is untimed, without the mirror: once its profiles are saved, it is stopped.
 	stop()
 	profiling.Wait()
-	_ = cmd.Process.Kill()
+	owned.Kill(cmd)
 	if r.batches, err = targetBatches(ctx, adm, h.target, targetTopic); err != nil {
 		return r, fmt.Errorf("count the batches on the target: %w", err)
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kmirror/kmirror/benchmarks/owned"
 )
 
 const (
@@ -157,10 +159,10 @@ func (h *harness) latencyRun(ctx context.Context, c contender, run pacedRun) (la
 	}
 	defer logf.Close()
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	if err := h.spawn.Start(cmd); err != nil {
 		return latency{}, err
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	defer func() { owned.Kill(cmd); _ = cmd.Wait() }()
 
 	// linger 0: the source producer adds as little as it can to what is measured.
 	prod, err := kgo.NewClient(kgo.SeedBrokers(h.source...), kgo.DefaultProduceTopic(pacedTopic),

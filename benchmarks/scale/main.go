@@ -39,6 +39,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kmirror/kmirror/benchmarks/owned"
 )
 
 type options struct {
@@ -57,6 +59,7 @@ type options struct {
 	set        []string // kmirror settings, key=value, passed as --set
 	env        []string // environment variables for kmirror, NAME=value
 	at         place
+	spawn      *owned.Spawner // starts kmirror, which dies with the harness
 }
 
 func main() {
@@ -88,6 +91,7 @@ func main() {
 		return nil
 	})
 	flag.Parse()
+	o.spawn = owned.NewSpawner()
 	if o.out == "" {
 		o.out = fmt.Sprintf("benchmarks/results/%s-%s.md", o.mode, time.Now().UTC().Format("2006-01-02T1504"))
 		if o.mode == "scale" {
@@ -241,7 +245,7 @@ type kmirrorProc struct {
 	metrics string // host:port of /metrics
 }
 
-func startKmirror(bin, cfg, logPath, metrics string, set, env []string) (*kmirrorProc, error) {
+func startKmirror(spawn *owned.Spawner, bin, cfg, logPath, metrics string, set, env []string) (*kmirrorProc, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -255,8 +259,8 @@ func startKmirror(bin, cfg, logPath, metrics string, set, env []string) (*kmirro
 	cmd.Stdout, cmd.Stderr = logf, logf
 	k := &kmirrorProc{cmd: cmd, done: make(chan struct{}), log: logPath, metrics: metrics}
 	k.started = time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", bin, err)
+	if err := spawn.Start(cmd); err != nil {
+		return nil, err
 	}
 	go func() { _ = cmd.Wait(); logf.Close(); close(k.done) }()
 	for i := 0; i < 500; i++ { // a SIGTERM before the signal handler is installed would kill outright
@@ -275,7 +279,7 @@ func (k *kmirrorProc) stop() (time.Duration, error) {
 	select {
 	case <-k.done:
 	case <-time.After(2 * time.Minute):
-		_ = k.cmd.Process.Kill()
+		owned.Kill(k.cmd)
 		<-k.done
 		return time.Since(t), fmt.Errorf("kmirror did not stop within 2m of SIGTERM (see %s)", k.log)
 	}

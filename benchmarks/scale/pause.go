@@ -169,7 +169,7 @@ log: {format: json}
 		cfgA, logA := member("a")
 		cfgB, logB := member("b")
 		start := func(cfg, log string, n int) (*kmirrorProc, error) {
-			return startKmirror(o.bin, cfg, fmt.Sprintf("%s-%d.log", log, n), "", o.set, o.env)
+			return startKmirror(o.spawn, o.bin, cfg, fmt.Sprintf("%s-%d.log", log, n), "", o.set, o.env)
 		}
 		measureFor := func(event string, at time.Time, w time.Duration) {
 			time.Sleep(time.Until(at.Add(w)))

@@ -11,6 +11,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kmirror/kmirror/benchmarks/owned"
 )
 
 func runScale(o options) error {
@@ -98,13 +100,13 @@ log: {format: json}
 	if err := os.MkdirAll(profiles, 0o755); err != nil {
 		return err
 	}
-	k, err := startKmirror(o.bin, cfg, filepath.Join(work, "kmirror.log"), o.at.metrics, o.set, o.env)
+	k, err := startKmirror(o.spawn, o.bin, cfg, filepath.Join(work, "kmirror.log"), o.at.metrics, o.set, o.env)
 	if err != nil {
 		return err
 	}
 	defer func() {
 		if k.alive() == nil {
-			_ = k.cmd.Process.Kill()
+			owned.Kill(k.cmd)
 		}
 	}()
 	pid := k.cmd.Process.Pid

@@ -401,18 +401,27 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		Help: "Always 1; the labels say which build is running.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version.Version, runtime.Version()).Set(1)
-	m.Unmirrored = newPartitionGauge(m.backlog, "kmirror_unmirrored_records",
-		"Records between the mirrored position and the source's log end, per source partition this process owns.",
-		func(b *backlog) float64 { return b.records })
-	m.UnmirroredBytes = newPartitionGauge(m.backlog, "kmirror_unmirrored_bytes",
-		"Bytes not yet mirrored, estimated from the partition's average record size, per source partition.",
-		func(b *backlog) float64 { return b.bytes })
-	m.RPO = newPartitionGauge(m.backlog, "kmirror_rpo_seconds",
-		"Age of the oldest record not yet mirrored (0 when caught up), per source partition: what losing the source now would cost.",
-		func(b *backlog) float64 { return b.age })
-	m.Stalled = newPartitionGauge(m.backlog, "kmirror_partition_stalled",
-		"1 while a partition has records to mirror and none was acknowledged for telemetry.stall_after.",
-		func(b *backlog) float64 { return b.stalled })
+
+	for _, g := range []struct {
+		dst        **PartitionGauge
+		name, help string
+		value      func(*backlog) float64
+	}{
+		{&m.Unmirrored, "kmirror_unmirrored_records",
+			"Records between the mirrored position and the source's log end, per source partition this process owns.",
+			func(b *backlog) float64 { return b.records }},
+		{&m.UnmirroredBytes, "kmirror_unmirrored_bytes",
+			"Bytes not yet mirrored, estimated from the partition's average record size, per source partition.",
+			func(b *backlog) float64 { return b.bytes }},
+		{&m.RPO, "kmirror_rpo_seconds",
+			"Age of the oldest record not yet mirrored (0 when caught up), per source partition: what losing the source now would cost.",
+			func(b *backlog) float64 { return b.age }},
+		{&m.Stalled, "kmirror_partition_stalled",
+			"1 while a partition has records to mirror and none was acknowledged for telemetry.stall_after.",
+			func(b *backlog) float64 { return b.stalled }},
+	} {
+		*g.dst = newPartitionGauge(m.backlog, g.name, g.help, g.value)
+	}
 	for _, s := range []string{"new", "incremental"} {
 		m.FetchRequests.WithLabelValues(s) // exported at 0 from the start
 	}

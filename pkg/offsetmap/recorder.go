@@ -47,8 +47,8 @@ type Recorder struct {
 	pending  []*Chunk // chunks changed since the last Pending, in target order
 	openSent bool     // the open chunk is in pending
 	// some is len(pending) > 0, kept under mu and read without it: the flusher asks every
-	// recorder each flush_interval, and at 10,000 idle partitions taking each lock was 15% of an
-	// idle kmirror's CPU.
+	// recorder each flush_interval, and one with nothing pending answers without its lock. A copy
+	// recorded before the flush was asked for (happens-before) has set it.
 	some   atomic.Bool
 	copied int64
 	// heldBefore: every record fetched before it is settled, or held by the open transaction

@@ -70,7 +70,6 @@ type Partition struct {
 	partition int32
 	mask      uint64 // capacity - 1
 	dir       atomic.Pointer[directory]
-	maxDir    uint64 // entries in the largest directory: room for twice the capacity, at least 2
 
 	// Owned by the registering goroutine.
 	reclaimed uint64  // every page generation below it has been taken out of dir
@@ -107,15 +106,21 @@ const maxSpare = 4
 // page is a fixed array, so that a slot is one load and an index away from the directory.
 type page [pageSlots]slot
 
-// directory holds the pages of the generations in flight, generation g at pages[g&mask].
-type directory struct {
-	mask  uint64
-	pages []atomic.Pointer[page]
-}
+// directory holds the pages of the generations in flight; its length is a power of two.
+type directory struct{ pages []atomic.Pointer[page] }
 
 func newDirectory(entries uint64) *directory {
-	return &directory{mask: entries - 1, pages: make([]atomic.Pointer[page], entries)}
+	return &directory{pages: make([]atomic.Pointer[page], entries)}
 }
+
+// at is the entry of page generation gen.
+func (d *directory) at(gen uint64) *atomic.Pointer[page] {
+	return &d.pages[gen&uint64(len(d.pages)-1)]
+}
+
+// maxDir is the number of entries in the largest directory: room for twice the capacity, and at
+// least two.
+func (p *Partition) maxDir() uint64 { return max(2, 2*(p.mask+1)/pageSlots) }
 
 type slot struct {
 	offset atomic.Int64
@@ -137,7 +142,7 @@ func NewPartition(topic string, partition int32, start int64, capacity int) *Par
 	for n < uint64(capacity) {
 		n <<= 1
 	}
-	p := &Partition{topic: topic, partition: partition, mask: n - 1, maxDir: max(2, 2*n/pageSlots)}
+	p := &Partition{topic: topic, partition: partition, mask: n - 1}
 	p.dir.Store(newDirectory(2))
 	p.committed.Store(start)
 	return p
@@ -147,7 +152,7 @@ func NewPartition(topic string, partition int32, start int64, capacity int) *Par
 // it): only a losing advancer or a metrics read can ask for one.
 func (p *Partition) slot(seq uint64) *slot {
 	d := p.dir.Load()
-	pg := d.pages[(seq>>pageShift)&d.mask].Load()
+	pg := d.at(seq >> pageShift).Load()
 	if pg == nil {
 		return nil
 	}
@@ -162,7 +167,7 @@ func (p *Partition) enter(t uint64) {
 	d := p.dir.Load()
 	popped := p.head.Load() >> pageShift
 	for ; p.reclaimed < popped; p.reclaimed++ {
-		e := &d.pages[p.reclaimed&d.mask]
+		e := d.at(p.reclaimed)
 		if pg := e.Load(); pg != nil {
 			e.Store(nil)
 			if len(p.spare) < maxSpare {
@@ -170,10 +175,10 @@ func (p *Partition) enter(t uint64) {
 			}
 		}
 	}
-	if live, n := gen-p.reclaimed+1, uint64(len(d.pages)); live > n/2 && n < p.maxDir {
+	if live, n := gen-p.reclaimed+1, uint64(len(d.pages)); live > n/2 && n < p.maxDir() {
 		d = p.grow(d, gen, live)
 	}
-	e := &d.pages[gen&d.mask]
+	e := d.at(gen)
 	if e.Load() != nil {
 		return // this generation's page is already in (a Register was taken back)
 	}
@@ -193,12 +198,12 @@ func (p *Partition) enter(t uint64) {
 // left at most half of d in use, and one more generation fits.
 func (p *Partition) grow(d *directory, gen, live uint64) *directory {
 	n := uint64(len(d.pages))
-	for n < p.maxDir && live > n/2 {
+	for n < p.maxDir() && live > n/2 {
 		n <<= 1
 	}
 	nd := newDirectory(n)
 	for g := p.reclaimed; g <= gen; g++ {
-		nd.pages[g&nd.mask].Store(d.pages[g&d.mask].Load())
+		nd.at(g).Store(d.at(g).Load())
 	}
 	p.dir.Store(nd)
 	return nd
@@ -375,7 +380,7 @@ func (p *Partition) SettledBefore(offset int64) bool {
 			return true
 		}
 		d := p.dir.Load()
-		pg := d.pages[(h>>pageShift)&d.mask].Load()
+		pg := d.at(h >> pageShift).Load()
 		if pg == nil {
 			continue // popped and reclaimed meanwhile; look again
 		}
@@ -400,7 +405,7 @@ func (p *Partition) advance() {
 		}
 		if g := h >> pageShift; g != gen || pg == nil {
 			d := p.dir.Load()
-			gen, pg = g, d.pages[g&d.mask].Load()
+			gen, pg = g, d.at(g).Load()
 			if pg == nil {
 				continue // popped and reclaimed meanwhile; look again
 			}

@@ -67,6 +67,7 @@ func (c *claim) log() *zap.Logger {
 // for the pusher and answers full.
 func (c *claim) Deliver(b *fetch.Batch) bool {
 	c.st.highWatermark.Store(b.HighWatermark)
+	c.h.wake(c.st) // after the store: see watch.go
 	if len(b.Records) == 0 {
 		return false // control records or aborted ones only: nothing to mirror (quiet.go)
 	}

@@ -169,9 +169,21 @@ type Handler struct {
 	// way, or its retry after a failure, would be refused (not owned) and the positions lost.
 	commitMu sync.Mutex
 
-	mu         sync.Mutex
-	parts      map[topicPartition]*claimState
-	claims     map[topicPartition]*claim
+	mu     sync.Mutex
+	parts  map[topicPartition]*claimState
+	claims map[topicPartition]*claim
+	// watched is what the watcher and the committer visit each round: every claim but those
+	// found idle (watch.go). Under mu; a claim woken since the last round waits in woken.
+	watched map[topicPartition]*claimState
+	wakeMu  sync.Mutex
+	woken   []*claimState
+	// lastRound is when the watcher last ran (under mu): a woken claim was idle until then.
+	lastRound time.Time
+	// partsGen counts changes of parts; listing is the claimed partitions as the watcher lists
+	// their log ends, made when partsGen was listingGen. Under mu.
+	partsGen, listingGen uint64
+	listing              claimedList
+
 	stopCommit context.CancelFunc
 	commitDone <-chan struct{}
 	committer  offsets.Committer
@@ -200,10 +212,14 @@ type topicPartition struct {
 }
 
 type claimState struct {
-	track  *offsets.Partition
-	start  int64
-	marked int64
-	hwm    func() int64
+	tp    topicPartition
+	track *offsets.Partition
+	// inWatch is set while the claim is in the handler's watched set or on its way there
+	// (woken): see watch.go for why a claim that changes after the watcher let it go is seen.
+	inWatch atomic.Bool
+	start   int64
+	marked  int64
+	hwm     func() int64
 	// highWatermark is the high watermark the last fetched batch carried (-1 before the first);
 	// hwm reads it.
 	highWatermark atomic.Int64
@@ -256,7 +272,8 @@ func New(cfg Config) (*Handler, error) {
 	if cfg.Fatal == nil {
 		cfg.Fatal = func(error) {}
 	}
-	return &Handler{cfg: cfg, parts: make(map[topicPartition]*claimState), claims: make(map[topicPartition]*claim)}, nil
+	return &Handler{cfg: cfg, parts: make(map[topicPartition]*claimState), claims: make(map[topicPartition]*claim),
+		watched: make(map[topicPartition]*claimState)}, nil
 }
 
 // Owns reports whether this member holds a claim of topic/partition in the current session.
@@ -345,7 +362,8 @@ func (h *Handler) commit(ctx context.Context) error {
 	h.mu.Lock()
 	c := h.committer
 	dirty := h.unsent
-	for tp, st := range h.parts {
+	h.takeWoken()
+	for tp, st := range h.watched { // a claim leaves watched only once its position is marked
 		next := st.track.Committed()
 		if next > st.marked && next >= 0 {
 			c.Mark(tp.topic, tp.partition, next)

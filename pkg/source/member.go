@@ -153,12 +153,8 @@ func (h *Handler) startClaim(ctx context.Context, topic string, part int32, star
 		}
 	}
 	track := offsets.NewPartition(topic, part, start, h.cfg.InFlight)
-	st := &claimState{track: track, start: start, marked: start, caughtUp: time.Now()}
-	st.hwm = st.highWatermark.Load
-	st.highWatermark.Store(-1)
-	st.logEnd.Store(-1)
-	st.quietFrom.Store(-1)
 	tp := topicPartition{topic, part}
+	st := newClaimState(tp, track, start)
 	p := h.startPushers()[worker]
 	track.OnRoom(p.poke)
 	c := &claim{
@@ -169,7 +165,7 @@ func (h *Handler) startClaim(ctx context.Context, topic string, part int32, star
 		c.copies, c.copiesDone = h.cfg.Copies(topic, part, h.topicID(topic), start, track)
 	}
 	h.mu.Lock()
-	h.parts[tp] = st
+	h.add(st)
 	h.claims[tp] = c
 	h.mu.Unlock()
 	h.cfg.Log.Debug("claimed partition", zap.String("topic", topic), zap.Int32("partition", part),
@@ -359,6 +355,8 @@ func (h *Handler) forget(cs []*claim) {
 		if h.claims[c.tp] == c {
 			delete(h.claims, c.tp)
 			delete(h.parts, c.tp)
+			delete(h.watched, c.tp)
+			h.partsGen++
 		}
 	}
 }

@@ -62,6 +62,12 @@ type Cluster interface {
 	TopicIDs(topics []string) (map[string]string, error)
 }
 
+// LogEnds is what a Cluster may also do: list the end offsets alone, which is what the watcher
+// asks every listEvery (half the work of Bounds).
+type LogEnds interface {
+	Ends(claims map[string][]int32) (map[TopicPartition]int64, error)
+}
+
 // LossError says that records of a partition were deleted from the source before the mirror read
 // them.
 type LossError struct {
@@ -174,9 +180,31 @@ func (c ClientCluster) Committed(group string, claims map[string][]int32) (map[T
 
 // Bounds implements Cluster with two ListOffsets requests (earliest, latest) per partition leader.
 func (c ClientCluster) Bounds(claims map[string][]int32) (map[TopicPartition]Bounds, error) {
-	type reqs struct{ oldest, newest *sarama.OffsetRequest }
+	oldest, err := c.list(claims, sarama.OffsetOldest)
+	if err != nil {
+		return nil, err
+	}
+	newest, err := c.list(claims, sarama.OffsetNewest)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[TopicPartition]Bounds, len(oldest))
+	for tp, o := range oldest {
+		out[tp] = Bounds{Start: o, End: newest[tp]}
+	}
+	return out, nil
+}
+
+// Ends implements LogEnds with one ListOffsets request (latest) per partition leader.
+func (c ClientCluster) Ends(claims map[string][]int32) (map[TopicPartition]int64, error) {
+	return c.list(claims, sarama.OffsetNewest)
+}
+
+// list lists the offset at time (sarama.OffsetOldest or OffsetNewest) of each partition of claims,
+// with one request per partition leader.
+func (c ClientCluster) list(claims map[string][]int32, time int64) (map[TopicPartition]int64, error) {
 	version := c.Client.Config().Version
-	byLeader := make(map[*sarama.Broker]reqs)
+	byLeader := make(map[*sarama.Broker]*sarama.OffsetRequest)
 	for topic, parts := range claims {
 		for _, p := range parts {
 			leader, err := c.Client.Leader(topic, p)
@@ -186,26 +214,23 @@ func (c ClientCluster) Bounds(claims map[string][]int32) (map[TopicPartition]Bou
 			}
 			r, ok := byLeader[leader]
 			if !ok {
-				r = reqs{sarama.NewOffsetRequest(version), sarama.NewOffsetRequest(version)}
+				r = sarama.NewOffsetRequest(version)
 				byLeader[leader] = r
 			}
-			r.oldest.AddBlock(topic, p, sarama.OffsetOldest, 1)
-			r.newest.AddBlock(topic, p, sarama.OffsetNewest, 1)
+			r.AddBlock(topic, p, time, 1)
 		}
 	}
-	out := make(map[TopicPartition]Bounds)
+	what := "end offsets"
+	if time == sarama.OffsetOldest {
+		what = "log start offsets"
+	}
+	out := make(map[TopicPartition]int64)
 	for leader, r := range byLeader {
-		oldest, err := listOffsets(leader, r.oldest, claims)
+		offs, err := listOffsets(leader, r, claims)
 		if err != nil {
-			return nil, fmt.Errorf("list log start offsets on broker %d: %w", leader.ID(), err)
+			return nil, fmt.Errorf("list %s on broker %d: %w", what, leader.ID(), err)
 		}
-		newest, err := listOffsets(leader, r.newest, claims)
-		if err != nil {
-			return nil, fmt.Errorf("list end offsets on broker %d: %w", leader.ID(), err)
-		}
-		for tp, o := range oldest {
-			out[tp] = Bounds{Start: o, End: newest[tp]}
-		}
+		maps.Copy(out, offs)
 	}
 	return out, nil
 }

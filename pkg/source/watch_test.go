@@ -2,6 +2,7 @@ package source
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -14,8 +15,15 @@ import (
 // TestIdlePartitionsNextRecordIsNotOverdue: a partition idle for longer than the stall and
 // delivery deadlines, whose next record is in flight at a watcher round, is neither reported
 // stalled nor failed; the same record left unacknowledged is, once each deadline has passed
-// from when it was fetched.
+// from when it was fetched. Both with its position not yet committed (the watcher visits it
+// every round) and committed (it left the watched set, and the fetch of the record wakes it).
 func TestIdlePartitionsNextRecordIsNotOverdue(t *testing.T) {
+	for _, committed := range []bool{false, true} {
+		t.Run(fmt.Sprintf("committed=%v", committed), func(t *testing.T) { testIdleNextRecordNotOverdue(t, committed) })
+	}
+}
+
+func testIdleNextRecordNotOverdue(t *testing.T, committed bool) {
 	var fatal error
 	h, err := New(Config{
 		Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](16, 1<<20)}, Topics: noTopics{},
@@ -30,20 +38,26 @@ func TestIdlePartitionsNextRecordIsNotOverdue(t *testing.T) {
 	seq, _ := track.Register(0)
 	track.Ack(seq)
 	end := int64(1)
-	st := &claimState{track: track, start: 0, marked: 0, hwm: func() int64 { return end }, caughtUp: time.Now()}
-	st.logEnd.Store(-1)
-	st.quietFrom.Store(-1)
-	h.parts[topicPartition{"orders", 3}] = st
+	st := newClaimState(topicPartition{"orders", 3}, track, 0)
+	st.hwm = func() int64 { return end }
+	h.add(st)
+	if committed {
+		st.marked = 1
+	}
 
 	ctx := context.Background()
 	t0 := time.Now()
 	h.watch(ctx, t0)
 	h.watch(ctx, t0.Add(time.Hour)) // idle for an hour: nothing to mirror
+	if _, watched := h.watched[st.tp]; watched == committed {
+		t.Fatalf("idle partition, position committed %v: in the watched set %v", committed, watched)
+	}
 
-	if _, err := track.Register(1); err != nil { // the next record, in flight
+	end = 2 // the next record is fetched (the fetch wakes its partition) and in flight
+	h.wake(st)
+	if _, err := track.Register(1); err != nil {
 		t.Fatal(err)
 	}
-	end = 2
 	fetched := t0.Add(time.Hour + time.Second)
 	h.watch(ctx, fetched)
 	if err := h.StalledErr(); err != nil || fatal != nil {
@@ -86,10 +100,9 @@ func TestUnchangedBacklogIsReportedOnce(t *testing.T) {
 	}
 	track := offsets.NewPartition("orders", 0, 5, 16)
 	end := int64(5)
-	st := &claimState{track: track, start: 5, marked: 5, hwm: func() int64 { return end }, caughtUp: time.Now()}
-	st.logEnd.Store(-1)
-	st.quietFrom.Store(-1)
-	h.parts[topicPartition{"orders", 0}] = st
+	st := newClaimState(topicPartition{"orders", 0}, track, 5)
+	st.hwm = func() int64 { return end }
+	h.add(st)
 
 	t0 := time.Now()
 	for i := range 10 {
@@ -98,7 +111,8 @@ func TestUnchangedBacklogIsReportedOnce(t *testing.T) {
 	if obs.reports != 1 {
 		t.Fatalf("10 rounds of a caught-up partition: %d reports, want 1", obs.reports)
 	}
-	end = 8 // three records arrive on the source
+	end = 8 // three records arrive on the source: the listing or a fetch that sees them wakes it
+	h.wake(st)
 	h.watch(context.Background(), t0.Add(10*time.Second))
 	if obs.reports != 2 || obs.last.Records != 3 {
 		t.Fatalf("after 3 records: %d reports, last %+v; want 2, 3 records", obs.reports, obs.last)
@@ -142,11 +156,10 @@ func TestWatcherTicksWhileACommitHangs(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	st := &claimState{track: track, start: 0, marked: 0, caughtUp: start,
-		hwm: func() int64 { return 1 + int64(time.Since(start)/time.Second) }} // a record a second
-	st.logEnd.Store(-1)
-	st.quietFrom.Store(-1)
-	h.parts[topicPartition{"orders", 0}] = st
+	st := newClaimState(topicPartition{"orders", 0}, track, 0)
+	st.caughtUp = start
+	st.hwm = func() int64 { return 1 + int64(time.Since(start)/time.Second) } // a record a second
+	h.add(st)
 	h.committer, h.unsent = bc, true // something to commit
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -185,3 +198,137 @@ func (o *lockedObserver) count() int {
 	defer o.mu.Unlock()
 	return o.reports
 }
+
+// TestIdlePartitionsAreLeftOutOfRounds: once a round finds a partition idle with its position
+// marked for the commit, the rounds and the commits no longer visit it; a wake brings it back,
+// its backlog is reported and its new position committed.
+func TestIdlePartitionsAreLeftOutOfRounds(t *testing.T) {
+	obs := &countingObserver{}
+	mc := &markingCommitter{marks: map[topicPartition]int64{}}
+	h, err := New(Config{
+		Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](16, 1<<20)}, Topics: noTopics{},
+		NewCommitter: func(func(string) string) offsets.Committer { return mc },
+		Observer:     obs,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.committer = mc
+	const n = 100
+	var sts []*claimState
+	for p := range int32(n) {
+		st := newClaimState(topicPartition{"orders", p}, offsets.NewPartition("orders", p, 5, 16), 5)
+		st.logEnd.Store(5)
+		h.add(st)
+		sts = append(sts, st)
+	}
+	ctx := context.Background()
+	t0 := time.Now()
+	h.watch(ctx, t0)
+	if len(h.watched) != 0 || obs.reports != n {
+		t.Fatalf("after a round of %d idle partitions: %d watched, %d reports; want 0 watched, %d reports", n, len(h.watched), obs.reports, n)
+	}
+
+	st := sts[7] // a record is fetched, mirrored and acknowledged
+	st.highWatermark.Store(6)
+	h.wake(st)
+	seq, err := st.track.Register(5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.watch(ctx, t0.Add(time.Second))
+	if obs.last.Records != 1 || len(h.watched) != 1 {
+		t.Fatalf("the woken partition with a record in flight: backlog %+v, %d watched; want 1 record, 1 watched", obs.last, len(h.watched))
+	}
+	st.track.Ack(seq)
+	if err := h.commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(mc.marks) != 1 || mc.marks[st.tp] != 6 {
+		t.Fatalf("commit after the acknowledgement marked %v, want orders/7 at 6 only", mc.marks)
+	}
+	h.watch(ctx, t0.Add(2*time.Second))
+	if obs.last.Records != 0 || len(h.watched) != 0 {
+		t.Fatalf("after the acknowledgement and its commit: backlog %+v, %d watched; want 0 records, none watched", obs.last, len(h.watched))
+	}
+}
+
+// TestAWakeRacingTheRoundIsNotLost: a partition's records are fetched, registered and
+// acknowledged while the rounds and commits run and let it go whenever they find it idle. After
+// the last acknowledgement, one round and one commit see its final position, whatever the
+// interleaving (a wake lost between a round's look and its letting go would leave it unseen).
+func TestAWakeRacingTheRoundIsNotLost(t *testing.T) {
+	for range 20 {
+		mc := &markingCommitter{marks: map[topicPartition]int64{}}
+		obs := &lockedObserver{}
+		h, err := New(Config{
+			Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](16, 1<<20)}, Topics: noTopics{},
+			NewCommitter: func(func(string) string) offsets.Committer { return mc },
+			Observer:     obs,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.committer = mc
+		st := newClaimState(topicPartition{"orders", 0}, offsets.NewPartition("orders", 0, 0, 16), 0)
+		h.mu.Lock()
+		h.add(st)
+		h.mu.Unlock()
+		const records = 2000
+		stop := make(chan struct{})
+		var rounds sync.WaitGroup
+		rounds.Go(func() {
+			now := time.Now()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				now = now.Add(time.Second)
+				h.watch(context.Background(), now)
+				if err := h.commit(context.Background()); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+		for o := range int64(records) {
+			st.highWatermark.Store(o + 1) // the fetch, as claim.Deliver does it
+			h.wake(st)
+			seq, err := st.track.Register(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.track.Ack(seq)
+		}
+		close(stop)
+		rounds.Wait()
+		h.watch(context.Background(), time.Now().Add(time.Hour))
+		if err := h.commit(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if got := mc.marks[st.tp]; got != records {
+			t.Fatalf("position committed after %d records acknowledged: %d, want %d", records, got, records)
+		}
+		h.watch(context.Background(), time.Now().Add(2*time.Hour))
+		if _, watched := h.watched[st.tp]; watched {
+			t.Fatalf("the partition is still watched after a round found it idle and committed")
+		}
+	}
+}
+
+// markingCommitter keeps the last mark of each partition.
+type markingCommitter struct {
+	offsets.Committer
+	mu    sync.Mutex
+	marks map[topicPartition]int64
+}
+
+func (c *markingCommitter) Mark(topic string, partition int32, offset int64) {
+	c.mu.Lock()
+	c.marks[topicPartition{topic, partition}] = offset
+	c.mu.Unlock()
+}
+
+func (c *markingCommitter) Commit(context.Context) error { return nil }

@@ -46,11 +46,14 @@ type Recorder struct {
 	covered  []span   // source offsets this claim's chunks cover, disjoint, ascending (usually one)
 	pending  []*Chunk // chunks changed since the last Pending, in target order
 	openSent bool     // the open chunk is in pending
-	// some is len(pending) > 0, kept under mu and read without it: the flusher asks every
-	// recorder each flush_interval, and one with nothing pending answers without its lock. A copy
-	// recorded before the flush was asked for (happens-before) has set it.
-	some   atomic.Bool
-	copied int64
+	// some is len(pending) > 0, kept under mu and read without it: one with nothing pending
+	// answers Pending without its lock. A copy recorded before the flush was asked for
+	// (happens-before) has set it.
+	some atomic.Bool
+	// dirtied, when set (Flusher.Add), is told each time some turns true, under mu: a flush of
+	// every recorder asks only those that were told.
+	dirtied func(*Recorder)
+	copied  int64
 	// heldBefore: every record fetched before it is settled, or held by the open transaction
 	// being recorded ahead of the record at heldBefore (Held); chain: the transaction's records
 	// held so far vouch so.
@@ -109,7 +112,24 @@ func (r *Recorder) Copied(src, tgt int64) {
 	if !r.openSent {
 		r.pending = append(r.pending, r.open)
 		r.openSent = true
-		r.some.Store(true)
+		r.setSome()
+	}
+}
+
+// setSome records that r has chunks pending. r.mu is held.
+func (r *Recorder) setSome() {
+	if len(r.pending) > 0 && !r.some.Swap(true) && r.dirtied != nil {
+		r.dirtied(r)
+	}
+}
+
+// notify has f told each time r has chunks pending from now on, and at once if it has.
+func (r *Recorder) notify(f func(*Recorder)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.dirtied = f
+	if r.some.Load() {
+		f(r)
 	}
 }
 
@@ -238,7 +258,7 @@ func (r *Recorder) Retry(cs []*Chunk) {
 	}
 	r.pending = append(back, r.pending...)
 	slices.SortFunc(r.pending, func(a, b *Chunk) int { return cmp.Compare(a.Target, b.Target) })
-	r.some.Store(len(r.pending) > 0)
+	r.setSome()
 }
 
 // Copies returns how many acknowledgements were recorded.

@@ -320,3 +320,137 @@ func TestWritesWaitingForTheTurnShareOneWrite(t *testing.T) {
 			slots, p.writes, p.msgs, slots)
 	}
 }
+
+// failingProducer fails the writes while fail is set and counts the messages of the others.
+type failingProducer struct {
+	sarama.SyncProducer
+	mu   sync.Mutex
+	fail bool
+	msgs int
+}
+
+func (p *failingProducer) SendMessages(msgs []*sarama.ProducerMessage) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fail {
+		return fmt.Errorf("NOT_LEADER_OR_FOLLOWER")
+	}
+	p.msgs += len(msgs)
+	return nil
+}
+
+// TestFlushOfEveryRecorderWritesWhatChangedSinceTheLast: a flush of every recorder writes the
+// chunks of the recorders that copied since the last flush, and only theirs; what a failed
+// flush took is written by the next.
+func TestFlushOfEveryRecorderWritesWhatChangedSinceTheLast(t *testing.T) {
+	p := &failingProducer{}
+	store, err := NewStore(StoreConfig{Topic: "__kmirror.offset-map.test", Producer: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := NewIndex()
+	f := NewFlusher(FlusherConfig{Store: store, Interval: time.Hour, Index: x})
+	rs := make([]*Recorder, 10)
+	for i := range rs {
+		rs[i] = NewRecorder("t", int32(i), "id", 0)
+		if i == 0 {
+			rs[i].Copied(0, 100) // before Add: written by the first flush all the same
+		}
+		f.Add(rs[i])
+	}
+	rs[3].Copied(0, 300)
+	ctx := context.Background()
+	if err := f.Flush(ctx); err != nil || p.msgs != 2 {
+		t.Fatalf("first flush: %v, %d chunks written; want the 2 of partitions 0 and 3", err, p.msgs)
+	}
+	if err := f.Flush(ctx); err != nil || p.msgs != 2 {
+		t.Fatalf("a flush with nothing copied since: %v, %d chunks written in all; want none more", err, p.msgs)
+	}
+	rs[5].Copied(0, 500)
+	p.fail = true
+	if err := f.Flush(ctx); err == nil {
+		t.Fatal("a flush the target refused returned nil")
+	}
+	p.fail = false
+	if err := f.Flush(ctx); err != nil || p.msgs != 3 || len(x.Chunks("t", 5)) != 1 {
+		t.Fatalf("the flush after the refused one: %v, %d chunks written in all, %d of partition 5; want 3 and 1",
+			err, p.msgs, len(x.Chunks("t", 5)))
+	}
+	if err := f.Done(ctx, rs[5]); err != nil {
+		t.Fatal(err)
+	}
+	rs[5].Copied(1, 501) // after Done: the claim's own last write takes it, no flush of every recorder
+	if err := f.Flush(ctx); err != nil || p.msgs != 3 {
+		t.Fatalf("a flush after the recorder was done: %v, %d chunks written in all; want 3", err, p.msgs)
+	}
+}
+
+// TestFlushesRacingCopiesLoseNoChunk: recorders copy while flushes of every recorder run; after
+// the last copy one flush writes each recorder's chunk in its final state.
+func TestFlushesRacingCopiesLoseNoChunk(t *testing.T) {
+	store, err := NewStore(StoreConfig{Topic: "__kmirror.offset-map.test", Producer: &failingProducer{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := NewIndex()
+	f := NewFlusher(FlusherConfig{Store: store, Interval: time.Hour, Index: x})
+	const recorders, copies = 8, 3000
+	stop := make(chan struct{})
+	var flushes sync.WaitGroup
+	flushes.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				_ = f.Flush(context.Background())
+			}
+		}
+	})
+	var copiers sync.WaitGroup
+	for i := range recorders {
+		r := NewRecorder("t", int32(i), "id", 0)
+		f.Add(r)
+		copiers.Go(func() {
+			for o := range int64(copies) {
+				r.Copied(o, o)
+			}
+		})
+	}
+	copiers.Wait()
+	close(stop)
+	flushes.Wait()
+	if err := f.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range int32(recorders) {
+		cs := x.Chunks("t", i)
+		if len(cs) != 1 || cs[0].Steps[0].Copy != copies {
+			t.Fatalf("partition %d: chunks %+v in the map, want one of %d copies", i, cs, copies)
+		}
+	}
+}
+
+// BenchmarkFlushOfIdleRecorders is what each flush_interval costs with 10,000 owned partitions
+// and nothing copied since the last flush.
+func BenchmarkFlushOfIdleRecorders(b *testing.B) {
+	store, err := NewStore(StoreConfig{Topic: "__kmirror.offset-map.test", Producer: &failingProducer{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := NewFlusher(FlusherConfig{Store: store, Interval: time.Hour})
+	for i := range 10000 {
+		r := NewRecorder("orders", int32(i), "", 0)
+		f.Add(r)
+		r.Copied(0, 0)
+	}
+	if err := f.Flush(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for range b.N {
+		if err := f.Flush(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -243,6 +243,9 @@ type claimState struct {
 	// as probed when the mirrored position was quietFrom (-1: never probed): the offsets between
 	// are transaction markers or aborted records, nothing to mirror (quiet.go).
 	quiet, quietFrom atomic.Int64
+	// behindAt is the mirrored position at which the last listing found the partition behind its
+	// log end with nothing in flight, or -1 (quiet.go; the watcher's goroutine only).
+	behindAt int64
 }
 
 // New returns a handler.

@@ -88,8 +88,8 @@ func (c ClientCluster) StableEnds(claims map[string][]int32) (map[TopicPartition
 }
 
 // probeQuiet asks the source, for each partition that waits at its mirrored position with nothing
-// in flight and records left by the log end, where its next record is; the answer holds until the
-// position moves. It runs on a goroutine of its own (one at a time): a probe waits up to a second.
+// in flight and records left by the log end, where its next record is; the answer holds until
+// the position moves. It runs on a goroutine of its own (one at a time): a probe waits up to a second.
 func (h *Handler) probeQuiet(ctx context.Context, states map[TopicPartition]*claimState) {
 	q, ok := h.cfg.Source.(Quiet)
 	if !ok || !h.probing.CompareAndSwap(false, true) {
@@ -100,6 +100,15 @@ func (h *Handler) probeQuiet(ctx context.Context, states map[TopicPartition]*cla
 	for tp, st := range states {
 		committed := st.track.Committed()
 		if committed < 0 || st.track.InFlight() > 0 || committed >= st.logEnd.Load() || st.quietFrom.Load() == committed {
+			st.behindAt = -1
+			continue
+		}
+		// Behind the log end with nothing in flight is also where a partition written to all
+		// the time (the heartbeats) is at most listings, its next record not fetched yet. It is
+		// probed once its fetches have seen the log end, or when a listing later finds it at the
+		// same position.
+		if st.hwm() < st.logEnd.Load() && st.behindAt != committed {
+			st.behindAt = committed
 			continue
 		}
 		todo[tp] = committed

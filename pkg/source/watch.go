@@ -105,6 +105,7 @@ func newClaimState(tp topicPartition, track *offsets.Partition, start int64) *cl
 	st.highWatermark.Store(-1)
 	st.logEnd.Store(-1)
 	st.quietFrom.Store(-1)
+	st.behindAt = -1
 	return st
 }
 

@@ -3,6 +3,7 @@ package source
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -332,3 +333,92 @@ func (c *markingCommitter) Mark(topic string, partition int32, offset int64) {
 }
 
 func (c *markingCommitter) Commit(context.Context) error { return nil }
+
+// quietCluster lists fixed log ends and counts the probes of each partition.
+type quietCluster struct {
+	Cluster
+	mu     sync.Mutex
+	ends   map[TopicPartition]int64
+	probes map[TopicPartition]int
+}
+
+func (c *quietCluster) Ends(map[string][]int32) (map[TopicPartition]int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.ends), nil
+}
+
+func (c *quietCluster) FirstRecord(_ context.Context, topic string, partition int32, _ int64, _ time.Duration) (int64, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.probes[TopicPartition{topic, partition}]++
+	return 0, false, nil
+}
+
+func (c *quietCluster) StableEnds(map[string][]int32) (map[TopicPartition]int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.ends), nil
+}
+
+// TestOnlyAPartitionStillBehindALaterListingIsProbed: a partition behind its log end with
+// nothing in flight, whose fetches have not seen the log end (written to all the time, as the
+// heartbeats are, its next record not fetched yet), is not probed for where its next record is
+// as long as its position moves between listings. One whose fetches saw the log end (a commit
+// marker at the end of its log) is probed at once, one that stays at the same position below the
+// log end a listing later, then; once each, and their backlogs are then none.
+func TestOnlyAPartitionStillBehindALaterListingIsProbed(t *testing.T) {
+	busy, fetched, stuck := TopicPartition{"kmirror.heartbeats", 0}, TopicPartition{"payments", 0}, TopicPartition{"payments", 1}
+	src := &quietCluster{ends: map[TopicPartition]int64{busy: 1, fetched: 11, stuck: 11}, probes: map[TopicPartition]int{}}
+	h, err := New(Config{
+		Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](16, 1<<20)}, Topics: noTopics{},
+		NewCommitter: func(func(string) string) offsets.Committer {
+			return &markingCommitter{marks: map[topicPartition]int64{}}
+		},
+		Source: src,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sts := map[TopicPartition]*claimState{}
+	for tp, start := range map[TopicPartition]int64{busy: 0, fetched: 10, stuck: 10} {
+		sts[tp] = newClaimState(topicPartition{tp.Topic, tp.Partition}, offsets.NewPartition(tp.Topic, tp.Partition, start, 16), start)
+		h.add(sts[tp])
+	}
+	sts[fetched].highWatermark.Store(11) // its last fetch brought the marker
+	listing := func(i int) {
+		h.watch(context.Background(), time.Now().Add(time.Duration(i)*listEvery))
+		for h.probing.Load() {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	probes := func() (int, int, int) {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return src.probes[busy], src.probes[fetched], src.probes[stuck]
+	}
+	listing(0)
+	if b, f, s := probes(); b != 0 || f != 1 || s != 0 {
+		t.Fatalf("probes after the first listing: busy %d, fetched to its end %d, stuck %d; want 0, 1, 0", b, f, s)
+	}
+	for i := 1; i < 4; i++ {
+		// the busy partition's record is mirrored, and the next one written
+		seq, err := sts[busy].track.Register(int64(i - 1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		sts[busy].track.Ack(seq)
+		src.mu.Lock()
+		src.ends[busy] = int64(i) + 1
+		src.mu.Unlock()
+		listing(i)
+	}
+	if b, f, s := probes(); b != 0 || f != 1 || s != 1 {
+		t.Fatalf("probes after 4 listings: busy %d, fetched to its end %d, stuck %d; want 0, 1, 1", b, f, s)
+	}
+	for _, tp := range []TopicPartition{fetched, stuck} {
+		if b := h.backlog(sts[tp], sts[tp].end(), 10, 0, time.Now()); b.Records != 0 {
+			t.Fatalf("%v's backlog after its probe: %+v, want none", tp, b)
+		}
+	}
+}

@@ -238,6 +238,9 @@ func (r *Recorder) Pending() []*Chunk {
 	return out
 }
 
+// hasPending reports whether Pending would return chunks.
+func (r *Recorder) hasPending() bool { return r.some.Load() }
+
 // Retry hands back chunks Pending returned that could not be written: they are written again
 // with the next Pending (the open chunk in its latest state).
 func (r *Recorder) Retry(cs []*Chunk) {

@@ -454,3 +454,32 @@ func BenchmarkFlushOfIdleRecorders(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDoneOfManyClaimsAtOnce is the end of 10,000 claims at once (a revocation or a stop
+// at 10,000 owned partitions), each with a chunk not yet written, at 2 ms a write.
+func BenchmarkDoneOfManyClaimsAtOnce(b *testing.B) {
+	store, err := NewStore(StoreConfig{Topic: "__kmirror.offset-map.test", Producer: &slowProducer{rtt: 2 * time.Millisecond}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for range b.N {
+		b.StopTimer()
+		f := NewFlusher(FlusherConfig{Store: store, Interval: time.Hour})
+		rs := make([]*Recorder, 10000)
+		for i := range rs {
+			rs[i] = NewRecorder("orders", int32(i), "", 0)
+			f.Add(rs[i])
+			rs[i].Copied(0, int64(i))
+		}
+		b.StartTimer()
+		var wg sync.WaitGroup
+		for _, r := range rs {
+			wg.Go(func() {
+				if err := f.Done(context.Background(), r); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}

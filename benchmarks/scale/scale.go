@@ -147,6 +147,15 @@ log: {format: json}
 		time.Sleep(time.Second)
 	}
 	timeline := sw.finish()
+	// What the fetches of the start did: a full fetch opens each session, and one opened again
+	// (after an error, or a set that shrank) names every partition at once.
+	var startFetches string
+	if _, _, body, err := scrape(o.at.metrics); err == nil {
+		startFetches = fmt.Sprintf("%.0f full (opening a session), %.0f incremental; %.0f partitions named; errors: %.0f refused, %.0f unanswered",
+			sample(body, "kmirror_fetch_requests_total", `session="new"`), sample(body, "kmirror_fetch_requests_total", `session="incremental"`),
+			sample(body, "kmirror_fetch_partitions_named_total"),
+			sample(body, "kmirror_fetch_errors_total", `kind="refused"`), sample(body, "kmirror_fetch_errors_total", `kind="unanswered"`))
+	}
 	rss, hwm := memory(pid)
 	say("all %d partitions flowing %s after start (target topics all there at %s); RSS %s, HWM %s",
 		parts, flowing.Round(100*time.Millisecond), created.Round(time.Second), mib(rss), mib(hwm))
@@ -161,6 +170,7 @@ log: {format: json}
 	row("time from start to all partitions flowing (each target partition has its record; kmirror creates the target topics)",
 		flowing.Round(100*time.Millisecond).String(), "< 30 s")
 	row("… of which, until every target topic existed", created.Round(time.Second).String(), "")
+	row("… fetches from the source until then (kmirror_fetch_requests_total, _partitions_named_total, _errors_total)", startFetches, "")
 	row("for comparison: the source broker, from creating the same topics (100 per request) to a record in every partition",
 		sourceReady.Round(time.Second).String(), "")
 

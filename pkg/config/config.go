@@ -295,8 +295,9 @@ type Consumer struct {
 	// FetchLanes is how many fetch loops read each source broker, each on a connection and in a
 	// fetch session of its own, the broker's partitions divided among them. A loop has one
 	// fetch in flight, so across a long round trip a broker's partitions move one response
-	// per round trip, however wide the link; lanes multiply that. 0 picks 1 for a source
-	// nearer than DistantRTT and DistantFetchLanes for one at least that far.
+	// per round trip, however wide the link; lanes multiply that. 0 picks enough lanes that no
+	// session holds more than FetchSessionPartitions of a broker's partitions, and at least
+	// DistantFetchLanes for a source at least DistantRTT away (at most MaxFetchLanes).
 	FetchLanes int `mapstructure:"fetch_lanes"`
 	// SourceLossPolicy is what happens when records were deleted from the source (retention,
 	// DeleteRecords) before kmirror read them (it was stopped too long, or fell too far behind):
@@ -345,33 +346,44 @@ func (p Producer) LingerAt(rtt, distant time.Duration) time.Duration {
 	return max(p.Linger, p.DistantLinger)
 }
 
+// FetchSessionPartitions is the most partitions of a broker one fetch session holds when
+// consumer.fetch_lanes is 0. A broker keeps a session's partitions in a hash table with linear
+// probing, keyed, at the fetch versions sarama speaks (before 13), by a hash of topic name and
+// partition: topics named in sequence ("orders.0001", "orders.0002", ...) crowd one run of its
+// slots, and each partition a fetch returns records for is moved within it. At 10,000
+// partitions in one session a fetch that returned a record from 1,000 of them kept the broker
+// busy 10 s (thread dumps: FetchContext's PartitionIterator in ImplicitLinkedHashCollection
+// .remove), and at 5,000 records/s fetches went unanswered for 30 s; in sessions of 1,000 the
+// same start took 1 s and nothing stalled (docs/benchmarks.md, Scale).
+const FetchSessionPartitions = 1000
+
 // DistantFetchLanes is the fetch lanes of a distant source when consumer.fetch_lanes is 0.
 const DistantFetchLanes = 4
 
 // MaxFetchLanes bounds consumer.fetch_lanes.
 const MaxFetchLanes = 16
 
-// Lanes returns the fetch lanes per source broker for a source rtt away: FetchLanes, or when it
-// is 0, DistantFetchLanes at DistantRTT and farther and 1 nearer.
-func (c Consumer) Lanes(rtt time.Duration) int {
-	switch {
-	case c.FetchLanes > 0:
-		return c.FetchLanes
-	case c.DistantRTT > 0 && rtt >= c.DistantRTT:
-		return DistantFetchLanes
-	}
-	return 1
-}
-
-// mostLanes is the most fetch lanes per source broker the configuration may pick.
-func (c Consumer) mostLanes() int {
+// Lanes returns the fetch lanes per source broker for a source rtt away, whose brokers lead
+// partitions of the mirrored topics between them: FetchLanes, or when it is 0, one per
+// FetchSessionPartitions of a broker's share, and at least DistantFetchLanes at DistantRTT and
+// farther, at most MaxFetchLanes.
+func (c Consumer) Lanes(rtt time.Duration, partitions, brokers int) int {
 	if c.FetchLanes > 0 {
 		return c.FetchLanes
 	}
-	if c.DistantRTT > 0 {
-		return DistantFetchLanes
+	lanes := 1
+	if c.DistantRTT > 0 && rtt >= c.DistantRTT {
+		lanes = DistantFetchLanes
 	}
-	return 1
+	brokers = max(brokers, 1)
+	perBroker := (max(partitions, 0) + brokers - 1) / brokers
+	return min(max(lanes, (perBroker+FetchSessionPartitions-1)/FetchSessionPartitions), MaxFetchLanes)
+}
+
+// mostLanes is the most fetch lanes per source broker the configuration may pick for partitions
+// source partitions (all led by one broker, the source distant).
+func (c Consumer) mostLanes(partitions int) int {
+	return c.Lanes(c.DistantRTT, partitions, 1)
 }
 
 // Ring configures the partition workers and their inboxes.

@@ -445,29 +445,40 @@ func TestFetchPartitionGrowsForADistantSource(t *testing.T) {
 }
 
 // TestFetchLanesGrowForADistantSource: a near source is read by one fetch loop per broker, one
-// at least distant_rtt away by DistantFetchLanes; consumer.fetch_lanes, when set, wins.
+// at least distant_rtt away by DistantFetchLanes; and by more when a broker leads more than
+// FetchSessionPartitions of the mirrored partitions, so that no fetch session holds more (up to
+// MaxFetchLanes); consumer.fetch_lanes, when set, wins.
 func TestFetchLanesGrowForADistantSource(t *testing.T) {
 	def := Default().Consumer
 	off := def
 	off.DistantRTT = 0
 	set := def
 	set.FetchLanes = 2
+	near, far := 200*time.Microsecond, 80*time.Millisecond
 	for _, tc := range []struct {
-		name string
-		c    Consumer
-		rtt  time.Duration
-		want int
+		name                string
+		c                   Consumer
+		rtt                 time.Duration
+		partitions, brokers int
+		want                int
 	}{
-		{"loopback", def, 200 * time.Microsecond, 1},
-		{"just under distant_rtt", def, 9 * time.Millisecond, 1},
-		{"at distant_rtt", def, 10 * time.Millisecond, DistantFetchLanes},
-		{"transatlantic", def, 80 * time.Millisecond, DistantFetchLanes},
-		{"distant_rtt 0", off, 80 * time.Millisecond, 1},
-		{"fetch_lanes set, near", set, 200 * time.Microsecond, 2},
-		{"fetch_lanes set, distant", set, 80 * time.Millisecond, 2},
+		{"loopback", def, near, 100, 1, 1},
+		{"just under distant_rtt", def, 9 * time.Millisecond, 100, 1, 1},
+		{"at distant_rtt", def, 10 * time.Millisecond, 100, 1, DistantFetchLanes},
+		{"transatlantic", def, far, 100, 1, DistantFetchLanes},
+		{"distant_rtt 0", off, far, 100, 1, 1},
+		{"a session's worth", def, near, FetchSessionPartitions, 1, 1},
+		{"one more", def, near, FetchSessionPartitions + 1, 1, 2},
+		{"10,000 partitions, one broker", def, near, 10000, 1, 10},
+		{"10,000 partitions, three brokers", def, near, 10000, 3, 4},
+		{"10,000 partitions, distant, three brokers", def, far, 10000, 3, 4},
+		{"100,000 partitions, one broker", def, near, 100000, 1, MaxFetchLanes},
+		{"no broker known", def, near, 2500, 0, 3},
+		{"fetch_lanes set, near", set, near, 10000, 1, 2},
+		{"fetch_lanes set, distant", set, far, 100, 1, 2},
 	} {
-		if got := tc.c.Lanes(tc.rtt); got != tc.want {
-			t.Errorf("%s: Lanes(%s) = %d, want %d", tc.name, tc.rtt, got, tc.want)
+		if got := tc.c.Lanes(tc.rtt, tc.partitions, tc.brokers); got != tc.want {
+			t.Errorf("%s: Lanes(%s, %d partitions, %d brokers) = %d, want %d", tc.name, tc.rtt, tc.partitions, tc.brokers, got, tc.want)
 		}
 	}
 }

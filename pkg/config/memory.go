@@ -93,7 +93,7 @@ func (c *Config) MemoryBound(partitions int) Memory {
 		// The source may be distant (measured at start): its partitions are fetched larger.
 		share = max(share, min(int64(c.Consumer.DistantFetchPartitionBytes), int64(c.Consumer.FetchMaxBytes)))
 	}
-	response := min(int64(c.Consumer.mostLanes())*int64(c.Consumer.FetchMaxBytes), p*share)
+	response := min(int64(c.Consumer.mostLanes(partitions))*int64(c.Consumer.FetchMaxBytes), p*share)
 	return Memory{
 		Ring:     int64(c.Ring.Workers) * c.Ring.InboxBytes,
 		Fetch:    p*2*share + response,

@@ -329,7 +329,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 	}
 
 	var lanes int
-	gc.Consumer.Fetch.Default, lanes = source.FetchSizing(srcClient, m.cfg.Consumer, first, syncer.Lookup, m.log)
+	gc.Consumer.Fetch.Default, lanes = source.FetchSizing(srcClient, m.cfg.Consumer, first, partitions, syncer.Lookup, m.log)
 	if m.opts.SaramaClients != nil {
 		m.opts.SaramaClients("consumer", gc)
 	}
@@ -343,7 +343,7 @@ func (m *Mirror) Run(ctx context.Context) error {
 		zap.Strings("source_bootstrap", m.source.Bootstrap()), zap.Strings("target_bootstrap", m.target.Bootstrap()),
 		zap.Int("workers", len(m.inboxes)), zap.String("group", m.cfg.Consumer.GroupID),
 		zap.Int("source_partitions", partitions), zap.Duration("fetch_wait", gc.Consumer.MaxWaitTime),
-		zap.Int32("fetch_partition_bytes", gc.Consumer.Fetch.Default))
+		zap.Int32("fetch_partition_bytes", gc.Consumer.Fetch.Default), zap.Int("fetch_lanes", lanes))
 
 	identityDone := spawn(func() { m.watchIdentity(runCtx) })
 	// The watcher may be inside an ID check that a frozen broker does not answer: waited for

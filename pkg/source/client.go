@@ -56,19 +56,21 @@ func ClientConfig(c *sarama.Config, cc config.Consumer) *sarama.Config {
 }
 
 // FetchSizing is the consumer group's fetch size per partition and its fetch lanes per source
-// broker (consumer.distant_rtt, consumer.fetch_lanes): the configured size and one lane, or for
-// a distant source src consumer.distant_fetch_partition_bytes or the largest batch the mirrored
-// topics accept (lookup tells each one's), the larger, and config.DistantFetchLanes. A round trip that cannot be measured keeps the configured size
-// and consumer.fetch_lanes (1 when 0).
-func FetchSizing(src sarama.Client, cc config.Consumer, mirrored []string, lookup func(string) (topics.Topic, bool), log *zap.Logger) (int32, int) {
+// broker (consumer.distant_rtt, consumer.fetch_lanes) for partitions mirrored partitions: the
+// configured size, or for a distant source src consumer.distant_fetch_partition_bytes or the
+// largest batch the mirrored topics accept (lookup tells each one's), the larger; and the lanes
+// config.Consumer.Lanes picks for the round trip to src and its brokers. A round trip that
+// cannot be measured keeps the configured size and the lanes of a near source.
+func FetchSizing(src sarama.Client, cc config.Consumer, mirrored []string, partitions int, lookup func(string) (topics.Topic, bool), log *zap.Logger) (int32, int) {
+	brokers := len(src.Brokers())
 	if cc.DistantRTT <= 0 {
-		return cc.FetchPartitionBytes, cc.Lanes(0)
+		return cc.FetchPartitionBytes, cc.Lanes(0, partitions, brokers)
 	}
 	rtt, err := cluster.RoundTrip(src, 3)
 	if err != nil {
 		log.Warn("cannot measure the round trip to the source; fetching with consumer.fetch_partition_bytes",
 			zap.Error(err))
-		return cc.FetchPartitionBytes, cc.Lanes(0)
+		return cc.FetchPartitionBytes, cc.Lanes(0, partitions, brokers)
 	}
 	largest := 0
 	for _, name := range mirrored {
@@ -76,7 +78,7 @@ func FetchSizing(src sarama.Client, cc config.Consumer, mirrored []string, looku
 			largest = max(largest, t.MaxMessageBytes)
 		}
 	}
-	size, lanes := cc.FetchPartition(rtt, largest), cc.Lanes(rtt)
+	size, lanes := cc.FetchPartition(rtt, largest), cc.Lanes(rtt, partitions, brokers)
 	if size != cc.FetchPartitionBytes || lanes > 1 {
 		log.Info("the source is distant: each partition's fetch asks for consumer.distant_fetch_partition_bytes "+
 			"(or the largest batch its topics accept, when larger), and several fetch loops read each broker",

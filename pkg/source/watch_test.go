@@ -205,16 +205,7 @@ func (o *lockedObserver) count() int {
 // its backlog is reported and its new position committed.
 func TestIdlePartitionsAreLeftOutOfRounds(t *testing.T) {
 	obs := &countingObserver{}
-	mc := &markingCommitter{marks: map[topicPartition]int64{}}
-	h, err := New(Config{
-		Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](16, 1<<20)}, Topics: noTopics{},
-		NewCommitter: func(func(string) string) offsets.Committer { return mc },
-		Observer:     obs,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.committer = mc
+	h, mc := newMarkingHandler(t, obs, nil)
 	const n = 100
 	var sts []*claimState
 	for p := range int32(n) {
@@ -260,17 +251,7 @@ func TestIdlePartitionsAreLeftOutOfRounds(t *testing.T) {
 // interleaving (a wake lost between a round's look and its letting go would leave it unseen).
 func TestAWakeRacingTheRoundIsNotLost(t *testing.T) {
 	for range 20 {
-		mc := &markingCommitter{marks: map[topicPartition]int64{}}
-		obs := &lockedObserver{}
-		h, err := New(Config{
-			Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](16, 1<<20)}, Topics: noTopics{},
-			NewCommitter: func(func(string) string) offsets.Committer { return mc },
-			Observer:     obs,
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		h.committer = mc
+		h, mc := newMarkingHandler(t, &lockedObserver{}, nil)
 		st := newClaimState(topicPartition{"orders", 0}, offsets.NewPartition("orders", 0, 0, 16), 0)
 		h.mu.Lock()
 		h.add(st)
@@ -317,6 +298,23 @@ func TestAWakeRacingTheRoundIsNotLost(t *testing.T) {
 			t.Fatalf("the partition is still watched after a round found it idle and committed")
 		}
 	}
+}
+
+// newMarkingHandler returns a handler whose commits mark into the returned committer, told
+// what obs observes (nil: nothing) and reading the source from src (nil: none).
+func newMarkingHandler(t *testing.T, obs Observer, src Cluster) (*Handler, *markingCommitter) {
+	t.Helper()
+	mc := &markingCommitter{marks: map[topicPartition]int64{}}
+	h, err := New(Config{
+		Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](16, 1<<20)}, Topics: noTopics{},
+		NewCommitter: func(func(string) string) offsets.Committer { return mc },
+		Observer:     obs, Source: src,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.committer = mc
+	return h, mc
 }
 
 // markingCommitter keeps the last mark of each partition.
@@ -370,16 +368,7 @@ func (c *quietCluster) StableEnds(map[string][]int32) (map[TopicPartition]int64,
 func TestOnlyAPartitionStillBehindALaterListingIsProbed(t *testing.T) {
 	busy, fetched, stuck := TopicPartition{"kmirror.heartbeats", 0}, TopicPartition{"payments", 0}, TopicPartition{"payments", 1}
 	src := &quietCluster{ends: map[TopicPartition]int64{busy: 1, fetched: 11, stuck: 11}, probes: map[TopicPartition]int{}}
-	h, err := New(Config{
-		Inboxes: []*ring.Queue[*record.Batch]{ring.NewQueue[*record.Batch](16, 1<<20)}, Topics: noTopics{},
-		NewCommitter: func(func(string) string) offsets.Committer {
-			return &markingCommitter{marks: map[topicPartition]int64{}}
-		},
-		Source: src,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	h, _ := newMarkingHandler(t, nil, src)
 	sts := map[TopicPartition]*claimState{}
 	for tp, start := range map[TopicPartition]int64{busy: 0, fetched: 10, stuck: 10} {
 		sts[tp] = newClaimState(topicPartition{tp.Topic, tp.Partition}, offsets.NewPartition(tp.Topic, tp.Partition, start, 16), start)

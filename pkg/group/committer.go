@@ -3,7 +3,6 @@ package group
 import (
 	"context"
 	"errors"
-	"sync"
 
 	"github.com/kmirror/kmirror/pkg/offsets"
 )
@@ -18,9 +17,7 @@ import (
 type Committer struct {
 	m        *Member
 	metadata func(topic string) string
-
-	mu      sync.Mutex
-	pending map[tp]int64
+	marks    offsets.Marks
 }
 
 var _ offsets.Committer = (*Committer)(nil)
@@ -31,35 +28,28 @@ func (m *Member) NewCommitter(metadata func(topic string) string) *Committer {
 	if metadata == nil {
 		metadata = func(string) string { return "" }
 	}
-	return &Committer{m: m, metadata: metadata, pending: make(map[tp]int64)}
+	return &Committer{m: m, metadata: metadata}
 }
 
 // Mark implements offsets.Committer.
 func (c *Committer) Mark(topic string, partition int32, next int64) {
-	c.mu.Lock()
-	c.pending[tp{topic, partition}] = next
-	c.mu.Unlock()
+	c.marks.Mark(topic, partition, next)
 }
 
 // Pending reports how many partitions are marked and not yet committed.
-func (c *Committer) Pending() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.pending)
-}
+func (c *Committer) Pending() int { return c.marks.Pending() }
 
 // Commit implements offsets.Committer: it commits every pending position and returns nil or an
 // *offsets.CommitError naming the partitions not committed. Those stay pending, except the ones
 // not owned, which are dropped.
 func (c *Committer) Commit(ctx context.Context) error {
-	c.mu.Lock()
-	offs := make([]Offset, 0, len(c.pending))
-	for x, next := range c.pending {
-		offs = append(offs, Offset{Topic: x.topic, Partition: x.partition, Offset: next, Metadata: c.metadata(x.topic)})
-	}
-	c.mu.Unlock()
-	if len(offs) == 0 {
+	marks := c.marks.Snapshot()
+	if len(marks) == 0 {
 		return nil
+	}
+	offs := make([]Offset, len(marks))
+	for i, mk := range marks {
+		offs[i] = Offset{Topic: mk.Topic, Partition: mk.Partition, Offset: mk.Next, Metadata: c.metadata(mk.Topic)}
 	}
 	err := c.m.Commit(ctx, offs)
 	failed := make(map[tp]error)
@@ -71,14 +61,12 @@ func (c *Committer) Commit(ctx context.Context) error {
 	} else if err != nil {
 		return err
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, o := range offs {
-		x := tp{o.Topic, o.Partition}
-		ferr, bad := failed[x]
-		if (!bad || errors.Is(ferr, ErrNotOwned)) && c.pending[x] == o.Offset { // not marked further meanwhile
-			delete(c.pending, x)
+	done := marks[:0]
+	for _, mk := range marks {
+		if ferr, bad := failed[tp{mk.Topic, mk.Partition}]; !bad || errors.Is(ferr, ErrNotOwned) {
+			done = append(done, mk)
 		}
 	}
+	c.marks.Done(done...)
 	return err
 }

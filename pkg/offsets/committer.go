@@ -7,7 +7,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/IBM/sarama"
 )
@@ -88,9 +87,7 @@ type GroupCommitter struct {
 	group       string
 	conf        *sarama.Config
 	metadata    func(topic string) string
-
-	mu      sync.Mutex
-	pending map[topicPartition]int64
+	marks       Marks
 }
 
 type topicPartition struct {
@@ -105,26 +102,17 @@ func NewGroupCommitter(session GroupSession, coordinator Coordinator, group stri
 	if metadata == nil {
 		metadata = func(string) string { return "" }
 	}
-	return &GroupCommitter{
-		session: session, coordinator: coordinator, group: group, conf: conf, metadata: metadata,
-		pending: make(map[topicPartition]int64),
-	}
+	return &GroupCommitter{session: session, coordinator: coordinator, group: group, conf: conf, metadata: metadata}
 }
 
 // Mark implements Committer.
 func (g *GroupCommitter) Mark(topic string, partition int32, next int64) {
 	g.session.MarkOffset(topic, partition, next, g.metadata(topic))
-	g.mu.Lock()
-	g.pending[topicPartition{topic, partition}] = next
-	g.mu.Unlock()
+	g.marks.Mark(topic, partition, next)
 }
 
 // Pending reports how many partitions are marked and not yet committed.
-func (g *GroupCommitter) Pending() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.pending)
-}
+func (g *GroupCommitter) Pending() int { return g.marks.Pending() }
 
 // commitChunk bounds the partitions of one OffsetCommit request. The group coordinator writes a
 // request's offsets to __consumer_offsets as one batch, and a batch over that topic's maximum
@@ -139,37 +127,25 @@ func (g *GroupCommitter) Commit(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("commit offsets: %w", err)
 	}
-	g.mu.Lock()
-	batch := make(map[topicPartition]int64, len(g.pending))
-	for tp, off := range g.pending {
-		batch[tp] = off
-	}
-	g.mu.Unlock()
+	batch := g.marks.Snapshot()
 	if len(batch) == 0 {
 		return nil
 	}
-
-	tps := make([]topicPartition, 0, len(batch))
-	for tp := range batch {
-		tps = append(tps, tp)
-	}
 	var failed []PartitionError
-	for chunk := range slices.Chunk(tps, commitChunk) {
+	for chunk := range slices.Chunk(batch, commitChunk) {
 		req := sarama.NewOffsetCommitRequest(g.conf, g.group)
 		req.ConsumerID = g.session.MemberID()
 		req.ConsumerGroupGeneration = g.session.GenerationID()
-		for _, tp := range chunk {
+		for _, mk := range chunk {
 			// Leader epoch -1: unknown, so no consumer validates against it.
-			req.AddBlockWithLeaderEpoch(tp.topic, tp.partition, batch[tp], -1, 0, g.metadata(tp.topic))
+			req.AddBlockWithLeaderEpoch(mk.Topic, mk.Partition, mk.Next, -1, 0, g.metadata(mk.Topic))
 		}
 		resp, err := g.coordinator.CommitOffset(req)
-
-		g.mu.Lock()
-		for _, tp := range chunk {
-			off := batch[tp]
+		var done []Mark
+		for _, mk := range chunk {
 			perr := err
 			if perr == nil {
-				switch kerr, ok := resp.Errors[tp.topic][tp.partition]; {
+				switch kerr, ok := resp.Errors[mk.Topic][mk.Partition]; {
 				case !ok:
 					perr = sarama.ErrIncompleteResponse
 				case !errors.Is(kerr, sarama.ErrNoError):
@@ -177,14 +153,12 @@ func (g *GroupCommitter) Commit(ctx context.Context) error {
 				}
 			}
 			if perr != nil {
-				failed = append(failed, PartitionError{Topic: tp.topic, Partition: tp.partition, Offset: off, Err: perr})
+				failed = append(failed, PartitionError{Topic: mk.Topic, Partition: mk.Partition, Offset: mk.Next, Err: perr})
 				continue
 			}
-			if g.pending[tp] == off { // not marked further meanwhile
-				delete(g.pending, tp)
-			}
+			done = append(done, mk)
 		}
-		g.mu.Unlock()
+		g.marks.Done(done...)
 	}
 	if len(failed) == 0 {
 		return nil

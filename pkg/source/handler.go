@@ -179,10 +179,9 @@ type Handler struct {
 	woken   []*claimState
 	// lastRound is when the watcher last ran (under mu): a woken claim was idle until then.
 	lastRound time.Time
-	// partsGen counts changes of parts; listing is the claimed partitions as the watcher lists
-	// their log ends, made when partsGen was listingGen. Under mu.
-	partsGen, listingGen uint64
-	listing              claimedList
+	// listing is the claimed partitions as the watcher lists their log ends, made again after
+	// parts changed (zero then). Under mu.
+	listing claimedList
 
 	stopCommit context.CancelFunc
 	commitDone <-chan struct{}

@@ -356,7 +356,7 @@ func (h *Handler) forget(cs []*claim) {
 			delete(h.claims, c.tp)
 			delete(h.parts, c.tp)
 			delete(h.watched, c.tp)
-			h.partsGen++
+			h.listing = claimedList{}
 		}
 	}
 }

@@ -118,7 +118,7 @@ func (h *Handler) add(st *claimState) {
 	h.parts[st.tp] = st
 	st.inWatch.Store(true)
 	h.watched[st.tp] = st
-	h.partsGen++
+	h.listing = claimedList{}
 }
 
 // wake puts st back in the watched set at the next round (or commit), unless it is there. Call
@@ -211,9 +211,8 @@ func (h *Handler) listLogEnds(ctx context.Context) {
 		return
 	}
 	h.mu.Lock()
-	if h.listing.states == nil || h.listingGen != h.partsGen {
+	if h.listing.states == nil {
 		h.listing = listClaims(h.parts)
-		h.listingGen = h.partsGen
 	}
 	l := h.listing
 	h.mu.Unlock()

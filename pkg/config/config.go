@@ -296,7 +296,8 @@ type Consumer struct {
 	// fetch session of its own, the broker's partitions divided among them. A loop has one
 	// fetch in flight, so across a long round trip a broker's partitions move one response
 	// per round trip, however wide the link; lanes multiply that. 0 picks enough lanes that no
-	// session holds more than FetchSessionPartitions of a broker's partitions, and at least
+	// session holds more than FetchSessionPartitions of a broker's partitions, adding lanes as a
+	// broker comes to lead more (topics created, partitions added, leaders moved), and at least
 	// DistantFetchLanes for a source at least DistantRTT away (at most MaxFetchLanes).
 	FetchLanes int `mapstructure:"fetch_lanes"`
 	// SourceLossPolicy is what happens when records were deleted from the source (retention,
@@ -378,6 +379,18 @@ func (c Consumer) Lanes(rtt time.Duration, partitions, brokers int) int {
 	brokers = max(brokers, 1)
 	perBroker := (max(partitions, 0) + brokers - 1) / brokers
 	return min(max(lanes, (perBroker+FetchSessionPartitions-1)/FetchSessionPartitions), MaxFetchLanes)
+}
+
+// SessionPartitions is how many of a broker's partitions a fetch lane holds before the broker
+// gets another lane (pkg/fetch's Config.SessionPartitions): FetchSessionPartitions when
+// FetchLanes is 0, so that partitions a broker comes to lead after the start (topics created,
+// partitions added, leaders moved) open lanes as those at the start did; 0, lanes fixed, when
+// FetchLanes is set.
+func (c Consumer) SessionPartitions() int {
+	if c.FetchLanes > 0 {
+		return 0
+	}
+	return FetchSessionPartitions
 }
 
 // mostLanes is the most fetch lanes per source broker the configuration may pick for partitions

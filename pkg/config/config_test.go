@@ -481,6 +481,14 @@ func TestFetchLanesGrowForADistantSource(t *testing.T) {
 			t.Errorf("%s: Lanes(%s, %d partitions, %d brokers) = %d, want %d", tc.name, tc.rtt, tc.partitions, tc.brokers, got, tc.want)
 		}
 	}
+	// The lanes at the start grow later, as a broker comes to lead more partitions, only when
+	// fetch_lanes is 0: a set value is kept.
+	if got := def.SessionPartitions(); got != FetchSessionPartitions {
+		t.Errorf("fetch_lanes 0: SessionPartitions() = %d, want %d", got, FetchSessionPartitions)
+	}
+	if got := set.SessionPartitions(); got != 0 {
+		t.Errorf("fetch_lanes set: SessionPartitions() = %d, want 0 (lanes fixed)", got)
+	}
 }
 
 // TestLingerGrowsForADistantTarget: a near target keeps producer.linger; one at least

@@ -23,8 +23,11 @@
 //     can commit past them.
 //   - Goroutines grow with brokers, not partitions: one loop per broker and lane that leads (or,
 //     with a rack, serves as preferred read replica for) a fetched partition, plus one router that
-//     finds leaders. A partition's lane is a hash of its name, so it stays in one loop while its
-//     leader stays. Close waits for all of them.
+//     finds leaders; with Config.SessionPartitions a broker that leads more partitions than its
+//     loops hold at that many each gets another loop, up to Config.MaxLanes. A partition's lane
+//     is chosen when it is routed (a hash of its name, or the broker's least loaded lane), so it
+//     stays in one loop while its leader stays: lanes are added, never re-divided. Close waits
+//     for all of them.
 //   - Fetch sessions (KIP-227): each loop keeps one session with its broker; a request names only
 //     partitions that are new or whose position, leader epoch or size limit changed, so an idle
 //     fetch names none, and forgets (the forgotten list) those that leave it (paused, full,

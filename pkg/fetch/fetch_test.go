@@ -221,6 +221,84 @@ func TestLanesDivideABrokersPartitions(t *testing.T) {
 	}
 }
 
+// TestLanesGrowWithABrokersPartitions: with SessionPartitions 3 and MaxLanes 4, a broker's
+// partitions open a lane per 3 as they are added, the second topic's after the first's were
+// routed (as topics created after the start are); no partition moves to another lane, no lane
+// holds more than 3 until all 4 are open, and every record arrives in order.
+func TestLanesGrowWithABrokersPartitions(t *testing.T) {
+	c := startCluster(t, 1)
+	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, kc, "early", 7, nil)
+	createTopic(t, kc, "late", 8, nil)
+	var rs []*kgo.Record
+	for topic, n := range map[string]int32{"early": 7, "late": 8} {
+		for i := range 3 {
+			for p := range n {
+				rs = append(rs, &kgo.Record{Topic: topic, Partition: p, Value: []byte(fmt.Sprintf("p%d-%d", p, i))})
+			}
+		}
+	}
+	produce(t, kc, rs...)
+	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 100 * time.Millisecond, SessionPartitions: 3, MaxLanes: 4})
+	lanes := func() map[TopicPartition]int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		out := map[TopicPartition]int{}
+		for key, l := range f.loops {
+			if len(l.parts) > 3 && len(f.loops) < 4 {
+				t.Fatalf("lane %d holds %d partitions with %d lanes open, want at most 3 until 4 are", key.lane, len(l.parts), len(f.loops))
+			}
+			for tp := range l.parts {
+				out[tp] = key.lane
+			}
+		}
+		return out
+	}
+	waitRouted := func(n int) map[TopicPartition]int {
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			got := lanes()
+			if len(got) == n {
+				return got
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d partitions routed, want %d", len(got), n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	early := addCollectors(t, f, "early", 7)
+	before := waitRouted(7)
+	if n := f.Loops(); n != 3 {
+		t.Fatalf("%d fetch loops for 7 partitions of one broker at 3 per session, want 3", n)
+	}
+	late := addCollectors(t, f, "late", 8)
+	after := waitRouted(15)
+	if n := f.Loops(); n != 4 {
+		t.Fatalf("%d fetch loops for 15 partitions at 3 per session and at most 4 lanes, want 4", n)
+	}
+	for tp, l := range before {
+		if after[tp] != l {
+			t.Fatalf("%s/%d moved from lane %d to lane %d when partitions were added", tp.Topic, tp.Partition, l, after[tp])
+		}
+	}
+	held := map[int]int{}
+	for _, l := range after {
+		held[l]++
+	}
+	for l, n := range held {
+		if n > 4 {
+			t.Fatalf("lane %d holds %d of 15 partitions in 4 lanes (%v), want them spread", l, n, held)
+		}
+	}
+	for p, s := range early {
+		checkSequence(t, int32(p), s.waitRecords(t, 3, 10*time.Second), 3, 0)
+	}
+	for p, s := range late {
+		checkSequence(t, int32(p), s.waitRecords(t, 3, 10*time.Second), 3, 0)
+	}
+}
+
 // TestOutOfRangeIsReportedNotReset: an offset below the log start (records deleted) or past its
 // end stops the partition and reaches the sink as an *OutOfRangeError naming the offset and the
 // log's bounds; the fetcher does not move the position itself.

@@ -40,6 +40,17 @@ type Config struct {
 	// partition (default 1). One loop has one fetch in flight: across a long round trip, a
 	// broker's partitions then move one response per round trip, however fast the link.
 	Lanes int
+	// SessionPartitions, above 0, is how many of a broker's partitions one loop holds before the
+	// broker gets another loop (up to MaxLanes): each partition routed to a broker goes to the
+	// loop of the broker that holds the fewest, among at least Lanes loops and as many more as
+	// the broker's partitions need at SessionPartitions each. A broker slows down with the
+	// partitions in one fetch session (config.FetchSessionPartitions says why), and the
+	// partitions a broker leads grow after the start: topics created, partitions added,
+	// leaders moved onto it. 0 keeps Lanes loops per broker, a partition's loop a hash of its
+	// name.
+	SessionPartitions int
+	// MaxLanes bounds the loops per broker SessionPartitions opens (default 16).
+	MaxLanes int
 	// ReadCommitted fetches with isolation.level=read_committed.
 	ReadCommitted bool
 	// Rack is client.rack: with it, a leader's preferred read replica (KIP-392) is fetched from.
@@ -220,6 +231,10 @@ func New(ctx context.Context, cfg Config) (*Fetcher, error) {
 	if cfg.Lanes <= 0 {
 		cfg.Lanes = 1
 	}
+	if cfg.MaxLanes <= 0 {
+		cfg.MaxLanes = 16
+	}
+	cfg.MaxLanes = max(cfg.MaxLanes, cfg.Lanes)
 	switch {
 	case cfg.MaxBytes < 0 || cfg.PartitionMaxBytes < 0 || cfg.MinBytes < 0:
 		return nil, fmt.Errorf("fetch: MaxBytes (%d), PartitionMaxBytes (%d) and MinBytes (%d) must not be negative",
@@ -375,7 +390,7 @@ func (f *Fetcher) Position(topic string, partition int32) (int64, bool) {
 }
 
 // Loops returns the number of fetch loops running (Lanes per broker fetched from, or fewer when
-// a broker leads fewer partitions).
+// a broker leads fewer partitions; with SessionPartitions, more for a broker that leads more).
 func (f *Fetcher) Loops() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -495,13 +510,46 @@ func (f *Fetcher) routeAll() (pending bool) {
 		}
 		p.stale = false
 		p.leaderEpoch = epoch
-		l := f.loopFor(loopKey{id, lane(p.tp, f.cfg.Lanes)})
+		l := f.loopFor(loopKey{id, f.laneFor(id, p.tp)})
 		p.loop = l
 		l.parts[p.tp] = p
 		l.wakeUp()
 		f.mu.Unlock()
 	}
 	return pending
+}
+
+// laneFor returns the lane of broker that is to fetch tp, a partition being routed to it: the
+// hash of tp among Lanes, or with SessionPartitions the lane that holds the fewest of the broker's
+// partitions among those its partitions need (at least Lanes, one per SessionPartitions counting
+// tp, at most MaxLanes; lowest first on a tie). A partition already routed never moves for
+// another: lanes are added, never re-divided. f.mu held.
+func (f *Fetcher) laneFor(broker int32, tp TopicPartition) int {
+	sp := f.cfg.SessionPartitions
+	if sp <= 0 {
+		return lane(tp, f.cfg.Lanes)
+	}
+	held := make([]int, f.cfg.MaxLanes)
+	total := 0
+	for key, l := range f.loops {
+		if key.broker == broker && key.lane < len(held) {
+			held[key.lane] = len(l.parts)
+			total += len(l.parts)
+		}
+	}
+	want := min(max(f.cfg.Lanes, (total+sp)/sp), f.cfg.MaxLanes)
+	best := 0
+	for i := 1; i < want; i++ {
+		if held[i] < held[best] {
+			best = i
+		}
+	}
+	if best >= f.cfg.Lanes && f.loops[loopKey{broker, best}] == nil {
+		f.log.Info("fetch: a broker leads more partitions than one fetch session holds well; another fetch loop reads it",
+			zap.Int32("broker", broker), zap.Int("partitions", total+1), zap.Int("fetch_lanes", best+1),
+			zap.Int("session_partitions", sp))
+	}
+	return best
 }
 
 // loopKey names a loop: its broker and its lane.

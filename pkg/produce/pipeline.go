@@ -124,6 +124,12 @@ const (
 	headerOverhead = 2 * binary.MaxVarintLen32
 )
 
+// fullBatch is the size of an encoding buffer for a full batch: one closes once it reaches
+// BatchBytes, with the record that reached it (at most MaxBatchBytes).
+func fullBatch(cfg Config) int {
+	return min(cfg.BatchBytes+cfg.BatchBytes/16, cfg.MaxBatchBytes)
+}
+
 // New connects to the target and takes a producer id.
 func New(cfg Config, done Done) (*Pipeline, error) { return newPipeline(cfg, done, nil) }
 
@@ -139,7 +145,7 @@ func newPipeline(cfg Config, done Done, txn *txnState) (*Pipeline, error) {
 	p := &Pipeline{
 		cfg: cfg, client: client, done: done, version: requestVersion(cfg.Net.Version),
 		parts: make(map[topicPartition]*partition), busy: make(map[*partition]struct{}), sinks: make(map[int32]*sink),
-		pid: -1, epoch: -1, txn: txn, enc: newEncoder(cfg.Codec, cfg.MaxBufferedBytes/2),
+		pid: -1, epoch: -1, txn: txn, enc: newEncoder(cfg.Codec, cfg.MaxBufferedBytes/2, fullBatch(cfg)),
 		shelf:   shelf{maxBytes: cfg.MaxBufferedBytes / 4},
 		wakeCtl: make(chan struct{}, 1), wakeOut: make(chan struct{}, 1), outDone: make(chan struct{}),
 	}

@@ -48,10 +48,11 @@ func findEncodedFields() (encodedFields, bool) {
 	return encodedFields{records: recs.Offset, length: n.Offset}, true
 }
 
-// newEncoder returns the encoder of a pipeline of codec, keeping up to keep bytes of buffers.
-func newEncoder(codec sarama.CompressionCodec, keep int) *encoder {
+// newEncoder returns the encoder of a pipeline of codec, keeping up to keep bytes of buffers, a
+// full batch's of class bytes (buffers).
+func newEncoder(codec sarama.CompressionCodec, keep, class int) *encoder {
 	at, found := findEncodedFields()
-	return &encoder{on: codec == sarama.CompressionNone && found, at: at, bufs: buffers{maxBytes: keep}}
+	return &encoder{on: codec == sarama.CompressionNone && found, at: at, bufs: buffers{maxBytes: keep, class: class}}
 }
 
 // encode sets the records of b's record batch, encoded, unless sarama is to encode them or they

@@ -219,7 +219,7 @@ func TestEncodingAllocatesOnceAtMost(t *testing.T) {
 // name, through reflect, as sarama's own fields), so that sarama writes those bytes and does
 // not encode the records again.
 func TestEncodedRecordsAreWhereSaramaReadsThem(t *testing.T) {
-	e := newEncoder(sarama.CompressionNone, 0)
+	e := newEncoder(sarama.CompressionNone, 0, 0)
 	if !e.on {
 		t.Fatal("sarama's RecordBatch has no compressedRecords []byte and recordsLen int: records.go cannot set them")
 	}
@@ -363,7 +363,7 @@ func TestBatchWireIsItsEncodedSize(t *testing.T) {
 		cfg: Config{Linger: time.Hour, BatchRecords: 100_000, BatchBytes: 6000, MaxBatchBytes: 6000,
 			MaxBufferedBytes: 1 << 30},
 		parts: map[topicPartition]*partition{}, busy: map[*partition]struct{}{},
-		wakeCtl: make(chan struct{}, 1), enc: newEncoder(sarama.CompressionNone, 0),
+		wakeCtl: make(chan struct{}, 1), enc: newEncoder(sarama.CompressionNone, 0, 0),
 	}
 	if !p.enc.on {
 		t.Skip("sarama's encoded-records fields are gone: the encoder is off and sizes nothing")

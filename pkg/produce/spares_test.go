@@ -127,8 +127,12 @@ func TestEncodingTakesTheSmallestBufferThatFits(t *testing.T) {
 
 	s = buffers{maxBytes: 150_000}
 	s.put(make([]byte, 0, 100_000))
-	if s.put(make([]byte, 0, 100_000)); len(s.list) != 1 {
-		t.Fatalf("kept %d buffers, want the second dropped: it does not fit 150,000 bytes beside the first", len(s.list))
+	second := make([]byte, 0, 100_000)
+	if s.put(second); len(s.list) != 1 || s.bytes != 100_000 || unsafe.SliceData(s.list[0]) != unsafe.SliceData(second) {
+		t.Fatalf("kept %d buffers of %d bytes, want only the second: two do not fit 150,000 bytes", len(s.list), s.bytes)
+	}
+	if s.put(make([]byte, 0, 200_000)); len(s.list) != 1 || unsafe.SliceData(s.list[0]) != unsafe.SliceData(second) {
+		t.Fatal("a buffer larger than the whole bound was kept")
 	}
 	s = buffers{maxBytes: 1 << 30}
 	for range maxBuffers + 3 {
@@ -136,5 +140,54 @@ func TestEncodingTakesTheSmallestBufferThatFits(t *testing.T) {
 	}
 	if len(s.list) != maxBuffers {
 		t.Fatalf("kept %d buffers, want at most %d", len(s.list), maxBuffers)
+	}
+}
+
+// Buffers kept that no encoding fits (batches of another size) do not keep out those that would:
+// an acknowledged buffer replaces the ones kept longest, so the next encoding of its size takes
+// it instead of allocating. With the bound full of misfits, each encoding allocated anew before.
+func TestMisfitBuffersAreReplaced(t *testing.T) {
+	s := buffers{maxBytes: 3_000_000}
+	for range 3 {
+		s.put(make([]byte, 0, 900_000)) // fits 720,000-900,000 bytes
+	}
+	var acked *byte
+	for i := range 5 {
+		buf := s.get(1_000_000)
+		if i > 0 && unsafe.SliceData(buf) != acked {
+			t.Fatalf("encoding %d of 1,000,000 bytes allocated a buffer, want the one acknowledged before", i)
+		}
+		if i > 0 && len(s.list) != 2 {
+			t.Fatalf("encoding %d: %d buffers kept, want 2 (one replaced)", i, len(s.list))
+		}
+		acked = unsafe.SliceData(buf)
+		s.put(buf[:0])
+		if s.bytes > s.maxBytes {
+			t.Fatalf("kept %d bytes, bound %d", s.bytes, s.maxBytes)
+		}
+	}
+}
+
+// A new buffer for a batch about as large as a full one is of the full batch's size, so full
+// batches of different sizes (a batch closes with the record that reaches batch_bytes, and
+// partial ones close at the linger) take each other's buffers.
+func TestBuffersOfFullBatchesAreOneSize(t *testing.T) {
+	s := buffers{maxBytes: 10 << 20, class: 1_100_000}
+	for _, need := range []int{1_000_000, 900_000, 1_099_000} {
+		if got := cap(s.get(need)); got != 1_100_000 {
+			t.Fatalf("a new buffer for %d bytes holds %d, want the full batch's 1,100,000", need, got)
+		}
+	}
+	for _, need := range []int{500_000, 870_000} { // the class would be more than a quarter larger
+		if got := cap(s.get(need)); got != need+need/8 {
+			t.Fatalf("a new buffer for %d bytes holds %d, want %d", need, got, need+need/8)
+		}
+	}
+	if got := cap(s.get(1_200_000)); got != 1_350_000 { // larger than a full batch (one large record)
+		t.Fatalf("a new buffer for 1,200,000 bytes holds %d, want 1,350,000", got)
+	}
+	s.put(make([]byte, 0, 1_100_000))
+	if got := s.get(880_000); cap(got) != 1_100_000 {
+		t.Fatalf("an encoding of 880,000 bytes did not take the kept full batch's buffer (got %d)", cap(got))
 	}
 }

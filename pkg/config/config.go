@@ -522,8 +522,9 @@ type Transaction struct {
 	MaxRecords int `mapstructure:"max_records"`
 	// MaxBytes commits a transaction once it holds this many bytes.
 	MaxBytes int64 `mapstructure:"max_bytes"`
-	// MaxAge commits a transaction this long after it began; keep it well under
-	// producer.delivery_timeout.
+	// MaxAge commits a transaction this long after its oldest record reached its slot (a
+	// record that waited for the slot's previous commit counts from its arrival); keep it well
+	// under producer.delivery_timeout.
 	MaxAge time.Duration `mapstructure:"max_age"`
 	// BacklogMaxAge replaces MaxAge while more records wait for the slot (catching up a
 	// backlog): an earlier commit would make none of the waiting records readable sooner, and

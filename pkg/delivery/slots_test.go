@@ -217,3 +217,45 @@ func TestABackloggedTransactionStaysOpenLonger(t *testing.T) {
 		t.Error("no transaction is open, yet one is due")
 	}
 }
+
+// TestAgeCountsFromTheOldestRecordButBacklogFromTheBeginning: records that reached the slot
+// before their transaction began (they waited for the previous commit) make it due by Age that
+// much sooner; a backlogged transaction still stays open until Backlog after it began, and a
+// later arrival moves nothing.
+func TestAgeCountsFromTheOldestRecordButBacklogFromTheBeginning(t *testing.T) {
+	target, err := embedded.Start("us", 1, kfake.SeedTopics(1, "orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	s, _ := memberWith(t, target, delivery.Limits{Records: 100, Bytes: 1 << 20, Age: 100 * time.Millisecond, Backlog: time.Second})
+	ctx := context.Background()
+	if err := s.Begin(ctx, map[string][]int32{"orders": {0}}); err != nil {
+		t.Fatal(err)
+	}
+	tx := s.Txn(0)
+	if err := tx.Send(ctx, records(offsets.NewPartition("orders", 0, 0, 1024), 0, 1)[0]); err != nil {
+		t.Fatal(err)
+	}
+	began := tx.Deadline(false).Add(-100 * time.Millisecond)
+	tx.Arrived(began.Add(time.Millisecond)) // after it began: nothing moves
+	if got := tx.Deadline(false); !got.Equal(began.Add(100 * time.Millisecond)) {
+		t.Fatalf("a later arrival moved the deadline to %s after it began", got.Sub(began))
+	}
+	tx.Arrived(began.Add(-60 * time.Millisecond))
+	if got := tx.Deadline(false).Sub(began); got != 40*time.Millisecond {
+		t.Errorf("deadline %s after it began, want 40ms (100ms after the oldest record arrived)", got)
+	}
+	if !tx.Due(began.Add(40*time.Millisecond), false) || tx.Due(began.Add(39*time.Millisecond), false) {
+		t.Error("not due exactly 100ms after the oldest record arrived")
+	}
+	if tx.Due(began.Add(999*time.Millisecond), true) || !tx.Due(began.Add(time.Second), true) {
+		t.Error("a backlogged transaction is not due exactly Backlog after it began")
+	}
+	if d := tx.Deadline(true).Sub(began); d != time.Second {
+		t.Errorf("backlogged deadline %s after it began, want 1s", d)
+	}
+	if _, err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -41,12 +41,20 @@ import (
 // (ring.partition_in_flight) like those in the inbox.
 const slotQueue = 64
 
+// slotRun is a run of records routed to a slot's sender, and when it was routed: the records'
+// transaction counts its age from then (delivery.Txn.Arrived), also when they wait for the slot's
+// commit under way.
+type slotRun struct {
+	rs []*record.Record
+	at time.Time
+}
+
 // sendTxn is the send loop of exactly-once delivery: it routes the records of each inbox batch
 // to their slots' senders, a run of one slot's records in one hand-over, starting a sender the
 // first time a slot has a record. When ctx ends it stops the senders and waits for them; the
 // records they still queue are dropped (not acknowledged: read again).
 func (w *Worker) sendTxn(ctx context.Context) {
-	senders := make(map[int]chan []*record.Record)
+	senders := make(map[int]chan slotRun)
 	var wg sync.WaitGroup
 	defer func() {
 		for _, in := range senders {
@@ -62,7 +70,7 @@ func (w *Worker) sendTxn(ctx context.Context) {
 			}
 			continue
 		}
-		rs := b.Records
+		rs, at := b.Records, time.Now()
 		for len(rs) > 0 {
 			// A batch is one partition's, so of one slot; a run ends where the slot changes
 			// all the same.
@@ -74,12 +82,12 @@ func (w *Worker) sendTxn(ctx context.Context) {
 			}
 			in := senders[slot]
 			if in == nil {
-				in = make(chan []*record.Record, slotQueue)
+				in = make(chan slotRun, slotQueue)
 				senders[slot] = in
 				wg.Go(func() { w.sendSlot(ctx, slot, in) })
 			}
 			select {
-			case in <- rs[:n:n]:
+			case in <- slotRun{rs[:n:n], at}:
 			case <-ctx.Done():
 				w.dropAll(rs)
 				return
@@ -95,17 +103,17 @@ func (w *Worker) sendTxn(ctx context.Context) {
 // being sent, or on the source behind the record just sent: delivery.Limits); when none waits it
 // sleeps until a run arrives or the open transaction is due by age. It returns once in is
 // closed, dropping what it still holds after ctx ended.
-func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan []*record.Record) {
+func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan slotRun) {
 	var cur *delivery.Txn // the slot's producer of the records last sent (it changes with the session)
 	behind := false       // the record last sent had later ones on the source
 	age := time.NewTimer(time.Hour)
 	age.Stop()
 	defer age.Stop()
 	for {
-		var rs []*record.Record
+		var run slotRun
 		ok := true
 		select {
-		case rs, ok = <-in:
+		case run, ok = <-in:
 		default:
 			var due <-chan time.Time
 			if cur != nil && cur.Open() {
@@ -113,18 +121,19 @@ func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan []*record.Rec
 				due = age.C
 			}
 			select {
-			case rs, ok = <-in:
+			case run, ok = <-in:
 			case <-due:
 				w.commitTxn(ctx, cur)
 				continue
 			case <-ctx.Done():
-				rs, ok = <-in
+				run, ok = <-in
 			}
 			age.Stop()
 		}
 		if !ok {
 			return
 		}
+		rs := run.rs
 		if ctx.Err() != nil {
 			w.dropAll(rs)
 			continue
@@ -139,6 +148,9 @@ func (w *Worker) sendSlot(ctx context.Context, slot int, in <-chan []*record.Rec
 			var wrote bool
 			n, wrote, behind = w.dispatchTxn(ctx, rs, t)
 			rs = rs[n:]
+			if wrote {
+				t.Arrived(run.at)
+			}
 			if wrote && t.Open() && t.Due(w.cfg.Clock.now(), behind || len(rs) > 0 || len(in) > 0) {
 				w.commitTxn(ctx, t)
 			}

@@ -279,3 +279,106 @@ func runTxnWorker(t *testing.T, cfg Config) (stop func() error) {
 	_, stop = startWorker(t, cfg)
 	return stop
 }
+
+// gatedCommits holds the first Commit until release is closed, and says when it began.
+type gatedCommits struct {
+	delivery.Producer
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (p *gatedCommits) Commit(ctx context.Context, pos *produce.Positions) error {
+	p.once.Do(func() {
+		close(p.entered)
+		<-p.release
+	})
+	return p.Producer.Commit(ctx, pos)
+}
+
+// ackTimes notes when each record, by source offset, was acknowledged.
+type ackTimes struct {
+	NopObserver
+	mu sync.Mutex
+	at map[int64]time.Time
+}
+
+func (o *ackTimes) Acked(_ int, r *record.Record, now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.at[r.Offset] = now
+}
+
+func (o *ackTimes) of(off int64) (time.Time, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	at, ok := o.at[off]
+	return at, ok
+}
+
+// TestARecordThatWaitedForACommitWaitsNoWholeAgeMore: a record that reaches its slot while the
+// slot's commit is under way goes into the next transaction, which is due by age counting from
+// when the record arrived, not from when the commit let it open: with max_age 1 s and a commit
+// that takes 600 ms more, the record is committed about 1 s after it arrived, not 1.6 s.
+func TestARecordThatWaitedForACommitWaitsNoWholeAgeMore(t *testing.T) {
+	target, base, client := txnTarget(t, 1)
+	gate := &gatedCommits{entered: make(chan struct{}), release: make(chan struct{})}
+	open := func(id string, bound int) (delivery.Producer, error) {
+		p, err := OpenTxn(target.Addrs(), config.Default().Producer, time.Minute, zap.NewNop(),
+			func(string, int) *sarama.Config { return base() })(id, bound)
+		if err != nil {
+			return nil, err
+		}
+		gate.Producer = p
+		return gate, nil
+	}
+	txns, err := delivery.New(delivery.Config{
+		Slots: 1, Prefix: "kmirror", Group: "kmirror-positions", Open: open, Bound: 1 << 20,
+		Limits: delivery.Limits{Records: 1000, Bytes: 1 << 20, Age: time.Second}, Target: client,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txns.Close()
+	if err := txns.Begin(context.Background(), map[string][]int32{"src": {0}}); err != nil {
+		t.Fatal(err)
+	}
+	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
+	track := offsets.NewPartition("src", 0, 0, 64)
+	obs := &ackTimes{at: map[int64]time.Time{}}
+	stop := runTxnWorker(t, Config{Inbox: inbox, Txns: txns, Observer: obs})
+	released := false
+	defer func() {
+		if !released {
+			close(gate.release)
+		}
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	}()
+
+	feedFrom(t, inbox, track, 0, 1)
+	select {
+	case <-gate.entered: // the first transaction's commit, at its age
+	case <-time.After(10 * time.Second):
+		t.Fatal("the first transaction was not committed within 10 s")
+	}
+	arrived := time.Now()
+	feedFrom(t, inbox, track, 1, 1)
+	time.Sleep(600 * time.Millisecond)
+	close(gate.release)
+	released = true
+	var acked time.Time
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if at, ok := obs.of(1); ok {
+			acked = at
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second record was not acknowledged within 10 s")
+		}
+	}
+	if d := acked.Sub(arrived); d > 1350*time.Millisecond {
+		t.Fatalf("the record that waited for a commit was committed %s after it arrived, want about max_age (1s)", d)
+	}
+}

@@ -139,7 +139,7 @@ var Embedded = Docs{
 	"Tracing.SampleRatio":                 "SampleRatio is the share of new traces recorded (0 to 1); records that arrive with a\nsampled W3C traceparent header are always followed.\n",
 	"Transaction":                         "Transaction sizes the transactions of exactly_once delivery: one is committed when it holds\nMaxRecords records or MaxBytes bytes, or MaxAge after it began, whichever comes first; while\nmore records wait for its slot (catching up), BacklogMaxAge after it began instead of MaxAge.\nLarger transactions cost fewer commits; MaxAge bounds the latency a transaction adds.\n",
 	"Transaction.BacklogMaxAge":           "BacklogMaxAge replaces MaxAge while more records wait for the slot (catching up a\nbacklog): an earlier commit would make none of the waiting records readable sooner, and\nfewer commits drain the backlog faster. Below MaxAge it is MaxAge (no stretching).\n",
-	"Transaction.MaxAge":                  "MaxAge commits a transaction this long after it began; keep it well under\nproducer.delivery_timeout.\n",
+	"Transaction.MaxAge":                  "MaxAge commits a transaction this long after its oldest record reached its slot (a\nrecord that waited for the slot's previous commit counts from its arrival); keep it well\nunder producer.delivery_timeout.\n",
 	"Transaction.MaxBytes":                "MaxBytes commits a transaction once it holds this many bytes.\n",
 	"Transaction.MaxRecords":              "MaxRecords commits a transaction once it holds this many records.\n",
 }

@@ -165,20 +165,27 @@ func TestAFencedMemberCommitsNothing(t *testing.T) {
 	}
 }
 
-// TestABackloggedTransactionStaysOpenLonger: a transaction is due at Age, or at Backlog while
-// records wait for its slot, and at its record count whatever its age.
-func TestABackloggedTransactionStaysOpenLonger(t *testing.T) {
+// ordersTxn is the producer of slot 0 of a member whose session began with partition 0 of
+// "orders" on a one-broker target, with limits; all closed when t ends.
+func ordersTxn(t *testing.T, limits delivery.Limits) *delivery.Txn {
+	t.Helper()
 	target, err := embedded.Start("us", 1, kfake.SeedTopics(1, "orders"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer target.Close()
-	s, _ := memberWith(t, target, delivery.Limits{Records: 3, Bytes: 1 << 20, Age: 100 * time.Millisecond, Backlog: time.Second})
-	ctx := context.Background()
-	if err := s.Begin(ctx, map[string][]int32{"orders": {0}}); err != nil {
+	t.Cleanup(target.Close)
+	s, _ := memberWith(t, target, limits)
+	if err := s.Begin(context.Background(), map[string][]int32{"orders": {0}}); err != nil {
 		t.Fatal(err)
 	}
-	tx := s.Txn(0)
+	return s.Txn(0)
+}
+
+// TestABackloggedTransactionStaysOpenLonger: a transaction is due at Age, or at Backlog while
+// records wait for its slot, and at its record count whatever its age.
+func TestABackloggedTransactionStaysOpenLonger(t *testing.T) {
+	ctx := context.Background()
+	tx := ordersTxn(t, delivery.Limits{Records: 3, Bytes: 1 << 20, Age: 100 * time.Millisecond, Backlog: time.Second})
 	recs := records(offsets.NewPartition("orders", 0, 0, 1024), 0, 3)
 	for _, r := range recs[:2] {
 		if err := tx.Send(ctx, r); err != nil {
@@ -223,17 +230,8 @@ func TestABackloggedTransactionStaysOpenLonger(t *testing.T) {
 // much sooner; a backlogged transaction still stays open until Backlog after it began, and a
 // later arrival moves nothing.
 func TestAgeCountsFromTheOldestRecordButBacklogFromTheBeginning(t *testing.T) {
-	target, err := embedded.Start("us", 1, kfake.SeedTopics(1, "orders"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer target.Close()
-	s, _ := memberWith(t, target, delivery.Limits{Records: 100, Bytes: 1 << 20, Age: 100 * time.Millisecond, Backlog: time.Second})
 	ctx := context.Background()
-	if err := s.Begin(ctx, map[string][]int32{"orders": {0}}); err != nil {
-		t.Fatal(err)
-	}
-	tx := s.Txn(0)
+	tx := ordersTxn(t, delivery.Limits{Records: 100, Bytes: 1 << 20, Age: 100 * time.Millisecond, Backlog: time.Second})
 	if err := tx.Send(ctx, records(offsets.NewPartition("orders", 0, 0, 1024), 0, 1)[0]); err != nil {
 		t.Fatal(err)
 	}

@@ -76,14 +76,12 @@ func TestOneSlotsCommitDoesNotStallTheWorkersOtherSlots(t *testing.T) {
 	release := make(chan struct{})
 	var releaseOnce sync.Once
 	releaseCommit := func() { releaseOnce.Do(func() { close(release) }) }
-	open := func(id string, bound int) (delivery.Producer, error) {
-		p, err := OpenTxn(target.Addrs(), config.Default().Producer, time.Minute, zap.NewNop(),
-			func(string, int) *sarama.Config { return base() })(id, bound)
-		if err != nil || id != stalledID {
-			return p, err
+	open := openWrapped(target, base, func(id string, p delivery.Producer) delivery.Producer {
+		if id != stalledID {
+			return p
 		}
-		return &stallingProducer{Producer: p, release: release}, nil
-	}
+		return &stallingProducer{Producer: p, release: release}
+	})
 	txns, err := delivery.New(delivery.Config{
 		Slots: slotCount, Prefix: "kmirror", Group: "kmirror-positions", Open: open, Bound: 1 << 20,
 		Limits: delivery.Limits{Records: 1, Bytes: 1 << 20, Age: time.Hour}, Target: client,
@@ -124,6 +122,19 @@ func TestOneSlotsCommitDoesNotStallTheWorkersOtherSlots(t *testing.T) {
 	}
 	releaseCommit()
 	waitUntil("the first slot's record acknowledged once its commit returns", func() bool { return obs.of(stalled) == 1 })
+}
+
+// openWrapped opens the slots' transactional producers on target (kmirror's, with the default
+// producer settings) and hands each to wrap, which may put a test's producer around it.
+func openWrapped(target *embedded.Cluster, base func() *sarama.Config, wrap func(id string, p delivery.Producer) delivery.Producer) delivery.Open {
+	return func(id string, bound int) (delivery.Producer, error) {
+		p, err := OpenTxn(target.Addrs(), config.Default().Producer, time.Minute, zap.NewNop(),
+			func(string, int) *sarama.Config { return base() })(id, bound)
+		if err != nil {
+			return nil, err
+		}
+		return wrap(id, p), nil
+	}
 }
 
 // txnTarget starts a one-broker target with partitions of topic "dst" and returns it, the sarama
@@ -191,15 +202,10 @@ func (p *handsCounter) counts() (hands, commits []int) {
 func TestExactlyOnceHandsABatchToItsProducerInOneCall(t *testing.T) {
 	target, base, client := txnTarget(t, 4)
 	counter := &handsCounter{}
-	open := func(id string, bound int) (delivery.Producer, error) {
-		p, err := OpenTxn(target.Addrs(), config.Default().Producer, time.Minute, zap.NewNop(),
-			func(string, int) *sarama.Config { return base() })(id, bound)
-		if err != nil {
-			return p, err
-		}
+	open := openWrapped(target, base, func(_ string, p delivery.Producer) delivery.Producer {
 		counter.Producer = p
-		return counter, nil
-	}
+		return counter
+	})
 	txns, err := delivery.New(delivery.Config{
 		Slots: 1, Prefix: "kmirror", Group: "kmirror-positions", Open: open, Bound: 1 << 20,
 		Limits: delivery.Limits{Records: 40, Bytes: 1 << 20, Age: 50 * time.Millisecond}, Target: client,
@@ -323,15 +329,10 @@ func (o *ackTimes) of(off int64) (time.Time, bool) {
 func TestARecordThatWaitedForACommitWaitsNoWholeAgeMore(t *testing.T) {
 	target, base, client := txnTarget(t, 1)
 	gate := &gatedCommits{entered: make(chan struct{}), release: make(chan struct{})}
-	open := func(id string, bound int) (delivery.Producer, error) {
-		p, err := OpenTxn(target.Addrs(), config.Default().Producer, time.Minute, zap.NewNop(),
-			func(string, int) *sarama.Config { return base() })(id, bound)
-		if err != nil {
-			return nil, err
-		}
+	open := openWrapped(target, base, func(_ string, p delivery.Producer) delivery.Producer {
 		gate.Producer = p
-		return gate, nil
-	}
+		return gate
+	})
 	txns, err := delivery.New(delivery.Config{
 		Slots: 1, Prefix: "kmirror", Group: "kmirror-positions", Open: open, Bound: 1 << 20,
 		Limits: delivery.Limits{Records: 1000, Bytes: 1 << 20, Age: time.Second}, Target: client,

@@ -82,17 +82,7 @@ func TestOneSlotsCommitDoesNotStallTheWorkersOtherSlots(t *testing.T) {
 		}
 		return &stallingProducer{Producer: p, release: release}
 	})
-	txns, err := delivery.New(delivery.Config{
-		Slots: slotCount, Prefix: "kmirror", Group: "kmirror-positions", Open: open, Bound: 1 << 20,
-		Limits: delivery.Limits{Records: 1, Bytes: 1 << 20, Age: time.Hour}, Target: client,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer txns.Close()
-	if err := txns.Begin(context.Background(), map[string][]int32{"src": {stalled, other}}); err != nil {
-		t.Fatal(err)
-	}
+	txns := beginSlots(t, slotCount, open, client, delivery.Limits{Records: 1, Bytes: 1 << 20, Age: time.Hour}, map[string][]int32{"src": {stalled, other}})
 
 	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	feed(t, inbox, offsets.NewPartition("src", stalled, 0, 64), 1, 1<<20, nil)
@@ -135,6 +125,24 @@ func openWrapped(target *embedded.Cluster, base func() *sarama.Config, wrap func
 		}
 		return wrap(id, p), nil
 	}
+}
+
+// beginSlots opens the exactly-once slots (count of them, producers from open) on client's
+// target with limits and begins a session holding claims; closed when t ends.
+func beginSlots(t *testing.T, count int, open delivery.Open, client sarama.Client, limits delivery.Limits, claims map[string][]int32) *delivery.Slots {
+	t.Helper()
+	txns, err := delivery.New(delivery.Config{
+		Slots: count, Prefix: "kmirror", Group: "kmirror-positions", Open: open, Bound: 1 << 20,
+		Limits: limits, Target: client,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(txns.Close)
+	if err := txns.Begin(context.Background(), claims); err != nil {
+		t.Fatal(err)
+	}
+	return txns
 }
 
 // txnTarget starts a one-broker target with partitions of topic "dst" and returns it, the sarama
@@ -206,17 +214,7 @@ func TestExactlyOnceHandsABatchToItsProducerInOneCall(t *testing.T) {
 		counter.Producer = p
 		return counter
 	})
-	txns, err := delivery.New(delivery.Config{
-		Slots: 1, Prefix: "kmirror", Group: "kmirror-positions", Open: open, Bound: 1 << 20,
-		Limits: delivery.Limits{Records: 40, Bytes: 1 << 20, Age: 50 * time.Millisecond}, Target: client,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer txns.Close()
-	if err := txns.Begin(context.Background(), map[string][]int32{"src": {2}}); err != nil {
-		t.Fatal(err)
-	}
+	txns := beginSlots(t, 1, open, client, delivery.Limits{Records: 40, Bytes: 1 << 20, Age: 50 * time.Millisecond}, map[string][]int32{"src": {2}})
 	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	feedFrom(t, inbox, offsets.NewPartition("src", 2, 0, 128), 0, 100)
 	obs := &ackedBy{acked: map[int32]int{}}
@@ -333,17 +331,7 @@ func TestARecordThatWaitedForACommitWaitsNoWholeAgeMore(t *testing.T) {
 		gate.Producer = p
 		return gate
 	})
-	txns, err := delivery.New(delivery.Config{
-		Slots: 1, Prefix: "kmirror", Group: "kmirror-positions", Open: open, Bound: 1 << 20,
-		Limits: delivery.Limits{Records: 1000, Bytes: 1 << 20, Age: time.Second}, Target: client,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer txns.Close()
-	if err := txns.Begin(context.Background(), map[string][]int32{"src": {0}}); err != nil {
-		t.Fatal(err)
-	}
+	txns := beginSlots(t, 1, open, client, delivery.Limits{Records: 1000, Bytes: 1 << 20, Age: time.Second}, map[string][]int32{"src": {0}})
 	inbox := ring.NewQueue[*record.Batch](64, 1<<20)
 	track := offsets.NewPartition("src", 0, 0, 64)
 	obs := &ackTimes{at: map[int64]time.Time{}}

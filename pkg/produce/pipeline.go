@@ -44,13 +44,18 @@ type Pipeline struct {
 	buffered   int  // bytes of records held
 	aborted    bool
 	closing    bool
-	stats      Stats
-	settled    []settledBatch // outcomes waiting for the delivery loop
-	shelf      shelf          // acknowledged batches' records slices, for new batches (spares.go)
-	wakeCtl    chan struct{}
-	wakeOut    chan struct{}
-	outDone    chan struct{} // closed when the delivery loop returned (after Close drained)
-	txn        *txnState     // nil unless transactional (txn.go)
+	// pressed counts the records waiting for room (waitRoom): while one waits, no batch
+	// lingers, as in Kafka's producer, whose batches are sent at once while its buffer is
+	// exhausted. Else a record could wait a whole linger (producer.linger, or its distant_linger)
+	// for batches that hold the room and wait for more records.
+	pressed int
+	stats   Stats
+	settled []settledBatch // outcomes waiting for the delivery loop
+	shelf   shelf          // acknowledged batches' records slices, for new batches (spares.go)
+	wakeCtl chan struct{}
+	wakeOut chan struct{}
+	outDone chan struct{} // closed when the delivery loop returned (after Close drained)
+	txn     *txnState     // nil unless transactional (txn.go)
 }
 
 // Stats counts what the pipeline went through (for tests and metrics).
@@ -309,7 +314,8 @@ func (p *Pipeline) ProduceBatch(ctx context.Context, msgs []*sarama.ProducerMess
 }
 
 // waitRoom waits until size more bytes fit Config.MaxBufferedBytes (or the pipeline holds
-// nothing, or it aborted); false when ctx ended first; p.mu held.
+// nothing, or it aborted), and no batch lingers meanwhile (pressed); false when ctx ended first;
+// p.mu held.
 func (p *Pipeline) waitRoom(ctx context.Context, size int) bool {
 	stop := context.AfterFunc(ctx, func() {
 		p.mu.Lock()
@@ -317,6 +323,11 @@ func (p *Pipeline) waitRoom(ctx context.Context, size int) bool {
 		p.mu.Unlock()
 	})
 	defer stop()
+	p.pressed++
+	defer func() { p.pressed-- }()
+	for _, s := range p.sinks {
+		s.poke() // send what lingers
+	}
 	for p.buffered > 0 && p.buffered+size > p.cfg.MaxBufferedBytes && !p.aborted {
 		if ctx.Err() != nil {
 			return false

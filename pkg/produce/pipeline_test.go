@@ -307,3 +307,39 @@ func failedFor(err, cause error) bool {
 	}
 	return errors.Is(err, ErrNotWritten) && strings.Contains(err.Error(), cause.Error())
 }
+
+// TestNoBatchLingersWhileARecordWaitsForRoom: batches that linger for an hour and hold the
+// whole buffer are sent as soon as a record waits for room (as Kafka's producer does when its
+// buffer is exhausted), so the records flow at the target's pace, in order, instead of waiting
+// for the linger.
+func TestNoBatchLingersWhileARecordWaitsForRoom(t *testing.T) {
+	c := fakeTarget(t, 1, 3)
+	o := newOutcomes()
+	cfg := testConfig(c)
+	cfg.Linger = time.Hour
+	cfg.MaxBufferedBytes = 8 << 10 // a few dozen records of the three partitions
+	p := open(t, cfg, o)
+	const n = 300
+	queued := make(chan map[int32][]string)
+	go func() { queued <- produceAll(p, 3, n) }()
+	var want map[int32][]string
+	select {
+	case want = <-queued:
+	case <-time.After(20 * time.Second):
+		o.mu.Lock()
+		settled := o.settled
+		o.mu.Unlock()
+		t.Fatalf("the records still wait for room after 20 s (%d of %d settled): the batches linger while the buffer is full", settled, 3*n)
+	}
+	// The last records may linger: they fit the buffer.
+	flushed := make(chan struct{})
+	go func() { p.Close(); close(flushed) }()
+	o.wait(t, 3*n, 20*time.Second)
+	<-flushed
+	if len(o.failed) > 0 {
+		t.Fatalf("%d records failed", len(o.failed))
+	}
+	for part := range int32(3) {
+		checkLog(t, c, o, part, want[part])
+	}
+}

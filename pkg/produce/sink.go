@@ -117,7 +117,7 @@ func (s *sink) build(now time.Time) (req *sarama.ProduceRequest, took []taken, b
 		}
 		b := part.batches[part.sent]
 		if !b.closed {
-			if wait := p.cfg.Linger - now.Sub(b.created); wait > 0 && !p.closing {
+			if wait := p.cfg.Linger - now.Sub(b.created); wait > 0 && !p.closing && p.pressed == 0 {
 				soon(wait)
 				continue
 			}

@@ -307,3 +307,79 @@ func get(ctx context.Context, url string) (string, error) {
 	b, err := io.ReadAll(resp.Body)
 	return string(b), err
 }
+
+// TestManyPartitionsHoldAtMostMaxHeldBytes freezes the target of a mirror of 2,000 partitions,
+// idle and caught up, then writes a backlog into every partition (16 records of 16 KiB each,
+// 500 MiB, snappy-compressed on the source), default settings. Every worker's inbox fills, and
+// each partition keeps what it fetched until its inbox has room: without
+// consumer.max_held_bytes the member goes on fetching every partition until each holds a fetch
+// of its own, most of the backlog. With it, what the partitions keep (kmirror_fetch_held_bytes,
+// sampled every 2 s) stays within the bound and the responses in flight when it was reached, as
+// config.Memory.Fetch counts it; resident memory stays within kmirror_memory_bound_bytes plus
+// rssMargin; and after the thaw every record arrives, first copies in order.
+func TestManyPartitionsHoldAtMostMaxHeldBytes(t *testing.T) {
+	const (
+		topic      = "heldmany"
+		partitions = 2000
+		valueBytes = 16 << 10
+		records    = 16 * partitions
+	)
+	europe := startCluster(t, "europe")
+	us := startCluster(t, "us")
+	europe.createTopic(t, topic, partitions, 1, nil)
+
+	listen := telemetryAddr()
+	path := writeConfig(t, strings.Replace(baseConfig(europe, us, topic, ""),
+		`listen: ""`, fmt.Sprintf("listen: %q", listen), 1))
+	cfg, err := config.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bound := cfg.MemoryBound(partitions + 1) // and the heartbeat topic's partition
+	t.Setenv("GOMEMLIMIT", strconv.FormatInt(bound.Ring+bound.Fetch+bound.InFlight+memoryHalfConstant, 10))
+	k := startKmirror(t, path)
+	s := startSampling(t, k.cmd.Process.Pid, "http://"+listen+"/metrics")
+	url := "http://" + listen + "/metrics"
+	waitFor(t, "every partition claimed", 3*time.Minute, func() bool {
+		b, err := get(context.Background(), url)
+		return err == nil && strings.Contains(b, "\nkmirror_assigned_partitions ") && metricValue(t, b, "kmirror_assigned_partitions") >= partitions
+	})
+	thaw := us.freeze(t, 1)
+	produceBacklog(t, europe.bootstrap, topic, records, valueBytes)
+	var held float64
+	for range 10 {
+		time.Sleep(2 * time.Second)
+		held = max(held, metricValue(t, scrape(t, url), "kmirror_fetch_held_bytes"))
+	}
+	frozen := s.peak()
+	owned := int(metricValue(t, scrape(t, url), "kmirror_assigned_partitions"))
+	bound = cfg.MemoryBound(owned)
+	// What the partitions keep: Fetch less the responses, which it counts once more on top.
+	keep := (bound.Fetch + cfg.Consumer.MaxHeldBytes) / 2
+	thaw()
+	waitFor(t, "the backlog mirrored", 5*time.Minute, func() bool {
+		if gone, how := k.exited(); gone {
+			t.Fatalf("%s while catching up\n%s", how, k.errors())
+		}
+		return us.count(t, topic) >= records
+	})
+	s.stop()
+	k.stop()
+	peak := s.peak()
+	rep := compareReport(t, europe, us, map[string]string{topic: topic})
+	logFigures(t, rep, fmt.Sprintf("%d partitions owned: most held %d MiB (max_held_bytes %d MiB, with the responses in flight %d MiB); bound %d MiB, peak rss %d MiB while frozen, %d MiB overall",
+		owned, int64(held)>>20, cfg.Consumer.MaxHeldBytes>>20, keep>>20, bound.Total()>>20, frozen.rss>>20, peak.rss>>20))
+	if held <= 0 {
+		t.Errorf("kmirror_fetch_held_bytes stayed 0 with the target frozen: the partitions never waited for room, the test proves nothing")
+	}
+	if int64(held) > keep {
+		t.Errorf("the partitions held %d MiB of fetched records, more than max_held_bytes and the responses in flight (%d MiB)", int64(held)>>20, keep>>20)
+	}
+	if !rep.Complete() {
+		t.Errorf("records lost, changed or out of order:\n%s", rep)
+	}
+	if peak.rss > bound.Total()+rssMargin {
+		t.Errorf("peak resident memory %d MiB (at %s) exceeds the bound %d MiB + %d MiB",
+			peak.rss>>20, peak.at.Format("15:04:05"), bound.Total()>>20, rssMargin>>20)
+	}
+}

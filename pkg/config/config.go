@@ -300,6 +300,16 @@ type Consumer struct {
 	// broker comes to lead more (topics created, partitions added, leaders moved), and at least
 	// DistantFetchLanes for a source at least DistantRTT away (at most MaxFetchLanes).
 	FetchLanes int `mapstructure:"fetch_lanes"`
+	// MaxHeldBytes bounds what the member fetched and could not hand on yet because the
+	// workers' inboxes (or a partition's in-flight window) were full, a slow or frozen target:
+	// once the partitions waiting for room hold this many bytes, no fetch is sent until they
+	// drain below it. Each such partition holds a fetch of its own, or two, so without the bound
+	// the memory grows with the partitions: at 10,000 partitions with a backlog, up to 10,000
+	// fetch_partition_bytes. It bounds all partitions together: while it is reached, a
+	// partition whose worker has room waits too, so keep it well above what a partition holds
+	// (fetch_partition_bytes, distant_fetch_partition_bytes for a distant source, twice). 0: no
+	// bound.
+	MaxHeldBytes int64 `mapstructure:"max_held_bytes"`
 	// SourceLossPolicy is what happens when records were deleted from the source (retention,
 	// DeleteRecords) before kmirror read them (it was stopped too long, or fell too far behind):
 	// the gap is logged once with topic, partition and the lost offsets, and counted in

@@ -51,6 +51,7 @@ func Default() Config {
 			FetchWaitPerPartition:      200 * time.Microsecond,
 			DistantRTT:                 10 * time.Millisecond,
 			DistantFetchPartitionBytes: 4 << 20,
+			MaxHeldBytes:               128 << 20,
 			SourceLossPolicy:           LossFail,
 		},
 		Ring: Ring{

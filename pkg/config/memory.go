@@ -27,7 +27,8 @@ type Memory struct {
 	// (consumer.fetch_partition_bytes, or a whole record batch larger than that, which Kafka
 	// returns whole: at most producer.max_message_bytes); and the next fetch responses, one per
 	// fetch lane, together at most lanes × consumer.fetch_max_bytes and at most partitions ×
-	// the share (the lanes divide the partitions).
+	// the share (the lanes divide the partitions). With consumer.max_held_bytes, what the
+	// partitions keep is at most that bound and the responses in flight when it was reached.
 	Fetch int64
 	// InFlight is what the producers hold, taken from the inboxes and not yet acknowledged by
 	// the target. At least once, each worker's produce pipeline (pkg/produce) holds at most
@@ -94,9 +95,14 @@ func (c *Config) MemoryBound(partitions int) Memory {
 		share = max(share, min(int64(c.Consumer.DistantFetchPartitionBytes), int64(c.Consumer.FetchMaxBytes)))
 	}
 	response := min(int64(c.Consumer.mostLanes(partitions))*int64(c.Consumer.FetchMaxBytes), p*share)
+	kept := p * 2 * share
+	if c.Consumer.MaxHeldBytes > 0 {
+		// The loops stop fetching at the bound; the fetches then in flight are still delivered.
+		kept = min(kept, c.Consumer.MaxHeldBytes+response)
+	}
 	return Memory{
 		Ring:     int64(c.Ring.Workers) * c.Ring.InboxBytes,
-		Fetch:    p*2*share + response,
+		Fetch:    kept + response,
 		InFlight: c.inFlight(p, batch),
 		Constant: MemoryConstant + p*MemoryPerPartition,
 	}

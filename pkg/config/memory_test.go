@@ -22,8 +22,9 @@ func TestMemoryBoundOfTheDefaults(t *testing.T) {
 		// with.
 		{12, 64 * MiB, 12*2*4*MiB + 12*4*MiB, pipelines, 64*MiB + 12*64<<10},
 		// 1,000 partitions: the next responses are capped by fetch_max_bytes (50 MiB) in each of
-		// a distant source's 4 fetch lanes.
-		{1000, 64 * MiB, 1000*2*4*MiB + 4*50*MiB, pipelines, 64*MiB + 1000*64<<10},
+		// a distant source's 4 fetch lanes, and what the partitions keep by max_held_bytes
+		// (128 MiB) and the responses in flight when it was reached (2 shares each: 8,000 MiB).
+		{1000, 64 * MiB, (128*MiB + 4*50*MiB) + 4*50*MiB, pipelines, 64*MiB + 1000*64<<10},
 	} {
 		m := c.MemoryBound(tc.partitions)
 		want := Memory{Ring: tc.ring, Fetch: tc.fetch, InFlight: tc.inFlight, Constant: tc.constant}
@@ -50,6 +51,11 @@ func TestMemoryBoundFollowsTheBudgets(t *testing.T) {
 	c.Producer.BatchBytes = 256 << 10
 	if b := c.MemoryBound(4); b.InFlight != 8*(3*6*(256<<10)+int64(c.Producer.MaxMessageBytes)) || b.Ring != b0.Ring {
 		t.Errorf("256 KiB producer.batch_bytes: %+v from %+v", b, b0)
+	}
+	c = Default()
+	c.Consumer.MaxHeldBytes = 0 // no bound across partitions: each keeps two shares
+	if b := c.MemoryBound(1000); b.Fetch != 1000*2*4*(1<<20)+4*50*(1<<20) {
+		t.Errorf("no consumer.max_held_bytes at 1,000 partitions: %+v", b)
 	}
 	c = Default()
 	c.Ring.Workers *= 2

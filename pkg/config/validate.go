@@ -128,6 +128,10 @@ func (c *Config) Validate() error {
 		bad("consumer.distant_fetch_partition_bytes", "%d is negative: use 0 (a distant source's partitions are fetched with the largest batch their topics accept) or a size such as 4194304",
 			c.Consumer.DistantFetchPartitionBytes)
 	}
+	if c.Consumer.MaxHeldBytes < 0 {
+		bad("consumer.max_held_bytes", "%d is negative: use 0 (no bound across partitions) or a size such as 134217728",
+			c.Consumer.MaxHeldBytes)
+	}
 	if c.Consumer.FetchWaitPerPartition < 0 {
 		bad("consumer.fetch_wait_per_partition", "%s is negative: use 0 (the wait stays consumer.fetch_max_wait) or a duration such as 200us",
 			c.Consumer.FetchWaitPerPartition)

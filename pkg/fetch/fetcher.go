@@ -51,6 +51,14 @@ type Config struct {
 	SessionPartitions int
 	// MaxLanes bounds the loops per broker SessionPartitions opens (default 16).
 	MaxLanes int
+	// MaxHeldBytes, above 0, bounds what the sinks hold back: the bytes of the batches delivered
+	// to partitions whose sink answered full and has not said Ready since (counted whole, as
+	// delivered). While they reach it no loop sends a fetch (one in flight is still delivered),
+	// and the loops fetch again once a Ready or Remove brings them under it. Without it a
+	// member whose sinks are all full (a frozen target) keeps fetching every partition until
+	// each holds a batch or two: at 10,000 partitions with a backlog, up to 10,000 partition
+	// shares. 0: no bound.
+	MaxHeldBytes int64
 	// ReadCommitted fetches with isolation.level=read_committed.
 	ReadCommitted bool
 	// Rack is client.rack: with it, a leader's preferred read replica (KIP-392) is fetched from.
@@ -78,6 +86,9 @@ type Events struct {
 	Refused func()
 	// Unanswered: a fetch got no answer (connection refused or lost, timeout).
 	Unanswered func()
+	// Held: the bytes the sinks hold back (Config.MaxHeldBytes) changed to bytes. It is called
+	// under the Fetcher's lock, in the order of the changes.
+	Held func(bytes int64)
 }
 
 // Sink receives one partition's batches. Its methods are called from the partition's fetch
@@ -148,6 +159,7 @@ type partState struct {
 	removed     bool
 	full        bool
 	fullAt      uint64
+	held        int64     // bytes delivered since the sink answered full and not Ready since (Fetcher.held)
 	retryAt     time.Time // not fetched before (after an error)
 	failures    int       // errors since the last delivery: the backoff doubles with each
 	maxBytes    int32     // this partition's limit: PartitionMaxBytes, raised for a large batch
@@ -194,6 +206,7 @@ type Fetcher struct {
 	parts  map[TopicPartition]*partState
 	loops  map[loopKey]*loop
 	closed bool
+	held   int64 // the sum of the partitions' held (Config.MaxHeldBytes)
 }
 
 // New starts a Fetcher (its router; loops start as brokers are needed). It stops when ctx ends or
@@ -327,6 +340,7 @@ func (f *Fetcher) Remove(topic string, partition int32) (offset int64, ok bool) 
 
 // drop forgets p. f.mu held (and p.dmu, so that no delivery follows).
 func (f *Fetcher) drop(p *partState) {
+	f.release(p)
 	p.removed = true
 	delete(f.parts, p.tp)
 	if l := p.loop; l != nil {
@@ -373,10 +387,51 @@ func (f *Fetcher) Ready(topic string, partition int32) {
 	defer f.mu.Unlock()
 	if p := f.parts[TopicPartition{topic, partition}]; p != nil {
 		p.ready.Add(1)
+		f.release(p)
 		if p.loop != nil {
 			p.loop.wakeUp()
 		}
 	}
+}
+
+// hold counts n bytes delivered to p, whose sink answered full, as held until its Ready. f.mu
+// held.
+func (f *Fetcher) hold(p *partState, n int64) {
+	p.held += n
+	f.held += n
+	f.heldChanged()
+}
+
+// heldChanged reports the held bytes. f.mu held.
+func (f *Fetcher) heldChanged() {
+	f.stats.held.Store(f.held)
+	if ev := f.cfg.Events.Held; ev != nil {
+		ev(f.held)
+	}
+}
+
+// release stops counting what p held (its sink is Ready, or it is gone) and, when that brings
+// the held bytes under Config.MaxHeldBytes, wakes every loop: they stopped fetching at it. f.mu
+// held.
+func (f *Fetcher) release(p *partState) {
+	if p.held == 0 {
+		return
+	}
+	was := f.holding()
+	f.held -= p.held
+	p.held = 0
+	f.heldChanged()
+	if was && !f.holding() {
+		for _, l := range f.loops {
+			l.wakeUp()
+		}
+	}
+}
+
+// holding reports whether the sinks hold Config.MaxHeldBytes or more: no fetch is sent then.
+// f.mu held.
+func (f *Fetcher) holding() bool {
+	return f.cfg.MaxHeldBytes > 0 && f.held >= f.cfg.MaxHeldBytes
 }
 
 // Position returns a partition's next offset to fetch.

@@ -266,3 +266,92 @@ func TestPauseAndRemoveStopDeliveryAtOnce(t *testing.T) {
 		t.Fatalf("%d records delivered, want only the one before Remove", len(got))
 	}
 }
+
+// TestFullSinksHoldBackAtMostMaxHeldBytes: when every sink answers full (a frozen target fills
+// every inbox), the loops stop fetching once the sinks hold MaxHeldBytes, instead of fetching
+// each partition until it holds a batch; a Ready brings them under it and every partition then
+// arrives whole and in order. The partitions get their records one after another, each once the
+// one before was fetched: without the bound all 40 were delivered (823 KB against a 64 KiB bound).
+func TestFullSinksHoldBackAtMostMaxHeldBytes(t *testing.T) {
+	const (
+		parts   = 40
+		records = 20
+		bound   = 64 << 10
+	)
+	c := startCluster(t, 1)
+	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, kc, "held", parts, nil)
+	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 20 * time.Millisecond, MaxHeldBytes: bound})
+	var full atomic.Bool
+	full.Store(true)
+	sinks := make([]*collector, parts)
+	for p := range sinks {
+		sinks[p] = newCollector()
+		sinks[p].full = func(*collector) bool { return full.Load() }
+		if err := f.Add("held", int32(p), 0, sinks[p]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := make([]byte, 1<<10)
+	var each int64 // the bytes of one partition's records
+	for p := range int32(parts) {
+		var rs []*kgo.Record
+		for i := range records {
+			rs = append(rs, &kgo.Record{Topic: "held", Partition: p, Key: key, Value: []byte(fmt.Sprintf("p%d-%d", p, i))})
+		}
+		produce(t, kc, rs...)
+		if p == 0 {
+			sinks[0].waitRecords(t, records, 5*time.Second)
+			for _, r := range sinks[0].records {
+				each += int64(len(r.Key) + len(r.Value))
+			}
+		} else {
+			time.Sleep(100 * time.Millisecond) // several fetch rounds, when the loop fetches
+		}
+	}
+	var bytes int64
+	var got int
+	for _, s := range sinks {
+		s.mu.Lock()
+		for _, b := range s.batches {
+			bytes += int64(b.Bytes)
+		}
+		if len(s.batches) > 0 {
+			got++
+		}
+		s.mu.Unlock()
+	}
+	st := f.Stats()
+	t.Logf("figures: %d bytes delivered to %d of %d full partitions (bound %d, %d bytes a partition); held %d, waits at the bound %d",
+		bytes, got, parts, bound, each, st.HeldBytes, st.HeldWaits)
+	if bytes >= bound+each {
+		t.Fatalf("the full sinks were delivered %d bytes (%d of %d partitions), want under the bound and one partition's records (%d)", bytes, got, parts, bound+each)
+	}
+	if st.HeldBytes != bytes || st.HeldWaits == 0 {
+		t.Fatalf("stats %+v: want the %d bytes delivered held, and loops that waited at the bound", st, bytes)
+	}
+	// A partition removed no longer counts.
+	sinks[0].mu.Lock()
+	var first int64
+	for _, b := range sinks[0].batches {
+		first += int64(b.Bytes)
+	}
+	sinks[0].mu.Unlock()
+	if _, ok := f.Remove("held", 0); !ok {
+		t.Fatal("remove partition 0")
+	}
+	if h := f.Stats().HeldBytes; h != bytes-first {
+		t.Fatalf("held %d bytes after partition 0 (%d bytes) was removed, want %d", h, first, bytes-first)
+	}
+	// Room again: every other partition arrives whole and in order.
+	full.Store(false)
+	for p := 1; p < parts; p++ {
+		f.Ready("held", int32(p))
+	}
+	for p := 1; p < parts; p++ {
+		checkSequence(t, int32(p), sinks[p].waitRecords(t, records, 10*time.Second), records, 0)
+	}
+	if h := f.Stats().HeldBytes; h != 0 {
+		t.Fatalf("held %d bytes with every sink ready, want 0", h)
+	}
+}

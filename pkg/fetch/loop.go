@@ -127,6 +127,13 @@ func (l *loop) build(sessions, canForget bool) (req *sarama.FetchRequest, want m
 	clear(l.behind)
 	l.behind = l.behind[:0]
 	f.mu.Lock()
+	if f.holding() {
+		// The sinks hold back Config.MaxHeldBytes: fetch nothing more until a Ready or Remove
+		// brings them under it (release wakes the loop).
+		f.mu.Unlock()
+		f.stats.heldWaits.Add(1)
+		return nil, nil, plan{}, 0
+	}
 	for tp, p := range l.parts {
 		if p.replica == l.id && !now.Before(p.replicaTill) {
 			p.replica = -1 // the preferred replica's time is up: ask the leader again
@@ -435,6 +442,11 @@ func (l *loop) deliver(p *partState, block *sarama.FetchResponseBlock, w sentPar
 		p.maxBytes = keptLimit(p.maxBytes, f.cfg.PartitionMaxBytes, f.cfg.KeepMaxBytes)
 		if full {
 			p.full, p.fullAt = true, r0
+			// Held until the sink says Ready: unless it already has (Ready counts under f.mu,
+			// so it either came before this check or will find the bytes counted).
+			if p.ready.Load() == r0 {
+				f.hold(p, int64(b.Bytes))
+			}
 		}
 		f.mu.Unlock()
 	} else if partial {

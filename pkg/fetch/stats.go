@@ -18,11 +18,15 @@ type Stats struct {
 	SessionErrors, BrokerErrors int64
 	// Batches, Records and Bytes are what was delivered (Bytes: keys, values and headers).
 	Batches, Records, Bytes int64
+	// HeldBytes is what the sinks hold back now (Config.MaxHeldBytes); HeldWaits counts the
+	// times a loop found it at the bound and sent no fetch.
+	HeldBytes, HeldWaits int64
 }
 
 // stats is the live form of Stats.
 type stats struct {
 	fetches, fullFetches, named, forgotten, sessionErrors, brokerErrors, batches, records, bytes atomic.Int64
+	held, heldWaits                                                                              atomic.Int64
 }
 
 // Stats returns the counters now.
@@ -32,5 +36,6 @@ func (f *Fetcher) Stats() Stats {
 		Fetches: s.fetches.Load(), FullFetches: s.fullFetches.Load(), PartitionsNamed: s.named.Load(), PartitionsForgotten: s.forgotten.Load(),
 		SessionErrors: s.sessionErrors.Load(), BrokerErrors: s.brokerErrors.Load(),
 		Batches: s.batches.Load(), Records: s.records.Load(), Bytes: s.bytes.Load(),
+		HeldBytes: s.held.Load(), HeldWaits: s.heldWaits.Load(),
 	}
 }

@@ -102,7 +102,8 @@ func (m *Mirror) openFetcher(ctx context.Context, gc *sarama.Config, lanes int, 
 		KeepMaxBytes: int32(min(int64(m.cfg.Producer.MaxMessageBytes), math.MaxInt32)),
 		MaxWait:      gc.Consumer.MaxWaitTime, ReadCommitted: gc.Consumer.IsolationLevel == sarama.ReadCommitted,
 		Lanes: lanes, SessionPartitions: m.cfg.Consumer.SessionPartitions(), MaxLanes: config.MaxFetchLanes,
-		Backoff: gc.Consumer.Retry.Backoff, Logger: m.log, Events: m.fetchEvents,
+		MaxHeldBytes: m.cfg.Consumer.MaxHeldBytes,
+		Backoff:      gc.Consumer.Retry.Backoff, Logger: m.log, Events: m.fetchEvents,
 	})
 	if err != nil {
 		_ = client.Close()

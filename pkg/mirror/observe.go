@@ -52,6 +52,7 @@ func (m *Mirror) observe(metrics *telemetry.Metrics, tracing *telemetry.Tracing)
 		},
 		Refused:    metrics.FetchErrors.WithLabelValues("refused").Inc,
 		Unanswered: metrics.FetchErrors.WithLabelValues("unanswered").Inc,
+		Held:       func(bytes int64) { metrics.FetchHeld.Set(float64(bytes)) },
 	}
 	return nil
 }

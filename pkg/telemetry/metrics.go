@@ -98,6 +98,9 @@ type Metrics struct {
 	FetchPartitionsNamed     prometheus.Counter
 	FetchPartitionsForgotten prometheus.Counter
 	FetchErrors              *prometheus.CounterVec
+	// FetchHeld (kmirror_fetch_held_bytes) is what the partitions whose worker's inbox was full
+	// keep of what they fetched: fetching waits while it is at consumer.max_held_bytes.
+	FetchHeld prometheus.Gauge
 	// TargetTopicsCreated (kmirror_target_topics_created_total) counts topics kmirror created on
 	// the target.
 	TargetTopicsCreated prometheus.Counter
@@ -325,6 +328,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "kmirror_fetch_partitions_forgotten_total",
 			Help: "Partitions dropped from a fetch session (paused by a full inbox, revoked, moved to another broker).",
 		}),
+		FetchHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kmirror_fetch_held_bytes",
+			Help: "Bytes fetched by partitions whose worker's inbox was full, kept until it has room; fetching waits at consumer.max_held_bytes.",
+		}),
 		FetchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kmirror_fetch_errors_total",
 			Help: "Fetches the source refused whole (kind refused: a lost session, ...) or did not answer (kind unanswered).",
@@ -434,7 +441,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		m.ProduceErrors, m.Rebalances, m.AssignedPartitions, m.CommitLatency, m.CommitErrors,
 		m.TransactionCommitLatency, m.Transactions, m.TransactionRecords, m.PositionsRecovered,
 		m.ConsumerErrors, m.SourceRecordsLost, m.TopicsDiscovered, m.CycleTopicsSkipped, m.TargetTopicsCreated, m.TargetPartitionsAdded,
-		m.FetchRequests, m.FetchPartitionsNamed, m.FetchPartitionsForgotten, m.FetchErrors,
+		m.FetchRequests, m.FetchPartitionsNamed, m.FetchPartitionsForgotten, m.FetchErrors, m.FetchHeld,
 		m.TargetConfigsAltered, m.TargetACLsCreated,
 		m.OffsetMapChunks, m.OffsetMapWriteErrors, m.GroupsSynced, m.GroupSyncCommittedByOthers, m.GroupSyncLast, m.GroupSyncUntranslatable,
 		m.HeartbeatLatency, m.HeartbeatLast, m.HeartbeatsEmitted, m.HeartbeatErrors,

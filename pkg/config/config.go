@@ -301,14 +301,14 @@ type Consumer struct {
 	// DistantFetchLanes for a source at least DistantRTT away (at most MaxFetchLanes).
 	FetchLanes int `mapstructure:"fetch_lanes"`
 	// MaxHeldBytes bounds what the member fetched and could not hand on yet because the
-	// workers' inboxes (or a partition's in-flight window) were full, a slow or frozen target:
-	// once the partitions waiting for room hold this many bytes, no fetch is sent until they
-	// drain below it. Each such partition holds a fetch of its own, or two, so without the bound
-	// the memory grows with the partitions: at 10,000 partitions with a backlog, up to 10,000
-	// fetch_partition_bytes. It bounds all partitions together: while it is reached, a
-	// partition whose worker has room waits too, so keep it well above what a partition holds
-	// (fetch_partition_bytes, distant_fetch_partition_bytes for a distant source, twice). 0: no
-	// bound.
+	// workers' inboxes (or a partition's in-flight window) were full, a slow or frozen target.
+	// Each worker's partitions share an equal part of it (max_held_bytes / ring.workers): once
+	// those waiting for room hold that many bytes, none of the worker's partitions is fetched
+	// until they drain below it, while the other workers' partitions go on. Each such partition
+	// holds a fetch of its own, or two, so without the bound the memory grows with the
+	// partitions: at 10,000 partitions with a backlog, up to 10,000 fetch_partition_bytes. Keep a
+	// worker's part well above what a partition holds (fetch_partition_bytes, or
+	// distant_fetch_partition_bytes for a distant source, twice). 0: no bound.
 	MaxHeldBytes int64 `mapstructure:"max_held_bytes"`
 	// SourceLossPolicy is what happens when records were deleted from the source (retention,
 	// DeleteRecords) before kmirror read them (it was stopped too long, or fell too far behind):
@@ -316,6 +316,15 @@ type Consumer struct {
 	// kmirror_source_records_lost_total; then "fail" stops kmirror (exit 1, /readyz says why) or
 	// "continue" resumes at the log start.
 	SourceLossPolicy string `mapstructure:"source_loss_policy" enum:"fail,continue"`
+}
+
+// HeldPerWorker is each worker's part of MaxHeldBytes (0, no bound, when it is 0), at least a
+// byte.
+func (c Consumer) HeldPerWorker(workers int) int64 {
+	if c.MaxHeldBytes <= 0 {
+		return 0
+	}
+	return max(c.MaxHeldBytes/int64(max(workers, 1)), 1)
 }
 
 // MaxFetchWait bounds the fetch wait FetchWaitPerPartition makes (franz-go's default fetch wait).

@@ -28,7 +28,8 @@ type Memory struct {
 	// returns whole: at most producer.max_message_bytes); and the next fetch responses, one per
 	// fetch lane, together at most lanes × consumer.fetch_max_bytes and at most partitions ×
 	// the share (the lanes divide the partitions). With consumer.max_held_bytes, what the
-	// partitions keep is at most that bound and the responses in flight when it was reached.
+	// partitions keep is at most that bound (the workers' parts of it) and the responses in
+	// flight when it was reached.
 	Fetch int64
 	// InFlight is what the producers hold, taken from the inboxes and not yet acknowledged by
 	// the target. At least once, each worker's produce pipeline (pkg/produce) holds at most

@@ -95,3 +95,19 @@ func TestMemoryBoundFollowsTheBudgets(t *testing.T) {
 		t.Errorf("MemoryBound(-1) = %+v, want that of 0 partitions", b)
 	}
 }
+
+// TestHeldBytesAreSharedByTheWorkers: each worker's partitions hold at most an equal part of
+// consumer.max_held_bytes; 0 bounds nothing.
+func TestHeldBytesAreSharedByTheWorkers(t *testing.T) {
+	c := Default().Consumer
+	if got := c.HeldPerWorker(8); got != 16<<20 {
+		t.Errorf("128 MiB over 8 workers: %d, want 16 MiB", got)
+	}
+	if got := c.HeldPerWorker(0); got != 128<<20 {
+		t.Errorf("no workers counted: %d, want the whole 128 MiB", got)
+	}
+	c.MaxHeldBytes = 0
+	if got := c.HeldPerWorker(8); got != 0 {
+		t.Errorf("max_held_bytes 0: %d, want 0 (no bound)", got)
+	}
+}

@@ -44,10 +44,11 @@
 //     Config.KeepMaxBytes, so that its next batches come in every response rather than one
 //     partition's batch per response.
 //   - Backpressure is per partition: a Sink that answers "full" stops the fetching of its
-//     partition (until Fetcher.Ready) and of no other, until the full sinks together hold
-//     Config.MaxHeldBytes (what was delivered to them since they answered full): then no loop
-//     sends a fetch until a Ready or Remove brings them under it, so what they hold does not
-//     grow with the partitions (a fetch already in flight is still delivered).
+//     partition (until Fetcher.Ready) and of no other, until the full sinks of a group (Grouped:
+//     the partitions of one inbox) together hold Config.MaxHeldBytes (what was delivered to them
+//     since they answered full): then none of the group's partitions is fetched until a Ready or
+//     Remove brings them under it, so what they hold does not grow with the partitions (a fetch
+//     already in flight is still delivered); other groups go on.
 //   - OFFSET_OUT_OF_RANGE is never resolved here: the partition stops and its Sink receives an
 //     *OutOfRangeError naming the offset and the log's start and end; the owner's source-loss
 //     policy decides where to start again.
@@ -74,5 +75,6 @@
 //
 // What it must never do: reset a position on its own, deliver a record twice or out of order,
 // deliver anything for a partition after Remove or Pause returned, or block one partition
-// behind another's full sink while the full sinks hold less than Config.MaxHeldBytes.
+// behind another group's full sinks, or behind its own group's while they hold less than
+// Config.MaxHeldBytes.
 package fetch

@@ -51,13 +51,14 @@ type Config struct {
 	SessionPartitions int
 	// MaxLanes bounds the loops per broker SessionPartitions opens (default 16).
 	MaxLanes int
-	// MaxHeldBytes, above 0, bounds what the sinks hold back: the bytes of the batches delivered
-	// to partitions whose sink answered full and has not said Ready since (counted whole, as
-	// delivered). While they reach it no loop sends a fetch (one in flight is still delivered),
-	// and the loops fetch again once a Ready or Remove brings them under it. Without it a
-	// member whose sinks are all full (a frozen target) keeps fetching every partition until
-	// each holds a batch or two: at 10,000 partitions with a backlog, up to 10,000 partition
-	// shares. 0: no bound.
+	// MaxHeldBytes, above 0, bounds what the sinks of each group hold back (a Sink that is
+	// Grouped names its group; any other is in group 0): the bytes of the batches delivered to
+	// partitions whose sink answered full and has not said Ready since (counted whole, as
+	// delivered). While a group's reach it, none of its partitions is fetched (a fetch in flight
+	// is still delivered), and they are fetched again once a Ready or Remove brings the group
+	// under it; other groups' partitions go on. Without it a group whose sinks are all full (a
+	// frozen target) keeps fetching every partition until each holds a batch or two: at 10,000
+	// partitions with a backlog, up to 10,000 partition shares. 0: no bound.
 	MaxHeldBytes int64
 	// ReadCommitted fetches with isolation.level=read_committed.
 	ReadCommitted bool
@@ -110,6 +111,12 @@ type Sink interface {
 	Stopped(err error)
 }
 
+// Grouped is a Sink that shares MaxHeldBytes with the sinks of its group (the partitions that
+// feed one inbox, say): Group is called once, when the partition is added.
+type Grouped interface {
+	Group() int
+}
+
 // TopicPartition names one source partition.
 type TopicPartition struct {
 	Topic     string
@@ -160,6 +167,7 @@ type partState struct {
 	full        bool
 	fullAt      uint64
 	held        int64     // bytes delivered since the sink answered full and not Ready since (Fetcher.held)
+	group       int       // the sink's group (Grouped), for MaxHeldBytes
 	retryAt     time.Time // not fetched before (after an error)
 	failures    int       // errors since the last delivery: the backoff doubles with each
 	maxBytes    int32     // this partition's limit: PartitionMaxBytes, raised for a large batch
@@ -206,7 +214,8 @@ type Fetcher struct {
 	parts  map[TopicPartition]*partState
 	loops  map[loopKey]*loop
 	closed bool
-	held   int64 // the sum of the partitions' held (Config.MaxHeldBytes)
+	held   map[int]int64 // per group, the sum of its partitions' held (Config.MaxHeldBytes)
+	total  int64         // the sum over the groups
 }
 
 // New starts a Fetcher (its router; loops start as brokers are needed). It stops when ctx ends or
@@ -266,6 +275,7 @@ func New(ctx context.Context, cfg Config) (*Fetcher, error) {
 		route: make(chan struct{}, 1),
 		parts: make(map[TopicPartition]*partState),
 		loops: make(map[loopKey]*loop),
+		held:  make(map[int]int64),
 	}
 	f.wg.Add(1)
 	go func() {
@@ -313,8 +323,12 @@ func (f *Fetcher) Add(topic string, partition int32, offset int64, sink Sink) er
 	if _, ok := f.parts[tp]; ok {
 		return fmt.Errorf("fetch: add %s partition %d: already fetched (Remove it first)", topic, partition)
 	}
-	f.parts[tp] = &partState{tp: tp, sink: sink, offset: offset, leaderEpoch: -1, replica: -1,
+	p := &partState{tp: tp, sink: sink, offset: offset, leaderEpoch: -1, replica: -1,
 		maxBytes: f.cfg.PartitionMaxBytes}
+	if g, ok := sink.(Grouped); ok {
+		p.group = g.Group()
+	}
+	f.parts[tp] = p
 	f.wakeRouter()
 	return nil
 }
@@ -398,40 +412,44 @@ func (f *Fetcher) Ready(topic string, partition int32) {
 // held.
 func (f *Fetcher) hold(p *partState, n int64) {
 	p.held += n
-	f.held += n
+	f.held[p.group] += n
+	f.total += n
 	f.heldChanged()
 }
 
 // heldChanged reports the held bytes. f.mu held.
 func (f *Fetcher) heldChanged() {
-	f.stats.held.Store(f.held)
+	f.stats.held.Store(f.total)
 	if ev := f.cfg.Events.Held; ev != nil {
-		ev(f.held)
+		ev(f.total)
 	}
 }
 
 // release stops counting what p held (its sink is Ready, or it is gone) and, when that brings
-// the held bytes under Config.MaxHeldBytes, wakes every loop: they stopped fetching at it. f.mu
-// held.
+// its group under Config.MaxHeldBytes, wakes every loop: they stopped fetching the group's
+// partitions at it. f.mu held.
 func (f *Fetcher) release(p *partState) {
 	if p.held == 0 {
 		return
 	}
-	was := f.holding()
-	f.held -= p.held
+	was := f.holding(p.group)
+	if f.held[p.group] -= p.held; f.held[p.group] == 0 {
+		delete(f.held, p.group)
+	}
+	f.total -= p.held
 	p.held = 0
 	f.heldChanged()
-	if was && !f.holding() {
+	if was && !f.holding(p.group) {
 		for _, l := range f.loops {
 			l.wakeUp()
 		}
 	}
 }
 
-// holding reports whether the sinks hold Config.MaxHeldBytes or more: no fetch is sent then.
-// f.mu held.
-func (f *Fetcher) holding() bool {
-	return f.cfg.MaxHeldBytes > 0 && f.held >= f.cfg.MaxHeldBytes
+// holding reports whether the sinks of group hold Config.MaxHeldBytes or more: none of its
+// partitions is fetched then. f.mu held.
+func (f *Fetcher) holding(group int) bool {
+	return f.cfg.MaxHeldBytes > 0 && f.held[group] >= f.cfg.MaxHeldBytes
 }
 
 // Position returns a partition's next offset to fetch.

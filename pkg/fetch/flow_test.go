@@ -355,3 +355,67 @@ func TestFullSinksHoldBackAtMostMaxHeldBytes(t *testing.T) {
 		t.Fatalf("held %d bytes with every sink ready, want 0", h)
 	}
 }
+
+// TestAGroupAtItsBoundHoldsUpOnlyItsOwnPartitions: the sinks of group 1 are all full and hold
+// their MaxHeldBytes, so none of group 1's partitions is fetched any more; the partitions of
+// group 0, on the same broker and loop, keep receiving every record, in order.
+func TestAGroupAtItsBoundHoldsUpOnlyItsOwnPartitions(t *testing.T) {
+	const (
+		parts   = 20 // even ones in group 0, odd ones in group 1
+		records = 20
+		bound   = 32 << 10
+	)
+	c := startCluster(t, 1)
+	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, kc, "groups", parts, nil)
+	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 20 * time.Millisecond, MaxHeldBytes: bound})
+	sinks := make([]*collector, parts)
+	for p := range sinks {
+		sinks[p] = newCollector()
+		if p%2 == 1 {
+			sinks[p].group = 1
+			sinks[p].full = func(*collector) bool { return true }
+		}
+		if err := f.Add("groups", int32(p), 0, sinks[p]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key := make([]byte, 1<<10)
+	write := func(p int32, from, to int) {
+		var rs []*kgo.Record
+		for i := from; i < to; i++ {
+			rs = append(rs, &kgo.Record{Topic: "groups", Partition: p, Key: key, Value: []byte(fmt.Sprintf("p%d-%d", p, i))})
+		}
+		produce(t, kc, rs...)
+	}
+	// Group 1's partitions one after another, each once the one before was fetched (as long as
+	// they are fetched at all): two of them (40 KiB) reach the bound.
+	for p := int32(1); p < parts; p += 2 {
+		write(p, 0, records)
+		time.Sleep(100 * time.Millisecond)
+	}
+	var heldParts int
+	for p := 1; p < parts; p += 2 {
+		if _, _, n := sinks[p].snapshot(); n > 0 {
+			heldParts++
+		}
+	}
+	if heldParts == 0 || heldParts > 3 {
+		t.Fatalf("%d of group 1's %d full partitions were delivered, want the few that reach its bound", heldParts, parts/2)
+	}
+	// Group 0 keeps flowing, written in several rounds.
+	for round := range 4 {
+		for p := int32(0); p < parts; p += 2 {
+			write(p, round*records/4, (round+1)*records/4)
+		}
+	}
+	for p := 0; p < parts; p += 2 {
+		checkSequence(t, int32(p), sinks[p].waitRecords(t, records, 10*time.Second), records, 0)
+	}
+	st := f.Stats()
+	t.Logf("figures: group 1: %d of %d partitions delivered, %d bytes held (bound %d); group 0: every record of its %d partitions; stats %+v",
+		heldParts, parts/2, st.HeldBytes, bound, parts/2, st)
+	if st.HeldWaits == 0 {
+		t.Fatalf("stats %+v: no loop skipped group 1 at its bound", st)
+	}
+}

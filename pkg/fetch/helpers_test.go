@@ -90,6 +90,7 @@ type collector struct {
 	records []Record
 	next    int64
 	full    func(c *collector) bool
+	group   int // its group for MaxHeldBytes (Grouped)
 	stopped chan error
 	changed chan struct{}
 }
@@ -127,6 +128,8 @@ func (c *collector) Deliver(b *Batch) bool {
 }
 
 func (c *collector) Stopped(err error) { c.stopped <- err }
+
+func (c *collector) Group() int { return c.group }
 
 func (c *collector) snapshot() ([]Record, int64, int) {
 	c.mu.Lock()

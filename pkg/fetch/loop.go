@@ -127,13 +127,7 @@ func (l *loop) build(sessions, canForget bool) (req *sarama.FetchRequest, want m
 	clear(l.behind)
 	l.behind = l.behind[:0]
 	f.mu.Lock()
-	if f.holding() {
-		// The sinks hold back Config.MaxHeldBytes: fetch nothing more until a Ready or Remove
-		// brings them under it (release wakes the loop).
-		f.mu.Unlock()
-		f.stats.heldWaits.Add(1)
-		return nil, nil, plan{}, 0
-	}
+	waited := false
 	for tp, p := range l.parts {
 		if p.replica == l.id && !now.Before(p.replicaTill) {
 			p.replica = -1 // the preferred replica's time is up: ask the leader again
@@ -146,6 +140,12 @@ func (l *loop) build(sessions, canForget bool) (req *sarama.FetchRequest, want m
 			}
 			continue
 		}
+		if f.holding(p.group) {
+			// Its group's sinks hold back Config.MaxHeldBytes: not fetched until a Ready or
+			// Remove brings them under it (release wakes the loop).
+			waited = true
+			continue
+		}
 		want[tp] = sentPart{offset: p.offset, epoch: p.leaderEpoch, maxBytes: p.maxBytes}
 		maxBytes = max(maxBytes, p.maxBytes)
 		if p.end > p.offset && p.maxBytes < f.cfg.KeepMaxBytes {
@@ -153,6 +153,9 @@ func (l *loop) build(sessions, canForget bool) (req *sarama.FetchRequest, want m
 		}
 	}
 	f.mu.Unlock()
+	if waited {
+		f.stats.heldWaits.Add(1)
+	}
 	if len(want) == 0 {
 		// Nothing to fetch here now: the session (if any) still holds what it held; the next
 		// request forgets what left it, or opens a new one.

@@ -102,7 +102,7 @@ func (m *Mirror) openFetcher(ctx context.Context, gc *sarama.Config, lanes int, 
 		KeepMaxBytes: int32(min(int64(m.cfg.Producer.MaxMessageBytes), math.MaxInt32)),
 		MaxWait:      gc.Consumer.MaxWaitTime, ReadCommitted: gc.Consumer.IsolationLevel == sarama.ReadCommitted,
 		Lanes: lanes, SessionPartitions: m.cfg.Consumer.SessionPartitions(), MaxLanes: config.MaxFetchLanes,
-		MaxHeldBytes: m.cfg.Consumer.MaxHeldBytes,
+		MaxHeldBytes: m.cfg.Consumer.HeldPerWorker(m.cfg.Ring.Workers),
 		Backoff:      gc.Consumer.Retry.Backoff, Logger: m.log, Events: m.fetchEvents,
 	})
 	if err != nil {

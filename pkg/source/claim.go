@@ -42,6 +42,7 @@ type claim struct {
 	inbox  *ring.Queue[*record.Batch]
 	pusher *pusher
 	copies record.Copies
+	worker int // the worker whose inbox it feeds: its group in the fetcher (Group)
 	// copiesDone is called once the claim has drained (Config.Copies).
 	copiesDone func()
 
@@ -96,6 +97,11 @@ func (c *claim) Deliver(b *fetch.Batch) bool {
 	}
 	return !done
 }
+
+// Group implements fetch.Grouped: the claims of one worker share consumer.max_held_bytes's
+// share of it, so a worker whose inbox stays full holds up the fetching of its own partitions
+// only.
+func (c *claim) Group() int { return c.worker }
 
 // Stopped implements fetch.Sink: an offset out of range is decided again (restart); any other
 // refusal stops the mirror, since the partition could not be mirrored any further.

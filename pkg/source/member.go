@@ -158,7 +158,7 @@ func (h *Handler) startClaim(ctx context.Context, topic string, part int32, star
 	p := h.startPushers()[worker]
 	track.OnRoom(p.poke)
 	c := &claim{
-		h: h, tp: tp, st: st, accept: &t, inbox: h.cfg.Inboxes[worker], pusher: p,
+		h: h, tp: tp, st: st, accept: &t, inbox: h.cfg.Inboxes[worker], pusher: p, worker: worker,
 	}
 	h.cfg.Observer.Assigned(topic, part)
 	if h.cfg.Copies != nil {

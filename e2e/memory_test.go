@@ -309,14 +309,18 @@ func get(ctx context.Context, url string) (string, error) {
 }
 
 // TestManyPartitionsHoldAtMostMaxHeldBytes freezes the target of a mirror of 2,000 partitions,
-// idle and caught up, then writes a backlog into every partition (16 records of 16 KiB each,
+// idle and caught up (one record mirrored in each, so that the target knows kmirror's producers
+// on every partition), then writes a backlog into every partition (16 records of 16 KiB each,
 // 500 MiB, snappy-compressed on the source), default settings. Every worker's inbox fills, and
-// each partition keeps what it fetched until its inbox has room: without
+// each partition keeps what it fetched until its inbox has room. Without
 // consumer.max_held_bytes the member goes on fetching every partition until each holds a fetch
-// of its own, most of the backlog. With it, what the partitions keep (kmirror_fetch_held_bytes,
-// sampled every 2 s) stays within the bound and the responses in flight when it was reached, as
-// config.Memory.Fetch counts it; resident memory stays within kmirror_memory_bound_bytes plus
-// rssMargin; and after the thaw every record arrives, first copies in order.
+// of its own; how much that is depends on how far each had been fetched when its inbox filled
+// (166-414 MiB in the runs without the bound; pkg/fetch's tests show the bound itself). With it,
+// what the partitions keep (kmirror_fetch_held_bytes, sampled every 2 s) stays within the bound
+// and one fetch response (fetch_max_bytes: what a response in flight when the bound was reached
+// may add; config.Memory.Fetch counts one per lane, more than the runs took: 128-142 MiB held
+// for 178 MiB); resident memory stays within kmirror_memory_bound_bytes plus rssMargin; and
+// after the thaw every record arrives, first copies in order.
 func TestManyPartitionsHoldAtMostMaxHeldBytes(t *testing.T) {
 	const (
 		topic      = "heldmany"
@@ -340,10 +344,12 @@ func TestManyPartitionsHoldAtMostMaxHeldBytes(t *testing.T) {
 	k := startKmirror(t, path)
 	s := startSampling(t, k.cmd.Process.Pid, "http://"+listen+"/metrics")
 	url := "http://" + listen + "/metrics"
-	waitFor(t, "every partition claimed", 3*time.Minute, func() bool {
-		b, err := get(context.Background(), url)
-		return err == nil && strings.Contains(b, "\nkmirror_assigned_partitions ") && metricValue(t, b, "kmirror_assigned_partitions") >= partitions
-	})
+	// One record in each partition first, mirrored before the freeze: a target broker accepts
+	// the first batch of a producer it does not know on a partition whatever its sequence, so a
+	// frozen target's first writes to fresh partitions are outside what this test is about
+	// (the note of 2026-12-07 says what its first runs found there).
+	produceBacklog(t, europe.bootstrap, topic, partitions, 1<<10)
+	waitFor(t, "a record mirrored in every partition", 3*time.Minute, func() bool { return us.count(t, topic) >= partitions })
 	thaw := us.freeze(t, 1)
 	produceBacklog(t, europe.bootstrap, topic, records, valueBytes)
 	var held float64
@@ -354,26 +360,25 @@ func TestManyPartitionsHoldAtMostMaxHeldBytes(t *testing.T) {
 	frozen := s.peak()
 	owned := int(metricValue(t, scrape(t, url), "kmirror_assigned_partitions"))
 	bound = cfg.MemoryBound(owned)
-	// What the partitions keep: Fetch less the responses, which it counts once more on top.
-	keep := (bound.Fetch + cfg.Consumer.MaxHeldBytes) / 2
+	keep := cfg.Consumer.MaxHeldBytes + int64(cfg.Consumer.FetchMaxBytes)
 	thaw()
 	waitFor(t, "the backlog mirrored", 5*time.Minute, func() bool {
 		if gone, how := k.exited(); gone {
 			t.Fatalf("%s while catching up\n%s", how, k.errors())
 		}
-		return us.count(t, topic) >= records
+		return us.count(t, topic) >= records+partitions
 	})
 	s.stop()
 	k.stop()
 	peak := s.peak()
 	rep := compareReport(t, europe, us, map[string]string{topic: topic})
-	logFigures(t, rep, fmt.Sprintf("%d partitions owned: most held %d MiB (max_held_bytes %d MiB, with the responses in flight %d MiB); bound %d MiB, peak rss %d MiB while frozen, %d MiB overall",
+	logFigures(t, rep, fmt.Sprintf("%d partitions owned: most held %d MiB (max_held_bytes %d MiB, with a response in flight %d MiB); bound %d MiB, peak rss %d MiB while frozen, %d MiB overall",
 		owned, int64(held)>>20, cfg.Consumer.MaxHeldBytes>>20, keep>>20, bound.Total()>>20, frozen.rss>>20, peak.rss>>20))
 	if held <= 0 {
 		t.Errorf("kmirror_fetch_held_bytes stayed 0 with the target frozen: the partitions never waited for room, the test proves nothing")
 	}
 	if int64(held) > keep {
-		t.Errorf("the partitions held %d MiB of fetched records, more than max_held_bytes and the responses in flight (%d MiB)", int64(held)>>20, keep>>20)
+		t.Errorf("the partitions held %d MiB of fetched records, more than max_held_bytes and a response in flight (%d MiB)", int64(held)>>20, keep>>20)
 	}
 	if !rep.Complete() {
 		t.Errorf("records lost, changed or out of order:\n%s", rep)

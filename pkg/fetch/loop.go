@@ -140,7 +140,7 @@ func (l *loop) build(sessions, canForget bool) (req *sarama.FetchRequest, want m
 			}
 			continue
 		}
-		if f.holding(p.group) {
+		if len(f.held) > 0 && f.holding(p.group) { // no lookup while nothing is held
 			// Its group's sinks hold back Config.MaxHeldBytes: not fetched until a Ready or
 			// Remove brings them under it (release wakes the loop).
 			waited = true

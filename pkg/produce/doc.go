@@ -20,7 +20,12 @@
 //  2. A batch's sequence (FirstSequence) is given when it is first sent, from the partition's
 //     counter, so sequences follow queue order; the broker appends a batch only if its
 //     sequence follows the last one it appended for this producer id and epoch. Nothing can be
-//     written out of order even when five requests are in flight.
+//     written out of order even when five requests are in flight. The broker has that last one
+//     only once it appended a batch of the producer id and epoch to the partition: before,
+//     brokers before Kafka 4.5 take any sequence (KAFKA-15591), so a later batch that reached
+//     the log first would be written and the earlier one refused. So a partition sends its
+//     first batch under a producer id and epoch alone, and more only once it is acknowledged
+//     (TestAPartitionsFirstBatchGoesAlone).
 //  3. Only the answer for the queue's first batch is acted on. An answer for a later batch when
 //     the first has not been settled means the first failed in this round: the later batch is
 //     sent again after it (the broker answers a batch it already holds, one of the last five of

@@ -97,7 +97,7 @@ type partition struct {
 	seq      int32 // the next batch's first sequence
 	rewind   bool  // resend from batches[0] once nothing is in flight
 	refresh  bool  // find the leader again once nothing is in flight
-	alone    bool  // retrying: one request at a time until one is acknowledged
+	alone    bool  // new, renumbered or retrying: one request at a time until one is acknowledged
 	tries    int
 	retryAt  time.Time
 	lastErr  error
@@ -281,7 +281,8 @@ func (p *Pipeline) ProduceBatch(ctx context.Context, msgs []*sarama.ProducerMess
 	defer p.mu.Unlock()
 	part := p.parts[tp]
 	if part == nil {
-		part = &partition{topicPartition: tp, pid: p.pid, epoch: p.epoch}
+		// Its first batch goes alone (claim 2).
+		part = &partition{topicPartition: tp, pid: p.pid, epoch: p.epoch, alone: true}
 		p.parts[tp] = part
 	}
 	for i, m := range msgs {

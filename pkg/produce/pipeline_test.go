@@ -343,3 +343,48 @@ func TestNoBatchLingersWhileARecordWaitsForRoom(t *testing.T) {
 		checkLog(t, c, o, part, want[part])
 	}
 }
+
+// TestAPartitionsFirstBatchGoesAlone: a broker before Kafka 4.5 takes the first batch of a
+// producer it has no state for on a partition whatever its sequence (KAFKA-15591), so with two
+// batches of a just-created partition in flight, a later one that reaches the log first is
+// written, and the earlier one is then refused out of order: a reorder. The e2e run that found it
+// froze the target as 2,000 just-created partitions got their first records. So a partition
+// sends nothing more until its first batch under the producer id and epoch is acknowledged;
+// then five may be in flight, and any batch out of sequence is refused. The broker holds the
+// first batch's request 300 ms; the pipeline must have no other request in flight meanwhile.
+func TestAPartitionsFirstBatchGoesAlone(t *testing.T) {
+	c := fakeTarget(t, 1, 1)
+	var p atomic.Pointer[Pipeline]
+	var during atomic.Int64 // the pipeline's peak of requests in flight while the first was held
+	var heldOnce atomic.Bool
+	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		if seq, ok := produceSeqs(req)[0]; ok && seq == 0 && !heldOnce.Swap(true) {
+			c.SleepControl(func() {
+				time.Sleep(300 * time.Millisecond)
+				if pl := p.Load(); pl != nil {
+					during.Store(int64(pl.Stats().PeakInFlight))
+				}
+			})
+		}
+		return nil, nil, false
+	})
+	o := newOutcomes()
+	cfg := testConfig(c)
+	cfg.BatchRecords = 10 // many batches, more than one request's worth at once
+	pl := open(t, cfg, o)
+	p.Store(pl)
+	const n = 200
+	want := produceAll(pl, 1, n)
+	o.wait(t, n, 30*time.Second)
+	checkLog(t, c, o, 0, want[0])
+	if !heldOnce.Load() {
+		t.Fatal("the first batch's request was never seen")
+	}
+	if d := during.Load(); d != 1 {
+		t.Fatalf("%d requests in flight while the partition's first batch was unanswered, want 1: a broker before 4.5 may write a later one first", d)
+	}
+	if st := pl.Stats(); st.PeakInFlight < 2 {
+		t.Fatalf("stats %+v: no pipelining after the first batch was acknowledged", st)
+	}
+}

@@ -109,8 +109,9 @@ func (s *sink) build(now time.Time) (req *sarama.ProduceRequest, took []taken, b
 			if part.inflight > 0 {
 				continue
 			}
-			// A new epoch (claim 5): number the whole queue again from 0, in order.
-			part.pid, part.epoch, part.seq, part.sent = p.pid, p.epoch, 0, 0
+			// A new epoch (claim 5): number the whole queue again from 0, in order, the first
+			// batch alone (claim 2).
+			part.pid, part.epoch, part.seq, part.sent, part.alone = p.pid, p.epoch, 0, 0, true
 			for _, b := range part.batches {
 				b.seqSet = false
 			}

@@ -278,10 +278,7 @@ func TestFullSinksHoldBackAtMostMaxHeldBytes(t *testing.T) {
 		records = 20
 		bound   = 64 << 10
 	)
-	c := startCluster(t, 1)
-	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	createTopic(t, kc, "held", parts, nil)
-	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 20 * time.Millisecond, MaxHeldBytes: bound})
+	f, kc := heldFetcher(t, "held", parts, bound)
 	var full atomic.Bool
 	full.Store(true)
 	sinks := make([]*collector, parts)
@@ -292,14 +289,9 @@ func TestFullSinksHoldBackAtMostMaxHeldBytes(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	key := make([]byte, 1<<10)
 	var each int64 // the bytes of one partition's records
 	for p := range int32(parts) {
-		var rs []*kgo.Record
-		for i := range records {
-			rs = append(rs, &kgo.Record{Topic: "held", Partition: p, Key: key, Value: []byte(fmt.Sprintf("p%d-%d", p, i))})
-		}
-		produce(t, kc, rs...)
+		writeKeyed(t, kc, "held", p, 0, records)
 		if p == 0 {
 			sinks[0].waitRecords(t, records, 5*time.Second)
 			for _, r := range sinks[0].records {
@@ -365,10 +357,7 @@ func TestAGroupAtItsBoundHoldsUpOnlyItsOwnPartitions(t *testing.T) {
 		records = 20
 		bound   = 32 << 10
 	)
-	c := startCluster(t, 1)
-	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
-	createTopic(t, kc, "groups", parts, nil)
-	f := newFetcher(t, Config{Client: client(t, c), MaxWait: 20 * time.Millisecond, MaxHeldBytes: bound})
+	f, kc := heldFetcher(t, "groups", parts, bound)
 	sinks := make([]*collector, parts)
 	for p := range sinks {
 		sinks[p] = newCollector()
@@ -380,14 +369,7 @@ func TestAGroupAtItsBoundHoldsUpOnlyItsOwnPartitions(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	key := make([]byte, 1<<10)
-	write := func(p int32, from, to int) {
-		var rs []*kgo.Record
-		for i := from; i < to; i++ {
-			rs = append(rs, &kgo.Record{Topic: "groups", Partition: p, Key: key, Value: []byte(fmt.Sprintf("p%d-%d", p, i))})
-		}
-		produce(t, kc, rs...)
-	}
+	write := func(p int32, from, to int) { writeKeyed(t, kc, "groups", p, from, to) }
 	// Group 1's partitions one after another, each once the one before was fetched (as long as
 	// they are fetched at all): two of them (40 KiB) reach the bound.
 	for p := int32(1); p < parts; p += 2 {
@@ -418,4 +400,25 @@ func TestAGroupAtItsBoundHoldsUpOnlyItsOwnPartitions(t *testing.T) {
 	if st.HeldWaits == 0 {
 		t.Fatalf("stats %+v: no loop skipped group 1 at its bound", st)
 	}
+}
+
+// heldFetcher starts a one-broker cluster with topic of parts partitions and a fetcher of it
+// bounded by MaxHeldBytes bound, and returns the fetcher and a producer of the topic.
+func heldFetcher(t *testing.T, topic string, parts int32, bound int64) (*Fetcher, *kgo.Client) {
+	t.Helper()
+	c := startCluster(t, 1)
+	kc := kclient(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createTopic(t, kc, topic, parts, nil)
+	return newFetcher(t, Config{Client: client(t, c), MaxWait: 20 * time.Millisecond, MaxHeldBytes: bound}), kc
+}
+
+// writeKeyed writes the records from to to of partition p ("p<p>-<i>", each with a 1 KiB key).
+func writeKeyed(t *testing.T, kc *kgo.Client, topic string, p int32, from, to int) {
+	t.Helper()
+	key := make([]byte, 1<<10)
+	var rs []*kgo.Record
+	for i := from; i < to; i++ {
+		rs = append(rs, &kgo.Record{Topic: topic, Partition: p, Key: key, Value: []byte(fmt.Sprintf("p%d-%d", p, i))})
+	}
+	produce(t, kc, rs...)
 }
